@@ -1,0 +1,160 @@
+// Package config loads and validates the one Config of both processes from
+// the environment. Defaults serve a local run; production mode
+// (APP_ENV=production) insists on the settings that must not be guessed.
+//
+// It imports nothing of the application.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Config is everything the web and worker processes read from the environment.
+type Config struct {
+	Env               string // "development" (default) or "production"
+	DatabaseURL       string
+	RedisURL          string
+	SMTPURL           string
+	MailFrom          string
+	BaseURL           string
+	Addr              string
+	SessionSecret     string
+	MailConcurrency   int
+	MailRate          float64 // messages per second, 0 = no limit
+	WorkerConcurrency int
+	LogFormat         string // "text" or "json"
+	LogLevel          string // "debug", "info", "warn", "error"
+}
+
+// Defaults for a local run (see the README's configuration table).
+const (
+	DefaultDatabaseURL   = "postgres://rassylka:rassylka@127.0.0.1:5432/rassylka?sslmode=disable"
+	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
+	DefaultSMTPURL       = "smtp://127.0.0.1:1025"
+	DefaultMailFrom      = "Rassylka <no-reply@localhost>"
+	DefaultBaseURL       = "http://localhost:8080"
+	DefaultAddr          = ":8080"
+	devSessionSecret     = "development-only-session-secret-change-me"
+	minSessionSecretSize = 32
+)
+
+// Production reports whether the process runs in production mode.
+func (c Config) Production() bool { return c.Env == "production" }
+
+// Load reads the configuration through getenv (os.Getenv in the binaries, a
+// map in tests) and validates it. Every problem is reported, not just the
+// first, so one start-up error lists all that is wrong.
+func Load(getenv func(string) string) (Config, error) {
+	var errs []error
+	get := func(key, def string) string {
+		if v := strings.TrimSpace(getenv(key)); v != "" {
+			return v
+		}
+		return def
+	}
+	getInt := func(key string, def int) int {
+		v := get(key, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("%s must be a positive integer, got %q", key, v))
+			return def
+		}
+		return n
+	}
+
+	c := Config{
+		Env:               get("APP_ENV", "development"),
+		MailFrom:          get("MAIL_FROM", DefaultMailFrom),
+		Addr:              get("ADDR", DefaultAddr),
+		MailConcurrency:   getInt("MAIL_CONCURRENCY", 4),
+		WorkerConcurrency: getInt("WORKER_CONCURRENCY", 10),
+		LogLevel:          get("LOG_LEVEL", "info"),
+	}
+	switch c.Env {
+	case "development", "production":
+	default:
+		errs = append(errs, fmt.Errorf("APP_ENV must be development or production, got %q", c.Env))
+	}
+	prod := c.Production()
+
+	// Settings that production must name explicitly.
+	required := func(key, def string) string {
+		v := get(key, "")
+		if v != "" {
+			return v
+		}
+		if prod {
+			errs = append(errs, fmt.Errorf("%s is required in production", key))
+		}
+		return def
+	}
+	c.DatabaseURL = get("DATABASE_URL", DefaultDatabaseURL)
+	c.RedisURL = get("REDIS_URL", DefaultRedisURL)
+	c.SMTPURL = required("SMTP_URL", DefaultSMTPURL)
+	c.BaseURL = strings.TrimRight(required("BASE_URL", DefaultBaseURL), "/")
+	c.SessionSecret = required("SESSION_SECRET", devSessionSecret)
+	if prod && c.SessionSecret != "" && len(c.SessionSecret) < minSessionSecretSize {
+		errs = append(errs, fmt.Errorf("SESSION_SECRET must be at least %d characters", minSessionSecretSize))
+	}
+
+	c.LogFormat = get("LOG_FORMAT", map[bool]string{true: "json", false: "text"}[prod])
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT must be text or json, got %q", c.LogFormat))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+
+	if v := get("MAIL_RATE", "0"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r < 0 {
+			errs = append(errs, fmt.Errorf("MAIL_RATE must be a number of messages per second (0 = no limit), got %q", v))
+		} else {
+			c.MailRate = r
+		}
+	}
+
+	errs = append(errs, checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql"))
+	errs = append(errs, checkURL("REDIS_URL", c.RedisURL, "redis", "rediss"))
+	errs = append(errs, checkURL("SMTP_URL", c.SMTPURL, "smtp", "smtps"))
+	errs = append(errs, checkURL("BASE_URL", c.BaseURL, "http", "https"))
+	return c, errors.Join(errs...)
+}
+
+func checkURL(key, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s is not a URL: %w", key, err)
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return fmt.Errorf("%s has no host: %q", key, raw)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s must start with %s://", key, strings.Join(schemes, ":// or "))
+}
+
+// Logger builds the process logger: text for people, JSON for collectors.
+func (c Config) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel)) // validated in Load
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,141 @@
+// Package mail builds and sends Rassylka's mail over SMTP: plain UTF-8 text
+// with the headers a good sender sets. It knows nothing of HTTP or queues.
+package mail
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	netmail "net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+)
+
+// Message is one mail to one recipient.
+type Message struct {
+	To      netmail.Address
+	Subject string
+	Text    string
+	// Headers are extra headers, such as List-Unsubscribe.
+	Headers map[string]string
+}
+
+// Sender delivers messages to the SMTP server of SMTP_URL.
+type Sender struct {
+	host    string
+	opts    []gomail.Option
+	from    netmail.Address
+	idHost  string
+	timeout time.Duration
+}
+
+// DefaultTimeout bounds one SMTP conversation (dial, auth and the send).
+const DefaultTimeout = 30 * time.Second
+
+// NewSender configures a sender from smtpURL (smtp://user:pass@host:port,
+// smtps://… for implicit TLS), the From address and the host used in
+// Message-IDs (the host of BASE_URL).
+func NewSender(smtpURL, from, messageIDHost string) (*Sender, error) {
+	u, err := url.Parse(smtpURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse SMTP_URL: %w", err)
+	}
+	fromAddr, err := netmail.ParseAddress(from)
+	if err != nil {
+		return nil, fmt.Errorf("parse MAIL_FROM %q: %w", from, err)
+	}
+	s := &Sender{host: u.Hostname(), from: *fromAddr, idHost: messageIDHost, timeout: DefaultTimeout}
+	if s.idHost == "" {
+		s.idHost = "localhost"
+	}
+	port := 0
+	if p := u.Port(); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("SMTP_URL port %q: %w", p, err)
+		}
+	}
+	switch u.Scheme {
+	case "smtps":
+		if port == 0 {
+			port = 465
+		}
+		s.opts = append(s.opts, gomail.WithSSL())
+	case "smtp":
+		if port == 0 {
+			port = 587
+		}
+		// STARTTLS when the server offers it; local catchers do not.
+		s.opts = append(s.opts, gomail.WithTLSPolicy(gomail.TLSOpportunistic))
+	default:
+		return nil, fmt.Errorf("SMTP_URL scheme must be smtp or smtps, got %q", u.Scheme)
+	}
+	s.opts = append(s.opts, gomail.WithPort(port))
+	if user := u.User.Username(); user != "" {
+		pass, _ := u.User.Password()
+		s.opts = append(s.opts,
+			gomail.WithUsername(user), gomail.WithPassword(pass),
+			gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover))
+	}
+	return s, nil
+}
+
+// WithTimeout returns a copy of s whose SMTP conversations time out after d.
+func (s *Sender) WithTimeout(d time.Duration) *Sender {
+	c := *s
+	c.timeout = d
+	return &c
+}
+
+// Build turns m into a go-mail message with From, To, Subject, Date and a
+// Message-ID on the sender's host.
+func (s *Sender) Build(m Message) (*gomail.Msg, error) {
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
+	msg.FromMailAddress(&s.from)
+	if err := msg.AddToFormat(m.To.Name, m.To.Address); err != nil {
+		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
+	}
+	if strings.ContainsAny(m.Subject, "\r\n") {
+		return nil, errors.New("build mail: subject has a line break")
+	}
+	msg.Subject(m.Subject)
+	msg.SetDate()
+	msg.SetMessageIDWithValue(newMessageID(s.idHost))
+	for k, v := range m.Headers {
+		msg.SetGenHeader(gomail.Header(k), v)
+	}
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	return msg, nil
+}
+
+// Send delivers m in its own SMTP conversation and returns the server's
+// final reply. A failure is returned as an error wrapping *gomail.SendError
+// when the server answered, or the network error when it could not be reached.
+func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
+	msg, err := s.Build(m)
+	if err != nil {
+		return "", err
+	}
+	opts := append([]gomail.Option{gomail.WithTimeout(s.timeout)}, s.opts...)
+	c, err := gomail.NewClient(s.host, opts...)
+	if err != nil {
+		return "", fmt.Errorf("smtp client: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
+	}
+	return msg.ServerResponse(), nil
+}
+
+func newMessageID(host string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return fmt.Sprintf("%s@%s", hex.EncodeToString(b), host)
+}

@@ -1,0 +1,262 @@
+// Package mailsink is an SMTP server that keeps what it receives in memory.
+// The tests use it as the mail server (it can be told to refuse
+// connections, answer 4xx/5xx or stall), and the local mail catcher of
+// cmd/dev shows its messages on a page.
+package mailsink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	netmail "net/mail"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Received is one message as the server got it.
+type Received struct {
+	ID   int
+	From string
+	To   []string
+	Data []byte
+	At   time.Time
+}
+
+// Header parses the message header.
+func (r Received) Header() netmail.Header {
+	m, err := netmail.ReadMessage(bytes.NewReader(r.Data))
+	if err != nil {
+		return netmail.Header{}
+	}
+	return m.Header
+}
+
+// Body returns the message body, decoded from quoted-printable or base64
+// when the header says so.
+func (r Received) Body() string {
+	m, err := netmail.ReadMessage(bytes.NewReader(r.Data))
+	if err != nil {
+		return ""
+	}
+	b, err := io.ReadAll(decodeBody(m.Header.Get("Content-Transfer-Encoding"), m.Body))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Server is a recording SMTP server on a local address.
+type Server struct {
+	addr string
+
+	mu       sync.Mutex
+	srv      *smtp.Server
+	msgs     []Received
+	nextID   int
+	rcptRule func(to string) *smtp.SMTPError
+	dataErr  *smtp.SMTPError
+	delay    time.Duration
+	notify   chan struct{}
+	sessions int
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves.
+func Start(addr string) (*Server, error) {
+	s := &Server{notify: make(chan struct{})}
+	if err := s.listen(addr); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mailsink listen %s: %w", addr, err)
+	}
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = "mailsink.local"
+	srv.AllowInsecureAuth = true
+	srv.MaxMessageBytes = 25 << 20
+	srv.MaxRecipients = 100
+	srv.ReadTimeout = 60 * time.Second
+	srv.WriteTimeout = 60 * time.Second
+	s.mu.Lock()
+	s.addr = ln.Addr().String()
+	s.srv = srv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the host:port the server listens on.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// URL is the server as an SMTP_URL.
+func (s *Server) URL() string { return "smtp://" + s.Addr() }
+
+// Close stops listening and drops open connections.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Close()
+}
+
+// Down stops accepting connections: clients get "connection refused" until Up.
+func (s *Server) Down() error { return s.Close() }
+
+// Up listens again on the same address after Down.
+func (s *Server) Up() error { return s.listen(s.Addr()) }
+
+// RejectRcpt makes RCPT TO answer with the error rule returns (nil accepts).
+// A nil rule accepts every recipient.
+func (s *Server) RejectRcpt(rule func(to string) *smtp.SMTPError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rcptRule = rule
+}
+
+// RejectData makes the end of DATA answer err (nil accepts).
+func (s *Server) RejectData(err *smtp.SMTPError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dataErr = err
+}
+
+// Stall makes the server wait d before answering the end of DATA, to
+// simulate a slow or hung server.
+func (s *Server) Stall(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Messages returns a copy of what has been received, oldest first.
+func (s *Server) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.msgs...)
+}
+
+// Message returns the message with id.
+func (s *Server) Message(id int) (Received, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msgs {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Received{}, false
+}
+
+// Sessions counts the SMTP connections the server has accepted.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+// Reset forgets the received messages.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = nil
+}
+
+// Wait blocks until at least n messages have been received, or ctx ends.
+func (s *Server) Wait(ctx context.Context, n int) ([]Received, error) {
+	for {
+		s.mu.Lock()
+		msgs, ch := append([]Received(nil), s.msgs...), s.notify
+		s.mu.Unlock()
+		if len(msgs) >= n {
+			return msgs, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return msgs, fmt.Errorf("mailsink: got %d of %d messages: %w", len(msgs), n, ctx.Err())
+		}
+	}
+}
+
+func (s *Server) store(from string, to []string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	s.msgs = append(s.msgs, Received{ID: s.nextID, From: from, To: to, Data: data, At: time.Now()})
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.sessions++
+	b.s.mu.Unlock()
+	return &session{s: b.s}, nil
+}
+
+type session struct {
+	s    *Server
+	from string
+	to   []string
+}
+
+func (se *session) Reset()        { se.from, se.to = "", nil }
+func (se *session) Logout() error { return nil }
+
+func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	se.from = from
+	return nil
+}
+
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	se.s.mu.Lock()
+	rule := se.s.rcptRule
+	se.s.mu.Unlock()
+	if rule != nil {
+		if err := rule(to); err != nil {
+			return err
+		}
+	}
+	se.to = append(se.to, to)
+	return nil
+}
+
+func (se *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	se.s.mu.Lock()
+	delay, dataErr := se.s.delay, se.s.dataErr
+	se.s.mu.Unlock()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	if dataErr != nil {
+		return dataErr
+	}
+	if len(se.to) == 0 {
+		return errors.New("no recipients")
+	}
+	se.s.store(se.from, append([]string(nil), se.to...), data)
+	return nil
+}

@@ -1,0 +1,205 @@
+// Package model holds the Bun models of Rassylka's tables and their
+// enumerations. It has no queries: those live in app/store.
+package model
+
+import (
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Role is what a user may do.
+type Role string
+
+// Roles.
+const (
+	RoleUser    Role = "user"
+	RoleManager Role = "manager"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleUser || r == RoleManager }
+
+// User is an account of the web application.
+type User struct {
+	bun.BaseModel `bun:"table:users"`
+
+	ID               int64      `bun:"id,pk,autoincrement"`
+	Email            string     `bun:"email,notnull"`
+	FullName         string     `bun:"full_name,notnull"`
+	PasswordHash     *string    `bun:"password_hash"`
+	Role             Role       `bun:"role,notnull"`
+	BlockedAt        *time.Time `bun:"blocked_at"`
+	EmailConfirmedAt *time.Time `bun:"email_confirmed_at"`
+	TimeZone         string     `bun:"time_zone,notnull"`
+	CreatedAt        time.Time  `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt        time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
+}
+
+// Blocked reports whether a manager has blocked the user.
+func (u *User) Blocked() bool { return u.BlockedAt != nil }
+
+// IsManager reports whether the user has the manager role.
+func (u *User) IsManager() bool { return u.Role == RoleManager }
+
+// Identity links a user to an OAuth provider's account.
+type Identity struct {
+	bun.BaseModel `bun:"table:identities"`
+
+	ID             int64     `bun:"id,pk,autoincrement"`
+	UserID         int64     `bun:"user_id,notnull"`
+	Provider       string    `bun:"provider,notnull"`
+	ProviderUserID string    `bun:"provider_user_id,notnull"`
+	Email          string    `bun:"email,notnull"`
+	CreatedAt      time.Time `bun:"created_at,notnull,default:current_timestamp"`
+}
+
+// TokenPurpose says what a mailed token may be used for.
+type TokenPurpose string
+
+// Token purposes.
+const (
+	TokenConfirmEmail  TokenPurpose = "confirm_email"
+	TokenResetPassword TokenPurpose = "reset_password"
+)
+
+// Token is a single-use token mailed to a user; only its hash is stored.
+type Token struct {
+	bun.BaseModel `bun:"table:tokens"`
+
+	ID        int64        `bun:"id,pk,autoincrement"`
+	UserID    int64        `bun:"user_id,notnull"`
+	Purpose   TokenPurpose `bun:"purpose,notnull"`
+	TokenHash []byte       `bun:"token_hash,notnull"`
+	ExpiresAt time.Time    `bun:"expires_at,notnull"`
+	UsedAt    *time.Time   `bun:"used_at"`
+	CreatedAt time.Time    `bun:"created_at,notnull,default:current_timestamp"`
+}
+
+// Client is a recipient of mailings, owned by one user.
+type Client struct {
+	bun.BaseModel `bun:"table:clients"`
+
+	ID             int64      `bun:"id,pk,autoincrement"`
+	OwnerID        int64      `bun:"owner_id,notnull"`
+	Email          string     `bun:"email,notnull"`
+	FullName       string     `bun:"full_name,notnull"`
+	Comment        string     `bun:"comment,notnull"`
+	UnsubscribedAt *time.Time `bun:"unsubscribed_at"`
+	BouncedAt      *time.Time `bun:"bounced_at"`
+	CreatedAt      time.Time  `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt      time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
+}
+
+// Message is the subject and text body a mailing sends.
+type Message struct {
+	bun.BaseModel `bun:"table:messages"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	OwnerID   int64     `bun:"owner_id,notnull"`
+	Subject   string    `bun:"subject,notnull"`
+	Body      string    `bun:"body,notnull"`
+	CreatedAt time.Time `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt time.Time `bun:"updated_at,notnull,default:current_timestamp"`
+}
+
+// Repeat is how often a mailing's runs recur inside its window.
+type Repeat string
+
+// Repeats.
+const (
+	RepeatOnce    Repeat = "once"
+	RepeatDaily   Repeat = "daily"
+	RepeatWeekly  Repeat = "weekly"
+	RepeatMonthly Repeat = "monthly"
+)
+
+// MailingStatus is where a mailing stands in its window.
+type MailingStatus string
+
+// Mailing statuses.
+const (
+	StatusCreated  MailingStatus = "created"
+	StatusRunning  MailingStatus = "running"
+	StatusFinished MailingStatus = "finished"
+)
+
+// Mailing sends one message to a set of clients inside a window.
+type Mailing struct {
+	bun.BaseModel `bun:"table:mailings"`
+
+	ID         int64         `bun:"id,pk,autoincrement"`
+	OwnerID    int64         `bun:"owner_id,notnull"`
+	MessageID  int64         `bun:"message_id,notnull"`
+	StartsAt   time.Time     `bun:"starts_at,notnull"`
+	EndsAt     time.Time     `bun:"ends_at,notnull"`
+	Repeat     Repeat        `bun:"repeat,notnull"`
+	Status     MailingStatus `bun:"status,notnull"`
+	NextRunAt  *time.Time    `bun:"next_run_at"`
+	DisabledAt *time.Time    `bun:"disabled_at"`
+	DisabledBy *int64        `bun:"disabled_by"`
+	CreatedAt  time.Time     `bun:"created_at,notnull,default:current_timestamp"`
+	UpdatedAt  time.Time     `bun:"updated_at,notnull,default:current_timestamp"`
+}
+
+// Disabled reports whether the mailing is switched off.
+func (m *Mailing) Disabled() bool { return m.DisabledAt != nil }
+
+// MailingRecipient puts a client on a mailing.
+type MailingRecipient struct {
+	bun.BaseModel `bun:"table:mailing_recipients"`
+
+	MailingID int64 `bun:"mailing_id,pk"`
+	ClientID  int64 `bun:"client_id,pk"`
+}
+
+// Trigger says what started a run.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerScheduled Trigger = "scheduled"
+	TriggerManual    Trigger = "manual"
+)
+
+// Run is one start of the send process for a mailing.
+type Run struct {
+	bun.BaseModel `bun:"table:runs"`
+
+	ID         int64      `bun:"id,pk,autoincrement"`
+	MailingID  int64      `bun:"mailing_id,notnull"`
+	Trigger    Trigger    `bun:"trigger,notnull"`
+	DueAt      *time.Time `bun:"due_at"`
+	StartedAt  time.Time  `bun:"started_at,notnull,default:current_timestamp"`
+	FinishedAt *time.Time `bun:"finished_at"`
+	Total      int        `bun:"total,notnull"`
+	Succeeded  int        `bun:"succeeded,notnull"`
+	Failed     int        `bun:"failed,notnull"`
+	Skipped    int        `bun:"skipped,notnull"`
+}
+
+// AttemptStatus is the outcome of one send.
+type AttemptStatus string
+
+// Attempt statuses. Pending marks a send claimed but not yet answered.
+const (
+	AttemptPending AttemptStatus = "pending"
+	AttemptSuccess AttemptStatus = "success"
+	AttemptFailure AttemptStatus = "failure"
+)
+
+// Attempt records one send of a run to one client, with the server's answer.
+type Attempt struct {
+	bun.BaseModel `bun:"table:attempts"`
+
+	ID          int64         `bun:"id,pk,autoincrement"`
+	RunID       int64         `bun:"run_id,notnull"`
+	MailingID   int64         `bun:"mailing_id,notnull"`
+	ClientID    *int64        `bun:"client_id"`
+	Email       string        `bun:"email,notnull"`
+	Status      AttemptStatus `bun:"status,notnull"`
+	Code        *int          `bun:"code"`
+	Response    string        `bun:"response,notnull"`
+	Tries       int           `bun:"tries,notnull"`
+	AttemptedAt time.Time     `bun:"attempted_at,notnull,default:current_timestamp"`
+}

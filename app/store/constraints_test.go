@@ -1,0 +1,214 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/testkit"
+)
+
+// fixture is one owner with a client, a message, a mailing and a run.
+type fixture struct {
+	owner   *model.User
+	client  *model.Client
+	message *model.Message
+	mailing *model.Mailing
+	run     *model.Run
+}
+
+func newFixture(t *testing.T, db *bun.DB, email string) fixture {
+	t.Helper()
+	ctx := context.Background()
+	st := store.New(db)
+	f := fixture{owner: &model.User{Email: email, FullName: "Owner"}}
+	if err := st.CreateUser(ctx, f.owner); err != nil {
+		t.Fatal(err)
+	}
+	f.client = &model.Client{OwnerID: f.owner.ID, Email: "ann@example.com", FullName: "Ann"}
+	mustInsert(t, db, f.client)
+	f.message = &model.Message{OwnerID: f.owner.ID, Subject: "Hello", Body: "Hi {{name}}"}
+	mustInsert(t, db, f.message)
+	start := time.Now().Add(time.Hour).UTC()
+	f.mailing = &model.Mailing{OwnerID: f.owner.ID, MessageID: f.message.ID, StartsAt: start, EndsAt: start.Add(time.Hour),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated}
+	mustInsert(t, db, f.mailing)
+	mustInsert(t, db, &model.MailingRecipient{MailingID: f.mailing.ID, ClientID: f.client.ID})
+	f.run = &model.Run{MailingID: f.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+	mustInsert(t, db, f.run)
+	return f
+}
+
+func mustInsert(t *testing.T, db bun.IDB, m any) {
+	t.Helper()
+	if _, err := db.NewInsert().Model(m).Returning("*").Exec(context.Background()); err != nil {
+		t.Fatalf("insert %T: %v", m, err)
+	}
+}
+
+// exec runs a statement that a constraint must refuse, in a savepoint-free
+// way: each statement is its own transaction.
+func exec(db *bun.DB, query string, args ...any) error {
+	_, err := db.ExecContext(context.Background(), query, args...)
+	return err
+}
+
+// assertRefused passes only for an integrity-constraint violation (SQLSTATE
+// class 23), not for any other error such as a typo in the statement.
+func assertRefused(t *testing.T, err error) {
+	t.Helper()
+	var pgErr pgdriver.Error
+	if !errors.As(err, &pgErr) || !pgErr.IntegrityViolation() {
+		t.Fatalf("want a constraint violation, got %v", err)
+	}
+}
+
+func TestConstraints(t *testing.T) {
+	db := testkit.DB(t)
+	f := newFixture(t, db, "owner@example.com")
+	other := newFixture(t, db, "other@example.com")
+	ctx := context.Background()
+
+	refused := []struct {
+		name  string
+		query string
+		args  []any
+	}{
+		{"user email unique in any case", "INSERT INTO users (email) VALUES ('OWNER@Example.com')", nil},
+		{"user role checked", "UPDATE users SET role = 'admin' WHERE id = ?", []any{f.owner.ID}},
+		{"client email unique per owner in any case", "INSERT INTO clients (owner_id, email) VALUES (?, 'ANN@EXAMPLE.COM')", []any{f.owner.ID}},
+		{"client needs an existing owner", "INSERT INTO clients (owner_id, email) VALUES (-1, 'x@example.com')", nil},
+		{"subject is one line", "INSERT INTO messages (owner_id, subject, body) VALUES (?, E'Hi\\nBcc: x@evil', 'b')", []any{f.owner.ID}},
+		{"subject not empty", "INSERT INTO messages (owner_id, subject, body) VALUES (?, '', 'b')", []any{f.owner.ID}},
+		{"ends after starts", "UPDATE mailings SET ends_at = starts_at WHERE id = ?", []any{f.mailing.ID}},
+		{"repeat checked", "UPDATE mailings SET repeat = 'hourly' WHERE id = ?", []any{f.mailing.ID}},
+		{"status checked", "UPDATE mailings SET status = 'paused' WHERE id = ?", []any{f.mailing.ID}},
+		{"mailing uses a message of its owner", "UPDATE mailings SET message_id = ? WHERE id = ?", []any{other.message.ID, f.mailing.ID}},
+		{"used message cannot be deleted", "DELETE FROM messages WHERE id = ?", []any{f.message.ID}},
+		{"recipient listed once", "INSERT INTO mailing_recipients (mailing_id, client_id) VALUES (?, ?)", []any{f.mailing.ID, f.client.ID}},
+		{"run trigger checked", "INSERT INTO runs (mailing_id, trigger) VALUES (?, 'cron')", []any{f.mailing.ID}},
+		{"scheduled run needs its due time", "INSERT INTO runs (mailing_id, trigger) VALUES (?, 'scheduled')", []any{f.mailing.ID}},
+		{"attempt status checked", "INSERT INTO attempts (run_id, mailing_id, client_id, email, status) VALUES (?, ?, ?, 'a@b.c', 'bounced')",
+			[]any{f.run.ID, f.mailing.ID, f.client.ID}},
+		{"token purpose checked", "INSERT INTO tokens (user_id, purpose, token_hash, expires_at) VALUES (?, 'login', 'x', now())", []any{f.owner.ID}},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			assertRefused(t, exec(db, tc.query, tc.args...))
+		})
+	}
+
+	t.Run("another owner may have the same client email", func(t *testing.T) {
+		third := &model.User{Email: "third@example.com"}
+		if err := store.New(db).CreateUser(ctx, third); err != nil {
+			t.Fatal(err)
+		}
+		if err := exec(db, "INSERT INTO clients (owner_id, email) VALUES (?, 'ANN@example.com')", third.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("one attempt per run and client", func(t *testing.T) {
+		q := "INSERT INTO attempts (run_id, mailing_id, client_id, email) VALUES (?, ?, ?, 'ann@example.com')"
+		if err := exec(db, q, f.run.ID, f.mailing.ID, f.client.ID); err != nil {
+			t.Fatalf("first attempt: %v", err)
+		}
+		assertRefused(t, exec(db, q, f.run.ID, f.mailing.ID, f.client.ID))
+	})
+
+	t.Run("one run per scheduled occurrence", func(t *testing.T) {
+		due := time.Now().UTC().Truncate(time.Second)
+		q := "INSERT INTO runs (mailing_id, trigger, due_at) VALUES (?, 'scheduled', ?)"
+		if err := exec(db, q, f.mailing.ID, due); err != nil {
+			t.Fatal(err)
+		}
+		assertRefused(t, exec(db, q, f.mailing.ID, due))
+	})
+
+	t.Run("deleting a client keeps its attempts", func(t *testing.T) {
+		c := &model.Client{OwnerID: f.owner.ID, Email: "gone@example.com"}
+		mustInsert(t, db, c)
+		mustInsert(t, db, &model.Attempt{RunID: f.run.ID, MailingID: f.mailing.ID, ClientID: &c.ID, Email: c.Email, Status: model.AttemptSuccess})
+		if err := exec(db, "DELETE FROM clients WHERE id = ?", c.ID); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.NewRaw("SELECT count(*) FROM attempts WHERE email = 'gone@example.com' AND client_id IS NULL").Scan(ctx, &n); err != nil || n != 1 {
+			t.Fatalf("attempts of the deleted client = %d, %v; want 1 kept with client_id NULL", n, err)
+		}
+	})
+
+	t.Run("deleting a user removes what they own", func(t *testing.T) {
+		if err := exec(db, "DELETE FROM users WHERE id = ?", other.owner.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"clients", "messages", "mailings"} {
+			var n int
+			if err := db.NewRaw("SELECT count(*) FROM ? WHERE owner_id = ?", bun.Ident(table), other.owner.ID).Scan(ctx, &n); err != nil || n != 0 {
+				t.Fatalf("%s left of a deleted user: %d, %v", table, n, err)
+			}
+		}
+	})
+}
+
+func TestUsers(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(testkit.DB(t))
+
+	u := &model.User{Email: "  Mixed.Case@Example.COM "}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if u.ID == 0 || u.Email != "mixed.case@example.com" || u.Role != model.RoleUser || u.TimeZone != "UTC" {
+		t.Fatalf("created %+v; want normalized email, role user, UTC", u)
+	}
+	if err := st.CreateUser(ctx, &model.User{Email: "MIXED.case@example.com"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate email: %v, want ErrConflict", err)
+	}
+	got, err := st.UserByEmail(ctx, "MIXED.CASE@example.com")
+	if err != nil || got.ID != u.ID {
+		t.Fatalf("UserByEmail = %+v, %v", got, err)
+	}
+	if _, err := st.UserByEmail(ctx, "nobody@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown email: %v, want ErrNotFound", err)
+	}
+	if _, err := st.UserByID(ctx, u.ID+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown id: %v, want ErrNotFound", err)
+	}
+	m, err := st.SetUserRole(ctx, "mixed.case@EXAMPLE.com", model.RoleManager)
+	if err != nil || m.Role != model.RoleManager {
+		t.Fatalf("SetUserRole = %+v, %v", m, err)
+	}
+	if _, err := st.SetUserRole(ctx, "nobody@example.com", model.RoleManager); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetUserRole of unknown email: %v, want ErrNotFound", err)
+	}
+	if _, err := st.SetUserRole(ctx, u.Email, "root"); err == nil {
+		t.Fatal("SetUserRole accepted an unknown role")
+	}
+}
+
+func TestPurgeTokens(t *testing.T) {
+	ctx := context.Background()
+	db := testkit.DB(t)
+	st := store.New(db)
+	u := &model.User{Email: "t@example.com"}
+	if err := st.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	mustInsert(t, db, &model.Token{UserID: u.ID, Purpose: model.TokenConfirmEmail, TokenHash: []byte("old"), ExpiresAt: now.Add(-48 * time.Hour)})
+	mustInsert(t, db, &model.Token{UserID: u.ID, Purpose: model.TokenResetPassword, TokenHash: []byte("new"), ExpiresAt: now.Add(time.Hour)})
+	n, err := st.PurgeTokens(ctx, now.Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("PurgeTokens = %d, %v; want 1", n, err)
+	}
+	if n, err := st.PurgeTokens(ctx, now.Add(-24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("second PurgeTokens = %d, %v; want 0", n, err)
+	}
+}

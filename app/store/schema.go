@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
+
+	migrations "rassylka/db/migrations"
+)
+
+// Schema applies and reports the SQL migrations in db/migrations.
+type Schema struct {
+	m *migrate.Migrator
+}
+
+// NewSchema returns the migrator for db. A migration is marked applied only
+// once it has succeeded.
+func NewSchema(db *bun.DB) *Schema {
+	return &Schema{m: migrate.NewMigrator(db, migrations.New(), migrate.WithMarkAppliedOnSuccess(true))}
+}
+
+// Up applies every pending migration and returns their names.
+func (s *Schema) Up(ctx context.Context) ([]string, error) {
+	if err := s.m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("init migrations: %w", err)
+	}
+	if err := s.m.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("lock migrations: %w", err)
+	}
+	defer s.m.Unlock(ctx) //nolint:errcheck // an unlock failure leaves nothing to do
+
+	group, err := s.m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate up: %w", err)
+	}
+	return names(group.Migrations), nil
+}
+
+// Down rolls back the last applied group of migrations.
+func (s *Schema) Down(ctx context.Context) ([]string, error) {
+	if err := s.m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("init migrations: %w", err)
+	}
+	if err := s.m.Lock(ctx); err != nil {
+		return nil, fmt.Errorf("lock migrations: %w", err)
+	}
+	defer s.m.Unlock(ctx) //nolint:errcheck
+
+	group, err := s.m.Rollback(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate down: %w", err)
+	}
+	return names(group.Migrations), nil
+}
+
+// Status lists every known migration and whether it is applied.
+func (s *Schema) Status(ctx context.Context) (applied, pending []string, err error) {
+	if err := s.m.Init(ctx); err != nil {
+		return nil, nil, fmt.Errorf("init migrations: %w", err)
+	}
+	ms, err := s.m.MigrationsWithStatus(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("migration status: %w", err)
+	}
+	return names(ms.Applied()), names(ms.Unapplied()), nil
+}
+
+// ErrSchemaBehind is returned by Check when migrations are pending.
+type ErrSchemaBehind struct{ Pending []string }
+
+func (e *ErrSchemaBehind) Error() string {
+	return fmt.Sprintf("database schema is behind: %d migration(s) pending (%s); run `web migrate up`",
+		len(e.Pending), strings.Join(e.Pending, ", "))
+}
+
+// Check returns *ErrSchemaBehind when the database lacks a migration.
+func (s *Schema) Check(ctx context.Context) error {
+	_, pending, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return &ErrSchemaBehind{Pending: pending}
+	}
+	return nil
+}
+
+func names(ms migrate.MigrationSlice) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}

@@ -1,0 +1,73 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	"rassylka/app/store"
+	"rassylka/app/testkit"
+)
+
+var tables = []string{"users", "identities", "tokens", "clients", "messages", "mailings", "mailing_recipients", "runs", "attempts"}
+
+func TestMigrationsUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	db := store.Open(testkit.EmptyDB(t))
+	defer db.Close()
+	schema := store.NewSchema(db)
+
+	if err := schema.Check(ctx); !errors.As(err, new(*store.ErrSchemaBehind)) {
+		t.Fatalf("Check on an empty database = %v, want ErrSchemaBehind", err)
+	}
+	applied, err := schema.Up(ctx)
+	if err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if len(applied) == 0 {
+		t.Fatal("up applied nothing")
+	}
+	assertTables(t, db, tables)
+	if err := schema.Check(ctx); err != nil {
+		t.Fatalf("Check after up: %v", err)
+	}
+	if again, err := schema.Up(ctx); err != nil || len(again) != 0 {
+		t.Fatalf("second up = %v, %v; want nothing to do", again, err)
+	}
+
+	rolled, err := schema.Down(ctx)
+	if err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	if !slices.Equal(rolled, applied) {
+		t.Fatalf("down rolled back %v, want %v", rolled, applied)
+	}
+	assertTables(t, db, nil)
+	_, pending, err := schema.Status(ctx)
+	if err != nil || len(pending) != len(applied) {
+		t.Fatalf("status after down: pending %v, %v", pending, err)
+	}
+
+	if _, err := schema.Up(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	assertTables(t, db, tables)
+}
+
+func assertTables(t *testing.T, db *bun.DB, want []string) {
+	t.Helper()
+	var got []string
+	err := db.NewRaw(`SELECT table_name FROM information_schema.tables
+		WHERE table_schema = 'public' AND table_name NOT LIKE 'bun_%' ORDER BY table_name`).Scan(context.Background(), &got)
+	if err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("tables = %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,82 @@
+// Package store is the only place that queries PostgreSQL. One Store over
+// bun.IDB, a file per entity; every user-scoped query takes the owner id
+// explicitly so ownership cannot be forgotten. "Not found" is ErrNotFound,
+// a unique or foreign-key clash is ErrConflict.
+//
+// It imports app/model and nothing of the web or the worker.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+var (
+	// ErrNotFound means no row matched (or it belongs to someone else).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a unique constraint or a reference said no.
+	ErrConflict = errors.New("conflict")
+)
+
+// Store runs the application's queries over a database or a transaction.
+type Store struct {
+	db bun.IDB
+}
+
+// New returns a Store over db (a *bun.DB or a bun.Tx).
+func New(db bun.IDB) *Store { return &Store{db: db} }
+
+// Open connects to PostgreSQL at dsn. It does not dial until first use.
+func Open(dsn string) *bun.DB {
+	sqldb := sql.OpenDB(pgdriver.NewConnector(
+		pgdriver.WithDSN(dsn),
+		pgdriver.WithTimeout(10*time.Second),
+	))
+	sqldb.SetMaxOpenConns(20)
+	sqldb.SetMaxIdleConns(10)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	return bun.NewDB(sqldb, pgdialect.New())
+}
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.NewSelect().ColumnExpr("1").Scan(ctx, &one); err != nil {
+		return fmt.Errorf("ping postgres: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn with a Store bound to one transaction, committed when fn
+// returns nil and rolled back otherwise.
+func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return fn(New(tx))
+	})
+}
+
+// dbErr maps driver errors to the store's sentinel errors, keeping the
+// original in the chain for logs.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, ErrNotFound)
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		switch pgErr.Field('C') {
+		case "23505", "23503": // unique_violation, foreign_key_violation
+			return fmt.Errorf("%s: %w: %w", op, ErrConflict, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,76 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	netmail "net/mail"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"rassylka/app/mail"
+)
+
+// TypeEmailDeliver sends one transactional email (confirmation, reset…).
+const TypeEmailDeliver = "email:deliver"
+
+// EmailDeliverPayload is one transactional email.
+type EmailDeliverPayload struct {
+	To      string `json:"to"`
+	ToName  string `json:"to_name,omitempty"`
+	Subject string `json:"subject"`
+	Text    string `json:"text"`
+}
+
+// NewEmailDeliverTask builds an email:deliver task on the critical queue,
+// retried with backoff for up to a day.
+func NewEmailDeliverTask(p EmailDeliverPayload, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", TypeEmailDeliver, err)
+	}
+	opts = append([]asynq.Option{
+		asynq.Queue(QueueCritical),
+		asynq.MaxRetry(20),
+		asynq.Timeout(2 * time.Minute),
+		asynq.Retention(24 * time.Hour),
+	}, opts...)
+	return asynq.NewTask(TypeEmailDeliver, b, opts...), nil
+}
+
+func (p EmailDeliverPayload) validate() error {
+	if _, err := netmail.ParseAddress(p.To); err != nil {
+		return fmt.Errorf("%s: bad recipient %q: %w", TypeEmailDeliver, p.To, err)
+	}
+	if strings.TrimSpace(p.Subject) == "" || strings.ContainsAny(p.Subject, "\r\n") {
+		return fmt.Errorf("%s: subject must be one non-empty line", TypeEmailDeliver)
+	}
+	return nil
+}
+
+// HandleEmailDeliver sends the email. A send error is returned so that Asynq
+// retries it with backoff; a malformed payload is not retried.
+func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
+	var p EmailDeliverPayload
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	if err := p.validate(); err != nil {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	reply, err := h.Mailer.Send(ctx, mail.Message{
+		To:      netmail.Address{Name: p.ToName, Address: p.To},
+		Subject: p.Subject,
+		Text:    p.Text,
+	})
+	if err != nil {
+		return fmt.Errorf("deliver email: %w", err)
+	}
+	h.Log.InfoContext(ctx, "email delivered", "to", p.To, "subject", p.Subject, "reply", reply)
+	return nil
+}

@@ -1,0 +1,213 @@
+// Command web is Rassylka's web process and its admin commands.
+//
+//	web [serve]                                      serve HTTP (default)
+//	web migrate up|down|status                       manage the schema
+//	web user create --email E --password P [--role R] [--name N]
+//	web user role --email E --role user|manager
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/auth"
+	"rassylka/app/config"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/web"
+)
+
+const usage = `usage:
+  web [serve]
+  web migrate up|down|status
+  web user create --email EMAIL --password PASSWORD [--role user|manager] [--name NAME]
+  web user role --email EMAIL --role user|manager`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "web:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := cfg.Logger(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, log)
+	case "migrate":
+		return migrateCmd(ctx, cfg, args, out)
+	case "user":
+		return userCmd(ctx, cfg, args, out)
+	case "help", "-h", "--help":
+		fmt.Fprintln(out, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	db := store.Open(cfg.DatabaseURL)
+	defer db.Close()
+	if err := store.NewSchema(db).Check(ctx); err != nil {
+		return err
+	}
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(redisOpts)
+	defer rdb.Close()
+	queue := asynq.NewClientFromRedisClient(rdb)
+
+	app := web.New(web.Deps{Config: cfg, Store: store.New(db), Redis: rdb, Queue: queue, Log: log})
+
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listen(cfg.Addr) }()
+	log.Info("web listening", "addr", cfg.Addr, "base_url", cfg.BaseURL)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	case <-ctx.Done():
+	}
+	log.Info("web shutting down")
+	if err := app.ShutdownWithTimeout(20 * time.Second); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: web migrate up|down|status")
+	}
+	db := store.Open(cfg.DatabaseURL)
+	defer db.Close()
+	schema := store.NewSchema(db)
+	switch args[0] {
+	case "up":
+		names, err := schema.Up(ctx)
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(out, "schema is up to date")
+		}
+		for _, n := range names {
+			fmt.Fprintln(out, "applied", n)
+		}
+	case "down":
+		names, err := schema.Down(ctx)
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			fmt.Fprintln(out, "nothing to roll back")
+		}
+		for _, n := range names {
+			fmt.Fprintln(out, "rolled back", n)
+		}
+	case "status":
+		applied, pending, err := schema.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range applied {
+			fmt.Fprintln(out, "applied ", n)
+		}
+		for _, n := range pending {
+			fmt.Fprintln(out, "pending ", n)
+		}
+	default:
+		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
+	}
+	return nil
+}
+
+func userCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: web user create|role ...")
+	}
+	fs := flag.NewFlagSet("user "+args[0], flag.ContinueOnError)
+	fs.SetOutput(out)
+	email := fs.String("email", "", "email address")
+	password := fs.String("password", "", "password (create)")
+	name := fs.String("name", "", "full name (create)")
+	role := fs.String("role", "", "user or manager")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*email) == "" {
+		return errors.New("--email is required")
+	}
+	db := store.Open(cfg.DatabaseURL)
+	defer db.Close()
+	st := store.New(db)
+
+	switch args[0] {
+	case "create":
+		r := model.Role(*role)
+		if *role == "" {
+			r = model.RoleUser
+		}
+		if !r.Valid() {
+			return fmt.Errorf("--role must be user or manager, got %q", *role)
+		}
+		if len(*password) < auth.MinPasswordLength {
+			return fmt.Errorf("--password must be at least %d characters", auth.MinPasswordLength)
+		}
+		hash, err := auth.HashPassword(*password)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		u := &model.User{Email: *email, FullName: *name, PasswordHash: &hash, Role: r, EmailConfirmedAt: &now}
+		if err := st.CreateUser(ctx, u); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("a user with email %s already exists", *email)
+			}
+			return err
+		}
+		fmt.Fprintf(out, "created %s user %s (id %d)\n", u.Role, u.Email, u.ID)
+	case "role":
+		r := model.Role(*role)
+		if !r.Valid() {
+			return fmt.Errorf("--role must be user or manager, got %q", *role)
+		}
+		u, err := st.SetUserRole(ctx, *email, r)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no user with email %s", *email)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s is now a %s\n", u.Email, u.Role)
+	default:
+		return fmt.Errorf("unknown user command %q: want create or role", args[0])
+	}
+	return nil
+}

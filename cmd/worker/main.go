@@ -1,0 +1,89 @@
+// Command worker runs Rassylka's background work: the Asynq server that
+// handles tasks (mail delivery, sending runs) and the scheduler that
+// enqueues periodic tasks. It stops gracefully on SIGTERM or SIGINT,
+// letting in-flight tasks finish or handing them back to the queue.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/config"
+	"rassylka/app/mail"
+	"rassylka/app/store"
+	"rassylka/app/task"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := cfg.Logger(os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db := store.Open(cfg.DatabaseURL)
+	defer db.Close()
+	if err := store.NewSchema(db).Check(ctx); err != nil {
+		return err
+	}
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(redisOpts)
+	defer rdb.Close()
+
+	base, _ := url.Parse(cfg.BaseURL) // validated by config.Load
+	sender, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom, base.Hostname())
+	if err != nil {
+		return err
+	}
+	h := &task.Handler{Mailer: sender, Store: store.New(db), Log: log}
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:     cfg.WorkerConcurrency,
+		Queues:          task.Queues,
+		ShutdownTimeout: 30 * time.Second,
+		Logger:          task.Logger(log),
+	})
+	sched := asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+		Location: time.UTC,
+		Logger:   task.Logger(log),
+	})
+	if err := task.Schedule(sched); err != nil {
+		return err
+	}
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start task server: %w", err)
+	}
+	if err := sched.Start(); err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	log.Info("worker started", "concurrency", cfg.WorkerConcurrency)
+
+	<-ctx.Done()
+	log.Info("worker shutting down")
+	sched.Shutdown()
+	srv.Shutdown() // waits up to ShutdownTimeout, then hands unfinished tasks back
+	return nil
+}
