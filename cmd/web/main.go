@@ -36,14 +36,14 @@ const usage = `usage:
   web user role --email EMAIL --role user|manager`
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "web:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, out io.Writer) error {
-	cfg, err := config.Load(os.Getenv)
+func run(args []string, getenv func(string) string, out io.Writer) error {
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}

@@ -1,0 +1,81 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaultsServeALocalRun(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if c.Production() || c.Addr != DefaultAddr || c.BaseURL != DefaultBaseURL || c.SMTPURL != DefaultSMTPURL ||
+		c.DatabaseURL != DefaultDatabaseURL || c.RedisURL != DefaultRedisURL || c.LogFormat != "text" ||
+		c.MailConcurrency < 1 || c.WorkerConcurrency < 1 || c.MailRate != 0 || c.SessionSecret == "" {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestProductionRequiresSettings(t *testing.T) {
+	_, err := Load(env(map[string]string{"APP_ENV": "production"}))
+	if err == nil {
+		t.Fatal("production without settings loaded")
+	}
+	for _, key := range []string{"SESSION_SECRET", "BASE_URL", "SMTP_URL"} {
+		if !strings.Contains(err.Error(), key+" is required in production") {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+
+	c, err := Load(env(map[string]string{
+		"APP_ENV":        "production",
+		"SESSION_SECRET": strings.Repeat("s", 40),
+		"BASE_URL":       "https://mail.example.com/",
+		"SMTP_URL":       "smtps://user:pass@smtp.example.com:465",
+	}))
+	if err != nil {
+		t.Fatalf("complete production config: %v", err)
+	}
+	if c.BaseURL != "https://mail.example.com" || c.LogFormat != "json" {
+		t.Fatalf("production config = %+v, want trimmed BASE_URL and JSON logs", c)
+	}
+}
+
+func TestInvalidValues(t *testing.T) {
+	cases := map[string]map[string]string{
+		"short secret in production": {"APP_ENV": "production", "SESSION_SECRET": "short", "BASE_URL": "https://x.example", "SMTP_URL": "smtp://x.example:25"},
+		"unknown env":                {"APP_ENV": "staging"},
+		"bad SMTP scheme":            {"SMTP_URL": "http://localhost:25"},
+		"bad database URL":           {"DATABASE_URL": "mysql://localhost/x"},
+		"bad redis URL":              {"REDIS_URL": "localhost:6379"},
+		"BASE_URL without host":      {"BASE_URL": "http://"},
+		"negative rate":              {"MAIL_RATE": "-1"},
+		"rate not a number":          {"MAIL_RATE": "fast"},
+		"zero concurrency":           {"MAIL_CONCURRENCY": "0"},
+		"worker concurrency text":    {"WORKER_CONCURRENCY": "many"},
+		"log format":                 {"LOG_FORMAT": "xml"},
+		"log level":                  {"LOG_LEVEL": "loud"},
+	}
+	for name, vars := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Load(env(vars)); err == nil {
+				t.Fatalf("accepted %v", vars)
+			}
+		})
+	}
+}
+
+func TestNumbersParsed(t *testing.T) {
+	c, err := Load(env(map[string]string{"MAIL_RATE": "12.5", "MAIL_CONCURRENCY": "8", "WORKER_CONCURRENCY": "3", "LOG_FORMAT": "json"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MailRate != 12.5 || c.MailConcurrency != 8 || c.WorkerConcurrency != 3 || c.LogFormat != "json" {
+		t.Fatalf("parsed %+v", c)
+	}
+}

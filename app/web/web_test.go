@@ -1,0 +1,142 @@
+package web_test
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/config"
+	"rassylka/app/testkit"
+)
+
+func TestLanding(t *testing.T) {
+	e := newEnv(t)
+	resp, body := e.get(t, "/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d", resp.StatusCode)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "private, no-cache" {
+		t.Errorf("Cache-Control = %q, want private, no-cache", cc)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=landing]").Length() != 1 {
+		t.Error("landing section missing")
+	}
+	if _, ok := doc.Find(`meta[name="csrf-token"]`).Attr("content"); !ok {
+		t.Error(`<meta name="csrf-token"> missing`)
+	}
+	if hx, _ := doc.Find("body").Attr("hx-headers"); !strings.Contains(hx, "X-CSRF-Token") {
+		t.Errorf("body hx-headers = %q, want the CSRF header", hx)
+	}
+	for _, sel := range []string{"nav", "#flash[aria-live]", "footer", "title"} {
+		if doc.Find(sel).Length() == 0 {
+			t.Errorf("layout lacks %s", sel)
+		}
+	}
+	if resp.Header.Get("X-Request-ID") == "" {
+		t.Error("no X-Request-ID header")
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	e := newEnv(t)
+	resp, body := e.get(t, "/healthz")
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("GET /healthz = %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	addr, stopRedis := testkit.RedisServer(t)
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	e := newEnvWith(t, cfg, rdb)
+
+	resp, body := e.get(t, "/readyz")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz with everything up = %d %q", resp.StatusCode, body)
+	}
+
+	stopRedis()
+	resp, body = e.get(t, "/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz with Redis stopped = %d %q, want 503", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, "redis") || strings.Contains(body, "postgres") {
+		t.Fatalf("503 body = %q, want it to name redis only", body)
+	}
+}
+
+func TestNotFoundPage(t *testing.T) {
+	e := newEnv(t)
+	resp, body := e.get(t, "/no/such/page")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status = %d, want 404", resp.StatusCode)
+	}
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=error-page]").Length() != 1 || !strings.Contains(doc.Find("h1").Text(), "not found") {
+		t.Fatalf("404 is not the friendly page: %s", body)
+	}
+	if strings.Contains(body, "Cannot GET") {
+		t.Error("404 page shows Fiber's internal message")
+	}
+	if strings.Contains(e.logs.String(), "request failed") {
+		t.Error("a 404 was logged as a failure")
+	}
+}
+
+func TestServerErrorPage(t *testing.T) {
+	e := newEnv(t)
+	const secret = "pq: password authentication failed for user secret-db-user"
+	e.app.Get("/boom", func(*fiber.Ctx) error { return errors.New(secret) })
+	e.app.Get("/panic", func(*fiber.Ctx) error { panic(secret) })
+
+	for _, path := range []string{"/boom", "/panic"} {
+		t.Run(path, func(t *testing.T) {
+			resp, body := e.get(t, path)
+			if resp.StatusCode != http.StatusInternalServerError {
+				t.Fatalf("status = %d, want 500", resp.StatusCode)
+			}
+			if strings.Contains(body, "secret-db-user") {
+				t.Fatal("the error page shows internal error text")
+			}
+			doc := parseHTML(t, body)
+			if doc.Find("[data-testid=error-page]").Length() != 1 {
+				t.Fatalf("500 is not the friendly page: %s", body)
+			}
+			id := resp.Header.Get("X-Request-ID")
+			if shown := doc.Find("[data-testid=request-id]").Text(); id == "" || shown != id {
+				t.Fatalf("request id on the page %q, header %q", shown, id)
+			}
+			failures := regexp.MustCompile(`"request failed".*request_id=`+id).FindAllString(e.logs.String(), -1)
+			if len(failures) != 1 {
+				t.Fatalf("the 5xx was logged %d times with its request id, want once; logs:\n%s", len(failures), e.logs)
+			}
+		})
+	}
+}
+
+func TestHTMXErrorIsAFragment(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest(http.MethodGet, "/missing", nil)
+	req.Header.Set("HX-Request", "true")
+	resp, body := e.do(t, req)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status = %d", resp.StatusCode)
+	}
+	if strings.Contains(body, "<html") || !strings.Contains(body, `data-testid="error-page"`) {
+		t.Fatalf("htmx error answer is not the fragment alone: %s", body)
+	}
+}
