@@ -36,20 +36,21 @@ const usage = `usage:
   web user role --email EMAIL --role user|manager`
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "web:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, getenv func(string) string, out io.Writer) error {
+// run carries out one command; serve stops when ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	cmd := "serve"
 	if len(args) > 0 {
@@ -66,7 +67,8 @@ func run(args []string, getenv func(string) string, out io.Writer) error {
 		fmt.Fprintln(out, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+		fmt.Fprintln(out, usage)
+		return fmt.Errorf("unknown command %q", cmd)
 	}
 }
 
@@ -150,7 +152,7 @@ func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Wr
 
 func userCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: web user create|role ...")
+		return errors.New("usage: web user create|role --email EMAIL")
 	}
 	fs := flag.NewFlagSet("user "+args[0], flag.ContinueOnError)
 	fs.SetOutput(out)

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"rassylka/app/auth"
 	"rassylka/app/model"
@@ -22,7 +26,7 @@ func TestCommands(t *testing.T) {
 	getenv := func(k string) string { return vars[k] }
 	cmd := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := run(args, getenv, &out)
+		err := run(context.Background(), args, getenv, &out)
 		return out.String(), err
 	}
 
@@ -92,10 +96,47 @@ func TestCommands(t *testing.T) {
 }
 
 func TestProductionConfigErrorIsClear(t *testing.T) {
-	err := run([]string{"serve"}, func(k string) string {
+	err := run(context.Background(), []string{"serve"}, func(k string) string {
 		return map[string]string{"APP_ENV": "production"}[k]
 	}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "SESSION_SECRET is required in production") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestServeStopsGracefully(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": testkit.RedisURL(t), "ADDR": addr}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, io.Discard) }()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web never became ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v on shutdown", err)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Fatal("still serving after shutdown")
 	}
 }

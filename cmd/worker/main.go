@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/config"
 	"rassylka/app/mail"
@@ -23,33 +22,27 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	cfg, err := config.Load(os.Getenv)
+// run serves tasks until ctx ends (SIGTERM or SIGINT in main).
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
 	if err := store.NewSchema(db).Check(ctx); err != nil {
 		return err
 	}
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(redisOpts)
-	defer rdb.Close()
-
 	base, _ := url.Parse(cfg.BaseURL) // validated by config.Load
 	sender, err := mail.NewSender(cfg.SMTPURL, cfg.MailFrom, base.Hostname())
 	if err != nil {
@@ -59,13 +52,19 @@ func run() error {
 	mux := asynq.NewServeMux()
 	h.Register(mux)
 
-	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+	// The task server and the scheduler own their Redis connections; Asynq
+	// closes them on shutdown.
+	conn, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	srv := asynq.NewServer(conn, asynq.Config{
 		Concurrency:     cfg.WorkerConcurrency,
 		Queues:          task.Queues,
 		ShutdownTimeout: 30 * time.Second,
 		Logger:          task.Logger(log),
 	})
-	sched := asynq.NewSchedulerFromRedisClient(rdb, &asynq.SchedulerOpts{
+	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
 		Logger:   task.Logger(log),
 	})

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"rassylka/app/task"
+	"rassylka/app/testkit"
+)
+
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+
+// TestWorkerDeliversAndStops runs the worker as main does, enqueues a mail
+// as the web process does, and stops the worker as SIGTERM would.
+func TestWorkerDeliversAndStops(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	sink := testkit.SMTP(t)
+	redisURL := testkit.RedisURL(t)
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": redisURL, "SMTP_URL": sink.URL(), "LOG_LEVEL": "warn"}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return vars[k] }) }()
+
+	conn, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(conn)
+	defer client.Close()
+	tk, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: "bob@example.com", Subject: "Hello", Text: "Hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Enqueue(tk); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, stopWait := context.WithTimeout(ctx, 20*time.Second)
+	defer stopWait()
+	if _, err := sink.Wait(waitCtx, 1); err != nil {
+		t.Fatalf("worker did not deliver: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("worker returned %v on shutdown", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+}
+
+func TestWorkerRefusesBehindSchema(t *testing.T) {
+	vars := map[string]string{"DATABASE_URL": testkit.EmptyDB(t), "REDIS_URL": testkit.RedisURL(t)}
+	err := run(context.Background(), func(k string) string { return vars[k] })
+	if err == nil {
+		t.Fatal("worker started on an unmigrated database")
+	}
+}
