@@ -53,8 +53,9 @@ func (p EmailDeliverPayload) validate() error {
 	return nil
 }
 
-// HandleEmailDeliver sends the email. A send error is returned so that Asynq
-// retries it with backoff; a malformed payload is not retried.
+// HandleEmailDeliver sends the email. A temporary failure (server down, 4xx,
+// timeout) is returned so that Asynq retries it with backoff; a permanent
+// refusal (5xx) or a malformed payload is not retried.
 func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 	var p EmailDeliverPayload
 	if err := decode(t, &p); err != nil {
@@ -68,6 +69,10 @@ func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 		Subject: p.Subject,
 		Text:    p.Text,
 	})
+	if mail.Permanent(err) {
+		// The server refused the address or the message for good (5xx).
+		return fmt.Errorf("deliver email: %w: %w", err, asynq.SkipRetry)
+	}
 	if err != nil {
 		return fmt.Errorf("deliver email: %w", err)
 	}

@@ -174,3 +174,30 @@ func TestPurgeTokensTwiceIsHarmless(t *testing.T) {
 		}
 	}
 }
+
+func TestEmailDeliverPermanentRefusalIsNotRetried(t *testing.T) {
+	sink := testkit.SMTP(t)
+	h := newHandler(t, sink)
+	sink.RejectRcpt(func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	})
+	err := h.HandleEmailDeliver(context.Background(), deliverTask(t))
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "no such user") {
+		t.Fatalf("550 answer: err = %v, want SkipRetry with the server's text", err)
+	}
+}
+
+func TestEmailDeliverStalledServerTimesOut(t *testing.T) {
+	sink := testkit.SMTP(t)
+	h := newHandler(t, sink)
+	h.Mailer = h.Mailer.(*mail.Sender).WithTimeout(500 * time.Millisecond)
+	sink.Stall(5 * time.Second)
+	start := time.Now()
+	err := h.HandleEmailDeliver(context.Background(), deliverTask(t))
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("stalled server: err = %v, want a retryable error", err)
+	}
+	if waited := time.Since(start); waited > 4*time.Second {
+		t.Fatalf("the send waited %v for a stalled server; the timeout did not apply", waited)
+	}
+}
