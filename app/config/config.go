@@ -30,7 +30,19 @@ type Config struct {
 	WorkerConcurrency int
 	LogFormat         string // "text" or "json"
 	LogLevel          string // "debug", "info", "warn", "error"
+	OAuth             []OAuthProvider
 }
+
+// OAuthProvider is one sign-in provider enabled by its key and secret.
+type OAuthProvider struct {
+	Name   string // github, google, gitlab or oidc
+	Key    string
+	Secret string
+	Issuer string // OpenID Connect issuer URL (oidc only)
+}
+
+// SecureCookies reports whether cookies must be marked Secure.
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "https://") }
 
 // Defaults for a local run (see the README's configuration table).
 const (
@@ -123,6 +135,28 @@ func Load(getenv func(string) string) (Config, error) {
 		} else {
 			c.MailRate = r
 		}
+	}
+
+	for _, p := range []struct{ name, prefix string }{
+		{"github", "GITHUB"}, {"google", "GOOGLE"}, {"gitlab", "GITLAB"}, {"oidc", "OIDC"},
+	} {
+		key, secret := get(p.prefix+"_KEY", ""), get(p.prefix+"_SECRET", "")
+		issuer := get("OIDC_ISSUER", "")
+		switch {
+		case key == "" && secret == "":
+			continue
+		case key == "" || secret == "":
+			errs = append(errs, fmt.Errorf("%s_KEY and %s_SECRET must be set together", p.prefix, p.prefix))
+			continue
+		case p.name == "oidc" && issuer == "":
+			errs = append(errs, errors.New("OIDC_ISSUER is required with OIDC_KEY"))
+			continue
+		case p.name == "oidc":
+			errs = append(errs, checkURL("OIDC_ISSUER", issuer, "http", "https"))
+		default:
+			issuer = ""
+		}
+		c.OAuth = append(c.OAuth, OAuthProvider{Name: p.name, Key: key, Secret: secret, Issuer: strings.TrimRight(issuer, "/")})
 	}
 
 	errs = append(errs, checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql"))

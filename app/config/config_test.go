@@ -79,3 +79,26 @@ func TestNumbersParsed(t *testing.T) {
 		t.Fatalf("parsed %+v", c)
 	}
 }
+
+func TestOAuthProviders(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		"GITHUB_KEY": "gk", "GITHUB_SECRET": "gs",
+		"OIDC_KEY": "ok", "OIDC_SECRET": "os", "OIDC_ISSUER": "https://id.example.com/",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.OAuth) != 2 || c.OAuth[0].Name != "github" || c.OAuth[1].Name != "oidc" || c.OAuth[1].Issuer != "https://id.example.com" {
+		t.Fatalf("OAuth = %+v", c.OAuth)
+	}
+	for name, vars := range map[string]map[string]string{
+		"key without secret":    {"GOOGLE_KEY": "k"},
+		"secret without key":    {"GITLAB_SECRET": "s"},
+		"oidc without issuer":   {"OIDC_KEY": "k", "OIDC_SECRET": "s"},
+		"oidc issuer not a URL": {"OIDC_KEY": "k", "OIDC_SECRET": "s", "OIDC_ISSUER": "id.example.com"},
+	} {
+		if _, err := Load(env(vars)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -15,3 +15,41 @@ func (s *Store) PurgeTokens(ctx context.Context, cutoff time.Time) (int64, error
 	}
 	return res.RowsAffected()
 }
+
+// CreateToken stores a token (its hash) for the user.
+func (s *Store) CreateToken(ctx context.Context, t *model.Token) error {
+	_, err := s.db.NewInsert().Model(t).Returning("*").Exec(ctx)
+	return dbErr("create token", err)
+}
+
+// TokenByHash finds a token of purpose by its hash, used or not.
+func (s *Store) TokenByHash(ctx context.Context, purpose model.TokenPurpose, hash []byte) (*model.Token, error) {
+	t := new(model.Token)
+	err := s.db.NewSelect().Model(t).Where("token_hash = ? AND purpose = ?", hash, purpose).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("token by hash", err)
+	}
+	return t, nil
+}
+
+// UseToken marks the token used if it still is usable, and reports whether
+// this call was the one that used it: of two concurrent uses only one wins.
+func (s *Store) UseToken(ctx context.Context, id int64) (bool, error) {
+	res, err := s.db.NewUpdate().Model((*model.Token)(nil)).
+		Set("used_at = now()").
+		Where("id = ? AND used_at IS NULL AND expires_at > now()", id).Exec(ctx)
+	if err != nil {
+		return false, dbErr("use token", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// RevokeTokens marks every unused token of purpose of the user as used, so
+// that only the newest link works.
+func (s *Store) RevokeTokens(ctx context.Context, userID int64, purpose model.TokenPurpose) error {
+	_, err := s.db.NewUpdate().Model((*model.Token)(nil)).
+		Set("used_at = now()").
+		Where("user_id = ? AND purpose = ? AND used_at IS NULL", userID, purpose).Exec(ctx)
+	return dbErr("revoke tokens", err)
+}

@@ -62,3 +62,44 @@ func (s *Store) SetUserRole(ctx context.Context, email string, role model.Role) 
 	}
 	return u, nil
 }
+
+// ConfirmEmail marks the user's address confirmed (once; later calls keep
+// the first time).
+func (s *Store) ConfirmEmail(ctx context.Context, userID int64) error {
+	_, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("email_confirmed_at = coalesce(email_confirmed_at, now())").
+		Set("updated_at = now()").
+		Where("id = ?", userID).Exec(ctx)
+	return dbErr("confirm email", err)
+}
+
+// SetPassword stores a new password hash for the user.
+func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("password_hash = ?", hash).
+		Set("updated_at = now()").
+		Where("id = ?", userID).Exec(ctx)
+	if err != nil {
+		return dbErr("set password", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set password: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// UpdateProfile changes the user's name and time zone.
+func (s *Store) UpdateProfile(ctx context.Context, userID int64, fullName, timeZone string) error {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("full_name = ?", fullName).
+		Set("time_zone = ?", timeZone).
+		Set("updated_at = now()").
+		Where("id = ?", userID).Exec(ctx)
+	if err != nil {
+		return dbErr("update profile", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("update profile: %w", ErrNotFound)
+	}
+	return nil
+}

@@ -3,10 +3,16 @@ package web
 import (
 	"github.com/gofiber/fiber/v2"
 
+	"rassylka/app/auth"
 	"rassylka/views/home"
 )
 
-// home is the start page.
+// home is the landing page for visitors and the dashboard once signed in.
 func (s *Server) home(c *fiber.Ctx) error {
-	return render(c, fiber.StatusOK, home.Landing(s.page(c, "")))
+	u := auth.CurrentUser(c)
+	if u == nil {
+		return render(c, fiber.StatusOK, home.Landing(s.page(c, "")))
+	}
+	p := s.page(c, "Dashboard")
+	return render(c, fiber.StatusOK, home.Dashboard(p, home.DashboardView{Name: p.Viewer.Name}))
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/a-h/templ"
 	"github.com/gofiber/fiber/v2"
 
+	"rassylka/app/auth"
 	"rassylka/views/layout"
 )
 
@@ -17,10 +18,30 @@ func render(c *fiber.Ctx, status int, comp templ.Component) error {
 // isHTMX reports whether htmx made the request (it then wants a fragment).
 func isHTMX(c *fiber.Ctx) bool { return c.Get("HX-Request") == "true" }
 
+// redirect answers a successful form post: 303 to the next page, or
+// HX-Redirect for htmx.
+func redirect(c *fiber.Ctx, to string) error {
+	if isHTMX(c) {
+		c.Set("HX-Redirect", to)
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+	return c.Redirect(to, fiber.StatusSeeOther)
+}
+
 // page returns the shell's view model for this request.
 func (s *Server) page(c *fiber.Ctx, title string) layout.Page {
-	return layout.Page{
+	p := layout.Page{
 		Title:     title,
+		CSRFToken: auth.CSRFToken(c),
 		RequestID: RequestID(c),
+		Flashes:   s.takeFlash(c),
 	}
+	if u := auth.CurrentUser(c); u != nil {
+		name := u.FullName
+		if name == "" {
+			name = u.Email
+		}
+		p.Viewer = &layout.Viewer{Name: name, Email: u.Email, Manager: u.IsManager()}
+	}
+	return p
 }

@@ -6,6 +6,7 @@ package web
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -13,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"rassylka/app/auth"
 	"rassylka/app/config"
 	"rassylka/app/store"
 )
@@ -24,6 +26,8 @@ type Deps struct {
 	Redis  redis.UniversalClient
 	Queue  *asynq.Client
 	Log    *slog.Logger
+	// Providers are the OAuth sign-in providers; nil builds them from Config.
+	Providers *auth.Providers
 }
 
 // Server holds the dependencies shared by the handlers.
@@ -33,11 +37,33 @@ type Server struct {
 	redis redis.UniversalClient
 	queue *asynq.Client
 	log   *slog.Logger
+
+	sessions   *auth.Sessions
+	accounts   *auth.Accounts
+	providers  *auth.Providers
+	loginLimit *auth.Limiter
 }
+
+// Sign-in throttling: failures per IP and per account.
+const (
+	loginFailures = 10
+	loginWindow   = 15 * time.Minute
+	// mails about one account (confirmation, reset) per hour
+	accountMails = 5
+)
 
 // New builds the Fiber app with every route mounted.
 func New(d Deps) *fiber.App {
-	s := &Server{cfg: d.Config, store: d.Store, redis: d.Redis, queue: d.Queue, log: d.Log}
+	s := &Server{cfg: d.Config, store: d.Store, redis: d.Redis, queue: d.Queue, log: d.Log, providers: d.Providers}
+	if s.providers == nil {
+		s.providers = auth.NewProviders(d.Config, d.Log)
+	}
+	s.sessions = auth.NewSessions(d.Redis, d.Store, d.Config.SecureCookies(), d.Log)
+	s.accounts = &auth.Accounts{
+		Store: d.Store, Queue: d.Queue, BaseURL: d.Config.BaseURL, Log: d.Log,
+		MailLimit: auth.NewLimiter(d.Redis, "account-mail", accountMails, time.Hour),
+	}
+	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",
 		ErrorHandler:          s.handleError,
@@ -49,7 +75,15 @@ func New(d Deps) *fiber.App {
 		// Behind a proxy, set the proxy's header in a later setting; locally
 		// the peer address is the client.
 	})
-	app.Use(s.requestID, s.accessLog, recover.New(), s.pageHeaders)
+	app.Use(s.requestID, s.accessLog, recover.New(), s.pageHeaders,
+		s.sessions.Load,
+		auth.CSRF(d.Config.SessionSecret, d.Config.SecureCookies(), csrfExempt))
 	s.routes(app)
 	return app
+}
+
+// csrfExempt lets the RFC 8058 one-click unsubscribe POST through: mail
+// clients send it with no session and no token.
+func csrfExempt(c *fiber.Ctx) bool {
+	return c.Method() == fiber.MethodPost && strings.HasPrefix(c.Path(), "/u/")
 }

@@ -11,3 +11,12 @@ document.addEventListener("DOMContentLoaded", function () {
   ];
   document.documentElement.dataset.htmx = "ready";
 });
+
+// A new account takes the browser's time zone.
+document.addEventListener("DOMContentLoaded", function () {
+  var tz = "";
+  try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) {}
+  document.querySelectorAll("input[data-browser-time-zone]").forEach(function (el) {
+    if (!el.value) el.value = tz;
+  });
+});

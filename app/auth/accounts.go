@@ -1,0 +1,374 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/markbates/goth"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/task"
+	"rassylka/views/email"
+)
+
+// Token lifetimes.
+const (
+	ConfirmTokenTTL = 48 * time.Hour
+	ResetTokenTTL   = time.Hour
+)
+
+// Errors of the account flows; handlers turn them into pages.
+var (
+	ErrBadCredentials  = errors.New("wrong email or password")
+	ErrUnconfirmed     = errors.New("email not confirmed")
+	ErrBlocked         = errors.New("account blocked")
+	ErrTokenInvalid    = errors.New("token unknown")
+	ErrTokenExpired    = errors.New("token expired")
+	ErrTokenUsed       = errors.New("token already used")
+	ErrNoVerifiedEmail = errors.New("provider gave no verified email")
+)
+
+// Enqueuer puts tasks on the queue; *asynq.Client is the real one.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Accounts runs registration, confirmation, sign-in checks, password reset
+// and OAuth sign-in. Mail goes through the queue, enqueued after commit.
+type Accounts struct {
+	Store   *store.Store
+	Queue   Enqueuer
+	BaseURL string
+	Log     *slog.Logger
+	// MailLimit bounds the mails sent to one address (nil: no bound).
+	MailLimit *Limiter
+}
+
+// dummyHash is checked when an email is unknown so that a wrong email
+// takes as long as a wrong password.
+var dummyHash, _ = HashPassword("rassylka-timing-equalizer")
+
+// Register creates an unconfirmed account and mails its confirmation link.
+// For an address that already has an account it mails the owner instead and
+// answers the same, so the form does not reveal who is registered.
+func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, timeZone string) error {
+	existing, err := a.Store.UserByEmail(ctx, emailAddr)
+	switch {
+	case err == nil:
+		link := ""
+		if existing.EmailConfirmedAt == nil {
+			if link, err = a.newLink(ctx, existing.ID, model.TokenConfirmEmail, "/confirm/"); err != nil {
+				return err
+			}
+		}
+		subject, text := email.AlreadyRegistered(existing.FullName, link, a.BaseURL)
+		return a.mail(ctx, existing, subject, text)
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+
+	hash, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	u := &model.User{Email: emailAddr, FullName: fullName, PasswordHash: &hash, TimeZone: timeZone}
+	var plain string
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		var hash []byte
+		plain, hash = NewToken()
+		return tx.CreateToken(ctx, &model.Token{UserID: u.ID, Purpose: model.TokenConfirmEmail, TokenHash: hash, ExpiresAt: time.Now().Add(ConfirmTokenTTL)})
+	})
+	if errors.Is(err, store.ErrConflict) {
+		// Registered a moment ago by a concurrent request: same answer.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	subject, text := email.Confirm(u.FullName, a.BaseURL+"/confirm/"+plain)
+	return a.mail(ctx, u, subject, text)
+}
+
+// ResendConfirmation mails a new confirmation link to an unconfirmed
+// account of emailAddr; it does nothing, silently, otherwise.
+func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) error {
+	u, err := a.Store.UserByEmail(ctx, emailAddr)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil || u.EmailConfirmedAt != nil {
+		return err
+	}
+	if err := a.Store.RevokeTokens(ctx, u.ID, model.TokenConfirmEmail); err != nil {
+		return err
+	}
+	link, err := a.newLink(ctx, u.ID, model.TokenConfirmEmail, "/confirm/")
+	if err != nil {
+		return err
+	}
+	subject, text := email.Confirm(u.FullName, link)
+	return a.mail(ctx, u, subject, text)
+}
+
+// Confirm uses a confirmation token and marks the address confirmed.
+func (a *Accounts) Confirm(ctx context.Context, token string) (*model.User, error) {
+	t, err := a.useToken(ctx, model.TokenConfirmEmail, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Store.ConfirmEmail(ctx, t.UserID); err != nil {
+		return nil, err
+	}
+	return a.Store.UserByID(ctx, t.UserID)
+}
+
+// Authenticate checks an email and password. It answers ErrBadCredentials
+// alike for an unknown email and a wrong password, and only then tells
+// ErrUnconfirmed or ErrBlocked.
+func (a *Accounts) Authenticate(ctx context.Context, emailAddr, password string) (*model.User, error) {
+	u, err := a.Store.UserByEmail(ctx, emailAddr)
+	if errors.Is(err, store.ErrNotFound) {
+		_ = CheckPassword(dummyHash, password)
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.PasswordHash == nil {
+		_ = CheckPassword(dummyHash, password)
+		return nil, ErrBadCredentials
+	}
+	if err := CheckPassword(*u.PasswordHash, password); err != nil {
+		if errors.Is(err, ErrPasswordMismatch) {
+			return nil, ErrBadCredentials
+		}
+		return nil, err
+	}
+	if u.Blocked() {
+		return u, ErrBlocked
+	}
+	if u.EmailConfirmedAt == nil {
+		return u, ErrUnconfirmed
+	}
+	return u, nil
+}
+
+// RequestReset mails a password-reset link when emailAddr has an account
+// and does nothing, silently, otherwise.
+func (a *Accounts) RequestReset(ctx context.Context, emailAddr string) error {
+	u, err := a.Store.UserByEmail(ctx, emailAddr)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.Store.RevokeTokens(ctx, u.ID, model.TokenResetPassword); err != nil {
+		return err
+	}
+	link, err := a.newLink(ctx, u.ID, model.TokenResetPassword, "/password/reset/")
+	if err != nil {
+		return err
+	}
+	subject, text := email.Reset(u.FullName, link)
+	return a.mail(ctx, u, subject, text)
+}
+
+// CheckResetToken tells whether a reset token can still be used, without
+// using it.
+func (a *Accounts) CheckResetToken(ctx context.Context, token string) error {
+	_, err := a.findToken(ctx, model.TokenResetPassword, token)
+	return err
+}
+
+// ResetPassword uses a reset token and sets the new password. Opening the
+// mailed link proves the address too, so it is marked confirmed.
+func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (*model.User, error) {
+	hash, err := HashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.useToken(ctx, model.TokenResetPassword, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Store.SetPassword(ctx, t.UserID, hash); err != nil {
+		return nil, err
+	}
+	if err := a.Store.ConfirmEmail(ctx, t.UserID); err != nil {
+		return nil, err
+	}
+	u, err := a.Store.UserByID(ctx, t.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Blocked() {
+		return u, ErrBlocked
+	}
+	return u, nil
+}
+
+// ChangePassword sets a new password after checking the current one (an
+// account without a password sets its first one).
+func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, next string) error {
+	if u.PasswordHash != nil {
+		if err := CheckPassword(*u.PasswordHash, current); err != nil {
+			if errors.Is(err, ErrPasswordMismatch) {
+				return ErrBadCredentials
+			}
+			return err
+		}
+	}
+	hash, err := HashPassword(next)
+	if err != nil {
+		return err
+	}
+	return a.Store.SetPassword(ctx, u.ID, hash)
+}
+
+// OAuthSignIn finds or creates the account of a provider's user: a known
+// identity signs its user in; otherwise a verified email links to the
+// account of that email (confirming it) or creates a confirmed account.
+func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.User) (*model.User, error) {
+	if gu.UserID == "" {
+		return nil, fmt.Errorf("oauth sign-in: %s gave no user id", provider)
+	}
+	ident, err := a.Store.IdentityByProvider(ctx, provider, gu.UserID)
+	if err == nil {
+		u, err := a.Store.UserByID(ctx, ident.UserID)
+		if err != nil {
+			return nil, err
+		}
+		if u.Blocked() {
+			return u, ErrBlocked
+		}
+		return u, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	addr, verified := VerifiedEmail(provider, gu)
+	if !verified {
+		return nil, ErrNoVerifiedEmail
+	}
+	var u *model.User
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		existing, err := tx.UserByEmail(ctx, addr)
+		switch {
+		case err == nil:
+			u = existing
+			if err := tx.ConfirmEmail(ctx, u.ID); err != nil {
+				return err
+			}
+		case errors.Is(err, store.ErrNotFound):
+			now := time.Now()
+			name := strings.TrimSpace(gu.Name)
+			if name == "" {
+				name = strings.TrimSpace(gu.FirstName + " " + gu.LastName)
+			}
+			if name == "" {
+				name = gu.NickName
+			}
+			u = &model.User{Email: addr, FullName: truncate(name, 200), EmailConfirmedAt: &now}
+			if err := tx.CreateUser(ctx, u); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		return tx.CreateIdentity(ctx, &model.Identity{UserID: u.ID, Provider: provider, ProviderUserID: gu.UserID, Email: addr})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oauth sign-in: %w", err)
+	}
+	if u.Blocked() {
+		return u, ErrBlocked
+	}
+	return u, nil
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n])
+	}
+	return s
+}
+
+func (a *Accounts) newLink(ctx context.Context, userID int64, purpose model.TokenPurpose, path string) (string, error) {
+	ttl := ConfirmTokenTTL
+	if purpose == model.TokenResetPassword {
+		ttl = ResetTokenTTL
+	}
+	plain, hash := NewToken()
+	if err := a.Store.CreateToken(ctx, &model.Token{UserID: userID, Purpose: purpose, TokenHash: hash, ExpiresAt: time.Now().Add(ttl)}); err != nil {
+		return "", err
+	}
+	return a.BaseURL + path + plain, nil
+}
+
+func (a *Accounts) findToken(ctx context.Context, purpose model.TokenPurpose, plain string) (*model.Token, error) {
+	if plain == "" || len(plain) > 100 {
+		return nil, ErrTokenInvalid
+	}
+	t, err := a.Store.TokenByHash(ctx, purpose, HashToken(plain))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrTokenInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.UsedAt != nil {
+		return t, ErrTokenUsed
+	}
+	if !time.Now().Before(t.ExpiresAt) {
+		return t, ErrTokenExpired
+	}
+	return t, nil
+}
+
+func (a *Accounts) useToken(ctx context.Context, purpose model.TokenPurpose, plain string) (*model.Token, error) {
+	t, err := a.findToken(ctx, purpose, plain)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := a.Store.UseToken(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrTokenUsed // used by a concurrent request
+	}
+	return t, nil
+}
+
+// mail enqueues one transactional mail to u, unless the address already
+// got MailLimit's worth recently (then it is dropped and logged: the
+// answer to the visitor stays the same).
+func (a *Accounts) mail(ctx context.Context, u *model.User, subject, text string) error {
+	if a.MailLimit != nil {
+		key := strings.ToLower(u.Email)
+		if blocked, _, err := a.MailLimit.Blocked(ctx, key); err == nil && blocked {
+			a.Log.WarnContext(ctx, "account mail dropped: too many to one address", "user_id", u.ID, "subject", subject)
+			return nil
+		}
+		_ = a.MailLimit.Fail(ctx, key)
+	}
+	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: u.FullName, Subject: subject, Text: text})
+	if err != nil {
+		return err
+	}
+	if _, err := a.Queue.EnqueueContext(ctx, t); err != nil {
+		return fmt.Errorf("enqueue mail: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package auth
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/markbates/goth"
+	"github.com/markbates/goth/providers/github"
+	"github.com/markbates/goth/providers/gitlab"
+	"github.com/markbates/goth/providers/google"
+	"github.com/markbates/goth/providers/openidConnect"
+
+	"rassylka/app/config"
+)
+
+// ProviderInfo is an enabled sign-in provider as the login page lists it.
+type ProviderInfo struct {
+	Name  string // route name: /auth/<Name>
+	Label string
+}
+
+var labels = map[string]string{
+	"github": "GitHub",
+	"google": "Google",
+	"gitlab": "GitLab",
+	"oidc":   "single sign-on",
+}
+
+// Providers holds the OAuth providers enabled by configuration. goth's
+// providers are used directly (no gothic, no global registry); the OAuth
+// state lives in our own Redis session.
+type Providers struct {
+	mu      sync.Mutex
+	order   []ProviderInfo
+	built   map[string]goth.Provider
+	pending map[string]func() (goth.Provider, error)
+	log     *slog.Logger
+}
+
+// NewProviders prepares every provider of cfg.OAuth with its callback at
+// baseURL/auth/<name>/callback. An OpenID Connect provider reads its
+// discovery document on first use, so a provider that is down does not stop
+// the web process from starting.
+func NewProviders(cfg config.Config, log *slog.Logger) *Providers {
+	p := &Providers{built: map[string]goth.Provider{}, pending: map[string]func() (goth.Provider, error){}, log: log}
+	for _, o := range cfg.OAuth {
+		callback := cfg.BaseURL + "/auth/" + o.Name + "/callback"
+		var build func() (goth.Provider, error)
+		switch o.Name {
+		case "github":
+			build = func() (goth.Provider, error) { return github.New(o.Key, o.Secret, callback, "read:user", "user:email"), nil }
+		case "google":
+			build = func() (goth.Provider, error) { return google.New(o.Key, o.Secret, callback, "email", "profile"), nil }
+		case "gitlab":
+			build = func() (goth.Provider, error) { return gitlab.New(o.Key, o.Secret, callback, "read_user"), nil }
+		case "oidc":
+			build = func() (goth.Provider, error) {
+				return openidConnect.New(o.Key, o.Secret, callback, o.Issuer+"/.well-known/openid-configuration", "openid", "email", "profile")
+			}
+		default:
+			continue
+		}
+		p.Add(o.Name, build)
+	}
+	return p
+}
+
+// Add enables a provider under name, built on first use (tests add ones
+// pointing at a fake server).
+func (p *Providers) Add(name string, build func() (goth.Provider, error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	label := labels[name]
+	if label == "" {
+		label = name
+	}
+	p.order = append(p.order, ProviderInfo{Name: name, Label: label})
+	p.pending[name] = build
+}
+
+// Enabled lists the enabled providers in configuration order.
+func (p *Providers) Enabled() []ProviderInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]ProviderInfo(nil), p.order...)
+}
+
+// ErrUnknownProvider is returned by Get for a provider that is not enabled.
+var ErrUnknownProvider = fmt.Errorf("unknown sign-in provider")
+
+// Get returns the enabled provider called name, building it if needed.
+func (p *Providers) Get(name string) (goth.Provider, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gp, ok := p.built[name]; ok {
+		return gp, nil
+	}
+	build, ok := p.pending[name]
+	if !ok {
+		return nil, ErrUnknownProvider
+	}
+	gp, err := build()
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", name, err)
+	}
+	gp.SetName(name)
+	p.built[name] = gp
+	return gp, nil
+}
+
+// VerifiedEmail returns the provider's email for the user when the provider
+// vouches that the user owns it. GitHub and GitLab only expose verified
+// addresses (goth's GitHub provider picks the verified primary one);
+// Google and OpenID Connect say so in a claim.
+func VerifiedEmail(provider string, u goth.User) (string, bool) {
+	if u.Email == "" {
+		return "", false
+	}
+	switch provider {
+	case "github", "gitlab":
+		return u.Email, true
+	}
+	for _, claim := range []string{"email_verified", "verified_email"} {
+		switch v := u.RawData[claim].(type) {
+		case bool:
+			if v {
+				return u.Email, true
+			}
+		case string:
+			if v == "true" {
+				return u.Email, true
+			}
+		}
+	}
+	return u.Email, false
+}

@@ -1,0 +1,283 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/session"
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+// Session lifetimes: a session unused for IdleTimeout ends, and any session
+// ends AbsoluteTimeout after sign-in however much it is used.
+const (
+	IdleTimeout     = 7 * 24 * time.Hour
+	AbsoluteTimeout = 30 * 24 * time.Hour
+	touchEvery      = 5 * time.Minute // how often use extends the idle lifetime
+
+	CookieName = "rassylka_session"
+
+	keyUserID = "uid"
+	keyAuthAt = "auth_at"
+	keySeenAt = "seen_at"
+
+	localUser   = "auth.user"
+	localEnded  = "auth.ended"
+	userSetsKey = "user-sessions:"
+)
+
+// Users is what sessions need of the store.
+type Users interface {
+	UserByID(ctx context.Context, id int64) (*model.User, error)
+}
+
+// Sessions keeps signed-in users in Redis-backed Fiber sessions and keeps an
+// index of each user's sessions so that all of them can be ended at once.
+type Sessions struct {
+	store *session.Store
+	rdb   redis.UniversalClient
+	users Users
+	log   *slog.Logger
+}
+
+// NewSessions builds the session manager. secure marks the cookie Secure
+// (BASE_URL is https).
+func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.Logger) *Sessions {
+	st := session.New(session.Config{
+		Storage:        redisStorage{rdb: rdb},
+		Expiration:     IdleTimeout,
+		KeyLookup:      "cookie:" + CookieName,
+		CookieHTTPOnly: true,
+		CookieSameSite: fiber.CookieSameSiteLaxMode,
+		CookieSecure:   secure,
+		CookiePath:     "/",
+		KeyGenerator:   func() string { return RandomString(32) },
+	})
+	return &Sessions{store: st, rdb: rdb, users: users, log: log}
+}
+
+// Load is middleware that puts the signed-in user, if any, on the request.
+// A session whose user is gone or blocked, or that outlived its absolute
+// lifetime, is ended here, on its next request.
+func (s *Sessions) Load(c *fiber.Ctx) error {
+	if c.Cookies(CookieName) == "" {
+		return c.Next()
+	}
+	sess, err := s.store.Get(c)
+	if err != nil {
+		return fmt.Errorf("load session: %w", err)
+	}
+	uid, _ := sess.Get(keyUserID).(int64)
+	if uid == 0 {
+		return c.Next()
+	}
+	authAt, _ := sess.Get(keyAuthAt).(int64)
+	if time.Since(time.Unix(authAt, 0)) > AbsoluteTimeout {
+		c.Locals(localEnded, "expired")
+		return s.end(c, sess, uid)
+	}
+	u, err := s.users.UserByID(c.UserContext(), uid)
+	if errors.Is(err, store.ErrNotFound) {
+		c.Locals(localEnded, "gone")
+		return s.end(c, sess, uid)
+	}
+	if err != nil {
+		return fmt.Errorf("session user: %w", err)
+	}
+	if u.Blocked() {
+		c.Locals(localEnded, "blocked")
+		return s.end(c, sess, uid)
+	}
+	c.Locals(localUser, u)
+	if seen, _ := sess.Get(keySeenAt).(int64); time.Since(time.Unix(seen, 0)) > touchEvery {
+		sess.Set(keySeenAt, time.Now().Unix())
+		if err := sess.Save(); err != nil {
+			return fmt.Errorf("touch session: %w", err)
+		}
+	}
+	return c.Next()
+}
+
+func (s *Sessions) end(c *fiber.Ctx, sess *session.Session, uid int64) error {
+	id := sess.ID()
+	if err := sess.Destroy(); err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id)
+	return c.Next()
+}
+
+// SignIn starts a new session for u: a fresh id (the old one is dropped, so
+// a planted session id is worthless), registered in the user's index.
+func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
+	sess, err := s.store.Get(c)
+	if err != nil {
+		return fmt.Errorf("sign in: %w", err)
+	}
+	if err := sess.Regenerate(); err != nil {
+		return fmt.Errorf("sign in: rotate session: %w", err)
+	}
+	now := time.Now().Unix()
+	sess.Set(keyUserID, u.ID)
+	sess.Set(keyAuthAt, now)
+	sess.Set(keySeenAt, now)
+	id := sess.ID()
+	if err := sess.Save(); err != nil {
+		return fmt.Errorf("sign in: save session: %w", err)
+	}
+	key := userSetsKey + strconv.FormatInt(u.ID, 10)
+	pipe := s.rdb.TxPipeline()
+	pipe.SAdd(c.UserContext(), key, id)
+	pipe.Expire(c.UserContext(), key, AbsoluteTimeout)
+	if _, err := pipe.Exec(c.UserContext()); err != nil {
+		return fmt.Errorf("sign in: index session: %w", err)
+	}
+	c.Locals(localUser, u)
+	return nil
+}
+
+// SignOut ends the request's session.
+func (s *Sessions) SignOut(c *fiber.Ctx) error {
+	if c.Cookies(CookieName) == "" {
+		return nil
+	}
+	sess, err := s.store.Get(c)
+	if err != nil {
+		return fmt.Errorf("sign out: %w", err)
+	}
+	uid, _ := sess.Get(keyUserID).(int64)
+	id := sess.ID()
+	if err := sess.Destroy(); err != nil {
+		return fmt.Errorf("sign out: %w", err)
+	}
+	if uid != 0 {
+		s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id)
+	}
+	c.Locals(localUser, nil)
+	return nil
+}
+
+// EndAll ends every session of the user, wherever it was opened.
+func (s *Sessions) EndAll(ctx context.Context, userID int64) error {
+	key := userSetsKey + strconv.FormatInt(userID, 10)
+	ids, err := s.rdb.SMembers(ctx, key).Result()
+	if err != nil {
+		return fmt.Errorf("end sessions: %w", err)
+	}
+	keys := []string{key}
+	for _, id := range ids {
+		keys = append(keys, sessionKeyPrefix+id)
+	}
+	if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
+		return fmt.Errorf("end sessions: %w", err)
+	}
+	return nil
+}
+
+// Value reads a value kept in the request's session (OAuth state, …).
+func (s *Sessions) Value(c *fiber.Ctx, key string) (string, error) {
+	sess, err := s.store.Get(c)
+	if err != nil {
+		return "", fmt.Errorf("session value: %w", err)
+	}
+	v, _ := sess.Get(key).(string)
+	return v, nil
+}
+
+// SetValues keeps values in the request's session (an empty value deletes).
+func (s *Sessions) SetValues(c *fiber.Ctx, kv map[string]string) error {
+	sess, err := s.store.Get(c)
+	if err != nil {
+		return fmt.Errorf("session values: %w", err)
+	}
+	for k, v := range kv {
+		if v == "" {
+			sess.Delete(k)
+		} else {
+			sess.Set(k, v)
+		}
+	}
+	if err := sess.Save(); err != nil {
+		return fmt.Errorf("session values: %w", err)
+	}
+	return nil
+}
+
+// CurrentUser is the signed-in user of the request, or nil.
+func CurrentUser(c *fiber.Ctx) *model.User {
+	u, _ := c.Locals(localUser).(*model.User)
+	return u
+}
+
+// UserID is the signed-in user's id; use it only behind RequireUser.
+func UserID(c *fiber.Ctx) int64 {
+	if u := CurrentUser(c); u != nil {
+		return u.ID
+	}
+	return 0
+}
+
+// EndedBecause says why Load ended the request's session ("blocked",
+// "expired", "gone"), or "".
+func EndedBecause(c *fiber.Ctx) string {
+	v, _ := c.Locals(localEnded).(string)
+	return v
+}
+
+// RequireUser sends anonymous visitors to the sign-in page, with the page
+// they wanted as ?next= (htmx requests get HX-Redirect).
+func RequireUser(c *fiber.Ctx) error {
+	if CurrentUser(c) != nil {
+		return c.Next()
+	}
+	next := c.OriginalURL()
+	if c.Get("HX-Request") == "true" {
+		if cur := c.Get("HX-Current-URL"); cur != "" {
+			if u, err := url.Parse(cur); err == nil {
+				next = u.RequestURI()
+			}
+		}
+	}
+	target := "/login?next=" + url.QueryEscape(SafeNext(next))
+	if reason := EndedBecause(c); reason != "" {
+		target += "&ended=" + reason
+	}
+	if c.Get("HX-Request") == "true" {
+		c.Set("HX-Redirect", target)
+		return c.SendStatus(fiber.StatusUnauthorized)
+	}
+	return c.Redirect(target, fiber.StatusSeeOther)
+}
+
+// RequireManager lets only managers through (after RequireUser); others
+// get 403.
+func RequireManager(c *fiber.Ctx) error {
+	if u := CurrentUser(c); u != nil && u.IsManager() {
+		return c.Next()
+	}
+	return fiber.ErrForbidden
+}
+
+// SafeNext returns next when it is a path on this site, "/" otherwise, so
+// that ?next= cannot send a person to another site.
+func SafeNext(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsAny(next, "\\\r\n\t") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/"
+	}
+	return next
+}

@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"rassylka/app/model"
+)
+
+// IdentityByProvider finds the link of a provider's account.
+func (s *Store) IdentityByProvider(ctx context.Context, provider, providerUserID string) (*model.Identity, error) {
+	i := new(model.Identity)
+	err := s.db.NewSelect().Model(i).Where("provider = ? AND provider_user_id = ?", provider, providerUserID).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("identity by provider", err)
+	}
+	return i, nil
+}
+
+// CreateIdentity links a provider's account to a user.
+func (s *Store) CreateIdentity(ctx context.Context, i *model.Identity) error {
+	_, err := s.db.NewInsert().Model(i).Returning("*").Exec(ctx)
+	return dbErr("create identity", err)
+}
+
+// IdentitiesOfUser lists the user's linked accounts, oldest first.
+func (s *Store) IdentitiesOfUser(ctx context.Context, userID int64) ([]model.Identity, error) {
+	var out []model.Identity
+	err := s.db.NewSelect().Model(&out).Where("user_id = ?", userID).Order("id").Scan(ctx)
+	if err != nil {
+		return nil, dbErr("identities of user", err)
+	}
+	return out, nil
+}
+
+// DeleteIdentity unlinks one of the user's accounts.
+func (s *Store) DeleteIdentity(ctx context.Context, userID, id int64) error {
+	res, err := s.db.NewDelete().Model((*model.Identity)(nil)).Where("id = ? AND user_id = ?", id, userID).Exec(ctx)
+	if err != nil {
+		return dbErr("delete identity", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete identity: %w", ErrNotFound)
+	}
+	return nil
+}

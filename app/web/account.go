@@ -1,0 +1,360 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/store"
+	"rassylka/app/web/form"
+	"rassylka/views/account"
+	"rassylka/views/layout"
+)
+
+func (s *Server) registerForm(c *fiber.Ctx) error {
+	if auth.CurrentUser(c) != nil {
+		return c.Redirect("/", fiber.StatusSeeOther)
+	}
+	return render(c, fiber.StatusOK, account.Register(s.page(c, "Create account"), account.RegisterView{}))
+}
+
+func (s *Server) register(c *fiber.Ctx) error {
+	var f form.Register
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, account.Register(s.page(c, "Create account"),
+			account.RegisterView{Email: f.Email, FullName: f.FullName, TimeZone: f.TimeZone, Errors: errs}))
+	}
+	if err := s.accounts.Register(c.UserContext(), f.Email, f.FullName, f.Password, f.TimeZone); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	return redirect(c, "/register/sent")
+}
+
+func (s *Server) registerSent(c *fiber.Ctx) error {
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
+		Title:  "Check your inbox",
+		Text:   "We mailed you a link to confirm your address; it works for 48 hours. No mail after a few minutes? Look in your spam folder, or ask for a new link.",
+		Resend: "confirm",
+	}))
+}
+
+// tokenNotice explains why a mailed link did not work.
+func tokenNotice(err error, resend string) (int, account.Notice) {
+	switch {
+	case errors.Is(err, auth.ErrTokenExpired):
+		return fiber.StatusGone, account.Notice{Title: "This link has expired",
+			Text: "Links we mail work for a limited time. Ask for a new one below.", Resend: resend}
+	case errors.Is(err, auth.ErrTokenUsed):
+		n := account.Notice{Title: "This link was already used",
+			Text: "Each link works once. If it was you who used it, you are all set.", LinkHref: "/login", LinkLabel: "Sign in"}
+		if resend == "reset" {
+			n.Resend = resend
+		}
+		return fiber.StatusGone, n
+	default:
+		return fiber.StatusNotFound, account.Notice{Title: "This link is not valid",
+			Text: "Check that you copied the whole link from the mail, or ask for a new one.", Resend: resend}
+	}
+}
+
+func (s *Server) confirm(c *fiber.Ctx) error {
+	_, err := s.accounts.Confirm(c.UserContext(), c.Params("token"))
+	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
+		status, n := tokenNotice(err, "confirm")
+		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	}
+	if err != nil {
+		return fmt.Errorf("confirm email: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Your email address is confirmed. You can sign in now.")
+	if auth.CurrentUser(c) != nil {
+		return c.Redirect("/", fiber.StatusSeeOther)
+	}
+	return c.Redirect("/login", fiber.StatusSeeOther)
+}
+
+func (s *Server) resendConfirmation(c *fiber.Ctx) error {
+	var f form.EmailOnly
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		n := account.Notice{Title: "Send a new confirmation link", Text: errs["email"], Resend: "confirm"}
+		return render(c, fiber.StatusUnprocessableEntity, account.NoticePage(s.page(c, n.Title), n))
+	}
+	if err := s.accounts.ResendConfirmation(c.UserContext(), f.Email); err != nil {
+		return fmt.Errorf("resend confirmation: %w", err)
+	}
+	return redirect(c, "/register/sent")
+}
+
+func (s *Server) loginView(c *fiber.Ctx) account.LoginView {
+	v := account.LoginView{}
+	for _, p := range s.providers.Enabled() {
+		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
+	}
+	return v
+}
+
+func (s *Server) loginForm(c *fiber.Ctx) error {
+	next := auth.SafeNext(c.Query("next"))
+	if auth.CurrentUser(c) != nil {
+		return c.Redirect(next, fiber.StatusSeeOther)
+	}
+	v := s.loginView(c)
+	v.Next = next
+	switch c.Query("ended") {
+	case "blocked":
+		v.Error = "Your account has been blocked, so you were signed out. Ask a manager if you think this is a mistake."
+	case "expired":
+		v.Error = "Your session has expired. Please sign in again."
+	}
+	return render(c, fiber.StatusOK, account.Login(s.page(c, "Sign in"), v))
+}
+
+func (s *Server) login(c *fiber.Ctx) error {
+	var f form.Login
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	errs := f.Validate()
+	v := s.loginView(c)
+	v.Email, v.Next, v.Errors = f.Email, f.Next, errs
+	p := s.page(c, "Sign in")
+	if errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
+	}
+	ctx := c.UserContext()
+	keys := []string{"ip:" + c.IP(), "account:" + f.Email}
+	blocked, wait, err := s.loginLimit.Blocked(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	if blocked {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
+		v.Error = fmt.Sprintf("Too many failed sign-ins. Please wait %d minutes and try again, or reset your password.",
+			int(math.Ceil(wait.Minutes())))
+		return render(c, fiber.StatusTooManyRequests, account.Login(p, v))
+	}
+
+	u, err := s.accounts.Authenticate(ctx, f.Email, f.Password)
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		if err := s.loginLimit.Fail(ctx, keys...); err != nil {
+			return err
+		}
+		v.Error = "Wrong email or password."
+		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
+	case errors.Is(err, auth.ErrBlocked):
+		v.Error = "Your account has been blocked. Ask a manager if you think this is a mistake."
+		return render(c, fiber.StatusForbidden, account.Login(p, v))
+	case errors.Is(err, auth.ErrUnconfirmed):
+		v.Error = "Please confirm your email address first: open the link we mailed you when you signed up."
+		v.Unconfirmed = true
+		return render(c, fiber.StatusForbidden, account.Login(p, v))
+	case err != nil:
+		return fmt.Errorf("sign in: %w", err)
+	}
+	if err := s.loginLimit.Reset(ctx, "account:"+f.Email); err != nil {
+		return err
+	}
+	if err := s.sessions.SignIn(c, u); err != nil {
+		return err
+	}
+	return c.Redirect(f.Next, fiber.StatusSeeOther)
+}
+
+func (s *Server) logout(c *fiber.Ctx) error {
+	if err := s.sessions.SignOut(c); err != nil {
+		return err
+	}
+	s.setFlash(c, layout.FlashInfo, "You are signed out.")
+	return redirect(c, "/")
+}
+
+func (s *Server) forgotForm(c *fiber.Ctx) error {
+	return render(c, fiber.StatusOK, account.Forgot(s.page(c, "Forgot password"), account.ForgotView{}))
+}
+
+func (s *Server) forgot(c *fiber.Ctx) error {
+	var f form.EmailOnly
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, account.Forgot(s.page(c, "Forgot password"),
+			account.ForgotView{Email: f.Email, Errors: errs}))
+	}
+	if err := s.accounts.RequestReset(c.UserContext(), f.Email); err != nil {
+		return fmt.Errorf("request reset: %w", err)
+	}
+	return redirect(c, "/password/forgot/sent")
+}
+
+func (s *Server) forgotSent(c *fiber.Ctx) error {
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
+		Title:     "Check your inbox",
+		Text:      "If an account exists for that address, we mailed it a link to set a new password. The link works for one hour.",
+		LinkHref:  "/login",
+		LinkLabel: "Back to sign in",
+	}))
+}
+
+func (s *Server) resetForm(c *fiber.Ctx) error {
+	token := c.Params("token")
+	if err := s.accounts.CheckResetToken(c.UserContext(), token); err != nil {
+		if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
+			status, n := tokenNotice(err, "reset")
+			return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+		}
+		return fmt.Errorf("check reset token: %w", err)
+	}
+	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Set a new password"), account.ResetView{Token: token}))
+}
+
+func (s *Server) reset(c *fiber.Ctx) error {
+	token := c.Params("token")
+	var f form.NewPassword
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(""); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Set a new password"),
+			account.ResetView{Token: token, Errors: errs}))
+	}
+	u, err := s.accounts.ResetPassword(c.UserContext(), token, f.Password)
+	switch {
+	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrTokenUsed):
+		status, n := tokenNotice(err, "reset")
+		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	case errors.Is(err, auth.ErrBlocked):
+		if err := s.sessions.EndAll(c.UserContext(), u.ID); err != nil {
+			return err
+		}
+		n := account.Notice{Title: "Password changed, but your account is blocked",
+			Text: "Your new password is set. You cannot sign in while a manager keeps your account blocked."}
+		return render(c, fiber.StatusForbidden, account.NoticePage(s.page(c, n.Title), n))
+	case err != nil:
+		return fmt.Errorf("reset password: %w", err)
+	}
+	if err := s.sessions.EndAll(c.UserContext(), u.ID); err != nil {
+		return err
+	}
+	if err := s.sessions.SignIn(c, u); err != nil {
+		return err
+	}
+	s.setFlash(c, layout.FlashSuccess, "Your new password is set, and you are signed in. Other sessions were signed out.")
+	return c.Redirect("/", fiber.StatusSeeOther)
+}
+
+// settingsView gathers the account page's data.
+func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
+	u := auth.CurrentUser(c)
+	ids, err := s.store.IdentitiesOfUser(c.UserContext(), u.ID)
+	if err != nil {
+		return account.SettingsView{}, err
+	}
+	v := account.SettingsView{
+		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
+		HasPassword: u.PasswordHash != nil, Zones: commonZones,
+	}
+	for _, id := range ids {
+		v.Identities = append(v.Identities, account.Identity{
+			ID: id.ID, Provider: id.Provider, Email: id.Email, Linked: formatTime(id.CreatedAt, u.TimeZone),
+			CanUnlink: v.HasPassword || len(ids) > 1,
+		})
+	}
+	return v, nil
+}
+
+func (s *Server) accountPage(c *fiber.Ctx) error {
+	v, err := s.settingsView(c)
+	if err != nil {
+		return err
+	}
+	return render(c, fiber.StatusOK, account.Settings(s.page(c, "Your account"), v))
+}
+
+func (s *Server) updateProfile(c *fiber.Ctx) error {
+	var f form.Profile
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		v, err := s.settingsView(c)
+		if err != nil {
+			return err
+		}
+		v.FullName, v.TimeZone, v.ProfileErrors = f.FullName, f.TimeZone, errs
+		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
+	}
+	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), f.FullName, f.TimeZone); err != nil {
+		return fmt.Errorf("update profile: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
+	return redirect(c, "/account")
+}
+
+func (s *Server) changePassword(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	var f form.ChangePassword
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	errs := f.Validate(u.Email, u.PasswordHash != nil)
+	if !errs.Any() {
+		err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
+		if errors.Is(err, auth.ErrBadCredentials) {
+			errs = form.FieldErr("current_password", "This is not your current password.")
+		} else if err != nil {
+			return fmt.Errorf("change password: %w", err)
+		}
+	}
+	if errs.Any() {
+		v, err := s.settingsView(c)
+		if err != nil {
+			return err
+		}
+		v.PasswordErrors = errs
+		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
+	}
+	// A new password ends every other session; this one continues.
+	if err := s.sessions.EndAll(c.UserContext(), u.ID); err != nil {
+		return err
+	}
+	if err := s.sessions.SignIn(c, u); err != nil {
+		return err
+	}
+	s.setFlash(c, layout.FlashSuccess, "Your password is changed. Other sessions were signed out.")
+	return redirect(c, "/account")
+}
+
+func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := strconv.ParseInt(c.Params("id"), 10, 64)
+	if err != nil {
+		return fiber.ErrNotFound
+	}
+	ids, err := s.store.IdentitiesOfUser(c.UserContext(), u.ID)
+	if err != nil {
+		return err
+	}
+	if u.PasswordHash == nil && len(ids) <= 1 {
+		s.setFlash(c, layout.FlashError, "Set a password first: this linked account is your only way to sign in.")
+		return redirect(c, "/account")
+	}
+	if err := s.store.DeleteIdentity(c.UserContext(), u.ID, id); errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	s.setFlash(c, layout.FlashSuccess, "The account is unlinked.")
+	return redirect(c, "/account")
+}

@@ -1,0 +1,117 @@
+package form
+
+import "rassylka/app/auth"
+
+// Register is the sign-up form.
+type Register struct {
+	Email    string `form:"email"`
+	FullName string `form:"full_name"`
+	Password string `form:"password"`
+	TimeZone string `form:"time_zone"`
+}
+
+// Validate normalizes the fields and returns what is wrong.
+func (f *Register) Validate() Errors {
+	errs := Errors{}
+	var msg string
+	if f.Email, msg = Email(f.Email); msg != "" {
+		errs["email"] = msg
+	}
+	if f.FullName, msg = Text(f.FullName, true, 200, "your name"); msg != "" {
+		errs["full_name"] = msg
+	}
+	if msg = auth.PasswordProblem(f.Password, f.Email); msg != "" {
+		errs["password"] = msg
+	}
+	if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
+		f.TimeZone = "UTC" // the zone comes from the browser; never block sign-up on it
+	}
+	return errs
+}
+
+// Login is the sign-in form.
+type Login struct {
+	Email    string `form:"email"`
+	Password string `form:"password"`
+	Next     string `form:"next"`
+}
+
+// Validate checks that both fields are there.
+func (f *Login) Validate() Errors {
+	errs := Errors{}
+	var msg string
+	if f.Email, msg = Email(f.Email); msg != "" {
+		errs["email"] = msg
+	}
+	if f.Password == "" {
+		errs["password"] = "Enter your password."
+	}
+	f.Next = auth.SafeNext(f.Next)
+	return errs
+}
+
+// EmailOnly is a form with one email field (forgot password, resend).
+type EmailOnly struct {
+	Email string `form:"email"`
+}
+
+// Validate checks the address.
+func (f *EmailOnly) Validate() Errors {
+	errs := Errors{}
+	var msg string
+	if f.Email, msg = Email(f.Email); msg != "" {
+		errs["email"] = msg
+	}
+	return errs
+}
+
+// NewPassword is the reset form.
+type NewPassword struct {
+	Password string `form:"password"`
+}
+
+// Validate checks the password rules.
+func (f *NewPassword) Validate(email string) Errors {
+	errs := Errors{}
+	if msg := auth.PasswordProblem(f.Password, email); msg != "" {
+		errs["password"] = msg
+	}
+	return errs
+}
+
+// Profile is the account page's name and time zone.
+type Profile struct {
+	FullName string `form:"full_name"`
+	TimeZone string `form:"time_zone"`
+}
+
+// Validate normalizes and checks.
+func (f *Profile) Validate() Errors {
+	errs := Errors{}
+	var msg string
+	if f.FullName, msg = Text(f.FullName, true, 200, "your name"); msg != "" {
+		errs["full_name"] = msg
+	}
+	if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
+		errs["time_zone"] = msg
+	}
+	return errs
+}
+
+// ChangePassword is the account page's password form.
+type ChangePassword struct {
+	Current  string `form:"current_password"`
+	Password string `form:"password"`
+}
+
+// Validate checks the new password (the current one is checked by auth).
+func (f *ChangePassword) Validate(email string, hasPassword bool) Errors {
+	errs := Errors{}
+	if hasPassword && f.Current == "" {
+		errs["current_password"] = "Enter your current password."
+	}
+	if msg := auth.PasswordProblem(f.Password, email); msg != "" {
+		errs["password"] = msg
+	}
+	return errs
+}

@@ -1,0 +1,90 @@
+// Package form holds the web forms: their fields as posted, and Validate
+// methods returning a message per field. Values are kept as typed so that a
+// rejected form shows them again.
+package form
+
+import (
+	"net/mail"
+	"strings"
+	"time"
+	_ "time/tzdata" // IANA zones on any host, even without /usr/share/zoneinfo
+	"unicode/utf8"
+)
+
+// Errors maps a field name to its message.
+type Errors map[string]string
+
+// Any reports whether there is an error.
+func (e Errors) Any() bool { return len(e) > 0 }
+
+// FieldErr is a single-field error set.
+func FieldErr(field, msg string) Errors { return Errors{field: msg} }
+
+// MaxEmailLength is the longest address accepted (RFC 5321 path limit).
+const MaxEmailLength = 254
+
+// Email checks and normalizes an address: a bare addr-spec (no display
+// name), at most 254 characters, with a dot in the domain; it is returned
+// trimmed and lower-cased.
+func Email(raw string) (string, string) {
+	s := strings.TrimSpace(raw)
+	switch {
+	case s == "":
+		return "", "Enter an email address."
+	case len(s) > MaxEmailLength:
+		return "", "An email address has at most 254 characters."
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return "", "Enter a valid email address, like name@example.com."
+	}
+	at := strings.LastIndexByte(s, '@')
+	domain := s[at+1:]
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return "", "Enter a valid email address, like name@example.com."
+	}
+	return strings.ToLower(s), ""
+}
+
+// Text trims s and checks it against a length limit; required fields must
+// not be empty.
+func Text(s string, required bool, max int, what string) (string, string) {
+	s = strings.TrimSpace(s)
+	switch {
+	case required && s == "":
+		return s, "Enter " + what + "."
+	case utf8.RuneCountInString(s) > max:
+		return s, "Use at most " + itoa(max) + " characters."
+	case !utf8.ValidString(s):
+		return s, "Use valid UTF-8 text."
+	}
+	return s, ""
+}
+
+// TimeZone checks an IANA zone name; "" becomes UTC.
+func TimeZone(tz string) (string, string) {
+	tz = strings.TrimSpace(tz)
+	if tz == "" {
+		return "UTC", ""
+	}
+	if tz == "Local" || len(tz) > 64 {
+		return tz, "Choose a time zone such as Europe/Berlin."
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return tz, "Unknown time zone; use a name such as Europe/Berlin."
+	}
+	return tz, ""
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package web
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/views/account"
+)
+
+// Session keys of an OAuth round trip.
+const (
+	oauthState    = "oauth_state"
+	oauthProvider = "oauth_provider"
+	oauthSession  = "oauth_session"
+	oauthNext     = "oauth_next"
+)
+
+// oauthBegin sends the browser to the provider with a fresh state kept in
+// our session.
+func (s *Server) oauthBegin(c *fiber.Ctx) error {
+	name := c.Params("provider")
+	gp, err := s.providers.Get(name)
+	if errors.Is(err, auth.ErrUnknownProvider) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		s.log.ErrorContext(c.UserContext(), "oauth provider unavailable", "provider", name, "error", err.Error(), "request_id", RequestID(c))
+		return fiber.ErrServiceUnavailable
+	}
+	state := auth.RandomString(32)
+	gs, err := gp.BeginAuth(state)
+	if err != nil {
+		return fmt.Errorf("oauth begin %s: %w", name, err)
+	}
+	authURL, err := gs.GetAuthURL()
+	if err != nil {
+		return fmt.Errorf("oauth begin %s: %w", name, err)
+	}
+	if err := s.sessions.SetValues(c, map[string]string{
+		oauthState: state, oauthProvider: gp.Name(), oauthSession: gs.Marshal(),
+		oauthNext: auth.SafeNext(c.Query("next")),
+	}); err != nil {
+		return err
+	}
+	return c.Redirect(authURL, fiber.StatusSeeOther)
+}
+
+// oauthCallback checks the state, trades the code for the provider's user,
+// and signs the matching account in.
+func (s *Server) oauthCallback(c *fiber.Ctx) error {
+	name := c.Params("provider")
+	gp, err := s.providers.Get(name)
+	if errors.Is(err, auth.ErrUnknownProvider) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return fiber.ErrServiceUnavailable
+	}
+	state, _ := s.sessions.Value(c, oauthState)
+	provider, _ := s.sessions.Value(c, oauthProvider)
+	stored, _ := s.sessions.Value(c, oauthSession)
+	next, _ := s.sessions.Value(c, oauthNext)
+	// The round trip is over whatever happens next.
+	if err := s.sessions.SetValues(c, map[string]string{oauthState: "", oauthProvider: "", oauthSession: "", oauthNext: ""}); err != nil {
+		return err
+	}
+	got := c.Query("state")
+	if state == "" || provider != gp.Name() || subtle.ConstantTimeCompare([]byte(got), []byte(state)) != 1 {
+		return s.oauthRefused(c, fiber.StatusForbidden, "Sign-in could not be verified",
+			"The answer from the sign-in provider did not match the request we sent. Please start again from the sign-in page.")
+	}
+	if c.Query("error") != "" {
+		return s.oauthRefused(c, fiber.StatusUnauthorized, "Sign-in was cancelled",
+			"The sign-in provider did not let you in. You can try again or sign in with your password.")
+	}
+	gs, err := gp.UnmarshalSession(stored)
+	if err != nil {
+		return fmt.Errorf("oauth session: %w", err)
+	}
+	params := url.Values{}
+	for k, v := range c.Queries() {
+		params.Set(k, v)
+	}
+	if _, err := gs.Authorize(gp, params); err != nil {
+		s.log.WarnContext(c.UserContext(), "oauth authorize failed", "provider", name, "error", err.Error(), "request_id", RequestID(c))
+		return s.oauthRefused(c, fiber.StatusBadGateway, "Sign-in failed",
+			"We could not complete the sign-in with the provider. Please try again in a moment.")
+	}
+	gu, err := gp.FetchUser(gs)
+	if err != nil {
+		s.log.WarnContext(c.UserContext(), "oauth fetch user failed", "provider", name, "error", err.Error(), "request_id", RequestID(c))
+		return s.oauthRefused(c, fiber.StatusBadGateway, "Sign-in failed",
+			"The sign-in provider did not tell us who you are. Please try again in a moment.")
+	}
+	u, err := s.accounts.OAuthSignIn(c.UserContext(), gp.Name(), gu)
+	switch {
+	case errors.Is(err, auth.ErrNoVerifiedEmail):
+		return s.oauthRefused(c, fiber.StatusForbidden, "No verified email address",
+			"The sign-in provider did not give us a verified email address, so we cannot match or create your account. Verify your address with the provider, or register with your email.")
+	case errors.Is(err, auth.ErrBlocked):
+		return s.oauthRefused(c, fiber.StatusForbidden, "Your account is blocked",
+			"You cannot sign in while a manager keeps your account blocked.")
+	case err != nil:
+		return err
+	}
+	if err := s.sessions.SignIn(c, u); err != nil {
+		return err
+	}
+	return c.Redirect(auth.SafeNext(next), fiber.StatusSeeOther)
+}
+
+func (s *Server) oauthRefused(c *fiber.Ctx, status int, title, text string) error {
+	n := account.Notice{Title: title, Text: text, LinkHref: "/login", LinkLabel: "Back to sign in"}
+	return render(c, status, account.NoticePage(s.page(c, title), n))
+}

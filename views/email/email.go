@@ -1,0 +1,74 @@
+// Package email holds the texts of the transactional mails (plain UTF-8
+// text). Each function returns the subject and the body.
+package email
+
+import (
+	"bytes"
+	"text/template"
+)
+
+var tmpl = template.Must(template.New("").Parse(`
+{{define "confirm"}}Hello{{with .Name}} {{.}}{{end}},
+
+please confirm your email address for Rassylka by opening this link:
+
+{{.Link}}
+
+The link works for 48 hours. If you did not create an account, ignore this mail.
+{{end}}
+
+{{define "exists"}}Hello{{with .Name}} {{.}}{{end}},
+
+someone — maybe you — tried to create a Rassylka account with this address,
+but it already has one.
+{{if .Link}}
+Your address is not confirmed yet; confirm it with this link (48 hours):
+
+{{.Link}}
+{{else}}
+If it was you, sign in at {{.Login}}
+or, if you forgot your password, set a new one at {{.Forgot}}
+{{end}}
+If it was not you, ignore this mail: nothing has changed.
+{{end}}
+
+{{define "reset"}}Hello{{with .Name}} {{.}}{{end}},
+
+to set a new password for Rassylka, open this link:
+
+{{.Link}}
+
+The link works for one hour and only once. If you did not ask for it, ignore
+this mail: your password has not changed.
+{{end}}
+`))
+
+type data struct {
+	Name, Link, Login, Forgot string
+}
+
+func render(name string, d data) string {
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, d); err != nil {
+		panic("email: " + err.Error()) // static templates over strings cannot fail
+	}
+	return string(bytes.TrimLeft(b.Bytes(), "\n"))
+}
+
+// Confirm is the mail with the email-confirmation link.
+func Confirm(name, link string) (subject, text string) {
+	return "Confirm your email address", render("confirm", data{Name: name, Link: link})
+}
+
+// AlreadyRegistered tells the owner of an address that someone tried to
+// register it again; confirmLink is set when the address is unconfirmed.
+func AlreadyRegistered(name, confirmLink, baseURL string) (subject, text string) {
+	return "Your Rassylka account", render("exists", data{
+		Name: name, Link: confirmLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
+	})
+}
+
+// Reset is the mail with the password-reset link.
+func Reset(name, link string) (subject, text string) {
+	return "Reset your password", render("reset", data{Name: name, Link: link})
+}
