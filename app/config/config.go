@@ -31,6 +31,10 @@ type Config struct {
 	LogFormat         string // "text" or "json"
 	LogLevel          string // "debug", "info", "warn", "error"
 	OAuth             []OAuthProvider
+	// ProxyHeader names the header carrying the client's IP when the web
+	// process runs behind a reverse proxy (e.g. X-Forwarded-For); empty
+	// trusts the peer address.
+	ProxyHeader string
 }
 
 // OAuthProvider is one sign-in provider enabled by its key and secret.
@@ -90,6 +94,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MailConcurrency:   getInt("MAIL_CONCURRENCY", 4),
 		WorkerConcurrency: getInt("WORKER_CONCURRENCY", 10),
 		LogLevel:          get("LOG_LEVEL", "info"),
+		ProxyHeader:       get("PROXY_HEADER", ""),
 	}
 	switch c.Env {
 	case "development", "production":

@@ -8,14 +8,20 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/gofiber/fiber/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
 
+	"rassylka/app/auth"
 	"rassylka/app/config"
+	"rassylka/app/mail"
+	"rassylka/app/mail/mailsink"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/app/testkit"
 	"rassylka/app/web"
 )
@@ -26,31 +32,69 @@ func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
 type env struct {
 	app   *fiber.App
 	redis *redis.Client
+	db    *bun.DB
+	store *store.Store
 	logs  *syncBuffer
+	cfg   config.Config
+}
+
+const testBaseURL = "http://rassylka.test"
+
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg, err := config.Load(func(k string) string {
+		return map[string]string{"BASE_URL": testBaseURL}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	cfg, err := config.Load(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := testkit.Redis(t)
-	return newEnvWith(t, cfg, rdb)
+	return newEnvWith(t, testConfig(t), testkit.Redis(t), nil)
 }
 
-func newEnvWith(t *testing.T, cfg config.Config, rdb *redis.Client) *env {
+func newEnvWith(t *testing.T, cfg config.Config, rdb *redis.Client, providers *auth.Providers) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	queue := asynq.NewClientFromRedisClient(rdb)
+	db := testkit.DB(t)
+	st := store.New(db)
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	app := web.New(web.Deps{
-		Config: cfg,
-		Store:  store.New(testkit.DB(t)),
-		Redis:  rdb,
-		Queue:  queue,
-		Log:    slog.New(slog.NewTextHandler(logs, nil)),
+		Config:    cfg,
+		Store:     st,
+		Redis:     rdb,
+		Queue:     queue,
+		Log:       log,
+		Providers: providers,
 	})
-	return &env{app: app, redis: rdb, logs: logs}
+	return &env{app: app, redis: rdb, db: db, store: st, logs: logs, cfg: cfg}
+}
+
+// withWorker runs the task handlers on the env's queue, delivering mail to
+// an in-process SMTP server, as the worker process does.
+func (e *env) withWorker(t *testing.T) *mailsink.Server {
+	t.Helper()
+	sink := testkit.SMTP(t)
+	sender, err := mail.NewSender(sink.URL(), "Rassylka <no-reply@rassylka.test>", "rassylka.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &task.Handler{Mailer: sender, Store: e.store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	o := e.redis.Options()
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB}, asynq.Config{
+		Concurrency: 2, Queues: task.Queues, LogLevel: asynq.ErrorLevel, TaskCheckInterval: 50 * time.Millisecond,
+	})
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return sink
 }
 
 // do sends req to the app and returns the answer with its body read.

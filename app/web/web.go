@@ -72,8 +72,7 @@ func New(d Deps) *fiber.App {
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		BodyLimit:             25 << 20, // CSV imports are refused above 20 MB with a message
-		// Behind a proxy, set the proxy's header in a later setting; locally
-		// the peer address is the client.
+		ProxyHeader:           d.Config.ProxyHeader,
 	})
 	app.Use(s.requestID, s.accessLog, recover.New(), s.pageHeaders,
 		s.sessions.Load,

@@ -10,7 +10,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/go-redis/v9"
 
-	"rassylka/app/config"
 	"rassylka/app/testkit"
 )
 
@@ -56,13 +55,9 @@ func TestHealthz(t *testing.T) {
 
 func TestReadyz(t *testing.T) {
 	addr, stopRedis := testkit.RedisServer(t)
-	cfg, err := config.Load(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
-	e := newEnvWith(t, cfg, rdb)
+	e := newEnvWith(t, testConfig(t), rdb, nil)
 
 	resp, body := e.get(t, "/readyz")
 	if resp.StatusCode != http.StatusOK {

@@ -1,0 +1,450 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/testkit"
+)
+
+const goodPassword = "violet tiger mirror"
+
+func register(t *testing.T, c *client, email, name string) {
+	t.Helper()
+	resp, body := c.post(t, "/register", url.Values{"email": {email}, "full_name": {name}, "password": {goodPassword}, "time_zone": {"Europe/Berlin"}})
+	wantRedirect(t, resp, body, "/register/sent")
+}
+
+func login(t *testing.T, c *client, email, password string) (*http.Response, string) {
+	t.Helper()
+	return c.post(t, "/login", url.Values{"email": {email}, "password": {password}})
+}
+
+// newUser creates a confirmed user directly, for tests about other things.
+func newUser(t *testing.T, e *env, email string, role model.Role) *model.User {
+	t.Helper()
+	hash, err := auth.HashPassword(goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	u := &model.User{Email: email, FullName: strings.Split(email, "@")[0], PasswordHash: &hash, Role: role, EmailConfirmedAt: &now}
+	if err := e.store.CreateUser(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func signedIn(t *testing.T, e *env, email string, role model.Role) *client {
+	t.Helper()
+	newUser(t, e, email, role)
+	c := e.client()
+	resp, body := login(t, c, email, goodPassword)
+	wantRedirect(t, resp, body, "/")
+	return c
+}
+
+func TestRegisterConfirmSignIn(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+
+	resp, body := c.get(t, "/register")
+	wantStatus(t, resp, body, http.StatusOK)
+	if _, ok := parseHTML(t, body).Find(`input[name="time_zone"][data-browser-time-zone]`).Attr("name"); !ok {
+		t.Error("registration form lacks the browser time-zone field")
+	}
+	register(t, c, "New.Person@Example.com", "New Person")
+	resp, body = c.get(t, "/register/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+
+	m, link := waitMail(t, sink, 1)
+	if m.To[0] != "new.person@example.com" || !strings.HasPrefix(link, "/confirm/") {
+		t.Fatalf("confirmation mail to %v with link %q", m.To, link)
+	}
+	u, err := e.store.UserByEmail(context.Background(), "new.person@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EmailConfirmedAt != nil || u.TimeZone != "Europe/Berlin" || u.FullName != "New Person" || u.Role != model.RoleUser {
+		t.Fatalf("new user %+v", u)
+	}
+	var stored []byte
+	if err := e.db.NewRaw("SELECT token_hash FROM tokens WHERE user_id = ?", u.ID).Scan(context.Background(), &stored); err != nil {
+		t.Fatal(err)
+	}
+	plain := strings.TrimPrefix(link, "/confirm/")
+	if strings.Contains(string(stored), plain) || len(stored) != 32 {
+		t.Fatal("the token is stored as it was mailed, not hashed")
+	}
+
+	// Not confirmed yet: told why, with a way to get a new link.
+	resp, body = login(t, c, "new.person@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusForbidden)
+	doc := parseHTML(t, body)
+	if !strings.Contains(doc.Find("[data-testid=form-error]").Text(), "confirm your email") || doc.Find("[data-testid=resend-form]").Length() != 1 {
+		t.Fatalf("unconfirmed sign-in page does not explain or offer a resend:\n%s", body)
+	}
+	resp, body = c.post(t, "/confirm/resend", url.Values{"email": {"new.person@example.com"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	_, newLink := waitMail(t, sink, 2)
+	if newLink == link {
+		t.Fatal("resend mailed the same link")
+	}
+
+	// The first link was replaced by the new one.
+	resp, body = c.get(t, link)
+	wantStatus(t, resp, body, http.StatusGone)
+
+	resp, body = c.get(t, newLink)
+	wantRedirect(t, resp, body, "/login")
+	resp, body = c.get(t, "/login")
+	if !strings.Contains(body, "confirmed") {
+		t.Errorf("no flash after confirming:\n%s", body)
+	}
+	resp, body = c.get(t, newLink)
+	wantStatus(t, resp, body, http.StatusGone)
+	if !strings.Contains(body, "already used") {
+		t.Errorf("second use of the link is not explained:\n%s", body)
+	}
+
+	resp, body = login(t, c, "NEW.PERSON@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	resp, body = c.get(t, "/")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc = parseHTML(t, body)
+	if doc.Find("[data-testid=dashboard]").Length() != 1 || !strings.Contains(doc.Find("[data-testid=viewer]").Text(), "New Person") ||
+		strings.TrimSpace(doc.Find("[data-testid=viewer-role]").Text()) != "user" || doc.Find("[data-testid=sign-out]").Length() != 1 {
+		t.Fatalf("signed-in layout does not show who, the role and sign-out:\n%s", body)
+	}
+}
+
+func TestRegisterValidation(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	cases := []struct {
+		name, field, email, fullName, password string
+	}{
+		{"missing email", "email", "", "Ann", goodPassword},
+		{"bad email", "email", "ann@", "Ann", goodPassword},
+		{"display name in email", "email", "Ann <ann@example.com>", "Ann", goodPassword},
+		{"long email", "email", strings.Repeat("a", 250) + "@example.com", "Ann", goodPassword},
+		{"missing name", "full_name", "ann@example.com", " ", goodPassword},
+		{"long name", "full_name", "ann@example.com", strings.Repeat("n", 201), goodPassword},
+		{"short password", "password", "ann@example.com", "Ann", "short1"},
+		{"common password", "password", "ann@example.com", "Ann", "password123"},
+		{"password is the email", "password", "ann@example.com", "Ann", "ann@example.com"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := c.post(t, "/register", url.Values{"email": {tc.email}, "full_name": {tc.fullName}, "password": {tc.password}})
+			wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+			if fieldError(t, body, tc.field) == "" {
+				t.Fatalf("no error beside %s:\n%s", tc.field, body)
+			}
+			if tc.field != "full_name" && inputValue(t, body, "full_name") != strings.TrimSpace(tc.fullName) {
+				t.Errorf("typed name lost: %q", inputValue(t, body, "full_name"))
+			}
+			if tc.field != "email" && inputValue(t, body, "email") != tc.email {
+				t.Errorf("typed email lost: %q", inputValue(t, body, "email"))
+			}
+			if inputValue(t, body, "password") != "" {
+				t.Error("the password is echoed back")
+			}
+		})
+	}
+	var n int
+	if err := e.db.NewRaw("SELECT count(*) FROM users").Scan(context.Background(), &n); err != nil || n != 0 {
+		t.Fatalf("users after rejected forms: %d, %v", n, err)
+	}
+}
+
+func TestRegisterExistingEmailDoesNotTell(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	newUser(t, e, "taken@example.com", model.RoleUser)
+	c := e.client()
+	resp, body := c.post(t, "/register", url.Values{"email": {"TAKEN@example.com"}, "full_name": {"Impostor"}, "password": {goodPassword}})
+	wantRedirect(t, resp, body, "/register/sent")
+	m, _ := waitMail(t, sink, 1)
+	if m.To[0] != "taken@example.com" || !strings.Contains(m.Body(), "already has one") {
+		t.Fatalf("owner not told: to %v\n%s", m.To, m.Body())
+	}
+	var n int
+	if err := e.db.NewRaw("SELECT count(*) FROM users").Scan(context.Background(), &n); err != nil || n != 1 {
+		t.Fatalf("users = %d, %v; want the one", n, err)
+	}
+}
+
+func TestConfirmBadLinks(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+
+	resp, body := c.get(t, "/confirm/forged-token-that-was-never-issued")
+	wantStatus(t, resp, body, http.StatusNotFound)
+	if parseHTML(t, body).Find("[data-testid=resend-form]").Length() != 1 {
+		t.Errorf("a forged link does not offer to resend:\n%s", body)
+	}
+
+	register(t, c, "late@example.com", "Late")
+	_, link := waitMail(t, sink, 1)
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE tokens SET expires_at = now() - interval '1 minute'"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.get(t, link)
+	wantStatus(t, resp, body, http.StatusGone)
+	if !strings.Contains(body, "expired") || parseHTML(t, body).Find("[data-testid=resend-form]").Length() != 1 {
+		t.Errorf("an expired link is not explained with a resend form:\n%s", body)
+	}
+	if u, _ := e.store.UserByEmail(context.Background(), "late@example.com"); u.EmailConfirmedAt != nil {
+		t.Fatal("an expired link confirmed the address")
+	}
+}
+
+func TestLoginFailures(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+
+	resp, body := login(t, c, "ann@example.com", "wrong password")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	wrongPassword := parseHTML(t, body).Find("[data-testid=form-error]").Text()
+	if inputValue(t, body, "email") != "ann@example.com" {
+		t.Error("typed email lost")
+	}
+	resp, body = login(t, c, "nobody@example.com", "wrong password")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if got := parseHTML(t, body).Find("[data-testid=form-error]").Text(); got != wrongPassword || got == "" {
+		t.Errorf("unknown email answers %q, wrong password %q: they must not differ", got, wrongPassword)
+	}
+	resp, body = login(t, c, "", "")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "email") == "" || fieldError(t, body, "password") == "" {
+		t.Errorf("empty form: no field errors\n%s", body)
+	}
+	if _, ok := c.cookies[auth.CookieName]; ok {
+		t.Fatal("a failed sign-in left a session cookie")
+	}
+}
+
+func TestLoginThrottled(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "target@example.com", model.RoleUser)
+	newUser(t, e, "other@example.com", model.RoleUser)
+	c := e.client()
+
+	// Successful sign-ins are not throttled.
+	for i := 0; i < 12; i++ {
+		resp, body := login(t, e.client(), "other@example.com", goodPassword)
+		wantRedirect(t, resp, body, "/")
+	}
+	for i := 0; i < 10; i++ {
+		resp, body := login(t, c, "target@example.com", "guess "+string(rune('a'+i)))
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	resp, body := login(t, c, "target@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if !strings.Contains(body, "Too many failed sign-ins") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("429 page is not readable or lacks Retry-After:\n%s", body)
+	}
+	// Every test request comes from one address, so the address is blocked too.
+	resp, body = login(t, e.client(), "other@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+
+	// The window passes (here: the counters are dropped).
+	if err := e.redis.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = login(t, c, "target@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
+func TestSessionRotationAndLogout(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+	c.cookies[auth.CookieName] = "planted-by-an-attacker"
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	sid := c.cookies[auth.CookieName]
+	if sid == "" || sid == "planted-by-an-attacker" {
+		t.Fatalf("session id after sign-in = %q: not rotated", sid)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == auth.CookieName && (!ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Secure) {
+			t.Errorf("session cookie %+v: want HttpOnly, SameSite=Lax, not Secure on http", ck)
+		}
+	}
+	ttl, err := e.redis.TTL(context.Background(), "session:"+sid).Result()
+	if err != nil || ttl <= 0 || ttl > auth.IdleTimeout {
+		t.Errorf("session TTL in Redis = %v, %v; want the idle lifetime", ttl, err)
+	}
+
+	resp, body = c.post(t, "/logout", nil)
+	wantRedirect(t, resp, body, "/")
+	if n, _ := e.redis.Exists(context.Background(), "session:"+sid).Result(); n != 0 {
+		t.Fatal("session still in Redis after sign-out")
+	}
+	replay := e.client()
+	replay.cookies[auth.CookieName] = sid
+	resp, body = replay.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount")
+}
+
+func TestSecureCookieOnHTTPS(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BaseURL = "https://mail.example.com"
+	e := newEnvWith(t, cfg, testkit.Redis(t), nil)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	resp, _ := login(t, e.client(), "ann@example.com", goodPassword)
+	found := false
+	for _, ck := range resp.Cookies() {
+		if ck.Name == auth.CookieName {
+			found = true
+			if !ck.Secure {
+				t.Error("session cookie not Secure when BASE_URL is https")
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no session cookie")
+	}
+}
+
+func TestCSRF(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+	form := url.Values{"email": {"ann@example.com"}, "password": {goodPassword}}
+
+	resp, body := c.postRaw(t, "/login", form)
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 {
+		t.Fatalf("CSRF refusal is not a readable page:\n%s", body)
+	}
+	tok := c.csrf(t)
+	for _, bad := range []string{"x", tok + "x", strings.Replace(tok, ".", ".A", 1)} {
+		f := url.Values{"email": form["email"], "password": form["password"], "_csrf": {bad}}
+		resp, body = c.postRaw(t, "/login", f)
+		wantStatus(t, resp, body, http.StatusForbidden)
+	}
+	// A token from another browser does not match this browser's cookie.
+	other := e.client().csrf(t)
+	f := url.Values{"email": form["email"], "password": form["password"], "_csrf": {other}}
+	resp, body = c.postRaw(t, "/login", f)
+	wantStatus(t, resp, body, http.StatusForbidden)
+
+	// The htmx way: the header.
+	req, _ := http.NewRequest(http.MethodPost, "/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-CSRF-Token", tok)
+	resp, body = c.send(t, req)
+	wantRedirect(t, resp, body, "/")
+
+	// The page carries the same token in the meta tag and the forms.
+	_, body = c.get(t, "/account")
+	doc := parseHTML(t, body)
+	meta, _ := doc.Find(`meta[name="csrf-token"]`).Attr("content")
+	field, _ := doc.Find(`input[name="_csrf"]`).First().Attr("value")
+	if meta != tok || field != tok {
+		t.Fatalf("meta %q, field %q, cookie %q: want all equal", meta, field, tok)
+	}
+}
+
+func TestNextRedirects(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+
+	c := e.client()
+	resp, body := c.get(t, "/account?tab=1")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount%3Ftab%3D1")
+	resp, body = c.get(t, "/login?next=%2Faccount%3Ftab%3D1")
+	if inputValue(t, body, "next") != "/account?tab=1" {
+		t.Fatalf("login form lost next: %q", inputValue(t, body, "next"))
+	}
+	resp, body = c.post(t, "/login", url.Values{"email": {"ann@example.com"}, "password": {goodPassword}, "next": {"/account?tab=1"}})
+	wantRedirect(t, resp, body, "/account?tab=1")
+
+	req, _ := http.NewRequest(http.MethodGet, "/account", nil)
+	req.Header.Set("HX-Request", "true")
+	resp, _ = e.client().send(t, req)
+	if resp.Header.Get("HX-Redirect") != "/login?next=%2Faccount" {
+		t.Errorf("htmx request of an anonymous visitor: HX-Redirect %q", resp.Header.Get("HX-Redirect"))
+	}
+
+	for _, evil := range []string{"//evil.example", "https://evil.example/x", "/\\evil.example", "javascript:alert(1)", "http:/evil.example", "/%0d%0aSet-Cookie:x=y", "evil.example"} {
+		t.Run(evil, func(t *testing.T) {
+			c := e.client()
+			resp, body := c.post(t, "/login", url.Values{"email": {"ann@example.com"}, "password": {goodPassword}, "next": {evil}})
+			wantStatus(t, resp, body, http.StatusSeeOther)
+			if loc := resp.Header.Get("Location"); loc != "/" && !strings.HasPrefix(loc, "/%") {
+				t.Fatalf("next=%q redirected to %q", evil, loc)
+			}
+			if loc := resp.Header.Get("Location"); strings.Contains(loc, "evil") && !strings.HasPrefix(loc, "/%") {
+				t.Fatalf("next=%q redirected off-site to %q", evil, loc)
+			}
+		})
+	}
+}
+
+func TestBlockedUser(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	resp, body := c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK)
+
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE users SET blocked_at = now() WHERE email = 'ann@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	// The open session ends on its next request.
+	resp, body = c.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount&ended=blocked")
+	if _, ok := c.cookies[auth.CookieName]; ok {
+		t.Error("the blocked user's session cookie was not cleared")
+	}
+	resp, body = c.get(t, resp.Header.Get("Location"))
+	if !strings.Contains(body, "blocked") {
+		t.Errorf("sign-in page does not say why:\n%s", body)
+	}
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if !strings.Contains(body, "blocked") {
+		t.Errorf("blocked sign-in not told:\n%s", body)
+	}
+	if _, ok := c.cookies[auth.CookieName]; ok {
+		t.Error("a blocked user got a session")
+	}
+}
+
+func TestRequireManager(t *testing.T) {
+	e := newEnv(t)
+	e.app.Get("/test/managers-only", auth.RequireUser, auth.RequireManager, func(c *fiber.Ctx) error {
+		return c.SendString("secret of " + auth.CurrentUser(c).Email)
+	})
+	resp, body := e.client().get(t, "/test/managers-only")
+	wantRedirect(t, resp, body, "/login?next=%2Ftest%2Fmanagers-only")
+
+	user := signedIn(t, e, "user@example.com", model.RoleUser)
+	resp, body = user.get(t, "/test/managers-only")
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if strings.Contains(body, "secret") {
+		t.Fatal("a user saw the manager's page")
+	}
+
+	manager := signedIn(t, e, "boss@example.com", model.RoleManager)
+	resp, body = manager.get(t, "/test/managers-only")
+	wantStatus(t, resp, body, http.StatusOK)
+	_, body = manager.get(t, "/")
+	if strings.TrimSpace(parseHTML(t, body).Find("[data-testid=viewer-role]").Text()) != "manager" {
+		t.Error("layout does not show the manager role")
+	}
+}
