@@ -49,7 +49,9 @@ func NewProviders(cfg config.Config, log *slog.Logger) *Providers {
 		var build func() (goth.Provider, error)
 		switch o.Name {
 		case "github":
-			build = func() (goth.Provider, error) { return github.New(o.Key, o.Secret, callback, "read:user", "user:email"), nil }
+			build = func() (goth.Provider, error) {
+				return github.New(o.Key, o.Secret, callback, "read:user", "user:email"), nil
+			}
 		case "google":
 			build = func() (goth.Provider, error) { return google.New(o.Key, o.Secret, callback, "email", "profile"), nil }
 		case "gitlab":

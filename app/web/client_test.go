@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,3 +129,5 @@ func waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Received, st
 	}
 	return m, u.RequestURI()
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

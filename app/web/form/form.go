@@ -25,23 +25,24 @@ const MaxEmailLength = 254
 
 // Email checks and normalizes an address: a bare addr-spec (no display
 // name), at most 254 characters, with a dot in the domain; it is returned
-// trimmed and lower-cased.
+// trimmed and lower-cased. A rejected address comes back as typed (trimmed)
+// with the message.
 func Email(raw string) (string, string) {
 	s := strings.TrimSpace(raw)
 	switch {
 	case s == "":
 		return "", "Enter an email address."
 	case len(s) > MaxEmailLength:
-		return "", "An email address has at most 254 characters."
+		return s, "An email address has at most 254 characters."
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" {
-		return "", "Enter a valid email address, like name@example.com."
+		return s, "Enter a valid email address, like name@example.com."
 	}
 	at := strings.LastIndexByte(s, '@')
 	domain := s[at+1:]
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
-		return "", "Enter a valid email address, like name@example.com."
+		return s, "Enter a valid email address, like name@example.com."
 	}
 	return strings.ToLower(s), ""
 }

@@ -1,0 +1,187 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+)
+
+func TestPasswordReset(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	other := e.client() // a session opened elsewhere before the reset
+	resp, body := login(t, other, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+
+	c := e.client()
+	resp, body = c.get(t, "/password/forgot")
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = c.post(t, "/password/forgot", url.Values{"email": {"not an email"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "email") == "" || inputValue(t, body, "email") != "not an email" {
+		t.Fatalf("bad email: no field error or value lost\n%s", body)
+	}
+
+	// Unknown and known addresses get the same answer.
+	resp, body = c.post(t, "/password/forgot", url.Values{"email": {"nobody@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	resp, body = c.post(t, "/password/forgot", url.Values{"email": {"ANN@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	resp, body = c.get(t, "/password/forgot/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+
+	m, link := waitMail(t, sink, 1)
+	if m.To[0] != "ann@example.com" || !strings.HasPrefix(link, "/password/reset/") {
+		t.Fatalf("reset mail to %v, link %q", m.To, link)
+	}
+	if n := len(sink.Messages()); n != 1 {
+		t.Fatalf("%d mails; the unknown address must get none", n)
+	}
+
+	resp, body = c.get(t, link)
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = c.post(t, link, url.Values{"password": {"short"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "password") == "" {
+		t.Fatalf("no password error:\n%s", body)
+	}
+	resp, body = c.post(t, link, url.Values{"password": {"a brand new secret"}})
+	wantRedirect(t, resp, body, "/")
+	resp, body = c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK) // signed in by the reset
+
+	// Every other session ended.
+	resp, body = other.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount")
+
+	// The link works once.
+	resp, body = e.client().get(t, link)
+	wantStatus(t, resp, body, http.StatusGone)
+	resp, body = e.client().post(t, link, url.Values{"password": {"yet another secret"}})
+	wantStatus(t, resp, body, http.StatusGone)
+
+	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = login(t, e.client(), "ann@example.com", "a brand new secret")
+	wantRedirect(t, resp, body, "/")
+}
+
+func TestPasswordResetExpiredAndForged(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+	c.post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	_, link := waitMail(t, sink, 1)
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE tokens SET expires_at = now() - interval '1 second'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{link, "/password/reset/forged"} {
+		resp, body := c.get(t, path)
+		if resp.StatusCode != http.StatusGone && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s = %d", path, resp.StatusCode)
+		}
+		if !strings.Contains(body, "Ask for a new link") {
+			t.Errorf("%s: no way to ask for a new link:\n%s", path, body)
+		}
+		resp, body = c.post(t, path, url.Values{"password": {"a brand new secret"}})
+		if resp.StatusCode != http.StatusGone && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST %s = %d", path, resp.StatusCode)
+		}
+	}
+	resp, body := login(t, e.client(), "ann@example.com", "a brand new secret")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+}
+
+func TestAccountPage(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+
+	resp, body := c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := parseHTML(t, body).Find("[data-testid=account-email]").Text(); got != "ann@example.com" {
+		t.Fatalf("account page email %q", got)
+	}
+
+	resp, body = c.post(t, "/account", url.Values{"full_name": {"Ann Smith"}, "time_zone": {"Mars/Olympus"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "time_zone") == "" || inputValue(t, body, "full_name") != "Ann Smith" || inputValue(t, body, "time_zone") != "Mars/Olympus" {
+		t.Fatalf("bad zone: error or typed values missing\n%s", body)
+	}
+	resp, body = c.post(t, "/account", url.Values{"full_name": {""}, "time_zone": {"UTC"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = c.post(t, "/account", url.Values{"full_name": {"Ann Smith"}, "time_zone": {"Asia/Tokyo"}})
+	wantRedirect(t, resp, body, "/account")
+	u, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	if u.FullName != "Ann Smith" || u.TimeZone != "Asia/Tokyo" {
+		t.Fatalf("profile not saved: %+v", u)
+	}
+	_, body = c.get(t, "/account")
+	if !strings.Contains(body, "profile is saved") {
+		t.Error("no flash after saving")
+	}
+
+	other := e.client()
+	login(t, other, "ann@example.com", goodPassword)
+
+	resp, body = c.post(t, "/account/password", url.Values{"current_password": {"not it"}, "password": {"another fine secret"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "current_password") == "" {
+		t.Fatalf("wrong current password not flagged\n%s", body)
+	}
+	resp, body = c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"12345678"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"another fine secret"}})
+	wantRedirect(t, resp, body, "/account")
+	resp, body = c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK) // this session continues
+	resp, body = other.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount") // others end
+	resp, body = login(t, e.client(), "ann@example.com", "another fine secret")
+	wantRedirect(t, resp, body, "/")
+}
+
+func TestUnlinkIdentity(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	u, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	gh := &model.Identity{UserID: u.ID, Provider: "github", ProviderUserID: "42", Email: u.Email}
+	if err := e.store.CreateIdentity(ctx, gh); err != nil {
+		t.Fatal(err)
+	}
+	intruder := signedIn(t, e, "eve@example.com", model.RoleUser)
+
+	_, body := c.get(t, "/account")
+	if parseHTML(t, body).Find("[data-testid=identities] tbody tr").Length() != 1 {
+		t.Fatalf("linked account not listed:\n%s", body)
+	}
+	resp, body := intruder.post(t, "/account/identities/"+itoa(gh.ID)+"/delete", nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
+
+	// Without a password, the only identity stays.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_hash = NULL WHERE id = ?", u.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, "/account/identities/"+itoa(gh.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/account")
+	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 1 {
+		t.Fatal("the only way to sign in was unlinked")
+	}
+	hash, _ := auth.HashPassword(goodPassword)
+	if err := e.store.SetPassword(ctx, u.ID, hash); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, "/account/identities/"+itoa(gh.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/account")
+	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 0 {
+		t.Fatal("identity not unlinked")
+	}
+}
