@@ -1,7 +1,9 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"net/http"
 	"net/url"
 	"strings"
@@ -66,7 +68,7 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 	resp, body = c.get(t, "/register/sent")
 	wantStatus(t, resp, body, http.StatusOK)
 
-	m, link := waitMail(t, sink, 1)
+	m, link := e.waitMail(t, sink, 1)
 	if m.To[0] != "new.person@example.com" || !strings.HasPrefix(link, "/confirm/") {
 		t.Fatalf("confirmation mail to %v with link %q", m.To, link)
 	}
@@ -95,7 +97,7 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 	}
 	resp, body = c.post(t, "/confirm/resend", url.Values{"email": {"new.person@example.com"}})
 	wantRedirect(t, resp, body, "/register/sent")
-	_, newLink := waitMail(t, sink, 2)
+	_, newLink := e.waitMail(t, sink, 2)
 	if newLink == link {
 		t.Fatal("resend mailed the same link")
 	}
@@ -106,7 +108,7 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 
 	resp, body = c.get(t, newLink)
 	wantRedirect(t, resp, body, "/login")
-	resp, body = c.get(t, "/login")
+	_, body = c.get(t, "/login")
 	if !strings.Contains(body, "confirmed") {
 		t.Errorf("no flash after confirming:\n%s", body)
 	}
@@ -174,7 +176,7 @@ func TestRegisterExistingEmailDoesNotTell(t *testing.T) {
 	c := e.client()
 	resp, body := c.post(t, "/register", url.Values{"email": {"TAKEN@example.com"}, "full_name": {"Impostor"}, "password": {goodPassword}})
 	wantRedirect(t, resp, body, "/register/sent")
-	m, _ := waitMail(t, sink, 1)
+	m, _ := e.waitMail(t, sink, 1)
 	if m.To[0] != "taken@example.com" || !strings.Contains(m.Body(), "already has one") {
 		t.Fatalf("owner not told: to %v\n%s", m.To, m.Body())
 	}
@@ -196,7 +198,7 @@ func TestConfirmBadLinks(t *testing.T) {
 	}
 
 	register(t, c, "late@example.com", "Late")
-	_, link := waitMail(t, sink, 1)
+	_, link := e.waitMail(t, sink, 1)
 	if _, err := e.db.ExecContext(context.Background(), "UPDATE tokens SET expires_at = now() - interval '1 minute'"); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +369,7 @@ func TestNextRedirects(t *testing.T) {
 	c := e.client()
 	resp, body := c.get(t, "/account?tab=1")
 	wantRedirect(t, resp, body, "/login?next=%2Faccount%3Ftab%3D1")
-	resp, body = c.get(t, "/login?next=%2Faccount%3Ftab%3D1")
+	_, body = c.get(t, "/login?next=%2Faccount%3Ftab%3D1")
 	if inputValue(t, body, "next") != "/account?tab=1" {
 		t.Fatalf("login form lost next: %q", inputValue(t, body, "next"))
 	}
@@ -411,7 +413,7 @@ func TestBlockedUser(t *testing.T) {
 	if _, ok := c.cookies[auth.CookieName]; ok {
 		t.Error("the blocked user's session cookie was not cleared")
 	}
-	resp, body = c.get(t, resp.Header.Get("Location"))
+	_, body = c.get(t, resp.Header.Get("Location"))
 	if !strings.Contains(body, "blocked") {
 		t.Errorf("sign-in page does not say why:\n%s", body)
 	}
@@ -446,5 +448,38 @@ func TestRequireManager(t *testing.T) {
 	_, body = manager.get(t, "/")
 	if strings.TrimSpace(parseHTML(t, body).Find("[data-testid=viewer-role]").Text()) != "manager" {
 		t.Error("layout does not show the manager role")
+	}
+}
+
+// TestAbsoluteSessionLifetime ages a session past the absolute lifetime by
+// rewriting its sign-in time in Redis; however recently used, it ends.
+func TestAbsoluteSessionLifetime(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	key := "session:" + c.cookies[auth.CookieName]
+	raw, err := e.redis.Get(ctx, key).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]any{}
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&data); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := data["auth_at"].(int64); !ok {
+		t.Fatalf("session data %v has no sign-in time", data)
+	}
+	data["auth_at"] = time.Now().Add(-auth.AbsoluteTimeout - time.Minute).Unix()
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&data); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.redis.Set(ctx, key, buf.Bytes(), time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount&ended=expired")
+	if n, _ := e.redis.Exists(ctx, key).Result(); n != 0 {
+		t.Fatal("the expired session is still stored")
 	}
 }

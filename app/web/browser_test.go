@@ -12,21 +12,25 @@ import (
 	"rassylka/app/testkit"
 )
 
-// serve starts the env's app on a free local port and returns its base URL.
-func (e *env) serve(t *testing.T) string {
+// servedEnv is an env whose app listens on a free local port, with
+// BASE_URL pointing at it so that mailed links work in the browser.
+func servedEnv(t *testing.T) (*env, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	base := fmt.Sprintf("http://%s", ln.Addr())
+	cfg := testConfig(t)
+	cfg.BaseURL = base
+	e := newEnvWith(t, cfg, testkit.Redis(t), nil)
 	go func() { _ = e.app.Listener(ln) }()
 	t.Cleanup(func() { _ = e.app.ShutdownWithTimeout(5 * time.Second) })
-	return fmt.Sprintf("http://%s", ln.Addr())
+	return e, base
 }
 
 func TestBrowserLandingLoadsHTMX(t *testing.T) {
-	e := newEnv(t)
-	base := e.serve(t)
+	_, base := servedEnv(t)
 	ctx := testkit.Browser(t)
 
 	if err := chromedp.Do(ctx,

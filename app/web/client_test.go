@@ -107,7 +107,7 @@ var linkRE = regexp.MustCompile(`https?://\S+`)
 
 // waitMail waits for the n-th message (1-based) and returns it with the
 // first link in its body, made relative to the app.
-func waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Received, string) {
+func (e *env) waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Received, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -124,8 +124,8 @@ func waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Received, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(link, testBaseURL+"/") {
-		t.Fatalf("mailed link %q is not on BASE_URL %s", link, testBaseURL)
+	if !strings.HasPrefix(link, e.cfg.BaseURL+"/") {
+		t.Fatalf("mailed link %q is not on BASE_URL %s", link, e.cfg.BaseURL)
 	}
 	return m, u.RequestURI()
 }

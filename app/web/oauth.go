@@ -82,11 +82,9 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("oauth session: %w", err)
 	}
-	params := url.Values{}
-	for k, v := range c.Queries() {
-		params.Set(k, v)
-	}
-	if _, err := gs.Authorize(gp, params); err != nil {
+	// Only the code goes on: goth would also honour a redirect_uri or
+	// code_verifier smuggled into the callback's query.
+	if _, err := gs.Authorize(gp, url.Values{"code": {c.Query("code")}}); err != nil {
 		s.log.WarnContext(c.UserContext(), "oauth authorize failed", "provider", name, "error", err.Error(), "request_id", RequestID(c))
 		return s.oauthRefused(c, fiber.StatusBadGateway, "Sign-in failed",
 			"We could not complete the sign-in with the provider. Please try again in a moment.")

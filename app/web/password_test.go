@@ -36,7 +36,7 @@ func TestPasswordReset(t *testing.T) {
 	resp, body = c.get(t, "/password/forgot/sent")
 	wantStatus(t, resp, body, http.StatusOK)
 
-	m, link := waitMail(t, sink, 1)
+	m, link := e.waitMail(t, sink, 1)
 	if m.To[0] != "ann@example.com" || !strings.HasPrefix(link, "/password/reset/") {
 		t.Fatalf("reset mail to %v, link %q", m.To, link)
 	}
@@ -78,7 +78,7 @@ func TestPasswordResetExpiredAndForged(t *testing.T) {
 	newUser(t, e, "ann@example.com", model.RoleUser)
 	c := e.client()
 	c.post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
-	_, link := waitMail(t, sink, 1)
+	_, link := e.waitMail(t, sink, 1)
 	if _, err := e.db.ExecContext(context.Background(), "UPDATE tokens SET expires_at = now() - interval '1 second'"); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestPasswordResetExpiredAndForged(t *testing.T) {
 		if !strings.Contains(body, "Ask for a new link") {
 			t.Errorf("%s: no way to ask for a new link:\n%s", path, body)
 		}
-		resp, body = c.post(t, path, url.Values{"password": {"a brand new secret"}})
+		resp, _ = c.post(t, path, url.Values{"password": {"a brand new secret"}})
 		if resp.StatusCode != http.StatusGone && resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("POST %s = %d", path, resp.StatusCode)
 		}

@@ -1,0 +1,236 @@
+package web_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/markbates/goth"
+	"github.com/markbates/goth/providers/openidConnect"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/testkit"
+)
+
+// fakeOIDC is an OpenID Connect provider: discovery, authorize (the test
+// plays the user's consent), token and userinfo endpoints.
+type fakeOIDC struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	codes    map[string]oidcUser // code -> who consented
+	exchange int
+}
+
+type oidcUser struct {
+	Sub, Email, Name string
+	Verified         bool
+}
+
+const oidcClientID, oidcSecret = "rassylka-client", "rassylka-secret"
+
+func newFakeOIDC(t *testing.T) *fakeOIDC {
+	t.Helper()
+	f := &fakeOIDC{codes: map[string]oidcUser{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{
+			"issuer":                 f.srv.URL,
+			"authorization_endpoint": f.srv.URL + "/authorize",
+			"token_endpoint":         f.srv.URL + "/token",
+			"userinfo_endpoint":      f.srv.URL + "/userinfo",
+		})
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		id, secret, _ := r.BasicAuth()
+		if id == "" {
+			id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		}
+		f.mu.Lock()
+		u, ok := f.codes[r.PostForm.Get("code")]
+		delete(f.codes, r.PostForm.Get("code"))
+		f.exchange++
+		f.mu.Unlock()
+		if !ok || id != oidcClientID || secret != oidcSecret {
+			w.WriteHeader(http.StatusBadRequest)
+			writeJSON(w, map[string]string{"error": "invalid_grant"})
+			return
+		}
+		claims := map[string]any{"iss": f.srv.URL, "aud": oidcClientID, "sub": u.Sub, "exp": time.Now().Add(time.Hour).Unix(),
+			"email": u.Email, "email_verified": u.Verified, "name": u.Name}
+		writeJSON(w, map[string]any{"access_token": "at-" + u.Sub, "token_type": "Bearer", "expires_in": 3600, "id_token": jwt(claims)})
+	})
+	mux.HandleFunc("GET /userinfo", func(w http.ResponseWriter, r *http.Request) {
+		sub := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer at-")
+		writeJSON(w, map[string]any{"sub": sub})
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func jwt(claims map[string]any) string {
+	enc := base64.RawURLEncoding
+	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
+	c, _ := json.Marshal(claims)
+	return enc.EncodeToString(h) + "." + enc.EncodeToString(c) + ".sig"
+}
+
+// consent plays the user at the provider: it checks the authorization
+// request and returns the callback path the provider redirects to.
+func (f *fakeOIDC) consent(t *testing.T, authURL string, u oidcUser) string {
+	t.Helper()
+	au, err := url.Parse(authURL)
+	if err != nil || !strings.HasPrefix(authURL, f.srv.URL+"/authorize") {
+		t.Fatalf("sent to %q, not the provider", authURL)
+	}
+	q := au.Query()
+	if q.Get("client_id") != oidcClientID || q.Get("state") == "" || q.Get("redirect_uri") != testBaseURL+"/auth/oidc/callback" {
+		t.Fatalf("authorization request %v", q)
+	}
+	code := "code-" + u.Sub + "-" + q.Get("state")[:8]
+	f.mu.Lock()
+	f.codes[code] = u
+	f.mu.Unlock()
+	return "/auth/oidc/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(q.Get("state"))
+}
+
+func oidcEnv(t *testing.T) (*env, *fakeOIDC) {
+	t.Helper()
+	f := newFakeOIDC(t)
+	cfg := testConfig(t)
+	providers := auth.NewProviders(cfg, nil)
+	providers.Add("oidc", func() (goth.Provider, error) {
+		return openidConnect.New(oidcClientID, oidcSecret, cfg.BaseURL+"/auth/oidc/callback",
+			f.srv.URL+"/.well-known/openid-configuration", "openid", "email", "profile")
+	})
+	return newEnvWith(t, cfg, testkit.Redis(t), providers), f
+}
+
+// oauthSignIn runs the whole round trip and returns the final answer.
+func oauthSignIn(t *testing.T, c *client, f *fakeOIDC, next string, u oidcUser) (*http.Response, string) {
+	t.Helper()
+	path := "/auth/oidc"
+	if next != "" {
+		path += "?next=" + url.QueryEscape(next)
+	}
+	resp, body := c.get(t, path)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	return c.get(t, f.consent(t, resp.Header.Get("Location"), u))
+}
+
+func TestOAuthSignIn(t *testing.T) {
+	e, f := oidcEnv(t)
+	ctx := context.Background()
+
+	_, body := e.client().get(t, "/login")
+	if !strings.Contains(parseHTML(t, body).Find("[data-testid=oauth-providers]").Text(), "single sign-on") {
+		t.Fatalf("login page has no button for the enabled provider:\n%s", body)
+	}
+
+	// First sign-in with a verified email creates a confirmed account.
+	c := e.client()
+	resp, body := oauthSignIn(t, c, f, "/account", oidcUser{Sub: "u1", Email: "Olga@Example.com", Name: "Olga", Verified: true})
+	wantRedirect(t, resp, body, "/account")
+	u, err := e.store.UserByEmail(ctx, "olga@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EmailConfirmedAt == nil || u.PasswordHash != nil || u.FullName != "Olga" {
+		t.Fatalf("created %+v", u)
+	}
+	resp, body = c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "oidc") {
+		t.Error("the linked identity is not listed on the account page")
+	}
+
+	// Later sign-ins find the identity, even when the email changed there.
+	c2 := e.client()
+	resp, body = oauthSignIn(t, c2, f, "", oidcUser{Sub: "u1", Email: "olga.new@example.com", Name: "Olga", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	if _, err := e.store.UserByEmail(ctx, "olga.new@example.com"); err == nil {
+		t.Fatal("a second account was created for a known identity")
+	}
+
+	// A verified email of an existing password account links to it.
+	existing := newUser(t, e, "pat@example.com", model.RoleUser)
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "u2", Email: "pat@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	ids, _ := e.store.IdentitiesOfUser(ctx, existing.ID)
+	if len(ids) != 1 || ids[0].Provider != "oidc" || ids[0].ProviderUserID != "u2" {
+		t.Fatalf("identities of the existing account: %+v", ids)
+	}
+
+	// An unverified email neither links nor creates.
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "u3", Email: "pat@example.com", Verified: false})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if ids, _ := e.store.IdentitiesOfUser(ctx, existing.ID); len(ids) != 1 {
+		t.Fatal("an unverified email was linked")
+	}
+
+	// A blocked user cannot get in this way either.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = now() WHERE id = ?", existing.ID); err != nil {
+		t.Fatal(err)
+	}
+	bc := e.client()
+	resp, body = oauthSignIn(t, bc, f, "", oidcUser{Sub: "u2", Email: "pat@example.com", Verified: true})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if resp, _ := bc.get(t, "/account"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("blocked user signed in through OAuth")
+	}
+}
+
+func TestOAuthStateMismatchRefused(t *testing.T) {
+	e, f := oidcEnv(t)
+	victim := e.client()
+	resp, body := victim.get(t, "/auth/oidc")
+	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	// An attacker's own callback (their code, their state) replayed into
+	// the victim's browser.
+	attacker := e.client()
+	resp, _ = attacker.get(t, "/auth/oidc")
+	cb := f.consent(t, resp.Header.Get("Location"), oidcUser{Sub: "evil", Email: "evil@example.com", Verified: true})
+	resp, body = victim.get(t, cb)
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if !strings.Contains(body, "could not be verified") {
+		t.Errorf("refusal not explained:\n%s", body)
+	}
+	// A callback with no stored state at all.
+	resp, body = e.client().get(t, cb)
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if resp, _ := victim.get(t, "/account"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("signed in despite the state mismatch")
+	}
+	if _, err := e.store.UserByEmail(context.Background(), "evil@example.com"); err == nil {
+		t.Fatal("an account was created despite the state mismatch")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.exchange != 0 {
+		t.Fatalf("the code was exchanged %d times before the state was checked", f.exchange)
+	}
+}
+
+func TestOAuthUnknownProvider(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/auth/facebook", "/auth/oidc", "/auth/github/callback?code=x&state=y"} {
+		resp, body := e.client().get(t, path)
+		wantStatus(t, resp, body, http.StatusNotFound)
+	}
+}
