@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -102,4 +103,86 @@ func (s *Store) UpdateProfile(ctx context.Context, userID int64, fullName, timeZ
 		return fmt.Errorf("update profile: %w", ErrNotFound)
 	}
 	return nil
+}
+
+// UserRow is a user as the managers' list shows it.
+type UserRow struct {
+	model.User `bun:",extend"`
+	Clients    int `bun:"clients"`
+	Mailings   int `bun:"mailings"`
+}
+
+// ListUsers returns one page of users, newest first, whose email or name
+// contains q when it is not empty, with their counts of clients and mailings.
+func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, Page, error) {
+	var rows []UserRow
+	query := s.db.NewSelect().Model(&rows).
+		ModelTableExpr("users AS u").
+		ColumnExpr("u.*").
+		ColumnExpr("(SELECT count(*) FROM clients WHERE owner_id = u.id) AS clients").
+		ColumnExpr("(SELECT count(*) FROM mailings WHERE owner_id = u.id) AS mailings")
+	if strings.TrimSpace(q) != "" {
+		query.Where("lower(u.email || ' ' || u.full_name) LIKE ?", likePattern(q))
+	}
+	total, err := query.OrderExpr("u.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("list users", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}
+
+// ErrNotBlockable is returned when a manager tries to block themself or
+// another manager.
+var ErrNotBlockable = errors.New("managers cannot be blocked")
+
+// SetBlocked blocks or unblocks a user. Managers (the actor included) are
+// never blocked.
+func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked bool) (*model.User, error) {
+	u, err := s.UserByID(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID == actorID || u.IsManager() {
+		return u, ErrNotBlockable
+	}
+	q := s.db.NewUpdate().Model(u).Set("updated_at = now()").Where("id = ? AND role = 'user'", userID)
+	if blocked {
+		q.Set("blocked_at = coalesce(blocked_at, now())")
+	} else {
+		q.Set("blocked_at = NULL")
+	}
+	if err := q.Returning("*").Scan(ctx); err != nil {
+		return nil, dbErr("set blocked", err)
+	}
+	return u, nil
+}
+
+// Counts are the dashboard's figures for one owner.
+type Counts struct {
+	Clients  int `bun:"clients"`
+	Messages int `bun:"messages"`
+	Created  int `bun:"created"`
+	Running  int `bun:"running"`
+	Finished int `bun:"finished"`
+	Disabled int `bun:"disabled"`
+}
+
+// CountsOf returns the owner's counts of clients, messages and mailings by
+// status (a disabled mailing counts as disabled only).
+func (s *Store) CountsOf(ctx context.Context, ownerID int64) (Counts, error) {
+	var c Counts
+	err := s.db.NewRaw(`
+		SELECT
+			(SELECT count(*) FROM clients WHERE owner_id = ?0) AS clients,
+			(SELECT count(*) FROM messages WHERE owner_id = ?0) AS messages,
+			count(*) FILTER (WHERE status = 'created' AND disabled_at IS NULL) AS created,
+			count(*) FILTER (WHERE status = 'running' AND disabled_at IS NULL) AS running,
+			count(*) FILTER (WHERE status = 'finished' AND disabled_at IS NULL) AS finished,
+			count(*) FILTER (WHERE disabled_at IS NOT NULL) AS disabled
+		FROM mailings WHERE owner_id = ?0`, ownerID).Scan(ctx, &c)
+	if err != nil {
+		return c, dbErr("counts", err)
+	}
+	return c, nil
 }

@@ -13,6 +13,12 @@ func (s *Server) home(c *fiber.Ctx) error {
 	if u == nil {
 		return render(c, fiber.StatusOK, home.Landing(s.page(c, "")))
 	}
+	counts, err := s.store.CountsOf(c.UserContext(), u.ID)
+	if err != nil {
+		return err
+	}
 	p := s.page(c, "Dashboard")
-	return render(c, fiber.StatusOK, home.Dashboard(p, home.DashboardView{Name: p.Viewer.Name}))
+	return render(c, fiber.StatusOK, home.Dashboard(p, home.DashboardView{Name: p.Viewer.Name,
+		Clients: counts.Clients, Messages: counts.Messages,
+		Created: counts.Created, Running: counts.Running, Finished: counts.Finished, Disabled: counts.Disabled}))
 }

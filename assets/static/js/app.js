@@ -20,3 +20,70 @@ document.addEventListener("DOMContentLoaded", function () {
     if (!el.value) el.value = tz;
   });
 });
+
+// Small helpers called from the pages.
+window.rassylka = {
+  clear: function (selector) {
+    var el = document.querySelector(selector);
+    if (el) el.innerHTML = "";
+  },
+};
+
+// Mailing form: show the inline message fields when "Write a new message"
+// is chosen.
+document.addEventListener("change", function (e) {
+  if (!e.target.matches("[data-message-choice]")) return;
+  var box = e.target.form.querySelector("[data-new-message]");
+  if (box) box.hidden = e.target.value !== "new";
+});
+
+// Recipient picker: the chosen ids live in one hidden field (comma
+// separated); checkboxes of the shown results mirror it.
+function initPicker(root) {
+  if (root.dataset.pickerReady) return;
+  root.dataset.pickerReady = "1";
+  var hidden = root.querySelector("[data-picker-ids]");
+  var count = root.querySelector("[data-picker-count]");
+  var chosen = new Set(hidden.value ? hidden.value.split(",") : []);
+  function sync() {
+    hidden.value = Array.from(chosen).join(",");
+    count.textContent = chosen.size;
+    root.querySelectorAll("[data-picker-id]").forEach(function (cb) {
+      cb.checked = chosen.has(cb.value);
+    });
+  }
+  root.addEventListener("change", function (e) {
+    if (!e.target.matches("[data-picker-id]")) return;
+    if (e.target.checked) chosen.add(e.target.value);
+    else chosen.delete(e.target.value);
+    sync();
+  });
+  root.addEventListener("click", function (e) {
+    if (e.target.matches("[data-picker-clear]")) {
+      chosen.clear();
+      sync();
+    }
+    if (e.target.matches("[data-picker-all]")) {
+      var q = root.querySelector("[data-picker-search]").value;
+      e.target.setAttribute("aria-busy", "true");
+      fetch("/mailings/picker/ids?q=" + encodeURIComponent(q), { credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (ids) {
+          ids.forEach(function (id) { chosen.add(String(id)); });
+          sync();
+        })
+        .finally(function () { e.target.removeAttribute("aria-busy"); });
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", function (e) {
+    if (root.contains(e.target)) sync();
+  });
+  // Only the hidden list is sent: checkboxes would repeat part of it.
+  root.closest("form").addEventListener("submit", function () {
+    root.querySelectorAll("[data-picker-id]").forEach(function (cb) { cb.disabled = true; });
+  });
+  sync();
+}
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("[data-picker]").forEach(initPicker);
+});

@@ -1,0 +1,19 @@
+package mail
+
+import "regexp"
+
+var placeholder = regexp.MustCompile(`\{\{\s*(name|email)\s*\}\}`)
+
+// Personalize fills {{name}} and {{email}} (spaces inside the braces
+// allowed) with the recipient's name and address.
+func Personalize(text, name, email string) string {
+	if name == "" {
+		name = email
+	}
+	return placeholder.ReplaceAllStringFunc(text, func(m string) string {
+		if placeholder.FindStringSubmatch(m)[1] == "name" {
+			return name
+		}
+		return email
+	})
+}

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"rassylka/app/model"
+)
+
+// ClientRow is a client as lists show it, with the owner's email for
+// managers' all-users lists.
+type ClientRow struct {
+	model.Client `bun:",extend"`
+	OwnerEmail   string `bun:"owner_email"`
+}
+
+const clientSearchExpr = "lower(c.email || ' ' || c.full_name || ' ' || c.comment)"
+
+// ListClients returns one page of the scope's clients, newest first,
+// matching q (a substring of email, name or comment) when it is not empty.
+func (s *Store) ListClients(ctx context.Context, sc Scope, q string, page Page) ([]ClientRow, Page, error) {
+	var rows []ClientRow
+	query := s.db.NewSelect().Model(&rows).
+		ModelTableExpr("clients AS c").
+		ColumnExpr("c.*").
+		ColumnExpr("u.email AS owner_email").
+		Join("JOIN users AS u ON u.id = c.owner_id")
+	sc.where(query, "c.owner_id")
+	if strings.TrimSpace(q) != "" {
+		query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
+	}
+	total, err := query.OrderExpr("c.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("list clients", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}
+
+// ClientByID returns a client visible in the scope.
+func (s *Store) ClientByID(ctx context.Context, sc Scope, id int64) (*ClientRow, error) {
+	row := new(ClientRow)
+	query := s.db.NewSelect().Model(row).
+		ModelTableExpr("clients AS c").
+		ColumnExpr("c.*").
+		ColumnExpr("u.email AS owner_email").
+		Join("JOIN users AS u ON u.id = c.owner_id").
+		Where("c.id = ?", id)
+	sc.where(query, "c.owner_id")
+	if err := query.Scan(ctx); err != nil {
+		return nil, dbErr("client by id", err)
+	}
+	return row, nil
+}
+
+// CreateClient inserts c; an email already in the owner's list, in any
+// letter case, is ErrConflict.
+func (s *Store) CreateClient(ctx context.Context, c *model.Client) error {
+	_, err := s.db.NewInsert().Model(c).
+		ExcludeColumn("id", "created_at", "updated_at", "unsubscribed_at", "bounced_at").
+		Returning("*").Exec(ctx)
+	return dbErr("create client", err)
+}
+
+// UpdateClient saves the email, name and comment of the owner's client.
+func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client) error {
+	err := s.db.NewUpdate().Model(c).
+		Set("email = ?", c.Email).
+		Set("full_name = ?", c.FullName).
+		Set("comment = ?", c.Comment).
+		Set("updated_at = now()").
+		Where("id = ? AND owner_id = ?", c.ID, ownerID).
+		Returning("*").Scan(ctx)
+	return dbErr("update client", err)
+}
+
+// DeleteClient deletes the owner's client (its attempts stay, without it).
+func (s *Store) DeleteClient(ctx context.Context, ownerID, id int64) error {
+	res, err := s.db.NewDelete().Model((*model.Client)(nil)).Where("id = ? AND owner_id = ?", id, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("delete client", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete client: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ClearBounce makes a hard-bounced client mailable again.
+func (s *Store) ClearBounce(ctx context.Context, ownerID, id int64) error {
+	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("bounced_at = NULL").Set("updated_at = now()").
+		Where("id = ? AND owner_id = ?", id, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("clear bounce", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("clear bounce: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ClientIDs returns the ids of the owner's clients matching q (all of them
+// when q is empty), newest first, at most limit.
+func (s *Store) ClientIDs(ctx context.Context, ownerID int64, q string, limit int) ([]int64, error) {
+	var ids []int64
+	query := s.db.NewSelect().TableExpr("clients AS c").Column("c.id").Where("c.owner_id = ?", ownerID)
+	if strings.TrimSpace(q) != "" {
+		query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
+	}
+	if err := query.OrderExpr("c.id DESC").Limit(int64(limit)).Scan(ctx, &ids); err != nil {
+		return nil, dbErr("client ids", err)
+	}
+	return ids, nil
+}
+
+// EachClient calls fn for every client of the owner, oldest first, reading
+// them in batches by keyset so memory stays flat however long the list.
+func (s *Store) EachClient(ctx context.Context, ownerID int64, fn func(*model.Client) error) error {
+	const batch = 1000
+	var after int64
+	for {
+		var cs []model.Client
+		err := s.db.NewSelect().Model(&cs).Where("owner_id = ? AND id > ?", ownerID, after).
+			OrderExpr("id").Limit(batch).Scan(ctx)
+		if err != nil {
+			return dbErr("each client", err)
+		}
+		for i := range cs {
+			if err := fn(&cs[i]); err != nil {
+				return err
+			}
+		}
+		if len(cs) < batch {
+			return nil
+		}
+		after = cs[len(cs)-1].ID
+	}
+}
+
+// ImportRow is one valid row of a CSV import.
+type ImportRow struct {
+	Email, FullName, Comment string
+}
+
+// UpsertClients creates the owner's clients of rows, or updates the name
+// and comment of those whose email (in any letter case) is already listed,
+// in one statement. Emails must be unique within rows. It returns how many
+// were created and updated.
+func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (created, updated int, err error) {
+	if len(rows) == 0 {
+		return 0, 0, nil
+	}
+	emails := make([]string, len(rows))
+	names := make([]string, len(rows))
+	comments := make([]string, len(rows))
+	for i, r := range rows {
+		emails[i], names[i], comments[i] = r.Email, r.FullName, r.Comment
+	}
+	var inserted []bool
+	err = s.db.NewRaw(`
+		INSERT INTO clients (owner_id, email, full_name, comment)
+		SELECT ?, e, n, c FROM unnest(?::text[], ?::text[], ?::text[]) AS r(e, n, c)
+		ON CONFLICT (owner_id, lower(email)) DO UPDATE
+			SET full_name = EXCLUDED.full_name, comment = EXCLUDED.comment, updated_at = now()
+		RETURNING (xmax = 0)`,
+		ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments)).Scan(ctx, &inserted)
+	if err != nil {
+		return 0, 0, dbErr("upsert clients", err)
+	}
+	for _, ins := range inserted {
+		if ins {
+			created++
+		} else {
+			updated++
+		}
+	}
+	return created, updated, nil
+}

@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"rassylka/app/model"
+)
+
+// ErrForeignRecipient means a recipient id is not one of the owner's clients.
+var ErrForeignRecipient = errors.New("recipient is not the owner's client")
+
+// MailingRow is a mailing as lists and its page show it.
+type MailingRow struct {
+	model.Mailing   `bun:",extend"`
+	Subject         string `bun:"subject"`
+	OwnerEmail      string `bun:"owner_email"`
+	Recipients      int    `bun:"recipients"`
+	DisabledByEmail string `bun:"disabled_by_email"`
+}
+
+// Status filters of mailing lists: a disabled mailing shows as disabled
+// whatever its status.
+const (
+	FilterDisabled = "disabled"
+)
+
+func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
+	return s.db.NewSelect().Model(dest).
+		ModelTableExpr("mailings AS g").
+		ColumnExpr("g.*").
+		ColumnExpr("m.subject").
+		ColumnExpr("u.email AS owner_email").
+		ColumnExpr("(SELECT count(*) FROM mailing_recipients WHERE mailing_id = g.id) AS recipients").
+		ColumnExpr("coalesce(d.email, '') AS disabled_by_email").
+		Join("JOIN messages AS m ON m.id = g.message_id").
+		Join("JOIN users AS u ON u.id = g.owner_id").
+		Join("LEFT JOIN users AS d ON d.id = g.disabled_by")
+}
+
+// ListMailings returns one page of the scope's mailings, newest first,
+// filtered by status (created, running, finished or disabled) when given.
+func (s *Store) ListMailings(ctx context.Context, sc Scope, status string, page Page) ([]MailingRow, Page, error) {
+	var rows []MailingRow
+	query := s.mailingQuery(&rows)
+	sc.where(query, "g.owner_id")
+	switch status {
+	case "":
+	case FilterDisabled:
+		query.Where("g.disabled_at IS NOT NULL")
+	default:
+		query.Where("g.status = ? AND g.disabled_at IS NULL", status)
+	}
+	total, err := query.OrderExpr("g.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("list mailings", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}
+
+// MailingByID returns a mailing visible in the scope.
+func (s *Store) MailingByID(ctx context.Context, sc Scope, id int64) (*MailingRow, error) {
+	row := new(MailingRow)
+	query := s.mailingQuery(row).Where("g.id = ?", id)
+	sc.where(query, "g.owner_id")
+	if err := query.Scan(ctx); err != nil {
+		return nil, dbErr("mailing by id", err)
+	}
+	return row, nil
+}
+
+// CreateMailing inserts m with its recipients, all of which must be clients
+// of m's owner, in one transaction.
+func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients []int64) error {
+	return s.InTx(ctx, func(tx *Store) error {
+		_, err := tx.db.NewInsert().Model(m).
+			ExcludeColumn("id", "created_at", "updated_at", "disabled_at", "disabled_by").
+			Returning("*").Exec(ctx)
+		if err != nil {
+			return dbErr("create mailing", err)
+		}
+		return tx.setRecipients(ctx, m.OwnerID, m.ID, recipients, false)
+	})
+}
+
+// UpdateMailing saves the changeable settings of the owner's mailing and,
+// when recipients is not nil, replaces its recipients.
+func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Mailing, recipients []int64) error {
+	return s.InTx(ctx, func(tx *Store) error {
+		err := tx.db.NewUpdate().Model(m).
+			Set("message_id = ?", m.MessageID).
+			Set("starts_at = ?", m.StartsAt).
+			Set("ends_at = ?", m.EndsAt).
+			Set("repeat = ?", m.Repeat).
+			Set("next_run_at = ?", m.NextRunAt).
+			Set("updated_at = now()").
+			Where("id = ? AND owner_id = ?", m.ID, ownerID).
+			Returning("*").Scan(ctx)
+		if err != nil {
+			return dbErr("update mailing", err)
+		}
+		if recipients == nil {
+			return nil
+		}
+		return tx.setRecipients(ctx, ownerID, m.ID, recipients, true)
+	})
+}
+
+// setRecipients makes ids the recipients of the mailing; every id must be a
+// client of ownerID (ErrForeignRecipient otherwise).
+func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids []int64, replace bool) error {
+	ids = uniqueIDs(ids)
+	if replace {
+		_, err := s.db.NewDelete().Model((*model.MailingRecipient)(nil)).
+			Where("mailing_id = ? AND NOT (client_id = ANY(?::bigint[]))", mailingID, pgdialect.Array(ids)).Exec(ctx)
+		if err != nil {
+			return dbErr("set recipients", err)
+		}
+	}
+	var owned int
+	err := s.db.NewRaw(`
+		WITH owned AS (
+			SELECT id FROM clients WHERE owner_id = ? AND id = ANY(?::bigint[])
+		), added AS (
+			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM owned
+			ON CONFLICT DO NOTHING
+		)
+		SELECT count(*) FROM owned`, ownerID, pgdialect.Array(ids), mailingID).Scan(ctx, &owned)
+	if err != nil {
+		return dbErr("set recipients", err)
+	}
+	if owned != len(ids) {
+		return fmt.Errorf("set recipients: %d of %d: %w", len(ids)-owned, len(ids), ErrForeignRecipient)
+	}
+	return nil
+}
+
+func uniqueIDs(ids []int64) []int64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// DeleteMailing deletes the owner's mailing with its runs and attempts.
+func (s *Store) DeleteMailing(ctx context.Context, ownerID, id int64) error {
+	res, err := s.db.NewDelete().Model((*model.Mailing)(nil)).Where("id = ? AND owner_id = ?", id, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("delete mailing", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete mailing: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// SetMailingDisabled switches a mailing of the scope off (recording who and
+// when) or on again.
+func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, disabled bool) error {
+	q := s.db.NewUpdate().Model((*model.Mailing)(nil)).Set("updated_at = now()").Where("id = ?", id)
+	if disabled {
+		q.Set("disabled_at = coalesce(disabled_at, now())").Set("disabled_by = coalesce(disabled_by, ?)", by)
+	} else {
+		q.Set("disabled_at = NULL").Set("disabled_by = NULL")
+	}
+	if !sc.All {
+		q.Where("owner_id = ?", sc.UserID)
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return dbErr("set mailing disabled", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set mailing disabled: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// RecipientsOfMailing returns one page of a mailing's recipients; the
+// caller has checked that the mailing is visible.
+func (s *Store) RecipientsOfMailing(ctx context.Context, mailingID int64, page Page) ([]model.Client, Page, error) {
+	var rows []model.Client
+	total, err := s.db.NewSelect().Model(&rows).
+		Where("id IN (SELECT client_id FROM mailing_recipients WHERE mailing_id = ?)", mailingID).
+		OrderExpr("id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("recipients of mailing", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}
+
+// RecipientIDs lists the client ids of a mailing.
+func (s *Store) RecipientIDs(ctx context.Context, mailingID int64) ([]int64, error) {
+	var ids []int64
+	err := s.db.NewSelect().TableExpr("mailing_recipients").Column("client_id").
+		Where("mailing_id = ?", mailingID).OrderExpr("client_id").Scan(ctx, &ids)
+	if err != nil {
+		return nil, dbErr("recipient ids", err)
+	}
+	return ids, nil
+}
+
+// RunsOfMailing lists a mailing's latest runs, newest first.
+func (s *Store) RunsOfMailing(ctx context.Context, mailingID int64, limit int) ([]model.Run, error) {
+	var runs []model.Run
+	err := s.db.NewSelect().Model(&runs).Where("mailing_id = ?", mailingID).
+		OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("runs of mailing", err)
+	}
+	return runs, nil
+}
+
+// AttemptsOfMailing returns one page of a mailing's attempts, newest first,
+// of one status when given.
+func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status model.AttemptStatus, page Page) ([]model.Attempt, Page, error) {
+	var rows []model.Attempt
+	q := s.db.NewSelect().Model(&rows).Where("mailing_id = ?", mailingID)
+	if status != "" {
+		q.Where("status = ?", status)
+	}
+	total, err := q.OrderExpr("id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("attempts of mailing", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}

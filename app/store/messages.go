@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun"
+
+	"rassylka/app/model"
+)
+
+// MessageRow is a message as lists show it.
+type MessageRow struct {
+	model.Message `bun:",extend"`
+	OwnerEmail    string `bun:"owner_email"`
+	Mailings      int    `bun:"mailings"`
+}
+
+func (s *Store) messageQuery(dest any) *bun.SelectQuery {
+	return s.db.NewSelect().Model(dest).
+		ModelTableExpr("messages AS m").
+		ColumnExpr("m.*").
+		ColumnExpr("u.email AS owner_email").
+		ColumnExpr("(SELECT count(*) FROM mailings WHERE message_id = m.id) AS mailings").
+		Join("JOIN users AS u ON u.id = m.owner_id")
+}
+
+// ListMessages returns one page of the scope's messages, newest first,
+// whose subject contains q when it is not empty.
+func (s *Store) ListMessages(ctx context.Context, sc Scope, q string, page Page) ([]MessageRow, Page, error) {
+	var rows []MessageRow
+	query := s.messageQuery(&rows)
+	sc.where(query, "m.owner_id")
+	if strings.TrimSpace(q) != "" {
+		query.Where("lower(m.subject) LIKE ?", likePattern(q))
+	}
+	total, err := query.OrderExpr("m.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return nil, page, dbErr("list messages", err)
+	}
+	page.Total = int(total)
+	return rows, page, nil
+}
+
+// MessageByID returns a message visible in the scope.
+func (s *Store) MessageByID(ctx context.Context, sc Scope, id int64) (*MessageRow, error) {
+	row := new(MessageRow)
+	query := s.messageQuery(row).Where("m.id = ?", id)
+	sc.where(query, "m.owner_id")
+	if err := query.Scan(ctx); err != nil {
+		return nil, dbErr("message by id", err)
+	}
+	return row, nil
+}
+
+// MessageChoice is a message as a select lists it.
+type MessageChoice struct {
+	ID      int64  `bun:"id"`
+	Subject string `bun:"subject"`
+}
+
+// MessageChoices lists the owner's messages for a select, newest first.
+func (s *Store) MessageChoices(ctx context.Context, ownerID int64, limit int) ([]MessageChoice, error) {
+	var out []MessageChoice
+	err := s.db.NewSelect().TableExpr("messages").Column("id", "subject").
+		Where("owner_id = ?", ownerID).OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx, &out)
+	if err != nil {
+		return nil, dbErr("message choices", err)
+	}
+	return out, nil
+}
+
+// CreateMessage inserts m.
+func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
+	_, err := s.db.NewInsert().Model(m).ExcludeColumn("id", "created_at", "updated_at").Returning("*").Exec(ctx)
+	return dbErr("create message", err)
+}
+
+// UpdateMessage saves the subject and body of the owner's message.
+func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Message) error {
+	err := s.db.NewUpdate().Model(m).
+		Set("subject = ?", m.Subject).
+		Set("body = ?", m.Body).
+		Set("updated_at = now()").
+		Where("id = ? AND owner_id = ?", m.ID, ownerID).
+		Returning("*").Scan(ctx)
+	return dbErr("update message", err)
+}
+
+// DeleteMessage deletes the owner's message; one that mailings use is
+// ErrConflict.
+func (s *Store) DeleteMessage(ctx context.Context, ownerID, id int64) error {
+	res, err := s.db.NewDelete().Model((*model.Message)(nil)).Where("id = ? AND owner_id = ?", id, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("delete message", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("delete message: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// FirstClient returns the owner's oldest client, for previews.
+func (s *Store) FirstClient(ctx context.Context, ownerID int64) (*model.Client, error) {
+	c := new(model.Client)
+	if err := s.db.NewSelect().Model(c).Where("owner_id = ?", ownerID).OrderExpr("id").Limit(1).Scan(ctx); err != nil {
+		return nil, dbErr("first client", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,67 @@
+package store
+
+import (
+	"strings"
+
+	"github.com/uptrace/bun"
+)
+
+// Scope says whose objects a query may see. A user's scope is their own
+// objects; a manager's read scope may be everyone's, optionally narrowed to
+// one owner. Writes always use Own: nobody changes another user's objects.
+type Scope struct {
+	UserID int64 // the owner whose objects are visible, unless All
+	All    bool  // every owner's objects (managers, read-only)
+	Owner  int64 // with All: only this owner's objects (0 = everyone)
+}
+
+// Own is the scope of one user's own objects.
+func Own(userID int64) Scope { return Scope{UserID: userID} }
+
+// Everyone is a manager's read scope, narrowed to owner when it is not 0.
+func Everyone(owner int64) Scope { return Scope{All: true, Owner: owner} }
+
+// where restricts q to the scope on the owner column col.
+func (sc Scope) where(q *bun.SelectQuery, col string) *bun.SelectQuery {
+	switch {
+	case !sc.All:
+		return q.Where("? = ?", bun.Ident(col), sc.UserID)
+	case sc.Owner != 0:
+		return q.Where("? = ?", bun.Ident(col), sc.Owner)
+	}
+	return q
+}
+
+// Page is one page of a list.
+type Page struct {
+	Number  int // 1-based
+	PerPage int
+	Total   int
+}
+
+// Offset of the page's first row.
+func (p Page) Offset() int { return (p.Number - 1) * p.PerPage }
+
+// Pages is how many pages the list has (at least 1).
+func (p Page) Pages() int {
+	if p.Total <= 0 {
+		return 1
+	}
+	return (p.Total + p.PerPage - 1) / p.PerPage
+}
+
+// NewPage normalizes a requested page number.
+func NewPage(number, perPage int) Page {
+	if number < 1 {
+		number = 1
+	}
+	return Page{Number: number, PerPage: perPage}
+}
+
+// likePattern makes a case-insensitive substring pattern of a search, with
+// LIKE's wildcards escaped.
+func likePattern(q string) string {
+	q = strings.ToLower(strings.TrimSpace(q))
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(q) + "%"
+}

@@ -1,0 +1,255 @@
+package web
+
+import (
+	"bufio"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/web/form"
+	"rassylka/views/clients"
+	"rassylka/views/layout"
+)
+
+func clientRow(r *store.ClientRow, viewer *model.User) clients.Row {
+	return clients.Row{
+		ID: r.ID, Email: r.Email, FullName: r.FullName, Comment: r.Comment,
+		OwnerEmail: r.OwnerEmail, OwnerURL: "/clients?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10),
+		Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil,
+		Editable: r.OwnerID == viewer.ID,
+	}
+}
+
+func (s *Server) listClients(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	sc, all := listScope(c)
+	q := c.Query("q")
+	rows, page, err := s.store.ListClients(c.UserContext(), sc, q, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	v := clients.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), CanCreate: true,
+		Pager: pager(c, "/clients", page, "clients", clients.ListID)}
+	for i := range rows {
+		v.Rows = append(v.Rows, clientRow(&rows[i], u))
+	}
+	if all && sc.Owner != 0 {
+		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
+			v.OwnerEmail = owner.Email
+		}
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, clients.List(v))
+	}
+	return render(c, fiber.StatusOK, clients.Page(s.page(c, "Clients"), v))
+}
+
+func (s *Server) newClient(c *fiber.Ctx) error {
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, ""))
+	}
+	return render(c, fiber.StatusOK, clients.NewPage(s.page(c, "Add a client"), clients.Form{}))
+}
+
+func clientForm(id int64, f form.Client, errs form.Errors) clients.Form {
+	return clients.Form{ID: id, Email: f.Email, FullName: f.FullName, Comment: f.Comment, Errors: errs}
+}
+
+const duplicateEmail = "This address is already in your list."
+
+func (s *Server) createClient(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	var f form.Client
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	errs := f.Validate()
+	var cl *model.Client
+	if !errs.Any() {
+		cl = f.Model(u.ID)
+		err := s.store.CreateClient(c.UserContext(), cl)
+		if errors.Is(err, store.ErrConflict) {
+			errs = form.FieldErr("email", duplicateEmail)
+		} else if err != nil {
+			return fmt.Errorf("create client: %w", err)
+		}
+	}
+	if errs.Any() {
+		if isHTMX(c) {
+			return render(c, fiber.StatusUnprocessableEntity, clients.NewForm(auth.CSRFToken(c), clientForm(0, f, errs), ""))
+		}
+		return render(c, fiber.StatusUnprocessableEntity, clients.NewPage(s.page(c, "Add a client"), clientForm(0, f, errs)))
+	}
+	if isHTMX(c) {
+		// A fresh form for the next client, and the new row on top of the list.
+		row := clientRow(&store.ClientRow{Client: *cl}, u)
+		c.Status(fiber.StatusOK)
+		if err := render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, cl.Email)); err != nil {
+			return err
+		}
+		return clients.AddedRow(row).Render(c.UserContext(), c.Response().BodyWriter())
+	}
+	s.setFlash(c, layout.FlashSuccess, "Client "+cl.Email+" added.")
+	return redirect(c, clients.URL(cl.ID))
+}
+
+func (s *Server) showClient(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.ClientByID(c.UserContext(), readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	row := clientRow(r, u)
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, clients.RowView(row, false))
+	}
+	v := clients.ShowView{Row: row, Created: formatTime(r.CreatedAt, u.TimeZone), Updated: formatTime(r.UpdatedAt, u.TimeZone)}
+	if r.UnsubscribedAt != nil {
+		v.Unsubscribed = formatTime(*r.UnsubscribedAt, u.TimeZone)
+	}
+	if r.BouncedAt != nil {
+		v.Bounced = formatTime(*r.BouncedAt, u.TimeZone)
+	}
+	return render(c, fiber.StatusOK, clients.Show(s.page(c, r.Email), v))
+}
+
+// ownClient loads a client the viewer owns: anyone else's answers 404, a
+// manager's included (managers read others' clients but never change them).
+func (s *Server) ownClient(c *fiber.Ctx) (*store.ClientRow, error) {
+	id, err := pathID(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.store.ClientByID(c.UserContext(), store.Own(auth.UserID(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fiber.ErrNotFound
+	}
+	return r, err
+}
+
+func (s *Server) editClient(c *fiber.Ctx) error {
+	r, err := s.ownClient(c)
+	if err != nil {
+		return err
+	}
+	f := clients.Form{ID: r.ID, Email: r.Email, FullName: r.FullName, Comment: r.Comment}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, clients.EditRow(f, false))
+	}
+	return render(c, fiber.StatusOK, clients.EditPage(s.page(c, "Edit client"), f))
+}
+
+func (s *Server) updateClient(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	r, err := s.ownClient(c)
+	if err != nil {
+		return err
+	}
+	var f form.Client
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	errs := f.Validate()
+	if !errs.Any() {
+		cl := f.Model(u.ID)
+		cl.ID = r.ID
+		err := s.store.UpdateClient(c.UserContext(), u.ID, cl)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			errs = form.FieldErr("email", duplicateEmail)
+		case errors.Is(err, store.ErrNotFound):
+			return fiber.ErrNotFound
+		case err != nil:
+			return fmt.Errorf("update client: %w", err)
+		default:
+			r.Client = *cl
+		}
+	}
+	if errs.Any() {
+		if isHTMX(c) {
+			return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(clientForm(r.ID, f, errs), false))
+		}
+		return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), clientForm(r.ID, f, errs)))
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, clients.RowView(clientRow(r, u), false))
+	}
+	s.setFlash(c, layout.FlashSuccess, "Client saved.")
+	return redirect(c, clients.URL(r.ID))
+}
+
+func (s *Server) deleteClient(c *fiber.Ctx) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteClient(c.UserContext(), auth.UserID(c), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete client: %w", err)
+	}
+	if isHTMX(c) && c.Method() == fiber.MethodDelete {
+		return c.SendStatus(fiber.StatusOK) // the empty answer replaces the row
+	}
+	s.setFlash(c, layout.FlashSuccess, "Client deleted.")
+	return redirect(c, "/clients")
+}
+
+// exportClients streams the owner's clients as CSV, batch by batch.
+func (s *Server) exportClients(c *fiber.Ctx) error {
+	uid := auth.UserID(c)
+	ctx := c.UserContext()
+	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="clients-`+time.Now().UTC().Format("2006-01-02")+`.csv"`)
+	st := s.store
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"})
+		n := 0
+		err := st.EachClient(ctx, uid, func(cl *model.Client) error {
+			if err := cw.Write([]string{cl.Email, cl.FullName, cl.Comment, csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt),
+				cl.CreatedAt.UTC().Format(time.RFC3339)}); err != nil {
+				return err
+			}
+			if n++; n%1000 == 0 { // hand a batch to the client
+				cw.Flush()
+				if err := cw.Error(); err != nil {
+					return err
+				}
+				return w.Flush()
+			}
+			return nil
+		})
+		cw.Flush()
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			s.log.Error("export clients", "user_id", uid, "error", err.Error())
+		}
+	})
+	return nil
+}
+
+func csvTime(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

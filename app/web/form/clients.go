@@ -1,0 +1,31 @@
+package form
+
+import "rassylka/app/model"
+
+// Client is the client form.
+type Client struct {
+	Email    string `form:"email"`
+	FullName string `form:"full_name"`
+	Comment  string `form:"comment"`
+}
+
+// Validate normalizes the fields and returns what is wrong.
+func (f *Client) Validate() Errors {
+	errs := Errors{}
+	var msg string
+	if f.Email, msg = Email(f.Email); msg != "" {
+		errs["email"] = msg
+	}
+	if f.FullName, msg = Text(f.FullName, false, 200, "a name"); msg != "" {
+		errs["full_name"] = msg
+	}
+	if f.Comment, msg = Text(f.Comment, false, 2000, "a comment"); msg != "" {
+		errs["comment"] = msg
+	}
+	return errs
+}
+
+// Model is the client the form describes, for owner.
+func (f *Client) Model(ownerID int64) *model.Client {
+	return &model.Client{OwnerID: ownerID, Email: f.Email, FullName: f.FullName, Comment: f.Comment}
+}

@@ -1,0 +1,184 @@
+package form
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"rassylka/app/model"
+)
+
+// DateTimeLocal is the format of <input type="datetime-local">.
+const DateTimeLocal = "2006-01-02T15:04"
+
+// Mailing is the mailing form. Times are wall-clock times in the user's
+// zone; recipients come as repeated ids (checkboxes) and/or a
+// comma-separated list kept by the recipient picker.
+type Mailing struct {
+	MessageID    string   `form:"message_id"`
+	NewSubject   string   `form:"new_subject"`
+	NewBody      string   `form:"new_body"`
+	StartsAt     string   `form:"starts_at"`
+	EndsAt       string   `form:"ends_at"`
+	Repeat       string   `form:"repeat"`
+	Recipients   []string `form:"recipients"`
+	RecipientIDs string   `form:"recipient_ids"`
+}
+
+// NewMessageChoice is the message_id value that writes a message inline.
+const NewMessageChoice = "new"
+
+// MaxRecipients bounds one mailing's recipients.
+const MaxRecipients = 100000
+
+// Parsed is a mailing form turned into values.
+type Parsed struct {
+	MessageID  int64           // 0 with NewMessage
+	NewMessage *Message        // the inline message, when chosen
+	StartsAt   time.Time       // UTC
+	EndsAt     time.Time       // UTC
+	Repeat     model.Repeat    //
+	Recipients []int64         // unique
+	Locked     map[string]bool // fields not checked because they cannot change
+}
+
+// Rules say what may change: a new or not-yet-started mailing may change
+// everything; a running one only its end and recipients.
+type Rules struct {
+	Now      time.Time
+	Location *time.Location
+	// Running locks the message, start and repeat.
+	Running bool
+	// StartUnchanged is the stored start of an edited mailing: keeping it
+	// is allowed even when it has passed.
+	StoredStart *time.Time
+}
+
+// Validate parses and checks the form under the rules.
+func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
+	errs := Errors{}
+	p := Parsed{Locked: map[string]bool{}}
+	if r.Location == nil {
+		r.Location = time.UTC
+	}
+	if r.Running {
+		p.Locked["message_id"], p.Locked["starts_at"], p.Locked["repeat"] = true, true, true
+	}
+
+	if !r.Running {
+		switch strings.TrimSpace(f.MessageID) {
+		case "":
+			errs["message_id"] = "Choose the message to send."
+		case NewMessageChoice:
+			m := &Message{Subject: f.NewSubject, Body: f.NewBody}
+			for field, msg := range m.Validate() {
+				errs["new_"+field] = msg
+			}
+			f.NewSubject, f.NewBody = m.Subject, m.Body
+			p.NewMessage = m
+		default:
+			id, err := strconv.ParseInt(strings.TrimSpace(f.MessageID), 10, 64)
+			if err != nil || id < 1 {
+				errs["message_id"] = "Choose one of your messages."
+			}
+			p.MessageID = id
+		}
+
+		switch model.Repeat(f.Repeat) {
+		case model.RepeatOnce, model.RepeatDaily, model.RepeatWeekly, model.RepeatMonthly:
+			p.Repeat = model.Repeat(f.Repeat)
+		case "":
+			p.Repeat = model.RepeatOnce
+		default:
+			errs["repeat"] = "Choose once, daily, weekly or monthly."
+		}
+
+		start, msg := localTime(f.StartsAt, r.Location, "the first send")
+		switch {
+		case msg != "":
+			errs["starts_at"] = msg
+		case start.Before(r.Now) && (r.StoredStart == nil || !start.Equal(*r.StoredStart)):
+			errs["starts_at"] = "The first send must be in the future."
+		}
+		p.StartsAt = start
+	}
+
+	end, msg := localTime(f.EndsAt, r.Location, "the end of sending")
+	switch {
+	case msg != "":
+		errs["ends_at"] = msg
+	case r.Running && !end.After(r.Now):
+		errs["ends_at"] = "The end of sending must be in the future."
+	case !r.Running && errs["starts_at"] == "" && !end.After(p.StartsAt):
+		errs["ends_at"] = "The end of sending must be after the first send."
+	case r.Running && r.StoredStart != nil && !end.After(*r.StoredStart):
+		errs["ends_at"] = "The end of sending must be after the first send."
+	}
+	p.EndsAt = end
+
+	ids, bad := parseIDs(f.Recipients, f.RecipientIDs)
+	switch {
+	case bad:
+		errs["recipients"] = "Some recipients are not valid; choose them again."
+	case len(ids) == 0:
+		errs["recipients"] = "Choose at least one recipient."
+	case len(ids) > MaxRecipients:
+		errs["recipients"] = "A mailing can have at most 100000 recipients."
+	}
+	p.Recipients = ids
+	return p, errs
+}
+
+// localTime parses a datetime-local value as wall-clock time in loc.
+func localTime(v string, loc *time.Location, what string) (time.Time, string) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, "Enter " + what + "."
+	}
+	for _, layout := range []string{DateTimeLocal, DateTimeLocal + ":05"} {
+		if t, err := time.ParseInLocation(layout, v, loc); err == nil {
+			return t.UTC(), ""
+		}
+	}
+	return time.Time{}, "Enter a date and time like 2026-12-24T09:00."
+}
+
+func parseIDs(repeated []string, joined string) ([]int64, bool) {
+	seen := map[int64]bool{}
+	var out []int64
+	bad := false
+	add := func(s string) {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return
+		}
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id < 1 {
+			bad = true
+			return
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	for _, s := range repeated {
+		add(s)
+	}
+	for _, s := range strings.Split(joined, ",") {
+		add(s)
+	}
+	return out, bad
+}
+
+// JoinIDs is the picker's comma-separated form of ids.
+func JoinIDs(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
+}

@@ -1,0 +1,494 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/web/form"
+	"rassylka/views/layout"
+	"rassylka/views/mailings"
+	"rassylka/views/messages"
+)
+
+func userLocation(u *model.User) *time.Location {
+	loc, err := time.LoadLocation(u.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
+	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),
+		CanToggle: r.OwnerID == viewer.ID || viewer.IsManager()}
+	if r.DisabledAt != nil {
+		who := r.DisabledByEmail
+		if who == "" {
+			who = "someone"
+		}
+		st.DisabledBy = "by " + who + ", " + formatTime(*r.DisabledAt, viewer.TimeZone)
+	}
+	return st
+}
+
+func window(r *store.MailingRow, u *model.User) string {
+	return formatTime(r.StartsAt, u.TimeZone) + " → " + formatTime(r.EndsAt, u.TimeZone)
+}
+
+var statusFilters = []struct{ Value, Label string }{
+	{"", "All"}, {"created", "Created"}, {"running", "Running"}, {"finished", "Finished"}, {"disabled", "Disabled"},
+}
+
+func (s *Server) listMailings(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	sc, all := listScope(c)
+	status := c.Query("status")
+	valid := false
+	for _, f := range statusFilters {
+		valid = valid || f.Value == status
+	}
+	if !valid {
+		status = ""
+	}
+	rows, page, err := s.store.ListMailings(c.UserContext(), sc, status, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	v := mailings.ListView{AllUsers: all, Manager: u.IsManager(), Filtered: status != "",
+		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID)}
+	for _, f := range statusFilters {
+		q := []string{}
+		if all {
+			q = append(q, "scope=all")
+			if sc.Owner != 0 {
+				q = append(q, "owner="+strconv.FormatInt(sc.Owner, 10))
+			}
+		}
+		if f.Value != "" {
+			q = append(q, "status="+f.Value)
+		}
+		link := "/mailings"
+		if len(q) > 0 {
+			link += "?" + strings.Join(q, "&")
+		}
+		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})
+	}
+	for i := range rows {
+		r := &rows[i]
+		v.Rows = append(v.Rows, mailings.Row{
+			Status: mailingStatus(r, u), Subject: r.Subject, Window: window(r, u), Repeat: string(r.Repeat),
+			Recipients: r.Recipients, OwnerEmail: r.OwnerEmail,
+			OwnerURL: "/mailings?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10), Editable: r.OwnerID == u.ID,
+		})
+	}
+	if all && sc.Owner != 0 {
+		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
+			v.OwnerEmail = owner.Email
+		}
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, mailings.List(v))
+	}
+	return render(c, fiber.StatusOK, mailings.Page(s.page(c, "Mailings"), v))
+}
+
+// mailingForm fills the form's choices (the owner's messages).
+func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, error) {
+	u := auth.CurrentUser(c)
+	choices, err := s.store.MessageChoices(c.UserContext(), u.ID, 500)
+	if err != nil {
+		return f, err
+	}
+	for _, m := range choices {
+		f.Messages = append(f.Messages, mailings.MessageOption{ID: m.ID, Subject: m.Subject})
+	}
+	f.TimeZone = u.TimeZone
+	return f, nil
+}
+
+func formFromInput(id int64, in form.Mailing, p form.Parsed, errs form.Errors) mailings.Form {
+	return mailings.Form{ID: id, MessageID: in.MessageID, NewSubject: in.NewSubject, NewBody: in.NewBody,
+		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat,
+		RecipientIDs: form.JoinIDs(p.Recipients), Count: len(p.Recipients), Errors: errs}
+}
+
+func (s *Server) newMailing(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	loc := userLocation(u)
+	start := time.Now().In(loc).Add(time.Hour).Truncate(time.Hour)
+	f := mailings.Form{MessageID: c.Query("message_id"), Repeat: "once",
+		StartsAt: start.Format(form.DateTimeLocal), EndsAt: start.Add(24 * time.Hour).Format(form.DateTimeLocal)}
+	f, err := s.mailingForm(c, f)
+	if err != nil {
+		return err
+	}
+	return render(c, fiber.StatusOK, mailings.FormPage(s.page(c, "New mailing"), f))
+}
+
+// parseMailing reads the form: the picker's ids and repeated checkboxes.
+func parseMailing(c *fiber.Ctx) (form.Mailing, error) {
+	var in form.Mailing
+	if err := c.BodyParser(&in); err != nil {
+		return in, fiber.ErrBadRequest
+	}
+	return in, nil
+}
+
+// checkMessage makes sure the chosen message is the owner's.
+func (s *Server) checkMessage(c *fiber.Ctx, p form.Parsed, errs form.Errors) error {
+	if p.NewMessage != nil || p.MessageID == 0 || errs["message_id"] != "" {
+		return nil
+	}
+	_, err := s.store.MessageByID(c.UserContext(), store.Own(auth.UserID(c)), p.MessageID)
+	if errors.Is(err, store.ErrNotFound) {
+		errs["message_id"] = "Choose one of your messages."
+		return nil
+	}
+	return err
+}
+
+const foreignRecipients = "Some chosen recipients are not in your clients list; choose them again."
+
+func (s *Server) createMailing(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	in, err := parseMailing(c)
+	if err != nil {
+		return err
+	}
+	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u)})
+	if err := s.checkMessage(c, p, errs); err != nil {
+		return err
+	}
+	var m *model.Mailing
+	if !errs.Any() {
+		start := p.StartsAt
+		m = &model.Mailing{OwnerID: u.ID, MessageID: p.MessageID, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
+			Repeat: p.Repeat, Status: model.StatusCreated, NextRunAt: &start}
+		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
+			if p.NewMessage != nil {
+				msg := p.NewMessage.Model(u.ID)
+				if err := tx.CreateMessage(c.UserContext(), msg); err != nil {
+					return err
+				}
+				m.MessageID = msg.ID
+			}
+			return tx.CreateMailing(c.UserContext(), m, p.Recipients)
+		})
+		if errors.Is(err, store.ErrForeignRecipient) {
+			errs["recipients"] = foreignRecipients
+		} else if err != nil {
+			return fmt.Errorf("create mailing: %w", err)
+		}
+	}
+	if errs.Any() {
+		f, err := s.mailingForm(c, formFromInput(0, in, p, errs))
+		if err != nil {
+			return err
+		}
+		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "New mailing"), f))
+	}
+	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+".")
+	return redirect(c, mailings.URL(m.ID))
+}
+
+func (s *Server) showMailing(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.UserContext()
+	r, err := s.store.MailingByID(ctx, readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	recips, rpage, err := s.store.RecipientsOfMailing(ctx, r.ID, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	runs, err := s.store.RunsOfMailing(ctx, r.ID, 20)
+	if err != nil {
+		return err
+	}
+	attempts, apage, err := s.store.AttemptsOfMailing(ctx, r.ID, "", store.NewPage(1, 10))
+	if err != nil {
+		return err
+	}
+	v := mailings.ShowView{
+		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
+		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
+		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
+		RecipientsPager: pager(c, mailings.URL(r.ID), rpage, "recipients", "mailing-recipients"),
+		AttemptsTotal:   apage.Total,
+	}
+	for _, cl := range recips {
+		v.Recipients = append(v.Recipients, mailings.Recipient{ID: cl.ID, Email: cl.Email, Name: cl.FullName,
+			Unsubscribed: cl.UnsubscribedAt != nil, Bounced: cl.BouncedAt != nil})
+	}
+	for _, run := range runs {
+		v.Runs = append(v.Runs, runView(run, u))
+	}
+	v.Attempts = attemptViews(attempts, u)
+	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
+}
+
+func runView(r model.Run, u *model.User) mailings.Run {
+	v := mailings.Run{ID: r.ID, Trigger: string(r.Trigger), Started: formatTime(r.StartedAt, u.TimeZone),
+		Total: r.Total, Succeeded: r.Succeeded, Failed: r.Failed, Skipped: r.Skipped}
+	if r.FinishedAt != nil {
+		v.Finished = formatTime(*r.FinishedAt, u.TimeZone)
+	}
+	return v
+}
+
+func attemptViews(as []model.Attempt, u *model.User) []mailings.Attempt {
+	out := make([]mailings.Attempt, 0, len(as))
+	for _, a := range as {
+		out = append(out, mailings.Attempt{At: formatTime(a.AttemptedAt, u.TimeZone), Email: a.Email,
+			Status: string(a.Status), Response: a.Response, Tries: a.Tries})
+	}
+	return out
+}
+
+// ownMailing loads a mailing the viewer owns; anyone else's answers 404.
+func (s *Server) ownMailing(c *fiber.Ctx) (*store.MailingRow, error) {
+	id, err := pathID(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.store.MailingByID(c.UserContext(), store.Own(auth.UserID(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fiber.ErrNotFound
+	}
+	return r, err
+}
+
+const finishedReadOnly = "This mailing has finished; it can no longer be changed."
+
+func (s *Server) editMailing(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	r, err := s.ownMailing(c)
+	if err != nil {
+		return err
+	}
+	if r.Status == model.StatusFinished {
+		s.setFlash(c, layout.FlashError, finishedReadOnly)
+		return redirect(c, mailings.URL(r.ID))
+	}
+	ids, err := s.store.RecipientIDs(c.UserContext(), r.ID)
+	if err != nil {
+		return err
+	}
+	loc := userLocation(u)
+	f := mailings.Form{ID: r.ID, MessageID: strconv.FormatInt(r.MessageID, 10),
+		StartsAt: r.StartsAt.In(loc).Format(form.DateTimeLocal), EndsAt: r.EndsAt.In(loc).Format(form.DateTimeLocal),
+		Repeat: string(r.Repeat), RecipientIDs: form.JoinIDs(ids), Count: len(ids), Running: r.Status == model.StatusRunning}
+	f, err = s.mailingForm(c, f)
+	if err != nil {
+		return err
+	}
+	return render(c, fiber.StatusOK, mailings.FormPage(s.page(c, "Edit mailing"), f))
+}
+
+func (s *Server) updateMailing(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	r, err := s.ownMailing(c)
+	if err != nil {
+		return err
+	}
+	in, err := parseMailing(c)
+	if err != nil {
+		return err
+	}
+	running := r.Status == model.StatusRunning
+	stored := r.StartsAt
+	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u), Running: running, StoredStart: &stored})
+	if r.Status == model.StatusFinished {
+		errs = form.Errors{"ends_at": finishedReadOnly}
+	}
+	if err := s.checkMessage(c, p, errs); err != nil {
+		return err
+	}
+	if !errs.Any() {
+		m := r.Mailing
+		m.EndsAt = p.EndsAt
+		if !running {
+			m.MessageID, m.StartsAt, m.Repeat = p.MessageID, p.StartsAt, p.Repeat
+			start := p.StartsAt
+			m.NextRunAt = &start
+		}
+		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
+			if p.NewMessage != nil {
+				msg := p.NewMessage.Model(u.ID)
+				if err := tx.CreateMessage(c.UserContext(), msg); err != nil {
+					return err
+				}
+				m.MessageID = msg.ID
+			}
+			return tx.UpdateMailing(c.UserContext(), u.ID, &m, p.Recipients)
+		})
+		switch {
+		case errors.Is(err, store.ErrForeignRecipient):
+			errs["recipients"] = foreignRecipients
+		case errors.Is(err, store.ErrNotFound):
+			return fiber.ErrNotFound
+		case err != nil:
+			return fmt.Errorf("update mailing: %w", err)
+		}
+	}
+	if errs.Any() {
+		f := formFromInput(r.ID, in, p, errs)
+		f.Running = running
+		if running {
+			loc := userLocation(u)
+			f.MessageID, f.StartsAt, f.Repeat = strconv.FormatInt(r.MessageID, 10), r.StartsAt.In(loc).Format(form.DateTimeLocal), string(r.Repeat)
+		}
+		f, err := s.mailingForm(c, f)
+		if err != nil {
+			return err
+		}
+		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "Edit mailing"), f))
+	}
+	s.setFlash(c, layout.FlashSuccess, "Mailing saved.")
+	return redirect(c, mailings.URL(r.ID))
+}
+
+func (s *Server) deleteMailing(c *fiber.Ctx) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteMailing(c.UserContext(), auth.UserID(c), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete mailing: %w", err)
+	}
+	if isHTMX(c) && c.Method() == fiber.MethodDelete {
+		return c.SendStatus(fiber.StatusOK)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Mailing deleted.")
+	return redirect(c, "/mailings")
+}
+
+// setDisabled switches a mailing off or on: its owner may, and a manager
+// may for anyone's mailing.
+func (s *Server) setDisabled(disabled bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		u := auth.CurrentUser(c)
+		id, err := pathID(c)
+		if err != nil {
+			return err
+		}
+		sc := store.Own(u.ID)
+		if u.IsManager() {
+			sc = store.Everyone(0)
+		}
+		err = s.store.SetMailingDisabled(c.UserContext(), sc, id, u.ID, disabled)
+		if errors.Is(err, store.ErrNotFound) {
+			return fiber.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("set mailing disabled: %w", err)
+		}
+		r, err := s.store.MailingByID(c.UserContext(), sc, id)
+		if err != nil {
+			return err
+		}
+		if isHTMX(c) {
+			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u)))
+		}
+		if disabled {
+			s.setFlash(c, layout.FlashSuccess, "Mailing disabled: it will not send until enabled again.")
+		} else {
+			s.setFlash(c, layout.FlashSuccess, "Mailing enabled.")
+		}
+		return redirect(c, mailings.URL(id))
+	}
+}
+
+var attemptFilters = []struct{ Value, Label string }{{"", "All"}, {"success", "Success"}, {"failure", "Failure"}}
+
+func (s *Server) listAttempts(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	status := model.AttemptStatus(c.Query("status"))
+	if status != model.AttemptSuccess && status != model.AttemptFailure {
+		status = ""
+	}
+	as, page, err := s.store.AttemptsOfMailing(c.UserContext(), r.ID, status, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	base := mailings.URL(r.ID) + "/attempts"
+	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: string(status), Attempts: attemptViews(as, u),
+		Pager: pager(c, base, page, "attempts", mailings.AttemptsID)}
+	for _, f := range attemptFilters {
+		link := base
+		if f.Value != "" {
+			link += "?status=" + f.Value
+		}
+		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == string(status)})
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, mailings.AttemptLog(v))
+	}
+	return render(c, fiber.StatusOK, mailings.AttemptsPage(s.page(c, "Attempt log"), v))
+}
+
+const pickerPage = 50
+
+// picker lists the owner's clients matching ?picker_q= for the recipient
+// picker, a page at a time.
+func (s *Server) picker(c *fiber.Ctx) error {
+	q := c.Query("picker_q")
+	page := pageNumber(c)
+	page.PerPage = pickerPage
+	rows, page, err := s.store.ListClients(c.UserContext(), store.Own(auth.UserID(c)), q, page)
+	if err != nil {
+		return err
+	}
+	res := mailings.PickerResults{Total: page.Total, Q: q, More: page.Number > 1}
+	for _, r := range rows {
+		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName})
+	}
+	if page.Number < page.Pages() {
+		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + strconv.Itoa(page.Number+1)
+	}
+	return render(c, fiber.StatusOK, mailings.Results(res))
+}
+
+// pickerIDs answers the ids of all the owner's clients matching ?q=, for
+// "choose all matching".
+func (s *Server) pickerIDs(c *fiber.Ctx) error {
+	ids, err := s.store.ClientIDs(c.UserContext(), auth.UserID(c), c.Query("q"), form.MaxRecipients)
+	if err != nil {
+		return err
+	}
+	if ids == nil {
+		ids = []int64{}
+	}
+	return c.JSON(ids)
+}

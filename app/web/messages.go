@@ -1,0 +1,182 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/mail"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/app/web/form"
+	"rassylka/views/layout"
+	"rassylka/views/messages"
+)
+
+func messageRow(r *store.MessageRow, viewer *model.User) messages.Row {
+	return messages.Row{
+		ID: r.ID, Subject: r.Subject, Updated: formatTime(r.UpdatedAt, viewer.TimeZone), Mailings: r.Mailings,
+		OwnerEmail: r.OwnerEmail, OwnerURL: "/messages?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10),
+		Editable: r.OwnerID == viewer.ID,
+	}
+}
+
+func (s *Server) listMessages(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	sc, all := listScope(c)
+	q := c.Query("q")
+	rows, page, err := s.store.ListMessages(c.UserContext(), sc, q, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	v := messages.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), Pager: pager(c, "/messages", page, "messages", messages.ListID)}
+	for i := range rows {
+		v.Rows = append(v.Rows, messageRow(&rows[i], u))
+	}
+	if all && sc.Owner != 0 {
+		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
+			v.OwnerEmail = owner.Email
+		}
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, messages.List(v))
+	}
+	return render(c, fiber.StatusOK, messages.Page(s.page(c, "Messages"), v))
+}
+
+func (s *Server) newMessage(c *fiber.Ctx) error {
+	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "New message"), messages.Form{}))
+}
+
+func messageForm(id int64, f form.Message, errs form.Errors) messages.Form {
+	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Errors: errs}
+}
+
+func (s *Server) createMessage(c *fiber.Ctx) error {
+	var f form.Message
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "New message"), messageForm(0, f, errs)))
+	}
+	m := f.Model(auth.UserID(c))
+	if err := s.store.CreateMessage(c.UserContext(), m); err != nil {
+		return fmt.Errorf("create message: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Message saved.")
+	return redirect(c, messages.URL(m.ID))
+}
+
+// samplePreviewClient stands in for a recipient when the owner has none.
+var samplePreviewClient = model.Client{Email: "jane.doe@example.com", FullName: "Jane Doe"}
+
+func (s *Server) showMessage(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.MessageByID(c.UserContext(), readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	sample := &samplePreviewClient
+	if first, err := s.store.FirstClient(c.UserContext(), r.OwnerID); err == nil {
+		sample = first
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	to := sample.Email
+	if sample.FullName != "" {
+		to = sample.FullName + " <" + sample.Email + ">"
+	}
+	v := messages.ShowView{
+		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone),
+		PreviewTo:      to,
+		PreviewSubject: mail.Personalize(r.Subject, sample.FullName, sample.Email),
+		PreviewBody:    mail.Personalize(r.Body, sample.FullName, sample.Email),
+	}
+	return render(c, fiber.StatusOK, messages.Show(s.page(c, r.Subject), v))
+}
+
+func (s *Server) ownMessage(c *fiber.Ctx) (*store.MessageRow, error) {
+	id, err := pathID(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.store.MessageByID(c.UserContext(), store.Own(auth.UserID(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fiber.ErrNotFound
+	}
+	return r, err
+}
+
+func (s *Server) editMessage(c *fiber.Ctx) error {
+	r, err := s.ownMessage(c)
+	if err != nil {
+		return err
+	}
+	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "Edit message"), messages.Form{ID: r.ID, Subject: r.Subject, Body: r.Body}))
+}
+
+func (s *Server) updateMessage(c *fiber.Ctx) error {
+	r, err := s.ownMessage(c)
+	if err != nil {
+		return err
+	}
+	var f form.Message
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	if errs := f.Validate(); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))
+	}
+	m := f.Model(r.OwnerID)
+	m.ID = r.ID
+	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("update message: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Message saved.")
+	return redirect(c, messages.URL(m.ID))
+}
+
+func (s *Server) deleteMessage(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	r, err := s.ownMessage(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteMessage(c.UserContext(), u.ID, r.ID)
+	if errors.Is(err, store.ErrConflict) {
+		const msg = "Mailings use this message; delete them or pick another message for them first."
+		if isHTMX(c) {
+			row := messageRow(r, u)
+			row.Error = msg
+			return render(c, fiber.StatusUnprocessableEntity, messages.RowView(row, false))
+		}
+		s.setFlash(c, layout.FlashError, msg)
+		return redirect(c, messages.URL(r.ID))
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("delete message: %w", err)
+	}
+	if isHTMX(c) && c.Method() == fiber.MethodDelete {
+		return c.SendStatus(fiber.StatusOK)
+	}
+	s.setFlash(c, layout.FlashSuccess, "Message deleted.")
+	return redirect(c, "/messages")
+}

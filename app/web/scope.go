@@ -1,0 +1,81 @@
+package web
+
+import (
+	"net/url"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/views/component"
+)
+
+const perPage = 50
+
+// listScope is whose objects a list shows: one's own, or for a manager who
+// asks with ?scope=all, everyone's (?owner= narrows it to one user).
+func listScope(c *fiber.Ctx) (store.Scope, bool) {
+	u := auth.CurrentUser(c)
+	if u.IsManager() && c.Query("scope") == "all" {
+		owner, _ := strconv.ParseInt(c.Query("owner"), 10, 64)
+		return store.Everyone(owner), true
+	}
+	return store.Own(u.ID), false
+}
+
+// readScope is whose object a page may show: managers read everyone's.
+func readScope(u *model.User) store.Scope {
+	if u.IsManager() {
+		return store.Everyone(0)
+	}
+	return store.Own(u.ID)
+}
+
+// pageNumber reads ?page=.
+func pageNumber(c *fiber.Ctx) store.Page {
+	n, _ := strconv.Atoi(c.Query("page"))
+	return store.NewPage(n, perPage)
+}
+
+// pathID reads the :id parameter; a malformed id is simply not found.
+func pathID(c *fiber.Ctx) (int64, error) {
+	id, err := strconv.ParseInt(c.Params("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, fiber.ErrNotFound
+	}
+	return id, nil
+}
+
+// pager builds the pager of a list at path with the request's query,
+// changing only the page.
+func pager(c *fiber.Ctx, path string, p store.Page, noun, target string) component.Pager {
+	q := url.Values{}
+	for k, v := range c.Queries() {
+		if k != "page" {
+			q.Set(k, v)
+		}
+	}
+	link := func(n int) string {
+		if n > 1 {
+			q.Set("page", strconv.Itoa(n))
+		} else {
+			q.Del("page")
+		}
+		if enc := q.Encode(); enc != "" {
+			return path + "?" + enc
+		}
+		return path
+	}
+	pg := component.Pager{Page: p.Number, Pages: p.Pages(), Total: p.Total, Noun: noun, Target: target}
+	if p.Number > 1 {
+		pg.PrevURL = link(min(p.Number-1, p.Pages()))
+	}
+	if p.Number < p.Pages() {
+		pg.NextURL = link(p.Number + 1)
+	}
+	return pg
+}
+
+func urlQuery(s string) string { return url.QueryEscape(s) }

@@ -1,0 +1,88 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/model"
+	"rassylka/app/store"
+	"rassylka/views/layout"
+	"rassylka/views/users"
+)
+
+func userRow(u *model.User, clients, mailings int, viewer *model.User) users.Row {
+	return users.Row{
+		ID: u.ID, Email: u.Email, Name: u.FullName, Manager: u.IsManager(), Confirmed: u.EmailConfirmedAt != nil,
+		Blocked: u.Blocked(), Clients: clients, Mailings: mailings, Joined: formatTime(u.CreatedAt, viewer.TimeZone),
+		CanBlock: u.ID != viewer.ID && !u.IsManager(),
+	}
+}
+
+func (s *Server) listUsers(c *fiber.Ctx) error {
+	viewer := auth.CurrentUser(c)
+	q := c.Query("q")
+	rows, page, err := s.store.ListUsers(c.UserContext(), q, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	v := users.ListView{Q: q, Pager: pager(c, "/users", page, "users", users.ListID)}
+	for i := range rows {
+		v.Rows = append(v.Rows, userRow(&rows[i].User, rows[i].Clients, rows[i].Mailings, viewer))
+	}
+	if isHTMX(c) {
+		return render(c, fiber.StatusOK, users.List(v))
+	}
+	return render(c, fiber.StatusOK, users.Page(s.page(c, "Users"), v))
+}
+
+// setBlocked blocks or unblocks a user (never a manager, never oneself).
+// Blocking also ends every open session of the user at once.
+func (s *Server) setBlocked(blocked bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		viewer := auth.CurrentUser(c)
+		id, err := pathID(c)
+		if err != nil {
+			return err
+		}
+		ctx := c.UserContext()
+		u, err := s.store.SetBlocked(ctx, viewer.ID, id, blocked)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fiber.ErrNotFound
+		case errors.Is(err, store.ErrNotBlockable):
+			return fiber.NewError(fiber.StatusForbidden, "managers cannot be blocked")
+		case err != nil:
+			return fmt.Errorf("set blocked: %w", err)
+		}
+		if blocked {
+			if err := s.sessions.EndAll(ctx, u.ID); err != nil {
+				return err
+			}
+		}
+		if isHTMX(c) {
+			row, err := s.userRowByID(c, u)
+			if err != nil {
+				return err
+			}
+			return render(c, fiber.StatusOK, users.RowView(row))
+		}
+		if blocked {
+			s.setFlash(c, layout.FlashSuccess, u.Email+" is blocked.")
+		} else {
+			s.setFlash(c, layout.FlashSuccess, u.Email+" is unblocked.")
+		}
+		return redirect(c, "/users")
+	}
+}
+
+func (s *Server) userRowByID(c *fiber.Ctx, u *model.User) (users.Row, error) {
+	counts, err := s.store.CountsOf(c.UserContext(), u.ID)
+	if err != nil {
+		return users.Row{}, err
+	}
+	mailings := counts.Created + counts.Running + counts.Finished + counts.Disabled
+	return userRow(u, counts.Clients, mailings, auth.CurrentUser(c)), nil
+}
