@@ -58,14 +58,35 @@ var dummyHash, _ = HashPassword("rassylka-timing-equalizer")
 // For an address that already has an account it mails the owner instead and
 // answers the same, so the form does not reveal who is registered.
 func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, timeZone string) error {
+	// Hash first, whatever happens next, so that the answer takes as long
+	// for a registered address as for a new one.
+	hash, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
 	existing, err := a.Store.UserByEmail(ctx, emailAddr)
 	switch {
 	case err == nil:
 		link := ""
 		if existing.EmailConfirmedAt == nil {
-			if link, err = a.newLink(ctx, existing.ID, model.TokenConfirmEmail, "/confirm/"); err != nil {
+			// Nobody has proved to own this address yet: whoever registers
+			// now sets the name and password, and older links stop working,
+			// so that an account planted before its owner came cannot be
+			// confirmed with the planter's password.
+			err := a.Store.InTx(ctx, func(tx *store.Store) error {
+				if err := tx.ReplaceUnconfirmed(ctx, existing.ID, fullName, hash, timeZone); err != nil {
+					return err
+				}
+				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
+					return err
+				}
+				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenConfirmEmail, "/confirm/")
 				return err
+			})
+			if err != nil {
+				return fmt.Errorf("register again: %w", err)
 			}
+			existing.FullName = fullName
 		}
 		subject, text := email.AlreadyRegistered(existing.FullName, link, a.BaseURL)
 		return a.mail(ctx, existing, subject, text)
@@ -73,19 +94,15 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		return err
 	}
 
-	hash, err := HashPassword(password)
-	if err != nil {
-		return err
-	}
 	u := &model.User{Email: emailAddr, FullName: fullName, PasswordHash: &hash, TimeZone: timeZone}
-	var plain string
+	var link string
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		if err := tx.CreateUser(ctx, u); err != nil {
 			return err
 		}
-		var hash []byte
-		plain, hash = NewToken()
-		return tx.CreateToken(ctx, &model.Token{UserID: u.ID, Purpose: model.TokenConfirmEmail, TokenHash: hash, ExpiresAt: time.Now().Add(ConfirmTokenTTL)})
+		var err error
+		link, err = a.newLinkIn(ctx, tx, u.ID, model.TokenConfirmEmail, "/confirm/")
+		return err
 	})
 	if errors.Is(err, store.ErrConflict) {
 		// Registered a moment ago by a concurrent request: same answer.
@@ -94,7 +111,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	subject, text := email.Confirm(u.FullName, a.BaseURL+"/confirm/"+plain)
+	subject, text := email.Confirm(u.FullName, link)
 	return a.mail(ctx, u, subject, text)
 }
 
@@ -108,9 +125,6 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 	if err != nil || u.EmailConfirmedAt != nil {
 		return err
 	}
-	if err := a.Store.RevokeTokens(ctx, u.ID, model.TokenConfirmEmail); err != nil {
-		return err
-	}
 	link, err := a.newLink(ctx, u.ID, model.TokenConfirmEmail, "/confirm/")
 	if err != nil {
 		return err
@@ -119,16 +133,22 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 	return a.mail(ctx, u, subject, text)
 }
 
-// Confirm uses a confirmation token and marks the address confirmed.
+// Confirm uses a confirmation token and marks the address confirmed; the
+// account's other confirmation links stop working.
 func (a *Accounts) Confirm(ctx context.Context, token string) (*model.User, error) {
-	t, err := a.useToken(ctx, model.TokenConfirmEmail, token)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.Store.ConfirmEmail(ctx, t.UserID); err != nil {
-		return nil, err
-	}
-	return a.Store.UserByID(ctx, t.UserID)
+	var u *model.User
+	err := a.Store.InTx(ctx, func(tx *store.Store) error {
+		t, err := useToken(ctx, tx, model.TokenConfirmEmail, token)
+		if err != nil {
+			return err
+		}
+		if err := tx.ConfirmEmail(ctx, t.UserID); err != nil {
+			return err
+		}
+		u, err = tx.UserByID(ctx, t.UserID)
+		return err
+	})
+	return u, err
 }
 
 // Authenticate checks an email and password. It answers ErrBadCredentials
@@ -172,9 +192,6 @@ func (a *Accounts) RequestReset(ctx context.Context, emailAddr string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.Store.RevokeTokens(ctx, u.ID, model.TokenResetPassword); err != nil {
-		return err
-	}
 	link, err := a.newLink(ctx, u.ID, model.TokenResetPassword, "/password/reset/")
 	if err != nil {
 		return err
@@ -190,24 +207,29 @@ func (a *Accounts) CheckResetToken(ctx context.Context, token string) error {
 	return err
 }
 
-// ResetPassword uses a reset token and sets the new password. Opening the
-// mailed link proves the address too, so it is marked confirmed.
+// ResetPassword uses a reset token and sets the new password; the
+// account's other reset links stop working. Opening the mailed link proves
+// the address too, so it is marked confirmed.
 func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (*model.User, error) {
 	hash, err := HashPassword(password)
 	if err != nil {
 		return nil, err
 	}
-	t, err := a.useToken(ctx, model.TokenResetPassword, token)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.Store.SetPassword(ctx, t.UserID, hash); err != nil {
-		return nil, err
-	}
-	if err := a.Store.ConfirmEmail(ctx, t.UserID); err != nil {
-		return nil, err
-	}
-	u, err := a.Store.UserByID(ctx, t.UserID)
+	var u *model.User
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		t, err := useToken(ctx, tx, model.TokenResetPassword, token)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetPassword(ctx, t.UserID, hash); err != nil {
+			return err
+		}
+		if err := tx.ConfirmEmail(ctx, t.UserID); err != nil {
+			return err
+		}
+		u, err = tx.UserByID(ctx, t.UserID)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +288,13 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		switch {
 		case err == nil:
 			u = existing
+			if u.EmailConfirmedAt == nil {
+				// The provider proved the address; the password was set by
+				// someone who never did, so it goes (a reset can set one).
+				if err := tx.DropPassword(ctx, u.ID); err != nil {
+					return err
+				}
+			}
 			if err := tx.ConfirmEmail(ctx, u.ID); err != nil {
 				return err
 			}
@@ -305,22 +334,30 @@ func truncate(s string, n int) string {
 }
 
 func (a *Accounts) newLink(ctx context.Context, userID int64, purpose model.TokenPurpose, path string) (string, error) {
+	return a.newLinkIn(ctx, a.Store, userID, purpose, path)
+}
+
+func (a *Accounts) newLinkIn(ctx context.Context, st *store.Store, userID int64, purpose model.TokenPurpose, path string) (string, error) {
 	ttl := ConfirmTokenTTL
 	if purpose == model.TokenResetPassword {
 		ttl = ResetTokenTTL
 	}
 	plain, hash := NewToken()
-	if err := a.Store.CreateToken(ctx, &model.Token{UserID: userID, Purpose: purpose, TokenHash: hash, ExpiresAt: time.Now().Add(ttl)}); err != nil {
+	if err := st.CreateToken(ctx, &model.Token{UserID: userID, Purpose: purpose, TokenHash: hash, ExpiresAt: time.Now().Add(ttl)}); err != nil {
 		return "", err
 	}
 	return a.BaseURL + path + plain, nil
 }
 
 func (a *Accounts) findToken(ctx context.Context, purpose model.TokenPurpose, plain string) (*model.Token, error) {
+	return findToken(ctx, a.Store, purpose, plain)
+}
+
+func findToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, plain string) (*model.Token, error) {
 	if plain == "" || len(plain) > 100 {
 		return nil, ErrTokenInvalid
 	}
-	t, err := a.Store.TokenByHash(ctx, purpose, HashToken(plain))
+	t, err := st.TokenByHash(ctx, purpose, HashToken(plain))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrTokenInvalid
 	}
@@ -336,17 +373,23 @@ func (a *Accounts) findToken(ctx context.Context, purpose model.TokenPurpose, pl
 	return t, nil
 }
 
-func (a *Accounts) useToken(ctx context.Context, purpose model.TokenPurpose, plain string) (*model.Token, error) {
-	t, err := a.findToken(ctx, purpose, plain)
+// useToken marks a token used (only one of concurrent uses wins) and
+// retires the user's other tokens of the same purpose, inside st's
+// transaction.
+func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, plain string) (*model.Token, error) {
+	t, err := findToken(ctx, st, purpose, plain)
 	if err != nil {
 		return nil, err
 	}
-	ok, err := a.Store.UseToken(ctx, t.ID)
+	ok, err := st.UseToken(ctx, t.ID)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, ErrTokenUsed // used by a concurrent request
+	}
+	if err := st.RevokeTokens(ctx, t.UserID, purpose); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -357,11 +400,15 @@ func (a *Accounts) useToken(ctx context.Context, purpose model.TokenPurpose, pla
 func (a *Accounts) mail(ctx context.Context, u *model.User, subject, text string) error {
 	if a.MailLimit != nil {
 		key := strings.ToLower(u.Email)
-		if blocked, _, err := a.MailLimit.Blocked(ctx, key); err == nil && blocked {
+		blocked, err := a.MailLimit.Take(ctx, key)
+		if err != nil {
+			// Fail open: a Redis hiccup must not stop a confirmation mail.
+			a.Log.WarnContext(ctx, "account mail limit unavailable", "error", err.Error())
+		}
+		if blocked {
 			a.Log.WarnContext(ctx, "account mail dropped: too many to one address", "user_id", u.ID, "subject", subject)
 			return nil
 		}
-		_ = a.MailLimit.Fail(ctx, key)
 	}
 	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: u.FullName, Subject: subject, Text: text})
 	if err != nil {

@@ -21,11 +21,13 @@ const (
 // CSRF is middleware for signed double-submit tokens: the token lives in an
 // HttpOnly SameSite=Lax cookie and must come back, byte for byte, in the
 // X-CSRF-Token header or the _csrf field of every state-changing request.
-// The token is signed with the session secret so that a cookie planted from
-// elsewhere is refused. Anonymous visitors need no server-side session.
-// exempt lists requests that must work without a token (RFC 8058 one-click
-// unsubscribe).
+// The token is signed with the session secret, so only tokens this site
+// issued are accepted; on https the cookie is a __Host- cookie, which a
+// sibling subdomain or a plain-http page cannot plant. Anonymous visitors
+// need no server-side session. exempt lists requests that must work without
+// a token (RFC 8058 one-click unsubscribe).
 func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Handler {
+	cookie := CSRFCookieName(secure)
 	key := []byte("csrf:" + secret)
 	sign := func(nonce string) string {
 		m := hmac.New(sha256.New, key)
@@ -37,11 +39,11 @@ func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Hand
 		return ok && nonce != "" && hmac.Equal([]byte(sign(nonce)), []byte(token))
 	}
 	return func(c *fiber.Ctx) error {
-		token := c.Cookies(CSRFCookie)
+		token := c.Cookies(cookie)
 		if !valid(token) {
 			token = sign(RandomString(24))
 			c.Cookie(&fiber.Cookie{
-				Name: CSRFCookie, Value: token, Path: "/",
+				Name: cookie, Value: token, Path: "/",
 				HTTPOnly: true, Secure: secure, SameSite: fiber.CookieSameSiteLaxMode,
 			})
 		} else {
@@ -65,6 +67,14 @@ func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Hand
 		}
 		return c.Next()
 	}
+}
+
+// CSRFCookieName is the token cookie's name: __Host- prefixed on https.
+func CSRFCookieName(secure bool) string {
+	if secure {
+		return "__Host-" + CSRFCookie
+	}
+	return CSRFCookie
 }
 
 // CSRFToken is the request's token, for the layout and forms.

@@ -98,17 +98,21 @@ func (p *Providers) Get(name string) (goth.Provider, error) {
 	if gp, ok := p.built[name]; ok {
 		return gp, nil
 	}
-	build, ok := p.pending[name]
-	if !ok {
-		return nil, ErrUnknownProvider
+	for _, info := range p.order {
+		if info.Name != name {
+			continue
+		}
+		// info.Name is our own string; name may live in a request buffer
+		// that is reused once the request is over.
+		gp, err := p.pending[info.Name]()
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: %w", info.Name, err)
+		}
+		gp.SetName(info.Name)
+		p.built[info.Name] = gp
+		return gp, nil
 	}
-	gp, err := build()
-	if err != nil {
-		return nil, fmt.Errorf("provider %s: %w", name, err)
-	}
-	gp.SetName(name)
-	p.built[name] = gp
-	return gp, nil
+	return nil, ErrUnknownProvider
 }
 
 // VerifiedEmail returns the provider's email for the user when the provider

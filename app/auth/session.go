@@ -23,13 +23,11 @@ import (
 const (
 	IdleTimeout     = 7 * 24 * time.Hour
 	AbsoluteTimeout = 30 * 24 * time.Hour
-	touchEvery      = 5 * time.Minute // how often use extends the idle lifetime
 
 	CookieName = "rassylka_session"
 
 	keyUserID = "uid"
 	keyAuthAt = "auth_at"
-	keySeenAt = "seen_at"
 
 	localUser   = "auth.user"
 	localEnded  = "auth.ended"
@@ -99,11 +97,11 @@ func (s *Sessions) Load(c *fiber.Ctx) error {
 		return s.end(c, sess, uid)
 	}
 	c.Locals(localUser, u)
-	if seen, _ := sess.Get(keySeenAt).(int64); time.Since(time.Unix(seen, 0)) > touchEvery {
-		sess.Set(keySeenAt, time.Now().Unix())
-		if err := sess.Save(); err != nil {
-			return fmt.Errorf("touch session: %w", err)
-		}
+	// Use extends the idle lifetime. EXPIRE only touches a key that still
+	// exists, so a session ended meanwhile (sign-out elsewhere, a reset)
+	// does not come back, as a full save of the session would make it.
+	if err := s.rdb.Expire(c.UserContext(), sessionKeyPrefix+sess.ID(), IdleTimeout).Err(); err != nil {
+		return fmt.Errorf("touch session: %w", err)
 	}
 	return c.Next()
 }
@@ -113,7 +111,9 @@ func (s *Sessions) end(c *fiber.Ctx, sess *session.Session, uid int64) error {
 	if err := sess.Destroy(); err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
-	s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id)
+	if err := s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id).Err(); err != nil {
+		s.log.WarnContext(c.UserContext(), "unindex ended session", "error", err.Error())
+	}
 	return c.Next()
 }
 
@@ -130,7 +130,6 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 	now := time.Now().Unix()
 	sess.Set(keyUserID, u.ID)
 	sess.Set(keyAuthAt, now)
-	sess.Set(keySeenAt, now)
 	id := sess.ID()
 	if err := sess.Save(); err != nil {
 		return fmt.Errorf("sign in: save session: %w", err)
@@ -161,7 +160,9 @@ func (s *Sessions) SignOut(c *fiber.Ctx) error {
 		return fmt.Errorf("sign out: %w", err)
 	}
 	if uid != 0 {
-		s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id)
+		if err := s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id).Err(); err != nil {
+			s.log.WarnContext(c.UserContext(), "unindex session", "error", err.Error())
+		}
 	}
 	c.Locals(localUser, nil)
 	return nil

@@ -35,6 +35,9 @@ type Config struct {
 	// process runs behind a reverse proxy (e.g. X-Forwarded-For); empty
 	// trusts the peer address.
 	ProxyHeader string
+	// TrustedProxies are the addresses (IPs or CIDRs) of the proxies whose
+	// ProxyHeader is believed; required with ProxyHeader.
+	TrustedProxies []string
 }
 
 // OAuthProvider is one sign-in provider enabled by its key and secret.
@@ -140,6 +143,15 @@ func Load(getenv func(string) string) (Config, error) {
 		} else {
 			c.MailRate = r
 		}
+	}
+
+	for _, p := range strings.Split(get("TRUSTED_PROXIES", ""), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.TrustedProxies = append(c.TrustedProxies, p)
+		}
+	}
+	if c.ProxyHeader != "" && len(c.TrustedProxies) == 0 {
+		errs = append(errs, errors.New("TRUSTED_PROXIES is required with PROXY_HEADER (else any client could pick its own address)"))
 	}
 
 	for _, p := range []struct{ name, prefix string }{

@@ -102,3 +102,13 @@ func TestOAuthProviders(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyHeaderNeedsTrustedProxies(t *testing.T) {
+	if _, err := Load(env(map[string]string{"PROXY_HEADER": "X-Forwarded-For"})); err == nil {
+		t.Fatal("PROXY_HEADER without TRUSTED_PROXIES accepted")
+	}
+	c, err := Load(env(map[string]string{"PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16"}))
+	if err != nil || len(c.TrustedProxies) != 2 || c.TrustedProxies[1] != "192.168.0.0/16" {
+		t.Fatalf("TrustedProxies = %v, %v", c.TrustedProxies, err)
+	}
+}

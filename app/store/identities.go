@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"rassylka/app/model"
@@ -43,4 +44,31 @@ func (s *Store) DeleteIdentity(ctx context.Context, userID, id int64) error {
 		return fmt.Errorf("delete identity: %w", ErrNotFound)
 	}
 	return nil
+}
+
+// ErrLastSignIn is returned when unlinking would leave a user without any
+// way to sign in.
+var ErrLastSignIn = errors.New("the last way to sign in")
+
+// UnlinkIdentity deletes one of the user's linked accounts unless it is the
+// user's only way to sign in (no password and no other identity). The
+// user's row is locked meanwhile, so two concurrent unlinks cannot both pass
+// the check.
+func (s *Store) UnlinkIdentity(ctx context.Context, userID, id int64) error {
+	return s.InTx(ctx, func(tx *Store) error {
+		var hasPassword bool
+		err := tx.db.NewSelect().Model((*model.User)(nil)).ColumnExpr("password_hash IS NOT NULL").
+			Where("id = ?", userID).For("UPDATE").Scan(ctx, &hasPassword)
+		if err != nil {
+			return dbErr("unlink identity", err)
+		}
+		n, err := tx.db.NewSelect().Model((*model.Identity)(nil)).Where("user_id = ?", userID).Count(ctx)
+		if err != nil {
+			return dbErr("unlink identity", err)
+		}
+		if !hasPassword && n <= 1 {
+			return fmt.Errorf("unlink identity: %w", ErrLastSignIn)
+		}
+		return tx.DeleteIdentity(ctx, userID, id)
+	})
 }

@@ -25,7 +25,8 @@ type EmailDeliverPayload struct {
 }
 
 // NewEmailDeliverTask builds an email:deliver task on the critical queue,
-// retried with backoff for up to a day.
+// retried with backoff for up to a day. A delivered task is deleted at once
+// (no retention): its text may hold a sign-in link.
 func NewEmailDeliverTask(p EmailDeliverPayload, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
@@ -38,7 +39,6 @@ func NewEmailDeliverTask(p EmailDeliverPayload, opts ...asynq.Option) (*asynq.Ta
 		asynq.Queue(QueueCritical),
 		asynq.MaxRetry(20),
 		asynq.Timeout(2 * time.Minute),
-		asynq.Retention(24 * time.Hour),
 	}, opts...)
 	return asynq.NewTask(TypeEmailDeliver, b, opts...), nil
 }

@@ -75,9 +75,9 @@ func (s *Server) confirm(c *fiber.Ctx) error {
 	}
 	s.setFlash(c, layout.FlashSuccess, "Your email address is confirmed. You can sign in now.")
 	if auth.CurrentUser(c) != nil {
-		return c.Redirect("/", fiber.StatusSeeOther)
+		return redirect(c, "/")
 	}
-	return c.Redirect("/login", fiber.StatusSeeOther)
+	return redirect(c, "/login")
 }
 
 func (s *Server) resendConfirmation(c *fiber.Ctx) error {
@@ -86,7 +86,7 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 		return fiber.ErrBadRequest
 	}
 	if errs := f.Validate(); errs.Any() {
-		n := account.Notice{Title: "Send a new confirmation link", Text: errs["email"], Resend: "confirm"}
+		n := account.Notice{Title: "Send a new confirmation link", Text: errs["email"], Resend: "confirm", Email: f.Email}
 		return render(c, fiber.StatusUnprocessableEntity, account.NoticePage(s.page(c, n.Title), n))
 	}
 	if err := s.accounts.ResendConfirmation(c.UserContext(), f.Email); err != nil {
@@ -133,7 +133,9 @@ func (s *Server) login(c *fiber.Ctx) error {
 	}
 	ctx := c.UserContext()
 	keys := []string{"ip:" + c.IP(), "account:" + f.Email}
-	blocked, wait, err := s.loginLimit.Blocked(ctx, keys...)
+	// The attempt is counted before the password is checked, so parallel
+	// guesses cannot slip past the limit; a successful one is given back.
+	blocked, wait, err := s.loginLimit.TakeWait(ctx, keys...)
 	if err != nil {
 		return err
 	}
@@ -147,9 +149,6 @@ func (s *Server) login(c *fiber.Ctx) error {
 	u, err := s.accounts.Authenticate(ctx, f.Email, f.Password)
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
-		if err := s.loginLimit.Fail(ctx, keys...); err != nil {
-			return err
-		}
 		v.Error = "Wrong email or password."
 		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
 	case errors.Is(err, auth.ErrBlocked):
@@ -162,13 +161,16 @@ func (s *Server) login(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("sign in: %w", err)
 	}
-	if err := s.loginLimit.Reset(ctx, "account:"+f.Email); err != nil {
+	if err := s.loginLimit.Release(ctx, keys[0]); err != nil {
+		return err
+	}
+	if err := s.loginLimit.Reset(ctx, keys[1]); err != nil {
 		return err
 	}
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
 	}
-	return c.Redirect(f.Next, fiber.StatusSeeOther)
+	return redirect(c, f.Next)
 }
 
 func (s *Server) logout(c *fiber.Ctx) error {
@@ -251,7 +253,7 @@ func (s *Server) reset(c *fiber.Ctx) error {
 		return err
 	}
 	s.setFlash(c, layout.FlashSuccess, "Your new password is set, and you are signed in. Other sessions were signed out.")
-	return c.Redirect("/", fiber.StatusSeeOther)
+	return redirect(c, "/")
 }
 
 // settingsView gathers the account page's data.
@@ -337,22 +339,18 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 }
 
 func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
-	u := auth.CurrentUser(c)
-	id, err := strconv.ParseInt(c.Params("id"), 10, 64)
-	if err != nil {
-		return fiber.ErrNotFound
-	}
-	ids, err := s.store.IdentitiesOfUser(c.UserContext(), u.ID)
+	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	if u.PasswordHash == nil && len(ids) <= 1 {
+	err = s.store.UnlinkIdentity(c.UserContext(), auth.UserID(c), id)
+	switch {
+	case errors.Is(err, store.ErrLastSignIn):
 		s.setFlash(c, layout.FlashError, "Set a password first: this linked account is your only way to sign in.")
 		return redirect(c, "/account")
-	}
-	if err := s.store.DeleteIdentity(c.UserContext(), u.ID, id); errors.Is(err, store.ErrNotFound) {
+	case errors.Is(err, store.ErrNotFound):
 		return fiber.ErrNotFound
-	} else if err != nil {
+	case err != nil:
 		return err
 	}
 	s.setFlash(c, layout.FlashSuccess, "The account is unlinked.")

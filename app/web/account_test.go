@@ -6,6 +6,7 @@ import (
 	"encoding/gob"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,16 +103,15 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 		t.Fatal("resend mailed the same link")
 	}
 
-	// The first link was replaced by the new one.
-	resp, body = c.get(t, link)
-	wantStatus(t, resp, body, http.StatusGone)
-
 	resp, body = c.get(t, newLink)
 	wantRedirect(t, resp, body, "/login")
 	_, body = c.get(t, "/login")
 	if !strings.Contains(body, "confirmed") {
 		t.Errorf("no flash after confirming:\n%s", body)
 	}
+	// Using one link retires the others.
+	resp, body = c.get(t, link)
+	wantStatus(t, resp, body, http.StatusGone)
 	resp, body = c.get(t, newLink)
 	wantStatus(t, resp, body, http.StatusGone)
 	if !strings.Contains(body, "already used") {
@@ -238,29 +238,45 @@ func TestLoginFailures(t *testing.T) {
 	}
 }
 
-func TestLoginThrottled(t *testing.T) {
-	e := newEnv(t)
+// throttleEnv trusts the test's "proxy" so each client can come from its
+// own address.
+func throttleEnv(t *testing.T) *env {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.ProxyHeader = "X-Forwarded-For"
+	cfg.TrustedProxies = []string{"0.0.0.0", "127.0.0.1", "::1"}
+	return newEnvWith(t, cfg, testkit.Redis(t), nil)
+}
+
+func TestLoginThrottledPerAccount(t *testing.T) {
+	e := throttleEnv(t)
 	newUser(t, e, "target@example.com", model.RoleUser)
 	newUser(t, e, "other@example.com", model.RoleUser)
-	c := e.client()
 
 	// Successful sign-ins are not throttled.
 	for i := 0; i < 12; i++ {
-		resp, body := login(t, e.client(), "other@example.com", goodPassword)
+		c := e.client()
+		c.ip = "198.51.100.200"
+		resp, body := login(t, c, "other@example.com", goodPassword)
 		wantRedirect(t, resp, body, "/")
 	}
+	// Ten wrong guesses, each from another address.
 	for i := 0; i < 10; i++ {
-		resp, body := login(t, c, "target@example.com", "guess "+string(rune('a'+i)))
+		c := e.client()
+		c.ip = "203.0.113." + strconv.Itoa(i+1)
+		resp, body := login(t, c, "target@example.com", "guess "+strconv.Itoa(i))
 		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	}
+	c := e.client()
+	c.ip = "203.0.113.99"
 	resp, body := login(t, c, "target@example.com", goodPassword)
 	wantStatus(t, resp, body, http.StatusTooManyRequests)
 	if !strings.Contains(body, "Too many failed sign-ins") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("429 page is not readable or lacks Retry-After:\n%s", body)
 	}
-	// Every test request comes from one address, so the address is blocked too.
-	resp, body = login(t, e.client(), "other@example.com", goodPassword)
-	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	// Another account from that address is fine.
+	resp, body = login(t, c, "other@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
 
 	// The window passes (here: the counters are dropped).
 	if err := e.redis.FlushDB(context.Background()).Err(); err != nil {
@@ -270,16 +286,43 @@ func TestLoginThrottled(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+func TestLoginThrottledPerAddress(t *testing.T) {
+	e := throttleEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := 0; i < 10; i++ {
+		c := e.client()
+		c.ip = "192.0.2.7"
+		resp, body := login(t, c, "user"+strconv.Itoa(i)+"@example.com", "some guess")
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	c := e.client()
+	c.ip = "192.0.2.7"
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	c.ip = "192.0.2.8"
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
 func TestSessionRotationAndLogout(t *testing.T) {
 	e := newEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)
 	c := e.client()
-	c.cookies[auth.CookieName] = "planted-by-an-attacker"
 	resp, body := login(t, c, "ann@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/")
+	first := c.cookies[auth.CookieName]
+	if n, _ := e.redis.Exists(context.Background(), "session:"+first).Result(); n != 1 {
+		t.Fatal("the session is not stored")
+	}
+	// Signing in again with a live session gets a new id; the old one dies.
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
 	sid := c.cookies[auth.CookieName]
-	if sid == "" || sid == "planted-by-an-attacker" {
-		t.Fatalf("session id after sign-in = %q: not rotated", sid)
+	if sid == "" || sid == first {
+		t.Fatalf("session id after sign-in = %q, before %q: not rotated", sid, first)
+	}
+	if n, _ := e.redis.Exists(context.Background(), "session:"+first).Result(); n != 0 {
+		t.Fatal("the session from before sign-in still exists")
 	}
 	for _, ck := range resp.Cookies() {
 		if ck.Name == auth.CookieName && (!ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Secure) {
@@ -481,5 +524,33 @@ func TestAbsoluteSessionLifetime(t *testing.T) {
 	wantRedirect(t, resp, body, "/login?next=%2Faccount&ended=expired")
 	if n, _ := e.redis.Exists(ctx, key).Result(); n != 0 {
 		t.Fatal("the expired session is still stored")
+	}
+}
+
+// TestRegisterAgainBeforeConfirmation: an account planted with someone
+// else's address cannot be confirmed with the planter's password.
+func TestRegisterAgainBeforeConfirmation(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	attacker := e.client()
+	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	e.waitMail(t, sink, 1)
+
+	owner := e.client()
+	register(t, owner, "victim@example.com", "Real Owner")
+	m, link := e.waitMail(t, sink, 2)
+	if !strings.HasPrefix(link, "/confirm/") {
+		t.Fatalf("the owner's mail has no confirmation link:\n%s", m.Body())
+	}
+	resp, body = owner.get(t, link)
+	wantRedirect(t, resp, body, "/login")
+
+	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = login(t, e.client(), "victim@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	if u, _ := e.store.UserByEmail(context.Background(), "victim@example.com"); u.FullName != "Real Owner" {
+		t.Fatalf("name = %q", u.FullName)
 	}
 }

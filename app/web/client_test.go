@@ -19,6 +19,7 @@ import (
 type client struct {
 	e       *env
 	cookies map[string]string
+	ip      string // sent as X-Forwarded-For (believed only by envs that trust it)
 }
 
 func (e *env) client() *client { return &client{e: e, cookies: map[string]string{}} }
@@ -27,6 +28,9 @@ func (c *client) send(t *testing.T, req *http.Request) (*http.Response, string) 
 	t.Helper()
 	for k, v := range c.cookies {
 		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	if c.ip != "" {
+		req.Header.Set("X-Forwarded-For", c.ip)
 	}
 	resp, body := c.e.do(t, req)
 	for _, ck := range resp.Cookies() {
@@ -48,10 +52,11 @@ func (c *client) get(t *testing.T, path string) (*http.Response, string) {
 // csrf is the token the pages carry; a GET first gets one.
 func (c *client) csrf(t *testing.T) string {
 	t.Helper()
-	if c.cookies[auth.CSRFCookie] == "" {
+	name := auth.CSRFCookieName(c.e.cfg.SecureCookies())
+	if c.cookies[name] == "" {
 		c.get(t, "/healthz")
 	}
-	return c.cookies[auth.CSRFCookie]
+	return c.cookies[name]
 }
 
 // post sends a form with the CSRF field, as a plain form does.

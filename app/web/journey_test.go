@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"rassylka/app/testkit"
@@ -48,6 +49,10 @@ func TestJourneyNewUser(t *testing.T) {
 		}
 	}
 
+	// The browser lives in Tokyo; the new account must take that zone.
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "Asia/Tokyo"}); err != nil {
+		t.Fatalf("set the browser's time zone: %v", err)
+	}
 	step("register",
 		chromedp.Navigate(base+"/"),
 		chromedp.Click(chromedp.CSS(`a[href="/register"]`)),
@@ -63,8 +68,8 @@ func TestJourneyNewUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.TimeZone == "" {
-		t.Fatal("no time zone taken from the browser")
+	if u.TimeZone != "Asia/Tokyo" {
+		t.Fatalf("the new account's time zone is %q, want the browser's Asia/Tokyo", u.TimeZone)
 	}
 
 	step("confirm from the mail",

@@ -234,3 +234,36 @@ func TestOAuthUnknownProvider(t *testing.T) {
 		wantStatus(t, resp, body, http.StatusNotFound)
 	}
 }
+
+// TestOAuthPlantedAccount: a password account planted with someone's
+// address, never confirmed, loses its password when the address's owner
+// signs in through a provider that verified it.
+func TestOAuthPlantedAccount(t *testing.T) {
+	e, f := oidcEnv(t)
+	attacker := e.client()
+	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "v1", Email: "victim@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	u, err := e.store.UserByEmail(context.Background(), "victim@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PasswordHash != nil || u.EmailConfirmedAt == nil {
+		t.Fatalf("planted account after the owner's OAuth sign-in: password kept %v, confirmed %v", u.PasswordHash != nil, u.EmailConfirmedAt != nil)
+	}
+	// The planter's password no longer opens the account.
+	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+}
+
+func TestOAuthNextStaysOnSite(t *testing.T) {
+	e, f := oidcEnv(t)
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example"} {
+		resp, body := oauthSignIn(t, e.client(), f, next, oidcUser{Sub: "n1", Email: "n1@example.com", Verified: true})
+		wantRedirect(t, resp, body, "/")
+	}
+	resp, body := oauthSignIn(t, e.client(), f, "/account", oidcUser{Sub: "n1", Email: "n1@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/account")
+}

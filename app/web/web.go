@@ -72,7 +72,11 @@ func New(d Deps) *fiber.App {
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           120 * time.Second,
 		BodyLimit:             25 << 20, // CSV imports are refused above 20 MB with a message
-		ProxyHeader:           d.Config.ProxyHeader,
+		// Behind a reverse proxy, believe its header only from the proxy.
+		ProxyHeader:             d.Config.ProxyHeader,
+		EnableTrustedProxyCheck: d.Config.ProxyHeader != "",
+		TrustedProxies:          d.Config.TrustedProxies,
+		EnableIPValidation:      true,
 	})
 	app.Use(s.requestID, s.accessLog, recover.New(), s.pageHeaders,
 		s.sessions.Load,

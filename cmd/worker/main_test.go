@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"rassylka/app/store"
 	"rassylka/app/task"
 	"rassylka/app/testkit"
 )
@@ -60,7 +62,7 @@ func TestWorkerDeliversAndStops(t *testing.T) {
 func TestWorkerRefusesBehindSchema(t *testing.T) {
 	vars := map[string]string{"DATABASE_URL": testkit.EmptyDB(t), "REDIS_URL": testkit.RedisURL(t)}
 	err := run(context.Background(), func(k string) string { return vars[k] })
-	if err == nil {
-		t.Fatal("worker started on an unmigrated database")
+	if !errors.As(err, new(*store.ErrSchemaBehind)) {
+		t.Fatalf("worker on an unmigrated database: %v, want ErrSchemaBehind", err)
 	}
 }
