@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"rassylka/app/auth"
 	"rassylka/app/mail/mailsink"
 )
@@ -136,3 +138,5 @@ func (e *env) waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Rec
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+type goquerySelection = goquery.Selection

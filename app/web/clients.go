@@ -205,7 +205,7 @@ func (s *Server) deleteClient(c *fiber.Ctx) error {
 		return fmt.Errorf("delete client: %w", err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.SendStatus(fiber.StatusOK) // the empty answer replaces the row
+		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
 	}
 	s.setFlash(c, layout.FlashSuccess, "Client deleted.")
 	return redirect(c, "/clients")

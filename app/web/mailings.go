@@ -377,7 +377,7 @@ func (s *Server) deleteMailing(c *fiber.Ctx) error {
 		return fmt.Errorf("delete mailing: %w", err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.SendStatus(fiber.StatusOK)
+		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
 	}
 	s.setFlash(c, layout.FlashSuccess, "Mailing deleted.")
 	return redirect(c, "/mailings")

@@ -175,7 +175,7 @@ func (s *Server) deleteMessage(c *fiber.Ctx) error {
 		return fmt.Errorf("delete message: %w", err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.SendStatus(fiber.StatusOK)
+		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
 	}
 	s.setFlash(c, layout.FlashSuccess, "Message deleted.")
 	return redirect(c, "/messages")

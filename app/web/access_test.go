@@ -1,0 +1,195 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"rassylka/app/model"
+)
+
+// Roles of the access matrix.
+const (
+	anon    = "anonymous"
+	owner   = "owner"
+	other   = "other user"
+	manager = "manager"
+	blocked = "blocked user"
+)
+
+var roles = []string{anon, owner, other, manager, blocked}
+
+// route is one request of the matrix, made against fresh objects of the
+// owner, with the status each role must get. A role without an entry must
+// be sent to the sign-in page.
+type route struct {
+	method string
+	path   func(o objects) string
+	form   func(o objects) url.Values
+	htmx   bool
+	want   map[string]int
+}
+
+func futureLocal(d time.Duration) string {
+	return time.Now().Add(d).UTC().Format("2006-01-02T15:04")
+}
+
+func TestAccessMatrix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	users := map[string]*model.User{}
+	clients := map[string]*client{anon: e.client()}
+	for _, r := range []struct {
+		role  string
+		email string
+		mrole model.Role
+	}{{owner, "owner@example.com", model.RoleUser}, {other, "other@example.com", model.RoleUser},
+		{manager, "manager@example.com", model.RoleManager}, {blocked, "blocked@example.com", model.RoleUser}} {
+		clients[r.role] = signedIn(t, e, r.email, r.mrole)
+		users[r.role], _ = e.store.UserByEmail(ctx, r.email)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = now() WHERE id = ?", users[blocked].ID); err != nil {
+		t.Fatal(err)
+	}
+	victim := newUser(t, e, "victim@example.com", model.RoleUser) // blocked and unblocked by the matrix
+	// Each role has something of its own, so lists are never empty by accident.
+	for _, r := range []string{other, manager} {
+		makeObjects(t, e, users[r])
+	}
+
+	ok := func(own, oth, mgr int) map[string]int { return map[string]int{owner: own, other: oth, manager: mgr} }
+	all := func(s int) map[string]int { return ok(s, s, s) }
+	const (
+		s200 = http.StatusOK
+		s303 = http.StatusSeeOther
+		s403 = http.StatusForbidden
+		s404 = http.StatusNotFound
+		s422 = http.StatusUnprocessableEntity
+	)
+	p := func(s string) func(objects) string { return func(objects) string { return s } }
+	clientForm := func(objects) url.Values {
+		return url.Values{"email": {"new-" + time.Now().Format("150405.000000000") + "@example.com"}, "full_name": {"N"}}
+	}
+	messageForm := func(objects) url.Values { return url.Values{"subject": {"Hi"}, "body": {"Text"}} }
+	mailingForm := func(o objects) url.Values {
+		return url.Values{"message_id": {id(o.message.ID)}, "starts_at": {futureLocal(2 * time.Hour)}, "ends_at": {futureLocal(5 * time.Hour)},
+			"repeat": {"once"}, "recipient_ids": {id(o.client.ID)}}
+	}
+	routes := map[string]route{
+		"list clients":        {method: "GET", path: p("/clients"), want: all(s200)},
+		"list clients (all)":  {method: "GET", path: p("/clients?scope=all"), want: all(s200)},
+		"new client":          {method: "GET", path: p("/clients/new"), want: all(s200)},
+		"create client":       {method: "POST", path: p("/clients"), form: clientForm, want: all(s303)},
+		"export clients":      {method: "GET", path: p("/clients/export.csv"), want: all(s200)},
+		"import form":         {method: "GET", path: p("/clients/import"), want: all(s200)},
+		"import without file": {method: "POST", path: p("/clients/import"), want: all(s422)},
+		"show client":         {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, want: ok(s200, s404, s200)},
+		"client row (htmx)":   {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, htmx: true, want: ok(s200, s404, s200)},
+		"edit client":         {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) + "/edit" }, want: ok(s200, s404, s404)},
+		"update client":       {method: "POST", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, form: clientForm, want: ok(s303, s404, s404)},
+		"delete client (htmx)": {method: "DELETE", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, htmx: true,
+			want: ok(s200, s404, s404)},
+		"delete client": {method: "POST", path: func(o objects) string { return "/clients/" + id(o.client.ID) + "/delete" }, want: ok(s303, s404, s404)},
+
+		"list messages":  {method: "GET", path: p("/messages?scope=all"), want: all(s200)},
+		"new message":    {method: "GET", path: p("/messages/new"), want: all(s200)},
+		"create message": {method: "POST", path: p("/messages"), form: messageForm, want: all(s303)},
+		"show message":   {method: "GET", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, want: ok(s200, s404, s200)},
+		"edit message":   {method: "GET", path: func(o objects) string { return "/messages/" + id(o.message.ID) + "/edit" }, want: ok(s200, s404, s404)},
+		"update message": {method: "POST", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, form: messageForm, want: ok(s303, s404, s404)},
+		"delete used message (htmx)": {method: "DELETE", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, htmx: true,
+			want: ok(s422, s404, s404)},
+		"delete message": {method: "POST", path: func(o objects) string { return "/messages/" + id(o.message.ID) + "/delete" }, want: ok(s303, s404, s404)},
+
+		"list mailings":  {method: "GET", path: p("/mailings?scope=all&status=created"), want: all(s200)},
+		"new mailing":    {method: "GET", path: p("/mailings/new"), want: all(s200)},
+		"create mailing": {method: "POST", path: p("/mailings"), form: mailingForm, want: ok(s303, s422, s422)},
+		"show mailing":   {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, want: ok(s200, s404, s200)},
+		"edit mailing":   {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/edit" }, want: ok(s200, s404, s404)},
+		"update mailing": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, form: mailingForm, want: ok(s303, s404, s404)},
+		"delete mailing (htmx)": {method: "DELETE", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, htmx: true,
+			want: ok(s200, s404, s404)},
+		"delete mailing":  {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/delete" }, want: ok(s303, s404, s404)},
+		"disable mailing": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/disable" }, want: ok(s303, s404, s303)},
+		"disable mailing (htmx)": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/disable" }, htmx: true,
+			want: ok(s200, s404, s200)},
+		"enable mailing": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/enable" }, want: ok(s303, s404, s303)},
+		"attempt log":    {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/attempts?status=failure" }, want: ok(s200, s404, s200)},
+		"picker":         {method: "GET", path: p("/mailings/picker?picker_q=secret"), htmx: true, want: all(s200)},
+		"picker ids":     {method: "GET", path: p("/mailings/picker/ids?q=secret"), want: all(s200)},
+
+		"users":        {method: "GET", path: p("/users"), want: ok(s403, s403, s200)},
+		"block user":   {method: "POST", path: func(objects) string { return "/users/" + id(victim.ID) + "/block" }, want: ok(s403, s403, s303)},
+		"unblock user": {method: "POST", path: func(objects) string { return "/users/" + id(victim.ID) + "/unblock" }, want: ok(s403, s403, s303)},
+		"dashboard":    {method: "GET", path: p("/"), want: all(s200)},
+	}
+
+	for name, rt := range routes {
+		t.Run(name, func(t *testing.T) {
+			for _, role := range roles {
+				o := makeObjects(t, e, users[owner])
+				path := rt.path(o)
+				var form url.Values
+				if rt.form != nil {
+					form = rt.form(o)
+				}
+				c := clients[role]
+				if role == blocked {
+					// A fresh session each time: the first request ends it.
+					c = e.client()
+					if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = NULL WHERE id = ?", users[blocked].ID); err != nil {
+						t.Fatal(err)
+					}
+					resp, body := login(t, c, "blocked@example.com", goodPassword)
+					wantRedirect(t, resp, body, "/")
+					if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = now() WHERE id = ?", users[blocked].ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+				resp, body := c.request(t, rt.method, path, form, rt.htmx)
+				want, listed := rt.want[role]
+				switch {
+				case listed && resp.StatusCode != want:
+					t.Errorf("%s: %s %s = %d, want %d\n%.400s", role, rt.method, path, resp.StatusCode, want, body)
+				case !listed && name == "dashboard":
+					if resp.StatusCode != s200 || strings.Contains(body, `data-testid="dashboard"`) || !strings.Contains(body, `data-testid="landing"`) {
+						t.Errorf("%s: / = %d, want the landing page", role, resp.StatusCode)
+					}
+				case !listed:
+					loc := resp.Header.Get("Location") + resp.Header.Get("HX-Redirect")
+					if !strings.HasPrefix(loc, "/login?next=") {
+						t.Errorf("%s: %s %s = %d (to %q), want sent to sign in", role, rt.method, path, resp.StatusCode, loc)
+					}
+				}
+				if role != owner && role != manager {
+					for _, secret := range []string{o.client.Email, o.message.Subject, o.client.Comment, id(o.client.ID) + "]", "[" + id(o.client.ID)} {
+						if strings.Contains(body, secret) {
+							t.Errorf("%s: %s %s shows the owner's data %q", role, rt.method, path, secret)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// request sends a request of any method, with the CSRF token and, for
+// htmx, its header.
+func (c *client) request(t *testing.T, method, path string, form url.Values, htmx bool) (*http.Response, string) {
+	t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	req, _ := http.NewRequest(method, path, strings.NewReader(form.Encode()))
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-CSRF-Token", c.csrf(t))
+	}
+	if htmx {
+		req.Header.Set("HX-Request", "true")
+	}
+	return c.send(t, req)
+}

@@ -1,0 +1,289 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+func TestClientsCRUD(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+
+	resp, body := c.get(t, "/clients")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(parseHTML(t, body).Find("[data-testid=empty]").Text(), "No clients yet") {
+		t.Fatalf("no empty state:\n%s", body)
+	}
+
+	// Field errors, each keeping what was typed.
+	for _, tc := range []struct{ field, email, name, comment string }{
+		{"email", "", "Bob", "c"},
+		{"email", "bob@", "Bob", "c"},
+		{"email", strings.Repeat("b", 250) + "@example.com", "Bob", "c"},
+		{"full_name", "bob@example.com", strings.Repeat("n", 201), "c"},
+		{"comment", "bob@example.com", "Bob", strings.Repeat("c", 2001)},
+	} {
+		resp, body := c.post(t, "/clients", url.Values{"email": {tc.email}, "full_name": {tc.name}, "comment": {tc.comment}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if fieldError(t, body, tc.field) == "" {
+			t.Errorf("no error beside %s for %+v", tc.field, tc)
+		}
+		if tc.field != "full_name" && inputValue(t, body, "full_name") != tc.name {
+			t.Errorf("typed name lost")
+		}
+	}
+
+	resp, body = c.post(t, "/clients", url.Values{"email": {" Bob@Example.COM "}, "full_name": {"Bob"}, "comment": {"met in Riga"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/clients/") {
+		t.Fatalf("create redirects to %q, want the client's page", loc)
+	}
+	resp, body = c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := parseHTML(t, body).Find("[data-testid=client-show] h1").Text(); got != "bob@example.com" {
+		t.Fatalf("show page email %q, want the normalized address", got)
+	}
+
+	// Duplicate in any letter case is a field error, not a 500.
+	resp, body = c.post(t, "/clients", url.Values{"email": {"BOB@example.com"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.Contains(fieldError(t, body, "email"), "already in your list") {
+		t.Fatalf("duplicate: %q", fieldError(t, body, "email"))
+	}
+	// Another owner may have the same address.
+	other := signedIn(t, e, "other@example.com", model.RoleUser)
+	resp, body = other.post(t, "/clients", url.Values{"email": {"bob@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	// Edit: plain form, then htmx row.
+	resp, body = c.get(t, loc+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	if inputValue(t, body, "email") != "bob@example.com" {
+		t.Fatal("edit form not filled")
+	}
+	resp, body = c.post(t, loc, url.Values{"email": {"robert@example.com"}, "full_name": {"Robert"}, "comment": {""}})
+	wantRedirect(t, resp, body, loc)
+	resp, body = c.request(t, "GET", loc+"/edit", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(strings.TrimSpace(body), "<tr") || !strings.Contains(body, "hx-post") {
+		t.Fatalf("htmx edit is not the inline row:\n%s", body)
+	}
+	resp, body = c.request(t, "POST", loc, url.Values{"email": {"not-an-email"}, "full_name": {"Robert"}}, true)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.HasPrefix(strings.TrimSpace(body), "<tr") || fieldError(t, "<table>"+body+"</table>", "email") == "" ||
+		!strings.Contains(body, `value="not-an-email"`) {
+		t.Fatalf("inline edit error is not the row with the message and the typed value:\n%s", body)
+	}
+	resp, body = c.request(t, "POST", loc, url.Values{"email": {"rob@example.com"}, "full_name": {"Rob"}}, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "rob@example.com") || !strings.Contains(body, `data-testid="client-row"`) {
+		t.Fatalf("saved row not returned:\n%s", body)
+	}
+
+	// htmx create answers the fresh form and the new row out of band.
+	resp, body = c.request(t, "POST", "/clients", url.Values{"email": {"carol@example.com"}, "full_name": {"Carol"}}, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, `hx-swap-oob="afterbegin:#clients-rows"`) || !strings.Contains(body, "carol@example.com was added") {
+		t.Fatalf("htmx create answer:\n%s", body)
+	}
+
+	// Search over email, name and comment.
+	if _, err := e.db.ExecContext(ctx, "UPDATE clients SET comment = 'VIP from Tallinn' WHERE email = 'carol@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string]string{"rob@": "rob@example.com", "CAROL": "carol@example.com", "tallinn": "carol@example.com", "100%": ""} {
+		resp, body := c.request(t, "GET", "/clients?q="+url.QueryEscape(q), nil, true)
+		wantStatus(t, resp, body, http.StatusOK)
+		rows := parseHTML(t, body).Find("[data-testid=client-row]")
+		if want == "" {
+			if rows.Length() != 0 {
+				t.Errorf("q=%q matched %d rows", q, rows.Length())
+			}
+			continue
+		}
+		if rows.Length() != 1 || !strings.Contains(rows.Text(), want) {
+			t.Errorf("q=%q: %d rows %q, want %s", q, rows.Length(), rows.Text(), want)
+		}
+		if strings.Contains(body, "<html") {
+			t.Error("htmx search returned the whole page")
+		}
+	}
+
+	// Delete with htmx (the row goes) and with a plain form.
+	cl, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	rows, _, _ := e.store.ListClients(ctx, store.Own(cl.ID), "carol", store.NewPage(1, 10))
+	resp, body = c.request(t, "DELETE", "/clients/"+id(rows[0].ID), nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if strings.TrimSpace(body) != "" {
+		t.Errorf("htmx delete answered %q, want an empty row", body)
+	}
+	resp, body = c.post(t, loc+"/delete", nil)
+	wantRedirect(t, resp, body, "/clients")
+	if _, page, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10)); page.Total != 0 {
+		t.Fatalf("%d clients left", page.Total)
+	}
+	resp, body = c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusNotFound)
+}
+
+func TestClientsPaging(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, _ := e.store.UserByEmail(context.Background(), "ann@example.com")
+	var rows []store.ImportRow
+	for i := 0; i < 120; i++ {
+		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("c%03d@example.com", i)})
+	}
+	if _, _, err := e.store.UpsertClients(context.Background(), ann.ID, rows); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	next := "/clients"
+	for pages := 0; next != ""; pages++ {
+		if pages > 3 {
+			t.Fatal("more pages than expected")
+		}
+		resp, body := c.get(t, next)
+		wantStatus(t, resp, body, http.StatusOK)
+		doc := parseHTML(t, body)
+		doc.Find("[data-testid=client-row] td:first-child a").Each(func(_ int, s *goquerySelection) { seen[s.Text()] = true })
+		next, _ = doc.Find("[data-testid=next-page]").Attr("href")
+	}
+	if len(seen) != 120 {
+		t.Fatalf("paging showed %d distinct clients, want 120", len(seen))
+	}
+	resp, body := c.get(t, "/clients?page=99")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "120 clients") {
+		t.Errorf("a page past the end lost the count")
+	}
+}
+
+func multipartCSV(t *testing.T, c *client, content []byte) (*http.Response, string) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	_ = w.WriteField("_csrf", c.csrf(t))
+	fw, err := w.CreateFormFile("file", "clients.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = fw.Write(content)
+	_ = w.Close()
+	req, _ := http.NewRequest(http.MethodPost, "/clients/import", &buf)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	return c.send(t, req)
+}
+
+func TestClientsImportExport(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "old@example.com", FullName: "Old Name"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Semicolons, a BOM, columns in another order, good and bad rows.
+	file := "\ufeffcomment;email;full_name\n" +
+		"first;new1@example.com;New One\n" +
+		"upd;OLD@example.com;Old Renamed\n" +
+		"bad;not-an-email;X\n" +
+		"\n" +
+		"dup;new1@example.com;Again\n" +
+		";new2@example.com;\n" +
+		"long;new3@example.com;" + strings.Repeat("n", 201) + "\n" +
+		"\"unterminated;new4@example.com;Y\n"
+	resp, body := multipartCSV(t, c, []byte(file))
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	got := func(id string) string { return doc.Find("[data-testid=" + id + "]").Text() }
+	if got("import-created") != "2" || got("import-updated") != "1" || got("import-rejected") != "4" {
+		t.Fatalf("report created %s updated %s rejected %s:\n%s", got("import-created"), got("import-updated"), got("import-rejected"), body)
+	}
+	rejected := doc.Find("[data-testid=rejected-row]")
+	wantLines := map[string]string{"4": "not-an-email", "6": "new1@example.com", "8": "new3@example.com"}
+	rejected.Each(func(_ int, s *goquerySelection) {
+		line := s.Find("td").First().Text()
+		if want, ok := wantLines[line]; ok && !strings.Contains(s.Text(), want) {
+			t.Errorf("line %s rejected as %q, want %s", line, s.Text(), want)
+		}
+		delete(wantLines, line)
+	})
+	if len(wantLines) != 0 {
+		t.Errorf("rows not reported: %v\n%s", wantLines, body)
+	}
+	u, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "old@", store.NewPage(1, 5))
+	if err != nil || len(u) != 1 || u[0].FullName != "Old Renamed" {
+		t.Fatalf("existing client not updated: %+v %v", u, err)
+	}
+
+	// A file without an email column, and no file.
+	resp, body = multipartCSV(t, c, []byte("name,comment\nx,y\n"))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.Contains(body, "email") {
+		t.Errorf("bad header not explained:\n%s", body)
+	}
+	// Over 20 MB is refused with a message, and nothing is imported.
+	big := bytes.Repeat([]byte("x"), 20<<20+1)
+	resp, body = multipartCSV(t, c, append([]byte("email\n"), big...))
+	wantStatus(t, resp, body, http.StatusRequestEntityTooLarge)
+	if !strings.Contains(body, "20 MB") {
+		t.Errorf("large file refusal not explained:\n%.300s", body)
+	}
+
+	// Export streams every client of the owner only.
+	other := signedIn(t, e, "other@example.com", model.RoleUser)
+	other.post(t, "/clients", url.Values{"email": {"others@example.com"}})
+	resp, body = c.get(t, "/clients/export.csv")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Errorf("export headers %v", resp.Header)
+	}
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 || recs[0][0] != "email" || strings.Contains(body, "others@example.com") {
+		t.Fatalf("export:\n%s", body)
+	}
+	// What was exported imports back as updates.
+	resp, body = multipartCSV(t, c, []byte(body))
+	wantStatus(t, resp, body, http.StatusOK)
+	if d := parseHTML(t, body); d.Find("[data-testid=import-updated]").Text() != "3" || d.Find("[data-testid=import-created]").Text() != "0" {
+		t.Fatalf("re-import of the export:\n%s", body)
+	}
+}
+
+func TestClientsImportLarge(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	var b strings.Builder
+	b.WriteString("email,full_name,comment\n")
+	for i := 0; i < 50000; i++ {
+		fmt.Fprintf(&b, "person%05d@example.com,Person %d,row %d\n", i, i, i)
+	}
+	resp, body := multipartCSV(t, c, []byte(b.String()))
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := parseHTML(t, body).Find("[data-testid=import-created]").Text(); got != "50000" {
+		t.Fatalf("created %s of 50000", got)
+	}
+	resp, body = c.get(t, "/clients/export.csv")
+	wantStatus(t, resp, body, http.StatusOK)
+	if n := strings.Count(body, "\n"); n != 50001 {
+		t.Fatalf("export has %d lines, want 50001", n)
+	}
+}
