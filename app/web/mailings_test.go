@@ -1,0 +1,355 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+type mailingWorld struct {
+	e        *env
+	c        *client
+	ann      *model.User
+	msg      *model.Message
+	clientA  *model.Client
+	clientB  *model.Client
+	foreign  objects // another user's
+	tokyo    *time.Location
+	start    time.Time // in Tokyo, on the minute
+	startStr string
+	endStr   string
+}
+
+func newMailingWorld(t *testing.T) *mailingWorld {
+	t.Helper()
+	e := newEnv(t)
+	ctx := context.Background()
+	w := &mailingWorld{e: e, c: signedIn(t, e, "ann@example.com", model.RoleUser)}
+	w.ann, _ = e.store.UserByEmail(ctx, "ann@example.com")
+	if err := e.store.UpdateProfile(ctx, w.ann.ID, "Ann", "Asia/Tokyo"); err != nil {
+		t.Fatal(err)
+	}
+	w.msg = &model.Message{OwnerID: w.ann.ID, Subject: "Spring sale", Body: "Hi {{name}}"}
+	w.clientA = &model.Client{OwnerID: w.ann.ID, Email: "a@example.com"}
+	w.clientB = &model.Client{OwnerID: w.ann.ID, Email: "b@example.com"}
+	for _, err := range []error{e.store.CreateMessage(ctx, w.msg), e.store.CreateClient(ctx, w.clientA), e.store.CreateClient(ctx, w.clientB)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.foreign = makeObjects(t, e, newUser(t, e, "eve@example.com", model.RoleUser))
+	w.tokyo, _ = time.LoadLocation("Asia/Tokyo")
+	w.start = time.Now().In(w.tokyo).Add(48 * time.Hour).Truncate(time.Minute)
+	w.startStr = w.start.Format("2006-01-02T15:04")
+	w.endStr = w.start.Add(72 * time.Hour).Format("2006-01-02T15:04")
+	return w
+}
+
+func (w *mailingWorld) form(mod func(url.Values)) url.Values {
+	v := url.Values{"message_id": {id(w.msg.ID)}, "starts_at": {w.startStr}, "ends_at": {w.endStr}, "repeat": {"weekly"},
+		"recipient_ids": {id(w.clientA.ID)}, "recipients": {id(w.clientB.ID)}}
+	if mod != nil {
+		mod(v)
+	}
+	return v
+}
+
+func TestMailingCreate(t *testing.T) {
+	w := newMailingWorld(t)
+	c := w.c
+	ctx := context.Background()
+
+	resp, body := c.get(t, "/mailings/new")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if doc.Find(`select[name=message_id] option[value="`+id(w.msg.ID)+`"]`).Length() != 1 ||
+		doc.Find(`select[name=message_id] option[value="`+id(w.foreign.message.ID)+`"]`).Length() != 0 {
+		t.Fatal("message choices are not exactly the owner's")
+	}
+
+	past := time.Now().In(w.tokyo).Add(-time.Hour).Format("2006-01-02T15:04")
+	for name, tc := range map[string]struct {
+		field string
+		mod   func(url.Values)
+	}{
+		"no message":        {"message_id", func(v url.Values) { v.Set("message_id", "") }},
+		"another's message": {"message_id", func(v url.Values) { v.Set("message_id", id(w.foreign.message.ID)) }},
+		"bad message id":    {"message_id", func(v url.Values) { v.Set("message_id", "x1") }},
+		"bad repeat":        {"repeat", func(v url.Values) { v.Set("repeat", "hourly") }},
+		"no start":          {"starts_at", func(v url.Values) { v.Set("starts_at", "") }},
+		"bad start":         {"starts_at", func(v url.Values) { v.Set("starts_at", "tomorrow") }},
+		"start in the past": {"starts_at", func(v url.Values) { v.Set("starts_at", past) }},
+		"end before start":  {"ends_at", func(v url.Values) { v.Set("ends_at", w.start.Add(-time.Minute).Format("2006-01-02T15:04")) }},
+		"end equals start":  {"ends_at", func(v url.Values) { v.Set("ends_at", w.startStr) }},
+		"no recipients":     {"recipients", func(v url.Values) { v.Del("recipients"); v.Set("recipient_ids", "") }},
+		"forged recipient":  {"recipients", func(v url.Values) { v.Add("recipients", id(w.foreign.client.ID)) }},
+		"bad recipient id":  {"recipients", func(v url.Values) { v.Set("recipient_ids", "1,abc") }},
+		"inline message without subject": {"new_subject", func(v url.Values) {
+			v.Set("message_id", "new")
+			v.Set("new_body", "Body")
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, body := c.post(t, "/mailings", w.form(tc.mod))
+			wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+			if fieldError(t, body, tc.field) == "" {
+				t.Fatalf("no error beside %s:\n%.3000s", tc.field, body)
+			}
+			if name != "bad start" && name != "no start" && inputValue(t, body, "starts_at") != w.form(tc.mod).Get("starts_at") {
+				t.Errorf("typed start lost: %q", inputValue(t, body, "starts_at"))
+			}
+		})
+	}
+	var n int
+	if err := w.e.db.NewRaw("SELECT count(*) FROM mailings WHERE owner_id = ?", w.ann.ID).Scan(ctx, &n); err != nil || n != 0 {
+		t.Fatalf("rejected forms created %d mailings", n)
+	}
+
+	resp, body = c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	m, err := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mustID(t, loc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.StartsAt.Equal(w.start) {
+		t.Errorf("starts_at stored %v, want %v (Tokyo wall clock to UTC)", m.StartsAt, w.start.UTC())
+	}
+	if m.Recipients != 2 || m.Repeat != model.RepeatWeekly || m.Status != model.StatusCreated {
+		t.Errorf("stored %+v", m)
+	}
+	resp, body = c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusOK)
+	doc = parseHTML(t, body)
+	if doc.Find("[data-testid=recipients-table] tbody tr").Length() != 2 || !strings.Contains(doc.Find("[data-testid=starts]").Text(), w.start.Format("2006-01-02 15:04")) {
+		t.Fatalf("mailing page:\n%s", body)
+	}
+
+	// A message written inline is created with the mailing.
+	resp, body = c.post(t, "/mailings", w.form(func(v url.Values) {
+		v.Set("message_id", "new")
+		v.Set("new_subject", "Written inline")
+		v.Set("new_body", "Inline body")
+	}))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	m2, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mustID(t, resp.Header.Get("Location")))
+	if m2.Subject != "Written inline" {
+		t.Fatalf("inline message: %q", m2.Subject)
+	}
+}
+
+func mustID(t *testing.T, loc string) int64 {
+	t.Helper()
+	var n int64
+	if _, err := fmt.Sscanf(loc[strings.LastIndexByte(loc, '/')+1:], "%d", &n); err != nil {
+		t.Fatalf("no id in %q", loc)
+	}
+	return n
+}
+
+func TestMailingEditRules(t *testing.T) {
+	w := newMailingWorld(t)
+	c := w.c
+	ctx := context.Background()
+	resp, body := c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	mid := mustID(t, loc)
+
+	resp, body = c.get(t, loc+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	if inputValue(t, body, "starts_at") != w.startStr || inputValue(t, body, "recipient_ids") == "" {
+		t.Fatalf("edit form not filled in the user's zone:\n%s", body)
+	}
+	// Created: everything may change; recipients are replaced.
+	later := w.start.Add(time.Hour).Format("2006-01-02T15:04")
+	resp, body = c.post(t, loc, w.form(func(v url.Values) {
+		v.Set("starts_at", later)
+		v.Set("repeat", "daily")
+		v.Del("recipients")
+	}))
+	wantRedirect(t, resp, body, loc)
+	m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
+	if m.Repeat != model.RepeatDaily || m.Recipients != 1 || !m.StartsAt.Equal(w.start.Add(time.Hour)) {
+		t.Fatalf("after edit: %+v", m)
+	}
+
+	// Running: only the end and the recipients change; the rest is kept.
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running', starts_at = now() - interval '1 hour' WHERE id = ?", mid); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.get(t, loc+"/edit")
+	if !strings.Contains(body, "only the end of sending and the recipients") {
+		t.Error("running mailing's form does not say what can change")
+	}
+	other := &model.Message{OwnerID: w.ann.ID, Subject: "Other", Body: "x"}
+	_ = w.e.store.CreateMessage(ctx, other)
+	newEnd := w.start.Add(100 * time.Hour).Format("2006-01-02T15:04")
+	resp, body = c.post(t, loc, url.Values{"message_id": {id(other.ID)}, "repeat": {"once"}, "starts_at": {later},
+		"ends_at": {newEnd}, "recipient_ids": {id(w.clientA.ID) + "," + id(w.clientB.ID)}})
+	wantRedirect(t, resp, body, loc)
+	m2, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
+	if m2.MessageID != w.msg.ID || m2.Repeat != model.RepeatDaily || m2.StartsAt.After(time.Now()) {
+		t.Errorf("a running mailing's locked fields changed: %+v", m2)
+	}
+	if m2.Recipients != 2 || !m2.EndsAt.Equal(w.start.Add(100*time.Hour)) {
+		t.Errorf("a running mailing's end or recipients did not change: %+v", m2)
+	}
+	resp, body = c.post(t, loc, url.Values{"ends_at": {time.Now().In(w.tokyo).Add(-time.Minute).Format("2006-01-02T15:04")}, "recipient_ids": {id(w.clientA.ID)}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "ends_at") == "" {
+		t.Error("a running mailing accepted an end in the past")
+	}
+
+	// Finished: read-only.
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'finished' WHERE id = ?", mid); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.get(t, loc+"/edit")
+	wantRedirect(t, resp, body, loc)
+	resp, body = c.post(t, loc, w.form(nil))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	_, body = c.get(t, loc)
+	if strings.Contains(body, loc+"/edit") {
+		t.Error("a finished mailing offers Edit")
+	}
+}
+
+func TestMailingListFilterDisableAndPicker(t *testing.T) {
+	w := newMailingWorld(t)
+	c := w.c
+	ctx := context.Background()
+	ids := map[string]int64{}
+	for _, st := range []string{"created", "running", "finished", "disabled"} {
+		resp, body := c.post(t, "/mailings", w.form(nil))
+		wantStatus(t, resp, body, http.StatusSeeOther)
+		ids[st] = mustID(t, resp.Header.Get("Location"))
+	}
+	_, _ = w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running' WHERE id = ?", ids["running"])
+	_, _ = w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'finished' WHERE id = ?", ids["finished"])
+
+	// Disable inline (htmx): the status cell comes back with who and when.
+	resp, body := c.request(t, "POST", "/mailings/"+id(ids["disabled"])+"/disable", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=badge]").Text() != "disabled" || !strings.Contains(doc.Find("[data-testid=disabled-by]").Text(), "ann@example.com") ||
+		doc.Find("[data-testid=enable-mailing]").Length() != 1 {
+		t.Fatalf("disabled status cell:\n%s", body)
+	}
+	m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), ids["disabled"])
+	if m.DisabledAt == nil || m.DisabledBy == nil || *m.DisabledBy != w.ann.ID {
+		t.Fatalf("disable not recorded: %+v", m.Mailing)
+	}
+
+	for filter, want := range map[string]int64{"created": ids["created"], "running": ids["running"], "finished": ids["finished"], "disabled": ids["disabled"]} {
+		resp, body := c.request(t, "GET", "/mailings?status="+filter, nil, true)
+		wantStatus(t, resp, body, http.StatusOK)
+		rows := parseHTML(t, body).Find("[data-testid=mailing-row]")
+		if rows.Length() != 1 || rows.AttrOr("id", "") != "mailing-"+id(want) {
+			t.Errorf("status=%s: %d rows (%s)", filter, rows.Length(), rows.AttrOr("id", ""))
+		}
+	}
+	resp, body = c.request(t, "POST", "/mailings/"+id(ids["disabled"])+"/enable", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if parseHTML(t, body).Find("[data-testid=badge]").Text() != "created" {
+		t.Errorf("enabled mailing shows %q", parseHTML(t, body).Find("[data-testid=badge]").Text())
+	}
+
+	// The picker offers the owner's clients, searched and paged.
+	resp, body = c.request(t, "GET", "/mailings/picker?picker_q=b%40", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	opts := parseHTML(t, body).Find("[data-testid=picker-option]")
+	if opts.Length() != 1 || opts.AttrOr("value", "") != id(w.clientB.ID) {
+		t.Fatalf("picker for b@:\n%s", body)
+	}
+	resp, body = c.get(t, "/mailings/picker/ids?q=example")
+	wantStatus(t, resp, body, http.StatusOK)
+	var got []int64
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != 2 {
+		t.Fatalf("picker ids = %s, %v", body, err)
+	}
+}
+
+func TestMailingTenThousandRecipients(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	var rows []store.ImportRow
+	for i := 0; i < 10000; i++ {
+		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("r%05d@example.com", i)})
+	}
+	if _, _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := w.e.store.ClientIDs(ctx, w.ann.ID, "", 20000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i, v := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(id(v))
+	}
+	resp, body := w.c.post(t, "/mailings", w.form(func(v url.Values) { v.Del("recipients"); v.Set("recipient_ids", b.String()) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mustID(t, loc))
+	if m.Recipients != len(ids) {
+		t.Fatalf("recipients %d, want %d", m.Recipients, len(ids))
+	}
+	resp, body = w.c.get(t, loc+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=recipient-count]").Text() != id(int64(len(ids))) || doc.Find("input[type=checkbox]").Length() != 0 {
+		t.Fatalf("edit form: count %q, %d checkboxes", doc.Find("[data-testid=recipient-count]").Text(), doc.Find("input[type=checkbox]").Length())
+	}
+	resp, body = w.c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusOK)
+	if n := parseHTML(t, body).Find("[data-testid=recipients-table] tbody tr").Length(); n != 50 {
+		t.Errorf("mailing page shows %d recipients at once, want a page of 50", n)
+	}
+}
+
+func TestAttemptLog(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code := 550
+	for _, a := range []*model.Attempt{
+		{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptSuccess, Response: "250 2.0.0 queued as ABC", Tries: 1},
+		{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &w.clientA.ID, Email: "a@example.com", Status: model.AttemptFailure, Code: &code, Response: "550 5.1.1 no such user", Tries: 1},
+	} {
+		if _, err := w.e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "/mailings/" + id(o.mailing.ID) + "/attempts"
+	resp, body := w.c.get(t, base)
+	wantStatus(t, resp, body, http.StatusOK)
+	if n := parseHTML(t, body).Find("[data-testid=attempt-row]").Length(); n != 2 {
+		t.Fatalf("%d attempts listed", n)
+	}
+	resp, body = w.c.request(t, "GET", base+"?status=failure", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	rows := parseHTML(t, body).Find("[data-testid=attempt-row]")
+	if rows.Length() != 1 || !strings.Contains(rows.Text(), "550 5.1.1 no such user") || !strings.Contains(rows.Text(), "a@example.com") {
+		t.Fatalf("failure filter:\n%s", body)
+	}
+	_, body = w.c.get(t, "/mailings/"+id(o.mailing.ID))
+	if !strings.Contains(body, "queued as ABC") || parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 {
+		t.Errorf("mailing page lacks its runs or attempts:\n%s", body)
+	}
+}

@@ -1,0 +1,92 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"rassylka/app/model"
+)
+
+func TestMessagesCRUD(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+
+	resp, body := c.get(t, "/messages")
+	wantStatus(t, resp, body, http.StatusOK)
+	if parseHTML(t, body).Find("[data-testid=empty]").Length() != 1 {
+		t.Fatal("no empty state")
+	}
+	for _, tc := range []struct{ field, subject, body string }{
+		{"subject", "", "Text"},
+		{"subject", "Hello\r\nBcc: everyone@example.com", "Text"},
+		{"subject", "Hello\nthere", "Text"},
+		{"subject", strings.Repeat("s", 256), "Text"},
+		{"body", "Hello", "   "},
+		{"body", "Hello", strings.Repeat("b", 100001)},
+	} {
+		resp, body := c.post(t, "/messages", url.Values{"subject": {tc.subject}, "body": {tc.body}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if fieldError(t, body, tc.field) == "" {
+			t.Errorf("no error beside %s for subject %q", tc.field, tc.subject)
+		}
+		if tc.field == "body" && inputValue(t, body, "subject") != tc.subject {
+			t.Errorf("typed subject lost")
+		}
+	}
+	resp, body = c.post(t, "/messages", url.Values{"subject": {"Hi {{name}}"}, "body": {"Dear {{ name }},\r\nyour address is {{email}}."}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+
+	// Preview with a sample recipient, then with the owner's first client.
+	resp, body = c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if got := doc.Find("[data-testid=preview-subject]").Text(); got != "Hi Jane Doe" {
+		t.Errorf("preview subject %q", got)
+	}
+	if got := doc.Find("[data-testid=preview-body]").Text(); got != "Dear Jane Doe,\nyour address is jane.doe@example.com." {
+		t.Errorf("preview body %q", got)
+	}
+	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "zoe@example.com", FullName: "Zoë"}); err != nil {
+		t.Fatal(err)
+	}
+	_, body = c.get(t, loc)
+	if got := parseHTML(t, body).Find("[data-testid=preview-subject]").Text(); got != "Hi Zoë" {
+		t.Errorf("preview with the owner's client: %q", got)
+	}
+
+	resp, body = c.get(t, loc+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = c.post(t, loc, url.Values{"subject": {"Changed"}, "body": {""}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if inputValue(t, body, "subject") != "Changed" {
+		t.Error("typed subject lost on edit")
+	}
+	resp, body = c.post(t, loc, url.Values{"subject": {"Changed"}, "body": {"New text"}})
+	wantRedirect(t, resp, body, loc)
+
+	// Search by subject.
+	resp, body = c.request(t, "GET", "/messages?q=chang", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if parseHTML(t, body).Find("[data-testid=message-row]").Length() != 1 {
+		t.Errorf("search found nothing:\n%s", body)
+	}
+
+	// A message a mailing uses cannot be deleted; an unused one can.
+	o := makeObjects(t, e, ann)
+	resp, body = c.post(t, "/messages/"+id(o.message.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/messages/"+id(o.message.ID))
+	_, body = c.get(t, "/messages/"+id(o.message.ID))
+	if !strings.Contains(body, "Mailings use this message") {
+		t.Errorf("refusal not explained")
+	}
+	resp, body = c.post(t, loc+"/delete", nil)
+	wantRedirect(t, resp, body, "/messages")
+	resp, body = c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusNotFound)
+}
