@@ -1,0 +1,143 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+func TestUsersBlockInline(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := signedIn(t, e, "ann@example.com", model.RoleUser)
+	newUser(t, e, "other.manager@example.com", model.RoleManager)
+	annUser, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	bossUser, _ := e.store.UserByEmail(ctx, "boss@example.com")
+	otherMgr, _ := e.store.UserByEmail(ctx, "other.manager@example.com")
+	makeObjects(t, e, annUser)
+
+	resp, body := boss.get(t, "/users")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=user-row]").Length() != 3 {
+		t.Fatalf("users listed:\n%s", body)
+	}
+	annRow := doc.Find("#user-" + id(annUser.ID))
+	if !strings.Contains(annRow.Text(), "yes") || annRow.Find("td").Eq(4).Text() != "1" || annRow.Find("td").Eq(5).Text() != "1" {
+		t.Errorf("ann's row (confirmed, 1 client, 1 mailing): %q", annRow.Text())
+	}
+	if doc.Find("#user-"+id(bossUser.ID)+" [data-testid=block-user]").Length() != 0 ||
+		doc.Find("#user-"+id(otherMgr.ID)+" [data-testid=block-user]").Length() != 0 {
+		t.Error("block offered for a manager or oneself")
+	}
+	resp, body = boss.request(t, "GET", "/users?q=ANN", nil, true)
+	if n := parseHTML(t, body).Find("[data-testid=user-row]").Length(); n != 1 {
+		t.Errorf("search found %d", n)
+	}
+
+	resp, body = boss.request(t, "POST", "/users/"+id(annUser.ID)+"/block", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	row := parseHTML(t, "<table>"+body+"</table>")
+	if !strings.Contains(row.Find("[data-testid=badge]").Text(), "blocked") || row.Find("[data-testid=unblock-user]").Length() != 1 {
+		t.Fatalf("blocked row:\n%s", body)
+	}
+	// Ann's open session ends at once.
+	resp, body = ann.get(t, "/clients")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("blocked user's session still works: %d", resp.StatusCode)
+	}
+	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusForbidden)
+
+	for _, target := range []int64{bossUser.ID, otherMgr.ID} {
+		resp, body = boss.request(t, "POST", "/users/"+id(target)+"/block", nil, true)
+		wantStatus(t, resp, body, http.StatusForbidden)
+	}
+	if u, _ := e.store.UserByID(ctx, otherMgr.ID); u.Blocked() {
+		t.Fatal("a manager was blocked")
+	}
+	resp, body = boss.request(t, "POST", "/users/999999/block", nil, true)
+	wantStatus(t, resp, body, http.StatusNotFound)
+
+	resp, body = boss.request(t, "POST", "/users/"+id(annUser.ID)+"/unblock", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
+func TestManagerOversight(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	annUser := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, annUser)
+
+	// Own scope by default; everyone's on request, with the owner shown.
+	_, body := boss.get(t, "/clients")
+	if strings.Contains(body, o.client.Email) {
+		t.Error("a manager's own list shows others' clients")
+	}
+	for _, path := range []string{"/clients?scope=all", "/messages?scope=all", "/mailings?scope=all"} {
+		resp, body := boss.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		if !strings.Contains(body, "ann@example.com") {
+			t.Errorf("%s lacks the owner column", path)
+		}
+		if strings.Contains(body, `data-testid="edit-client"`) || strings.Contains(body, "/edit") {
+			t.Errorf("%s offers to edit another user's objects", path)
+		}
+	}
+	_, body = boss.get(t, "/clients?scope=all&owner=" + id(annUser.ID))
+	if !strings.Contains(body, o.client.Email) || !strings.Contains(body, "Showing the clients of") {
+		t.Error("owner filter")
+	}
+	boss.post(t, "/clients", map[string][]string{"email": {"mine@example.com"}})
+	_, body = boss.get(t, "/clients?scope=all&owner=" + id(annUser.ID))
+	if strings.Contains(parseHTML(t, body).Find("[data-testid=clients-table]").Text(), "mine@example.com") {
+		t.Error("owner filter shows another owner's client")
+	}
+
+	// Pages of others' objects are read-only.
+	for _, path := range []string{"/clients/" + id(o.client.ID), "/messages/" + id(o.message.ID), "/mailings/" + id(o.mailing.ID)} {
+		resp, body := boss.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		if strings.Contains(body, path+"/edit") || strings.Contains(body, path+"/delete") {
+			t.Errorf("%s offers edit or delete to a manager", path)
+		}
+	}
+	// The mailing switch is theirs to use.
+	resp, body := boss.request(t, "POST", "/mailings/"+id(o.mailing.ID)+"/disable", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "boss@example.com") {
+		t.Errorf("disable does not record the manager:\n%s", body)
+	}
+	mm, _ := e.store.MailingByID(ctx, store.Everyone(0), o.mailing.ID)
+	if mm.DisabledBy == nil || mm.DisabledAt == nil {
+		t.Error("the manager's disable was not stored")
+	}
+}
+
+func TestDashboardCounts(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	a, b := makeObjects(t, e, ann), makeObjects(t, e, ann)
+	makeObjects(t, e, ann)
+	_, _ = e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running' WHERE id = ?", a.mailing.ID)
+	_, _ = e.db.ExecContext(ctx, "UPDATE mailings SET disabled_at = now() WHERE id = ?", b.mailing.ID)
+	makeObjects(t, e, newUser(t, e, "other@example.com", model.RoleUser))
+
+	_, body := c.get(t, "/")
+	doc := parseHTML(t, body)
+	for tid, want := range map[string]string{"count-clients": "3", "count-messages": "3", "count-created": "1", "count-running": "1", "count-finished": "0", "count-disabled": "1"} {
+		if got := doc.Find("[data-testid=" + tid + "]").Text(); got != want {
+			t.Errorf("%s = %q, want %s", tid, got, want)
+		}
+	}
+}
