@@ -41,11 +41,14 @@ as_postgres() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing listens on, below
+# the kernel's ephemeral range (outgoing connections take ports there, and a
+# server could not bind one of those).
 free_port() {
-  local p i
+  local p i low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for i in $(seq 1 50); do
-    p=$(( 20000 + RANDOM % 40000 ))
+    p=$(( 20000 + RANDOM % (low - 20000) ))
     port_open "$p" || { echo "$p"; return; }
   done
   die "no free port found"

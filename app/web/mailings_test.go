@@ -186,7 +186,7 @@ func TestMailingEditRules(t *testing.T) {
 	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running', starts_at = now() - interval '1 hour' WHERE id = ?", mid); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = c.get(t, loc+"/edit")
+	_, body = c.get(t, loc+"/edit")
 	if !strings.Contains(body, "only the end of sending and the recipients") {
 		t.Error("running mailing's form does not say what can change")
 	}

@@ -35,7 +35,7 @@ func TestUsersBlockInline(t *testing.T) {
 		doc.Find("#user-"+id(otherMgr.ID)+" [data-testid=block-user]").Length() != 0 {
 		t.Error("block offered for a manager or oneself")
 	}
-	resp, body = boss.request(t, "GET", "/users?q=ANN", nil, true)
+	_, body = boss.request(t, "GET", "/users?q=ANN", nil, true)
 	if n := parseHTML(t, body).Find("[data-testid=user-row]").Length(); n != 1 {
 		t.Errorf("search found %d", n)
 	}
@@ -47,7 +47,7 @@ func TestUsersBlockInline(t *testing.T) {
 		t.Fatalf("blocked row:\n%s", body)
 	}
 	// Ann's open session ends at once.
-	resp, body = ann.get(t, "/clients")
+	resp, _ = ann.get(t, "/clients")
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
 		t.Fatalf("blocked user's session still works: %d", resp.StatusCode)
 	}
@@ -92,12 +92,12 @@ func TestManagerOversight(t *testing.T) {
 			t.Errorf("%s offers to edit another user's objects", path)
 		}
 	}
-	_, body = boss.get(t, "/clients?scope=all&owner=" + id(annUser.ID))
+	_, body = boss.get(t, "/clients?scope=all&owner="+id(annUser.ID))
 	if !strings.Contains(body, o.client.Email) || !strings.Contains(body, "Showing the clients of") {
 		t.Error("owner filter")
 	}
 	boss.post(t, "/clients", map[string][]string{"email": {"mine@example.com"}})
-	_, body = boss.get(t, "/clients?scope=all&owner=" + id(annUser.ID))
+	_, body = boss.get(t, "/clients?scope=all&owner="+id(annUser.ID))
 	if strings.Contains(parseHTML(t, body).Find("[data-testid=clients-table]").Text(), "mine@example.com") {
 		t.Error("owner filter shows another owner's client")
 	}

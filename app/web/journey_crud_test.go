@@ -1,0 +1,202 @@
+package web_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"rassylka/app/model"
+	"rassylka/app/testkit"
+)
+
+// browserUser is one person at one browser.
+type browserUser struct {
+	t    *testing.T
+	ctx  context.Context
+	base string
+}
+
+func (b *browserUser) do(name string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func (b *browserUser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// waitJS waits until the expression is true.
+func (b *browserUser) waitJS(name, expr string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		b.t.Fatalf("%s: waiting for %s: %v", name, expr, err)
+	}
+}
+
+// settled waits until sel is on the page and htmx has finished swapping
+// and processing (an element clicked before htmx processed it would do a
+// plain, full-page request).
+func (b *browserUser) settled(sel string) {
+	b.t.Helper()
+	b.waitJS("settled "+sel, `document.querySelector("`+sel+`") !== null && document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
+}
+
+// acceptConfirms answers every confirm() with OK and records its question.
+func (b *browserUser) acceptConfirms() {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[chromedp.Void](
+		`window.__asked = []; window.confirm = function (q) { window.__asked.push(q); return true; }`)); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *browserUser) signIn(email string) {
+	b.t.Helper()
+	b.do("sign in "+email,
+		chromedp.Navigate(b.base+"/login"),
+		chromedp.SendKeys(chromedp.CSS("#field-email"), email),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=dashboard]")),
+	)
+}
+
+func TestJourneyClientsMessagesMailings(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	newUser(t, e, "boss@example.com", model.RoleManager)
+	ann := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	ann.signIn("ann@example.com")
+
+	addClient := func(email, name string) {
+		ann.settled("[data-testid=client-new-form]")
+		ann.do("add "+email,
+			chromedp.SetValue(chromedp.CSS("[data-testid=client-new-form] #field-email"), email),
+			chromedp.SetValue(chromedp.CSS("[data-testid=client-new-form] #field-full_name"), name),
+			chromedp.Click(chromedp.CSS("[data-testid=client-new-form] button[type=submit]")),
+		)
+		ann.waitJS("saved "+email, `(document.querySelector("[data-testid=client-new-form] .flash")||{}).textContent?.includes("`+email+`")`)
+		ann.waitJS("row for "+email, `[...document.querySelectorAll("[data-testid=client-row]")].some(r => r.textContent.includes("`+email+`"))`)
+	}
+	ann.do("open the add form",
+		chromedp.Navigate(base+"/clients"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=empty]")),
+		chromedp.Click(chromedp.CSS("[data-testid=new-client]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=client-new-form]")),
+	)
+	// The first client goes into the empty list without a table: the row
+	// shows once the list is reloaded.
+	ann.settled("[data-testid=client-new-form]")
+	ann.do("add first",
+		chromedp.SetValue(chromedp.CSS("[data-testid=client-new-form] #field-email"), "first@example.com"),
+		chromedp.SetValue(chromedp.CSS("[data-testid=client-new-form] #field-full_name"), "First"),
+		chromedp.Click(chromedp.CSS("[data-testid=client-new-form] button[type=submit]")),
+	)
+	ann.waitJS("first saved", `document.querySelector("[data-testid=client-new-form] .flash") !== null`)
+	ann.do("reload", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=clients-table]")),
+		chromedp.Click(chromedp.CSS("[data-testid=new-client]")), chromedp.WaitVisible(chromedp.CSS("[data-testid=client-new-form]")))
+	addClient("second@example.com", "Second")
+	addClient("third@example.com", "Third")
+
+	// Edit inline.
+	ann.settled("[data-testid=clients-table]")
+	ann.do("edit first inline",
+		chromedp.Click(chromedp.Search(`//tr[contains(., "first@example.com")]//button[@data-testid="edit-client"]`)),
+	)
+	ann.settled("[data-testid=client-edit-row] input[name=full_name]")
+	ann.do("save first inline",
+		chromedp.SetValue(chromedp.CSS("[data-testid=client-edit-row] input[name=full_name]"), "First Renamed"),
+		chromedp.Click(chromedp.CSS("[data-testid=save-client]")),
+	)
+	ann.waitJS("saved row", `[...document.querySelectorAll("[data-testid=client-row]")].some(r => r.textContent.includes("First Renamed"))`)
+
+	// Delete with confirmation.
+	ann.settled("[data-testid=clients-table]")
+	ann.acceptConfirms()
+	ann.do("delete third", chromedp.Click(chromedp.Search(`//tr[contains(., "third@example.com")]//button[@data-testid="delete-client"]`)))
+	ann.waitJS("row gone", `![...document.querySelectorAll("[data-testid=client-row]")].some(r => r.textContent.includes("third@example.com"))`)
+	asked, err := chromedp.Run(ann.ctx, chromedp.Evaluate[[]string](`window.__asked`))
+	if err != nil || len(asked) != 1 || !strings.Contains(asked[0], "third@example.com") {
+		t.Fatalf("delete asked %v, %v", asked, err)
+	}
+
+	// A message.
+	ann.do("write a message",
+		chromedp.Navigate(base+"/messages/new"),
+		chromedp.SetValue(chromedp.CSS("#field-subject"), "Hello {{name}}"),
+		chromedp.SetValue(chromedp.CSS("#field-body"), "Dear {{name}}, news for {{email}}."),
+		chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=preview]")),
+	)
+	if got := ann.text("[data-testid=preview-subject]"); got != "Hello First Renamed" {
+		t.Fatalf("preview subject %q", got)
+	}
+
+	// A mailing to two recipients chosen in the picker.
+	start := time.Now().Add(48 * time.Hour).UTC()
+	ann.do("new mailing",
+		chromedp.Navigate(base+"/mailings/new"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=picker-option]")),
+	)
+	ann.settled("[data-testid=picker-option]")
+	ann.do("fill the mailing",
+		chromedp.SetValue(chromedp.CSS("#field-message_id"), "1"),
+		chromedp.SetValue(chromedp.CSS("#field-starts_at"), start.Format("2006-01-02T15:04")),
+		chromedp.SetValue(chromedp.CSS("#field-ends_at"), start.Add(24*time.Hour).Format("2006-01-02T15:04")),
+		chromedp.Click(chromedp.Search(`//label[contains(., "first@example.com")]/input`)),
+		chromedp.Click(chromedp.Search(`//label[contains(., "second@example.com")]/input`)),
+	)
+	if got := ann.text("[data-testid=recipient-count]"); got != "2" {
+		t.Fatalf("picker count %q", got)
+	}
+	ann.do("save mailing",
+		chromedp.Click(chromedp.CSS("[data-testid=mailing-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-show]")),
+	)
+	ann.waitJS("two recipients", `document.querySelectorAll("[data-testid=recipients-table] tbody tr").length === 2`)
+
+	// The manager disables it inline and blocks Ann inline.
+	boss := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	boss.signIn("boss@example.com")
+	boss.do("all mailings", chromedp.Navigate(base+"/mailings?scope=all"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-row]")))
+	boss.settled("[data-testid=disable-mailing]")
+	boss.acceptConfirms()
+	boss.do("disable", chromedp.Click(chromedp.CSS("[data-testid=disable-mailing]")))
+	boss.waitJS("disabled badge", `document.querySelector("[data-testid=mailing-status] [data-testid=badge]").textContent === "disabled"`)
+	if got := boss.text("[data-testid=disabled-by]"); !strings.Contains(got, "boss@example.com") {
+		t.Fatalf("disabled by %q", got)
+	}
+	boss.do("users", chromedp.Navigate(base+"/users"), chromedp.WaitVisible(chromedp.CSS("[data-testid=block-user]")))
+	boss.settled("[data-testid=block-user]")
+	boss.acceptConfirms()
+	boss.do("block ann", chromedp.Click(chromedp.CSS("[data-testid=block-user]")))
+	boss.waitJS("blocked", `document.querySelector("[data-testid=unblock-user]") !== null`)
+
+	// Ann's session is over, and signing in again tells her why.
+	ann.do("ann is out", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=login-form]")))
+	ann.do("ann tries again",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=form-error]")),
+	)
+	if !strings.Contains(ann.text("[data-testid=form-error]"), "blocked") {
+		t.Fatal("blocked user not told why")
+	}
+}
