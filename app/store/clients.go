@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/model"
@@ -22,21 +23,30 @@ const clientSearchExpr = "lower(c.email || ' ' || c.full_name || ' ' || c.commen
 // ListClients returns one page of the scope's clients, newest first,
 // matching q (a substring of email, name or comment) when it is not empty.
 func (s *Store) ListClients(ctx context.Context, sc Scope, q string, page Page) ([]ClientRow, Page, error) {
+	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
+		sc.where(query, "c.owner_id")
+		if strings.TrimSpace(q) != "" {
+			query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
+		}
+		return query
+	}
+	// The count needs no join: it runs on the owner index (or the search
+	// index) alone.
+	total, err := filter(s.db.NewSelect().TableExpr("clients AS c")).Count(ctx)
+	if err != nil {
+		return nil, page, dbErr("count clients", err)
+	}
+	page.Total = int(total)
 	var rows []ClientRow
-	query := s.db.NewSelect().Model(&rows).
+	err = filter(s.db.NewSelect().Model(&rows).
 		ModelTableExpr("clients AS c").
 		ColumnExpr("c.*").
 		ColumnExpr("u.email AS owner_email").
-		Join("JOIN users AS u ON u.id = c.owner_id")
-	sc.where(query, "c.owner_id")
-	if strings.TrimSpace(q) != "" {
-		query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
-	}
-	total, err := query.OrderExpr("c.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+		Join("JOIN users AS u ON u.id = c.owner_id")).
+		OrderExpr("c.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).Scan(ctx)
 	if err != nil {
 		return nil, page, dbErr("list clients", err)
 	}
-	page.Total = int(total)
 	return rows, page, nil
 }
 

@@ -178,7 +178,7 @@ func TestAccessMatrix(t *testing.T) {
 
 // request sends a request of any method, with the CSRF token and, for
 // htmx, its header.
-func (c *client) request(t *testing.T, method, path string, form url.Values, htmx bool) (*http.Response, string) {
+func (c *client) request(t testing.TB, method, path string, form url.Values, htmx bool) (*http.Response, string) {
 	t.Helper()
 	if form == nil {
 		form = url.Values{}

@@ -20,19 +20,19 @@ import (
 
 const goodPassword = "violet tiger mirror"
 
-func register(t *testing.T, c *client, email, name string) {
+func register(t testing.TB, c *client, email, name string) {
 	t.Helper()
 	resp, body := c.post(t, "/register", url.Values{"email": {email}, "full_name": {name}, "password": {goodPassword}, "time_zone": {"Europe/Berlin"}})
 	wantRedirect(t, resp, body, "/register/sent")
 }
 
-func login(t *testing.T, c *client, email, password string) (*http.Response, string) {
+func login(t testing.TB, c *client, email, password string) (*http.Response, string) {
 	t.Helper()
 	return c.post(t, "/login", url.Values{"email": {email}, "password": {password}})
 }
 
 // newUser creates a confirmed user directly, for tests about other things.
-func newUser(t *testing.T, e *env, email string, role model.Role) *model.User {
+func newUser(t testing.TB, e *env, email string, role model.Role) *model.User {
 	t.Helper()
 	hash, err := auth.HashPassword(goodPassword)
 	if err != nil {
@@ -46,7 +46,7 @@ func newUser(t *testing.T, e *env, email string, role model.Role) *model.User {
 	return u
 }
 
-func signedIn(t *testing.T, e *env, email string, role model.Role) *client {
+func signedIn(t testing.TB, e *env, email string, role model.Role) *client {
 	t.Helper()
 	newUser(t, e, email, role)
 	c := e.client()
@@ -240,7 +240,7 @@ func TestLoginFailures(t *testing.T) {
 
 // throttleEnv trusts the test's "proxy" so each client can come from its
 // own address.
-func throttleEnv(t *testing.T) *env {
+func throttleEnv(t testing.TB) *env {
 	t.Helper()
 	cfg := testConfig(t)
 	cfg.ProxyHeader = "X-Forwarded-For"

@@ -14,7 +14,7 @@ import (
 
 // servedEnv is an env whose app listens on a free local port, with
 // BASE_URL pointing at it so that mailed links work in the browser.
-func servedEnv(t *testing.T) (*env, string) {
+func servedEnv(t testing.TB) (*env, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -26,7 +26,7 @@ type client struct {
 
 func (e *env) client() *client { return &client{e: e, cookies: map[string]string{}} }
 
-func (c *client) send(t *testing.T, req *http.Request) (*http.Response, string) {
+func (c *client) send(t testing.TB, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	for k, v := range c.cookies {
 		req.AddCookie(&http.Cookie{Name: k, Value: v})
@@ -45,14 +45,14 @@ func (c *client) send(t *testing.T, req *http.Request) (*http.Response, string) 
 	return resp, body
 }
 
-func (c *client) get(t *testing.T, path string) (*http.Response, string) {
+func (c *client) get(t testing.TB, path string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, path, nil)
 	return c.send(t, req)
 }
 
 // csrf is the token the pages carry; a GET first gets one.
-func (c *client) csrf(t *testing.T) string {
+func (c *client) csrf(t testing.TB) string {
 	t.Helper()
 	name := auth.CSRFCookieName(c.e.cfg.SecureCookies())
 	if c.cookies[name] == "" {
@@ -62,7 +62,7 @@ func (c *client) csrf(t *testing.T) string {
 }
 
 // post sends a form with the CSRF field, as a plain form does.
-func (c *client) post(t *testing.T, path string, form url.Values) (*http.Response, string) {
+func (c *client) post(t testing.TB, path string, form url.Values) (*http.Response, string) {
 	t.Helper()
 	if form == nil {
 		form = url.Values{}
@@ -73,14 +73,14 @@ func (c *client) post(t *testing.T, path string, form url.Values) (*http.Respons
 	return c.postRaw(t, path, form)
 }
 
-func (c *client) postRaw(t *testing.T, path string, form url.Values) (*http.Response, string) {
+func (c *client) postRaw(t testing.TB, path string, form url.Values) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return c.send(t, req)
 }
 
-func wantStatus(t *testing.T, resp *http.Response, body string, status int) {
+func wantStatus(t testing.TB, resp *http.Response, body string, status int) {
 	t.Helper()
 	if resp.StatusCode != status {
 		if len(body) > 2000 {
@@ -90,7 +90,7 @@ func wantStatus(t *testing.T, resp *http.Response, body string, status int) {
 	}
 }
 
-func wantRedirect(t *testing.T, resp *http.Response, body, to string) {
+func wantRedirect(t testing.TB, resp *http.Response, body, to string) {
 	t.Helper()
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	if got := resp.Header.Get("Location"); got != to {
@@ -99,12 +99,12 @@ func wantRedirect(t *testing.T, resp *http.Response, body, to string) {
 }
 
 // fieldError is the message shown beside a field.
-func fieldError(t *testing.T, body, field string) string {
+func fieldError(t testing.TB, body, field string) string {
 	t.Helper()
 	return strings.TrimSpace(parseHTML(t, body).Find(`[data-field-error="` + field + `"]`).Text())
 }
 
-func inputValue(t *testing.T, body, name string) string {
+func inputValue(t testing.TB, body, name string) string {
 	t.Helper()
 	v, _ := parseHTML(t, body).Find(`input[name="` + name + `"]`).Attr("value")
 	return v
@@ -114,7 +114,7 @@ var linkRE = regexp.MustCompile(`https?://\S+`)
 
 // waitMail waits for the n-th message (1-based) and returns it with the
 // first link in its body, made relative to the app.
-func (e *env) waitMail(t *testing.T, sink *mailsink.Server, n int) (mailsink.Received, string) {
+func (e *env) waitMail(t testing.TB, sink *mailsink.Server, n int) (mailsink.Received, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

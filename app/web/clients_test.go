@@ -172,7 +172,7 @@ func TestClientsPaging(t *testing.T) {
 	}
 }
 
-func multipartCSV(t *testing.T, c *client, content []byte) (*http.Response, string) {
+func multipartCSV(t testing.TB, c *client, content []byte) (*http.Response, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)

@@ -21,7 +21,7 @@ var fixtureSeq int
 // makeObjects creates a client, a message and a mailing of owner directly
 // in the store. Each call makes new ones, with marker texts that must
 // never show up in another user's answers.
-func makeObjects(t *testing.T, e *env, owner *model.User) objects {
+func makeObjects(t testing.TB, e *env, owner *model.User) objects {
 	t.Helper()
 	ctx := context.Background()
 	fixtureSeq++

@@ -28,7 +28,7 @@ type mailingWorld struct {
 	endStr   string
 }
 
-func newMailingWorld(t *testing.T) *mailingWorld {
+func newMailingWorld(t testing.TB) *mailingWorld {
 	t.Helper()
 	e := newEnv(t)
 	ctx := context.Background()
@@ -146,7 +146,7 @@ func TestMailingCreate(t *testing.T) {
 	}
 }
 
-func mustID(t *testing.T, loc string) int64 {
+func mustID(t testing.TB, loc string) int64 {
 	t.Helper()
 	var n int64
 	if _, err := fmt.Sscanf(loc[strings.LastIndexByte(loc, '/')+1:], "%d", &n); err != nil {

@@ -40,7 +40,7 @@ type env struct {
 
 const testBaseURL = "http://rassylka.test"
 
-func testConfig(t *testing.T) config.Config {
+func testConfig(t testing.TB) config.Config {
 	t.Helper()
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"BASE_URL": testBaseURL}[k]
@@ -51,12 +51,12 @@ func testConfig(t *testing.T) config.Config {
 	return cfg
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvWith(t, testConfig(t), testkit.Redis(t), nil)
 }
 
-func newEnvWith(t *testing.T, cfg config.Config, rdb *redis.Client, providers *auth.Providers) *env {
+func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *auth.Providers) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	queue := asynq.NewClientFromRedisClient(rdb)
@@ -76,7 +76,7 @@ func newEnvWith(t *testing.T, cfg config.Config, rdb *redis.Client, providers *a
 
 // withWorker runs the task handlers on the env's queue, delivering mail to
 // an in-process SMTP server, as the worker process does.
-func (e *env) withWorker(t *testing.T) *mailsink.Server {
+func (e *env) withWorker(t testing.TB) *mailsink.Server {
 	t.Helper()
 	sink := testkit.SMTP(t)
 	sender, err := mail.NewSender(sink.URL(), "Rassylka <no-reply@rassylka.test>", "rassylka.test")
@@ -98,7 +98,7 @@ func (e *env) withWorker(t *testing.T) *mailsink.Server {
 }
 
 // do sends req to the app and returns the answer with its body read.
-func (e *env) do(t *testing.T, req *http.Request) (*http.Response, string) {
+func (e *env) do(t testing.TB, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	resp, err := e.app.Test(req, -1)
 	if err != nil {
@@ -112,7 +112,7 @@ func (e *env) do(t *testing.T, req *http.Request) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func (e *env) get(t *testing.T, path string) (*http.Response, string) {
+func (e *env) get(t testing.TB, path string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, path, nil)
 	if err != nil {
@@ -121,7 +121,7 @@ func (e *env) get(t *testing.T, path string) (*http.Response, string) {
 	return e.do(t, req)
 }
 
-func parseHTML(t *testing.T, body string) *goquery.Document {
+func parseHTML(t testing.TB, body string) *goquery.Document {
 	t.Helper()
 	doc, err := goquery.NewDocumentFromReader(bytes.NewBufferString(body))
 	if err != nil {

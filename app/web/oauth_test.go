@@ -37,7 +37,7 @@ type oidcUser struct {
 
 const oidcClientID, oidcSecret = "rassylka-client", "rassylka-secret"
 
-func newFakeOIDC(t *testing.T) *fakeOIDC {
+func newFakeOIDC(t testing.TB) *fakeOIDC {
 	t.Helper()
 	f := &fakeOIDC{codes: map[string]oidcUser{}}
 	mux := http.NewServeMux()
@@ -92,7 +92,7 @@ func jwt(claims map[string]any) string {
 
 // consent plays the user at the provider: it checks the authorization
 // request and returns the callback path the provider redirects to.
-func (f *fakeOIDC) consent(t *testing.T, authURL string, u oidcUser) string {
+func (f *fakeOIDC) consent(t testing.TB, authURL string, u oidcUser) string {
 	t.Helper()
 	au, err := url.Parse(authURL)
 	if err != nil || !strings.HasPrefix(authURL, f.srv.URL+"/authorize") {
@@ -109,7 +109,7 @@ func (f *fakeOIDC) consent(t *testing.T, authURL string, u oidcUser) string {
 	return "/auth/oidc/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(q.Get("state"))
 }
 
-func oidcEnv(t *testing.T) (*env, *fakeOIDC) {
+func oidcEnv(t testing.TB) (*env, *fakeOIDC) {
 	t.Helper()
 	f := newFakeOIDC(t)
 	cfg := testConfig(t)
@@ -122,7 +122,7 @@ func oidcEnv(t *testing.T) (*env, *fakeOIDC) {
 }
 
 // oauthSignIn runs the whole round trip and returns the final answer.
-func oauthSignIn(t *testing.T, c *client, f *fakeOIDC, next string, u oidcUser) (*http.Response, string) {
+func oauthSignIn(t testing.TB, c *client, f *fakeOIDC, next string, u oidcUser) (*http.Response, string) {
 	t.Helper()
 	path := "/auth/oidc"
 	if next != "" {
