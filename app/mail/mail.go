@@ -140,9 +140,9 @@ func newMessageID(host string) string {
 	return fmt.Sprintf("%s@%s", hex.EncodeToString(b), host)
 }
 
-// Permanent reports whether err is a 5xx answer of the mail server: sending
+// IsPermanent reports whether err is a 5xx answer of the mail server: sending
 // the same message again will not help.
-func Permanent(err error) bool {
+func IsPermanent(err error) bool {
 	var se *gomail.SendError
 	return errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600
 }

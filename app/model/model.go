@@ -172,6 +172,7 @@ type Run struct {
 	DueAt      *time.Time `bun:"due_at"`
 	StartedAt  time.Time  `bun:"started_at,notnull,default:current_timestamp"`
 	FinishedAt *time.Time `bun:"finished_at"`
+	RetryOf    *int64     `bun:"retry_of"` // a retry of this run's temporary failures
 	Total      int        `bun:"total,notnull"`
 	Succeeded  int        `bun:"succeeded,notnull"`
 	Failed     int        `bun:"failed,notnull"`
@@ -202,4 +203,16 @@ type Attempt struct {
 	Response    string        `bun:"response,notnull"`
 	Tries       int           `bun:"tries,notnull"`
 	AttemptedAt time.Time     `bun:"attempted_at,notnull,default:current_timestamp"`
+}
+
+// RunBatch is one range of a run's recipients, processed by one task.
+type RunBatch struct {
+	bun.BaseModel `bun:"table:run_batches"`
+
+	RunID   int64      `bun:"run_id,pk"`
+	Seq     int        `bun:"seq,pk"`
+	FromID  int64      `bun:"from_id,notnull"` // exclusive
+	ToID    *int64     `bun:"to_id"`           // inclusive; nil = open
+	DoneAt  *time.Time `bun:"done_at"`
+	Skipped int        `bun:"skipped,notnull"`
 }

@@ -190,3 +190,27 @@ func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportR
 	}
 	return created, updated, nil
 }
+
+// Unsubscribe marks the owner's client unsubscribed (once; the first time
+// is kept).
+func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error {
+	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("unsubscribed_at = coalesce(unsubscribed_at, now())").Set("updated_at = now()").
+		Where("id = ? AND owner_id = ?", clientID, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("unsubscribe", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("unsubscribe: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// HasRetryableFailures reports whether a run has failures with a temporary
+// or unknown cause (what "Retry failed" sends again).
+func (s *Store) HasRetryableFailures(ctx context.Context, runID int64) (bool, error) {
+	var ok bool
+	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts WHERE run_id = ? AND status = 'failure'
+		AND client_id IS NOT NULL AND (code IS NULL OR code BETWEEN 400 AND 499))`, runID).Scan(ctx, &ok)
+	return ok, dbErr("retryable failures", err)
+}

@@ -69,7 +69,7 @@ func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 		Subject: p.Subject,
 		Text:    p.Text,
 	})
-	if mail.Permanent(err) {
+	if mail.IsPermanent(err) {
 		// The server refused the address or the message for good (5xx).
 		return fmt.Errorf("deliver email: %w: %w", err, asynq.SkipRetry)
 	}

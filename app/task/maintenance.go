@@ -33,8 +33,13 @@ func (h *Handler) HandlePurgeTokens(ctx context.Context, _ *asynq.Task) error {
 
 // Schedule registers the periodic tasks on the worker's scheduler.
 func Schedule(s *asynq.Scheduler) error {
-	if _, err := s.Register("@hourly", NewPurgeTokensTask(), asynq.TaskID(TypePurgeTokens), asynq.Unique(time.Hour)); err != nil {
+	if _, err := s.Register("@hourly", NewPurgeTokensTask(), asynq.Unique(time.Hour)); err != nil {
 		return fmt.Errorf("schedule %s: %w", TypePurgeTokens, err)
+	}
+	// Every worker runs a scheduler; Unique keeps one reconcile a minute,
+	// and the reconciler is safe to run twice anyway.
+	if _, err := s.Register("@every 1m", NewReconcileTask(), asynq.Unique(50*time.Second)); err != nil {
+		return fmt.Errorf("schedule %s: %w", TypeReconcile, err)
 	}
 	return nil
 }

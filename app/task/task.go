@@ -8,12 +8,14 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
 
 	"rassylka/app/mail"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 )
 
@@ -33,16 +35,30 @@ type Mailer interface {
 
 // Handler holds what the task handlers need.
 type Handler struct {
-	Mailer Mailer
-	Store  *store.Store
-	Log    *slog.Logger
+	Mailer  Mailer
+	Store   *store.Store
+	Sending *sending.Service
+	Log     *slog.Logger
 }
 
 // Register puts every handler on mux.
 func (h *Handler) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeEmailDeliver, h.HandleEmailDeliver)
 	mux.HandleFunc(TypePurgeTokens, h.HandlePurgeTokens)
+	mux.HandleFunc(TypeMailingRun, h.HandleMailingRun)
+	mux.HandleFunc(TypeMailingBatch, h.HandleMailingBatch)
+	mux.HandleFunc(TypeReconcile, h.HandleReconcile)
 }
+
+func jsonPayload(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("marshal payload: %w", err)
+	}
+	return b, nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
 func decode(t *asynq.Task, v any) error {
 	if err := json.Unmarshal(t.Payload(), v); err != nil {

@@ -195,6 +195,7 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		}
 		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "New mailing"), f))
 	}
+	s.plan(c, m.ID)
 	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+".")
 	return redirect(c, mailings.URL(m.ID))
 }
@@ -240,6 +241,16 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		v.Runs = append(v.Runs, runView(run, u))
 	}
 	v.Attempts = attemptViews(attempts, u)
+	if v.Progress, err = s.progressOf(c, r.ID, u); err != nil {
+		return err
+	}
+	open := r.Status != model.StatusFinished && time.Now().Before(r.EndsAt) && !r.Disabled()
+	v.CanSend = v.Editable && open && !v.Progress.Active
+	if v.Editable && open && v.Progress.RunID != 0 && !v.Progress.Active {
+		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
+			return err
+		}
+	}
 	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
 }
 
@@ -360,6 +371,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		}
 		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "Edit mailing"), f))
 	}
+	s.plan(c, r.ID)
 	s.setFlash(c, layout.FlashSuccess, "Mailing saved.")
 	return redirect(c, mailings.URL(r.ID))
 }
@@ -402,6 +414,9 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		}
 		if err != nil {
 			return fmt.Errorf("set mailing disabled: %w", err)
+		}
+		if !disabled {
+			s.plan(c, id)
 		}
 		r, err := s.store.MailingByID(c.UserContext(), sc, id)
 		if err != nil {
@@ -491,4 +506,12 @@ func (s *Server) pickerIDs(c *fiber.Ctx) error {
 		ids = []int64{}
 	}
 	return c.JSON(ids)
+}
+
+// plan enqueues the mailing's next occurrence at its time. The reconciler
+// enqueues what is due anyway, so a queue error is logged, not shown.
+func (s *Server) plan(c *fiber.Ctx, mailingID int64) {
+	if err := s.sending.Plan(c.UserContext(), mailingID); err != nil {
+		s.log.WarnContext(c.UserContext(), "plan mailing", "mailing_id", mailingID, "error", err.Error(), "request_id", RequestID(c))
+	}
 }

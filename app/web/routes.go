@@ -73,6 +73,14 @@ func (s *Server) routes(app *fiber.App) {
 	app.Post("/mailings/:id/enable", auth.RequireUser, s.setDisabled(false))
 	app.Get("/mailings/:id/attempts", auth.RequireUser, s.listAttempts)
 
+	// Sending (sending.go)
+	app.Post("/mailings/:id/send", auth.RequireUser, s.startRun(false))
+	app.Post("/mailings/:id/retry", auth.RequireUser, s.startRun(true))
+	app.Get("/mailings/:id/progress", auth.RequireUser, s.runProgress)
+	app.Post("/clients/:id/bounce/clear", auth.RequireUser, s.clearBounce)
+	app.Get("/u/:token", s.unsubscribeForm)
+	app.Post("/u/:token", s.unsubscribe) // CSRF-exempt: RFC 8058 one-click
+
 	// Users (users.go), managers only
 	app.Get("/users", auth.RequireUser, auth.RequireManager, s.listUsers)
 	app.Post("/users/:id/block", auth.RequireUser, auth.RequireManager, s.setBlocked(true))

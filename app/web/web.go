@@ -16,7 +16,9 @@ import (
 
 	"rassylka/app/auth"
 	"rassylka/app/config"
+	"rassylka/app/sending"
 	"rassylka/app/store"
+	"rassylka/app/task"
 )
 
 // Deps is everything the web app is built from, wired in cmd/web.
@@ -38,6 +40,7 @@ type Server struct {
 	queue *asynq.Client
 	log   *slog.Logger
 
+	sending    *sending.Service
 	sessions   *auth.Sessions
 	accounts   *auth.Accounts
 	providers  *auth.Providers
@@ -64,6 +67,9 @@ func New(d Deps) *fiber.App {
 		MailLimit: auth.NewLimiter(d.Redis, "account-mail", accountMails, time.Hour),
 	}
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
+	// The web process starts runs and plans occurrences; it never sends.
+	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue}, Log: d.Log,
+		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret}
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",
 		ErrorHandler:          s.handleError,

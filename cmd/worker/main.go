@@ -17,6 +17,7 @@ import (
 
 	"rassylka/app/config"
 	"rassylka/app/mail"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/task"
 )
@@ -48,16 +49,25 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	h := &task.Handler{Mailer: sender, Store: store.New(db), Log: log}
-	mux := asynq.NewServeMux()
-	h.Register(mux)
-
-	// The task server and the scheduler own their Redis connections; Asynq
-	// closes them on shutdown.
+	// The task server, the scheduler and the client own their Redis
+	// connections; Asynq closes them on shutdown.
 	conn, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	client := asynq.NewClient(conn)
+	defer client.Close()
+	pool := mail.NewPool(sender, cfg.MailConcurrency, cfg.MailRate)
+	defer pool.Close()
+	st := store.New(db)
+	h := &task.Handler{Mailer: sender, Store: st, Log: log, Sending: &sending.Service{
+		Store: st, Queue: task.Queue{Client: client}, Sender: pool, Log: log,
+		BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret,
+		Concurrency: cfg.MailConcurrency, RetryDelays: sending.DefaultRetryDelays,
+	}}
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+
 	srv := asynq.NewServer(conn, asynq.Config{
 		Concurrency:     cfg.WorkerConcurrency,
 		Queues:          task.Queues,

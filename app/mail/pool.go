@@ -1,0 +1,185 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/time/rate"
+)
+
+// Class sorts the outcome of one send.
+type Class int
+
+// Outcomes of a send.
+const (
+	Delivered   Class = iota // the server accepted the message (2xx)
+	Temporary                // the server said try later (4xx): not delivered, retry
+	Permanent                // the server refused for good (5xx)
+	NoSuchUser               // 5.1.x: the address does not exist (a hard bounce)
+	Unreachable              // no conversation (connection refused, DNS): not delivered, retry
+	Unknown                  // the conversation broke (timeout, reset): delivered or not, nobody knows
+)
+
+// Result is the outcome of one send with the server's answer.
+type Result struct {
+	Class Class
+	Code  int    // SMTP reply code, 0 when there was none
+	Reply string // the server's reply, or the error text
+}
+
+// Retryable reports whether sending again cannot deliver twice.
+func (r Result) Retryable() bool { return r.Class == Temporary || r.Class == Unreachable }
+
+// Pool sends messages over a bounded number of SMTP connections that stay
+// open and are reused from message to message, optionally no faster than a
+// rate. A connection that fails is closed and dialled again on next use.
+type Pool struct {
+	s       *Sender
+	idle    chan *gomail.Client
+	slots   chan struct{}
+	limiter *rate.Limiter
+
+	mu     sync.Mutex
+	closed bool
+	all    map[*gomail.Client]bool
+}
+
+// NewPool opens at most size connections with s's settings; perSecond > 0
+// limits the sending rate of this process.
+func NewPool(s *Sender, size int, perSecond float64) *Pool {
+	size = max(size, 1)
+	p := &Pool{s: s, idle: make(chan *gomail.Client, size), slots: make(chan struct{}, size), all: map[*gomail.Client]bool{}}
+	if perSecond > 0 {
+		p.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))
+	}
+	return p
+}
+
+// Size is the number of connections the pool may hold.
+func (p *Pool) Size() int { return cap(p.slots) }
+
+// Send delivers m over a pooled connection and classifies the outcome.
+func (p *Pool) Send(ctx context.Context, m Message) Result {
+	if p.limiter != nil {
+		if err := p.limiter.Wait(ctx); err != nil {
+			return Result{Class: Unreachable, Reply: "not sent: " + err.Error()}
+		}
+	}
+	msg, err := p.s.Build(m)
+	if err != nil {
+		return Result{Class: Permanent, Reply: err.Error()}
+	}
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return Result{Class: Unreachable, Reply: "not sent: " + ctx.Err().Error()}
+	}
+	defer func() { <-p.slots }()
+
+	c, err := p.conn(ctx)
+	if err != nil {
+		return Result{Class: Unreachable, Reply: err.Error()}
+	}
+	if err := c.Send(msg); err != nil {
+		p.drop(c)
+		return classify(err)
+	}
+	p.release(c)
+	return Result{Class: Delivered, Code: replyCode(msg.ServerResponse(), 250), Reply: msg.ServerResponse()}
+}
+
+func (p *Pool) conn(ctx context.Context) (*gomail.Client, error) {
+	select {
+	case c := <-p.idle:
+		return c, nil
+	default:
+	}
+	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout)}, p.s.opts...)
+	c, err := gomail.NewClient(p.s.host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("smtp client: %w", err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.s.timeout)
+	defer cancel()
+	if err := c.DialWithContext(dctx); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", c.ServerAddr(), err)
+	}
+	p.mu.Lock()
+	p.all[c] = true
+	p.mu.Unlock()
+	return c, nil
+}
+
+func (p *Pool) release(c *gomail.Client) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		p.drop(c)
+		return
+	}
+	select {
+	case p.idle <- c:
+	default:
+		p.drop(c)
+	}
+}
+
+func (p *Pool) drop(c *gomail.Client) {
+	p.mu.Lock()
+	delete(p.all, c)
+	p.mu.Unlock()
+	_ = c.Close()
+}
+
+// Close ends every connection (QUIT).
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := make([]*gomail.Client, 0, len(p.all))
+	for c := range p.all {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		p.drop(c)
+	}
+}
+
+// classify turns a send error into a Result: a 4xx or 5xx answer says
+// whether the server took the message; a broken conversation after the
+// data was sent leaves it unknown.
+func classify(err error) Result {
+	var se *gomail.SendError
+	if errors.As(err, &se) {
+		code := se.ErrorCode()
+		text := strings.TrimSpace(se.Error())
+		switch {
+		case code >= 500 && strings.HasPrefix(se.EnhancedStatusCode(), "5.1."):
+			return Result{Class: NoSuchUser, Code: code, Reply: text}
+		case code >= 500:
+			return Result{Class: Permanent, Code: code, Reply: text}
+		case code >= 400:
+			return Result{Class: Temporary, Code: code, Reply: text}
+		}
+		switch se.Reason {
+		case gomail.ErrSMTPMailFrom, gomail.ErrSMTPRcptTo, gomail.ErrSMTPData, gomail.ErrConnCheck, gomail.ErrGetSender:
+			// The message text had not been sent yet.
+			return Result{Class: Unreachable, Reply: text}
+		}
+		return Result{Class: Unknown, Reply: text}
+	}
+	return Result{Class: Unknown, Reply: err.Error()}
+}
+
+func replyCode(reply string, def int) int {
+	var code int
+	if _, err := fmt.Sscanf(reply, "%d", &code); err == nil && code >= 200 && code < 600 {
+		return code
+	}
+	return def
+}

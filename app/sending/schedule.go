@@ -1,0 +1,90 @@
+// Package sending is the domain of a run: which occurrences of a mailing
+// are due, starting a run and splitting it into batches, sending a batch
+// exactly once per recipient, recording attempts, and the status changes of
+// mailings. It knows no HTTP; tasks and the web call it.
+package sending
+
+import (
+	"time"
+
+	"rassylka/app/model"
+)
+
+// Occurrence returns the k-th occurrence (k ≥ 0) of a mailing that first
+// sends at start and repeats by r, in wall-clock time of loc: a daily
+// mailing at 09:00 stays at 09:00 across daylight-saving changes, and a
+// monthly one from the 31st goes on the last day of shorter months.
+func Occurrence(start time.Time, r model.Repeat, loc *time.Location, k int) time.Time {
+	if k == 0 || r == model.RepeatOnce {
+		return start
+	}
+	s := start.In(loc)
+	y, m, d := s.Date()
+	hh, mm, ss := s.Clock()
+	ns := s.Nanosecond()
+	switch r {
+	case model.RepeatDaily:
+		return time.Date(y, m, d+k, hh, mm, ss, ns, loc).UTC()
+	case model.RepeatWeekly:
+		return time.Date(y, m, d+7*k, hh, mm, ss, ns, loc).UTC()
+	case model.RepeatMonthly:
+		first := time.Date(y, m+time.Month(k), 1, hh, mm, ss, ns, loc)
+		last := daysIn(first.Year(), first.Month())
+		return time.Date(first.Year(), first.Month(), min(d, last), hh, mm, ss, ns, loc).UTC()
+	}
+	return start
+}
+
+func daysIn(y int, m time.Month) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// index is the largest k whose occurrence is at or before t, or -1 when
+// t is before the first send.
+func index(start time.Time, r model.Repeat, loc *time.Location, t time.Time) int {
+	if t.Before(start) {
+		return -1
+	}
+	if r == model.RepeatOnce {
+		return 0
+	}
+	// Estimate k from the shortest period, then step to the exact one.
+	period := map[model.Repeat]time.Duration{
+		model.RepeatDaily: 23 * time.Hour, model.RepeatWeekly: 7*24*time.Hour - time.Hour, model.RepeatMonthly: 28 * 24 * time.Hour,
+	}[r]
+	k := int(t.Sub(start) / period)
+	for k > 0 && Occurrence(start, r, loc, k).After(t) {
+		k--
+	}
+	for !Occurrence(start, r, loc, k+1).After(t) {
+		k++
+	}
+	return k
+}
+
+// LatestDue is the latest occurrence at or before now that is still before
+// end; ok is false when there is none (not started yet, or the window has
+// closed). Missed occurrences before it are not returned: after downtime
+// only the latest one runs.
+func LatestDue(start, end time.Time, r model.Repeat, loc *time.Location, now time.Time) (time.Time, bool) {
+	if !now.Before(end) {
+		return time.Time{}, false
+	}
+	k := index(start, r, loc, now)
+	if k < 0 {
+		return time.Time{}, false
+	}
+	due := Occurrence(start, r, loc, k)
+	return due, due.Before(end)
+}
+
+// NextAfter is the first occurrence strictly after t that is before end;
+// ok is false when none is left.
+func NextAfter(start, end time.Time, r model.Repeat, loc *time.Location, t time.Time) (time.Time, bool) {
+	k := index(start, r, loc, t)
+	if k >= 0 && r == model.RepeatOnce {
+		return time.Time{}, false
+	}
+	next := Occurrence(start, r, loc, k+1)
+	return next, next.Before(end)
+}

@@ -1,0 +1,92 @@
+package sending
+
+import (
+	"testing"
+	"time"
+
+	"rassylka/app/model"
+)
+
+func mustLoc(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func TestMonthlyAcrossMonthEnds(t *testing.T) {
+	utc := time.UTC
+	start := time.Date(2027, 1, 31, 9, 0, 0, 0, utc)
+	want := []string{"2027-01-31", "2027-02-28", "2027-03-31", "2027-04-30", "2027-05-31", "2027-06-30"}
+	for k, w := range want {
+		if got := Occurrence(start, model.RepeatMonthly, utc, k).Format("2006-01-02"); got != w {
+			t.Errorf("occurrence %d = %s, want %s", k, got, w)
+		}
+	}
+	leap := time.Date(2028, 1, 31, 9, 0, 0, 0, utc)
+	if got := Occurrence(leap, model.RepeatMonthly, utc, 1).Format("2006-01-02"); got != "2028-02-29" {
+		t.Errorf("leap February = %s", got)
+	}
+}
+
+func TestDailyKeepsWallClockAcrossDST(t *testing.T) {
+	berlin := mustLoc(t, "Europe/Berlin")
+	start := time.Date(2027, 3, 27, 9, 0, 0, 0, berlin) // the day before summer time
+	next := Occurrence(start, model.RepeatDaily, berlin, 1).In(berlin)
+	if next.Hour() != 9 || next.Day() != 28 {
+		t.Fatalf("daily across DST = %v, want 09:00 on the 28th", next)
+	}
+	if d := next.Sub(start); d != 23*time.Hour {
+		t.Fatalf("elapsed %v, want 23h (a short day)", d)
+	}
+}
+
+func TestLatestDueAndNext(t *testing.T) {
+	utc := time.UTC
+	start := time.Date(2027, 1, 1, 9, 0, 0, 0, utc)
+	end := time.Date(2027, 1, 10, 0, 0, 0, 0, utc)
+	cases := []struct {
+		name   string
+		repeat model.Repeat
+		now    time.Time
+		due    string // "" = none
+		next   string
+	}{
+		{"before start", model.RepeatDaily, start.Add(-time.Minute), "", "2027-01-01 09:00"},
+		{"at start", model.RepeatDaily, start, "2027-01-01 09:00", "2027-01-02 09:00"},
+		{"missed three days: only the latest", model.RepeatDaily, time.Date(2027, 1, 4, 12, 0, 0, 0, utc), "2027-01-04 09:00", "2027-01-05 09:00"},
+		{"last one inside the window", model.RepeatDaily, time.Date(2027, 1, 9, 23, 0, 0, 0, utc), "2027-01-09 09:00", ""},
+		{"window closed", model.RepeatDaily, end, "", ""},
+		{"once, after start", model.RepeatOnce, time.Date(2027, 1, 5, 0, 0, 0, 0, utc), "2027-01-01 09:00", ""},
+		{"weekly", model.RepeatWeekly, time.Date(2027, 1, 8, 10, 0, 0, 0, utc), "2027-01-08 09:00", ""},
+		{"weekly before the second", model.RepeatWeekly, time.Date(2027, 1, 7, 10, 0, 0, 0, utc), "2027-01-01 09:00", "2027-01-08 09:00"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			due, ok := LatestDue(start, end, tc.repeat, utc, tc.now)
+			got := ""
+			if ok {
+				got = due.Format("2006-01-02 15:04")
+			}
+			if got != tc.due {
+				t.Errorf("LatestDue = %q, want %q", got, tc.due)
+			}
+			next, ok := NextAfter(start, end, tc.repeat, utc, tc.now)
+			got = ""
+			if ok {
+				got = next.Format("2006-01-02 15:04")
+			}
+			if got != tc.next {
+				t.Errorf("NextAfter = %q, want %q", got, tc.next)
+			}
+		})
+	}
+	// A monthly mailing over years finds its occurrence without walking.
+	far := time.Date(2040, 6, 15, 0, 0, 0, 0, utc)
+	due, ok := LatestDue(time.Date(2027, 1, 31, 9, 0, 0, 0, utc), far.Add(time.Hour), model.RepeatMonthly, utc, far)
+	if !ok || due.Format("2006-01-02") != "2040-05-31" {
+		t.Fatalf("monthly far ahead = %v %v", due, ok)
+	}
+}

@@ -1,0 +1,415 @@
+package sending
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	rmail "rassylka/app/mail"
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+// Reasons a run cannot start.
+var (
+	ErrDisabled   = errors.New("the mailing is disabled")
+	ErrBlocked    = errors.New("the owner is blocked")
+	ErrFinished   = errors.New("the mailing has finished")
+	ErrRunActive  = errors.New("a run of the mailing is still sending")
+	ErrNotDue     = errors.New("the occurrence is not due")
+	ErrNoFailures = errors.New("the last run has no failures to retry")
+)
+
+// Queue puts a run's work on the task queue; app/task implements it.
+type Queue interface {
+	// EnqueueBatches enqueues one task per batch, de-duplicated by run and
+	// batch, so enqueuing again is harmless.
+	EnqueueBatches(ctx context.Context, batches []model.RunBatch) error
+	// PlanRun enqueues the start of the mailing's occurrence due at due,
+	// de-duplicated by mailing and due time.
+	PlanRun(ctx context.Context, mailingID int64, due time.Time) error
+}
+
+// Sender sends one message; *mail.Pool is the real one.
+type Sender interface {
+	Send(ctx context.Context, m rmail.Message) rmail.Result
+}
+
+// Service runs mailings.
+type Service struct {
+	Store   *store.Store
+	Queue   Queue
+	Sender  Sender // nil in the web process, which never sends
+	Log     *slog.Logger
+	BaseURL string
+	Secret  string // signs unsubscribe links
+	// BatchSize is how many recipients one batch task takes.
+	BatchSize int
+	// Chunk is how many attempts are claimed, sent and recorded together.
+	Chunk int
+	// Concurrency is how many sends of a batch go at once.
+	Concurrency int
+	// RetryDelays are the waits before sending again after a temporary
+	// failure (4xx, no connection); their number bounds the tries.
+	RetryDelays []time.Duration
+	Now         func() time.Time
+}
+
+// Defaults of a Service.
+const (
+	DefaultBatchSize = 500
+	DefaultChunk     = 50
+)
+
+// DefaultRetryDelays are the waits between tries after a temporary failure.
+var DefaultRetryDelays = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) location(ctx context.Context, st *store.Store, ownerID int64) (*time.Location, *model.User, error) {
+	u, err := st.UserByID(ctx, ownerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	loc, err := time.LoadLocation(u.TimeZone)
+	if err != nil {
+		loc = time.UTC
+	}
+	return loc, u, nil
+}
+
+// StartScheduled starts the run of the mailing's occurrence that is due now
+// (the latest one, if several were missed). Starting it twice, from any
+// number of workers, makes one run.
+func (s *Service) StartScheduled(ctx context.Context, mailingID int64) (*model.Run, error) {
+	return s.start(ctx, mailingID, model.TriggerScheduled, nil)
+}
+
+// StartManual starts a run now ("Send now"), or with retryOf set, a run for
+// the clients whose attempt in that run failed with a temporary or unknown
+// error ("Retry failed").
+func (s *Service) StartManual(ctx context.Context, mailingID int64, retryOf *int64) (*model.Run, error) {
+	return s.start(ctx, mailingID, model.TriggerManual, retryOf)
+}
+
+func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trigger, retryOf *int64) (*model.Run, error) {
+	now := s.now()
+	var run *model.Run
+	var batches []model.RunBatch
+	err := s.Store.InTx(ctx, func(tx *store.Store) error {
+		m, err := tx.LockMailing(ctx, mailingID)
+		if err != nil {
+			return err
+		}
+		loc, owner, err := s.location(ctx, tx, m.OwnerID)
+		if err != nil {
+			return err
+		}
+		switch {
+		case m.Disabled():
+			return ErrDisabled
+		case owner.Blocked():
+			return ErrBlocked
+		case m.Status == model.StatusFinished || !now.Before(m.EndsAt):
+			return ErrFinished
+		}
+		r := &model.Run{MailingID: m.ID, Trigger: trigger, StartedAt: now, RetryOf: retryOf}
+		var next *time.Time
+		if trigger == model.TriggerScheduled {
+			due, ok := LatestDue(m.StartsAt, m.EndsAt, m.Repeat, loc, now)
+			if !ok || m.NextRunAt == nil || due.Before(*m.NextRunAt) {
+				return ErrNotDue
+			}
+			r.DueAt = &due
+			if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, due); ok {
+				next = &n
+			}
+		} else {
+			next = m.NextRunAt
+			if active, err := tx.ActiveRun(ctx, m.ID); err == nil {
+				run = active
+				return ErrRunActive
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		created, err := tx.CreateRun(ctx, r)
+		if err != nil {
+			return err
+		}
+		run = r
+		if created {
+			if batches, err = tx.PlanBatches(ctx, r, s.batchSize()); err != nil {
+				return err
+			}
+			if retryOf != nil && r.Total == 0 {
+				return ErrNoFailures
+			}
+		}
+		return tx.SetNextRun(ctx, m.ID, next, true)
+	})
+	if err != nil {
+		return run, err
+	}
+	if len(batches) > 0 {
+		if err := s.Queue.EnqueueBatches(ctx, batches); err != nil {
+			// The reconciler enqueues open batches of unfinished runs.
+			return run, fmt.Errorf("enqueue batches of run %d: %w", run.ID, err)
+		}
+	}
+	if err := s.planNext(ctx, mailingID); err != nil {
+		s.Log.WarnContext(ctx, "plan next run", "mailing_id", mailingID, "error", err.Error())
+	}
+	return run, nil
+}
+
+// Plan enqueues the mailing's next scheduled occurrence (after a save or a
+// run). The reconciler does it too, so a failure here is not fatal.
+func (s *Service) Plan(ctx context.Context, mailingID int64) error { return s.planNext(ctx, mailingID) }
+
+func (s *Service) planNext(ctx context.Context, mailingID int64) error {
+	m, err := s.Store.MailingByID(ctx, store.Everyone(0), mailingID)
+	if err != nil {
+		return err
+	}
+	if m.NextRunAt == nil || m.Disabled() || m.Status == model.StatusFinished {
+		return nil
+	}
+	return s.Queue.PlanRun(ctx, m.ID, *m.NextRunAt)
+}
+
+func (s *Service) batchSize() int {
+	if s.BatchSize > 0 {
+		return s.BatchSize
+	}
+	return DefaultBatchSize
+}
+
+// Reconcile makes the queue agree with the database: it finishes mailings
+// whose window closed, starts every due run (the latest occurrence only),
+// and enqueues again every batch of an unfinished run (after a Redis wipe
+// or a crash between commit and enqueue). Running it from several workers
+// at once is harmless.
+func (s *Service) Reconcile(ctx context.Context) error {
+	now := s.now()
+	if _, err := s.Store.FinishEnded(ctx, now); err != nil {
+		return err
+	}
+	due, err := s.Store.DueMailings(ctx, now, 1000)
+	if err != nil {
+		return err
+	}
+	for _, m := range due {
+		_, err := s.StartScheduled(ctx, m.ID)
+		switch {
+		case err == nil, errors.Is(err, ErrNotDue), errors.Is(err, ErrDisabled), errors.Is(err, ErrBlocked), errors.Is(err, ErrFinished):
+		default:
+			s.Log.ErrorContext(ctx, "start scheduled run", "mailing_id", m.ID, "error", err.Error())
+		}
+	}
+	open, err := s.Store.OpenBatches(ctx)
+	if err != nil {
+		return err
+	}
+	if len(open) > 0 {
+		return s.Queue.EnqueueBatches(ctx, open)
+	}
+	return nil
+}
+
+// ProcessBatch sends one batch of a run: each recipient of its range gets
+// exactly one attempt, claimed before the send and completed after it. It
+// can be called again for the same batch at any time (a retried or
+// resumed task): recipients that already have an attempt are not mailed
+// again, and claims whose outcome was lost are recorded as failures with
+// unknown outcome.
+func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
+	run, err := s.Store.RunByID(ctx, runID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the mailing was deleted
+	}
+	if err != nil {
+		return err
+	}
+	b, err := s.Store.Batch(ctx, runID, seq)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if b.DoneAt != nil || run.FinishedAt != nil {
+		_, err := s.Store.RefreshRunCounts(ctx, runID)
+		return err
+	}
+	if _, err := s.Store.RecoverInterrupted(ctx, b); err != nil {
+		return err
+	}
+	m, err := s.Store.MailingByID(ctx, store.Everyone(0), run.MailingID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	msg, err := s.Store.MessageByID(ctx, store.Everyone(0), m.MessageID)
+	if err != nil {
+		return err
+	}
+
+	cursor := b.FromID
+	for {
+		if err := ctx.Err(); err != nil {
+			return err // shutting down: the task comes back and resumes here
+		}
+		ok, err := s.Store.Sendable(ctx, m.ID, s.now())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break // disabled, blocked or the window closed: the rest is skipped
+		}
+		rs, err := s.Store.NextRecipients(ctx, run, b, cursor, s.chunk())
+		if err != nil {
+			return err
+		}
+		if len(rs) == 0 {
+			break
+		}
+		cursor = rs[len(rs)-1].ClientID
+		claims, err := s.Store.ClaimAttempts(ctx, run, rs)
+		if err != nil {
+			return err
+		}
+		if err := s.sendChunk(ctx, &m.Mailing, &msg.Message, m.EndsAt, rs, claims); err != nil {
+			return err
+		}
+		if _, err := s.Store.RefreshRunCounts(ctx, runID); err != nil {
+			return err
+		}
+	}
+	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
+		return err
+	}
+	_, err = s.Store.RefreshRunCounts(ctx, runID)
+	return err
+}
+
+func (s *Service) chunk() int {
+	if s.Chunk > 0 {
+		return s.Chunk
+	}
+	return DefaultChunk
+}
+
+// sendChunk sends the claimed attempts at once (bounded by Concurrency)
+// and records their outcomes in one statement. The results are written
+// even when ctx ends meanwhile: a sent message must not be forgotten.
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, rs []store.Recipient, claims []store.Claim) error {
+	names := make(map[int64]string, len(rs))
+	for _, r := range rs {
+		names[r.ClientID] = r.FullName
+	}
+	results := make([]store.AttemptResult, len(claims))
+	var bounced []int64
+	var mu sync.Mutex
+	sem := make(chan struct{}, max(1, s.Concurrency))
+	var wg sync.WaitGroup
+	for i, c := range claims {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := s.sendOne(ctx, m, msg, ends, c, names[c.ClientID])
+			results[i] = res.AttemptResult
+			if res.bounce {
+				mu.Lock()
+				bounced = append(bounced, c.ClientID)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	write := context.WithoutCancel(ctx)
+	if err := s.Store.SetAttemptResults(write, results); err != nil {
+		return err
+	}
+	return s.Store.MarkBounced(write, bounced)
+}
+
+type sendResult struct {
+	store.AttemptResult
+	bounce bool
+}
+
+// sendOne sends to one claimed recipient, trying again after temporary
+// failures while the window is open, and returns the final outcome.
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, c store.Claim, name string) sendResult {
+	message := s.compose(m, msg, c, name)
+	for try := 1; ; try++ {
+		res := s.Sender.Send(ctx, message)
+		out := sendResult{AttemptResult: store.AttemptResult{ID: c.ID, Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
+		switch res.Class {
+		case rmail.Delivered:
+			out.Status = model.AttemptSuccess
+			return out
+		case rmail.NoSuchUser:
+			out.Status, out.bounce = model.AttemptFailure, true
+			return out
+		case rmail.Permanent, rmail.Unknown:
+			out.Status = model.AttemptFailure
+			return out
+		}
+		out.Status = model.AttemptFailure
+		if try > len(s.RetryDelays) || ctx.Err() != nil {
+			return out
+		}
+		delay := s.RetryDelays[try-1]
+		if !s.now().Add(delay).Before(ends) {
+			return out
+		}
+		// Between tries the row says what happened (not delivered), so a
+		// crash meanwhile leaves the truth; it is claimed again to send.
+		write := context.WithoutCancel(ctx)
+		if err := s.Store.UpdateAttempt(write, out.AttemptResult); err != nil {
+			return out
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return out
+		}
+		out.Status = model.AttemptPending
+		if err := s.Store.UpdateAttempt(write, out.AttemptResult); err != nil {
+			return out
+		}
+	}
+}
+
+// compose builds one recipient's mail: {{name}} and {{email}} filled in, a
+// visible unsubscribe link, and the RFC 8058 one-click headers.
+func (s *Service) compose(m *model.Mailing, msg *model.Message, c store.Claim, name string) rmail.Message {
+	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID)
+	body := rmail.Personalize(msg.Body, name, c.Email) + "\n\n--\nTo stop receiving these mails: " + link + "\n"
+	oneLine := strings.NewReplacer("\r", " ", "\n", " ").Replace(name) // a name must not break the subject line
+	return rmail.Message{
+		To:      mail.Address{Name: oneLine, Address: c.Email},
+		Subject: rmail.Personalize(msg.Subject, oneLine, c.Email),
+		Text:    body,
+		Headers: map[string]string{
+			"List-Unsubscribe":      "<" + link + ">",
+			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+		},
+	}
+}

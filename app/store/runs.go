@@ -1,0 +1,368 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"rassylka/app/model"
+)
+
+// LockMailing reads a mailing and locks it until the transaction ends, so
+// that two workers starting a run for it take turns.
+func (s *Store) LockMailing(ctx context.Context, id int64) (*model.Mailing, error) {
+	m := new(model.Mailing)
+	if err := s.db.NewSelect().Model(m).Where("id = ?", id).For("UPDATE").Scan(ctx); err != nil {
+		return nil, dbErr("lock mailing", err)
+	}
+	return m, nil
+}
+
+// CreateRun inserts r. A scheduled run whose occurrence already has a run
+// is not inserted again: r is filled with the existing one and created is
+// false.
+func (s *Store) CreateRun(ctx context.Context, r *model.Run) (created bool, err error) {
+	res, err := s.db.NewInsert().Model(r).
+		ExcludeColumn("id", "finished_at").
+		On("CONFLICT (mailing_id, due_at) WHERE trigger = 'scheduled' DO NOTHING").
+		Returning("*").Exec(ctx)
+	if err != nil {
+		return false, dbErr("create run", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	err = s.db.NewSelect().Model(r).Where("mailing_id = ? AND due_at = ? AND trigger = 'scheduled'", r.MailingID, r.DueAt).Scan(ctx)
+	return false, dbErr("existing run", err)
+}
+
+// RunByID returns a run.
+func (s *Store) RunByID(ctx context.Context, id int64) (*model.Run, error) {
+	r := new(model.Run)
+	if err := s.db.NewSelect().Model(r).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, dbErr("run by id", err)
+	}
+	return r, nil
+}
+
+// ActiveRun returns the mailing's unfinished run, if any.
+func (s *Store) ActiveRun(ctx context.Context, mailingID int64) (*model.Run, error) {
+	r := new(model.Run)
+	err := s.db.NewSelect().Model(r).Where("mailing_id = ? AND finished_at IS NULL", mailingID).OrderExpr("id DESC").Limit(1).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("active run", err)
+	}
+	return r, nil
+}
+
+// LatestRun returns the mailing's newest run.
+func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, error) {
+	r := new(model.Run)
+	err := s.db.NewSelect().Model(r).Where("mailing_id = ?", mailingID).OrderExpr("id DESC").Limit(1).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("latest run", err)
+	}
+	return r, nil
+}
+
+// sourceSQL selects the client ids a run sends to: the mailing's recipients,
+// or for a retry the clients whose attempt in the earlier run failed with a
+// temporary (4xx) or unknown error.
+func sourceSQL(r *model.Run) (string, []any) {
+	if r.RetryOf != nil {
+		return `SELECT client_id FROM attempts WHERE run_id = ? AND status = 'failure' AND client_id IS NOT NULL
+			AND (code IS NULL OR code BETWEEN 400 AND 499)`, []any{*r.RetryOf}
+	}
+	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
+}
+
+// PlanBatches splits the run's recipients into ranges of client ids of
+// about size recipients, records them, and sets the run's total. The last
+// range is open, so that it also takes recipients added meanwhile.
+func (s *Store) PlanBatches(ctx context.Context, r *model.Run, size int) ([]model.RunBatch, error) {
+	src, args := sourceSQL(r)
+	var total int
+	if err := s.db.NewRaw("SELECT count(*) FROM ("+src+") AS src", args...).Scan(ctx, &total); err != nil {
+		return nil, dbErr("plan batches", err)
+	}
+	var bounds []int64
+	err := s.db.NewRaw(`SELECT client_id FROM (
+			SELECT client_id, row_number() OVER (ORDER BY client_id) AS n FROM (`+src+`) AS src
+		) AS numbered WHERE n % ? = 0 ORDER BY client_id`, append(args, size)...).Scan(ctx, &bounds)
+	if err != nil {
+		return nil, dbErr("plan batches", err)
+	}
+	if len(bounds) > 0 && len(bounds)*size == total {
+		bounds = bounds[:len(bounds)-1] // the last range would be empty
+	}
+	var batches []model.RunBatch
+	from := int64(0)
+	for i, b := range bounds {
+		to := b
+		batches = append(batches, model.RunBatch{RunID: r.ID, Seq: i, FromID: from, ToID: &to})
+		from = b
+	}
+	batches = append(batches, model.RunBatch{RunID: r.ID, Seq: len(bounds), FromID: from})
+	if _, err := s.db.NewInsert().Model(&batches).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+		return nil, dbErr("plan batches", err)
+	}
+	r.Total = total
+	if _, err := s.db.NewUpdate().Model(r).Column("total").WherePK().Exec(ctx); err != nil {
+		return nil, dbErr("plan batches", err)
+	}
+	return batches, nil
+}
+
+// Batch returns one batch of a run.
+func (s *Store) Batch(ctx context.Context, runID int64, seq int) (*model.RunBatch, error) {
+	b := new(model.RunBatch)
+	if err := s.db.NewSelect().Model(b).Where("run_id = ? AND seq = ?", runID, seq).Scan(ctx); err != nil {
+		return nil, dbErr("batch", err)
+	}
+	return b, nil
+}
+
+// OpenBatches lists every batch not yet done, oldest run first.
+func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
+	var out []model.RunBatch
+	err := s.db.NewSelect().Model(&out).Where("done_at IS NULL").OrderExpr("run_id, seq").Limit(10000).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("open batches", err)
+	}
+	return out, nil
+}
+
+// RecoverInterrupted records the attempts of a batch that were claimed but
+// whose outcome was never written (the worker died mid-send) as failures
+// with unknown outcome. Only one task runs a batch at a time, so a claim
+// found when the batch starts is an orphan.
+func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
+	q := s.db.NewUpdate().Model((*model.Attempt)(nil)).
+		Set("status = 'failure'").
+		Set("response = 'interrupted: outcome unknown'").
+		Set("attempted_at = now()").
+		Where("run_id = ? AND status = 'pending' AND client_id > ?", b.RunID, b.FromID)
+	if b.ToID != nil {
+		q.Where("client_id <= ?", *b.ToID)
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return 0, dbErr("recover interrupted", err)
+	}
+	return res.RowsAffected()
+}
+
+// Recipient is a client to send to.
+type Recipient struct {
+	ClientID int64  `bun:"client_id"`
+	Email    string `bun:"email"`
+	FullName string `bun:"full_name"`
+}
+
+// NextRecipients returns up to limit clients of the batch, after the client
+// id after, that may be mailed (not unsubscribed, not bounced) and have no
+// attempt in this run yet, in client id order.
+func (s *Store) NextRecipients(ctx context.Context, r *model.Run, b *model.RunBatch, after int64, limit int) ([]Recipient, error) {
+	src, args := sourceSQL(r)
+	q := `SELECT c.id AS client_id, c.email, c.full_name FROM clients AS c
+		WHERE c.id IN (` + src + `) AND c.id > ? AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)`
+	args = append(args, max(after, b.FromID), r.ID)
+	if b.ToID != nil {
+		q += ` AND c.id <= ?`
+		args = append(args, *b.ToID)
+	}
+	q += ` ORDER BY c.id LIMIT ?`
+	args = append(args, limit)
+	var out []Recipient
+	if err := s.db.NewRaw(q, args...).Scan(ctx, &out); err != nil {
+		return nil, dbErr("next recipients", err)
+	}
+	return out, nil
+}
+
+// Claim is an attempt row taken before its send.
+type Claim struct {
+	ID       int64  `bun:"id"`
+	ClientID int64  `bun:"client_id"`
+	Email    string `bun:"email"`
+}
+
+// ClaimAttempts writes a pending attempt for each recipient, in one
+// statement, before anything is sent; a recipient that already has an
+// attempt in the run is not claimed again (and not returned).
+func (s *Store) ClaimAttempts(ctx context.Context, r *model.Run, rs []Recipient) ([]Claim, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	ids := make([]int64, len(rs))
+	emails := make([]string, len(rs))
+	for i, x := range rs {
+		ids[i], emails[i] = x.ClientID, x.Email
+	}
+	var out []Claim
+	err := s.db.NewRaw(`
+		INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
+		SELECT ?, ?, c, e, 'pending', 1, now() FROM unnest(?::bigint[], ?::text[]) AS x(c, e)
+		ON CONFLICT (run_id, client_id) DO NOTHING
+		RETURNING id, client_id, email`, r.ID, r.MailingID, pgdialect.Array(ids), pgdialect.Array(emails)).Scan(ctx, &out)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr("claim attempts", err)
+	}
+	return out, nil
+}
+
+// AttemptResult is the outcome of one claimed attempt.
+type AttemptResult struct {
+	ID       int64
+	Status   model.AttemptStatus
+	Code     int // 0 = none
+	Response string
+	Tries    int
+	At       time.Time
+}
+
+// SetAttemptResults writes the outcomes of claimed attempts in one
+// statement.
+func (s *Store) SetAttemptResults(ctx context.Context, rs []AttemptResult) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(rs))
+	statuses := make([]string, len(rs))
+	codes := make([]int64, len(rs))
+	responses := make([]string, len(rs))
+	tries := make([]int64, len(rs))
+	ats := make([]time.Time, len(rs))
+	for i, r := range rs {
+		ids[i], statuses[i], codes[i], responses[i], tries[i], ats[i] = r.ID, string(r.Status), int64(r.Code), r.Response, int64(r.Tries), r.At
+	}
+	_, err := s.db.NewRaw(`
+		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
+		FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
+		WHERE a.id = x.id AND a.status = 'pending'`,
+		pgdialect.Array(ids), pgdialect.Array(statuses), pgdialect.Array(codes), pgdialect.Array(responses), pgdialect.Array(tries), pgdialect.Array(ats)).Exec(ctx)
+	return dbErr("set attempt results", err)
+}
+
+// UpdateAttempt writes one attempt's intermediate outcome (a temporary
+// failure between retries), keeping it claimed when pending is true.
+func (s *Store) UpdateAttempt(ctx context.Context, r AttemptResult) error {
+	_, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
+		Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
+		Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
+		Where("id = ?", r.ID).Exec(ctx)
+	return dbErr("update attempt", err)
+}
+
+// MarkBounced records a hard bounce for clients: they are not mailed again
+// until their owner clears it.
+func (s *Store) MarkBounced(ctx context.Context, clientIDs []int64) error {
+	if len(clientIDs) == 0 {
+		return nil
+	}
+	_, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("bounced_at = coalesce(bounced_at, now())").Set("updated_at = now()").
+		Where("id = ANY(?::bigint[])", pgdialect.Array(clientIDs)).Exec(ctx)
+	return dbErr("mark bounced", err)
+}
+
+// FinishBatch marks a batch done, counting as skipped the recipients of its
+// range that got no attempt (unsubscribed, bounced, or left when the window
+// closed). It reports whether this call finished it.
+func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch) (bool, error) {
+	src, args := sourceSQL(r)
+	q := `UPDATE run_batches SET done_at = now(), skipped = (
+			SELECT count(*) FROM (` + src + `) AS src WHERE src.client_id > ?`
+	args = append(args, b.FromID)
+	if b.ToID != nil {
+		q += ` AND src.client_id <= ?`
+		args = append(args, *b.ToID)
+	}
+	q += ` AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = src.client_id)
+		) WHERE run_id = ? AND seq = ? AND done_at IS NULL`
+	args = append(args, r.ID, r.ID, b.Seq)
+	res, err := s.db.NewRaw(q, args...).Exec(ctx)
+	if err != nil {
+		return false, dbErr("finish batch", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// RefreshRunCounts recounts a run's successes, failures and skips from its
+// attempts and batches, and finishes it when no batch is left; it reports
+// whether this call finished it.
+func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished bool, err error) {
+	var done []bool
+	err = s.db.NewRaw(`
+		WITH a AS (
+			SELECT count(*) FILTER (WHERE status = 'success') AS ok,
+			       count(*) FILTER (WHERE status = 'failure') AS failed,
+			       count(*) AS all
+			FROM attempts WHERE run_id = ?0
+		), b AS (
+			SELECT coalesce(sum(skipped), 0) AS skipped, count(*) FILTER (WHERE done_at IS NULL) AS open FROM run_batches WHERE run_id = ?0
+		)
+		UPDATE runs SET succeeded = a.ok, failed = a.failed, skipped = b.skipped,
+			total = greatest(runs.total, a.all + b.skipped),
+			finished_at = CASE WHEN b.open = 0 AND runs.finished_at IS NULL THEN greatest(now(), runs.started_at) ELSE runs.finished_at END
+		FROM a, b WHERE runs.id = ?0
+		RETURNING b.open = 0 AND runs.finished_at IS NOT NULL`, runID).Scan(ctx, &done)
+	if err != nil {
+		return false, dbErr("refresh run counts", err)
+	}
+	return len(done) == 1 && done[0], nil
+}
+
+// DueMailings lists mailings whose next run is due at now: enabled, not
+// finished, owner not blocked.
+func (s *Store) DueMailings(ctx context.Context, now time.Time, limit int) ([]model.Mailing, error) {
+	var out []model.Mailing
+	err := s.db.NewSelect().Model(&out).
+		Where("disabled_at IS NULL AND status <> 'finished' AND next_run_at <= ?", now).
+		Where("owner_id IN (SELECT id FROM users WHERE blocked_at IS NULL)").
+		OrderExpr("next_run_at").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("due mailings", err)
+	}
+	return out, nil
+}
+
+// FinishEnded moves mailings whose window has closed to finished.
+func (s *Store) FinishEnded(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.db.NewUpdate().Model((*model.Mailing)(nil)).
+		Set("status = 'finished'").Set("next_run_at = NULL").Set("updated_at = now()").
+		Where("status <> 'finished' AND ends_at <= ?", now).Exec(ctx)
+	if err != nil {
+		return 0, dbErr("finish ended", err)
+	}
+	return res.RowsAffected()
+}
+
+// SetNextRun records a mailing's next scheduled occurrence (nil: none) and
+// moves it to running when its first run has started.
+func (s *Store) SetNextRun(ctx context.Context, mailingID int64, next *time.Time, started bool) error {
+	q := s.db.NewUpdate().Model((*model.Mailing)(nil)).Set("next_run_at = ?", next).Set("updated_at = now()").Where("id = ?", mailingID)
+	if started {
+		q.Set("status = CASE WHEN status = 'created' THEN 'running' ELSE status END")
+	}
+	_, err := q.Exec(ctx)
+	return dbErr("set next run", err)
+}
+
+// Sendable reports whether a mailing may send now: enabled, owner not
+// blocked, window open.
+func (s *Store) Sendable(ctx context.Context, mailingID int64, now time.Time) (bool, error) {
+	var ok bool
+	err := s.db.NewRaw(`SELECT EXISTS (
+			SELECT 1 FROM mailings AS g JOIN users AS u ON u.id = g.owner_id
+			WHERE g.id = ? AND g.disabled_at IS NULL AND u.blocked_at IS NULL AND g.ends_at > ?)`, mailingID, now).Scan(ctx, &ok)
+	if err != nil {
+		return false, dbErr("sendable", err)
+	}
+	return ok, nil
+}

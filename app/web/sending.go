@@ -1,0 +1,179 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
+	"rassylka/app/mail"
+	"rassylka/app/model"
+	"rassylka/app/sending"
+	"rassylka/app/store"
+	"rassylka/views/layout"
+	"rassylka/views/mailings"
+	"rassylka/views/unsubscribe"
+)
+
+// runRefusal is what a person is told when a run cannot start.
+func runRefusal(err error) string {
+	switch {
+	case errors.Is(err, sending.ErrDisabled):
+		return "This mailing is disabled; enable it to send."
+	case errors.Is(err, sending.ErrBlocked):
+		return "Your account is blocked, so your mailings do not send."
+	case errors.Is(err, sending.ErrFinished):
+		return "This mailing's window has closed; it sends no more."
+	case errors.Is(err, sending.ErrRunActive):
+		return "A run of this mailing is still sending; wait until it is done."
+	case errors.Is(err, sending.ErrNoFailures):
+		return "The last run has no temporary failures to retry."
+	}
+	return ""
+}
+
+// startRun starts a manual run ("Send now", or "Retry failed" of the last
+// finished run) and goes back to the mailing's page.
+func (s *Server) startRun(retry bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		r, err := s.ownMailing(c)
+		if err != nil {
+			return err
+		}
+		var retryOf *int64
+		if retry {
+			last, err := s.store.LatestRun(c.UserContext(), r.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				s.setFlash(c, layout.FlashError, "There is no run to retry yet.")
+				return redirect(c, mailings.URL(r.ID))
+			}
+			if err != nil {
+				return err
+			}
+			retryOf = &last.ID
+		}
+		run, err := s.sending.StartManual(c.UserContext(), r.ID, retryOf)
+		if msg := runRefusal(err); msg != "" {
+			s.setFlash(c, layout.FlashError, msg)
+			return redirect(c, mailings.URL(r.ID))
+		}
+		if err != nil {
+			return fmt.Errorf("start run: %w", err)
+		}
+		s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to %d recipients.", run.Total))
+		return redirect(c, mailings.URL(r.ID))
+	}
+}
+
+// progressOf is the mailing's current run, or its last one.
+func (s *Server) progressOf(c *fiber.Ctx, mailingID int64, u *model.User) (mailings.Progress, error) {
+	p := mailings.Progress{MailingID: mailingID}
+	run, err := s.store.LatestRun(c.UserContext(), mailingID)
+	if errors.Is(err, store.ErrNotFound) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	p.RunID, p.Active, p.Trigger = run.ID, run.FinishedAt == nil, string(run.Trigger)
+	p.Started = formatTime(run.StartedAt, u.TimeZone)
+	p.Sent, p.Failed, p.Skipped, p.Total = run.Succeeded, run.Failed, run.Skipped, run.Total
+	return p, nil
+}
+
+// StatusStopPolling is htmx's "stop polling" status.
+const StatusStopPolling = 286
+
+func (s *Server) runProgress(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.MailingByID(c.UserContext(), readScope(u), id); errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	} else if err != nil {
+		return err
+	}
+	p, err := s.progressOf(c, id, u)
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusOK
+	if !p.Active {
+		status = StatusStopPolling
+	}
+	return render(c, status, mailings.ProgressBox(p))
+}
+
+// unsubscribeTarget reads the client of a signed unsubscribe link.
+func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
+	clientID, ownerID, err := mail.ParseUnsubscribeToken(s.cfg.SessionSecret, c.Params("token"))
+	if err != nil {
+		return nil, nil, fiber.ErrNotFound
+	}
+	cl, err := s.store.ClientByID(c.UserContext(), store.Own(ownerID), clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fiber.ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	owner, err := s.store.UserByID(c.UserContext(), ownerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, owner, nil
+}
+
+func senderName(u *model.User) string {
+	if u.FullName != "" {
+		return u.FullName
+	}
+	return u.Email
+}
+
+// unsubscribeForm asks the recipient to confirm (a GET must not
+// unsubscribe: mail scanners follow links).
+func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
+	cl, owner, err := s.unsubscribeTarget(c)
+	if err != nil {
+		return err
+	}
+	v := unsubscribe.View{Token: c.Params("token"), Email: cl.Email, Sender: senderName(owner), Done: cl.UnsubscribedAt != nil}
+	return render(c, fiber.StatusOK, unsubscribe.Page(s.page(c, "Unsubscribe"), v))
+}
+
+// unsubscribe takes the confirmation and the RFC 8058 one-click POST (no
+// session, no CSRF token: the signed link is the authority).
+func (s *Server) unsubscribe(c *fiber.Ctx) error {
+	cl, owner, err := s.unsubscribeTarget(c)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Unsubscribe(c.UserContext(), owner.ID, cl.ID); err != nil {
+		return fmt.Errorf("unsubscribe: %w", err)
+	}
+	if c.FormValue("List-Unsubscribe") == "One-Click" {
+		return c.Type("txt").SendString("unsubscribed\n")
+	}
+	v := unsubscribe.View{Email: cl.Email, Sender: senderName(owner), Done: true}
+	return render(c, fiber.StatusOK, unsubscribe.Page(s.page(c, "Unsubscribed"), v))
+}
+
+func (s *Server) clearBounce(c *fiber.Ctx) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.ClearBounce(c.UserContext(), auth.UserID(c), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	s.setFlash(c, layout.FlashSuccess, "The bounce is cleared; this client gets mailings again.")
+	return redirect(c, "/clients/"+c.Params("id"))
+}
