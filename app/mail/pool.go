@@ -89,7 +89,12 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 		return classify(err)
 	}
 	p.release(c)
-	return Result{Class: Delivered, Code: replyCode(msg.ServerResponse(), 250), Reply: msg.ServerResponse()}
+	reply := strings.TrimSpace(msg.ServerResponse())
+	code := replyCode(reply, 0)
+	if code == 0 { // go-mail keeps the text without the code
+		code, reply = 250, strings.TrimSpace("250 "+reply)
+	}
+	return Result{Class: Delivered, Code: code, Reply: reply}
 }
 
 func (p *Pool) conn(ctx context.Context) (*gomail.Client, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,9 +28,11 @@ var (
 
 // Queue puts a run's work on the task queue; app/task implements it.
 type Queue interface {
-	// EnqueueBatches enqueues one task per batch, de-duplicated by run and
-	// batch, so enqueuing again is harmless.
-	EnqueueBatches(ctx context.Context, batches []model.RunBatch) error
+	// EnqueueBatches enqueues one task per batch, de-duplicated by run,
+	// batch and generation, so enqueuing again is harmless. A new
+	// generation enqueues a batch again even while an older task of it is
+	// stuck in the queue (its worker died); the batch lock lets one run.
+	EnqueueBatches(ctx context.Context, batches []model.RunBatch, generation string) error
 	// PlanRun enqueues the start of the mailing's occurrence due at due,
 	// de-duplicated by mailing and due time.
 	PlanRun(ctx context.Context, mailingID int64, due time.Time) error
@@ -162,7 +165,7 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 		return run, err
 	}
 	if len(batches) > 0 {
-		if err := s.Queue.EnqueueBatches(ctx, batches); err != nil {
+		if err := s.Queue.EnqueueBatches(ctx, batches, "0"); err != nil {
 			// The reconciler enqueues open batches of unfinished runs.
 			return run, fmt.Errorf("enqueue batches of run %d: %w", run.ID, err)
 		}
@@ -201,6 +204,17 @@ func (s *Service) batchSize() int {
 // or a crash between commit and enqueue). Running it from several workers
 // at once is harmless.
 func (s *Service) Reconcile(ctx context.Context) error {
+	return s.reconcile(ctx, strconv.FormatInt(s.now().Truncate(time.Minute).Unix(), 10))
+}
+
+// Resume is Reconcile for a worker that just started: its batch tasks get a
+// generation of their own, so they are queued even while tasks of a worker
+// that died are still held in the queue.
+func (s *Service) Resume(ctx context.Context) error {
+	return s.reconcile(ctx, "start-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+}
+
+func (s *Service) reconcile(ctx context.Context, gen string) error {
 	now := s.now()
 	if _, err := s.Store.FinishEnded(ctx, now); err != nil {
 		return err
@@ -222,7 +236,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		return err
 	}
 	if len(open) > 0 {
-		return s.Queue.EnqueueBatches(ctx, open)
+		return s.Queue.EnqueueBatches(ctx, open, gen)
 	}
 	return nil
 }
@@ -234,6 +248,14 @@ func (s *Service) Reconcile(ctx context.Context) error {
 // again, and claims whose outcome was lost are recorded as failures with
 // unknown outcome.
 func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
+	err := s.Store.LockBatch(ctx, runID, seq, func() error { return s.processBatch(ctx, runID, seq) })
+	if errors.Is(err, store.ErrBatchBusy) {
+		return nil // another worker sends it; the reconciler comes back if it dies
+	}
+	return err
+}
+
+func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error {
 	run, err := s.Store.RunByID(ctx, runID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // the mailing was deleted

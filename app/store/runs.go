@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/model"
@@ -366,3 +367,35 @@ func (s *Store) Sendable(ctx context.Context, mailingID int64, now time.Time) (b
 	}
 	return ok, nil
 }
+
+// ErrBatchBusy is returned by LockBatch when another worker holds the batch.
+var ErrBatchBusy = errors.New("batch is being processed elsewhere")
+
+// LockBatch takes a PostgreSQL advisory lock on one batch of a run for as
+// long as fn runs, so that one worker at a time sends a batch. The lock
+// belongs to a database session: a worker that dies (even by SIGKILL)
+// loses its connection and so its lock at once, and another may resume.
+func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func() error) error {
+	db, ok := s.db.(*bun.DB)
+	if !ok {
+		return errors.New("lock batch: needs a database, not a transaction")
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return dbErr("lock batch", err)
+	}
+	defer conn.Close()
+	key := batchLockSpace<<48 | (runID&0xffffffff)<<16 | int64(seq&0xffff)
+	var got bool
+	if err := conn.NewRaw("SELECT pg_try_advisory_lock(?)", key).Scan(ctx, &got); err != nil {
+		return dbErr("lock batch", err)
+	}
+	if !got {
+		return ErrBatchBusy
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // closing the session unlocks too
+	return fn()
+}
+
+// batchLockSpace sets batch locks apart from any other advisory lock.
+const batchLockSpace int64 = 0x52b

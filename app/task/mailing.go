@@ -46,21 +46,22 @@ func NewMailingRunTask(p MailingRunPayload) (*asynq.Task, error) {
 	), nil
 }
 
-// NewMailingBatchTask sends one batch, de-duplicated by run and batch.
-func NewMailingBatchTask(p MailingBatchPayload) (*asynq.Task, error) {
+// NewMailingBatchTask sends one batch, de-duplicated by run, batch and
+// generation (see sending.Queue).
+func NewMailingBatchTask(p MailingBatchPayload, generation string) (*asynq.Task, error) {
 	b, err := jsonPayload(p)
 	if err != nil {
 		return nil, err
 	}
 	return asynq.NewTask(TypeMailingBatch, b,
 		asynq.Queue(QueueDefault), asynq.MaxRetry(25), asynq.Timeout(time.Hour),
-		asynq.TaskID(BatchTaskID(p.RunID, p.Seq)),
+		asynq.TaskID(BatchTaskID(p.RunID, p.Seq, generation)),
 	), nil
 }
 
 // BatchTaskID is the queue id of a batch task.
-func BatchTaskID(runID int64, seq int) string {
-	return "mailing-batch:" + strconv.FormatInt(runID, 10) + ":" + strconv.Itoa(seq)
+func BatchTaskID(runID int64, seq int, generation string) string {
+	return "mailing-batch:" + strconv.FormatInt(runID, 10) + ":" + strconv.Itoa(seq) + ":" + generation
 }
 
 // NewReconcileTask is the periodic reconciler.
@@ -109,9 +110,9 @@ type Queue struct {
 
 // EnqueueBatches enqueues a task per batch; a batch already queued (same
 // task id) is left alone.
-func (q Queue) EnqueueBatches(ctx context.Context, batches []model.RunBatch) error {
+func (q Queue) EnqueueBatches(ctx context.Context, batches []model.RunBatch, generation string) error {
 	for _, b := range batches {
-		t, err := NewMailingBatchTask(MailingBatchPayload{RunID: b.RunID, Seq: b.Seq})
+		t, err := NewMailingBatchTask(MailingBatchPayload{RunID: b.RunID, Seq: b.Seq}, generation)
 		if err != nil {
 			return err
 		}

@@ -89,6 +89,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency)
+	// Resume at once what a previous worker left (a crash, a restart)
+	// instead of waiting for the scheduler's first minute.
+	if err := h.Sending.Resume(ctx); err != nil {
+		log.Error("resume at start", "error", err.Error())
+	}
 
 	<-ctx.Done()
 	log.Info("worker shutting down")

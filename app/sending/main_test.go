@@ -1,0 +1,148 @@
+package sending_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"rassylka/app/auth"
+	"rassylka/app/mail"
+	"rassylka/app/mail/mailsink"
+	"rassylka/app/model"
+	"rassylka/app/sending"
+	"rassylka/app/store"
+	"rassylka/app/task"
+	"rassylka/app/testkit"
+)
+
+func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+
+const baseURL = "https://mail.example.test"
+
+// world is an owner with clients, a message and a mailing, a real queue,
+// and a real SMTP server behind a connection pool.
+type world struct {
+	st      *store.Store
+	svc     *sending.Service
+	sink    *mailsink.Server
+	queue   *asynq.Inspector
+	redis   asynq.RedisClientOpt
+	owner   *model.User
+	msg     *model.Message
+	mailing *model.Mailing
+	clients []*model.Client
+	pool    *mail.Pool
+}
+
+func newWorld(t *testing.T, recipients int) *world {
+	t.Helper()
+	ctx := context.Background()
+	db := testkit.DB(t)
+	w := &world{st: store.New(db), sink: testkit.SMTP(t)}
+	ro := testkit.RedisOptions(t)
+	w.redis = asynq.RedisClientOpt{Addr: ro.Addr, DB: ro.DB}
+	client := asynq.NewClient(w.redis)
+	t.Cleanup(func() { client.Close() })
+	w.queue = asynq.NewInspector(w.redis)
+	t.Cleanup(func() { w.queue.Close() })
+
+	sender, err := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.pool = mail.NewPool(sender.WithTimeout(2*time.Second), 4, 0)
+	t.Cleanup(w.pool.Close)
+	w.svc = &sending.Service{
+		Store: w.st, Queue: task.Queue{Client: client}, Sender: w.pool,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		BaseURL: baseURL, Secret: "test-secret-test-secret-test-secret",
+		BatchSize: 3, Chunk: 2, Concurrency: 4, RetryDelays: []time.Duration{10 * time.Millisecond, 10 * time.Millisecond},
+	}
+	hash, _ := auth.HashPassword("irrelevant pass")
+	now := time.Now()
+	w.owner = &model.User{Email: "owner@shop.example", FullName: "Shop Owner", PasswordHash: &hash, EmailConfirmedAt: &now}
+	if err := w.st.CreateUser(ctx, w.owner); err != nil {
+		t.Fatal(err)
+	}
+	w.msg = &model.Message{OwnerID: w.owner.ID, Subject: "News for {{name}}", Body: "Dear {{name}} <{{email}}>, hello."}
+	if err := w.st.CreateMessage(ctx, w.msg); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for i := 0; i < recipients; i++ {
+		c := &model.Client{OwnerID: w.owner.ID, Email: fmt.Sprintf("r%02d@example.com", i), FullName: fmt.Sprintf("Reader %d", i)}
+		if err := w.st.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		w.clients = append(w.clients, c)
+		ids = append(ids, c.ID)
+	}
+	start := now.Add(-time.Minute).UTC().Truncate(time.Second)
+	w.mailing = &model.Mailing{OwnerID: w.owner.ID, MessageID: w.msg.ID, StartsAt: start, EndsAt: start.Add(time.Hour),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated, NextRunAt: &start}
+	if err := w.st.CreateMailing(ctx, w.mailing, ids); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// drain processes every open batch of the run, like workers would.
+func (w *world) drain(t *testing.T, runID int64) *model.Run {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		open, err := w.st.OpenBatches(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, b := range open {
+			if b.RunID == runID {
+				n++
+				if err := w.svc.ProcessBatch(ctx, b.RunID, b.Seq); err != nil {
+					t.Fatalf("batch %d: %v", b.Seq, err)
+				}
+			}
+		}
+		if n == 0 {
+			break
+		}
+	}
+	r, err := w.st.RunByID(ctx, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (w *world) attempts(t *testing.T, runID int64) []model.Attempt {
+	t.Helper()
+	as, _, err := w.st.AttemptsOfMailing(context.Background(), w.mailing.ID, "", store.NewPage(1, 10000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []model.Attempt
+	for _, a := range as {
+		if a.RunID == runID {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// received counts the messages the server got per address.
+func received(s *mailsink.Server) map[string]int {
+	out := map[string]int{}
+	for _, m := range s.Messages() {
+		for _, to := range m.To {
+			out[to]++
+		}
+	}
+	return out
+}

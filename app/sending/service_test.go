@@ -1,0 +1,355 @@
+package sending_test
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"rassylka/app/mail"
+	"rassylka/app/model"
+	"rassylka/app/sending"
+	"rassylka/app/store"
+)
+
+func TestManualRunSendsOncePerRecipient(t *testing.T) {
+	w := newWorld(t, 7)
+	ctx := context.Background()
+	if err := w.st.Unsubscribe(ctx, w.owner.ID, w.clients[5].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.MarkBounced(ctx, []int64{w.clients[6].ID}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Total != 7 || run.Trigger != model.TriggerManual {
+		t.Fatalf("run %+v", run)
+	}
+	// A second "Send now" while it sends is refused.
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrRunActive) {
+		t.Fatalf("second manual run: %v", err)
+	}
+	// Every batch twice: the second time sends nothing.
+	r := w.drain(t, run.ID)
+	open, _ := w.st.OpenBatches(ctx)
+	if len(open) != 0 {
+		t.Fatalf("open batches left: %v", open)
+	}
+	for seq := 0; seq < 3; seq++ {
+		if err := w.svc.ProcessBatch(ctx, run.ID, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := received(w.sink)
+	if len(got) != 5 {
+		t.Fatalf("received for %d addresses, want 5: %v", len(got), got)
+	}
+	for addr, n := range got {
+		if n != 1 {
+			t.Errorf("%s got %d messages", addr, n)
+		}
+	}
+	if got["r05@example.com"]+got["r06@example.com"] != 0 {
+		t.Error("an unsubscribed or bounced client was mailed")
+	}
+	if r.FinishedAt == nil || r.Succeeded != 5 || r.Failed != 0 || r.Skipped != 2 || r.Total != 7 {
+		t.Fatalf("run after sending: %+v", r)
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != 5 {
+		t.Fatalf("%d attempts", len(as))
+	}
+	for _, a := range as {
+		if a.Status != model.AttemptSuccess || !strings.HasPrefix(a.Response, "2") || a.Tries != 1 {
+			t.Errorf("attempt %+v", a)
+		}
+	}
+	m, _ := w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID)
+	if m.Status != model.StatusRunning {
+		t.Errorf("mailing status %s after its first run, want running", m.Status)
+	}
+}
+
+func TestDeliveredMessageHeaders(t *testing.T) {
+	w := newWorld(t, 1)
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, run.ID)
+	msgs := w.sink.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	h := msgs[0].Header()
+	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
+	to, _ := h.AddressList("To")
+	from, _ := h.AddressList("From")
+	if subject != "News for Reader 0" || len(to) != 1 || to[0].Name != "Reader 0" || to[0].Address != "r00@example.com" ||
+		len(from) != 1 || from[0].Address != "news@shop.example" {
+		t.Fatalf("subject %q to %v from %v", subject, to, from)
+	}
+	if id := h.Get("Message-ID"); !strings.HasSuffix(id, "@mail.example.test>") {
+		t.Errorf("Message-ID %q not on the BASE_URL host", id)
+	}
+	if _, err := h.Date(); err != nil {
+		t.Errorf("Date: %v", err)
+	}
+	lu := h.Get("List-Unsubscribe")
+	if !strings.HasPrefix(lu, "<"+baseURL+"/u/") || h.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
+		t.Fatalf("List-Unsubscribe %q, -Post %q", lu, h.Get("List-Unsubscribe-Post"))
+	}
+	token := strings.TrimSuffix(strings.TrimPrefix(lu, "<"+baseURL+"/u/"), ">")
+	clientID, ownerID, err := mail.ParseUnsubscribeToken(w.svc.Secret, token)
+	if err != nil || clientID != w.clients[0].ID || ownerID != w.owner.ID {
+		t.Fatalf("unsubscribe token -> %d %d %v", clientID, ownerID, err)
+	}
+	body := msgs[0].Body()
+	if !strings.Contains(body, "Dear Reader 0 <r00@example.com>, hello.") || !strings.Contains(body, baseURL+"/u/"+token) {
+		t.Fatalf("body:\n%s", body)
+	}
+	if ct := h.Get("Content-Type"); !strings.Contains(strings.ToLower(ct), "charset=utf-8") {
+		t.Errorf("Content-Type %q", ct)
+	}
+}
+
+func TestReplyClasses(t *testing.T) {
+	w := newWorld(t, 0)
+	ctx := context.Background()
+	addrs := []string{"ok@example.com", "later@example.com", "flaky@example.com", "nouser@example.com", "rejected@example.com"}
+	var ids []int64
+	for _, a := range addrs {
+		c := &model.Client{OwnerID: w.owner.ID, Email: a}
+		if err := w.st.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, ids); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	flaky := 0
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		switch to {
+		case "later@example.com":
+			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		case "flaky@example.com":
+			mu.Lock()
+			defer mu.Unlock()
+			if flaky++; flaky == 1 {
+				return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "try again later"}
+			}
+		case "nouser@example.com":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case "rejected@example.com":
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "policy rejection"}
+		}
+		return nil
+	})
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, run.ID)
+	byAddr := map[string]model.Attempt{}
+	for _, a := range w.attempts(t, run.ID) {
+		byAddr[a.Email] = a
+	}
+	check := func(addr string, status model.AttemptStatus, code int, tries int, text string) {
+		t.Helper()
+		a := byAddr[addr]
+		if a.Status != status || (a.Code == nil && code != 0) || (a.Code != nil && *a.Code != code) || a.Tries != tries || !strings.Contains(a.Response, text) {
+			c := 0
+			if a.Code != nil {
+				c = *a.Code
+			}
+			t.Errorf("%s: %s code %d tries %d %q; want %s %d %d containing %q", addr, a.Status, c, a.Tries, a.Response, status, code, tries, text)
+		}
+	}
+	check("ok@example.com", model.AttemptSuccess, 250, 1, "250")
+	check("later@example.com", model.AttemptFailure, 450, 3, "mailbox busy")
+	check("flaky@example.com", model.AttemptSuccess, 250, 2, "250")
+	check("nouser@example.com", model.AttemptFailure, 550, 1, "no such user")
+	check("rejected@example.com", model.AttemptFailure, 554, 1, "policy rejection")
+	if len(byAddr) != 5 || r.Succeeded != 2 || r.Failed != 3 {
+		t.Fatalf("run %+v, %d attempts", r, len(byAddr))
+	}
+	bounced, _ := w.st.ClientByID(ctx, store.Own(w.owner.ID), ids[3])
+	rejected, _ := w.st.ClientByID(ctx, store.Own(w.owner.ID), ids[4])
+	if bounced.BouncedAt == nil || rejected.BouncedAt != nil {
+		t.Fatalf("5.1.1 must mark a hard bounce (got %v), 5.7.1 must not (got %v)", bounced.BouncedAt, rejected.BouncedAt)
+	}
+
+	// Retry failed: only the temporary failure goes again.
+	w.sink.RejectRcpt(nil)
+	retry, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if retry.Total != 1 {
+		t.Fatalf("retry run total %d, want 1", retry.Total)
+	}
+	r2 := w.drain(t, retry.ID)
+	as := w.attempts(t, retry.ID)
+	if len(as) != 1 || as[0].Email != "later@example.com" || as[0].Status != model.AttemptSuccess || r2.Succeeded != 1 {
+		t.Fatalf("retry attempts %+v", as)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, &retry.ID); !errors.Is(err, sending.ErrNoFailures) {
+		t.Fatalf("retry of a run without failures: %v", err)
+	}
+}
+
+func TestServerDownAndStalled(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	if err := w.sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	r := w.drain(t, run.ID)
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Status != model.AttemptFailure || a.Tries != 3 || !strings.Contains(a.Response, "refused") || a.Code != nil {
+			t.Errorf("server down: %+v", a)
+		}
+	}
+	if r.Failed != 2 {
+		t.Fatalf("run %+v", r)
+	}
+
+	// A server that stalls past the timeout: the outcome is unknown, so it
+	// is not tried again.
+	if err := w.sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	sender, _ := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	w.svc.Sender = mail.NewPool(sender.WithTimeout(300*time.Millisecond), 2, 0)
+	w.sink.Stall(2 * time.Second)
+	run2, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, run2.ID)
+	for _, a := range w.attempts(t, run2.ID) {
+		if a.Status != model.AttemptFailure || a.Tries != 1 || !strings.Contains(strings.ToLower(a.Response), "timeout") {
+			t.Errorf("stalled server: %+v", a)
+		}
+	}
+}
+
+func TestInterruptedSendIsNotRepeated(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	// A worker claimed the first recipient and died before writing the outcome.
+	if _, err := w.st.ClaimAttempts(ctx, run, []store.Recipient{{ClientID: w.clients[0].ID, Email: w.clients[0].Email}}); err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, run.ID)
+	got := received(w.sink)
+	if got[w.clients[0].Email] != 0 || got[w.clients[1].Email] != 1 || got[w.clients[2].Email] != 1 {
+		t.Fatalf("received %v", got)
+	}
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Email == w.clients[0].Email && (a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown") {
+			t.Fatalf("interrupted attempt %+v", a)
+		}
+	}
+	if r.Succeeded != 2 || r.Failed != 1 || r.FinishedAt == nil {
+		t.Fatalf("run %+v", r)
+	}
+}
+
+func TestTwoWorkersRaceForOneRun(t *testing.T) {
+	w := newWorld(t, 12)
+	w.svc.BatchSize = 4
+	ctx := context.Background()
+	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	var wg sync.WaitGroup
+	for worker := 0; worker < 2; worker++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; seq < 3; seq++ {
+				if err := w.svc.ProcessBatch(ctx, run.ID, seq); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	w.drain(t, run.ID)
+	got := received(w.sink)
+	if len(got) != 12 {
+		t.Fatalf("%d addresses received", len(got))
+	}
+	for addr, n := range got {
+		if n != 1 {
+			t.Errorf("%s received %d times", addr, n)
+		}
+	}
+	if as := w.attempts(t, run.ID); len(as) != 12 {
+		t.Fatalf("%d attempts", len(as))
+	}
+}
+
+func TestDisabledBlockedAndWindowEnd(t *testing.T) {
+	w := newWorld(t, 4)
+	ctx := context.Background()
+	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrDisabled) {
+		t.Fatalf("disabled: %v", err)
+	}
+	_ = w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false)
+
+	// Disabled mid-run: the batches stop, the rest is skipped.
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil { // 3 of 4 sent
+		t.Fatal(err)
+	}
+	_ = w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, true)
+	r := w.drain(t, run.ID)
+	if r.Succeeded != 3 || r.Skipped != 1 || r.FinishedAt == nil {
+		t.Fatalf("disabled mid-run: %+v", r)
+	}
+	_ = w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false)
+
+	// A blocked owner's mailings do not start.
+	if _, err := w.st.SetBlocked(ctx, 0, w.owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrBlocked) {
+		t.Fatalf("blocked: %v", err)
+	}
+	if _, err := w.st.SetBlocked(ctx, 0, w.owner.ID, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// The window closes while a run sends: it stops; the rest is skipped.
+	w.sink.Reset()
+	run2, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Now = func() time.Time { return w.mailing.EndsAt.Add(time.Second) }
+	r2 := w.drain(t, run2.ID)
+	if len(w.sink.Messages()) != 0 || r2.Skipped != 4 || r2.FinishedAt == nil {
+		t.Fatalf("after the end: %d sent, run %+v", len(w.sink.Messages()), r2)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrFinished) {
+		t.Fatalf("manual run after the end: %v", err)
+	}
+}
