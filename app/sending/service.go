@@ -204,7 +204,9 @@ func (s *Service) batchSize() int {
 // or a crash between commit and enqueue). Running it from several workers
 // at once is harmless.
 func (s *Service) Reconcile(ctx context.Context) error {
-	return s.reconcile(ctx, strconv.FormatInt(s.now().Truncate(time.Minute).Unix(), 10))
+	// The first generation's task id: a batch whose task is still queued or
+	// running is left alone; one whose task is gone (a Redis wipe) is queued.
+	return s.reconcile(ctx, "0")
 }
 
 // Resume is Reconcile for a worker that just started: its batch tasks get a

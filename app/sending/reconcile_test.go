@@ -1,0 +1,145 @@
+package sending_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+// queuedBatches lists the batch tasks waiting in the queue, read from
+// Redis itself (after a wipe, Asynq's list of queue names is gone too, and
+// its inspector would not look).
+func (w *world) queuedBatches(t *testing.T) []string {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: w.redis.Addr, DB: w.redis.DB})
+	defer rdb.Close()
+	pending, err := rdb.LRange(context.Background(), "asynq:{default}:pending", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, id := range pending {
+		if strings.HasPrefix(id, "mailing-batch:") {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func TestReconcilerStartsTheLatestDueOccurrenceOnce(t *testing.T) {
+	w := newWorld(t, 5)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	// A daily mailing whose first two occurrences were missed (downtime).
+	start := now.Add(-49 * time.Hour).Truncate(time.Minute)
+	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.Add(10*24*time.Hour), model.RepeatDaily, &start
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Two workers' schedulers reconcile at the same moment.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.svc.Reconcile(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDue := start.Add(48 * time.Hour)
+	if len(runs) != 1 || runs[0].Trigger != model.TriggerScheduled || runs[0].DueAt == nil || !runs[0].DueAt.Equal(wantDue) {
+		t.Fatalf("runs %+v, want one for the latest occurrence %v", runs, wantDue)
+	}
+	m, _ := w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID)
+	if m.Status != model.StatusRunning || m.NextRunAt == nil || !m.NextRunAt.Equal(start.Add(72*time.Hour)) {
+		t.Fatalf("mailing after the run started: status %s next %v", m.Status, m.NextRunAt)
+	}
+	if n := len(w.queuedBatches(t)); n != 2 { // 5 recipients, batches of 3
+		t.Fatalf("%d batch tasks queued, want 2", n)
+	}
+
+	// Redis is wiped: the reconciler queues the unfinished run's batches again.
+	rdb := redis.NewClient(&redis.Options{Addr: w.redis.Addr, DB: w.redis.DB})
+	defer rdb.Close()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.queuedBatches(t)); n != 0 {
+		t.Fatalf("queue not wiped: %d", n)
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.queuedBatches(t)); n != 2 {
+		t.Fatalf("after the wipe %d batch tasks queued, want 2", n)
+	}
+	r := w.drain(t, runs[0].ID)
+	if r.Succeeded != 5 || r.FinishedAt == nil {
+		t.Fatalf("run %+v", r)
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10); len(runs) != 1 {
+		t.Fatalf("a finished occurrence started again: %d runs", len(runs))
+	}
+
+	// The next day's occurrence comes; then the window closes.
+	w.svc.Now = func() time.Time { return start.Add(72*time.Hour + time.Minute) }
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10); len(runs) != 2 {
+		t.Fatalf("next occurrence: %d runs", len(runs))
+	}
+	w.svc.Now = func() time.Time { return w.mailing.EndsAt.Add(time.Minute) }
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID)
+	if m.Status != model.StatusFinished || m.NextRunAt != nil {
+		t.Fatalf("after the end: status %s next %v", m.Status, m.NextRunAt)
+	}
+}
+
+func TestPlannedRunTask(t *testing.T) {
+	w := newWorld(t, 1)
+	ctx := context.Background()
+	future := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.NextRunAt = future, future.Add(time.Hour), &future
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // planning twice queues one task
+		if err := w.svc.Plan(ctx, w.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, err := w.queue.ListScheduledTasks("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 1 || tasks[0].Type != "mailing:run" || !tasks[0].NextProcessAt.Equal(future) {
+		t.Fatalf("scheduled tasks %+v", tasks)
+	}
+	// Run early (a stale or early task): nothing starts.
+	if _, err := w.svc.StartScheduled(ctx, w.mailing.ID); err == nil {
+		t.Fatal("an occurrence in the future started")
+	}
+}
