@@ -53,7 +53,9 @@ type Service struct {
 	Secret  string // signs unsubscribe links
 	// BatchSize is how many recipients one batch task takes.
 	BatchSize int
-	// Chunk is how many attempts are claimed, sent and recorded together.
+	// Chunk is how many attempts are claimed, sent and recorded together
+	// (default: twice Concurrency). It bounds what a crash can leave with
+	// an unknown outcome, so it stays small.
 	Chunk int
 	// Concurrency is how many sends of a batch go at once.
 	Concurrency int
@@ -66,7 +68,7 @@ type Service struct {
 // Defaults of a Service.
 const (
 	DefaultBatchSize = 500
-	DefaultChunk     = 50
+	minChunk         = 8
 )
 
 // DefaultRetryDelays are the waits between tries after a temporary failure.
@@ -333,7 +335,7 @@ func (s *Service) chunk() int {
 	if s.Chunk > 0 {
 		return s.Chunk
 	}
-	return DefaultChunk
+	return max(2*s.Concurrency, minChunk)
 }
 
 // sendChunk sends the claimed attempts at once (bounded by Concurrency)
