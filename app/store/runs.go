@@ -298,25 +298,36 @@ func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch
 // attempts and batches, and finishes it when no batch is left; it reports
 // whether this call finished it.
 func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished bool, err error) {
-	var done []bool
-	err = s.db.NewRaw(`
-		WITH a AS (
-			SELECT count(*) FILTER (WHERE status = 'success') AS ok,
-			       count(*) FILTER (WHERE status = 'failure') AS failed,
-			       count(*) AS all
-			FROM attempts WHERE run_id = ?0
-		), b AS (
-			SELECT coalesce(sum(skipped), 0) AS skipped, count(*) FILTER (WHERE done_at IS NULL) AS open FROM run_batches WHERE run_id = ?0
-		)
-		UPDATE runs SET succeeded = a.ok, failed = a.failed, skipped = b.skipped,
-			total = greatest(runs.total, a.all + b.skipped),
-			finished_at = CASE WHEN b.open = 0 AND runs.finished_at IS NULL THEN greatest(now(), runs.started_at) ELSE runs.finished_at END
-		FROM a, b WHERE runs.id = ?0
-		RETURNING b.open = 0 AND runs.finished_at IS NOT NULL`, runID).Scan(ctx, &done)
-	if err != nil {
-		return false, dbErr("refresh run counts", err)
-	}
-	return len(done) == 1 && done[0], nil
+	// Batches refresh concurrently. The run's row is locked first, so that
+	// the counting statement takes its snapshot after every earlier refresh
+	// committed: counting under the lock of the UPDATE alone would let a
+	// late refresh write counts from an older snapshot.
+	err = s.InTx(ctx, func(tx *Store) error {
+		if _, err := tx.db.ExecContext(ctx, "SELECT 1 FROM runs WHERE id = ? FOR UPDATE", runID); err != nil {
+			return dbErr("refresh run counts", err)
+		}
+		var done []bool
+		err := tx.db.NewRaw(`
+			WITH a AS (
+				SELECT count(*) FILTER (WHERE status = 'success') AS ok,
+				       count(*) FILTER (WHERE status = 'failure') AS failed,
+				       count(*) AS all
+				FROM attempts WHERE run_id = ?0
+			), b AS (
+				SELECT coalesce(sum(skipped), 0) AS skipped, count(*) FILTER (WHERE done_at IS NULL) AS open FROM run_batches WHERE run_id = ?0
+			)
+			UPDATE runs SET succeeded = a.ok, failed = a.failed, skipped = b.skipped,
+				total = greatest(runs.total, a.all + b.skipped),
+				finished_at = CASE WHEN b.open = 0 AND runs.finished_at IS NULL THEN greatest(now(), runs.started_at) ELSE runs.finished_at END
+			FROM a, b WHERE runs.id = ?0
+			RETURNING b.open = 0 AND runs.finished_at IS NOT NULL`, runID).Scan(ctx, &done)
+		if err != nil {
+			return dbErr("refresh run counts", err)
+		}
+		finished = len(done) == 1 && done[0]
+		return nil
+	})
+	return finished, err
 }
 
 // DueMailings lists mailings whose next run is due at now: enabled, not

@@ -118,6 +118,10 @@ func TestAccessMatrix(t *testing.T) {
 			want: ok(s200, s404, s200)},
 		"enable mailing": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/enable" }, want: ok(s303, s404, s303)},
 		"attempt log":    {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/attempts?status=failure" }, want: ok(s200, s404, s200)},
+		"send now":       {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/send" }, want: ok(s303, s404, s404)},
+		"retry failed":   {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/retry" }, want: ok(s303, s404, s404)},
+		"progress":       {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/progress" }, htmx: true, want: ok(286, s404, 286)},
+		"clear bounce":   {method: "POST", path: func(o objects) string { return "/clients/" + id(o.client.ID) + "/bounce/clear" }, want: ok(s303, s404, s404)},
 		"picker":         {method: "GET", path: p("/mailings/picker?picker_q=secret"), htmx: true, want: all(s200)},
 		"picker ids":     {method: "GET", path: p("/mailings/picker/ids?q=secret"), want: all(s200)},
 

@@ -20,6 +20,7 @@ import (
 	"rassylka/app/config"
 	"rassylka/app/mail"
 	"rassylka/app/mail/mailsink"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/task"
 	"rassylka/app/testkit"
@@ -83,8 +84,16 @@ func (e *env) withWorker(t testing.TB) *mailsink.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &task.Handler{Mailer: sender, Store: e.store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	o := e.redis.Options()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB})
+	t.Cleanup(func() { client.Close() })
+	pool := mail.NewPool(sender, 2, 0)
+	t.Cleanup(pool.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := &task.Handler{Mailer: sender, Store: e.store, Log: log, Sending: &sending.Service{
+		Store: e.store, Queue: task.Queue{Client: client}, Sender: pool, Log: log,
+		BaseURL: e.cfg.BaseURL, Secret: e.cfg.SessionSecret, Concurrency: 2,
+	}}
 	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB}, asynq.Config{
 		Concurrency: 2, Queues: task.Queues, LogLevel: asynq.ErrorLevel, TaskCheckInterval: 50 * time.Millisecond,
 	})

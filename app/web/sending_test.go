@@ -1,0 +1,169 @@
+package web_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"rassylka/app/mail"
+	"rassylka/app/model"
+	"rassylka/app/store"
+)
+
+func TestSendNowAndProgress(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	o := makeObjects(t, e, ann)
+	// The window is open now.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+
+	_, body := c.get(t, path)
+	if parseHTML(t, body).Find("[data-testid=send-now]").Length() != 1 {
+		t.Fatalf("no Send now button:\n%s", body)
+	}
+	resp, body := c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	e.waitMail(t, sink, 1)
+
+	// The progress fragment polls until the run is done, then answers 286.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, body = c.request(t, "GET", path+"/progress", nil, true)
+		if resp.StatusCode == 286 {
+			break
+		}
+		wantStatus(t, resp, body, http.StatusOK)
+		if !strings.Contains(body, `hx-trigger="every 1s"`) {
+			t.Fatalf("an active run's progress does not poll:\n%s", body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never finished")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=progress-sent]").Text() != "1" || doc.Find("[data-testid=progress-total]").Text() != "1" || strings.Contains(body, "hx-trigger") {
+		t.Fatalf("final progress:\n%s", body)
+	}
+	_, body = c.get(t, path)
+	if parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 || !strings.Contains(body, "250") {
+		t.Fatalf("mailing page after the run:\n%s", body)
+	}
+
+	// Refusals are explained.
+	if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	_, body = c.get(t, path)
+	if !strings.Contains(body, "disabled; enable it to send") {
+		t.Errorf("refusal not explained:\n%s", body)
+	}
+	resp, body = c.post(t, path+"/retry", nil)
+	wantRedirect(t, resp, body, path)
+}
+
+func TestUnsubscribeLinks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	token := mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, ann.ID)
+	v := e.client()
+
+	resp, body := v.get(t, "/u/"+token)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, o.client.Email) || parseHTML(t, body).Find("[data-testid=unsubscribe-form]").Length() != 1 {
+		t.Fatalf("confirm page:\n%s", body)
+	}
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+		t.Fatal("a GET unsubscribed (mail scanners follow links)")
+	}
+	resp, body = v.post(t, "/u/"+token, nil)
+	wantStatus(t, resp, body, http.StatusOK)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt == nil {
+		t.Fatal("not unsubscribed")
+	}
+
+	// RFC 8058 one-click: no session, no CSRF token.
+	o2 := makeObjects(t, e, ann)
+	token2 := mail.UnsubscribeToken(e.cfg.SessionSecret, o2.client.ID, ann.ID)
+	req, _ := http.NewRequest(http.MethodPost, "/u/"+token2, strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body = e.do(t, req)
+	wantStatus(t, resp, body, http.StatusOK)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o2.client.ID); cl.UnsubscribedAt == nil {
+		t.Fatal("one-click POST did not unsubscribe")
+	}
+	// The owner sees it in the list.
+	c := e.client()
+	login(t, c, "ann@example.com", goodPassword)
+	_, body = c.get(t, "/clients")
+	if strings.Count(body, `badge-unsubscribed`) != 2 {
+		t.Errorf("unsubscribed clients not marked in the list")
+	}
+	// Forged or altered tokens are not found.
+	for _, bad := range []string{"nope", token[:len(token)-2] + "AA", mail.UnsubscribeToken("another secret", o.client.ID, ann.ID)} {
+		resp, _ := e.client().get(t, "/u/"+bad)
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("token %q: %d", bad, resp.StatusCode)
+		}
+	}
+	// Another owner's id in a valid token's place does not reach the client.
+	other := newUser(t, e, "eve@example.com", model.RoleUser)
+	resp, _ = e.client().get(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, other.ID))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("mismatched owner: %d", resp.StatusCode)
+	}
+}
+
+func TestClearBounceAndPlanOnSave(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	o := makeObjects(t, e, ann)
+	if err := e.store.MarkBounced(ctx, []int64{o.client.ID}); err != nil {
+		t.Fatal(err)
+	}
+	_, body := c.get(t, "/clients/"+id(o.client.ID))
+	if parseHTML(t, body).Find("[data-testid=clear-bounce]").Length() != 1 {
+		t.Fatalf("no way to clear the bounce:\n%s", body)
+	}
+	resp, body := c.post(t, "/clients/"+id(o.client.ID)+"/bounce/clear", nil)
+	wantRedirect(t, resp, body, "/clients/"+id(o.client.ID))
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.BouncedAt != nil {
+		t.Fatal("bounce not cleared")
+	}
+	other := signedIn(t, e, "eve@example.com", model.RoleUser)
+	resp, body = other.post(t, "/clients/"+id(o.client.ID)+"/bounce/clear", nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
+
+	// Saving a mailing plans its first run at its start.
+	start := time.Now().Add(3 * time.Hour).UTC().Truncate(time.Minute)
+	resp, body = c.post(t, "/mailings", url.Values{"message_id": {id(o.message.ID)}, "starts_at": {start.Format("2006-01-02T15:04")},
+		"ends_at": {start.Add(time.Hour).Format("2006-01-02T15:04")}, "repeat": {"once"}, "recipient_ids": {id(o.client.ID)}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	o2 := e.redis.Options()
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: o2.Addr, DB: o2.DB})
+	defer insp.Close()
+	tasks, err := insp.ListScheduledTasks("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tasks) != 1 || tasks[0].Type != "mailing:run" || !tasks[0].NextProcessAt.Equal(start) {
+		t.Fatalf("planned tasks %+v, want one mailing:run at %v", tasks, start)
+	}
+}
