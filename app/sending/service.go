@@ -54,8 +54,8 @@ type Service struct {
 	// BatchSize is how many recipients one batch task takes.
 	BatchSize int
 	// Chunk is how many attempts are claimed, sent and recorded together
-	// (default: twice Concurrency). It bounds what a crash can leave with
-	// an unknown outcome, so it stays small.
+	// (default: four times Concurrency). It bounds what a crash can leave
+	// with an unknown outcome, so it stays small.
 	Chunk int
 	// Concurrency is how many sends of a batch go at once.
 	Concurrency int
@@ -69,6 +69,7 @@ type Service struct {
 const (
 	DefaultBatchSize = 500
 	minChunk         = 8
+	progressEvery    = time.Second
 )
 
 // DefaultRetryDelays are the waits between tries after a temporary failure.
@@ -294,34 +295,45 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 	}
 
 	cursor := b.FromID
+	lastRefresh := time.Now()
+	var lastCheck time.Time // zero: check before the first chunk
 	for {
 		if err := ctx.Err(); err != nil {
 			return err // shutting down: the task comes back and resumes here
 		}
-		ok, err := s.Store.Sendable(ctx, m.ID, s.now())
+		// The window is checked before every chunk; a switch-off (disabled
+		// mailing, blocked owner) is looked up about once a second.
+		if !s.now().Before(m.EndsAt) {
+			break // the window closed: the rest is skipped
+		}
+		if time.Since(lastCheck) > progressEvery {
+			ok, err := s.Store.Sendable(ctx, m.ID, s.now())
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break // disabled or blocked: the rest is skipped
+			}
+			lastCheck = time.Now()
+		}
+		claims, err := s.Store.ClaimNext(ctx, run, b, cursor, s.chunk())
 		if err != nil {
 			return err
 		}
-		if !ok {
-			break // disabled, blocked or the window closed: the rest is skipped
-		}
-		rs, err := s.Store.NextRecipients(ctx, run, b, cursor, s.chunk())
-		if err != nil {
-			return err
-		}
-		if len(rs) == 0 {
+		if len(claims) == 0 {
 			break
 		}
-		cursor = rs[len(rs)-1].ClientID
-		claims, err := s.Store.ClaimAttempts(ctx, run, rs)
-		if err != nil {
+		cursor = claims[len(claims)-1].ClientID
+		if err := s.sendChunk(ctx, &m.Mailing, &msg.Message, m.EndsAt, claims); err != nil {
 			return err
 		}
-		if err := s.sendChunk(ctx, &m.Mailing, &msg.Message, m.EndsAt, rs, claims); err != nil {
-			return err
-		}
-		if _, err := s.Store.RefreshRunCounts(ctx, runID); err != nil {
-			return err
+		// The counters (what the progress bar shows) are recounted about
+		// once a second and at the end of the batch, not per chunk.
+		if time.Since(lastRefresh) > progressEvery {
+			if _, err := s.Store.RefreshRunCounts(ctx, runID); err != nil {
+				return err
+			}
+			lastRefresh = time.Now()
 		}
 	}
 	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
@@ -335,17 +347,13 @@ func (s *Service) chunk() int {
 	if s.Chunk > 0 {
 		return s.Chunk
 	}
-	return max(2*s.Concurrency, minChunk)
+	return max(4*s.Concurrency, minChunk)
 }
 
 // sendChunk sends the claimed attempts at once (bounded by Concurrency)
 // and records their outcomes in one statement. The results are written
 // even when ctx ends meanwhile: a sent message must not be forgotten.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, rs []store.Recipient, claims []store.Claim) error {
-	names := make(map[int64]string, len(rs))
-	for _, r := range rs {
-		names[r.ClientID] = r.FullName
-	}
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) error {
 	results := make([]store.AttemptResult, len(claims))
 	var bounced []int64
 	var mu sync.Mutex
@@ -357,7 +365,7 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := s.sendOne(ctx, m, msg, ends, c, names[c.ClientID])
+			res := s.sendOne(ctx, m, msg, ends, c, c.FullName)
 			results[i] = res.AttemptResult
 			if res.bounce {
 				mu.Lock()

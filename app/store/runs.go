@@ -163,24 +163,46 @@ type Recipient struct {
 	FullName string `bun:"full_name"`
 }
 
-// NextRecipients returns up to limit clients of the batch, after the client
-// id after, that may be mailed (not unsubscribed, not bounced) and have no
-// attempt in this run yet, in client id order.
-func (s *Store) NextRecipients(ctx context.Context, r *model.Run, b *model.RunBatch, after int64, limit int) ([]Recipient, error) {
-	src, args := sourceSQL(r)
-	q := `SELECT c.id AS client_id, c.email, c.full_name FROM clients AS c
-		WHERE c.id IN (` + src + `) AND c.id > ? AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)`
-	args = append(args, max(after, b.FromID), r.ID)
+// ClaimNext takes the batch's next recipients after the client id after,
+// up to limit, that may be mailed (not unsubscribed, not bounced) and have
+// no attempt in this run yet, and writes a pending attempt for each before
+// anything is sent, in one statement. It walks the source by its index in
+// client id order from the cursor (the recipients' primary key, or the
+// retried run's attempts), never the whole list, so the cost of a chunk
+// does not grow with the run.
+func (s *Store) ClaimNext(ctx context.Context, r *model.Run, b *model.RunBatch, after int64, limit int) ([]Claim, error) {
+	var src string
+	var args []any
+	if r.RetryOf != nil {
+		src = `SELECT c.id AS client_id, c.email, c.full_name FROM attempts AS src JOIN clients AS c ON c.id = src.client_id
+			WHERE src.run_id = ? AND src.status = 'failure' AND (src.code IS NULL OR src.code BETWEEN 400 AND 499)
+			AND src.client_id > ?`
+		args = []any{*r.RetryOf, max(after, b.FromID)}
+	} else {
+		src = `SELECT c.id AS client_id, c.email, c.full_name FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
+			WHERE src.mailing_id = ? AND src.client_id > ?`
+		args = []any{r.MailingID, max(after, b.FromID)}
+	}
 	if b.ToID != nil {
-		q += ` AND c.id <= ?`
+		src += ` AND src.client_id <= ?`
 		args = append(args, *b.ToID)
 	}
-	q += ` ORDER BY c.id LIMIT ?`
-	args = append(args, limit)
-	var out []Recipient
-	if err := s.db.NewRaw(q, args...).Scan(ctx, &out); err != nil {
-		return nil, dbErr("next recipients", err)
+	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)
+		ORDER BY src.client_id LIMIT ?`
+	args = append(args, r.ID, limit)
+	q := `WITH next AS (` + src + `), claimed AS (
+			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
+			SELECT ?, ?, client_id, email, 'pending', 1, now() FROM next
+			ON CONFLICT (run_id, client_id) DO NOTHING
+			RETURNING id, client_id
+		)
+		SELECT claimed.id, claimed.client_id, next.email, next.full_name FROM claimed JOIN next USING (client_id)
+		ORDER BY claimed.client_id`
+	args = append(args, r.ID, r.MailingID)
+	var out []Claim
+	if err := s.db.NewRaw(q, args...).Scan(ctx, &out); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr("claim next", err)
 	}
 	return out, nil
 }
@@ -190,11 +212,12 @@ type Claim struct {
 	ID       int64  `bun:"id"`
 	ClientID int64  `bun:"client_id"`
 	Email    string `bun:"email"`
+	FullName string `bun:"full_name"`
 }
 
-// ClaimAttempts writes a pending attempt for each recipient, in one
-// statement, before anything is sent; a recipient that already has an
-// attempt in the run is not claimed again (and not returned).
+// ClaimAttempts writes a pending attempt for each of the given recipients
+// (ClaimNext chooses them itself); a recipient that already has an attempt
+// in the run is not claimed again (and not returned).
 func (s *Store) ClaimAttempts(ctx context.Context, r *model.Run, rs []Recipient) ([]Claim, error) {
 	if len(rs) == 0 {
 		return nil, nil

@@ -15,5 +15,5 @@ CREATE TABLE run_batches (
 -- Runs that still send, for the reconciler and the progress bar.
 CREATE INDEX run_batches_open_idx ON run_batches (run_id) WHERE done_at IS NULL;
 
--- Attempts of a run by client, for resuming a batch.
-CREATE INDEX attempts_run_client_idx ON attempts (run_id, client_id);
+-- (Attempts of a run by client, for resuming a batch, use the unique
+-- index of (run_id, client_id) from the first migration.)
