@@ -72,6 +72,11 @@ func TestManualRunSendsOncePerRecipient(t *testing.T) {
 			t.Errorf("attempt %+v", a)
 		}
 	}
+	// The connections were pooled: at most the pool's size of SMTP sessions
+	// for all the messages.
+	if n := w.sink.Sessions(); n > w.pool.Size() {
+		t.Errorf("%d SMTP sessions for %d messages, want at most %d (reused connections)", n, len(got), w.pool.Size())
+	}
 	m, _ := w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID)
 	if m.Status != model.StatusRunning {
 		t.Errorf("mailing status %s after its first run, want running", m.Status)
