@@ -295,7 +295,6 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 	}
 
 	cursor := b.FromID
-	lastRefresh := time.Now()
 	var lastCheck time.Time // zero: check before the first chunk
 	for {
 		if err := ctx.Err(); err != nil {
@@ -324,16 +323,10 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 			break
 		}
 		cursor = claims[len(claims)-1].ClientID
-		if err := s.sendChunk(ctx, &m.Mailing, &msg.Message, m.EndsAt, claims); err != nil {
+		// The run's counters (the progress bar) grow with each chunk's
+		// results; the batch's end recounts them from the attempts.
+		if err := s.sendChunk(ctx, run.ID, &m.Mailing, &msg.Message, m.EndsAt, claims); err != nil {
 			return err
-		}
-		// The counters (what the progress bar shows) are recounted about
-		// once a second and at the end of the batch, not per chunk.
-		if time.Since(lastRefresh) > progressEvery {
-			if _, err := s.Store.RefreshRunCounts(ctx, runID); err != nil {
-				return err
-			}
-			lastRefresh = time.Now()
 		}
 	}
 	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
@@ -353,7 +346,7 @@ func (s *Service) chunk() int {
 // sendChunk sends the claimed attempts at once (bounded by Concurrency)
 // and records their outcomes in one statement. The results are written
 // even when ctx ends meanwhile: a sent message must not be forgotten.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) error {
+func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) error {
 	results := make([]store.AttemptResult, len(claims))
 	var bounced []int64
 	var mu sync.Mutex
@@ -376,7 +369,7 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 	}
 	wg.Wait()
 	write := context.WithoutCancel(ctx)
-	if err := s.Store.SetAttemptResults(write, results); err != nil {
+	if err := s.Store.SetAttemptResults(write, runID, results); err != nil {
 		return err
 	}
 	return s.Store.MarkBounced(write, bounced)

@@ -249,9 +249,10 @@ type AttemptResult struct {
 	At       time.Time
 }
 
-// SetAttemptResults writes the outcomes of claimed attempts in one
-// statement.
-func (s *Store) SetAttemptResults(ctx context.Context, rs []AttemptResult) error {
+// SetAttemptResults writes the outcomes of claimed attempts of a run and
+// adds them to the run's counters, in one statement: an attempt already
+// completed is neither written nor counted again.
+func (s *Store) SetAttemptResults(ctx context.Context, runID int64, rs []AttemptResult) error {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -265,10 +266,17 @@ func (s *Store) SetAttemptResults(ctx context.Context, rs []AttemptResult) error
 		ids[i], statuses[i], codes[i], responses[i], tries[i], ats[i] = r.ID, string(r.Status), int64(r.Code), r.Response, int64(r.Tries), r.At
 	}
 	_, err := s.db.NewRaw(`
-		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
-		FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
-		WHERE a.id = x.id AND a.status = 'pending'`,
-		pgdialect.Array(ids), pgdialect.Array(statuses), pgdialect.Array(codes), pgdialect.Array(responses), pgdialect.Array(tries), pgdialect.Array(ats)).Exec(ctx)
+		WITH done AS (
+			UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
+			FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
+			WHERE a.id = x.id AND a.status = 'pending' AND a.run_id = ?
+			RETURNING a.status
+		)
+		UPDATE runs SET succeeded = succeeded + (SELECT count(*) FROM done WHERE status = 'success'),
+			failed = failed + (SELECT count(*) FROM done WHERE status = 'failure')
+		WHERE id = ?`,
+		pgdialect.Array(ids), pgdialect.Array(statuses), pgdialect.Array(codes), pgdialect.Array(responses), pgdialect.Array(tries), pgdialect.Array(ats),
+		runID, runID).Exec(ctx)
 	return dbErr("set attempt results", err)
 }
 
