@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
 
 	"rassylka/app/auth"
 	"rassylka/app/mail"
@@ -42,8 +43,13 @@ type world struct {
 
 func newWorld(t *testing.T, recipients int) *world {
 	t.Helper()
+	return newWorldOn(t, testkit.DB(t), recipients)
+}
+
+// newWorldOn is newWorld on a given database.
+func newWorldOn(t *testing.T, db *bun.DB, recipients int) *world {
+	t.Helper()
 	ctx := context.Background()
-	db := testkit.DB(t)
 	w := &world{st: store.New(db), sink: testkit.SMTP(t)}
 	ro := testkit.RedisOptions(t)
 	w.redis = asynq.RedisClientOpt{Addr: ro.Addr, DB: ro.DB}
