@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -193,22 +194,29 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 }
 
 func (s *Server) deleteClient(c *fiber.Ctx) error {
+	return s.deleteOwned(c, s.store.DeleteClient, "Client deleted.", "/clients")
+}
+
+// deleteOwned deletes one of the viewer's objects with del: someone else's
+// id is not found. htmx's DELETE gets an empty answer that removes the
+// row; a plain form goes back to the list.
+func (s *Server) deleteOwned(c *fiber.Ctx, del func(ctx context.Context, ownerID, id int64) error, done, list string) error {
 	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	err = s.store.DeleteClient(c.UserContext(), auth.UserID(c), id)
+	err = del(c.UserContext(), auth.UserID(c), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fiber.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("delete client: %w", err)
+		return fmt.Errorf("delete %s: %w", list, err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
 		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
 	}
-	s.setFlash(c, layout.FlashSuccess, "Client deleted.")
-	return redirect(c, "/clients")
+	s.setFlash(c, layout.FlashSuccess, done)
+	return redirect(c, list)
 }
 
 // exportClients streams the owner's clients as CSV, batch by batch.

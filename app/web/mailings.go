@@ -377,22 +377,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 }
 
 func (s *Server) deleteMailing(c *fiber.Ctx) error {
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	err = s.store.DeleteMailing(c.UserContext(), auth.UserID(c), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fiber.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("delete mailing: %w", err)
-	}
-	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
-	}
-	s.setFlash(c, layout.FlashSuccess, "Mailing deleted.")
-	return redirect(c, "/mailings")
+	return s.deleteOwned(c, s.store.DeleteMailing, "Mailing deleted.", "/mailings")
 }
 
 // setDisabled switches a mailing off or on: its owner may, and a manager
