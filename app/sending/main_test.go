@@ -65,7 +65,7 @@ func newWorldOn(t *testing.T, db *bun.DB, recipients int) *world {
 	w.pool = mail.NewPool(sender.WithTimeout(2*time.Second), 4, 0)
 	t.Cleanup(w.pool.Close)
 	w.svc = &sending.Service{
-		Store: w.st, Queue: task.Queue{Client: client}, Sender: w.pool,
+		Store: w.st, Queue: task.Queue{Client: client, Inspector: w.queue}, Sender: w.pool,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		BaseURL: baseURL, Secret: "test-secret-test-secret-test-secret",
 		BatchSize: 3, Chunk: 2, Concurrency: 4, RetryDelays: []time.Duration{10 * time.Millisecond, 10 * time.Millisecond},

@@ -2,11 +2,13 @@ package sending_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/model"
@@ -141,5 +143,101 @@ func TestPlannedRunTask(t *testing.T) {
 	// Run early (a stale or early task): nothing starts.
 	if _, err := w.svc.StartScheduled(ctx, w.mailing.ID); err == nil {
 		t.Fatal("an occurrence in the future started")
+	}
+	// Disabling or deleting the mailing cancels the plan.
+	w.svc.Unplan(ctx, w.mailing.ID, &future)
+	if tasks, err := w.queue.ListScheduledTasks("default"); err != nil || len(tasks) != 0 {
+		t.Fatalf("scheduled tasks after cancel %+v, %v", tasks, err)
+	}
+}
+
+// A due occurrence does not start while a run of the mailing still sends:
+// it waits, and the reconciler starts it once that run has ended.
+func TestScheduledOccurrenceWaitsForActiveRun(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	manual, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	if len(runs) != 1 {
+		t.Fatalf("%d runs while one was sending, want 1", len(runs))
+	}
+	if m, _ := w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID); m.NextRunAt == nil || !m.NextRunAt.Equal(*w.mailing.NextRunAt) {
+		t.Fatalf("the waiting occurrence was dropped: next %v", m.NextRunAt)
+	}
+	w.drain(t, manual.ID)
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runs, _ = w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	if len(runs) != 2 || runs[0].Trigger != model.TriggerScheduled {
+		t.Fatalf("runs %+v, want the scheduled one after the manual one", runs)
+	}
+}
+
+// The reconciler closes a run whose batches all ended but which was never
+// closed, and queues again a batch whose task was archived.
+func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
+	w := newWorld(t, 4)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Batch 0's task failed every retry and was archived.
+	id0 := "mailing-batch:" + strconv.FormatInt(run.ID, 10) + ":0:0"
+	if err := w.queue.ArchiveTask("default", id0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := w.queue.GetTaskInfo("default", id0); err != nil || info.State != asynq.TaskStatePending {
+		t.Fatalf("archived batch after reconcile: %+v, %v", info, err)
+	}
+	// Every batch is sent, but the worker died before closing the run.
+	for _, seq := range []int{0, 1} {
+		b, err := w.st.Batch(ctx, run.ID, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.st.LockBatch(ctx, run.ID, seq, func() error {
+			for {
+				c, err := w.st.ClaimNext(ctx, run, b, 0, 10)
+				if err != nil || len(c) == 0 {
+					return err
+				}
+				rs := make([]store.AttemptResult, len(c))
+				for i := range c {
+					rs[i] = store.AttemptResult{ID: c[i].ID, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
+				}
+				if err := w.st.SetAttemptResults(ctx, run.ID, rs); err != nil {
+					return err
+				}
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.st.FinishBatch(ctx, run, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _ := w.st.RunByID(ctx, run.ID); r.FinishedAt != nil {
+		t.Fatal("run closed before the reconciler ran")
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := w.st.RunByID(ctx, run.ID)
+	if r.FinishedAt == nil || r.Succeeded != 4 {
+		t.Fatalf("run after reconcile %+v", r)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); err != nil {
+		t.Fatalf("a new run after the repaired one: %v", err)
 	}
 }

@@ -88,3 +88,19 @@ func NextAfter(start, end time.Time, r model.Repeat, loc *time.Location, t time.
 	next := Occurrence(start, r, loc, k+1)
 	return next, next.Before(end)
 }
+
+// NextInWindow is a running mailing's next occurrence after its window
+// changed: the planned one while it is still inside the window, else, when
+// none was left, the first after now in the new window (nil: none).
+func NextInWindow(start, end time.Time, r model.Repeat, loc *time.Location, planned *time.Time, now time.Time) *time.Time {
+	if planned != nil {
+		if planned.Before(end) {
+			return planned
+		}
+		return nil
+	}
+	if next, ok := NextAfter(start, end, r, loc, now); ok {
+		return &next
+	}
+	return nil
+}

@@ -90,3 +90,25 @@ func TestLatestDueAndNext(t *testing.T) {
 		t.Fatalf("monthly far ahead = %v %v", due, ok)
 	}
 }
+
+func TestNextInWindowAfterAnEdit(t *testing.T) {
+	loc := time.UTC
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, loc)
+	planned := time.Date(2026, 3, 5, 9, 0, 0, 0, loc)
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, loc)
+	// The planned occurrence stays while inside the window.
+	if got := NextInWindow(start, planned.Add(time.Hour), model.RepeatDaily, loc, &planned, now); got == nil || !got.Equal(planned) {
+		t.Fatalf("kept: %v", got)
+	}
+	// The window now ends before it: none is left.
+	if got := NextInWindow(start, planned, model.RepeatDaily, loc, &planned, now); got != nil {
+		t.Fatalf("shrunk: %v", got)
+	}
+	// None was left, and the window grew: the first after now.
+	if got := NextInWindow(start, planned.Add(48*time.Hour), model.RepeatDaily, loc, nil, now); got == nil || !got.Equal(planned) {
+		t.Fatalf("extended: %v", got)
+	}
+	if got := NextInWindow(start, planned.Add(48*time.Hour), model.RepeatOnce, loc, nil, now); got != nil {
+		t.Fatalf("a one-off mailing got another occurrence: %v", got)
+	}
+}

@@ -36,6 +36,9 @@ type Queue interface {
 	// PlanRun enqueues the start of the mailing's occurrence due at due,
 	// de-duplicated by mailing and due time.
 	PlanRun(ctx context.Context, mailingID int64, due time.Time) error
+	// CancelRun removes a planned start that is no longer wanted (the
+	// mailing was edited, disabled or deleted).
+	CancelRun(ctx context.Context, mailingID int64, due time.Time) error
 }
 
 // Sender sends one message; *mail.Pool is the real one.
@@ -142,12 +145,18 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			}
 		} else {
 			next = m.NextRunAt
-			if active, err := tx.ActiveRun(ctx, m.ID); err == nil {
+		}
+		// One run of a mailing sends at a time: a manual run is refused, and
+		// a due occurrence waits (next_run_at stays, so the reconciler
+		// starts it when the run before it ends, if still in the window).
+		if active, err := tx.ActiveRun(ctx, m.ID); err == nil {
+			sameOccurrence := r.DueAt != nil && active.DueAt != nil && active.DueAt.Equal(*r.DueAt)
+			if !sameOccurrence { // the same one is found again by CreateRun
 				run = active
 				return ErrRunActive
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
 			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
 		}
 		created, err := tx.CreateRun(ctx, r)
 		if err != nil {
@@ -182,6 +191,18 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 // Plan enqueues the mailing's next scheduled occurrence (after a save or a
 // run). The reconciler does it too, so a failure here is not fatal.
 func (s *Service) Plan(ctx context.Context, mailingID int64) error { return s.planNext(ctx, mailingID) }
+
+// Unplan cancels the planned start of the occurrence due at due (the
+// mailing's former next run). A plan left behind does nothing when it
+// comes due, so a failure is only logged.
+func (s *Service) Unplan(ctx context.Context, mailingID int64, due *time.Time) {
+	if due == nil {
+		return
+	}
+	if err := s.Queue.CancelRun(ctx, mailingID, *due); err != nil {
+		s.Log.WarnContext(ctx, "cancel planned run", "mailing_id", mailingID, "error", err.Error())
+	}
+}
 
 func (s *Service) planNext(ctx context.Context, mailingID int64) error {
 	m, err := s.Store.MailingByID(ctx, store.Everyone(0), mailingID)
@@ -231,9 +252,21 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 	for _, m := range due {
 		_, err := s.StartScheduled(ctx, m.ID)
 		switch {
-		case err == nil, errors.Is(err, ErrNotDue), errors.Is(err, ErrDisabled), errors.Is(err, ErrBlocked), errors.Is(err, ErrFinished):
+		case err == nil, errors.Is(err, ErrNotDue), errors.Is(err, ErrDisabled), errors.Is(err, ErrBlocked),
+			errors.Is(err, ErrFinished), errors.Is(err, ErrRunActive):
 		default:
 			s.Log.ErrorContext(ctx, "start scheduled run", "mailing_id", m.ID, "error", err.Error())
+		}
+	}
+	// A run whose batches are all done but which was never closed (the
+	// worker died between the two writes) is closed here.
+	idle, err := s.Store.IdleRuns(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range idle {
+		if _, err := s.Store.RefreshRunCounts(ctx, id); err != nil {
+			return err
 		}
 	}
 	open, err := s.Store.OpenBatches(ctx)
@@ -345,31 +378,46 @@ func (s *Service) chunk() int {
 
 // sendChunk sends the claimed attempts at once (bounded by Concurrency)
 // and records their outcomes in one statement. The results are written
-// even when ctx ends meanwhile: a sent message must not be forgotten.
+// even when ctx ends meanwhile: a sent message must not be forgotten. A
+// claim not yet sent when ctx ends is released, not failed: the batch
+// sends it when it resumes.
 func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) error {
-	results := make([]store.AttemptResult, len(claims))
-	var bounced []int64
-	var mu sync.Mutex
+	results := make([]sendResult, len(claims))
 	sem := make(chan struct{}, max(1, s.Concurrency))
 	var wg sync.WaitGroup
 	for i, c := range claims {
-		wg.Add(1)
 		sem <- struct{}{}
+		if ctx.Err() != nil {
+			<-sem
+			results[i] = sendResult{AttemptResult: store.AttemptResult{ID: c.ID}, unsent: true}
+			continue
+		}
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := s.sendOne(ctx, m, msg, ends, c, c.FullName)
-			results[i] = res.AttemptResult
-			if res.bounce {
-				mu.Lock()
-				bounced = append(bounced, c.ClientID)
-				mu.Unlock()
-			}
+			results[i] = s.sendOne(ctx, m, msg, ends, c, c.FullName)
 		}()
 	}
 	wg.Wait()
+	var done []store.AttemptResult
+	var unsent, bounced []int64
+	for i, r := range results {
+		switch {
+		case r.unsent:
+			unsent = append(unsent, r.ID)
+		default:
+			done = append(done, r.AttemptResult)
+			if r.bounce {
+				bounced = append(bounced, claims[i].ClientID)
+			}
+		}
+	}
 	write := context.WithoutCancel(ctx)
-	if err := s.Store.SetAttemptResults(write, runID, results); err != nil {
+	if err := s.Store.SetAttemptResults(write, runID, done); err != nil {
+		return err
+	}
+	if err := s.Store.ReleaseClaims(write, runID, unsent); err != nil {
 		return err
 	}
 	return s.Store.MarkBounced(write, bounced)
@@ -378,14 +426,23 @@ func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, 
 type sendResult struct {
 	store.AttemptResult
 	bounce bool
+	unsent bool // never sent: ctx ended before the first try reached the server
 }
 
 // sendOne sends to one claimed recipient, trying again after temporary
 // failures while the window is open, and returns the final outcome.
 func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, c store.Claim, name string) sendResult {
 	message := s.compose(m, msg, c, name)
+	var last sendResult
 	for try := 1; ; try++ {
 		res := s.Sender.Send(ctx, message)
+		if res.Class == rmail.Unreachable && ctx.Err() != nil {
+			// Shutting down before talking to the server: nothing was sent.
+			if try == 1 {
+				return sendResult{AttemptResult: store.AttemptResult{ID: c.ID}, unsent: true}
+			}
+			return last
+		}
 		out := sendResult{AttemptResult: store.AttemptResult{ID: c.ID, Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
 		switch res.Class {
 		case rmail.Delivered:
@@ -399,6 +456,7 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 			return out
 		}
 		out.Status = model.AttemptFailure
+		last = out
 		if try > len(s.RetryDelays) || ctx.Err() != nil {
 			return out
 		}

@@ -255,8 +255,12 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	ctx := context.Background()
 	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	// A worker claimed the first recipient and died before writing the outcome.
-	if _, err := w.st.ClaimAttempts(ctx, run, []store.Recipient{{ClientID: w.clients[0].ID, Email: w.clients[0].Email}}); err != nil {
+	b, err := w.st.Batch(ctx, run.ID, 0)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if c, err := w.st.ClaimNext(ctx, run, b, 0, 1); err != nil || len(c) != 1 || c[0].ClientID != w.clients[0].ID {
+		t.Fatalf("claim %+v, %v", c, err)
 	}
 	r := w.drain(t, run.ID)
 	got := received(w.sink)
@@ -356,5 +360,88 @@ func TestDisabledBlockedAndWindowEnd(t *testing.T) {
 	}
 	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrFinished) {
 		t.Fatalf("manual run after the end: %v", err)
+	}
+}
+
+// A worker shutting down mid-batch records what it sent and releases what
+// it claimed but never sent: nothing is marked failed for the shutdown,
+// and the batch resumed later mails each recipient once.
+func TestShutdownReleasesUnsentClaims(t *testing.T) {
+	w := newWorld(t, 12)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 12, 2
+	w.sink.Stall(150 * time.Millisecond)
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		w.sink.Wait(context.Background(), 2) //nolint:errcheck // the test checks the outcome below
+		cancel()
+	}()
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ProcessBatch = %v, want context.Canceled", err)
+	}
+	sent := len(w.sink.Messages())
+	as := w.attempts(t, run.ID)
+	if sent == 0 || sent >= 12 || len(as) != sent {
+		t.Fatalf("after shutdown: %d received, %d attempts (want every sent one recorded, the rest released)", sent, len(as))
+	}
+	for _, a := range as {
+		if a.Status != model.AttemptSuccess {
+			t.Fatalf("attempt after shutdown %+v", a)
+		}
+	}
+	w.sink.Stall(0)
+	r := w.drain(t, run.ID)
+	if r.Succeeded != 12 || r.Failed != 0 || r.FinishedAt == nil {
+		t.Fatalf("run %+v", r)
+	}
+	for addr, n := range received(w.sink) {
+		if n != 1 {
+			t.Fatalf("%s received %d times", addr, n)
+		}
+	}
+	if got := len(received(w.sink)); got != 12 {
+		t.Fatalf("%d addresses received, want 12", got)
+	}
+}
+
+// Retry failed sends again only to those still among the recipients.
+func TestRetryLeavesOutRemovedRecipients(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	w.sink.RejectRcpt(func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+	})
+	w.svc.RetryDelays = nil
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, run.ID); r.Failed != 3 {
+		t.Fatalf("run %+v", r)
+	}
+	keep := []int64{w.clients[0].ID, w.clients[2].ID}
+	m, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, &m.Mailing, keep); err != nil {
+		t.Fatal(err)
+	}
+	// A save from a page read before a status change is refused.
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, keep); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale save: %v, want ErrConflict", err)
+	}
+	w.sink.RejectRcpt(nil)
+	retry, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, retry.ID)
+	got := received(w.sink)
+	if r.Total != 2 || r.Succeeded != 2 || got[w.clients[1].Email] != 0 || got[w.clients[0].Email] != 1 || got[w.clients[2].Email] != 1 {
+		t.Fatalf("retry run %+v, received %v", r, got)
 	}
 }

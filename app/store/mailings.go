@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -100,8 +101,15 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 			Set("repeat = ?", m.Repeat).
 			Set("next_run_at = ?", m.NextRunAt).
 			Set("updated_at = now()").
-			Where("id = ? AND owner_id = ?", m.ID, ownerID).
+			Where("id = ? AND owner_id = ? AND status = ?", m.ID, ownerID, m.Status).
 			Returning("*").Scan(ctx)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Gone, or its status changed since it was read (a run started).
+			exists, xerr := tx.db.NewSelect().Model((*model.Mailing)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
+			if xerr == nil && exists {
+				return ErrConflict
+			}
+		}
 		if err != nil {
 			return dbErr("update mailing", err)
 		}

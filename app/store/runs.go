@@ -74,11 +74,15 @@ func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, err
 // temporary (4xx) or unknown error.
 func sourceSQL(r *model.Run) (string, []any) {
 	if r.RetryOf != nil {
-		return `SELECT client_id FROM attempts WHERE run_id = ? AND status = 'failure' AND client_id IS NOT NULL
-			AND (code IS NULL OR code BETWEEN 400 AND 499)`, []any{*r.RetryOf}
+		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND status = 'failure' AND client_id IS NOT NULL
+			AND (code IS NULL OR code BETWEEN 400 AND 499) AND ` + stillRecipient, []any{*r.RetryOf}
 	}
 	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
 }
+
+// stillRecipient keeps, of a retried run's failures (alias f), the clients
+// that are still recipients of the mailing.
+const stillRecipient = `EXISTS (SELECT 1 FROM mailing_recipients AS mr WHERE mr.mailing_id = f.mailing_id AND mr.client_id = f.client_id)`
 
 // PlanBatches splits the run's recipients into ranges of client ids of
 // about size recipients, records them, and sets the run's total. The last
@@ -156,13 +160,6 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 	return res.RowsAffected()
 }
 
-// Recipient is a client to send to.
-type Recipient struct {
-	ClientID int64  `bun:"client_id"`
-	Email    string `bun:"email"`
-	FullName string `bun:"full_name"`
-}
-
 // ClaimNext takes the batch's next recipients after the client id after,
 // up to limit, that may be mailed (not unsubscribed, not bounced) and have
 // no attempt in this run yet, and writes a pending attempt for each before
@@ -171,25 +168,27 @@ type Recipient struct {
 // retried run's attempts), never the whole list, so the cost of a chunk
 // does not grow with the run.
 func (s *Store) ClaimNext(ctx context.Context, r *model.Run, b *model.RunBatch, after int64, limit int) ([]Claim, error) {
-	var src string
+	var src, key string
 	var args []any
 	if r.RetryOf != nil {
-		src = `SELECT c.id AS client_id, c.email, c.full_name FROM attempts AS src JOIN clients AS c ON c.id = src.client_id
-			WHERE src.run_id = ? AND src.status = 'failure' AND (src.code IS NULL OR src.code BETWEEN 400 AND 499)
-			AND src.client_id > ?`
+		key = "f.client_id"
+		src = `SELECT c.id AS client_id, c.email, c.full_name FROM attempts AS f JOIN clients AS c ON c.id = f.client_id
+			WHERE f.run_id = ? AND f.status = 'failure' AND (f.code IS NULL OR f.code BETWEEN 400 AND 499)
+			AND ` + stillRecipient + ` AND f.client_id > ?`
 		args = []any{*r.RetryOf, max(after, b.FromID)}
 	} else {
+		key = "src.client_id"
 		src = `SELECT c.id AS client_id, c.email, c.full_name FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
 			WHERE src.mailing_id = ? AND src.client_id > ?`
 		args = []any{r.MailingID, max(after, b.FromID)}
 	}
 	if b.ToID != nil {
-		src += ` AND src.client_id <= ?`
+		src += ` AND ` + key + ` <= ?`
 		args = append(args, *b.ToID)
 	}
 	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)
-		ORDER BY src.client_id LIMIT ?`
+		ORDER BY ` + key + ` LIMIT ?`
 	args = append(args, r.ID, limit)
 	q := `WITH next AS (` + src + `), claimed AS (
 			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
@@ -215,28 +214,15 @@ type Claim struct {
 	FullName string `bun:"full_name"`
 }
 
-// ClaimAttempts writes a pending attempt for each of the given recipients
-// (ClaimNext chooses them itself); a recipient that already has an attempt
-// in the run is not claimed again (and not returned).
-func (s *Store) ClaimAttempts(ctx context.Context, r *model.Run, rs []Recipient) ([]Claim, error) {
-	if len(rs) == 0 {
-		return nil, nil
+// ReleaseClaims removes claimed attempts that were never sent (the worker
+// is shutting down), so that the batch sends them when it resumes.
+func (s *Store) ReleaseClaims(ctx context.Context, runID int64, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	ids := make([]int64, len(rs))
-	emails := make([]string, len(rs))
-	for i, x := range rs {
-		ids[i], emails[i] = x.ClientID, x.Email
-	}
-	var out []Claim
-	err := s.db.NewRaw(`
-		INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
-		SELECT ?, ?, c, e, 'pending', 1, now() FROM unnest(?::bigint[], ?::text[]) AS x(c, e)
-		ON CONFLICT (run_id, client_id) DO NOTHING
-		RETURNING id, client_id, email`, r.ID, r.MailingID, pgdialect.Array(ids), pgdialect.Array(emails)).Scan(ctx, &out)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, dbErr("claim attempts", err)
-	}
-	return out, nil
+	_, err := s.db.NewDelete().Model((*model.Attempt)(nil)).
+		Where("run_id = ? AND status = 'pending' AND id = ANY(?::bigint[])", runID, pgdialect.Array(ids)).Exec(ctx)
+	return dbErr("release claims", err)
 }
 
 // AttemptResult is the outcome of one claimed attempt.
@@ -286,7 +272,7 @@ func (s *Store) UpdateAttempt(ctx context.Context, r AttemptResult) error {
 	_, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
 		Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
 		Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
-		Where("id = ?", r.ID).Exec(ctx)
+		Where("id = ? AND status <> 'success'", r.ID).Exec(ctx)
 	return dbErr("update attempt", err)
 }
 
@@ -359,6 +345,19 @@ func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished boo
 		return nil
 	})
 	return finished, err
+}
+
+// IdleRuns lists the unfinished runs that have no open batch left: their
+// last batch ended but the run was not closed (a crash between the two).
+func (s *Store) IdleRuns(ctx context.Context) ([]int64, error) {
+	var ids []int64
+	err := s.db.NewRaw(`SELECT id FROM runs AS r WHERE finished_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM run_batches AS b WHERE b.run_id = r.id AND b.done_at IS NULL)
+		ORDER BY id LIMIT 1000`).Scan(ctx, &ids)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr("idle runs", err)
+	}
+	return ids, nil
 }
 
 // DueMailings lists mailings whose next run is due at now: enabled, not

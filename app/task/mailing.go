@@ -42,8 +42,12 @@ func NewMailingRunTask(p MailingRunPayload) (*asynq.Task, error) {
 	return asynq.NewTask(TypeMailingRun, b,
 		asynq.Queue(QueueDefault), asynq.MaxRetry(10), asynq.Timeout(5*time.Minute),
 		asynq.ProcessAt(time.Unix(p.DueUnix, 0)),
-		asynq.TaskID("mailing-run:"+strconv.FormatInt(p.MailingID, 10)+":"+strconv.FormatInt(p.DueUnix, 10)),
+		asynq.TaskID(runTaskID(p.MailingID, p.DueUnix)),
 	), nil
+}
+
+func runTaskID(mailingID, dueUnix int64) string {
+	return "mailing-run:" + strconv.FormatInt(mailingID, 10) + ":" + strconv.FormatInt(dueUnix, 10)
 }
 
 // NewMailingBatchTask sends one batch, de-duplicated by run, batch and
@@ -79,7 +83,7 @@ func (h *Handler) HandleMailingRun(ctx context.Context, t *asynq.Task) error {
 	_, err := h.Sending.StartScheduled(ctx, p.MailingID)
 	switch {
 	case err == nil, errors.Is(err, sending.ErrNotDue), errors.Is(err, sending.ErrDisabled),
-		errors.Is(err, sending.ErrBlocked), errors.Is(err, sending.ErrFinished), isNotFound(err):
+		errors.Is(err, sending.ErrBlocked), errors.Is(err, sending.ErrFinished), errors.Is(err, sending.ErrRunActive), isNotFound(err):
 		return nil
 	}
 	return fmt.Errorf("start run of mailing %d: %w", p.MailingID, err)
@@ -106,17 +110,30 @@ func (h *Handler) HandleReconcile(ctx context.Context, _ *asynq.Task) error {
 // Queue is the task queue as the send pipeline and the web use it.
 type Queue struct {
 	Client *asynq.Client
+	// Inspector, when set, lets the queue replace a batch task that was
+	// archived (it failed every retry) and cancel planned runs.
+	Inspector *asynq.Inspector
 }
 
 // EnqueueBatches enqueues a task per batch; a batch already queued (same
-// task id) is left alone.
+// task id) is left alone, unless its task was archived: then it is queued
+// afresh, since the batch is still open.
 func (q Queue) EnqueueBatches(ctx context.Context, batches []model.RunBatch, generation string) error {
 	for _, b := range batches {
 		t, err := NewMailingBatchTask(MailingBatchPayload{RunID: b.RunID, Seq: b.Seq}, generation)
 		if err != nil {
 			return err
 		}
-		if _, err := q.Client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		_, err = q.Client.EnqueueContext(ctx, t)
+		if errors.Is(err, asynq.ErrTaskIDConflict) && q.Inspector != nil {
+			id := BatchTaskID(b.RunID, b.Seq, generation)
+			if info, ierr := q.Inspector.GetTaskInfo(QueueDefault, id); ierr == nil && info.State == asynq.TaskStateArchived {
+				if derr := q.Inspector.DeleteTask(QueueDefault, id); derr == nil {
+					_, err = q.Client.EnqueueContext(ctx, t)
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return fmt.Errorf("enqueue batch %d of run %d: %w", b.Seq, b.RunID, err)
 		}
 	}
@@ -131,6 +148,18 @@ func (q Queue) PlanRun(ctx context.Context, mailingID int64, due time.Time) erro
 	}
 	if _, err := q.Client.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("plan run of mailing %d: %w", mailingID, err)
+	}
+	return nil
+}
+
+// CancelRun removes the planned start of an occurrence, if still waiting.
+func (q Queue) CancelRun(_ context.Context, mailingID int64, due time.Time) error {
+	if q.Inspector == nil {
+		return nil // a stale plan does nothing when it comes due
+	}
+	err := q.Inspector.DeleteTask(QueueDefault, runTaskID(mailingID, due.Unix()))
+	if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return fmt.Errorf("cancel run of mailing %d: %w", mailingID, err)
 	}
 	return nil
 }

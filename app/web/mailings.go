@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"rassylka/app/auth"
 	"rassylka/app/model"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
 	"rassylka/views/layout"
@@ -331,10 +333,14 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 	if err := s.checkMessage(c, p, errs); err != nil {
 		return err
 	}
+	m := r.Mailing
 	if !errs.Any() {
-		m := r.Mailing
 		m.EndsAt = p.EndsAt
-		if !running {
+		if running {
+			// The window may have moved: the next occurrence is the planned
+			// one if still inside it, else the first after now.
+			m.NextRunAt = sending.NextInWindow(m.StartsAt, m.EndsAt, m.Repeat, userLocation(u), r.NextRunAt, time.Now())
+		} else {
 			m.MessageID, m.StartsAt, m.Repeat = p.MessageID, p.StartsAt, p.Repeat
 			start := p.StartsAt
 			m.NextRunAt = &start
@@ -352,6 +358,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		switch {
 		case errors.Is(err, store.ErrForeignRecipient):
 			errs["recipients"] = foreignRecipients
+		case errors.Is(err, store.ErrConflict):
+			errs["starts_at"] = "The mailing started sending meanwhile: reload the page to see what can still change."
 		case errors.Is(err, store.ErrNotFound):
 			return fiber.ErrNotFound
 		case err != nil:
@@ -371,13 +379,27 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		}
 		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "Edit mailing"), f))
 	}
+	if r.NextRunAt != nil && (m.NextRunAt == nil || !r.NextRunAt.Equal(*m.NextRunAt)) {
+		s.sending.Unplan(c.UserContext(), r.ID, r.NextRunAt)
+	}
 	s.plan(c, r.ID)
 	s.setFlash(c, layout.FlashSuccess, "Mailing saved.")
 	return redirect(c, mailings.URL(r.ID))
 }
 
 func (s *Server) deleteMailing(c *fiber.Ctx) error {
-	return s.deleteOwned(c, s.store.DeleteMailing, "Mailing deleted.", "/mailings")
+	del := func(ctx context.Context, ownerID, id int64) error {
+		m, err := s.store.MailingByID(ctx, store.Own(ownerID), id)
+		if err != nil {
+			return err
+		}
+		if err := s.store.DeleteMailing(ctx, ownerID, id); err != nil {
+			return err
+		}
+		s.sending.Unplan(ctx, id, m.NextRunAt)
+		return nil
+	}
+	return s.deleteOwned(c, del, "Mailing deleted.", "/mailings")
 }
 
 // setDisabled switches a mailing off or on: its owner may, and a manager
@@ -400,12 +422,14 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		if err != nil {
 			return fmt.Errorf("set mailing disabled: %w", err)
 		}
-		if !disabled {
-			s.plan(c, id)
-		}
 		r, err := s.store.MailingByID(c.UserContext(), sc, id)
 		if err != nil {
 			return err
+		}
+		if disabled {
+			s.sending.Unplan(c.UserContext(), id, r.NextRunAt)
+		} else {
+			s.plan(c, id)
 		}
 		if isHTMX(c) {
 			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u)))

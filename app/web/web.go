@@ -68,7 +68,7 @@ func New(d Deps) *fiber.App {
 	}
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	// The web process starts runs and plans occurrences; it never sends.
-	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue}, Log: d.Log,
+	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue, Inspector: asynq.NewInspectorFromRedisClient(d.Redis)}, Log: d.Log,
 		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret}
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",

@@ -57,11 +57,13 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	client := asynq.NewClient(conn)
 	defer client.Close()
+	inspector := asynq.NewInspector(conn)
+	defer inspector.Close()
 	pool := mail.NewPool(sender, cfg.MailConcurrency, cfg.MailRate)
 	defer pool.Close()
 	st := store.New(db)
 	h := &task.Handler{Mailer: sender, Store: st, Log: log, Sending: &sending.Service{
-		Store: st, Queue: task.Queue{Client: client}, Sender: pool, Log: log,
+		Store: st, Queue: task.Queue{Client: client, Inspector: inspector}, Sender: pool, Log: log,
 		BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret,
 		Concurrency: cfg.MailConcurrency, RetryDelays: sending.DefaultRetryDelays,
 	}}
