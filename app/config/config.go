@@ -38,6 +38,14 @@ type Config struct {
 	// TrustedProxies are the addresses (IPs or CIDRs) of the proxies whose
 	// ProxyHeader is believed; required with ProxyHeader.
 	TrustedProxies []string
+	// MetricsToken, when set, is required (as a bearer token) to read
+	// /metrics of either process.
+	MetricsToken string
+	// WorkerMetricsAddr is where the worker serves /metrics ("off": not).
+	WorkerMetricsAddr string
+	// QueuesWritable lets managers act on tasks (retry, delete, pause) in
+	// the queue dashboard; read-only by default.
+	QueuesWritable bool
 }
 
 // OAuthProvider is one sign-in provider enabled by its key and secret.
@@ -53,14 +61,16 @@ func (c Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "http
 
 // Defaults for a local run (see the README's configuration table).
 const (
-	DefaultDatabaseURL   = "postgres://rassylka:rassylka@127.0.0.1:5432/rassylka?sslmode=disable"
-	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
-	DefaultSMTPURL       = "smtp://127.0.0.1:1025"
-	DefaultMailFrom      = "Rassylka <no-reply@localhost>"
-	DefaultBaseURL       = "http://localhost:8080"
-	DefaultAddr          = ":8080"
-	devSessionSecret     = "development-only-session-secret-change-me"
-	minSessionSecretSize = 32
+	DefaultDatabaseURL = "postgres://rassylka:rassylka@127.0.0.1:5432/rassylka?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultSMTPURL     = "smtp://127.0.0.1:1025"
+	DefaultMailFrom    = "Rassylka <no-reply@localhost>"
+	DefaultBaseURL     = "http://localhost:8080"
+	DefaultAddr        = ":8080"
+	// DefaultWorkerMetricsAddr is local only: expose it deliberately.
+	DefaultWorkerMetricsAddr = "127.0.0.1:9464"
+	devSessionSecret         = "development-only-session-secret-change-me"
+	minSessionSecretSize     = 32
 )
 
 // Production reports whether the process runs in production mode.
@@ -98,6 +108,8 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkerConcurrency: getInt("WORKER_CONCURRENCY", 10),
 		LogLevel:          get("LOG_LEVEL", "info"),
 		ProxyHeader:       get("PROXY_HEADER", ""),
+		MetricsToken:      get("METRICS_TOKEN", ""),
+		WorkerMetricsAddr: get("WORKER_METRICS_ADDR", DefaultWorkerMetricsAddr),
 	}
 	switch c.Env {
 	case "development", "production":
@@ -143,6 +155,14 @@ func Load(getenv func(string) string) (Config, error) {
 		} else {
 			c.MailRate = r
 		}
+	}
+
+	switch v := get("OPS_QUEUES_WRITABLE", "false"); v {
+	case "true", "1", "yes":
+		c.QueuesWritable = true
+	case "false", "0", "no":
+	default:
+		errs = append(errs, fmt.Errorf("OPS_QUEUES_WRITABLE must be true or false, got %q", v))
 	}
 
 	for _, p := range strings.Split(get("TRUSTED_PROXIES", ""), ",") {

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	rmail "rassylka/app/mail"
+	"rassylka/app/metrics"
 	"rassylka/app/model"
+	"rassylka/app/stats"
 	"rassylka/app/store"
 )
 
@@ -54,6 +56,10 @@ type Service struct {
 	Log     *slog.Logger
 	BaseURL string
 	Secret  string // signs unsubscribe links
+	// Stats is told when a run changes an owner's figures (nil: no cache).
+	Stats *stats.Service
+	// Sends counts sends by outcome for the metrics (nil: not counted).
+	Sends *metrics.Sends
 	// BatchSize is how many recipients one batch task takes.
 	BatchSize int
 	// Chunk is how many attempts are claimed, sent and recorded together
@@ -115,11 +121,13 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	now := s.now()
 	var run *model.Run
 	var batches []model.RunBatch
+	var ownerID int64
 	err := s.Store.InTx(ctx, func(tx *store.Store) error {
 		m, err := tx.LockMailing(ctx, mailingID)
 		if err != nil {
 			return err
 		}
+		ownerID = m.OwnerID
 		loc, owner, err := s.location(ctx, tx, m.OwnerID)
 		if err != nil {
 			return err
@@ -175,6 +183,9 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	})
 	if err != nil {
 		return run, err
+	}
+	if run != nil {
+		s.Stats.Changed(ctx, ownerID)
 	}
 	if len(batches) > 0 {
 		if err := s.Queue.EnqueueBatches(ctx, batches, "0"); err != nil {
@@ -242,9 +253,11 @@ func (s *Service) Resume(ctx context.Context) error {
 
 func (s *Service) reconcile(ctx context.Context, gen string) error {
 	now := s.now()
-	if _, err := s.Store.FinishEnded(ctx, now); err != nil {
+	owners, err := s.Store.FinishEnded(ctx, now)
+	if err != nil {
 		return err
 	}
+	s.Stats.Changed(ctx, owners...)
 	due, err := s.Store.DueMailings(ctx, now, 1000)
 	if err != nil {
 		return err
@@ -346,6 +359,9 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 			if !ok {
 				break // disabled or blocked: the rest is skipped
 			}
+			if !lastCheck.IsZero() {
+				s.Stats.Changed(ctx, m.OwnerID) // the figures moved since the last look
+			}
 			lastCheck = time.Now()
 		}
 		claims, err := s.Store.ClaimNext(ctx, run, b, cursor, s.chunk())
@@ -366,6 +382,7 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 		return err
 	}
 	_, err = s.Store.RefreshRunCounts(ctx, runID)
+	s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
 	return err
 }
 
@@ -402,16 +419,23 @@ func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, 
 	wg.Wait()
 	var done []store.AttemptResult
 	var unsent, bounced []int64
+	outcomes := map[string]int{}
 	for i, r := range results {
 		switch {
 		case r.unsent:
 			unsent = append(unsent, r.ID)
 		default:
 			done = append(done, r.AttemptResult)
+			outcome := string(r.Status)
 			if r.bounce {
 				bounced = append(bounced, claims[i].ClientID)
+				outcome = "bounce"
 			}
+			outcomes[outcome]++
 		}
+	}
+	for o, n := range outcomes {
+		s.Sends.Add(o, n)
 	}
 	write := context.WithoutCancel(ctx)
 	if err := s.Store.SetAttemptResults(write, runID, done); err != nil {

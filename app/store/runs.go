@@ -374,15 +374,16 @@ func (s *Store) DueMailings(ctx context.Context, now time.Time, limit int) ([]mo
 	return out, nil
 }
 
-// FinishEnded moves mailings whose window has closed to finished.
-func (s *Store) FinishEnded(ctx context.Context, now time.Time) (int64, error) {
-	res, err := s.db.NewUpdate().Model((*model.Mailing)(nil)).
-		Set("status = 'finished'").Set("next_run_at = NULL").Set("updated_at = now()").
-		Where("status <> 'finished' AND ends_at <= ?", now).Exec(ctx)
-	if err != nil {
-		return 0, dbErr("finish ended", err)
+// FinishEnded moves mailings whose window has closed to finished and
+// returns their owners.
+func (s *Store) FinishEnded(ctx context.Context, now time.Time) ([]int64, error) {
+	var owners []int64
+	err := s.db.NewRaw(`UPDATE mailings SET status = 'finished', next_run_at = NULL, updated_at = now()
+		WHERE status <> 'finished' AND ends_at <= ? RETURNING owner_id`, now).Scan(ctx, &owners)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr("finish ended", err)
 	}
-	return res.RowsAffected()
+	return owners, nil
 }
 
 // SetNextRun records a mailing's next scheduled occurrence (nil: none) and

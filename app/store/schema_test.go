@@ -12,7 +12,7 @@ import (
 	"rassylka/app/testkit"
 )
 
-var tables = []string{"users", "identities", "tokens", "clients", "messages", "mailings", "mailing_recipients", "runs", "run_batches", "attempts"}
+var tables = []string{"users", "identities", "tokens", "clients", "messages", "mailings", "mailing_recipients", "runs", "run_batches", "attempts", "attempt_counts"}
 
 func TestMigrationsUpDownUp(t *testing.T) {
 	ctx := context.Background()

@@ -129,6 +129,15 @@ func TestAccessMatrix(t *testing.T) {
 		"block user":   {method: "POST", path: func(objects) string { return "/users/" + id(victim.ID) + "/block" }, want: ok(s403, s403, s303)},
 		"unblock user": {method: "POST", path: func(objects) string { return "/users/" + id(victim.ID) + "/unblock" }, want: ok(s403, s403, s303)},
 		"dashboard":    {method: "GET", path: p("/"), want: all(s200)},
+
+		"stats":       {method: "GET", path: p("/stats?range=7"), want: all(s200)},
+		"stats (all)": {method: "GET", path: p("/stats?scope=all"), want: all(s200)},
+		"stats of the owner": {method: "GET", path: func(objects) string { return "/stats?scope=all&owner=" + id(users[owner].ID) },
+			want: all(s200)},
+		"stats mailings page (htmx)": {method: "GET", path: p("/stats?page=1"), htmx: true, want: all(s200)},
+		"queue dashboard":            {method: "GET", path: p("/ops/queues"), want: ok(s403, s403, s200)},
+		"queue dashboard API":        {method: "GET", path: p("/ops/queues/api/queues"), want: ok(s403, s403, s200)},
+		"queue action (read-only)":   {method: "POST", path: p("/ops/queues/api/queues/default:pause"), want: ok(s403, s403, http.StatusMethodNotAllowed)},
 	}
 
 	for name, rt := range routes {

@@ -243,6 +243,20 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		v.Runs = append(v.Runs, runView(run, u))
 	}
 	v.Attempts = attemptViews(attempts, u)
+	fig, err := s.store.MailingStatsOf(ctx, readScope(u), r.ID)
+	if err != nil {
+		return err
+	}
+	v.Figures = mailings.Figures{Runs: fig.Runs, Sent: fig.Succeeded, Failed: fig.Failed}
+	if fig.LastRun != nil {
+		v.Figures.LastRun = formatTime(*fig.LastRun, u.TimeZone)
+		now := time.Now()
+		days, err := s.store.AttemptsPerDay(ctx, readScope(u), r.ID, now.AddDate(0, 0, -29), now.AddDate(0, 0, 1), userLocation(u))
+		if err != nil {
+			return err
+		}
+		v.Days = chartDays(days)
+	}
 	if v.Progress, err = s.progressOf(c, r.ID, u); err != nil {
 		return err
 	}
@@ -426,6 +440,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		s.statsChanged(c.UserContext(), r.OwnerID) // a manager may switch off someone else's
 		if disabled {
 			s.sending.Unplan(c.UserContext(), id, r.NextRunAt)
 		} else {

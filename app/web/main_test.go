@@ -21,6 +21,7 @@ import (
 	"rassylka/app/mail"
 	"rassylka/app/mail/mailsink"
 	"rassylka/app/sending"
+	"rassylka/app/stats"
 	"rassylka/app/store"
 	"rassylka/app/task"
 	"rassylka/app/testkit"
@@ -93,6 +94,7 @@ func (e *env) withWorker(t testing.TB) *mailsink.Server {
 	h := &task.Handler{Mailer: sender, Store: e.store, Log: log, Sending: &sending.Service{
 		Store: e.store, Queue: task.Queue{Client: client}, Sender: pool, Log: log,
 		BaseURL: e.cfg.BaseURL, Secret: e.cfg.SessionSecret, Concurrency: 2,
+		Stats: &stats.Service{Store: e.store, Redis: e.redis, Log: log},
 	}}
 	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB}, asynq.Config{
 		Concurrency: 2, Queues: task.Queues, LogLevel: asynq.ErrorLevel, TaskCheckInterval: 50 * time.Millisecond,

@@ -2,11 +2,16 @@ package web
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"rassylka/app/auth"
 )
 
 const (
@@ -74,4 +79,51 @@ func (s *Server) pageHeaders(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderReferrerPolicy, "same-origin")
 	c.Set(fiber.HeaderXFrameOptions, "DENY")
 	return c.Next()
+}
+
+// etag lets browsers revalidate pages: a GET or HEAD answered 200 with
+// HTML gets a weak ETag of its body and of who asked, and a request whose
+// If-None-Match names it gets 304 with no body. The page is still rendered
+// (it is the cheap part next to its queries, and the only exact test of
+// "unchanged"), but not sent. Mixing in the user keeps one user's tag from
+// ever matching another's page; Vary keeps htmx fragments and full pages
+// of one URL apart in the browser's cache.
+func (s *Server) etag(c *fiber.Ctx) error {
+	if err := c.Next(); err != nil {
+		return err
+	}
+	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead {
+		return nil
+	}
+	res := c.Response()
+	if res.StatusCode() != fiber.StatusOK || res.IsBodyStream() ||
+		!strings.HasPrefix(string(res.Header.ContentType()), fiber.MIMETextHTML) {
+		return nil
+	}
+	h := sha256.New()
+	if u := auth.CurrentUser(c); u != nil {
+		h.Write([]byte(strconv.FormatInt(u.ID, 10)))
+	}
+	h.Write([]byte{0})
+	h.Write(res.Body())
+	tag := `W/"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`
+	c.Set(fiber.HeaderETag, tag)
+	c.Vary("HX-Request", fiber.HeaderCookie)
+	if etagMatches(c.Get(fiber.HeaderIfNoneMatch), tag) {
+		c.Status(fiber.StatusNotModified)
+		res.ResetBody()
+	}
+	return nil
+}
+
+// etagMatches reports whether an If-None-Match header names tag (weak
+// comparison, as RFC 9110 asks for If-None-Match).
+func etagMatches(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(tag, "W/") {
+			return true
+		}
+	}
+	return false
 }

@@ -81,6 +81,9 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/u/:token", s.unsubscribeForm)
 	app.Post("/u/:token", s.unsubscribe) // CSRF-exempt: RFC 8058 one-click
 
+	// Statistics (stats.go)
+	app.Get("/stats", auth.RequireUser, s.statsPage)
+
 	// Users (users.go), managers only
 	app.Get("/users", auth.RequireUser, auth.RequireManager, s.listUsers)
 	app.Post("/users/:id/block", auth.RequireUser, auth.RequireManager, s.setBlocked(true))

@@ -51,17 +51,23 @@ func pathID(c *fiber.Ctx) (int64, error) {
 // pager builds the pager of a list at path with the request's query,
 // changing only the page.
 func pager(c *fiber.Ctx, path string, p store.Page, noun, target string) component.Pager {
+	return pagerOf(c, path, "page", p, noun, target)
+}
+
+// pagerOf is pager for a list paged by the query parameter param (a page
+// with two lists pages each by its own).
+func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string) component.Pager {
 	q := url.Values{}
 	for k, v := range c.Queries() {
-		if k != "page" {
+		if k != param {
 			q.Set(k, v)
 		}
 	}
 	link := func(n int) string {
 		if n > 1 {
-			q.Set("page", strconv.Itoa(n))
+			q.Set(param, strconv.Itoa(n))
 		} else {
-			q.Del("page")
+			q.Del(param)
 		}
 		if enc := q.Encode(); enc != "" {
 			return path + "?" + enc

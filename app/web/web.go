@@ -16,7 +16,9 @@ import (
 
 	"rassylka/app/auth"
 	"rassylka/app/config"
+	"rassylka/app/metrics"
 	"rassylka/app/sending"
+	"rassylka/app/stats"
 	"rassylka/app/store"
 	"rassylka/app/task"
 )
@@ -41,6 +43,8 @@ type Server struct {
 	log   *slog.Logger
 
 	sending    *sending.Service
+	stats      *stats.Service
+	metrics    *metrics.Registry
 	sessions   *auth.Sessions
 	accounts   *auth.Accounts
 	providers  *auth.Providers
@@ -68,8 +72,11 @@ func New(d Deps) *fiber.App {
 	}
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	// The web process starts runs and plans occurrences; it never sends.
-	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue, Inspector: asynq.NewInspectorFromRedisClient(d.Redis)}, Log: d.Log,
-		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret}
+	s.stats = &stats.Service{Store: d.Store, Redis: d.Redis, Log: d.Log}
+	inspector := asynq.NewInspectorFromRedisClient(d.Redis)
+	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue, Inspector: inspector}, Log: d.Log,
+		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret, Stats: s.stats}
+	s.metrics = metrics.New(inspector)
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",
 		ErrorHandler:          s.handleError,
@@ -84,15 +91,18 @@ func New(d Deps) *fiber.App {
 		TrustedProxies:          d.Config.TrustedProxies,
 		EnableIPValidation:      true,
 	})
-	app.Use(s.requestID, s.accessLog, recover.New(), s.pageHeaders,
+	app.Use(s.requestID, s.metrics.HTTP(), s.accessLog, recover.New(), s.pageHeaders,
 		s.sessions.Load,
-		auth.CSRF(d.Config.SessionSecret, d.Config.SecureCookies(), csrfExempt))
+		auth.CSRF(d.Config.SessionSecret, d.Config.SecureCookies(), s.csrfExempt),
+		s.invalidateStats, s.etag)
 	s.routes(app)
+	s.mountOps(app)
 	return app
 }
 
-// csrfExempt lets the RFC 8058 one-click unsubscribe POST through: mail
-// clients send it with no session and no token.
-func csrfExempt(c *fiber.Ctx) bool {
-	return c.Method() == fiber.MethodPost && strings.HasPrefix(c.Path(), "/u/")
+// csrfExempt lets through the RFC 8058 one-click unsubscribe POST (mail
+// clients send it with no session and no token) and the queue dashboard's
+// own writes (see queueAction).
+func (s *Server) csrfExempt(c *fiber.Ctx) bool {
+	return c.Method() == fiber.MethodPost && strings.HasPrefix(c.Path(), "/u/") || s.queueAction(c)
 }

@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/config"
 	"rassylka/app/mail"
+	"rassylka/app/metrics"
 	"rassylka/app/sending"
+	"rassylka/app/stats"
 	"rassylka/app/store"
 	"rassylka/app/task"
 )
@@ -62,13 +65,30 @@ func run(ctx context.Context, getenv func(string) string) error {
 	pool := mail.NewPool(sender, cfg.MailConcurrency, cfg.MailRate)
 	defer pool.Close()
 	st := store.New(db)
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropt) // the statistics cache
+	defer rdb.Close()
+	reg := metrics.New(inspector)
 	h := &task.Handler{Mailer: sender, Store: st, Log: log, Sending: &sending.Service{
 		Store: st, Queue: task.Queue{Client: client, Inspector: inspector}, Sender: pool, Log: log,
 		BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret,
 		Concurrency: cfg.MailConcurrency, RetryDelays: sending.DefaultRetryDelays,
+		Stats: &stats.Service{Store: st, Redis: rdb, Log: log}, Sends: reg.Sends(),
 	}}
 	mux := asynq.NewServeMux()
+	mux.Use(reg.Tasks())
 	h.Register(mux)
+	if cfg.WorkerMetricsAddr != "off" {
+		go func() {
+			// Metrics are not worth stopping the sending for.
+			if err := reg.Serve(ctx, cfg.WorkerMetricsAddr, cfg.MetricsToken); err != nil {
+				log.Error("metrics server", "addr", cfg.WorkerMetricsAddr, "error", err.Error())
+			}
+		}()
+	}
 
 	srv := asynq.NewServer(conn, asynq.Config{
 		Concurrency:     cfg.WorkerConcurrency,

@@ -1,0 +1,185 @@
+// Package stats computes the statistics pages' figures from the database
+// and caches them in Redis, per user and for the whole site.
+//
+// Invalidation is by generation: every cache key carries the current
+// generation of its owner (or of the site), and a change to an owner's
+// data increments that owner's and the site's generation, so the next read
+// misses and recomputes. A value computed while a change lands is stored
+// under the old generation and never read. Redis being down only costs the
+// cache: figures are then computed from PostgreSQL on every read.
+package stats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/store"
+)
+
+// Ranges are the chart's choices, in days.
+var Ranges = []int{7, 30, 90}
+
+// DefaultRange is the chart's range when none is asked for.
+const DefaultRange = 30
+
+// ValidRange returns days when it is one of Ranges, else DefaultRange.
+func ValidRange(days int) int {
+	for _, r := range Ranges {
+		if r == days {
+			return days
+		}
+	}
+	return DefaultRange
+}
+
+// Overview is everything the statistics page shows for a scope.
+type Overview struct {
+	Figures store.Figures
+	Days    []store.DayCount
+}
+
+// Service reads statistics, through the cache when it can.
+type Service struct {
+	Store *store.Store
+	Redis redis.UniversalClient // nil: no cache
+	Log   *slog.Logger
+	// TTL bounds how long an unread generation's entries stay in Redis.
+	TTL time.Duration
+	Now func() time.Time
+}
+
+const (
+	keyPrefix  = "stats:"
+	defaultTTL = 10 * time.Minute
+	siteOwner  = "all"
+)
+
+// owner names a scope's cache owner: a user id, or the whole site.
+func owner(sc store.Scope) string {
+	switch {
+	case !sc.All:
+		return strconv.FormatInt(sc.UserID, 10)
+	case sc.Owner != 0:
+		return strconv.FormatInt(sc.Owner, 10)
+	}
+	return siteOwner
+}
+
+// Overview returns the scope's figures and its attempts per day over the
+// last days days (today included) in loc.
+func (s *Service) Overview(ctx context.Context, sc store.Scope, days int, loc *time.Location) (Overview, error) {
+	today := s.now().In(loc)
+	to := today.AddDate(0, 0, 1)
+	from := today.AddDate(0, 0, 1-days)
+	key := "overview:" + strconv.Itoa(days) + ":" + loc.String() + ":" + today.Format(time.DateOnly)
+	return cached(ctx, s, owner(sc), key, func() (Overview, error) {
+		f, err := s.Store.StatsFigures(ctx, sc)
+		if err != nil {
+			return Overview{}, err
+		}
+		d, err := s.Store.AttemptsPerDay(ctx, sc, 0, from, to, loc)
+		return Overview{Figures: f, Days: d}, err
+	})
+}
+
+// MailingPage is one page of the per-mailing table.
+type MailingPage struct {
+	Rows []store.MailingFigures
+	Page store.Page
+}
+
+// Mailings returns a page of the scope's per-mailing figures.
+func (s *Service) Mailings(ctx context.Context, sc store.Scope, page store.Page) (MailingPage, error) {
+	key := "mailings:" + strconv.Itoa(page.Number) + ":" + strconv.Itoa(page.PerPage)
+	return cached(ctx, s, owner(sc), key, func() (MailingPage, error) {
+		rows, p, err := s.Store.MailingStats(ctx, sc, page)
+		return MailingPage{Rows: rows, Page: p}, err
+	})
+}
+
+// UserPage is one page of the managers' per-user breakdown.
+type UserPage struct {
+	Rows []store.UserFigures
+	Page store.Page
+}
+
+// Users returns a page of every user's figures (managers).
+func (s *Service) Users(ctx context.Context, page store.Page) (UserPage, error) {
+	key := "users:" + strconv.Itoa(page.Number) + ":" + strconv.Itoa(page.PerPage)
+	return cached(ctx, s, siteOwner, key, func() (UserPage, error) {
+		rows, p, err := s.Store.UserStats(ctx, page)
+		return UserPage{Rows: rows, Page: p}, err
+	})
+}
+
+// Changed records that data under ownerID's statistics changed: their
+// cached figures, and the site's, are not read again.
+func (s *Service) Changed(ctx context.Context, ownerIDs ...int64) {
+	if s == nil || s.Redis == nil || len(ownerIDs) == 0 {
+		return
+	}
+	pipe := s.Redis.Pipeline()
+	for _, id := range ownerIDs {
+		pipe.Incr(ctx, genKey(strconv.FormatInt(id, 10)))
+	}
+	pipe.Incr(ctx, genKey(siteOwner))
+	if _, err := pipe.Exec(ctx); err != nil {
+		// Entries of the old generation expire within the TTL.
+		s.Log.WarnContext(ctx, "statistics cache: invalidate", "error", err.Error())
+	}
+}
+
+func genKey(owner string) string { return keyPrefix + "gen:" + owner }
+
+// cached returns the value stored under the owner's current generation
+// and key, or computes and stores it.
+func cached[T any](ctx context.Context, s *Service, owner, key string, compute func() (T, error)) (T, error) {
+	if s.Redis == nil {
+		return compute()
+	}
+	gen, err := s.Redis.Get(ctx, genKey(owner)).Result()
+	if errors.Is(err, redis.Nil) {
+		gen, err = "0", nil
+	}
+	if err != nil {
+		s.Log.WarnContext(ctx, "statistics cache: read", "error", err.Error())
+		return compute()
+	}
+	full := keyPrefix + owner + ":" + gen + ":" + key
+	if b, err := s.Redis.Get(ctx, full).Bytes(); err == nil {
+		var v T
+		if json.Unmarshal(b, &v) == nil {
+			return v, nil
+		}
+	}
+	v, err := compute()
+	if err != nil {
+		return v, err
+	}
+	if b, err := json.Marshal(v); err == nil {
+		if err := s.Redis.Set(ctx, full, b, s.ttl()).Err(); err != nil {
+			s.Log.WarnContext(ctx, "statistics cache: write", "error", err.Error())
+		}
+	}
+	return v, nil
+}
+
+func (s *Service) ttl() time.Duration {
+	if s.TTL > 0 {
+		return s.TTL
+	}
+	return defaultTTL
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}

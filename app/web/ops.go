@@ -1,0 +1,56 @@
+package web
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
+
+	"rassylka/app/auth"
+)
+
+// queuesPath is where managers find the Asynq dashboard.
+const queuesPath = "/ops/queues"
+
+// mountOps mounts the operators' tools: the Asynq dashboard for managers
+// (read-only unless OPS_QUEUES_WRITABLE is set) and the Prometheus
+// metrics (behind METRICS_TOKEN when it is set).
+func (s *Server) mountOps(app *fiber.App) {
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath:     queuesPath, // must equal the mount path: the adaptor passes the full path
+		RedisConnOpt: sharedRedis{s.redis},
+		ReadOnly:     !s.cfg.QueuesWritable,
+	})
+	app.Use(queuesPath, auth.RequireUser, auth.RequireManager, adaptor.HTTPHandler(mon))
+	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
+}
+
+// sharedRedis hands the web's Redis client to the queue dashboard (an
+// asynq.RedisConnOpt), instead of a second pool of connections.
+type sharedRedis struct{ c redis.UniversalClient }
+
+func (r sharedRedis) MakeRedisClient() any { return r.c }
+
+// queueAction reports whether a request is one of the dashboard's own
+// writes (retry, delete, pause…): its script sends them without our CSRF
+// token, so they are let through when they come from a page of this site.
+// The session cookie is SameSite=Lax, and the Origin (or Referer) header
+// of a cross-site request names the other site, which is refused.
+func (s *Server) queueAction(c *fiber.Ctx) bool {
+	if !s.cfg.QueuesWritable || !strings.HasPrefix(c.Path(), queuesPath+"/api/") {
+		return false
+	}
+	from := c.Get(fiber.HeaderOrigin)
+	if from == "" {
+		from = c.Get(fiber.HeaderReferer)
+	}
+	u, err := url.Parse(from)
+	if err != nil || from == "" {
+		return false
+	}
+	base, err := url.Parse(s.cfg.BaseURL)
+	return err == nil && u.Scheme == base.Scheme && u.Host == base.Host
+}
