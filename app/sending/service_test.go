@@ -14,7 +14,9 @@ import (
 	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/sending"
+	"rassylka/app/stats"
 	"rassylka/app/store"
+	"rassylka/app/testkit"
 )
 
 func TestManualRunSendsOncePerRecipient(t *testing.T) {
@@ -443,5 +445,35 @@ func TestRetryLeavesOutRemovedRecipients(t *testing.T) {
 	got := received(w.sink)
 	if r.Total != 2 || r.Succeeded != 2 || got[w.clients[1].Email] != 0 || got[w.clients[0].Email] != 1 || got[w.clients[2].Email] != 1 {
 		t.Fatalf("retry run %+v, received %v", r, got)
+	}
+}
+
+// A run's sends show in the owner's cached statistics as soon as its batch
+// ends: the worker renews the cache, no page action is needed.
+func TestRunRenewsCachedStatistics(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	w.svc.Stats = &stats.Service{Store: w.st, Redis: testkit.Redis(t), Log: w.svc.Log}
+	sent := func() int64 {
+		t.Helper()
+		ov, err := w.svc.Stats.Overview(ctx, store.Own(w.owner.ID), 7, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ov.Figures.Succeeded
+	}
+	if got := sent(); got != 0 {
+		t.Fatalf("before: %d", got)
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sent(); got != 0 { // read, and cached, while the run waits
+		t.Fatalf("before the batches: %d", got)
+	}
+	w.drain(t, run.ID)
+	if got := sent(); got != 3 {
+		t.Fatalf("after the run: %d sent in the statistics, want 3", got)
 	}
 }
