@@ -182,6 +182,14 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 	if got := boss.text("[data-testid=disabled-by]"); !strings.Contains(got, "boss@example.com") {
 		t.Fatalf("disabled by %q", got)
 	}
+	// Everyone's statistics, narrowed to a week: the chart is drawn.
+	boss.do("statistics", chromedp.Navigate(base+"/stats?scope=all"), chromedp.WaitVisible(chromedp.CSS("[data-testid=stats-users]")))
+	boss.do("a week", chromedp.Click(chromedp.CSS("[data-testid=range-7]")), chromedp.WaitVisible(chromedp.CSS(`[data-testid=range-7][aria-current=page]`)))
+	boss.waitJS("seven days drawn", `document.querySelectorAll("[data-testid=chart-day]").length === 7 &&
+		document.querySelector("[data-testid=chart] svg").getBoundingClientRect().height > 50`)
+	if got := boss.text("[data-testid=stat-disabled]"); got != "1" {
+		t.Fatalf("disabled mailings in the statistics: %q", got)
+	}
 	boss.do("users", chromedp.Navigate(base+"/users"), chromedp.WaitVisible(chromedp.CSS("[data-testid=block-user]")))
 	boss.settled("[data-testid=block-user]")
 	boss.acceptConfirms()
