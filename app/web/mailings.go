@@ -257,7 +257,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		}
 		v.Days = chartDays(days)
 	}
-	if v.Progress, err = s.progressOf(c, r.ID, u); err != nil {
+	if v.Progress, err = s.progressOf(c, r, u); err != nil {
 		return err
 	}
 	open := r.Status != model.StatusFinished && time.Now().Before(r.EndsAt) && !r.Disabled()

@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -67,9 +68,13 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 }
 
 // progressOf is the mailing's current run, or its last one.
-func (s *Server) progressOf(c *fiber.Ctx, mailingID int64, u *model.User) (mailings.Progress, error) {
-	p := mailings.Progress{MailingID: mailingID}
-	run, err := s.store.LatestRun(c.UserContext(), mailingID)
+// While no run sends but one may start (the mailing is open: enabled, not
+// finished, inside its window), the box is Waiting and polls slowly, so a
+// scheduled run that starts shows without a reload.
+func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (mailings.Progress, error) {
+	p := mailings.Progress{MailingID: m.ID}
+	p.Waiting = m.Status != model.StatusFinished && !m.Disabled() && time.Now().Before(m.EndsAt)
+	run, err := s.store.LatestRun(c.UserContext(), m.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return p, nil
 	}
@@ -91,15 +96,18 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.MailingByID(c.UserContext(), readScope(u), id); errors.Is(err, store.ErrNotFound) {
+	m, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
 		return fiber.ErrNotFound
 	} else if err != nil {
 		return err
 	}
-	p, err := s.progressOf(c, id, u)
+	p, err := s.progressOf(c, m, u)
 	if err != nil {
 		return err
 	}
+	// 286 ends the fast polling when the run is done; the box swapped in
+	// polls slowly again while another run may start.
 	status := fiber.StatusOK
 	if !p.Active {
 		status = StatusStopPolling

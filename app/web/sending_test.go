@@ -32,6 +32,11 @@ func TestSendNowAndProgress(t *testing.T) {
 	if parseHTML(t, body).Find("[data-testid=send-now]").Length() != 1 {
 		t.Fatalf("no Send now button:\n%s", body)
 	}
+	// Before any run, the box watches slowly for one to start (a scheduled
+	// run, or one started in another tab).
+	if !strings.Contains(body, `hx-trigger="every 10s"`) {
+		t.Fatalf("an open mailing's page does not watch for runs:\n%s", body)
+	}
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
 	e.waitMail(t, sink, 1)
@@ -53,7 +58,10 @@ func TestSendNowAndProgress(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	doc := parseHTML(t, body)
-	if doc.Find("[data-testid=progress-sent]").Text() != "1" || doc.Find("[data-testid=progress-total]").Text() != "1" || strings.Contains(body, "hx-trigger") {
+	// Done: no more fast polling; the open mailing is watched slowly for
+	// its next run.
+	if doc.Find("[data-testid=progress-sent]").Text() != "1" || doc.Find("[data-testid=progress-total]").Text() != "1" ||
+		strings.Contains(body, "every 1s") || !strings.Contains(body, `hx-trigger="every 10s"`) {
 		t.Fatalf("final progress:\n%s", body)
 	}
 	_, body = c.get(t, path)
@@ -70,6 +78,9 @@ func TestSendNowAndProgress(t *testing.T) {
 	_, body = c.get(t, path)
 	if !strings.Contains(body, "disabled; enable it to send") {
 		t.Errorf("refusal not explained:\n%s", body)
+	}
+	if strings.Contains(body, "hx-trigger") {
+		t.Errorf("a disabled mailing's page polls for runs:\n%s", body)
 	}
 	resp, body = c.post(t, path+"/retry", nil)
 	wantRedirect(t, resp, body, path)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strconv"
 
@@ -28,6 +29,9 @@ func (s *Server) statsPage(c *fiber.Ctx) error {
 	v := vstats.View{Range: days, Manager: u.IsManager(), ScopeAll: all, MineURL: "/stats", AllURL: "/stats?scope=all"}
 	if all && sc.Owner != 0 {
 		owner, err := s.store.UserByID(ctx, sc.Owner)
+		if errors.Is(err, store.ErrNotFound) {
+			return fiber.ErrNotFound
+		}
 		if err != nil {
 			return err
 		}

@@ -108,6 +108,9 @@ func TestStatsFollowSends(t *testing.T) {
 	if !strings.Contains(doc.Find("[data-testid=stats-user]").First().Text(), "ann@example.com") {
 		t.Errorf("the busiest user is not first:\n%s", body)
 	}
+	if resp, _ := m.get(t, "/stats?scope=all&owner=987654"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("statistics of a user who does not exist: %d, want 404", resp.StatusCode)
+	}
 	_, body = m.get(t, "/stats")
 	if statText(t, body, "stat-sent") != "0" {
 		t.Errorf("a manager's own figures include others'")
