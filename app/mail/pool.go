@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	gomail "github.com/wneessen/go-mail"
-	"golang.org/x/time/rate"
 )
 
 // Class sorts the outcome of one send.
@@ -41,22 +40,18 @@ type Pool struct {
 	s       *Sender
 	idle    chan *gomail.Client
 	slots   chan struct{}
-	limiter *rate.Limiter
+	limiter Limiter
 
 	mu     sync.Mutex
 	closed bool
 	all    map[*gomail.Client]bool
 }
 
-// NewPool opens at most size connections with s's settings; perSecond > 0
-// limits the sending rate of this process.
-func NewPool(s *Sender, size int, perSecond float64) *Pool {
+// NewPool opens at most size connections with s's settings, each send
+// paced by limiter when it is not nil (MAIL_RATE: see SharedRate).
+func NewPool(s *Sender, size int, limiter Limiter) *Pool {
 	size = max(size, 1)
-	p := &Pool{s: s, idle: make(chan *gomail.Client, size), slots: make(chan struct{}, size), all: map[*gomail.Client]bool{}}
-	if perSecond > 0 {
-		p.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))
-	}
-	return p
+	return &Pool{s: s, idle: make(chan *gomail.Client, size), slots: make(chan struct{}, size), all: map[*gomail.Client]bool{}, limiter: limiter}
 }
 
 // Size is the number of connections the pool may hold.

@@ -62,7 +62,7 @@ func newWorldOn(t *testing.T, db *bun.DB, recipients int) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.pool = mail.NewPool(sender.WithTimeout(2*time.Second), 4, 0)
+	w.pool = mail.NewPool(sender.WithTimeout(2*time.Second), 4, nil)
 	t.Cleanup(w.pool.Close)
 	w.svc = &sending.Service{
 		Store: w.st, Queue: task.Queue{Client: client, Inspector: w.queue}, Sender: w.pool,

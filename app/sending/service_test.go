@@ -238,7 +238,7 @@ func TestServerDownAndStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	sender, _ := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
-	w.svc.Sender = mail.NewPool(sender.WithTimeout(300*time.Millisecond), 2, 0)
+	w.svc.Sender = mail.NewPool(sender.WithTimeout(300*time.Millisecond), 2, nil)
 	w.sink.Stall(2 * time.Second)
 	run2, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID)
 	if err != nil {

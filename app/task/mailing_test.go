@@ -31,7 +31,7 @@ func TestMailingBatchTaskTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := mail.NewPool(sender, 2, 0)
+	pool := mail.NewPool(sender, 2, nil)
 	defer pool.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := &task.Handler{Store: st, Log: log, Sending: &sending.Service{Store: st, Queue: task.Queue{Client: client}, Sender: pool, Log: log, Concurrency: 2}}

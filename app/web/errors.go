@@ -48,7 +48,7 @@ func errorView(status int) layout.ErrorView {
 	case fiber.StatusMethodNotAllowed:
 		v.Title, v.Message = "Not allowed", "This address does not accept that kind of request."
 	case fiber.StatusRequestEntityTooLarge:
-		v.Title, v.Message = "Too large", "What you sent is larger than Rassylka accepts."
+		v.Title, v.Message = "Too large", "What you sent is larger than Rassylka accepts (a CSV import may be up to 20 MB)."
 	case fiber.StatusTooManyRequests:
 		v.Title, v.Message = "Too many attempts", "Please wait a few minutes before trying again."
 	case fiber.StatusServiceUnavailable:

@@ -88,7 +88,7 @@ func (e *env) withWorker(t testing.TB) *mailsink.Server {
 	o := e.redis.Options()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB})
 	t.Cleanup(func() { client.Close() })
-	pool := mail.NewPool(sender, 2, 0)
+	pool := mail.NewPool(sender, 2, nil)
 	t.Cleanup(pool.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := &task.Handler{Mailer: sender, Store: e.store, Log: log, Sending: &sending.Service{

@@ -63,7 +63,7 @@ func benchThroughput(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pool := rmail.NewPool(sender, benchConns, 0)
+	pool := rmail.NewPool(sender, benchConns, nil)
 	body := "Dear reader,\n" + strings.Repeat("Some news worth reading. ", 20) + "\n"
 	began := time.Now()
 	jobs := make(chan int)

@@ -62,15 +62,19 @@ func run(ctx context.Context, getenv func(string) string) error {
 	defer client.Close()
 	inspector := asynq.NewInspector(conn)
 	defer inspector.Close()
-	pool := mail.NewPool(sender, cfg.MailConcurrency, cfg.MailRate)
-	defer pool.Close()
-	st := store.New(db)
 	ropt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(ropt) // the statistics cache
+	rdb := redis.NewClient(ropt) // the statistics cache and the shared send rate
 	defer rdb.Close()
+	var pace mail.Limiter
+	if cfg.MailRate > 0 {
+		pace = mail.NewSharedRate(rdb, "send", cfg.MailRate)
+	}
+	pool := mail.NewPool(sender, cfg.MailConcurrency, pace)
+	defer pool.Close()
+	st := store.New(db)
 	reg := metrics.New(inspector)
 	h := &task.Handler{Mailer: sender, Store: st, Log: log, Sending: &sending.Service{
 		Store: st, Queue: task.Queue{Client: client, Inspector: inspector}, Sender: pool, Log: log,
