@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +26,9 @@ func TestWorkerDeliversAndStops(t *testing.T) {
 	_, dsn := testkit.DBWithURL(t)
 	sink := testkit.SMTP(t)
 	redisURL := testkit.RedisURL(t)
-	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": redisURL, "SMTP_URL": sink.URL(), "LOG_LEVEL": "warn"}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": redisURL, "SMTP_URL": sink.URL(), "LOG_LEVEL": "warn",
+		"WORKER_METRICS_ADDR": metricsAddr, "METRICS_TOKEN": "tok"}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -46,6 +52,24 @@ func TestWorkerDeliversAndStops(t *testing.T) {
 	defer stopWait()
 	if _, err := sink.Wait(waitCtx, 1); err != nil {
 		t.Fatalf("worker did not deliver: %v", err)
+	}
+	// Its metrics count the task, behind the token.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), `rassylka_tasks_total{outcome="ok",type="email:deliver"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker metrics (%d):\n%s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	cancel()
