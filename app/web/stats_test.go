@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/hibiken/asynq"
 
 	"rassylka/app/model"
@@ -194,6 +195,17 @@ func TestQueueDashboard(t *testing.T) {
 	if !strings.Contains(body, "/ops/queues") || !strings.Contains(strings.ToLower(body), "asynq") {
 		t.Fatalf("dashboard page:\n%.500s", body)
 	}
+	// Its scripts come from under the same path.
+	scripts := parseHTML(t, body).Find("script[src]")
+	if scripts.Length() == 0 {
+		t.Fatalf("dashboard page has no scripts:\n%.500s", body)
+	}
+	scripts.Each(func(_ int, s *goquery.Selection) {
+		src, _ := s.Attr("src")
+		if resp, _ := m.get(t, src); !strings.HasPrefix(src, "/ops/queues/") || resp.StatusCode != http.StatusOK {
+			t.Errorf("dashboard script %s: %d", src, resp.StatusCode)
+		}
+	})
 	resp, body = m.get(t, "/ops/queues/api/queues")
 	wantStatus(t, resp, body, http.StatusOK)
 	if !strings.Contains(body, `"queues"`) {
