@@ -158,35 +158,6 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	return u, nil
 }
 
-// Counts are the dashboard's figures for one owner.
-type Counts struct {
-	Clients  int `bun:"clients"`
-	Messages int `bun:"messages"`
-	Created  int `bun:"created"`
-	Running  int `bun:"running"`
-	Finished int `bun:"finished"`
-	Disabled int `bun:"disabled"`
-}
-
-// CountsOf returns the owner's counts of clients, messages and mailings by
-// status (a disabled mailing counts as disabled only).
-func (s *Store) CountsOf(ctx context.Context, ownerID int64) (Counts, error) {
-	var c Counts
-	err := s.db.NewRaw(`
-		SELECT
-			(SELECT count(*) FROM clients WHERE owner_id = ?0) AS clients,
-			(SELECT count(*) FROM messages WHERE owner_id = ?0) AS messages,
-			count(*) FILTER (WHERE status = 'created' AND disabled_at IS NULL) AS created,
-			count(*) FILTER (WHERE status = 'running' AND disabled_at IS NULL) AS running,
-			count(*) FILTER (WHERE status = 'finished' AND disabled_at IS NULL) AS finished,
-			count(*) FILTER (WHERE disabled_at IS NOT NULL) AS disabled
-		FROM mailings WHERE owner_id = ?0`, ownerID).Scan(ctx, &c)
-	if err != nil {
-		return c, dbErr("counts", err)
-	}
-	return c, nil
-}
-
 // ReplaceUnconfirmed gives a not-yet-confirmed account a new name, password
 // and time zone (the address was registered again before anyone confirmed it).
 func (s *Store) ReplaceUnconfirmed(ctx context.Context, userID int64, fullName, hash, timeZone string) error {

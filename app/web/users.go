@@ -79,10 +79,10 @@ func (s *Server) setBlocked(blocked bool) fiber.Handler {
 }
 
 func (s *Server) userRowByID(c *fiber.Ctx, u *model.User) (users.Row, error) {
-	counts, err := s.store.CountsOf(c.UserContext(), u.ID)
+	f, err := s.store.StatsFigures(c.UserContext(), store.Own(u.ID))
 	if err != nil {
 		return users.Row{}, err
 	}
-	mailings := counts.Created + counts.Running + counts.Finished + counts.Disabled
-	return userRow(u, counts.Clients, mailings, auth.CurrentUser(c)), nil
+	mailings := f.Created + f.Running + f.Finished + f.Disabled
+	return userRow(u, int(f.Clients), int(mailings), auth.CurrentUser(c)), nil
 }
