@@ -216,7 +216,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 				for i := range c {
 					rs[i] = store.AttemptResult{ID: c[i].ID, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
 				}
-				if err := w.st.SetAttemptResults(ctx, run.ID, rs); err != nil {
+				if _, err := w.st.SetAttemptResults(ctx, rs); err != nil {
 					return err
 				}
 			}

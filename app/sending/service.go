@@ -322,13 +322,13 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 		return err
 	}
 	if b.DoneAt != nil || run.FinishedAt != nil {
-		_, err := s.Store.RefreshRunCounts(ctx, runID)
+		_, err := s.Store.CloseRunIfDone(ctx, runID)
 		return err
 	}
 	if _, err := s.Store.RecoverInterrupted(ctx, b); err != nil {
 		return err
 	}
-	m, err := s.Store.MailingByID(ctx, store.Everyone(0), run.MailingID)
+	m, err := s.Store.Mailing(ctx, run.MailingID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -340,6 +340,32 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 		return err
 	}
 
+	var unadded store.RunCounts // results not yet added to the run's counters
+	err = s.sendRange(ctx, run, b, m, &msg.Message, &unadded)
+	// What was sent is counted even when the batch stops early (shutdown,
+	// error), and before the batch ends: the run's end recounts.
+	if addErr := s.Store.AddRunCounts(context.WithoutCancel(ctx), run.ID, unadded); err == nil {
+		err = addErr
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
+		return err
+	}
+	_, err = s.Store.CloseRunIfDone(ctx, runID)
+	s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
+	return err
+}
+
+// sendRange claims, sends and records the batch's recipients a chunk at a
+// time until none is left, the window closes or the mailing is switched
+// off. The results it writes are tallied in unadded, which it adds to the
+// run's counters (the progress bar) about once a second rather than with
+// every chunk: every batch of the run updating the one run row with each
+// chunk would make them queue on its lock. A crash loses the tally of the
+// last second from the counters until the run's end recounts them.
+func (s *Service) sendRange(ctx context.Context, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, unadded *store.RunCounts) error {
 	cursor := b.FromID
 	var lastCheck time.Time // zero: check before the first chunk
 	for {
@@ -347,17 +373,22 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 			return err // shutting down: the task comes back and resumes here
 		}
 		// The window is checked before every chunk; a switch-off (disabled
-		// mailing, blocked owner) is looked up about once a second.
+		// mailing, blocked owner) is looked up about once a second, when the
+		// tally is added to the run's counters.
 		if !s.now().Before(m.EndsAt) {
-			break // the window closed: the rest is skipped
+			return nil // the window closed: the rest is skipped
 		}
 		if time.Since(lastCheck) > progressEvery {
+			if err := s.Store.AddRunCounts(ctx, run.ID, *unadded); err != nil {
+				return err
+			}
+			*unadded = store.RunCounts{}
 			ok, err := s.Store.Sendable(ctx, m.ID, s.now())
 			if err != nil {
 				return err
 			}
 			if !ok {
-				break // disabled or blocked: the rest is skipped
+				return nil // disabled or blocked: the rest is skipped
 			}
 			if !lastCheck.IsZero() {
 				s.Stats.Changed(ctx, m.OwnerID) // the figures moved since the last look
@@ -369,21 +400,15 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 			return err
 		}
 		if len(claims) == 0 {
-			break
+			return nil
 		}
 		cursor = claims[len(claims)-1].ClientID
-		// The run's counters (the progress bar) grow with each chunk's
-		// results; the batch's end recounts them from the attempts.
-		if err := s.sendChunk(ctx, run.ID, &m.Mailing, &msg.Message, m.EndsAt, claims); err != nil {
+		written, err := s.sendChunk(ctx, run.ID, m, msg, m.EndsAt, claims)
+		unadded.Add(written)
+		if err != nil {
 			return err
 		}
 	}
-	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
-		return err
-	}
-	_, err = s.Store.RefreshRunCounts(ctx, runID)
-	s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
-	return err
 }
 
 func (s *Service) chunk() int {
@@ -394,11 +419,11 @@ func (s *Service) chunk() int {
 }
 
 // sendChunk sends the claimed attempts at once (bounded by Concurrency)
-// and records their outcomes in one statement. The results are written
+// and records their outcomes in one statement, returning what it recorded. The results are written
 // even when ctx ends meanwhile: a sent message must not be forgotten. A
 // claim not yet sent when ctx ends is released, not failed: the batch
 // sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) error {
+func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) (store.RunCounts, error) {
 	results := make([]sendResult, len(claims))
 	sem := make(chan struct{}, max(1, s.Concurrency))
 	var wg sync.WaitGroup
@@ -438,13 +463,14 @@ func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, 
 		s.Sends.Add(o, n)
 	}
 	write := context.WithoutCancel(ctx)
-	if err := s.Store.SetAttemptResults(write, runID, done); err != nil {
-		return err
+	written, err := s.Store.SetAttemptResults(write, done)
+	if err != nil {
+		return written, err
 	}
 	if err := s.Store.ReleaseClaims(write, runID, unsent); err != nil {
-		return err
+		return written, err
 	}
-	return s.Store.MarkBounced(write, bounced)
+	return written, s.Store.MarkBounced(write, bounced)
 }
 
 type sendResult struct {

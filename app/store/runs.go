@@ -22,6 +22,16 @@ func (s *Store) LockMailing(ctx context.Context, id int64) (*model.Mailing, erro
 	return m, nil
 }
 
+// Mailing returns a mailing's own row, without what its page adds (the
+// recipients' count costs a scan of them): a worker reads it per batch.
+func (s *Store) Mailing(ctx context.Context, id int64) (*model.Mailing, error) {
+	m := new(model.Mailing)
+	if err := s.db.NewSelect().Model(m).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, dbErr("mailing", err)
+	}
+	return m, nil
+}
+
 // CreateRun inserts r. A scheduled run whose occurrence already has a run
 // is not inserted again: r is filled with the existing one and created is
 // false.
@@ -142,22 +152,29 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 
 // RecoverInterrupted records the attempts of a batch that were claimed but
 // whose outcome was never written (the worker died mid-send) as failures
-// with unknown outcome. Only one task runs a batch at a time, so a claim
-// found when the batch starts is an orphan.
+// with unknown outcome, and adds them to the run's failures, in one
+// statement. Only one task runs a batch at a time, so a claim found when
+// the batch starts is an orphan.
 func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
-	q := s.db.NewUpdate().Model((*model.Attempt)(nil)).
-		Set("status = 'failure'").
-		Set("response = 'interrupted: outcome unknown'").
-		Set("attempted_at = now()").
-		Where("run_id = ? AND status = 'pending' AND client_id > ?", b.RunID, b.FromID)
+	q := `WITH lost AS (
+			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown', attempted_at = now()
+			WHERE run_id = ? AND status = 'pending' AND client_id > ?`
+	args := []any{b.RunID, b.FromID}
 	if b.ToID != nil {
-		q.Where("client_id <= ?", *b.ToID)
+		q += ` AND client_id <= ?`
+		args = append(args, *b.ToID)
 	}
-	res, err := q.Exec(ctx)
-	if err != nil {
+	q += ` RETURNING 1
+		), counted AS (
+			UPDATE runs SET failed = failed + (SELECT count(*) FROM lost) WHERE id = ? AND EXISTS (SELECT 1 FROM lost)
+		)
+		SELECT count(*) FROM lost`
+	args = append(args, b.RunID)
+	var n int64
+	if err := s.db.NewRaw(q, args...).Scan(ctx, &n); err != nil {
 		return 0, dbErr("recover interrupted", err)
 	}
-	return res.RowsAffected()
+	return n, nil
 }
 
 // ClaimNext takes the batch's next recipients after the client id after,
@@ -182,9 +199,15 @@ func (s *Store) ClaimNext(ctx context.Context, r *model.Run, b *model.RunBatch, 
 			WHERE src.mailing_id = ? AND src.client_id > ?`
 		args = []any{r.MailingID, max(after, b.FromID)}
 	}
+	// The range is repeated on the clients' key: the planner does not carry
+	// an inequality across the join, and a merge join would otherwise read
+	// the clients' index from the first client up to the cursor, a cost
+	// growing with the run.
+	src += ` AND c.id > ?`
+	args = append(args, max(after, b.FromID))
 	if b.ToID != nil {
-		src += ` AND ` + key + ` <= ?`
-		args = append(args, *b.ToID)
+		src += ` AND ` + key + ` <= ? AND c.id <= ?`
+		args = append(args, *b.ToID, *b.ToID)
 	}
 	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)
@@ -235,12 +258,35 @@ type AttemptResult struct {
 	At       time.Time
 }
 
-// SetAttemptResults writes the outcomes of claimed attempts of a run and
-// adds them to the run's counters, in one statement: an attempt already
-// completed is neither written nor counted again.
-func (s *Store) SetAttemptResults(ctx context.Context, runID int64, rs []AttemptResult) error {
-	if len(rs) == 0 {
+// RunCounts are outcomes to add to a run's counters.
+type RunCounts struct {
+	Succeeded, Failed int
+}
+
+// Add adds o to c.
+func (c *RunCounts) Add(o RunCounts) {
+	c.Succeeded += o.Succeeded
+	c.Failed += o.Failed
+}
+
+// AddRunCounts adds c to a run's counters.
+func (s *Store) AddRunCounts(ctx context.Context, runID int64, c RunCounts) error {
+	if c == (RunCounts{}) {
 		return nil
+	}
+	_, err := s.db.NewUpdate().Model((*model.Run)(nil)).
+		Set("succeeded = succeeded + ?", c.Succeeded).Set("failed = failed + ?", c.Failed).
+		Where("id = ?", runID).Exec(ctx)
+	return dbErr("add run counts", err)
+}
+
+// SetAttemptResults writes the outcomes of claimed attempts and returns
+// what it wrote, for the run's counters: an attempt already completed is
+// neither written nor counted again.
+func (s *Store) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
+	var c RunCounts
+	if len(rs) == 0 {
+		return c, nil
 	}
 	ids := make([]int64, len(rs))
 	statuses := make([]string, len(rs))
@@ -251,19 +297,30 @@ func (s *Store) SetAttemptResults(ctx context.Context, runID int64, rs []Attempt
 	for i, r := range rs {
 		ids[i], statuses[i], codes[i], responses[i], tries[i], ats[i] = r.ID, string(r.Status), int64(r.Code), r.Response, int64(r.Tries), r.At
 	}
-	_, err := s.db.NewRaw(`
-		WITH done AS (
-			UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
-			FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
-			WHERE a.id = x.id AND a.status = 'pending' AND a.run_id = ?
-			RETURNING a.status
-		)
-		UPDATE runs SET succeeded = succeeded + (SELECT count(*) FROM done WHERE status = 'success'),
-			failed = failed + (SELECT count(*) FROM done WHERE status = 'failure')
-		WHERE id = ?`,
+	// The rows are found by primary key alone. A condition on the run would
+	// let the planner, which has no statistics yet of a run being sent,
+	// take the (run_id, status) index instead and read every pending entry
+	// the run ever had, a cost growing with the run.
+	var written []model.AttemptStatus
+	err := s.db.NewRaw(`
+		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
+		FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
+		WHERE a.id = x.id AND a.status = 'pending'
+		RETURNING a.status`,
 		pgdialect.Array(ids), pgdialect.Array(statuses), pgdialect.Array(codes), pgdialect.Array(responses), pgdialect.Array(tries), pgdialect.Array(ats),
-		runID, runID).Exec(ctx)
-	return dbErr("set attempt results", err)
+	).Scan(ctx, &written)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return c, dbErr("set attempt results", err)
+	}
+	for _, st := range written {
+		switch st {
+		case model.AttemptSuccess:
+			c.Succeeded++
+		case model.AttemptFailure:
+			c.Failed++
+		}
+	}
+	return c, nil
 }
 
 // UpdateAttempt writes one attempt's intermediate outcome (a temporary
@@ -290,25 +347,58 @@ func (s *Store) MarkBounced(ctx context.Context, clientIDs []int64) error {
 
 // FinishBatch marks a batch done, counting as skipped the recipients of its
 // range that got no attempt (unsubscribed, bounced, or left when the window
-// closed). It reports whether this call finished it.
+// closed), and adds them to the run's skips in the same statement. It
+// reports whether this call finished it.
 func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch) (bool, error) {
 	src, args := sourceSQL(r)
-	q := `UPDATE run_batches SET done_at = now(), skipped = (
-			SELECT count(*) FROM (` + src + `) AS src WHERE src.client_id > ?`
+	q := `WITH done AS (
+			UPDATE run_batches SET done_at = now(), skipped = (
+				SELECT count(*) FROM (` + src + `) AS src WHERE src.client_id > ?`
 	args = append(args, b.FromID)
 	if b.ToID != nil {
 		q += ` AND src.client_id <= ?`
 		args = append(args, *b.ToID)
 	}
-	q += ` AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = src.client_id)
-		) WHERE run_id = ? AND seq = ? AND done_at IS NULL`
-	args = append(args, r.ID, r.ID, b.Seq)
+	// The attempts looked up are bounded by the range too: the planner has
+	// no statistics yet of the run being sent, and may otherwise hash every
+	// attempt of the run, a cost growing with the run.
+	q += ` AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = src.client_id AND a.client_id > ?`
+	args = append(args, r.ID, b.FromID)
+	if b.ToID != nil {
+		q += ` AND a.client_id <= ?`
+		args = append(args, *b.ToID)
+	}
+	q += `)
+			) WHERE run_id = ? AND seq = ? AND done_at IS NULL
+			RETURNING skipped
+		)
+		UPDATE runs SET skipped = runs.skipped + done.skipped FROM done WHERE runs.id = ?`
+	args = append(args, r.ID, b.Seq, r.ID)
 	res, err := s.db.NewRaw(q, args...).Exec(ctx)
 	if err != nil {
 		return false, dbErr("finish batch", err)
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// CloseRunIfDone finishes a run whose batches are all done, recounting its
+// counters from the attempts (RefreshRunCounts), and reports whether this
+// call finished it. While a batch is open it only looks: the counters grow
+// with each chunk and batch, and a recount reads every attempt of the run,
+// which at every batch's end would make a run's cost grow with its square.
+// Each batch calls it after its own end is committed, so the last batch to
+// end sees no open batch and finishes the run.
+func (s *Store) CloseRunIfDone(ctx context.Context, runID int64) (bool, error) {
+	var open bool
+	err := s.db.NewRaw("SELECT EXISTS (SELECT 1 FROM run_batches WHERE run_id = ? AND done_at IS NULL)", runID).Scan(ctx, &open)
+	if err != nil {
+		return false, dbErr("close run", err)
+	}
+	if open {
+		return false, nil
+	}
+	return s.RefreshRunCounts(ctx, runID)
 }
 
 // RefreshRunCounts recounts a run's successes, failures and skips from its
