@@ -477,3 +477,35 @@ func TestRunRenewsCachedStatistics(t *testing.T) {
 		t.Fatalf("after the run: %d sent in the statistics, want 3", got)
 	}
 }
+
+// Batches sent at once need one connection each for their locks plus at
+// least one for statements, never more: with one spare connection, three
+// batches at once all finish (the worker sizes its pool so).
+func TestConcurrentBatchesShareOneSpareConnection(t *testing.T) {
+	db := testkit.DB(t)
+	w := newWorldOn(t, db, 9)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 3, 2, 2
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(3 + 1)
+	done := make(chan error, 3)
+	for seq := range 3 {
+		go func() { done <- w.svc.ProcessBatch(ctx, run.ID, seq) }()
+	}
+	for range 3 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("batches stuck waiting for connections")
+		}
+	}
+	if r, _ := w.st.RunByID(ctx, run.ID); r.Succeeded != 9 || r.FinishedAt == nil {
+		t.Fatalf("run %+v", r)
+	}
+}

@@ -33,6 +33,11 @@ type Store struct {
 // New returns a Store over db (a *bun.DB or a bun.Tx).
 func New(db bun.IDB) *Store { return &Store{db: db} }
 
+// StatementConns is how many connections a worker keeps beyond one per
+// batch task (which holds its lock's connection while it runs), for the
+// statements of all of them.
+const StatementConns = 10
+
 // Open connects to PostgreSQL at dsn. It does not dial until first use.
 func Open(dsn string) *bun.DB {
 	sqldb := sql.OpenDB(pgdriver.NewConnector(

@@ -44,6 +44,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
+	// A batch task holds a connection for its lock while it runs and takes
+	// others for its statements: with as many connections as tasks, every
+	// task could hold one and wait for another for ever.
+	db.SetMaxOpenConns(cfg.WorkerConcurrency + store.StatementConns)
 	if err := store.NewSchema(db).Check(ctx); err != nil {
 		return err
 	}
