@@ -116,6 +116,23 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 		if recipients == nil {
 			return nil
 		}
+		// A run's batches read the recipients as they go: the list stays
+		// as it is while one sends (the UPDATE above locked the mailing,
+		// and a run starts only under that lock).
+		var sending bool
+		if err := tx.db.NewRaw("SELECT EXISTS (SELECT 1 FROM runs WHERE mailing_id = ? AND finished_at IS NULL)", m.ID).Scan(ctx, &sending); err != nil {
+			return dbErr("update mailing", err)
+		}
+		if sending {
+			current, err := tx.RecipientIDs(ctx, m.ID)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(current, uniqueIDs(recipients)) {
+				return ErrSending
+			}
+			return nil
+		}
 		return tx.setRecipients(ctx, ownerID, m.ID, recipients, true)
 	})
 }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -78,15 +80,29 @@ func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
 }
 
 // UpdateMessage saves the subject and body of the owner's message.
+//
+// A message that a run is sending right now is not changed (ErrSending):
+// every recipient of a run gets the same text.
 func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Message) error {
 	err := s.db.NewUpdate().Model(m).
 		Set("subject = ?", m.Subject).
 		Set("body = ?", m.Body).
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", m.ID, ownerID).
+		Where(`NOT EXISTS (SELECT 1 FROM runs AS r JOIN mailings AS g ON g.id = r.mailing_id
+			WHERE g.message_id = message.id AND r.finished_at IS NULL)`).
 		Returning("*").Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		exists, xerr := s.db.NewSelect().Model((*model.Message)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
+		if xerr == nil && exists {
+			return ErrSending
+		}
+	}
 	return dbErr("update message", err)
 }
+
+// ErrSending means a run is sending the object right now.
+var ErrSending = errors.New("a run is sending it")
 
 // DeleteMessage deletes the owner's message; one that mailings use is
 // ErrConflict.

@@ -374,6 +374,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			errs["recipients"] = foreignRecipients
 		case errors.Is(err, store.ErrConflict):
 			errs["starts_at"] = "The mailing started sending meanwhile: reload the page to see what can still change."
+		case errors.Is(err, store.ErrSending):
+			errs["recipients"] = "A run is sending to these recipients right now; change them when it has ended."
 		case errors.Is(err, store.ErrNotFound):
 			return fiber.ErrNotFound
 		case err != nil:

@@ -141,6 +141,10 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 	m := f.Model(r.OwnerID)
 	m.ID = r.ID
 	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
+	if errors.Is(err, store.ErrSending) {
+		errs := form.Errors{"body": "A mailing is sending this message right now; edit it when the run has ended."}
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fiber.ErrNotFound
 	}

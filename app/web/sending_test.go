@@ -178,3 +178,56 @@ func TestClearBounceAndPlanOnSave(t *testing.T) {
 		t.Fatalf("planned tasks %+v, want one mailing:run at %v", tasks, start)
 	}
 }
+
+// While a run sends, its message and its recipients stay as they are: an
+// edit is a field error that keeps what was typed; once the run has
+// ended, the same edits go through.
+func TestEditsWaitForTheRunningRun(t *testing.T) {
+	e := newEnv(t) // no worker: the run stays open
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	o := makeObjects(t, e, ann)
+	extra := makeObjects(t, e, ann).client
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	resp, body := c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+
+	msgForm := url.Values{"subject": {"Changed subject"}, "body": {"Changed body"}}
+	resp, body = c.post(t, "/messages/"+id(o.message.ID), msgForm)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.Contains(fieldError(t, body, "body"), "sending this message right now") || inputValue(t, body, "subject") != "Changed subject" {
+		t.Fatalf("message edit during a run:\n%s", body)
+	}
+	ends := time.Now().Add(72 * time.Hour).UTC().Format("2006-01-02T15:04")
+	mailingForm := func(ids ...int64) url.Values {
+		f := url.Values{"message_id": {id(o.message.ID)}, "ends_at": {ends}, "repeat": {"once"}}
+		var s []string
+		for _, i := range ids {
+			s = append(s, id(i))
+		}
+		f.Set("recipient_ids", strings.Join(s, ","))
+		return f
+	}
+	resp, body = c.post(t, path, mailingForm(o.client.ID, extra.ID))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.Contains(fieldError(t, body, "recipients"), "sending to these recipients right now") {
+		t.Fatalf("recipients edit during a run:\n%s", body)
+	}
+	resp, body = c.post(t, path, mailingForm(o.client.ID)) // the same list: the end may move
+	wantRedirect(t, resp, body, path)
+
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE mailing_id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, "/messages/"+id(o.message.ID), msgForm)
+	wantRedirect(t, resp, body, "/messages/"+id(o.message.ID))
+	resp, body = c.post(t, path, mailingForm(o.client.ID, extra.ID))
+	wantRedirect(t, resp, body, path)
+	if ids, _ := e.store.RecipientIDs(ctx, o.mailing.ID); len(ids) != 2 {
+		t.Fatalf("recipients after the run: %v", ids)
+	}
+}
