@@ -206,9 +206,14 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := w.st.LockBatch(ctx, run.ID, seq, func() error {
+		if err := w.st.LockBatch(ctx, run.ID, seq, func(locked *store.Store) error {
+			stmts, err := locked.PrepareBatch(ctx, run, b)
+			if err != nil {
+				return err
+			}
+			defer stmts.Close()
 			for {
-				c, err := w.st.ClaimNext(ctx, run, b, 0, 10)
+				c, err := stmts.ClaimNext(ctx, 0, 10)
 				if err != nil || len(c) == 0 {
 					return err
 				}
@@ -216,7 +221,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 				for i := range c {
 					rs[i] = store.AttemptResult{ID: c[i].ID, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
 				}
-				if _, err := w.st.SetAttemptResults(ctx, rs); err != nil {
+				if _, err := stmts.SetAttemptResults(ctx, rs); err != nil {
 					return err
 				}
 			}

@@ -299,22 +299,24 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 // again, and claims whose outcome was lost are recorded as failures with
 // unknown outcome.
 func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
-	err := s.Store.LockBatch(ctx, runID, seq, func() error { return s.processBatch(ctx, runID, seq) })
+	err := s.Store.LockBatch(ctx, runID, seq, func(locked *store.Store) error { return s.processBatch(ctx, locked, runID, seq) })
 	if errors.Is(err, store.ErrBatchBusy) {
 		return nil // another worker sends it; the reconciler comes back if it dies
 	}
 	return err
 }
 
-func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error {
-	run, err := s.Store.RunByID(ctx, runID)
+// processBatch runs the batch's statements on db, the session holding its
+// lock, except those of the concurrent sends (sendOne), which use the pool.
+func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64, seq int) error {
+	run, err := db.RunByID(ctx, runID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // the mailing was deleted
 	}
 	if err != nil {
 		return err
 	}
-	b, err := s.Store.Batch(ctx, runID, seq)
+	b, err := db.Batch(ctx, runID, seq)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -322,38 +324,43 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 		return err
 	}
 	if b.DoneAt != nil || run.FinishedAt != nil {
-		_, err := s.Store.CloseRunIfDone(ctx, runID)
+		_, err := db.CloseRunIfDone(ctx, runID)
 		return err
 	}
-	if _, err := s.Store.RecoverInterrupted(ctx, b); err != nil {
+	if _, err := db.RecoverInterrupted(ctx, b); err != nil {
 		return err
 	}
-	m, err := s.Store.Mailing(ctx, run.MailingID)
+	m, err := db.Mailing(ctx, run.MailingID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	msg, err := s.Store.MessageByID(ctx, store.Everyone(0), m.MessageID)
+	msg, err := db.MessageByID(ctx, store.Everyone(0), m.MessageID)
 	if err != nil {
 		return err
 	}
 
+	stmts, err := db.PrepareBatch(ctx, run, b)
+	if err != nil {
+		return err
+	}
+	defer stmts.Close()
 	var unadded store.RunCounts // results not yet added to the run's counters
-	err = s.sendRange(ctx, run, b, m, &msg.Message, &unadded)
+	err = s.sendRange(ctx, db, stmts, run, b, m, &msg.Message, &unadded)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
-	if addErr := s.Store.AddRunCounts(context.WithoutCancel(ctx), run.ID, unadded); err == nil {
+	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, unadded); err == nil {
 		err = addErr
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.FinishBatch(ctx, run, b); err != nil {
+	if _, err := db.FinishBatch(ctx, run, b); err != nil {
 		return err
 	}
-	_, err = s.Store.CloseRunIfDone(ctx, runID)
+	_, err = db.CloseRunIfDone(ctx, runID)
 	s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
 	return err
 }
@@ -365,7 +372,7 @@ func (s *Service) processBatch(ctx context.Context, runID int64, seq int) error 
 // every chunk: every batch of the run updating the one run row with each
 // chunk would make them queue on its lock. A crash loses the tally of the
 // last second from the counters until the run's end recounts them.
-func (s *Service) sendRange(ctx context.Context, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, unadded *store.RunCounts) error {
+func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, unadded *store.RunCounts) error {
 	cursor := b.FromID
 	var lastCheck time.Time // zero: check before the first chunk
 	for {
@@ -379,11 +386,11 @@ func (s *Service) sendRange(ctx context.Context, run *model.Run, b *model.RunBat
 			return nil // the window closed: the rest is skipped
 		}
 		if time.Since(lastCheck) > progressEvery {
-			if err := s.Store.AddRunCounts(ctx, run.ID, *unadded); err != nil {
+			if err := db.AddRunCounts(ctx, run.ID, *unadded); err != nil {
 				return err
 			}
 			*unadded = store.RunCounts{}
-			ok, err := s.Store.Sendable(ctx, m.ID, s.now())
+			ok, err := db.Sendable(ctx, m.ID, s.now())
 			if err != nil {
 				return err
 			}
@@ -395,7 +402,7 @@ func (s *Service) sendRange(ctx context.Context, run *model.Run, b *model.RunBat
 			}
 			lastCheck = time.Now()
 		}
-		claims, err := s.Store.ClaimNext(ctx, run, b, cursor, s.chunk())
+		claims, err := stmts.ClaimNext(ctx, cursor, s.chunk())
 		if err != nil {
 			return err
 		}
@@ -403,7 +410,7 @@ func (s *Service) sendRange(ctx context.Context, run *model.Run, b *model.RunBat
 			return nil
 		}
 		cursor = claims[len(claims)-1].ClientID
-		written, err := s.sendChunk(ctx, run.ID, m, msg, m.EndsAt, claims)
+		written, err := s.sendChunk(ctx, db, stmts, run.ID, m, msg, m.EndsAt, claims)
 		unadded.Add(written)
 		if err != nil {
 			return err
@@ -423,7 +430,7 @@ func (s *Service) chunk() int {
 // even when ctx ends meanwhile: a sent message must not be forgotten. A
 // claim not yet sent when ctx ends is released, not failed: the batch
 // sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) (store.RunCounts, error) {
+func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.BatchStatements, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) (store.RunCounts, error) {
 	results := make([]sendResult, len(claims))
 	sem := make(chan struct{}, max(1, s.Concurrency))
 	var wg sync.WaitGroup
@@ -463,14 +470,14 @@ func (s *Service) sendChunk(ctx context.Context, runID int64, m *model.Mailing, 
 		s.Sends.Add(o, n)
 	}
 	write := context.WithoutCancel(ctx)
-	written, err := s.Store.SetAttemptResults(write, done)
+	written, err := stmts.SetAttemptResults(write, done)
 	if err != nil {
 		return written, err
 	}
-	if err := s.Store.ReleaseClaims(write, runID, unsent); err != nil {
+	if err := db.ReleaseClaims(write, runID, unsent); err != nil {
 		return written, err
 	}
-	return written, s.Store.MarkBounced(write, bounced)
+	return written, db.MarkBounced(write, bounced)
 }
 
 type sendResult struct {

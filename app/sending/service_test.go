@@ -3,6 +3,7 @@ package sending_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"mime"
 	"strings"
 	"sync"
@@ -261,7 +262,12 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, err := w.st.ClaimNext(ctx, run, b, 0, 1); err != nil || len(c) != 1 || c[0].ClientID != w.clients[0].ID {
+	stmts, err := w.st.PrepareBatch(ctx, run, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmts.Close()
+	if c, err := stmts.ClaimNext(ctx, 0, 1); err != nil || len(c) != 1 || c[0].ClientID != w.clients[0].ID {
 		t.Fatalf("claim %+v, %v", c, err)
 	}
 	r := w.drain(t, run.ID)
@@ -276,6 +282,70 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	}
 	if r.Succeeded != 2 || r.Failed != 1 || r.FinishedAt == nil {
 		t.Fatalf("run %+v", r)
+	}
+}
+
+// Outcomes go to the prepared statement as array literals: whatever a
+// server replies must come back as it was.
+func TestResultsKeepTheirText(t *testing.T) {
+	w := newWorld(t, 0)
+	w.svc.BatchSize = 100 // one batch takes them all
+	replies := []string{`550 "quoted", {braced}, back\\slash\\`, "NULL", "", "  spaced  ", "multi\nline\ttab", "ошибка 450 ✉", `\"`}
+	ctx := context.Background()
+	var ids []int64
+	for i := range replies {
+		c := &model.Client{OwnerID: w.owner.ID, Email: fmt.Sprintf("c%d@example.com", i)}
+		if err := w.st.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, ids); err != nil {
+		t.Fatal(err)
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.st.Batch(ctx, run.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := w.st.PrepareBatch(ctx, run, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmts.Close()
+	claims, err := stmts.ClaimNext(ctx, 0, len(replies))
+	if err != nil || len(claims) != len(replies) {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	at := time.Date(2026, 3, 29, 1, 30, 0, 123456000, time.FixedZone("", 3*3600))
+	want := map[string]store.AttemptResult{}
+	var rs []store.AttemptResult
+	for i, c := range claims {
+		r := store.AttemptResult{ID: c.ID, Status: model.AttemptFailure, Code: 400 + i, Response: replies[i], Tries: i + 1, At: at}
+		if i == 0 {
+			r.Status, r.Code = model.AttemptSuccess, 0
+		}
+		rs = append(rs, r)
+		want[c.Email] = r
+	}
+	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{Succeeded: 1, Failed: len(replies) - 1}) {
+		t.Fatalf("written %+v, %v", got, err)
+	}
+	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{}) {
+		t.Fatalf("written again %+v, %v", got, err)
+	}
+	for _, a := range w.attempts(t, run.ID) {
+		r := want[a.Email]
+		code := 0
+		if a.Code != nil {
+			code = *a.Code
+		}
+		if a.Status != r.Status || code != r.Code || a.Response != r.Response || a.Tries != r.Tries || !a.AttemptedAt.Equal(r.At) {
+			t.Errorf("%s: %s %d %q %d %v; want %+v", a.Email, a.Status, code, a.Response, a.Tries, a.AttemptedAt, r)
+		}
 	}
 }
 

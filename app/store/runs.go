@@ -177,58 +177,6 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 	return n, nil
 }
 
-// ClaimNext takes the batch's next recipients after the client id after,
-// up to limit, that may be mailed (not unsubscribed, not bounced) and have
-// no attempt in this run yet, and writes a pending attempt for each before
-// anything is sent, in one statement. It walks the source by its index in
-// client id order from the cursor (the recipients' primary key, or the
-// retried run's attempts), never the whole list, so the cost of a chunk
-// does not grow with the run.
-func (s *Store) ClaimNext(ctx context.Context, r *model.Run, b *model.RunBatch, after int64, limit int) ([]Claim, error) {
-	var src, key string
-	var args []any
-	if r.RetryOf != nil {
-		key = "f.client_id"
-		src = `SELECT c.id AS client_id, c.email, c.full_name FROM attempts AS f JOIN clients AS c ON c.id = f.client_id
-			WHERE f.run_id = ? AND f.status = 'failure' AND (f.code IS NULL OR f.code BETWEEN 400 AND 499)
-			AND ` + stillRecipient + ` AND f.client_id > ?`
-		args = []any{*r.RetryOf, max(after, b.FromID)}
-	} else {
-		key = "src.client_id"
-		src = `SELECT c.id AS client_id, c.email, c.full_name FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
-			WHERE src.mailing_id = ? AND src.client_id > ?`
-		args = []any{r.MailingID, max(after, b.FromID)}
-	}
-	// The range is repeated on the clients' key: the planner does not carry
-	// an inequality across the join, and a merge join would otherwise read
-	// the clients' index from the first client up to the cursor, a cost
-	// growing with the run.
-	src += ` AND c.id > ?`
-	args = append(args, max(after, b.FromID))
-	if b.ToID != nil {
-		src += ` AND ` + key + ` <= ? AND c.id <= ?`
-		args = append(args, *b.ToID, *b.ToID)
-	}
-	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = ? AND a.client_id = c.id)
-		ORDER BY ` + key + ` LIMIT ?`
-	args = append(args, r.ID, limit)
-	q := `WITH next AS (` + src + `), claimed AS (
-			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
-			SELECT ?, ?, client_id, email, 'pending', 1, now() FROM next
-			ON CONFLICT (run_id, client_id) DO NOTHING
-			RETURNING id, client_id
-		)
-		SELECT claimed.id, claimed.client_id, next.email, next.full_name FROM claimed JOIN next USING (client_id)
-		ORDER BY claimed.client_id`
-	args = append(args, r.ID, r.MailingID)
-	var out []Claim
-	if err := s.db.NewRaw(q, args...).Scan(ctx, &out); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, dbErr("claim next", err)
-	}
-	return out, nil
-}
-
 // Claim is an attempt row taken before its send.
 type Claim struct {
 	ID       int64  `bun:"id"`
@@ -278,49 +226,6 @@ func (s *Store) AddRunCounts(ctx context.Context, runID int64, c RunCounts) erro
 		Set("succeeded = succeeded + ?", c.Succeeded).Set("failed = failed + ?", c.Failed).
 		Where("id = ?", runID).Exec(ctx)
 	return dbErr("add run counts", err)
-}
-
-// SetAttemptResults writes the outcomes of claimed attempts and returns
-// what it wrote, for the run's counters: an attempt already completed is
-// neither written nor counted again.
-func (s *Store) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
-	var c RunCounts
-	if len(rs) == 0 {
-		return c, nil
-	}
-	ids := make([]int64, len(rs))
-	statuses := make([]string, len(rs))
-	codes := make([]int64, len(rs))
-	responses := make([]string, len(rs))
-	tries := make([]int64, len(rs))
-	ats := make([]time.Time, len(rs))
-	for i, r := range rs {
-		ids[i], statuses[i], codes[i], responses[i], tries[i], ats[i] = r.ID, string(r.Status), int64(r.Code), r.Response, int64(r.Tries), r.At
-	}
-	// The rows are found by primary key alone. A condition on the run would
-	// let the planner, which has no statistics yet of a run being sent,
-	// take the (run_id, status) index instead and read every pending entry
-	// the run ever had, a cost growing with the run.
-	var written []model.AttemptStatus
-	err := s.db.NewRaw(`
-		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
-		FROM unnest(?::bigint[], ?::text[], ?::int[], ?::text[], ?::int[], ?::timestamptz[]) AS x(id, status, code, response, tries, at)
-		WHERE a.id = x.id AND a.status = 'pending'
-		RETURNING a.status`,
-		pgdialect.Array(ids), pgdialect.Array(statuses), pgdialect.Array(codes), pgdialect.Array(responses), pgdialect.Array(tries), pgdialect.Array(ats),
-	).Scan(ctx, &written)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return c, dbErr("set attempt results", err)
-	}
-	for _, st := range written {
-		switch st {
-		case model.AttemptSuccess:
-			c.Succeeded++
-		case model.AttemptFailure:
-			c.Failed++
-		}
-	}
-	return c, nil
 }
 
 // UpdateAttempt writes one attempt's intermediate outcome (a temporary
@@ -507,7 +412,12 @@ var ErrBatchBusy = errors.New("batch is being processed elsewhere")
 // long as fn runs, so that one worker at a time sends a batch. The lock
 // belongs to a database session: a worker that dies (even by SIGKILL)
 // loses its connection and so its lock at once, and another may resume.
-func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func() error) error {
+//
+// fn gets a Store whose statements run on the lock's session, so that a
+// worker that lost its lock (the connection broke) can write nothing more
+// for the batch while another resumes it. That Store is one connection:
+// it must not be used by two goroutines at once.
+func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func(locked *Store) error) error {
 	db, ok := s.db.(*bun.DB)
 	if !ok {
 		return errors.New("lock batch: needs a database, not a transaction")
@@ -526,7 +436,7 @@ func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func() e
 		return ErrBatchBusy
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // closing the session unlocks too
-	return fn()
+	return fn(New(conn))
 }
 
 // batchLockSpace sets batch locks apart from any other advisory lock.
