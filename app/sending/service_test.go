@@ -579,3 +579,27 @@ func TestConcurrentBatchesShareOneSpareConnection(t *testing.T) {
 		t.Fatalf("run %+v", r)
 	}
 }
+
+// A late intermediate write (a retry's bookkeeping) never turns a recorded
+// success back into a failure or a pending claim.
+func TestUpdateAttemptLeavesSuccessAlone(t *testing.T) {
+	w := newWorld(t, 1)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, run.ID)
+	as := w.attempts(t, run.ID)
+	if len(as) != 1 || as[0].Status != model.AttemptSuccess {
+		t.Fatalf("attempts %+v", as)
+	}
+	for _, st := range []model.AttemptStatus{model.AttemptFailure, model.AttemptPending} {
+		if err := w.st.UpdateAttempt(ctx, store.AttemptResult{ID: as[0].ID, Status: st, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := w.attempts(t, run.ID)[0]; a.Status != model.AttemptSuccess || a.Tries != 1 || a.Response != as[0].Response {
+		t.Fatalf("after late writes %+v", a)
+	}
+}
