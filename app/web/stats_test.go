@@ -83,6 +83,15 @@ func TestStatsFollowSends(t *testing.T) {
 	if parseHTML(t, body).Find("[data-testid=chart-day]").Length() != 7 {
 		t.Errorf("range=7 does not draw 7 days")
 	}
+	// Paging the per-mailing table with htmx swaps just the table.
+	req, _ := http.NewRequest(http.MethodGet, "/stats?page=1", nil)
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("HX-Target", "stats-mailings")
+	resp, body := c.send(t, req)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(body, `<div id="stats-mailings">`) || strings.Contains(body, "<html") || !strings.Contains(body, "stats-mailing-sent") {
+		t.Errorf("htmx page of the per-mailing table:\n%.300s", body)
+	}
 
 	// A second run doubles the figures on the next load.
 	runToEnd(t, c, path)
@@ -117,7 +126,7 @@ func TestStatsFollowSends(t *testing.T) {
 		t.Errorf("a manager's own figures include others'")
 	}
 	// Deleting the mailing takes its figures away at once.
-	resp, body := c.post(t, path+"/delete", nil)
+	resp, body = c.post(t, path+"/delete", nil)
 	wantRedirect(t, resp, body, "/mailings")
 	_, body = c.get(t, "/stats")
 	if got := statText(t, body, "stat-sent"); got != "0" {
