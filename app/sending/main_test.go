@@ -127,6 +127,23 @@ func (w *world) drain(t *testing.T, runID int64) *model.Run {
 	return r
 }
 
+// prepareFirstBatch prepares the statements of the run's first batch, as
+// a worker taking it would (closed when the test ends).
+func (w *world) prepareFirstBatch(t *testing.T, run *model.Run) *store.BatchStatements {
+	t.Helper()
+	ctx := context.Background()
+	b, err := w.st.Batch(ctx, run.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := w.st.PrepareBatch(ctx, run, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stmts.Close() })
+	return stmts
+}
+
 func (w *world) attempts(t *testing.T, runID int64) []model.Attempt {
 	t.Helper()
 	as, _, err := w.st.AttemptsOfMailing(context.Background(), w.mailing.ID, "", store.NewPage(1, 10000))

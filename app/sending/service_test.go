@@ -258,15 +258,7 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	ctx := context.Background()
 	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	// A worker claimed the first recipient and died before writing the outcome.
-	b, err := w.st.Batch(ctx, run.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts, err := w.st.PrepareBatch(ctx, run, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stmts.Close()
+	stmts := w.prepareFirstBatch(t, run)
 	if c, err := stmts.ClaimNext(ctx, 0, 1); err != nil || len(c) != 1 || c[0].ClientID != w.clients[0].ID {
 		t.Fatalf("claim %+v, %v", c, err)
 	}
@@ -307,15 +299,7 @@ func TestResultsKeepTheirText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := w.st.Batch(ctx, run.ID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stmts, err := w.st.PrepareBatch(ctx, run, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stmts.Close()
+	stmts := w.prepareFirstBatch(t, run)
 	claims, err := stmts.ClaimNext(ctx, 0, len(replies))
 	if err != nil || len(claims) != len(replies) {
 		t.Fatalf("claims %+v, %v", claims, err)
