@@ -150,9 +150,9 @@ func (r *Registry) Sends() *Sends {
 	return &Sends{v: v}
 }
 
-// Add counts n sends of an outcome; a nil Sends counts nothing.
+// Add counts n sends of an outcome; a nil Sends, or n ≤ 0, counts nothing.
 func (s *Sends) Add(outcome string, n int) {
-	if s == nil || n == 0 {
+	if s == nil || n <= 0 {
 		return
 	}
 	s.v.WithLabelValues(outcome).Add(float64(n))

@@ -184,9 +184,7 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	if err != nil {
 		return run, err
 	}
-	if run != nil {
-		s.Stats.Changed(ctx, ownerID)
-	}
+	s.Stats.Changed(ctx, ownerID)
 	if len(batches) > 0 {
 		if err := s.Queue.EnqueueBatches(ctx, batches, "0"); err != nil {
 			// The reconciler enqueues open batches of unfinished runs.
@@ -451,29 +449,25 @@ func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.B
 	wg.Wait()
 	var done []store.AttemptResult
 	var unsent, bounced []int64
-	outcomes := map[string]int{}
 	for i, r := range results {
 		switch {
 		case r.unsent:
 			unsent = append(unsent, r.ID)
 		default:
 			done = append(done, r.AttemptResult)
-			outcome := string(r.Status)
 			if r.bounce {
 				bounced = append(bounced, claims[i].ClientID)
-				outcome = "bounce"
 			}
-			outcomes[outcome]++
 		}
-	}
-	for o, n := range outcomes {
-		s.Sends.Add(o, n)
 	}
 	write := context.WithoutCancel(ctx)
 	written, err := stmts.SetAttemptResults(write, done)
 	if err != nil {
 		return written, err
 	}
+	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
+	s.Sends.Add(string(model.AttemptFailure), written.Failed-len(bounced))
+	s.Sends.Add("bounce", len(bounced))
 	if err := db.ReleaseClaims(write, runID, unsent); err != nil {
 		return written, err
 	}

@@ -174,7 +174,7 @@ func TestFiguresAndDaysAcrossTimeZones(t *testing.T) {
 	}
 
 	// Deleting the mailing takes its figures with it.
-	if err := a.st.DeleteMailing(ctx, a.owner.ID, a.mailing.ID); err != nil {
+	if _, err := a.st.DeleteMailing(ctx, a.owner.ID, a.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
 	ov, _ = svc.Overview(ctx, store.Own(a.owner.ID), 7, kolkata)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -172,16 +173,13 @@ func uniqueIDs(ids []int64) []int64 {
 	return slices.Compact(out)
 }
 
-// DeleteMailing deletes the owner's mailing with its runs and attempts.
-func (s *Store) DeleteMailing(ctx context.Context, ownerID, id int64) error {
-	res, err := s.db.NewDelete().Model((*model.Mailing)(nil)).Where("id = ? AND owner_id = ?", id, ownerID).Exec(ctx)
-	if err != nil {
-		return dbErr("delete mailing", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("delete mailing: %w", ErrNotFound)
-	}
-	return nil
+// DeleteMailing deletes the owner's mailing with its runs and attempts,
+// and returns its next planned occurrence (nil: none), for the planned
+// task to be cancelled.
+func (s *Store) DeleteMailing(ctx context.Context, ownerID, id int64) (next *time.Time, err error) {
+	err = s.db.NewDelete().Model((*model.Mailing)(nil)).Where("id = ? AND owner_id = ?", id, ownerID).
+		Returning("next_run_at").Scan(ctx, &next)
+	return next, dbErr("delete mailing", err)
 }
 
 // SetMailingDisabled switches a mailing of the scope off (recording who and

@@ -128,13 +128,18 @@ type MailingFigures struct {
 	Failed     int64      `bun:"failed"`
 }
 
+// mailingTotalsSQL joins to mailings g its runs (r.runs, r.last_run) and
+// attempts by outcome (totals.succeeded, totals.failed).
+const mailingTotalsSQL = `
+	CROSS JOIN LATERAL (SELECT count(*) AS runs, max(started_at) AS last_run FROM runs WHERE mailing_id = g.id) AS r
+	CROSS JOIN LATERAL (SELECT coalesce(sum(succeeded), 0) AS succeeded, coalesce(sum(failed), 0) AS failed
+		FROM attempt_counts WHERE mailing_id = g.id) AS totals`
+
 const mailingFiguresSQL = `SELECT g.id, g.owner_id, u.email AS owner_email, msg.subject, g.status, g.disabled_at IS NOT NULL AS disabled,
-		r.runs, r.last_run, coalesce(a.succeeded, 0) AS succeeded, coalesce(a.failed, 0) AS failed
+		r.runs, r.last_run, totals.succeeded, totals.failed
 	FROM mailings AS g
 	JOIN users AS u ON u.id = g.owner_id
-	JOIN messages AS msg ON msg.id = g.message_id
-	CROSS JOIN LATERAL (SELECT count(*) AS runs, max(started_at) AS last_run FROM runs WHERE mailing_id = g.id) AS r
-	LEFT JOIN LATERAL (SELECT sum(succeeded) AS succeeded, sum(failed) AS failed FROM attempt_counts WHERE mailing_id = g.id) AS a ON TRUE`
+	JOIN messages AS msg ON msg.id = g.message_id` + mailingTotalsSQL
 
 // MailingStats lists the scope's mailings with their runs, last run and
 // attempts by outcome, the latest sent first, one page at a time.
@@ -154,12 +159,14 @@ func (s *Store) MailingStats(ctx context.Context, sc Scope, page Page) ([]Mailin
 	return out, page, nil
 }
 
-// MailingStatsOf returns one mailing's figures within the scope.
-func (s *Store) MailingStatsOf(ctx context.Context, sc Scope, mailingID int64) (MailingFigures, error) {
-	owner, args := sc.cond("g.owner_id")
+// MailingTotals returns one mailing's runs, last run and attempts by
+// outcome (ID and those fields of MailingFigures); the caller has checked
+// that the mailing is in its scope.
+func (s *Store) MailingTotals(ctx context.Context, mailingID int64) (MailingFigures, error) {
 	var f MailingFigures
-	err := s.db.NewRaw(mailingFiguresSQL+` WHERE g.id = ? AND `+owner, append([]any{mailingID}, args...)...).Scan(ctx, &f)
-	return f, dbErr("mailing stats of", err)
+	err := s.db.NewRaw(`SELECT g.id, r.runs, r.last_run, totals.succeeded, totals.failed FROM mailings AS g`+
+		mailingTotalsSQL+` WHERE g.id = ?`, mailingID).Scan(ctx, &f)
+	return f, dbErr("mailing totals", err)
 }
 
 // UserFigures are one user's totals, for the managers' breakdown.

@@ -243,7 +243,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		v.Runs = append(v.Runs, runView(run, u))
 	}
 	v.Attempts = attemptViews(attempts, u)
-	fig, err := s.store.MailingStatsOf(ctx, readScope(u), r.ID)
+	fig, err := s.store.MailingTotals(ctx, r.ID)
 	if err != nil {
 		return err
 	}
@@ -405,14 +405,11 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 
 func (s *Server) deleteMailing(c *fiber.Ctx) error {
 	del := func(ctx context.Context, ownerID, id int64) error {
-		m, err := s.store.MailingByID(ctx, store.Own(ownerID), id)
+		next, err := s.store.DeleteMailing(ctx, ownerID, id)
 		if err != nil {
 			return err
 		}
-		if err := s.store.DeleteMailing(ctx, ownerID, id); err != nil {
-			return err
-		}
-		s.sending.Unplan(ctx, id, m.NextRunAt)
+		s.sending.Unplan(ctx, id, next)
 		return nil
 	}
 	return s.deleteOwned(c, del, "Mailing deleted.", "/mailings")
@@ -442,7 +439,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		s.statsChanged(c.UserContext(), r.OwnerID) // a manager may switch off someone else's
+		s.stats.Changed(c.UserContext(), r.OwnerID) // a manager may switch off someone else's
 		if disabled {
 			s.sending.Unplan(c.UserContext(), id, r.NextRunAt)
 		} else {

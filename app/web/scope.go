@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -57,22 +58,12 @@ func pager(c *fiber.Ctx, path string, p store.Page, noun, target string) compone
 // pagerOf is pager for a list paged by the query parameter param (a page
 // with two lists pages each by its own).
 func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string) component.Pager {
-	q := url.Values{}
-	for k, v := range c.Queries() {
-		if k != param {
-			q.Set(k, v)
-		}
-	}
 	link := func(n int) string {
+		value := ""
 		if n > 1 {
-			q.Set(param, strconv.Itoa(n))
-		} else {
-			q.Del(param)
+			value = strconv.Itoa(n)
 		}
-		if enc := q.Encode(); enc != "" {
-			return path + "?" + enc
-		}
-		return path
+		return linkWith(c, path, param, value)
 	}
 	pg := component.Pager{Page: p.Number, Pages: p.Pages(), Total: p.Total, Noun: noun, Target: target}
 	if p.Number > 1 {
@@ -82,6 +73,24 @@ func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string
 		pg.NextURL = link(p.Number + 1)
 	}
 	return pg
+}
+
+// linkWith is path with the request's query, param set to value (left out
+// when empty) and the parameters drop left out.
+func linkWith(c *fiber.Ctx, path, param, value string, drop ...string) string {
+	q := url.Values{}
+	for k, v := range c.Queries() {
+		if k != param && !slices.Contains(drop, k) {
+			q.Set(k, v)
+		}
+	}
+	if value != "" {
+		q.Set(param, value)
+	}
+	if enc := q.Encode(); enc != "" {
+		return path + "?" + enc
+	}
+	return path
 }
 
 func urlQuery(s string) string { return url.QueryEscape(s) }

@@ -163,7 +163,7 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	if err := s.store.Unsubscribe(c.UserContext(), owner.ID, cl.ID); err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
 	}
-	s.statsChanged(c.UserContext(), owner.ID)
+	s.stats.Changed(c.UserContext(), owner.ID)
 	if c.FormValue("List-Unsubscribe") == "One-Click" {
 		return c.Type("txt").SendString("unsubscribed\n")
 	}

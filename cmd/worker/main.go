@@ -56,22 +56,21 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	// The task server, the scheduler and the client own their Redis
-	// connections; Asynq closes them on shutdown.
+	// The task server and the scheduler own their Redis connections, and
+	// Asynq closes them on shutdown; the rest (enqueuing, inspecting the
+	// queue, the statistics cache, the shared send rate) share one client.
 	conn, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	client := asynq.NewClient(conn)
-	defer client.Close()
-	inspector := asynq.NewInspector(conn)
-	defer inspector.Close()
 	ropt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(ropt) // the statistics cache and the shared send rate
+	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	var pace mail.Limiter
 	if cfg.MailRate > 0 {
 		pace = mail.NewSharedRate(rdb, "send", cfg.MailRate)
