@@ -219,7 +219,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 				}
 				rs := make([]store.AttemptResult, len(c))
 				for i := range c {
-					rs[i] = store.AttemptResult{ID: c[i].ID, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
+					rs[i] = store.AttemptResult{ClientID: c[i].ClientID, Email: c[i].Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
 				}
 				if _, err := stmts.SetAttemptResults(ctx, rs); err != nil {
 					return err

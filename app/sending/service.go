@@ -63,7 +63,7 @@ type Service struct {
 	// BatchSize is how many recipients one batch task takes.
 	BatchSize int
 	// Chunk is how many attempts are claimed, sent and recorded together
-	// (default: four times Concurrency). It bounds what a crash can leave
+	// (default: sixteen times Concurrency). It bounds what a crash can leave
 	// with an unknown outcome, so it stays small.
 	Chunk int
 	// Concurrency is how many sends of a batch go at once.
@@ -408,7 +408,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			return nil
 		}
 		cursor = claims[len(claims)-1].ClientID
-		written, err := s.sendChunk(ctx, db, stmts, run.ID, m, msg, m.EndsAt, claims)
+		written, err := s.sendChunk(ctx, db, stmts, run, m, msg, claims)
 		unadded.Add(written)
 		if err != nil {
 			return err
@@ -420,15 +420,15 @@ func (s *Service) chunk() int {
 	if s.Chunk > 0 {
 		return s.Chunk
 	}
-	return max(4*s.Concurrency, minChunk)
+	return max(16*s.Concurrency, minChunk)
 }
 
-// sendChunk sends the claimed attempts at once (bounded by Concurrency)
-// and records their outcomes in one statement, returning what it recorded. The results are written
-// even when ctx ends meanwhile: a sent message must not be forgotten. A
-// claim not yet sent when ctx ends is released, not failed: the batch
-// sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.BatchStatements, runID int64, m *model.Mailing, msg *model.Message, ends time.Time, claims []store.Claim) (store.RunCounts, error) {
+// sendChunk sends to the claimed recipients at once (bounded by
+// Concurrency) and records their outcomes in one statement, returning what
+// it recorded. The results are written even when ctx ends meanwhile: a
+// sent message must not be forgotten. A claim not yet sent when ctx ends
+// gets no attempt: the batch sends it when it resumes.
+func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) (store.RunCounts, error) {
 	results := make([]sendResult, len(claims))
 	sem := make(chan struct{}, max(1, s.Concurrency))
 	var wg sync.WaitGroup
@@ -436,28 +436,26 @@ func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.B
 		sem <- struct{}{}
 		if ctx.Err() != nil {
 			<-sem
-			results[i] = sendResult{AttemptResult: store.AttemptResult{ID: c.ID}, unsent: true}
+			results[i] = sendResult{unsent: true}
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = s.sendOne(ctx, m, msg, ends, c, c.FullName)
+			results[i] = s.sendOne(ctx, run, m, msg, c)
 		}()
 	}
 	wg.Wait()
-	var done []store.AttemptResult
-	var unsent, bounced []int64
+	done := make([]store.AttemptResult, 0, len(results))
+	var bounced []int64
 	for i, r := range results {
-		switch {
-		case r.unsent:
-			unsent = append(unsent, r.ID)
-		default:
-			done = append(done, r.AttemptResult)
-			if r.bounce {
-				bounced = append(bounced, claims[i].ClientID)
-			}
+		if r.unsent {
+			continue
+		}
+		done = append(done, r.AttemptResult)
+		if r.bounce {
+			bounced = append(bounced, claims[i].ClientID)
 		}
 	}
 	write := context.WithoutCancel(ctx)
@@ -468,9 +466,6 @@ func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.B
 	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
 	s.Sends.Add(string(model.AttemptFailure), written.Failed-len(bounced))
 	s.Sends.Add("bounce", len(bounced))
-	if err := db.ReleaseClaims(write, runID, unsent); err != nil {
-		return written, err
-	}
 	return written, db.MarkBounced(write, bounced)
 }
 
@@ -482,19 +477,21 @@ type sendResult struct {
 
 // sendOne sends to one claimed recipient, trying again after temporary
 // failures while the window is open, and returns the final outcome.
-func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, ends time.Time, c store.Claim, name string) sendResult {
-	message := s.compose(m, msg, c, name)
+func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, c store.Claim) sendResult {
+	message := s.Compose(m, msg, c)
 	var last sendResult
+	var id int64 // the attempt, once written between tries
 	for try := 1; ; try++ {
 		res := s.Sender.Send(ctx, message)
 		if res.Class == rmail.Unreachable && ctx.Err() != nil {
 			// Shutting down before talking to the server: nothing was sent.
 			if try == 1 {
-				return sendResult{AttemptResult: store.AttemptResult{ID: c.ID}, unsent: true}
+				return sendResult{unsent: true}
 			}
 			return last
 		}
-		out := sendResult{AttemptResult: store.AttemptResult{ID: c.ID, Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
+		out := sendResult{AttemptResult: store.AttemptResult{ID: id, ClientID: c.ClientID, Email: c.Email,
+			Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
 		switch res.Class {
 		case rmail.Delivered:
 			out.Status = model.AttemptSuccess
@@ -512,30 +509,35 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 			return out
 		}
 		delay := s.RetryDelays[try-1]
-		if !s.now().Add(delay).Before(ends) {
+		if !s.now().Add(delay).Before(m.EndsAt) {
 			return out
 		}
-		// Between tries the row says what happened (not delivered), so a
-		// crash meanwhile leaves the truth; it is claimed again to send.
+		// Between tries the attempt says what happened (not delivered), so
+		// a crash meanwhile leaves the truth; it is pending again while the
+		// next try sends, so a crash then leaves it unknown.
 		write := context.WithoutCancel(ctx)
-		if err := s.Store.UpdateAttempt(write, out.AttemptResult); err != nil {
+		var err error
+		if id, err = s.Store.WriteAttempt(write, run.ID, m.ID, out.AttemptResult); err != nil || id == 0 {
 			return out
 		}
+		last.ID = id
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return out
+			return last
 		}
-		out.Status = model.AttemptPending
-		if err := s.Store.UpdateAttempt(write, out.AttemptResult); err != nil {
-			return out
+		pending := last.AttemptResult
+		pending.Status = model.AttemptPending
+		if _, err := s.Store.WriteAttempt(write, run.ID, m.ID, pending); err != nil {
+			return last
 		}
 	}
 }
 
-// compose builds one recipient's mail: {{name}} and {{email}} filled in, a
+// Compose builds one recipient's mail: {{name}} and {{email}} filled in, a
 // visible unsubscribe link, and the RFC 8058 one-click headers.
-func (s *Service) compose(m *model.Mailing, msg *model.Message, c store.Claim, name string) rmail.Message {
+func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) rmail.Message {
+	name := c.FullName
 	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID)
 	body := rmail.Personalize(msg.Body, name, c.Email) + "\n\n--\nTo stop receiving these mails: " + link + "\n"
 	oneLine := strings.NewReplacer("\r", " ", "\n", " ").Replace(name) // a name must not break the subject line

@@ -308,7 +308,7 @@ func TestResultsKeepTheirText(t *testing.T) {
 	want := map[string]store.AttemptResult{}
 	var rs []store.AttemptResult
 	for i, c := range claims {
-		r := store.AttemptResult{ID: c.ID, Status: model.AttemptFailure, Code: 400 + i, Response: replies[i], Tries: i + 1, At: at}
+		r := store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptFailure, Code: 400 + i, Response: replies[i], Tries: i + 1, At: at}
 		if i == 0 {
 			r.Status, r.Code = model.AttemptSuccess, 0
 		}
@@ -564,9 +564,10 @@ func TestConcurrentBatchesShareOneSpareConnection(t *testing.T) {
 	}
 }
 
-// A late intermediate write (a retry's bookkeeping) never turns a recorded
-// success back into a failure or a pending claim.
-func TestUpdateAttemptLeavesSuccessAlone(t *testing.T) {
+// A late intermediate write (a retry's bookkeeping), by the attempt's id or
+// by its recipient, never turns a recorded success back into a failure or
+// a pending claim, nor adds a second attempt.
+func TestWriteAttemptLeavesSuccessAlone(t *testing.T) {
 	w := newWorld(t, 1)
 	ctx := context.Background()
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
@@ -578,12 +579,112 @@ func TestUpdateAttemptLeavesSuccessAlone(t *testing.T) {
 	if len(as) != 1 || as[0].Status != model.AttemptSuccess {
 		t.Fatalf("attempts %+v", as)
 	}
-	for _, st := range []model.AttemptStatus{model.AttemptFailure, model.AttemptPending} {
-		if err := w.st.UpdateAttempt(ctx, store.AttemptResult{ID: as[0].ID, Status: st, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}); err != nil {
-			t.Fatal(err)
+	for _, id := range []int64{as[0].ID, 0} {
+		for _, st := range []model.AttemptStatus{model.AttemptFailure, model.AttemptPending} {
+			r := store.AttemptResult{ID: id, ClientID: w.clients[0].ID, Email: w.clients[0].Email, Status: st, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}
+			if _, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if a := w.attempts(t, run.ID)[0]; a.Status != model.AttemptSuccess || a.Tries != 1 || a.Response != as[0].Response {
-		t.Fatalf("after late writes %+v", a)
+	if got := w.attempts(t, run.ID); len(got) != 1 || got[0].Status != model.AttemptSuccess || got[0].Tries != 1 || got[0].Response != as[0].Response {
+		t.Fatalf("after late writes %+v", got)
+	}
+}
+
+// A worker that dies while a recipient waits to be tried again leaves the
+// temporary failure as it was (nothing was delivered, nothing is sent
+// again by the batch); one that dies while the next try sends leaves the
+// outcome unknown. Either way the recipient keeps one attempt.
+func TestRecoveryBetweenAndDuringTries(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	stmts := w.prepareFirstBatch(t, run)
+	claims, err := stmts.ClaimNext(ctx, 0, 2)
+	if err != nil || len(claims) != 2 {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	waiting, trying := claims[0], claims[1]
+	for _, c := range claims {
+		r := store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptFailure, Code: 450, Response: "450 busy", Tries: 1, At: time.Now()}
+		id, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r)
+		if err != nil || id == 0 {
+			t.Fatalf("write attempt: %d, %v", id, err)
+		}
+		if c == trying {
+			r.ID, r.Status = id, model.AttemptPending
+			if _, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r := w.drain(t, run.ID)
+	if got := received(w.sink); len(got) != 1 || got[w.clients[2].Email] != 1 {
+		t.Fatalf("received %v, want only the unclaimed recipient", got)
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != 3 {
+		t.Fatalf("attempts %+v", as)
+	}
+	for _, a := range as {
+		switch a.Email {
+		case waiting.Email:
+			if a.Status != model.AttemptFailure || a.Code == nil || *a.Code != 450 || a.Tries != 1 {
+				t.Errorf("waiting for its next try: %+v", a)
+			}
+		case trying.Email:
+			if a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown" {
+				t.Errorf("during its next try: %+v", a)
+			}
+		}
+	}
+	if r.Succeeded != 1 || r.Failed != 2 || r.FinishedAt == nil {
+		t.Fatalf("run %+v", r)
+	}
+}
+
+// A client deleted while a batch sends to it keeps its attempt, with its
+// address and no client, whether the outcome was written or lost.
+func TestDeletedClientKeepsItsAttempt(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	stmts := w.prepareFirstBatch(t, run)
+	claims, err := stmts.ClaimNext(ctx, 0, 1)
+	if err != nil || len(claims) != 1 {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	if err := w.st.DeleteClient(ctx, w.owner.ID, claims[0].ClientID); err != nil {
+		t.Fatal(err)
+	}
+	rs := []store.AttemptResult{{ClientID: claims[0].ClientID, Email: claims[0].Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}}
+	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got.Succeeded != 1 {
+		t.Fatalf("written %+v, %v", got, err)
+	}
+	// The next recipient is claimed, deleted, and its worker dies.
+	if claims, err = stmts.ClaimNext(ctx, claims[0].ClientID, 1); err != nil || len(claims) != 1 {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	if err := w.st.DeleteClient(ctx, w.owner.ID, claims[0].ClientID); err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, run.ID)
+	byAddr := map[string]model.Attempt{}
+	for _, a := range w.attempts(t, run.ID) {
+		byAddr[a.Email] = a
+	}
+	sent, lost, last := byAddr[w.clients[0].Email], byAddr[w.clients[1].Email], byAddr[w.clients[2].Email]
+	if sent.ClientID != nil || sent.Status != model.AttemptSuccess {
+		t.Errorf("written after the delete: %+v", sent)
+	}
+	if lost.ClientID != nil || lost.Status != model.AttemptFailure || lost.Response != "interrupted: outcome unknown" {
+		t.Errorf("lost after the delete: %+v", lost)
+	}
+	if last.ClientID == nil || last.Status != model.AttemptSuccess || len(byAddr) != 3 {
+		t.Errorf("attempts %+v", byAddr)
+	}
+	if r.FinishedAt == nil || r.Succeeded != 2 || r.Failed != 1 {
+		t.Fatalf("run %+v", r)
 	}
 }

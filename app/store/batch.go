@@ -20,8 +20,18 @@ import (
 // about a third of its time. A prepared statement is parsed once, and after
 // a few executions PostgreSQL keeps a generic plan for it
 // (plan_cache_mode auto), when that plan is not costlier.
+//
+// A chunk is claimed on the batch's row (run_batches.claimed) before it is
+// sent, and each recipient's attempt is written once, with its outcome,
+// after the send, in the statement that clears the claim: one attempt row
+// written per recipient, where a pending row and an update of it wrote
+// two (every update of the status writes a new version of the row and of
+// each of its index entries). A batch that starts again finds the claim a
+// dead worker left and records its recipients without an attempt as
+// failures with an unknown outcome (RecoverInterrupted).
 type BatchStatements struct {
 	batch          *model.RunBatch
+	run            *model.Run
 	claim, results *sql.Stmt
 	claimArgs      []any // after the cursor and the limit
 }
@@ -54,7 +64,7 @@ func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatc
 		claim.Close()
 		return nil, dbErr("prepare results", err)
 	}
-	return &BatchStatements{batch: b, claim: claim, results: results, claimArgs: args}, nil
+	return &BatchStatements{batch: b, run: r, claim: claim, results: results, claimArgs: args}, nil
 }
 
 // Close frees the statements on the server; the connection stays.
@@ -66,11 +76,10 @@ func (p *BatchStatements) Close() error {
 // $2, and returns the values of its other parameters, which stay the same
 // for the batch. Which source it walks, and whether the range has an end,
 // change the statement's text, so a batch prepares the one it needs.
-// Parameters are cast: PostgreSQL cannot always infer their types (in the
-// INSERT's select list), and a prepared statement's types are fixed when it
-// is parsed.
+// Parameters are cast: PostgreSQL cannot always infer their types, and a
+// prepared statement's types are fixed when it is parsed.
 func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
-	args := []any{r.ID, r.MailingID}
+	args := []any{r.ID, b.Seq}
 	param := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args)+2) + "::bigint"
@@ -84,7 +93,7 @@ func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 	} else {
 		key = "src.client_id"
 		src = `SELECT c.id AS client_id, c.email, c.full_name FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
-			WHERE src.mailing_id = $4::bigint AND src.client_id > $1::bigint`
+			WHERE src.mailing_id = ` + param(r.MailingID) + ` AND src.client_id > $1::bigint`
 	}
 	// The range is repeated on the clients' key: the planner does not carry
 	// an inequality across the join, and a merge join would otherwise read
@@ -98,23 +107,24 @@ func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = $3::bigint AND a.client_id = c.id)
 		ORDER BY ` + key + ` LIMIT $2::bigint`
-	return `WITH next AS (` + src + `), claimed AS (
-			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, tries, attempted_at)
-			SELECT $3::bigint, $4::bigint, client_id, email, 'pending', 1, now() FROM next
-			ON CONFLICT (run_id, client_id) DO NOTHING
-			RETURNING id, client_id
+	// The claim is written whether or not the caller reads the rows: a
+	// data-modifying WITH runs to completion once.
+	return `WITH next AS (` + src + `), claim AS (
+			UPDATE run_batches SET claimed = ARRAY(SELECT client_id FROM next ORDER BY client_id),
+				claimed_emails = ARRAY(SELECT email FROM next ORDER BY client_id)
+			WHERE run_id = $3::bigint AND seq = $4::int
 		)
-		SELECT claimed.id, claimed.client_id, next.email, next.full_name FROM claimed JOIN next USING (client_id)
-		ORDER BY claimed.client_id`, args
+		SELECT client_id, email, full_name FROM next ORDER BY client_id`, args
 }
 
 // ClaimNext takes the batch's next recipients after the client id after,
 // up to limit, that may be mailed (not unsubscribed, not bounced) and have
-// no attempt in this run yet, and writes a pending attempt for each before
+// no attempt in this run yet, and records them as the batch's claim before
 // anything is sent, in one statement. It walks the source by its index in
 // client id order from the cursor (the recipients' primary key, or the
 // retried run's attempts), never the whole list, so the cost of a chunk
-// does not grow with the run.
+// does not grow with the run. The claim replaces the previous one, whose
+// outcomes SetAttemptResults has written.
 func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int) ([]Claim, error) {
 	args := append([]any{max(after, p.batch.FromID), limit}, p.claimArgs...)
 	rows, err := p.claim.QueryContext(ctx, args...)
@@ -125,7 +135,7 @@ func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int)
 	var out []Claim
 	for rows.Next() {
 		var c Claim
-		if err := rows.Scan(&c.ID, &c.ClientID, &c.Email, &c.FullName); err != nil {
+		if err := rows.Scan(&c.ClientID, &c.Email, &c.FullName); err != nil {
 			return nil, dbErr("claim next", err)
 		}
 		out = append(out, c)
@@ -133,35 +143,58 @@ func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int)
 	return out, dbErr("claim next", rows.Err())
 }
 
-// resultsSQL writes a chunk's outcomes, given as arrays. The rows are found
-// by primary key alone. A condition on the run would let the planner, which
-// has no statistics yet of a run being sent, take the (run_id, status)
-// index instead and read every pending entry the run ever had, a cost
-// growing with the run.
+// resultsSQL writes a chunk's outcomes, given as arrays, and clears the
+// batch's claim. A recipient with no attempt yet gets one (a client deleted
+// since the claim keeps its address, with no client); one whose attempt
+// was written while its send was tried again (ID set) has it completed,
+// found by primary key alone. A condition on the run would let the
+// planner, which has no statistics yet of a run being sent, take the
+// (run_id, status) index and read every entry the run ever had there.
+// Only a pending attempt is completed: one already written is neither
+// written nor counted again.
 const resultsSQL = `
-	UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
-	FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::int[], $6::timestamptz[]) AS x(id, status, code, response, tries, at)
-	WHERE a.id = x.id AND a.status = 'pending'
-	RETURNING a.status`
+	WITH x AS (
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[])
+			AS x(id, client_id, email, status, code, response, tries, at)
+	), added AS (
+		INSERT INTO attempts AS a (run_id, mailing_id, client_id, email, status, code, response, tries, attempted_at)
+		SELECT $9::bigint, $10::bigint, c.id, x.email, x.status, nullif(x.code, 0), x.response, x.tries, x.at
+		FROM x LEFT JOIN clients AS c ON c.id = x.client_id
+		WHERE x.id = 0
+		ON CONFLICT (run_id, client_id) DO UPDATE SET status = excluded.status, code = excluded.code,
+			response = excluded.response, tries = excluded.tries, attempted_at = excluded.attempted_at
+		WHERE a.status = 'pending'
+		RETURNING a.status
+	), completed AS (
+		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
+		FROM x WHERE x.id <> 0 AND a.id = x.id AND a.status = 'pending'
+		RETURNING a.status
+	), cleared AS (
+		UPDATE run_batches SET claimed = '{}', claimed_emails = '{}' WHERE run_id = $9::bigint AND seq = $11::int
+	)
+	SELECT status FROM added UNION ALL SELECT status FROM completed`
 
-// SetAttemptResults writes the outcomes of claimed attempts and returns
-// what it wrote, for the run's counters: an attempt already completed is
-// neither written nor counted again.
+// SetAttemptResults writes the outcomes of the claimed recipients that
+// were sent to and clears the batch's claim, in one statement, and returns
+// what it wrote, for the run's counters. A claimed recipient missing from
+// rs (never sent: the worker is stopping) has no attempt and is claimed
+// again when the batch resumes. It runs even for no results, to clear the
+// claim.
 func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
 	var c RunCounts
-	if len(rs) == 0 {
-		return c, nil
-	}
-	var ids, statuses, codes, responses, tries, ats arrayLiteral
+	var ids, clients, emails, statuses, codes, responses, tries, ats arrayLiteral
 	for _, r := range rs {
 		ids.addInt(r.ID)
+		clients.addInt(r.ClientID)
+		emails.addText(r.Email)
 		statuses.addText(string(r.Status))
 		codes.addInt(int64(r.Code))
 		responses.addText(r.Response)
 		tries.addInt(int64(r.Tries))
 		ats.addText(r.At.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
 	}
-	rows, err := p.results.QueryContext(ctx, ids.String(), statuses.String(), codes.String(), responses.String(), tries.String(), ats.String())
+	rows, err := p.results.QueryContext(ctx, ids.String(), clients.String(), emails.String(), statuses.String(),
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq)
 	if err != nil {
 		return c, dbErr("set attempt results", err)
 	}

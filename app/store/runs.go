@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -150,55 +151,64 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 	return out, nil
 }
 
-// RecoverInterrupted records the attempts of a batch that were claimed but
-// whose outcome was never written (the worker died mid-send) as failures
-// with unknown outcome, and adds them to the run's failures, in one
-// statement. Only one task runs a batch at a time, so a claim found when
-// the batch starts is an orphan.
+// RecoverInterrupted finishes what a dead worker left of a batch, before
+// the batch starts again: the recipients of its claim (the chunk being
+// sent) that have no attempt, and the attempts of its range still pending
+// (a send tried again after a temporary failure), are recorded as failures
+// with unknown outcome, and added to the run's failures, in one statement
+// that also clears the claim. Only one task runs a batch at a time, so a
+// claim found when the batch starts is an orphan.
 func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
-	q := `WITH lost AS (
-			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown', attempted_at = now()
-			WHERE run_id = ? AND status = 'pending' AND client_id > ?`
-	args := []any{b.RunID, b.FromID}
+	// The batch's range is written as row comparisons on (run_id,
+	// client_id), which only the attempts' unique key can serve: with
+	// "run_id = ? AND status = 'pending'" the planner, which has no
+	// statistics of a run being sent, took the (run_id, status) index and
+	// read every entry the run ever had there, a cost growing with the run.
+	to := int64(math.MaxInt64)
 	if b.ToID != nil {
-		q += ` AND client_id <= ?`
-		args = append(args, *b.ToID)
+		to = *b.ToID
 	}
-	q += ` RETURNING 1
+	const q = `WITH batch AS (
+			SELECT claimed, claimed_emails FROM run_batches WHERE run_id = ? AND seq = ? FOR UPDATE
+		), cleared AS (
+			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}' WHERE run_id = ? AND seq = ? AND claimed <> '{}'
+		), unwritten AS (
+			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries, attempted_at)
+			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', 'interrupted: outcome unknown', 1, now()
+			FROM batch CROSS JOIN unnest(batch.claimed, batch.claimed_emails) AS x(client_id, email)
+			JOIN runs AS r ON r.id = ? LEFT JOIN clients AS c ON c.id = x.client_id
+			ON CONFLICT (run_id, client_id) DO NOTHING
+			RETURNING 1
+		), pending AS (
+			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown', attempted_at = now()
+			WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'
+			RETURNING 1
+		), lost AS (
+			SELECT (SELECT count(*) FROM unwritten) + (SELECT count(*) FROM pending) AS n
 		), counted AS (
-			UPDATE runs SET failed = failed + (SELECT count(*) FROM lost) WHERE id = ? AND EXISTS (SELECT 1 FROM lost)
+			UPDATE runs SET failed = failed + lost.n FROM lost WHERE id = ? AND lost.n > 0
 		)
-		SELECT count(*) FROM lost`
-	args = append(args, b.RunID)
+		SELECT n FROM lost`
 	var n int64
-	if err := s.db.NewRaw(q, args...).Scan(ctx, &n); err != nil {
+	err := s.db.NewRaw(q, b.RunID, b.Seq, b.RunID, b.Seq, b.RunID, b.RunID, b.FromID, b.RunID, to, b.RunID).Scan(ctx, &n)
+	if err != nil {
 		return 0, dbErr("recover interrupted", err)
 	}
 	return n, nil
 }
 
-// Claim is an attempt row taken before its send.
+// Claim is a recipient a batch has claimed to send to.
 type Claim struct {
-	ID       int64  `bun:"id"`
-	ClientID int64  `bun:"client_id"`
-	Email    string `bun:"email"`
-	FullName string `bun:"full_name"`
+	ClientID int64
+	Email    string
+	FullName string
 }
 
-// ReleaseClaims removes claimed attempts that were never sent (the worker
-// is shutting down), so that the batch sends them when it resumes.
-func (s *Store) ReleaseClaims(ctx context.Context, runID int64, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	_, err := s.db.NewDelete().Model((*model.Attempt)(nil)).
-		Where("run_id = ? AND status = 'pending' AND id = ANY(?::bigint[])", runID, pgdialect.Array(ids)).Exec(ctx)
-	return dbErr("release claims", err)
-}
-
-// AttemptResult is the outcome of one claimed attempt.
+// AttemptResult is the outcome of a send to one claimed recipient.
 type AttemptResult struct {
-	ID       int64
+	ID       int64 // the attempt's, when it was written before (between tries); 0 = none yet
+	ClientID int64
+	Email    string
 	Status   model.AttemptStatus
 	Code     int // 0 = none
 	Response string
@@ -228,14 +238,30 @@ func (s *Store) AddRunCounts(ctx context.Context, runID int64, c RunCounts) erro
 	return dbErr("add run counts", err)
 }
 
-// UpdateAttempt writes one attempt's intermediate outcome (a temporary
-// failure between retries), keeping it claimed when pending is true.
-func (s *Store) UpdateAttempt(ctx context.Context, r AttemptResult) error {
-	_, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
-		Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
-		Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
-		Where("id = ? AND status <> 'success'", r.ID).Exec(ctx)
-	return dbErr("update attempt", err)
+// WriteAttempt writes a claimed recipient's intermediate outcome (a
+// temporary failure, and the pending state of the next try) and returns
+// the attempt's id, by which the next writes find it. It writes the
+// attempt when there is none (ID 0) and never changes a recorded success.
+func (s *Store) WriteAttempt(ctx context.Context, runID, mailingID int64, r AttemptResult) (int64, error) {
+	if r.ID != 0 {
+		_, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
+			Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
+			Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
+			Where("id = ? AND status <> 'success'", r.ID).Exec(ctx)
+		return r.ID, dbErr("write attempt", err)
+	}
+	var id int64
+	err := s.db.NewRaw(`INSERT INTO attempts AS a (run_id, mailing_id, client_id, email, status, code, response, tries, attempted_at)
+		SELECT ?, ?, c.id, ?, ?, nullif(?, 0), ?, ?, ? FROM (VALUES (1)) AS one LEFT JOIN clients AS c ON c.id = ?
+		ON CONFLICT (run_id, client_id) DO UPDATE SET status = excluded.status, code = excluded.code,
+			response = excluded.response, tries = excluded.tries, attempted_at = excluded.attempted_at
+		WHERE a.status <> 'success'
+		RETURNING a.id`,
+		runID, mailingID, r.Email, r.Status, r.Code, r.Response, r.Tries, r.At, r.ClientID).Scan(ctx, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil // recorded as a success meanwhile: nothing to follow
+	}
+	return id, dbErr("write attempt", err)
 }
 
 // MarkBounced records a hard bounce for clients: they are not mailed again
