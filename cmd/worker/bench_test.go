@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/mail"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"rassylka/app/config"
 	rmail "rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/sending"
@@ -28,13 +30,16 @@ import (
 // BenchmarkWorkerThroughput sends a run through one real worker process
 // (queue, batches, claimed and recorded attempts) to a local SMTP server
 // that accepts everything, and in the same run a raw baseline: the same
-// number of pooled SMTP connections sending the same messages with no
-// database and no queue. It reports messages per second of both, their
-// ratio, and the worker's peak resident memory:
+// number of pooled SMTP connections sending the same messages (composed as
+// the worker composes them) with no database and no queue, from a process
+// of its own as the worker is, before and after the worker. It reports
+// messages per second of both, their ratio, the worker's peak resident
+// memory, and the CPU time per message of the baseline's process, the
+// worker, PostgreSQL and the SMTP server (this process):
 //
 //	scripts/test ./cmd/worker -run '^$' -bench WorkerThroughput -benchtime 1x
 //
-// Figures are recorded in docs/benchmarks.md.
+// Figures are in docs/benchmarks.md.
 func BenchmarkWorkerThroughput(b *testing.B) {
 	for _, n := range []int{20000, 200000} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
@@ -45,7 +50,15 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 	}
 }
 
-const benchConns = 4
+const (
+	benchConns = 4
+	benchBody  = "Dear {{name}},\n" + "Some news worth reading. Some news worth reading. Some news worth reading. Some news worth reading.\n" +
+		"Some news worth reading. Some news worth reading. Some news worth reading. Some news worth reading.\n"
+	// rawSendEnv makes the test binary the baseline's sending process:
+	// it sends that many messages as the worker would, with the worker's
+	// settings, and prints how long that took (see TestMain).
+	rawSendEnv = "RASSYLKA_BENCH_RAW_SEND"
+)
 
 func benchThroughput(b *testing.B, n int) {
 	ctx := context.Background()
@@ -57,38 +70,16 @@ func benchThroughput(b *testing.B, n int) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("build worker: %v\n%s", err, out)
 	}
+	env := append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "SMTP_URL="+sink.URL(),
+		"MAIL_CONCURRENCY="+strconv.Itoa(benchConns), "LOG_LEVEL=error")
 
-	// Raw baseline: pooled connections, the same messages, nothing else.
-	sender, err := rmail.NewSender(sink.URL(), "News <news@example.com>", "example.com")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := rmail.NewPool(sender, benchConns, nil)
-	body := "Dear reader,\n" + strings.Repeat("Some news worth reading. ", 20) + "\n"
-	began := time.Now()
-	jobs := make(chan int)
-	done := make(chan struct{})
-	for w := 0; w < benchConns; w++ {
-		go func() {
-			for i := range jobs {
-				addr := fmt.Sprintf("c%06d@example.com", i)
-				res := pool.Send(ctx, rmail.Message{To: mail.Address{Name: "Reader", Address: addr}, Subject: "News", Text: body})
-				if res.Class != rmail.Delivered {
-					b.Errorf("baseline send: %+v", res)
-				}
-			}
-			done <- struct{}{}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	for w := 0; w < benchConns; w++ {
-		<-done
-	}
-	raw := float64(n) / time.Since(began).Seconds()
-	pool.Close()
+	// The raw baseline: pooled connections, the same messages, nothing
+	// else, from a process of its own, measured before and after the
+	// worker: the machine's pace drifts within a minute, and the mean of
+	// both brackets the worker's run.
+	sinkTicks := cpuTicks(isSelf)
+	rawBefore, rawBeforeTicks := rawSendExec(b, env, n)
+	rawSinkTicks := cpuTicks(isSelf) - sinkTicks
 	sink.Reset()
 
 	// The worker: an owner with n clients and a mailing to all of them.
@@ -100,7 +91,7 @@ func benchThroughput(b *testing.B, n int) {
 	for i := 0; i < n; i += 10000 {
 		var rows []store.ImportRow
 		for j := i; j < min(i+10000, n); j++ {
-			rows = append(rows, store.ImportRow{Email: fmt.Sprintf("c%06d@example.com", j), FullName: "Reader"})
+			rows = append(rows, store.ImportRow{Email: benchAddress(j), FullName: "Reader"})
 		}
 		if _, _, err := st.UpsertClients(ctx, owner.ID, rows); err != nil {
 			b.Fatal(err)
@@ -110,7 +101,7 @@ func benchThroughput(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	msg := &model.Message{OwnerID: owner.ID, Subject: "News", Body: body}
+	msg := &model.Message{OwnerID: owner.ID, Subject: "News", Body: benchBody}
 	if err := st.CreateMessage(ctx, msg); err != nil {
 		b.Fatal(err)
 	}
@@ -127,20 +118,22 @@ func benchThroughput(b *testing.B, n int) {
 	defer client.Close()
 	svc := &sending.Service{Store: st, Queue: task.Queue{Client: client}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "SMTP_URL="+sink.URL(),
-		"MAIL_CONCURRENCY="+strconv.Itoa(benchConns), "LOG_LEVEL=error")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
+	worker := exec.Command(bin)
+	worker.Env = env
+	worker.Stdout, worker.Stderr = io.Discard, io.Discard
+	if err := worker.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+	defer func() { // on failure; done before the second baseline otherwise
+		_ = worker.Process.Signal(syscall.SIGTERM)
+		_ = worker.Wait()
 	}()
+	isWorker := func(pid int, _ string) bool { return pid == worker.Process.Pid }
 	time.Sleep(time.Second) // let it start
 	b.ResetTimer()
-	began = time.Now()
+	workerTicks, pgTicks := cpuTicks(isWorker), cpuTicks(isPostgres)
+	sinkTicks = cpuTicks(isSelf)
+	began := time.Now()
 	run, err := svc.StartManual(ctx, m.ID, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -151,7 +144,7 @@ func benchThroughput(b *testing.B, n int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		peak = max(peak, peakRSS(cmd.Process.Pid))
+		peak = max(peak, peakRSS(worker.Process.Pid))
 		if r.FinishedAt != nil {
 			if r.Succeeded != n {
 				b.Fatalf("run %+v", r)
@@ -160,12 +153,107 @@ func benchThroughput(b *testing.B, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	worker := float64(n) / time.Since(began).Seconds()
+	sent := float64(n) / time.Since(began).Seconds()
+	workerTicks, pgTicks, sinkTicks = cpuTicks(isWorker)-workerTicks, cpuTicks(isPostgres)-pgTicks, cpuTicks(isSelf)-sinkTicks
 	b.StopTimer()
-	b.ReportMetric(raw, "raw-msg/s")
-	b.ReportMetric(worker, "worker-msg/s")
-	b.ReportMetric(worker/raw, "ratio")
+	if got := len(sink.Messages()); got != n {
+		b.Fatalf("the SMTP server received %d messages of %d", got, n)
+	}
+	_ = worker.Process.Signal(syscall.SIGTERM)
+	_ = worker.Wait()
+	sink.Reset()
+	rawAfter, rawAfterTicks := rawSendExec(b, env, n)
+	raw := (rawBefore + rawAfter) / 2
+	rawTicks := (rawBeforeTicks + rawAfterTicks) / 2
+	perMessage := func(ticks int64) float64 { return float64(ticks) * 1e4 / float64(n) } // µs; a tick is 10 ms
+	b.ReportMetric(rawBefore, "raw-before-msg/s")
+	b.ReportMetric(rawAfter, "raw-after-msg/s")
+	b.ReportMetric(sent, "worker-msg/s")
+	b.ReportMetric(sent/raw, "ratio")
 	b.ReportMetric(float64(peak)/1024, "worker-peak-MB")
+	b.ReportMetric(perMessage(rawTicks), "raw-cpu-µs/msg")
+	b.ReportMetric(perMessage(rawSinkTicks), "raw-smtp-server-cpu-µs/msg")
+	b.ReportMetric(perMessage(workerTicks), "worker-cpu-µs/msg")
+	b.ReportMetric(perMessage(pgTicks), "pg-cpu-µs/msg")
+	b.ReportMetric(perMessage(sinkTicks), "smtp-server-cpu-µs/msg")
+}
+
+// rawSendExec runs the baseline's sending process (this test binary, see
+// TestMain) with env, and returns its messages per second and CPU ticks.
+func rawSendExec(b *testing.B, env []string, n int) (float64, int64) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(env, rawSendEnv+"="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("raw sender: %v", err)
+	}
+	var nanos, ticks int64
+	if _, err := fmt.Sscan(string(out), &nanos, &ticks); err != nil {
+		b.Fatalf("raw sender said %q: %v", out, err)
+	}
+	return float64(n) / time.Duration(nanos).Seconds(), ticks
+}
+
+func benchAddress(i int) string { return fmt.Sprintf("c%06d@example.com", i) }
+
+// rawSend sends n messages as the worker would compose them for the
+// benchmark's mailing, over the pool the worker would open with cfg, with
+// nothing else, and returns how long that took.
+func rawSend(ctx context.Context, cfg config.Config, n int) (time.Duration, error) {
+	base, _ := url.Parse(cfg.BaseURL)
+	sender, err := rmail.NewSender(cfg.SMTPURL, cfg.MailFrom, base.Hostname())
+	if err != nil {
+		return 0, err
+	}
+	pool := rmail.NewPool(sender, cfg.MailConcurrency, nil)
+	defer pool.Close()
+	svc := &sending.Service{BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret}
+	m := &model.Mailing{OwnerID: 1}
+	msg := &model.Message{Subject: "News", Body: benchBody}
+	began := time.Now()
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed error
+	for w := 0; w < cfg.MailConcurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				c := store.Claim{ClientID: int64(i + 1), Email: benchAddress(i), FullName: "Reader"}
+				if res := pool.Send(ctx, svc.Compose(m, msg, c)); res.Class != rmail.Delivered {
+					mu.Lock()
+					failed = fmt.Errorf("baseline send: %+v", res)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return time.Since(began), failed
+}
+
+// rawSendProcess is the baseline's sending process (TestMain): it prints
+// the nanoseconds the sends took and its CPU time in clock ticks.
+func rawSendProcess(n int) int {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ticks := cpuTicks(isSelf)
+	took, err := rawSend(context.Background(), cfg, n)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(took.Nanoseconds(), cpuTicks(isSelf)-ticks)
+	return 0
 }
 
 // peakRSS is a process's peak resident memory (VmHWM) in KiB.
@@ -181,4 +269,38 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+func isPostgres(_ int, comm string) bool { return comm == "postgres" }
+
+func isSelf(pid int, _ string) bool { return pid == os.Getpid() }
+
+// cpuTicks sums the user and system CPU time, in clock ticks (1/100 s), of
+// the running processes that match.
+func cpuTicks(match func(pid int, comm string) bool) int64 {
+	entries, _ := os.ReadDir("/proc")
+	var sum int64
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open || !match(pid, s[open+1:end]) {
+			continue
+		}
+		f := strings.Fields(s[end+2:]) // from the state, the third field
+		if len(f) < 13 {
+			continue
+		}
+		user, _ := strconv.ParseInt(f[11], 10, 64)
+		system, _ := strconv.ParseInt(f[12], 10, 64)
+		sum += user + system
+	}
+	return sum
 }

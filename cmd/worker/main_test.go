@@ -18,7 +18,12 @@ import (
 	"rassylka/app/testkit"
 )
 
-func TestMain(m *testing.M) { os.Exit(testkit.Main(m)) }
+func TestMain(m *testing.M) {
+	if n, err := strconv.Atoi(os.Getenv(rawSendEnv)); err == nil {
+		os.Exit(rawSendProcess(n)) // the throughput benchmark's baseline
+	}
+	os.Exit(testkit.Main(m))
+}
 
 // TestWorkerDeliversAndStops runs the worker as main does, enqueues a mail
 // as the web process does, and stops the worker as SIGTERM would.
