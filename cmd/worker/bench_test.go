@@ -58,6 +58,9 @@ const (
 	// it sends that many messages as the worker would, with the worker's
 	// settings, and prints how long that took (see TestMain).
 	rawSendEnv = "RASSYLKA_BENCH_RAW_SEND"
+	// loadEnv makes the test binary a load on the CPU: busy that many
+	// microseconds of every millisecond (see TestMain).
+	loadEnv = "RASSYLKA_BENCH_LOAD"
 )
 
 func benchThroughput(b *testing.B, n int) {
@@ -176,6 +179,55 @@ func benchThroughput(b *testing.B, n int) {
 	b.ReportMetric(perMessage(workerTicks), "worker-cpu-µs/msg")
 	b.ReportMetric(perMessage(pgTicks), "pg-cpu-µs/msg")
 	b.ReportMetric(perMessage(sinkTicks), "smtp-server-cpu-µs/msg")
+}
+
+// BenchmarkBaselineBesideLoad measures the raw baseline of
+// BenchmarkWorkerThroughput alone and beside a process that keeps the CPU
+// busy for part of every millisecond, as PostgreSQL is while the worker
+// sends (about a quarter of a core): what the machine leaves any sender
+// that shares it with a database.
+//
+//	scripts/test ./cmd/worker -run '^$' -bench BaselineBesideLoad -benchtime 1x
+func BenchmarkBaselineBesideLoad(b *testing.B) {
+	const n = 100000
+	sink := testkit.SMTP(b)
+	env := append(os.Environ(), "SMTP_URL="+sink.URL(), "MAIL_CONCURRENCY="+strconv.Itoa(benchConns), "LOG_LEVEL=error")
+	for _, busy := range []int{0, 250, 500} {
+		b.Run("busy-"+strconv.Itoa(busy)+"us-per-ms", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var load *exec.Cmd
+				if busy > 0 {
+					load = exec.Command(os.Args[0], "-test.run=^$")
+					load.Env = append(os.Environ(), loadEnv+"="+strconv.Itoa(busy), "GOMAXPROCS=1")
+					if err := load.Start(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				isLoad := func(pid int, _ string) bool { return load != nil && pid == load.Process.Pid }
+				ticks, began := cpuTicks(isLoad), time.Now()
+				rate, _ := rawSendExec(b, env, n)
+				cores := float64(cpuTicks(isLoad)-ticks) / 100 / time.Since(began).Seconds()
+				if load != nil {
+					_ = load.Process.Kill()
+					_ = load.Wait()
+				}
+				sink.Reset()
+				b.ReportMetric(rate, "raw-msg/s")
+				b.ReportMetric(cores, "load-cores")
+			}
+		})
+	}
+}
+
+// loadProcess keeps the CPU busy for busy microseconds of every
+// millisecond until it is killed.
+func loadProcess(busy int) {
+	for {
+		began := time.Now()
+		for time.Since(began) < time.Duration(busy)*time.Microsecond {
+		}
+		time.Sleep(time.Duration(1000-busy) * time.Microsecond)
+	}
 }
 
 // rawSendExec runs the baseline's sending process (this test binary, see

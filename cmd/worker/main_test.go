@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if n, err := strconv.Atoi(os.Getenv(rawSendEnv)); err == nil {
 		os.Exit(rawSendProcess(n)) // the throughput benchmark's baseline
 	}
+	if busy, err := strconv.Atoi(os.Getenv(loadEnv)); err == nil {
+		loadProcess(busy) // a load beside the baseline
+	}
 	os.Exit(testkit.Main(m))
 }
 
