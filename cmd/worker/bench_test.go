@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -290,9 +291,11 @@ func rawSend(ctx context.Context, cfg config.Config, n int) (time.Duration, erro
 	return time.Since(began), failed
 }
 
-// rawSendProcess is the baseline's sending process (TestMain): it prints
-// the nanoseconds the sends took and its CPU time in clock ticks.
+// rawSendProcess is the baseline's sending process (TestMain), with the
+// worker's garbage collector setting: it prints the nanoseconds the sends
+// took and its CPU time in clock ticks.
 func rawSendProcess(n int) int {
+	debug.SetGCPercent(gcPercent) // as the worker's
 	cfg, err := config.Load(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
