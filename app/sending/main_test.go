@@ -144,6 +144,22 @@ func (w *world) prepareFirstBatch(t *testing.T, run *model.Run) *store.BatchStat
 	return stmts
 }
 
+// claimFirst starts a manual run and claims its first n recipients as a
+// batch would, without sending.
+func (w *world) claimFirst(t *testing.T, n int) (*model.Run, *store.BatchStatements, []store.Claim) {
+	t.Helper()
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := w.prepareFirstBatch(t, run)
+	claims, err := stmts.ClaimNext(context.Background(), 0, n)
+	if err != nil || len(claims) != n {
+		t.Fatalf("claims %+v, %v", claims, err)
+	}
+	return run, stmts, claims
+}
+
 func (w *world) attempts(t *testing.T, runID int64) []model.Attempt {
 	t.Helper()
 	as, _, err := w.st.AttemptsOfMailing(context.Background(), w.mailing.ID, "", store.NewPage(1, 10000))

@@ -255,12 +255,10 @@ func TestServerDownAndStalled(t *testing.T) {
 
 func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	w := newWorld(t, 3)
-	ctx := context.Background()
-	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	// A worker claimed the first recipient and died before writing the outcome.
-	stmts := w.prepareFirstBatch(t, run)
-	if c, err := stmts.ClaimNext(ctx, 0, 1); err != nil || len(c) != 1 || c[0].ClientID != w.clients[0].ID {
-		t.Fatalf("claim %+v, %v", c, err)
+	run, _, c := w.claimFirst(t, 1)
+	if c[0].ClientID != w.clients[0].ID {
+		t.Fatalf("claim %+v", c)
 	}
 	r := w.drain(t, run.ID)
 	got := received(w.sink)
@@ -599,12 +597,7 @@ func TestWriteAttemptLeavesSuccessAlone(t *testing.T) {
 func TestRecoveryBetweenAndDuringTries(t *testing.T) {
 	w := newWorld(t, 3)
 	ctx := context.Background()
-	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	stmts := w.prepareFirstBatch(t, run)
-	claims, err := stmts.ClaimNext(ctx, 0, 2)
-	if err != nil || len(claims) != 2 {
-		t.Fatalf("claims %+v, %v", claims, err)
-	}
+	run, _, claims := w.claimFirst(t, 2)
 	waiting, trying := claims[0], claims[1]
 	for _, c := range claims {
 		r := store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptFailure, Code: 450, Response: "450 busy", Tries: 1, At: time.Now()}
@@ -649,12 +642,7 @@ func TestRecoveryBetweenAndDuringTries(t *testing.T) {
 func TestDeletedClientKeepsItsAttempt(t *testing.T) {
 	w := newWorld(t, 3)
 	ctx := context.Background()
-	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	stmts := w.prepareFirstBatch(t, run)
-	claims, err := stmts.ClaimNext(ctx, 0, 1)
-	if err != nil || len(claims) != 1 {
-		t.Fatalf("claims %+v, %v", claims, err)
-	}
+	run, stmts, claims := w.claimFirst(t, 1)
 	if err := w.st.DeleteClient(ctx, w.owner.ID, claims[0].ClientID); err != nil {
 		t.Fatal(err)
 	}
@@ -663,7 +651,8 @@ func TestDeletedClientKeepsItsAttempt(t *testing.T) {
 		t.Fatalf("written %+v, %v", got, err)
 	}
 	// The next recipient is claimed, deleted, and its worker dies.
-	if claims, err = stmts.ClaimNext(ctx, claims[0].ClientID, 1); err != nil || len(claims) != 1 {
+	claims, err := stmts.ClaimNext(ctx, claims[0].ClientID, 1)
+	if err != nil || len(claims) != 1 {
 		t.Fatalf("claims %+v, %v", claims, err)
 	}
 	if err := w.st.DeleteClient(ctx, w.owner.ID, claims[0].ClientID); err != nil {
