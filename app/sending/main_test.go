@@ -29,6 +29,7 @@ const baseURL = "https://mail.example.test"
 // world is an owner with clients, a message and a mailing, a real queue,
 // and a real SMTP server behind a connection pool.
 type world struct {
+	db      *bun.DB
 	st      *store.Store
 	svc     *sending.Service
 	sink    *mailsink.Server
@@ -50,7 +51,7 @@ func newWorld(t *testing.T, recipients int) *world {
 func newWorldOn(t *testing.T, db *bun.DB, recipients int) *world {
 	t.Helper()
 	ctx := context.Background()
-	w := &world{st: store.New(db), sink: testkit.SMTP(t)}
+	w := &world{db: db, st: store.New(db), sink: testkit.SMTP(t)}
 	ro := testkit.RedisOptions(t)
 	w.redis = asynq.RedisClientOpt{Addr: ro.Addr, DB: ro.DB}
 	client := asynq.NewClient(w.redis)

@@ -480,7 +480,7 @@ type sendResult struct {
 func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, c store.Claim) sendResult {
 	message := s.Compose(m, msg, c)
 	var last sendResult
-	var id int64 // the attempt, once written between tries
+	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
 	for try := 1; ; try++ {
 		res := s.Sender.Send(ctx, message)
 		if res.Class == rmail.Unreachable && ctx.Err() != nil {
@@ -490,7 +490,7 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 			}
 			return last
 		}
-		out := sendResult{AttemptResult: store.AttemptResult{ID: id, ClientID: c.ClientID, Email: c.Email,
+		out := sendResult{AttemptResult: store.AttemptResult{ID: written.ID, ClientID: c.ClientID, Email: c.Email,
 			Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
 		switch res.Class {
 		case rmail.Delivered:
@@ -514,11 +514,13 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 		}
 		// Between tries the attempt says what happened (not delivered), so
 		// a crash meanwhile leaves the truth; it is pending again while the
-		// next try sends, so a crash then leaves it unknown.
+		// next try sends, so a crash then leaves it unknown. Each write
+		// changes only what this send wrote before: when another worker
+		// has recorded the attempt meanwhile, this one stops trying.
 		write := context.WithoutCancel(ctx)
-		var err error
-		if id, err = s.Store.WriteAttempt(write, run.ID, m.ID, out.AttemptResult); err != nil || id == 0 {
-			return out
+		id, ok, err := s.Store.WriteAttempt(write, run.ID, m.ID, out.AttemptResult, written)
+		if err != nil || !ok {
+			return out // the chunk's write records it, unless someone did
 		}
 		last.ID = id
 		select {
@@ -527,10 +529,11 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 			return last
 		}
 		pending := last.AttemptResult
-		pending.Status = model.AttemptPending
-		if _, err := s.Store.WriteAttempt(write, run.ID, m.ID, pending); err != nil {
+		pending.Status, pending.At = model.AttemptPending, s.now()
+		if _, ok, err := s.Store.WriteAttempt(write, run.ID, m.ID, pending, last.AttemptResult); err != nil || !ok {
 			return last
 		}
+		written = pending
 	}
 }
 

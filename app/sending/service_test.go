@@ -563,9 +563,10 @@ func TestConcurrentBatchesShareOneSpareConnection(t *testing.T) {
 }
 
 // A late intermediate write (a retry's bookkeeping), by the attempt's id or
-// by its recipient, never turns a recorded success back into a failure or
-// a pending claim, nor adds a second attempt.
-func TestWriteAttemptLeavesSuccessAlone(t *testing.T) {
+// by its recipient, never turns a recorded outcome (a success, or a failure
+// recorded as interrupted by a batch that resumed) back into a failure or a
+// pending try, nor adds a second attempt, and says so.
+func TestWriteAttemptChangesOnlyWhatItWrote(t *testing.T) {
 	w := newWorld(t, 1)
 	ctx := context.Background()
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
@@ -577,16 +578,47 @@ func TestWriteAttemptLeavesSuccessAlone(t *testing.T) {
 	if len(as) != 1 || as[0].Status != model.AttemptSuccess {
 		t.Fatalf("attempts %+v", as)
 	}
-	for _, id := range []int64{as[0].ID, 0} {
-		for _, st := range []model.AttemptStatus{model.AttemptFailure, model.AttemptPending} {
-			r := store.AttemptResult{ID: id, ClientID: w.clients[0].ID, Email: w.clients[0].Email, Status: st, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}
-			if _, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r); err != nil {
-				t.Fatal(err)
+	lateWrites := func(want model.Attempt) {
+		t.Helper()
+		for _, id := range []int64{want.ID, 0} {
+			for _, st := range []model.AttemptStatus{model.AttemptFailure, model.AttemptPending} {
+				// What this send would have written before: the try before.
+				prev := store.AttemptResult{Status: model.AttemptPending, At: want.AttemptedAt}
+				if st == model.AttemptPending {
+					prev.Status = model.AttemptFailure
+				}
+				r := store.AttemptResult{ID: id, ClientID: w.clients[0].ID, Email: w.clients[0].Email, Status: st, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}
+				if _, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, prev); err != nil || ok {
+					t.Fatalf("late write %s by id %d: wrote %v, %v", st, id, ok, err)
+				}
 			}
 		}
+		if got := w.attempts(t, run.ID); len(got) != 1 || got[0].Status != want.Status || got[0].Tries != want.Tries || got[0].Response != want.Response {
+			t.Fatalf("after late writes %+v, want %+v", got, want)
+		}
 	}
-	if got := w.attempts(t, run.ID); len(got) != 1 || got[0].Status != model.AttemptSuccess || got[0].Tries != 1 || got[0].Response != as[0].Response {
-		t.Fatalf("after late writes %+v", got)
+	lateWrites(as[0])
+
+	// This worker set the attempt pending for another try and lost its
+	// lock; the batch resumed elsewhere and recorded it as interrupted.
+	pendingAt := time.Now()
+	if _, err := w.db.ExecContext(ctx, "UPDATE attempts SET status = 'pending', attempted_at = ? WHERE id = ?", pendingAt, as[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.st.Batch(ctx, run.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.st.RecoverInterrupted(ctx, b); err != nil || n != 1 {
+		t.Fatalf("recovered %d, %v", n, err)
+	}
+	recorded := w.attempts(t, run.ID)[0]
+	r := store.AttemptResult{ID: as[0].ID, Status: model.AttemptFailure, Code: 451, Response: "451 late", Tries: 2, At: time.Now()}
+	if _, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, store.AttemptResult{Status: model.AttemptPending, At: pendingAt}); err != nil || ok {
+		t.Fatalf("late write over the recorded interruption: wrote %v, %v", ok, err)
+	}
+	if got := w.attempts(t, run.ID); len(got) != 1 || got[0].Response != "interrupted: outcome unknown" || !got[0].AttemptedAt.Equal(recorded.AttemptedAt) {
+		t.Fatalf("after the late write %+v", got)
 	}
 }
 
@@ -601,14 +633,15 @@ func TestRecoveryBetweenAndDuringTries(t *testing.T) {
 	waiting, trying := claims[0], claims[1]
 	for _, c := range claims {
 		r := store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptFailure, Code: 450, Response: "450 busy", Tries: 1, At: time.Now()}
-		id, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r)
-		if err != nil || id == 0 {
-			t.Fatalf("write attempt: %d, %v", id, err)
+		id, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, store.AttemptResult{})
+		if err != nil || !ok || id == 0 {
+			t.Fatalf("write attempt: %d, %v, %v", id, ok, err)
 		}
 		if c == trying {
-			r.ID, r.Status = id, model.AttemptPending
-			if _, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r); err != nil {
-				t.Fatal(err)
+			prev := r
+			r.ID, r.Status, r.At = id, model.AttemptPending, time.Now()
+			if _, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, prev); err != nil || !ok {
+				t.Fatalf("pending again: %v, %v", ok, err)
 			}
 		}
 	}
@@ -675,5 +708,91 @@ func TestDeletedClientKeepsItsAttempt(t *testing.T) {
 	}
 	if r.FinishedAt == nil || r.Succeeded != 2 || r.Failed != 1 {
 		t.Fatalf("run %+v", r)
+	}
+}
+
+// The outcomes of a chunk are written even when one of its clients is being
+// deleted at that moment: the write waits for the delete, then runs again
+// and keeps that client's attempt with its address and no client.
+func TestResultsWriteOutlastsAClientDelete(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	run, stmts, claims := w.claimFirst(t, 2)
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	if _, err := tx.ExecContext(ctx, "DELETE FROM clients WHERE id = ?", claims[0].ClientID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var rs []store.AttemptResult
+		for _, c := range claims {
+			rs = append(rs, store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()})
+		}
+		got, err := stmts.SetAttemptResults(ctx, rs)
+		if err == nil && got.Succeeded != 2 {
+			err = fmt.Errorf("written %+v", got)
+		}
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the write reaches the deleted client's key check and waits
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("results: %v", err)
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != 2 {
+		t.Fatalf("attempts %+v", as)
+	}
+	for _, a := range as {
+		if a.Status != model.AttemptSuccess || (a.Email == claims[0].Email) != (a.ClientID == nil) {
+			t.Errorf("attempt %+v", a)
+		}
+	}
+}
+
+// A client deleted while its send waits for another try, or while that
+// try sends, keeps one attempt when the worker dies: the resumed batch
+// finds it by address.
+func TestDeletedClientDuringRetries(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	run, _, claims := w.claimFirst(t, 2)
+	for i, c := range claims {
+		r := store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptFailure, Code: 450, Response: "450 busy", Tries: 1, At: time.Now()}
+		id, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, store.AttemptResult{})
+		if err != nil || !ok {
+			t.Fatalf("write attempt: %v, %v", ok, err)
+		}
+		if i == 1 {
+			prev := r
+			r.ID, r.Status, r.At = id, model.AttemptPending, time.Now()
+			if _, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, r, prev); err != nil || !ok {
+				t.Fatalf("pending again: %v, %v", ok, err)
+			}
+		}
+		if err := w.st.DeleteClient(ctx, w.owner.ID, c.ClientID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := w.drain(t, run.ID)
+	byAddr := map[string][]model.Attempt{}
+	for _, a := range w.attempts(t, run.ID) {
+		byAddr[a.Email] = append(byAddr[a.Email], a)
+	}
+	waiting, trying := byAddr[claims[0].Email], byAddr[claims[1].Email]
+	if len(waiting) != 1 || waiting[0].Status != model.AttemptFailure || waiting[0].Response != "450 busy" {
+		t.Errorf("waiting for its next try: %+v", waiting)
+	}
+	if len(trying) != 1 || trying[0].Status != model.AttemptFailure || trying[0].Response != "interrupted: outcome unknown" {
+		t.Errorf("during its next try: %+v", trying)
+	}
+	if got := received(w.sink); len(got) != 1 || r.FinishedAt == nil || r.Succeeded != 1 || r.Failed != 2 {
+		t.Fatalf("received %v, run %+v", got, r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"rassylka/app/model"
 )
@@ -181,7 +182,6 @@ const resultsSQL = `
 // again when the batch resumes. It runs even for no results, to clear the
 // claim.
 func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
-	var c RunCounts
 	var ids, clients, emails, statuses, codes, responses, tries, ats arrayLiteral
 	for _, r := range rs {
 		ids.addInt(r.ID)
@@ -193,8 +193,24 @@ func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptRes
 		tries.addInt(int64(r.Tries))
 		ats.addText(r.At.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
 	}
-	rows, err := p.results.QueryContext(ctx, ids.String(), clients.String(), emails.String(), statuses.String(),
-		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq)
+	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq}
+	// A client deleted while the statement runs is seen by the join but
+	// gone when the key is checked, which fails the statement (or, with
+	// its attempt's update, deadlocks). Nothing was written then, and once
+	// the delete has committed the join sees it: the statement runs again,
+	// rather than leave the chunk's outcomes to be recorded as unknown.
+	for try := 1; ; try++ {
+		c, err := p.writeResults(ctx, args)
+		if err == nil || try == 3 || !retryable(err) {
+			return c, err
+		}
+	}
+}
+
+func (p *BatchStatements) writeResults(ctx context.Context, args []any) (RunCounts, error) {
+	var c RunCounts
+	rows, err := p.results.QueryContext(ctx, args...)
 	if err != nil {
 		return c, dbErr("set attempt results", err)
 	}
@@ -212,6 +228,21 @@ func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptRes
 		}
 	}
 	return c, dbErr("set attempt results", rows.Err())
+}
+
+// retryable reports whether a statement failed for a concurrent change
+// and may succeed when run again: a key that vanished meanwhile, or a
+// deadlock.
+func retryable(err error) bool {
+	var pgErr pgdriver.Error
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Field('C') {
+	case "23503", "40P01": // foreign_key_violation, deadlock_detected
+		return true
+	}
+	return false
 }
 
 // arrayLiteral builds the text form of a PostgreSQL array ('{1,"a b"}'):

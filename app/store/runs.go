@@ -177,11 +177,19 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', 'interrupted: outcome unknown', 1, now()
 			FROM batch CROSS JOIN unnest(batch.claimed, batch.claimed_emails) AS x(client_id, email)
 			JOIN runs AS r ON r.id = ? LEFT JOIN clients AS c ON c.id = x.client_id
+			WHERE c.id IS NOT NULL OR NOT EXISTS (
+				SELECT 1 FROM attempts AS a WHERE a.run_id = r.id AND a.client_id IS NULL AND a.email = x.email)
 			ON CONFLICT (run_id, client_id) DO NOTHING
 			RETURNING 1
 		), pending AS (
 			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown', attempted_at = now()
-			WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'
+			WHERE id IN (
+				SELECT id FROM attempts
+				WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'
+				UNION ALL -- a client deleted since: its attempts lost their client id, not their address
+				SELECT a.id FROM attempts AS a, batch
+				WHERE a.run_id = ? AND a.client_id IS NULL AND a.status = 'pending' AND a.email = ANY(batch.claimed_emails)
+			)
 			RETURNING 1
 		), lost AS (
 			SELECT (SELECT count(*) FROM unwritten) + (SELECT count(*) FROM pending) AS n
@@ -190,7 +198,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 		)
 		SELECT n FROM lost`
 	var n int64
-	err := s.db.NewRaw(q, b.RunID, b.Seq, b.RunID, b.Seq, b.RunID, b.RunID, b.FromID, b.RunID, to, b.RunID).Scan(ctx, &n)
+	err := s.db.NewRaw(q, b.RunID, b.Seq, b.RunID, b.Seq, b.RunID, b.RunID, b.FromID, b.RunID, to, b.RunID, b.RunID).Scan(ctx, &n)
 	if err != nil {
 		return 0, dbErr("recover interrupted", err)
 	}
@@ -238,30 +246,36 @@ func (s *Store) AddRunCounts(ctx context.Context, runID int64, c RunCounts) erro
 	return dbErr("add run counts", err)
 }
 
-// WriteAttempt writes a claimed recipient's intermediate outcome (a
-// temporary failure, and the pending state of the next try) and returns
-// the attempt's id, by which the next writes find it. It writes the
-// attempt when there is none (ID 0) and never changes a recorded success.
-func (s *Store) WriteAttempt(ctx context.Context, runID, mailingID int64, r AttemptResult) (int64, error) {
+// WriteAttempt writes a claimed recipient's intermediate outcome between
+// tries after a temporary failure: the failure, then the pending state of
+// the next try. With no ID it writes the attempt and returns its id; with
+// one, it changes the attempt only while it is as prev, what the caller
+// wrote last (its status and time). It reports whether it wrote: false
+// when the attempt was recorded by someone else meanwhile (a batch that
+// resumed after this worker lost its lock recorded it as interrupted, or
+// an outcome is already there), and then the caller must not try again.
+func (s *Store) WriteAttempt(ctx context.Context, runID, mailingID int64, r, prev AttemptResult) (int64, bool, error) {
 	if r.ID != 0 {
-		_, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
+		res, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
 			Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
 			Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
-			Where("id = ? AND status <> 'success'", r.ID).Exec(ctx)
-		return r.ID, dbErr("write attempt", err)
+			Where("id = ? AND status = ? AND attempted_at = ?", r.ID, prev.Status, prev.At).Exec(ctx)
+		if err != nil {
+			return r.ID, false, dbErr("write attempt", err)
+		}
+		n, _ := res.RowsAffected()
+		return r.ID, n == 1, nil
 	}
 	var id int64
-	err := s.db.NewRaw(`INSERT INTO attempts AS a (run_id, mailing_id, client_id, email, status, code, response, tries, attempted_at)
+	err := s.db.NewRaw(`INSERT INTO attempts (run_id, mailing_id, client_id, email, status, code, response, tries, attempted_at)
 		SELECT ?, ?, c.id, ?, ?, nullif(?, 0), ?, ?, ? FROM (VALUES (1)) AS one LEFT JOIN clients AS c ON c.id = ?
-		ON CONFLICT (run_id, client_id) DO UPDATE SET status = excluded.status, code = excluded.code,
-			response = excluded.response, tries = excluded.tries, attempted_at = excluded.attempted_at
-		WHERE a.status <> 'success'
-		RETURNING a.id`,
+		ON CONFLICT (run_id, client_id) DO NOTHING
+		RETURNING id`,
 		runID, mailingID, r.Email, r.Status, r.Code, r.Response, r.Tries, r.At, r.ClientID).Scan(ctx, &id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil // recorded as a success meanwhile: nothing to follow
+		return 0, false, nil
 	}
-	return id, dbErr("write attempt", err)
+	return id, err == nil, dbErr("write attempt", err)
 }
 
 // MarkBounced records a hard bounce for clients: they are not mailed again

@@ -3,11 +3,14 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
+	"rassylka/app/model"
 	"rassylka/app/store"
 	"rassylka/app/testkit"
 )
@@ -69,5 +72,36 @@ func assertTables(t *testing.T, db *bun.DB, want []string) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("tables = %v, want %v", got, want)
+	}
+}
+
+// Undoing the batch claims (0005) leaves no claimed recipient unrecorded:
+// the version before reads only pending attempts, and would mail a claim
+// left by a dead worker again.
+func TestBatchClaimsDownRecordsLeftoverClaims(t *testing.T) {
+	ctx := context.Background()
+	db := testkit.DB(t)
+	f := newFixture(t, db, "claims@example.com")
+	if _, err := db.ExecContext(ctx, "INSERT INTO run_batches (run_id, seq, from_id, claimed, claimed_emails) VALUES (?, 0, 0, ?, ?)",
+		f.run.ID, pgdialect.Array([]int64{f.client.ID}), pgdialect.Array([]string{f.client.Email})); err != nil {
+		t.Fatal(err)
+	}
+	down, err := os.ReadFile("../../db/migrations/0005_batch_claims.tx.down.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, string(down)); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	var a model.Attempt
+	if err := db.NewSelect().Model(&a).Where("run_id = ?", f.run.ID).Scan(ctx); err != nil {
+		t.Fatalf("attempt of the leftover claim: %v", err)
+	}
+	r, err := store.New(db).RunByID(ctx, f.run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown" || a.Email != f.client.Email || r.Failed != 1 {
+		t.Fatalf("attempt %+v, run failed %d", a, r.Failed)
 	}
 }
