@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/driver/pgdriver"
 
 	"rassylka/app/model"
 )
@@ -148,11 +147,9 @@ func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int)
 // batch's claim. A recipient with no attempt yet gets one (a client deleted
 // since the claim keeps its address, with no client); one whose attempt
 // was written while its send was tried again (ID set) has it completed,
-// found by primary key alone. A condition on the run would let the
-// planner, which has no statistics yet of a run being sent, take the
-// (run_id, status) index and read every entry the run ever had there.
-// Only a pending attempt is completed: one already written is neither
-// written nor counted again.
+// found by primary key alone, and only while it is pending. An attempt
+// already there otherwise (recorded by a batch that resumed meanwhile) is
+// neither written nor counted again.
 const resultsSQL = `
 	WITH x AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[])
@@ -162,9 +159,7 @@ const resultsSQL = `
 		SELECT $9::bigint, $10::bigint, c.id, x.email, x.status, nullif(x.code, 0), x.response, x.tries, x.at
 		FROM x LEFT JOIN clients AS c ON c.id = x.client_id
 		WHERE x.id = 0
-		ON CONFLICT (run_id, client_id) DO UPDATE SET status = excluded.status, code = excluded.code,
-			response = excluded.response, tries = excluded.tries, attempted_at = excluded.attempted_at
-		WHERE a.status = 'pending'
+		ON CONFLICT (run_id, client_id) DO NOTHING
 		RETURNING a.status
 	), completed AS (
 		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
@@ -234,11 +229,7 @@ func (p *BatchStatements) writeResults(ctx context.Context, args []any) (RunCoun
 // and may succeed when run again: a key that vanished meanwhile, or a
 // deadlock.
 func retryable(err error) bool {
-	var pgErr pgdriver.Error
-	if !errors.As(err, &pgErr) {
-		return false
-	}
-	switch pgErr.Field('C') {
+	switch sqlState(err) {
 	case "23503", "40P01": // foreign_key_violation, deadlock_detected
 		return true
 	}

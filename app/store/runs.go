@@ -160,10 +160,10 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 // claim found when the batch starts is an orphan.
 func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
 	// The batch's range is written as row comparisons on (run_id,
-	// client_id), which only the attempts' unique key can serve: with
-	// "run_id = ? AND status = 'pending'" the planner, which has no
-	// statistics of a run being sent, took the (run_id, status) index and
-	// read every entry the run ever had there, a cost growing with the run.
+	// client_id), which only the attempts' unique key can serve: the
+	// planner has no statistics of a run being sent, and with "run_id = ?"
+	// once took a status index and read every entry the run ever had
+	// there, a cost growing with the run.
 	to := int64(math.MaxInt64)
 	if b.ToID != nil {
 		to = *b.ToID

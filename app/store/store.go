@@ -76,12 +76,18 @@ func dbErr(op string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	var pgErr pgdriver.Error
-	if errors.As(err, &pgErr) {
-		switch pgErr.Field('C') {
-		case "23505", "23503": // unique_violation, foreign_key_violation
-			return fmt.Errorf("%s: %w: %w", op, ErrConflict, err)
-		}
+	switch sqlState(err) {
+	case "23505", "23503": // unique_violation, foreign_key_violation
+		return fmt.Errorf("%s: %w: %w", op, ErrConflict, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// sqlState is the SQLSTATE code of a PostgreSQL error, "" for any other.
+func sqlState(err error) string {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return pgErr.Field('C')
+	}
+	return ""
 }

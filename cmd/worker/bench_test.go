@@ -81,9 +81,9 @@ func benchThroughput(b *testing.B, n int) {
 	// else, from a process of its own, measured before and after the
 	// worker: the machine's pace drifts within a minute, and the mean of
 	// both brackets the worker's run.
-	sinkTicks := cpuTicks(isSelf)
+	rawSinkTicks := cpuTicks(isSelf)
 	rawBefore, rawBeforeTicks := rawSendExec(b, env, n)
-	rawSinkTicks := cpuTicks(isSelf) - sinkTicks
+	rawSinkTicks = cpuTicks(isSelf) - rawSinkTicks
 	sink.Reset()
 
 	// The worker: an owner with n clients and a mailing to all of them.
@@ -135,8 +135,7 @@ func benchThroughput(b *testing.B, n int) {
 	isWorker := func(pid int, _ string) bool { return pid == worker.Process.Pid }
 	time.Sleep(time.Second) // let it start
 	b.ResetTimer()
-	workerTicks, pgTicks := cpuTicks(isWorker), cpuTicks(isPostgres)
-	sinkTicks = cpuTicks(isSelf)
+	workerTicks, pgTicks, sinkTicks := cpuTicks(isWorker), cpuTicks(isPostgres), cpuTicks(isSelf)
 	began := time.Now()
 	run, err := svc.StartManual(ctx, m.ID, nil)
 	if err != nil {
