@@ -75,11 +75,22 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	}
 	defer func() { <-p.slots }()
 
-	c, err := p.conn(ctx)
+	c, reused, err := p.conn(ctx)
 	if err != nil {
 		return Result{Class: Unreachable, Reply: err.Error()}
 	}
-	if err := c.Send(msg); err != nil {
+	err = c.Send(msg)
+	if err != nil && reused && stale(err) {
+		// The server closed the connection while it sat in the pool (an
+		// idle timeout): nothing was sent on it, so the message goes again
+		// on a new one rather than wait for a retry.
+		p.drop(c)
+		if c, err = p.dial(ctx); err != nil {
+			return Result{Class: Unreachable, Reply: err.Error()}
+		}
+		err = c.Send(msg)
+	}
+	if err != nil {
 		p.drop(c)
 		return classify(err)
 	}
@@ -92,13 +103,22 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	return Result{Class: Delivered, Code: code, Reply: reply}
 }
 
-func (p *Pool) conn(ctx context.Context) (*gomail.Client, error) {
+// conn takes an idle connection, or dials a new one; reused tells which.
+func (p *Pool) conn(ctx context.Context) (c *gomail.Client, reused bool, err error) {
 	select {
 	case c := <-p.idle:
-		return c, nil
+		return c, true, nil
 	default:
 	}
-	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout)}, p.s.opts...)
+	c, err = p.dial(ctx)
+	return c, false, err
+}
+
+// dial opens a connection. It sends no NOOP before each message (go-mail's
+// default, one more round trip per message): a connection the server has
+// closed since is found by the message's first command, and replaced.
+func (p *Pool) dial(ctx context.Context) (*gomail.Client, error) {
+	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout), gomail.WithoutNoop()}, p.s.opts...)
 	c, err := gomail.NewClient(p.s.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
@@ -112,6 +132,18 @@ func (p *Pool) conn(ctx context.Context) (*gomail.Client, error) {
 	p.all[c] = true
 	p.mu.Unlock()
 	return c, nil
+}
+
+// stale reports whether a send failed at its first command because the
+// connection was gone: the server had closed it (no reply), or said it
+// was closing it (421). Nothing of the message was sent then.
+func stale(err error) bool {
+	var se *gomail.SendError
+	if !errors.As(err, &se) || se.Reason != gomail.ErrSMTPMailFrom {
+		return false
+	}
+	code := se.ErrorCode()
+	return code == 0 || code == 421
 }
 
 func (p *Pool) release(c *gomail.Client) {

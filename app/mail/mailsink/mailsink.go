@@ -56,11 +56,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	srv      *smtp.Server
+	ln       net.Listener
 	msgs     []Received
 	nextID   int
 	rcptRule func(to string) *smtp.SMTPError
 	dataErr  *smtp.SMTPError
 	delay    time.Duration
+	idle     time.Duration // 0: a minute
 	notify   chan struct{}
 	sessions int
 }
@@ -84,11 +86,14 @@ func (s *Server) listen(addr string) error {
 	srv.AllowInsecureAuth = true
 	srv.MaxMessageBytes = 25 << 20
 	srv.MaxRecipients = 100
-	srv.ReadTimeout = 60 * time.Second
 	srv.WriteTimeout = 60 * time.Second
 	s.mu.Lock()
+	srv.ReadTimeout = s.idle
+	if srv.ReadTimeout == 0 {
+		srv.ReadTimeout = 60 * time.Second
+	}
 	s.addr = ln.Addr().String()
-	s.srv = srv
+	s.srv, s.ln = srv, ln
 	s.mu.Unlock()
 	go func() { _ = srv.Serve(ln) }()
 	return nil
@@ -107,13 +112,17 @@ func (s *Server) URL() string { return "smtp://" + s.Addr() }
 // Close stops listening and drops open connections.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, ln := s.srv, s.ln
+	s.srv, s.ln = nil, nil
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
 	}
-	return srv.Close()
+	err := srv.Close()
+	// Serve may not have taken the listener yet, and then srv.Close leaves
+	// it open.
+	_ = ln.Close()
+	return err
 }
 
 // Down stops accepting connections: clients get "connection refused" until Up.
@@ -121,6 +130,14 @@ func (s *Server) Down() error { return s.Close() }
 
 // Up listens again on the same address after Down.
 func (s *Server) Up() error { return s.listen(s.Addr()) }
+
+// IdleTimeout makes the server close connections that sent nothing for d,
+// saying so ("421 4.4.2 Idle timeout"), from the next Up on.
+func (s *Server) IdleTimeout(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = d
+}
 
 // RejectRcpt makes RCPT TO answer with the error rule returns (nil accepts).
 // A nil rule accepts every recipient.
