@@ -76,7 +76,7 @@ type Service struct {
 
 // Defaults of a Service.
 const (
-	DefaultBatchSize = 500
+	DefaultBatchSize = 2000
 	minChunk         = 8
 	progressEvery    = time.Second
 )
@@ -365,55 +365,88 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 
 // sendRange claims, sends and records the batch's recipients a chunk at a
 // time until none is left, the window closes or the mailing is switched
-// off. The results it writes are tallied in unadded, which it adds to the
-// run's counters (the progress bar) about once a second rather than with
-// every chunk: every batch of the run updating the one run row with each
-// chunk would make them queue on its lock. A crash loses the tally of the
-// last second from the counters until the run's end recounts them.
+// off. Recipients are read ahead several chunks at a time; each chunk's
+// outcomes are written by the statement that claims the next chunk. The
+// results it writes are tallied in unadded, which it adds to the run's
+// counters (the progress bar) about once a second rather than with every
+// chunk: every batch of the run updating the one run row with each chunk
+// would make them queue on its lock. A crash loses the tally of the last
+// second from the counters until the run's end recounts them.
 func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, unadded *store.RunCounts) error {
 	cursor := b.FromID
+	var ahead []int64 // read, not claimed yet
+	more := true      // the source may have recipients after the cursor
+	var sent chunkResults
 	var lastCheck time.Time // zero: check before the first chunk
 	for {
-		if err := ctx.Err(); err != nil {
-			return err // shutting down: the task comes back and resumes here
-		}
-		// The window is checked before every chunk; a switch-off (disabled
-		// mailing, blocked owner) is looked up about once a second, when the
-		// tally is added to the run's counters.
-		if !s.now().Before(m.EndsAt) {
-			return nil // the window closed: the rest is skipped
-		}
-		if time.Since(lastCheck) > progressEvery {
-			if err := db.AddRunCounts(ctx, run.ID, *unadded); err != nil {
-				return err
-			}
-			*unadded = store.RunCounts{}
-			ok, err := db.Sendable(ctx, m.ID, s.now())
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return nil // disabled or blocked: the rest is skipped
-			}
-			if !lastCheck.IsZero() {
-				s.Stats.Changed(ctx, m.OwnerID) // the figures moved since the last look
-			}
-			lastCheck = time.Now()
-		}
-		claims, err := stmts.ClaimNext(ctx, cursor, s.chunk())
+		stop, err := s.stopSending(ctx, db, run, m, unadded, &lastCheck)
 		if err != nil {
 			return err
 		}
-		if len(claims) == 0 {
-			return nil
+		var next []int64
+		if !stop {
+			if len(ahead) == 0 && more {
+				limit := readAhead * s.chunk()
+				if ahead, err = stmts.Next(ctx, cursor, limit); err != nil {
+					return err
+				}
+				more = len(ahead) == limit
+				if len(ahead) > 0 {
+					cursor = ahead[len(ahead)-1]
+				}
+			}
+			n := min(s.chunk(), len(ahead))
+			next, ahead = ahead[:n], ahead[n:]
 		}
-		cursor = claims[len(claims)-1].ClientID
-		written, err := s.sendChunk(ctx, db, stmts, run, m, msg, claims)
+		// What was sent is written even when ctx ended meanwhile: a sent
+		// message must not be forgotten.
+		write := context.WithoutCancel(ctx)
+		written, claims, err := stmts.Record(write, sent.done, next)
 		unadded.Add(written)
 		if err != nil {
 			return err
 		}
+		s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
+		s.Sends.Add(string(model.AttemptFailure), written.Failed-len(sent.bounced))
+		s.Sends.Add("bounce", len(sent.bounced))
+		if err := db.MarkBounced(write, sent.bounced); err != nil {
+			return err
+		}
+		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
+			return ctx.Err() // shutting down: the task comes back and resumes here
+		}
+		sent = s.sendChunk(ctx, run, m, msg, claims)
 	}
+}
+
+// readAhead is how many chunks of recipients a batch reads at a time.
+const readAhead = 8
+
+// stopSending reports whether the batch must stop claiming: the worker is
+// shutting down, the window closed, or (looked up about once a second,
+// when the tally is added to the run's counters) the mailing was disabled
+// or its owner blocked. The rest of the batch is skipped then, or resumed
+// when the worker comes back.
+func (s *Service) stopSending(ctx context.Context, db *store.Store, run *model.Run, m *model.Mailing, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
+	if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
+		return true, nil
+	}
+	if time.Since(*lastCheck) <= progressEvery {
+		return false, nil
+	}
+	if err := db.AddRunCounts(ctx, run.ID, *unadded); err != nil {
+		return false, err
+	}
+	*unadded = store.RunCounts{}
+	ok, err := db.Sendable(ctx, m.ID, s.now())
+	if err != nil || !ok {
+		return true, err
+	}
+	if !lastCheck.IsZero() {
+		s.Stats.Changed(ctx, m.OwnerID) // the figures moved since the last look
+	}
+	*lastCheck = time.Now()
+	return false, nil
 }
 
 func (s *Service) chunk() int {
@@ -423,12 +456,16 @@ func (s *Service) chunk() int {
 	return max(16*s.Concurrency, minChunk)
 }
 
+// chunkResults are the outcomes of a chunk's sends, to be recorded.
+type chunkResults struct {
+	done    []store.AttemptResult
+	bounced []int64 // clients whose address does not exist
+}
+
 // sendChunk sends to the claimed recipients at once (bounded by
-// Concurrency) and records their outcomes in one statement, returning what
-// it recorded. The results are written even when ctx ends meanwhile: a
-// sent message must not be forgotten. A claim not yet sent when ctx ends
-// gets no attempt: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) (store.RunCounts, error) {
+// Concurrency) and returns their outcomes. A claim not yet sent when ctx
+// ends gets no outcome: the batch sends it when it resumes.
+func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) chunkResults {
 	results := make([]sendResult, len(claims))
 	sem := make(chan struct{}, max(1, s.Concurrency))
 	var wg sync.WaitGroup
@@ -447,26 +484,17 @@ func (s *Service) sendChunk(ctx context.Context, db *store.Store, stmts *store.B
 		}()
 	}
 	wg.Wait()
-	done := make([]store.AttemptResult, 0, len(results))
-	var bounced []int64
+	out := chunkResults{done: make([]store.AttemptResult, 0, len(results))}
 	for i, r := range results {
 		if r.unsent {
 			continue
 		}
-		done = append(done, r.AttemptResult)
+		out.done = append(out.done, r.AttemptResult)
 		if r.bounce {
-			bounced = append(bounced, claims[i].ClientID)
+			out.bounced = append(out.bounced, claims[i].ClientID)
 		}
 	}
-	write := context.WithoutCancel(ctx)
-	written, err := stmts.SetAttemptResults(write, done)
-	if err != nil {
-		return written, err
-	}
-	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
-	s.Sends.Add(string(model.AttemptFailure), written.Failed-len(bounced))
-	s.Sends.Add("bounce", len(bounced))
-	return written, db.MarkBounced(write, bounced)
+	return out
 }
 
 type sendResult struct {

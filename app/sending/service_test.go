@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
@@ -794,5 +796,65 @@ func TestDeletedClientDuringRetries(t *testing.T) {
 	}
 	if got := received(w.sink); len(got) != 1 || r.FinishedAt == nil || r.Succeeded != 1 || r.Failed != 2 {
 		t.Fatalf("received %v, run %+v", got, r)
+	}
+}
+
+// Recipients are read several chunks ahead; claiming a chunk checks them
+// again, so one who unsubscribed, bounced or was deleted since its read is
+// neither claimed nor mailed.
+func TestRecipientsReadAheadAreCheckedWhenClaimed(t *testing.T) {
+	w := newWorld(t, 5)
+	w.svc.BatchSize = 10 // one batch
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := w.prepareFirstBatch(t, run)
+	ids, err := stmts.Next(ctx, 0, 10)
+	if err != nil || len(ids) != 5 {
+		t.Fatalf("read %v, %v", ids, err)
+	}
+	if err := w.st.Unsubscribe(ctx, w.owner.ID, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.MarkBounced(ctx, []int64{ids[1]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.DeleteClient(ctx, w.owner.ID, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	_, claims, err := stmts.Record(ctx, nil, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Claim{
+		{ClientID: ids[3], Email: w.clients[3].Email, FullName: w.clients[3].FullName},
+		{ClientID: ids[4], Email: w.clients[4].Email, FullName: w.clients[4].FullName},
+	}
+	if !slices.Equal(claims, want) {
+		t.Fatalf("claimed %+v, want %+v", claims, want)
+	}
+	var claimed []int64
+	if err := w.db.NewRaw("SELECT claimed FROM run_batches WHERE run_id = ? AND seq = 0", run.ID).Scan(ctx, pgdialect.Array(&claimed)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(claimed, []int64{ids[3], ids[4]}) {
+		t.Fatalf("the batch's row claims %v", claimed)
+	}
+	// Their outcomes are written and the claim cleared.
+	var rs []store.AttemptResult
+	for _, c := range claims {
+		rs = append(rs, store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()})
+	}
+	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{Succeeded: 2}) {
+		t.Fatalf("written %+v, %v", got, err)
+	}
+	if err := w.db.NewRaw("SELECT claimed FROM run_batches WHERE run_id = ? AND seq = 0", run.ID).Scan(ctx, pgdialect.Array(&claimed)); err != nil || len(claimed) != 0 {
+		t.Fatalf("claim left %v, %v", claimed, err)
+	}
+	r := w.drain(t, run.ID)
+	if r.Succeeded != 2 || r.Failed != 0 || r.Skipped != 2 || len(w.sink.Messages()) != 0 {
+		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
 	}
 }

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,33 +15,31 @@ import (
 	"rassylka/app/model"
 )
 
-// BatchStatements are the statements a batch runs with every chunk (the
-// claim of the next recipients and the write of their outcomes), prepared
-// once for the batch. bun's driver sends any other statement as text, which
-// PostgreSQL parses and plans on every call: for the claim, planning took
-// about a third of its time. A prepared statement is parsed once, and after
-// a few executions PostgreSQL keeps a generic plan for it
-// (plan_cache_mode auto), when that plan is not costlier.
+// BatchStatements are the statements a batch runs as it sends: the read
+// of its next recipients, and the write that records a chunk's outcomes
+// and claims the next chunk, prepared once for the batch. bun's driver
+// sends any other statement as text, which PostgreSQL parses and plans on
+// every call.
 //
 // A chunk is claimed on the batch's row (run_batches.claimed) before it is
 // sent, and each recipient's attempt is written once, with its outcome,
-// after the send, in the statement that clears the claim: one attempt row
-// written per recipient, where a pending row and an update of it wrote
-// two (every update of the status writes a new version of the row and of
-// each of its index entries). A batch that starts again finds the claim a
-// dead worker left and records its recipients without an attempt as
-// failures with an unknown outcome (RecoverInterrupted).
+// after the send, by the statement that claims the next chunk: one
+// statement per chunk, one attempt row written per recipient. The
+// recipients are read ahead, several chunks at a time, by a statement of
+// their own: claiming a chunk only checks that its recipients may still be
+// mailed. A batch that starts again finds the claim a dead worker left and
+// records its recipients without an attempt as failures with an unknown
+// outcome (RecoverInterrupted).
 type BatchStatements struct {
-	batch          *model.RunBatch
-	run            *model.Run
-	claim, results *sql.Stmt
-	claimArgs      []any // after the cursor and the limit
+	batch        *model.RunBatch
+	run          *model.Run
+	next, record *sql.Stmt
+	nextArgs     []any // after the cursor and the limit
 }
 
-// PrepareBatch prepares the per-chunk statements of a batch of run r. On
-// the Store of LockBatch they are prepared on, and bound to, the lock's
-// connection; on a pool, database/sql prepares them again on whichever
-// connection runs them.
+// PrepareBatch prepares the statements of a batch of run r. On the Store of
+// LockBatch they are prepared on, and bound to, the lock's connection; on a
+// pool, database/sql prepares them again on whichever connection runs them.
 func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatch) (*BatchStatements, error) {
 	var p interface {
 		PrepareContext(context.Context, string) (*sql.Stmt, error)
@@ -54,32 +54,32 @@ func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatc
 	default:
 		return nil, fmt.Errorf("prepare batch: cannot prepare on %T", s.db)
 	}
-	q, args := claimSQL(r, b)
-	claim, err := p.PrepareContext(ctx, q)
+	q, args := nextSQL(r, b)
+	next, err := p.PrepareContext(ctx, q)
 	if err != nil {
-		return nil, dbErr("prepare claim", err)
+		return nil, dbErr("prepare next recipients", err)
 	}
-	results, err := p.PrepareContext(ctx, resultsSQL)
+	record, err := p.PrepareContext(ctx, recordSQL)
 	if err != nil {
-		claim.Close()
-		return nil, dbErr("prepare results", err)
+		next.Close()
+		return nil, dbErr("prepare record", err)
 	}
-	return &BatchStatements{batch: b, run: r, claim: claim, results: results, claimArgs: args}, nil
+	return &BatchStatements{batch: b, run: r, next: next, record: record, nextArgs: args}, nil
 }
 
 // Close frees the statements on the server; the connection stays.
 func (p *BatchStatements) Close() error {
-	return errors.Join(p.claim.Close(), p.results.Close())
+	return errors.Join(p.next.Close(), p.record.Close())
 }
 
-// claimSQL writes the batch's claim with its cursor as $1 and its limit as
-// $2, and returns the values of its other parameters, which stay the same
-// for the batch. Which source it walks, and whether the range has an end,
-// change the statement's text, so a batch prepares the one it needs.
-// Parameters are cast: PostgreSQL cannot always infer their types, and a
-// prepared statement's types are fixed when it is parsed.
-func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
-	args := []any{r.ID, b.Seq}
+// nextSQL writes the read of the batch's next recipients with its cursor as
+// $1 and its limit as $2, and returns the values of its other parameters,
+// which stay the same for the batch. Which source it walks, and whether the
+// range has an end, change the statement's text, so a batch prepares the
+// one it needs. Parameters are cast: PostgreSQL cannot always infer their
+// types, and a prepared statement's types are fixed when it is parsed.
+func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
+	args := []any{r.ID}
 	param := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args)+2) + "::bigint"
@@ -87,12 +87,12 @@ func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 	var src, key string
 	if r.RetryOf != nil {
 		key = "f.client_id"
-		src = `SELECT c.id AS client_id, c.email, c.full_name FROM attempts AS f JOIN clients AS c ON c.id = f.client_id
+		src = `SELECT c.id AS client_id FROM attempts AS f JOIN clients AS c ON c.id = f.client_id
 			WHERE f.run_id = ` + param(*r.RetryOf) + ` AND f.status = 'failure' AND (f.code IS NULL OR f.code BETWEEN 400 AND 499)
 			AND ` + stillRecipient + ` AND f.client_id > $1::bigint`
 	} else {
 		key = "src.client_id"
-		src = `SELECT c.id AS client_id, c.email, c.full_name FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
+		src = `SELECT c.id AS client_id FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
 			WHERE src.mailing_id = ` + param(r.MailingID) + ` AND src.client_id > $1::bigint`
 	}
 	// The range is repeated on the clients' key: the planner does not carry
@@ -104,53 +104,64 @@ func claimSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 		to := param(*b.ToID)
 		src += ` AND ` + key + ` <= ` + to + ` AND c.id <= ` + to
 	}
-	src += ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+	return src + ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = $3::bigint AND a.client_id = c.id)
-		ORDER BY ` + key + ` LIMIT $2::bigint`
-	// The claim is written whether or not the caller reads the rows: a
-	// data-modifying WITH runs to completion once.
-	return `WITH next AS (` + src + `), claim AS (
-			UPDATE run_batches SET claimed = ARRAY(SELECT client_id FROM next ORDER BY client_id),
-				claimed_emails = ARRAY(SELECT email FROM next ORDER BY client_id)
-			WHERE run_id = $3::bigint AND seq = $4::int
-		)
-		SELECT client_id, email, full_name FROM next ORDER BY client_id`, args
+		ORDER BY ` + key + ` LIMIT $2::bigint`, args
 }
 
-// ClaimNext takes the batch's next recipients after the client id after,
-// up to limit, that may be mailed (not unsubscribed, not bounced) and have
-// no attempt in this run yet, and records them as the batch's claim before
-// anything is sent, in one statement. It walks the source by its index in
-// client id order from the cursor (the recipients' primary key, or the
-// retried run's attempts), never the whole list, so the cost of a chunk
-// does not grow with the run. The claim replaces the previous one, whose
-// outcomes SetAttemptResults has written.
-func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int) ([]Claim, error) {
-	args := append([]any{max(after, p.batch.FromID), limit}, p.claimArgs...)
-	rows, err := p.claim.QueryContext(ctx, args...)
+// Next reads the batch's next recipients after the client id after, up to
+// limit, that may be mailed (not unsubscribed, not bounced) and have no
+// attempt in this run yet, in client id order. It walks the source by its
+// index from the cursor (the recipients' primary key, or the retried run's
+// attempts), never the whole list, so the cost of a read does not grow
+// with the run. Nothing is claimed: Record claims them.
+func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]int64, error) {
+	args := append([]any{max(after, p.batch.FromID), limit}, p.nextArgs...)
+	rows, err := p.next.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, dbErr("claim next", err)
+		return nil, dbErr("next recipients", err)
 	}
 	defer rows.Close()
-	var out []Claim
+	var out []int64
 	for rows.Next() {
-		var c Claim
-		if err := rows.Scan(&c.ClientID, &c.Email, &c.FullName); err != nil {
-			return nil, dbErr("claim next", err)
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, dbErr("next recipients", err)
 		}
-		out = append(out, c)
+		out = append(out, id)
 	}
-	return out, dbErr("claim next", rows.Err())
+	return out, dbErr("next recipients", rows.Err())
 }
 
-// resultsSQL writes a chunk's outcomes, given as arrays, and clears the
-// batch's claim. A recipient with no attempt yet gets one (a client deleted
-// since the claim keeps its address, with no client); one whose attempt
-// was written while its send was tried again (ID set) has it completed,
-// found by primary key alone, and only while it is pending. An attempt
-// already there otherwise (recorded by a batch that resumed meanwhile) is
-// neither written nor counted again.
-const resultsSQL = `
+// ClaimNext reads the batch's next recipients after the client id after, up
+// to limit, and claims them (Next, then Record with no outcomes).
+func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int) ([]Claim, error) {
+	ids, err := p.Next(ctx, after, limit)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	_, claims, err := p.Record(ctx, nil, ids)
+	return claims, err
+}
+
+// SetAttemptResults records outcomes and claims nothing (Record with no
+// next chunk), and returns what it wrote.
+func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
+	written, _, err := p.Record(ctx, rs, nil)
+	return written, err
+}
+
+// recordSQL writes a chunk's outcomes, given as arrays, and replaces the
+// batch's claim with the next chunk's recipients ($12) that may still be
+// mailed (read ahead, they may have unsubscribed, bounced or gone since).
+// A recipient with no attempt yet gets one (a client deleted since the
+// claim keeps its address, with no client); one whose attempt was written
+// while its send was tried again (ID set) has it completed, found by
+// primary key alone, and only while it is pending. An attempt already
+// there otherwise (recorded by a batch that resumed meanwhile) is neither
+// written nor counted again. It returns the status of each attempt written
+// and a row ('claimed', with address and name) for each recipient claimed.
+const recordSQL = `
 	WITH x AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[])
 			AS x(id, client_id, email, status, code, response, tries, at)
@@ -165,19 +176,26 @@ const resultsSQL = `
 		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
 		FROM x WHERE x.id <> 0 AND a.id = x.id AND a.status = 'pending'
 		RETURNING a.status
-	), cleared AS (
-		UPDATE run_batches SET claimed = '{}', claimed_emails = '{}' WHERE run_id = $9::bigint AND seq = $11::int
+	), next AS (
+		SELECT c.id, c.email, c.full_name FROM unnest($12::bigint[]) AS n(id) JOIN clients AS c ON c.id = n.id
+		WHERE c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+	), claim AS (
+		UPDATE run_batches SET claimed = ARRAY(SELECT id FROM next ORDER BY id),
+			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id)
+		WHERE run_id = $9::bigint AND seq = $11::int
 	)
-	SELECT status FROM added UNION ALL SELECT status FROM completed`
+	SELECT status, 0::bigint, '', '' FROM added
+	UNION ALL SELECT status, 0, '', '' FROM completed
+	UNION ALL SELECT 'claimed', id, email, full_name FROM next`
 
-// SetAttemptResults writes the outcomes of the claimed recipients that
-// were sent to and clears the batch's claim, in one statement, and returns
-// what it wrote, for the run's counters. A claimed recipient missing from
-// rs (never sent: the worker is stopping) has no attempt and is claimed
-// again when the batch resumes. It runs even for no results, to clear the
-// claim.
-func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
-	var ids, clients, emails, statuses, codes, responses, tries, ats arrayLiteral
+// Record writes the outcomes of the claimed recipients that were sent to
+// and claims the recipients of next (client ids from Next) that may still
+// be mailed, in one statement, and returns what it wrote, for the run's
+// counters, and what it claimed, in client id order. A claimed recipient
+// missing from rs (never sent: the worker is stopping) has no attempt and
+// is read again when the batch resumes. With no next it clears the claim.
+func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next []int64) (RunCounts, []Claim, error) {
+	var ids, clients, emails, statuses, codes, responses, tries, ats, claim arrayLiteral
 	for _, r := range rs {
 		ids.addInt(r.ID)
 		clients.addInt(r.ClientID)
@@ -188,41 +206,52 @@ func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptRes
 		tries.addInt(int64(r.Tries))
 		ats.addText(r.At.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
 	}
+	for _, id := range next {
+		claim.addInt(id)
+	}
 	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
-		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq}
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String()}
 	// A client deleted while the statement runs is seen by the join but
 	// gone when the key is checked, which fails the statement (or, with
 	// its attempt's update, deadlocks). Nothing was written then, and once
 	// the delete has committed the join sees it: the statement runs again,
 	// rather than leave the chunk's outcomes to be recorded as unknown.
 	for try := 1; ; try++ {
-		c, err := p.writeResults(ctx, args)
+		c, claims, err := p.write(ctx, args)
 		if err == nil || try == 3 || !retryable(err) {
-			return c, err
+			return c, claims, err
 		}
 	}
 }
 
-func (p *BatchStatements) writeResults(ctx context.Context, args []any) (RunCounts, error) {
+func (p *BatchStatements) write(ctx context.Context, args []any) (RunCounts, []Claim, error) {
 	var c RunCounts
-	rows, err := p.results.QueryContext(ctx, args...)
+	var claims []Claim
+	rows, err := p.record.QueryContext(ctx, args...)
 	if err != nil {
-		return c, dbErr("set attempt results", err)
+		return c, nil, dbErr("record chunk", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var st model.AttemptStatus
-		if err := rows.Scan(&st); err != nil {
-			return c, dbErr("set attempt results", err)
+		var kind string
+		var cl Claim
+		if err := rows.Scan(&kind, &cl.ClientID, &cl.Email, &cl.FullName); err != nil {
+			return c, nil, dbErr("record chunk", err)
 		}
-		switch st {
+		switch model.AttemptStatus(kind) {
 		case model.AttemptSuccess:
 			c.Succeeded++
 		case model.AttemptFailure:
 			c.Failed++
+		case "claimed":
+			claims = append(claims, cl)
 		}
 	}
-	return c, dbErr("set attempt results", rows.Err())
+	if err := rows.Err(); err != nil {
+		return c, nil, dbErr("record chunk", err)
+	}
+	slices.SortFunc(claims, func(a, b Claim) int { return cmp.Compare(a.ClientID, b.ClientID) })
+	return c, claims, nil
 }
 
 // retryable reports whether a statement failed for a concurrent change
