@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	rmail "rassylka/app/mail"
@@ -466,21 +467,22 @@ type chunkResults struct {
 // Concurrency) and returns their outcomes. A claim not yet sent when ctx
 // ends gets no outcome: the batch sends it when it resumes.
 func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) chunkResults {
+	// Concurrency senders take the claims in turn: a goroutine per claim
+	// would grow a new stack for every message.
 	results := make([]sendResult, len(claims))
-	sem := make(chan struct{}, max(1, s.Concurrency))
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for i, c := range claims {
-		sem <- struct{}{}
-		if ctx.Err() != nil {
-			<-sem
-			results[i] = sendResult{unsent: true}
-			continue
-		}
+	for range min(max(1, s.Concurrency), len(claims)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = s.sendOne(ctx, run, m, msg, c)
+			for i := int(next.Add(1) - 1); i < len(claims); i = int(next.Add(1) - 1) {
+				if ctx.Err() != nil {
+					results[i] = sendResult{unsent: true}
+					continue
+				}
+				results[i] = s.sendOne(ctx, run, m, msg, claims[i])
+			}
 		}()
 	}
 	wg.Wait()

@@ -113,10 +113,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Queues:          task.Queues,
 		ShutdownTimeout: 30 * time.Second,
 		Logger:          task.Logger(log),
-		// An idle worker looks for new tasks five times a second (Asynq's
-		// default is once): a run's batches start within 200 ms of "Send
+		// An idle worker looks for new tasks twenty times a second (Asynq's
+		// default is once): a run's batches start within 50 ms of "Send
 		// now" instead of up to a second later. One small Redis call each.
-		TaskCheckInterval: 200 * time.Millisecond,
+		TaskCheckInterval: 50 * time.Millisecond,
 	})
 	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
