@@ -90,11 +90,17 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 		}
 		err = c.Send(msg)
 	}
-	if err != nil {
+	if err != nil && !msg.IsDelivered() {
 		p.drop(c)
 		return classify(err)
 	}
-	p.release(c)
+	if err != nil {
+		// The server took the message (250 after its data) and the
+		// conversation broke after: delivered, whatever came next.
+		p.drop(c)
+	} else {
+		p.release(c)
+	}
 	reply := strings.TrimSpace(msg.ServerResponse())
 	code := replyCode(reply, 0)
 	if code == 0 { // go-mail keeps the text without the code
@@ -114,11 +120,14 @@ func (p *Pool) conn(ctx context.Context) (c *gomail.Client, reused bool, err err
 	return c, false, err
 }
 
-// dial opens a connection. It sends no NOOP before each message (go-mail's
-// default, one more round trip per message): a connection the server has
-// closed since is found by the message's first command, and replaced.
+// dial opens a connection. It sends no NOOP before each message and no
+// RSET after it (go-mail's defaults, a round trip each): a connection the
+// server has closed since is found by the next message's first command,
+// and replaced; a new MAIL command starts a new transaction by itself
+// (RFC 5321, 3.3), and a server that answered RSET with 421 made a
+// delivered message look like a temporary failure, to be sent again.
 func (p *Pool) dial(ctx context.Context) (*gomail.Client, error) {
-	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout), gomail.WithoutNoop()}, p.s.opts...)
+	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout), gomail.WithoutNoop(), gomail.WithoutRset()}, p.s.opts...)
 	c, err := gomail.NewClient(p.s.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
