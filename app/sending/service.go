@@ -69,6 +69,9 @@ type Service struct {
 	Chunk int
 	// Concurrency is how many sends of a batch go at once.
 	Concurrency int
+	// HandOver is how long before its task's deadline a batch hands the
+	// rest of its recipients to a new task (default DefaultHandOver).
+	HandOver time.Duration
 	// RetryDelays are the waits before sending again after a temporary
 	// failure (4xx, no connection); their number bounds the tries.
 	RetryDelays []time.Duration
@@ -299,10 +302,31 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 // unknown outcome.
 func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
 	err := s.Store.LockBatch(ctx, runID, seq, func(locked *store.Store) error { return s.processBatch(ctx, locked, runID, seq) })
-	if errors.Is(err, store.ErrBatchBusy) {
+	switch {
+	case errors.Is(err, store.ErrBatchBusy):
 		return nil // another worker sends it; the reconciler comes back if it dies
+	case errors.Is(err, errHandOver):
+		// The lock is released: a task of its own sends the rest.
+		gen := "handover-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		return s.Queue.EnqueueBatches(context.WithoutCancel(ctx), []model.RunBatch{{RunID: runID, Seq: seq}}, gen)
 	}
 	return err
+}
+
+// errHandOver stops a batch whose task is about to time out: what it sent
+// is recorded, and a new task takes the rest of the batch.
+var errHandOver = errors.New("the task's time is nearly up")
+
+// DefaultHandOver is how long before its task's deadline a batch stops
+// claiming and hands the rest to a new task: more than a chunk can take
+// (its retries of temporary failures included).
+const DefaultHandOver = 10 * time.Minute
+
+func (s *Service) handOver() time.Duration {
+	if s.HandOver > 0 {
+		return s.HandOver
+	}
+	return DefaultHandOver
 }
 
 // processBatch runs the batch's statements on db, the session holding its
@@ -377,20 +401,19 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	cursor := b.FromID
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
-	var sent chunkResults
+	var sent []store.AttemptResult
 	var lastCheck time.Time // zero: check before the first chunk
+	// The batch's statements run to their end even when ctx ends (the
+	// driver would abandon the lock's connection mid-statement, and with it
+	// the outcomes of the chunk just sent); ctx is looked at between them.
+	dbCtx := context.WithoutCancel(ctx)
 	for {
-		stop, err := s.stopSending(ctx, db, run, m, unadded, &lastCheck)
-		if err != nil {
-			return err
-		}
+		stop, err := s.stopSending(ctx, dbCtx, db, run, m, unadded, &lastCheck)
 		var next []int64
-		if !stop {
+		if err == nil && !stop {
 			if len(ahead) == 0 && more {
 				limit := readAhead * s.chunk()
-				if ahead, err = stmts.Next(ctx, cursor, limit); err != nil {
-					return err
-				}
+				ahead, err = stmts.Next(dbCtx, cursor, limit)
 				more = len(ahead) == limit
 				if len(ahead) > 0 {
 					cursor = ahead[len(ahead)-1]
@@ -399,18 +422,12 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			n := min(s.chunk(), len(ahead))
 			next, ahead = ahead[:n], ahead[n:]
 		}
-		// What was sent is written even when ctx ended meanwhile: a sent
-		// message must not be forgotten.
-		write := context.WithoutCancel(ctx)
-		written, claims, err := stmts.Record(write, sent.done, next)
+		// What was sent is written even when ctx ended or a statement
+		// failed meanwhile: a sent message must not be forgotten (left
+		// claimed, it would be recorded as interrupted).
+		written, claims, rerr := s.record(dbCtx, stmts, sent, next)
 		unadded.Add(written)
-		if err != nil {
-			return err
-		}
-		s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
-		s.Sends.Add(string(model.AttemptFailure), written.Failed-len(sent.bounced))
-		s.Sends.Add("bounce", len(sent.bounced))
-		if err := db.MarkBounced(write, sent.bounced); err != nil {
+		if err = errors.Join(err, rerr); err != nil {
 			return err
 		}
 		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
@@ -420,31 +437,54 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	}
 }
 
+// record writes the outcomes of a chunk and claims the next (none: the
+// claim is cleared), and counts the sends for the metrics.
+func (s *Service) record(ctx context.Context, stmts *store.BatchStatements, sent []store.AttemptResult, next []int64) (store.RunCounts, []store.Claim, error) {
+	written, claims, err := stmts.Record(ctx, sent, next)
+	if err != nil {
+		return written, nil, err
+	}
+	bounced := 0
+	for _, r := range sent {
+		if r.Bounced {
+			bounced++
+		}
+	}
+	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
+	s.Sends.Add(string(model.AttemptFailure), written.Failed-bounced)
+	s.Sends.Add("bounce", bounced)
+	return written, claims, nil
+}
+
 // readAhead is how many chunks of recipients a batch reads at a time.
 const readAhead = 8
 
 // stopSending reports whether the batch must stop claiming: the worker is
-// shutting down, the window closed, or (looked up about once a second,
-// when the tally is added to the run's counters) the mailing was disabled
-// or its owner blocked. The rest of the batch is skipped then, or resumed
-// when the worker comes back.
-func (s *Service) stopSending(ctx context.Context, db *store.Store, run *model.Run, m *model.Mailing, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
+// shutting down, the window closed, the task is about to time out
+// (errHandOver), or (looked up about once a second, when the tally is
+// added to the run's counters) the mailing was disabled or its owner
+// blocked. The rest of the batch is skipped then, or resumed when the
+// worker comes back.
+func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
 	if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
 		return true, nil
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < s.handOver() {
+		return true, errHandOver
 	}
 	if time.Since(*lastCheck) <= progressEvery {
 		return false, nil
 	}
-	if err := db.AddRunCounts(ctx, run.ID, *unadded); err != nil {
+	if err := db.AddRunCounts(dbCtx, run.ID, *unadded); err != nil {
 		return false, err
 	}
 	*unadded = store.RunCounts{}
-	ok, err := db.Sendable(ctx, m.ID, s.now())
+	ok, err := db.Sendable(dbCtx, m.ID, s.now())
 	if err != nil || !ok {
 		return true, err
 	}
 	if !lastCheck.IsZero() {
-		s.Stats.Changed(ctx, m.OwnerID) // the figures moved since the last look
+		s.Stats.Changed(dbCtx, m.OwnerID) // the figures moved since the last look
 	}
 	*lastCheck = time.Now()
 	return false, nil
@@ -457,16 +497,10 @@ func (s *Service) chunk() int {
 	return max(16*s.Concurrency, minChunk)
 }
 
-// chunkResults are the outcomes of a chunk's sends, to be recorded.
-type chunkResults struct {
-	done    []store.AttemptResult
-	bounced []int64 // clients whose address does not exist
-}
-
 // sendChunk sends to the claimed recipients at once (bounded by
 // Concurrency) and returns their outcomes. A claim not yet sent when ctx
 // ends gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) chunkResults {
+func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) []store.AttemptResult {
 	// Concurrency senders take the claims in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	results := make([]sendResult, len(claims))
@@ -486,22 +520,17 @@ func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailin
 		}()
 	}
 	wg.Wait()
-	out := chunkResults{done: make([]store.AttemptResult, 0, len(results))}
-	for i, r := range results {
-		if r.unsent {
-			continue
-		}
-		out.done = append(out.done, r.AttemptResult)
-		if r.bounce {
-			out.bounced = append(out.bounced, claims[i].ClientID)
+	done := make([]store.AttemptResult, 0, len(results))
+	for _, r := range results {
+		if !r.unsent {
+			done = append(done, r.AttemptResult)
 		}
 	}
-	return out
+	return done
 }
 
 type sendResult struct {
 	store.AttemptResult
-	bounce bool
 	unsent bool // never sent: ctx ended before the first try reached the server
 }
 
@@ -527,7 +556,7 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 			out.Status = model.AttemptSuccess
 			return out
 		case rmail.NoSuchUser:
-			out.Status, out.bounce = model.AttemptFailure, true
+			out.Status, out.Bounced = model.AttemptFailure, true
 			return out
 		case rmail.Permanent, rmail.Unknown:
 			out.Status = model.AttemptFailure

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"rassylka/app/sending"
 	"rassylka/app/stats"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/app/testkit"
 )
 
@@ -855,6 +857,152 @@ func TestRecipientsReadAheadAreCheckedWhenClaimed(t *testing.T) {
 	}
 	r := w.drain(t, run.ID)
 	if r.Succeeded != 2 || r.Failed != 0 || r.Skipped != 2 || len(w.sink.Messages()) != 0 {
+		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
+	}
+}
+
+// afterSends calls hook with the number of messages sent so far, after each
+// send.
+type afterSends struct {
+	sending.Sender
+	n    atomic.Int64
+	hook func(n int64)
+}
+
+func (a *afterSends) Send(ctx context.Context, m mail.Message) mail.Result {
+	r := a.Sender.Send(ctx, m)
+	a.hook(a.n.Add(1))
+	return r
+}
+
+// A task whose time runs out while its batch reads the next recipients
+// (their table locked meanwhile) still records the chunk it had sent:
+// nothing sent is left to be recorded as interrupted, nobody is mailed
+// twice, and the batch resumes where it stopped.
+func TestTaskEndingDuringAReadKeepsWhatWasSent(t *testing.T) {
+	w := newWorld(t, 10)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 1, 1 // reads of 8 recipients
+	w.svc.HandOver = time.Nanosecond                            // no hand-over before the deadline
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+		if n != 8 { // the next read waits for the lock until after the task's end
+			return
+		}
+		tx, err := w.db.BeginTx(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := tx.ExecContext(context.Background(), "LOCK TABLE mailing_recipients IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Error(err)
+		}
+		go func() {
+			<-ctx.Done()
+			time.Sleep(300 * time.Millisecond)
+			_ = tx.Rollback()
+		}()
+	}}
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("batch ended with %v, want the task's deadline", err)
+	}
+	if as := w.attempts(t, run.ID); len(as) != 8 {
+		t.Fatalf("%d attempts recorded when the task ended, want the 8 sent", len(as))
+	}
+	w.svc.Sender = w.pool
+	r := w.drain(t, run.ID)
+	if r.Succeeded != 10 || r.Failed != 0 {
+		t.Fatalf("run %+v", r)
+	}
+	for addr, n := range received(w.sink) {
+		if n != 1 {
+			t.Errorf("%s received %d messages", addr, n)
+		}
+	}
+}
+
+// A bounce is marked by the statement that records its attempt and claims
+// the next chunk: when marking it fails, nothing of that statement holds
+// (the next chunk is not claimed, so it is not recorded as interrupted
+// without having been sent).
+func TestBounceMarkedWithItsAttempt(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 1, 1
+	ctx := context.Background()
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to == w.clients[0].Email {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	if _, err := w.db.ExecContext(ctx, `CREATE FUNCTION fail_bounce() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.bounced_at IS NOT NULL AND OLD.bounced_at IS NULL THEN RAISE EXCEPTION 'bounce not marked'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER fail_bounce BEFORE UPDATE ON clients FOR EACH ROW EXECUTE FUNCTION fail_bounce()`); err != nil {
+		t.Fatal(err)
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err == nil || !strings.Contains(err.Error(), "bounce not marked") {
+		t.Fatalf("batch ended with %v", err)
+	}
+	if n := len(w.sink.Messages()); n != 0 {
+		t.Fatalf("%d messages sent after the failed write", n)
+	}
+	if _, err := w.db.ExecContext(ctx, `DROP TRIGGER fail_bounce ON clients`); err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, run.ID)
+	// The bounced recipient's outcome was lost with the statement: it is
+	// recorded as interrupted. The others were never claimed before, and
+	// are sent once now.
+	if r.Succeeded != 2 || r.Failed != 1 || len(w.sink.Messages()) != 2 {
+		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
+	}
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Email != w.clients[0].Email && a.Status != model.AttemptSuccess {
+			t.Errorf("%s: %s %q", a.Email, a.Status, a.Response)
+		}
+	}
+}
+
+// A batch whose task is about to time out stops claiming, records what it
+// sent, and hands the rest of the batch to a new task (a large batch under
+// a low MAIL_RATE outlasts a task's hour).
+func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize = 10
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // less than a chunk may need
+	defer cancel()
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.sink.Messages()); n != 0 {
+		t.Fatalf("%d messages sent with no time left", n)
+	}
+	pending, err := w.queue.ListPendingTasks("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handedOver := 0
+	for _, ti := range pending {
+		if strings.HasPrefix(ti.ID, task.BatchTaskID(run.ID, 0, "handover-")) {
+			handedOver++
+		}
+	}
+	if handedOver != 1 {
+		t.Fatalf("%d hand-over tasks queued, want 1", handedOver)
+	}
+	if r := w.drain(t, run.ID); r.Succeeded != 3 || len(w.sink.Messages()) != 3 {
 		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
 	}
 }

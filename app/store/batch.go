@@ -159,7 +159,8 @@ func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptRes
 // while its send was tried again (ID set) has it completed, found by
 // primary key alone, and only while it is pending. An attempt already
 // there otherwise (recorded by a batch that resumed meanwhile) is neither
-// written nor counted again. It returns the status of each attempt written
+// written nor counted again. Clients whose address does not exist ($13)
+// are marked hard-bounced. It returns the status of each attempt written
 // and a row ('claimed', with address and name) for each recipient claimed.
 const recordSQL = `
 	WITH x AS (
@@ -176,6 +177,8 @@ const recordSQL = `
 		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
 		FROM x WHERE x.id <> 0 AND a.id = x.id AND a.status = 'pending'
 		RETURNING a.status
+	), bounced AS (
+		UPDATE clients SET bounced_at = coalesce(bounced_at, now()), updated_at = now() WHERE id = ANY($13::bigint[])
 	), next AS (
 		SELECT c.id, c.email, c.full_name FROM unnest($12::bigint[]) AS n(id) JOIN clients AS c ON c.id = n.id
 		WHERE c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
@@ -189,14 +192,17 @@ const recordSQL = `
 	UNION ALL SELECT 'claimed', id, email, full_name FROM next`
 
 // Record writes the outcomes of the claimed recipients that were sent to
-// and claims the recipients of next (client ids from Next) that may still
-// be mailed, in one statement, and returns what it wrote, for the run's
+// (marking the bounced ones), and claims the recipients of next (client
+// ids from Next) that may still be mailed, in one statement, and returns what it wrote, for the run's
 // counters, and what it claimed, in client id order. A claimed recipient
 // missing from rs (never sent: the worker is stopping) has no attempt and
 // is read again when the batch resumes. With no next it clears the claim.
 func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next []int64) (RunCounts, []Claim, error) {
-	var ids, clients, emails, statuses, codes, responses, tries, ats, claim arrayLiteral
+	var ids, clients, emails, statuses, codes, responses, tries, ats, bounced, claim arrayLiteral
 	for _, r := range rs {
+		if r.Bounced {
+			bounced.addInt(r.ClientID)
+		}
 		ids.addInt(r.ID)
 		clients.addInt(r.ClientID)
 		emails.addText(r.Email)
@@ -210,7 +216,7 @@ func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next [
 		claim.addInt(id)
 	}
 	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
-		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String()}
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String(), bounced.String()}
 	// A client deleted while the statement runs is seen by the join but
 	// gone when the key is checked, which fails the statement (or, with
 	// its attempt's update, deadlocks). Nothing was written then, and once

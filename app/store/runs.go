@@ -222,6 +222,7 @@ type AttemptResult struct {
 	Response string
 	Tries    int
 	At       time.Time
+	Bounced  bool // the address does not exist: the client is marked hard-bounced
 }
 
 // RunCounts are outcomes to add to a run's counters.
