@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
 
+	"rassylka/app/mail/mailsink"
 	"rassylka/app/model"
 	"rassylka/app/sending"
 	"rassylka/app/store"
@@ -31,18 +33,137 @@ func TestCrashSafety(t *testing.T) {
 	}
 	const recipients = 5000
 	ctx := context.Background()
+	w := newSendingWorld(t, recipients, 3*time.Millisecond)
+	db, sink, run, startWorker := w.db, w.sink, w.run, w.start
+	killAt := func(cmd *exec.Cmd, received int) {
+		t.Helper()
+		waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, err := sink.Wait(waitCtx, received); err != nil {
+			t.Fatalf("before the kill: %v", err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		t.Logf("killed the worker after %d messages", len(sink.Messages()))
+	}
+
+	killAt(startWorker(), 600)
+	killAt(startWorker(), 2600)
+	last := startWorker()
+	defer func() {
+		_ = last.Process.Signal(syscall.SIGTERM)
+		_ = last.Wait()
+	}()
+
+	r := w.waitFinished(t)
+
+	var n, distinct, pending, success int
+	err := db.NewRaw(`SELECT count(*), count(DISTINCT client_id), count(*) FILTER (WHERE status = 'pending'),
+		count(*) FILTER (WHERE status = 'success') FROM attempts WHERE run_id = ?`, run.ID).Scan(ctx, &n, &distinct, &pending, &success)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != recipients || distinct != recipients || pending != 0 {
+		t.Fatalf("attempts %d (distinct %d, pending %d), want exactly one per each of %d recipients", n, distinct, pending, recipients)
+	}
+	got := w.received()
+	for addr, k := range got {
+		if k != 1 {
+			t.Errorf("%s received %d messages", addr, k)
+		}
+	}
+	if success > len(got) {
+		t.Fatalf("%d attempts say success but only %d addresses received mail", success, len(got))
+	}
+	t.Logf("run %+v: %d received, %d attempts recorded success, %d failed as interrupted", r, len(got), success, r.Failed)
+	if r.Succeeded+r.Failed+r.Skipped != recipients || r.Succeeded != success {
+		t.Fatalf("run counts %+v do not match the attempts (%d success)", r, success)
+	}
+}
+
+// TestStopMidRun stops the real worker with SIGTERM while it sends a run:
+// it stops claiming at once (the run is far from done when it exits),
+// records every message it sent, and leaves nothing "interrupted"; a new
+// worker sends the rest, each recipient once.
+func TestStopMidRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the worker binary")
+	}
+	const recipients = 3000
+	ctx := context.Background()
+	w := newSendingWorld(t, recipients, 5*time.Millisecond)
+	first := w.start()
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if _, err := w.sink.Wait(waitCtx, 400); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the worker's exit: %v", err)
+	}
+	sent := len(w.sink.Messages())
+	var attempts, interrupted int
+	if err := w.db.NewRaw(`SELECT count(*), count(*) FILTER (WHERE response LIKE 'interrupted%') FROM attempts WHERE run_id = ?`, w.run.ID).
+		Scan(ctx, &attempts, &interrupted); err != nil {
+		t.Fatal(err)
+	}
+	if sent >= recipients || attempts != sent || interrupted != 0 {
+		t.Fatalf("stopped after %d of %d messages with %d attempts (%d interrupted): want it stopped early, every message recorded",
+			sent, recipients, attempts, interrupted)
+	}
+	t.Logf("stopped after %d messages, all recorded", sent)
+
+	last := w.start()
+	defer func() {
+		_ = last.Process.Signal(syscall.SIGTERM)
+		_ = last.Wait()
+	}()
+	r := w.waitFinished(t)
+	if r.Succeeded != recipients || r.Failed != 0 {
+		t.Fatalf("run %+v", r)
+	}
+	got := w.received()
+	for addr, k := range got {
+		if k != 1 {
+			t.Errorf("%s received %d messages", addr, k)
+		}
+	}
+	if len(got) != recipients {
+		t.Fatalf("%d addresses received mail, want %d", len(got), recipients)
+	}
+}
+
+// sendingWorld is a run of n recipients, not yet sent, and the worker
+// binary to send it, started on demand (its output goes to a log file).
+type sendingWorld struct {
+	db    *bun.DB
+	st    *store.Store
+	sink  *mailsink.Server
+	run   *model.Run
+	logs  string
+	start func() *exec.Cmd
+}
+
+func newSendingWorld(t *testing.T, recipients int, stall time.Duration) *sendingWorld {
+	t.Helper()
+	ctx := context.Background()
 	db, dsn := testkit.DBWithURL(t)
 	st := store.New(db)
 	redisURL := testkit.RedisURL(t)
 	sink := testkit.SMTP(t)
-	sink.Stall(3 * time.Millisecond)
+	sink.Stall(stall)
 
 	bin := filepath.Join(t.TempDir(), "worker")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build worker: %v\n%s", err, out)
 	}
 
-	// An owner with 5,000 clients and a mailing to all of them.
+	// An owner with the clients and a mailing to all of them.
 	now := time.Now()
 	owner := &model.User{Email: "owner@example.com", EmailConfirmedAt: &now}
 	if err := st.CreateUser(ctx, owner); err != nil {
@@ -85,7 +206,9 @@ func TestCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startWorker := func() *exec.Cmd {
+	t.Cleanup(func() { logs.Close() })
+	w := &sendingWorld{db: db, st: st, sink: sink, run: run, logs: logs.Name()}
+	w.start = func() *exec.Cmd {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "SMTP_URL="+sink.URL(), "WORKER_METRICS_ADDR=off",
 			"MAIL_CONCURRENCY=4", "WORKER_CONCURRENCY=4", "LOG_LEVEL=warn", "BASE_URL=http://rassylka.test")
@@ -95,69 +218,36 @@ func TestCrashSafety(t *testing.T) {
 		}
 		return cmd
 	}
-	killAt := func(cmd *exec.Cmd, received int) {
-		t.Helper()
-		waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if _, err := sink.Wait(waitCtx, received); err != nil {
-			t.Fatalf("before the kill: %v", err)
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		t.Logf("killed the worker after %d messages", len(sink.Messages()))
-	}
+	return w
+}
 
-	killAt(startWorker(), 600)
-	killAt(startWorker(), 2600)
-	last := startWorker()
-	defer func() {
-		_ = last.Process.Signal(syscall.SIGTERM)
-		_ = last.Wait()
-	}()
-
+// waitFinished waits for the run to end (at most three minutes).
+func (w *sendingWorld) waitFinished(t *testing.T) *model.Run {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
-	var r *model.Run
 	for {
-		if r, err = st.RunByID(ctx, run.ID); err != nil {
+		r, err := w.st.RunByID(context.Background(), w.run.ID)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if r.FinishedAt != nil {
-			break
+			return r
 		}
 		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logs.Name())
+			b, _ := os.ReadFile(w.logs)
 			t.Fatalf("the run did not finish: %+v\nworker log:\n%s", r, b)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
 
-	var n, distinct, pending, success int
-	err = db.NewRaw(`SELECT count(*), count(DISTINCT client_id), count(*) FILTER (WHERE status = 'pending'),
-		count(*) FILTER (WHERE status = 'success') FROM attempts WHERE run_id = ?`, run.ID).Scan(ctx, &n, &distinct, &pending, &success)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != recipients || distinct != recipients || pending != 0 {
-		t.Fatalf("attempts %d (distinct %d, pending %d), want exactly one per each of %d recipients", n, distinct, pending, recipients)
-	}
+// received counts the messages the server got per address.
+func (w *sendingWorld) received() map[string]int {
 	got := map[string]int{}
-	for _, msg := range sink.Messages() {
+	for _, msg := range w.sink.Messages() {
 		for _, to := range msg.To {
 			got[to]++
 		}
 	}
-	for addr, k := range got {
-		if k != 1 {
-			t.Errorf("%s received %d messages", addr, k)
-		}
-	}
-	if success > len(got) {
-		t.Fatalf("%d attempts say success but only %d addresses received mail", success, len(got))
-	}
-	t.Logf("run %+v: %d received, %d attempts recorded success, %d failed as interrupted", r, len(got), success, r.Failed)
-	if r.Succeeded+r.Failed+r.Skipped != recipients || r.Succeeded != success {
-		t.Fatalf("run counts %+v do not match the attempts (%d success)", r, success)
-	}
+	return got
 }

@@ -117,6 +117,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 		// default is once): a run's batches start within 50 ms of "Send
 		// now" instead of up to a second later. One small Redis call each.
 		TaskCheckInterval: 50 * time.Millisecond,
+		// Tasks see SIGTERM at once: a batch stops claiming, records what
+		// it sent and gives up the rest for the next worker. (Asynq
+		// otherwise lets a task run on until ShutdownTimeout, then exits
+		// under it, mid-send.)
+		BaseContext: func() context.Context { return ctx },
 	})
 	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
