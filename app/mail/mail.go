@@ -121,14 +121,16 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	opts := append([]gomail.Option{gomail.WithTimeout(s.timeout)}, s.opts...)
+	// No RSET after the message: a server answering it (or QUIT) with an
+	// error would make a delivered mail look failed, and sent again.
+	opts := append([]gomail.Option{gomail.WithTimeout(s.timeout), gomail.WithoutRset()}, s.opts...)
 	c, err := gomail.NewClient(s.host, opts...)
 	if err != nil {
 		return "", fmt.Errorf("smtp client: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil && !msg.IsDelivered() {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
 	return msg.ServerResponse(), nil

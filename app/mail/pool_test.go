@@ -177,3 +177,20 @@ func (s *fakeSMTPServer) serve(c net.Conn) {
 		}
 	}
 }
+
+// A transactional mail the server accepted is sent, whatever the server
+// says after its data: no RSET follows it (answered with 421 here, it made
+// the mail a failure to send again).
+func TestSenderSendsNoResetAfterDelivery(t *testing.T) {
+	srv := fakeSMTP(t)
+	sender, err := rmail.NewSender("smtp://"+srv.addr, "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Confirm", Text: "Hello"}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if got := srv.count("DATA"); got != 1 {
+		t.Fatalf("%d messages delivered, want 1", got)
+	}
+}
