@@ -72,6 +72,9 @@ type Service struct {
 	// HandOver is how long before its task's deadline a batch hands the
 	// rest of its recipients to a new task (default DefaultHandOver).
 	HandOver time.Duration
+	// Stopping ends when the worker is told to stop (nil: never): batches
+	// then stop claiming, record what they sent and hand the rest over.
+	Stopping context.Context
 	// RetryDelays are the waits before sending again after a temporary
 	// failure (4xx, no connection); their number bounds the tries.
 	RetryDelays []time.Duration
@@ -301,6 +304,10 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 // again, and claims whose outcome was lost are recorded as failures with
 // unknown outcome.
 func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
+	if s.Stopping != nil && s.Stopping.Err() != nil {
+		// Taken while the worker stops: the next worker resumes the batch.
+		return errors.New("the worker is stopping")
+	}
 	err := s.Store.LockBatch(ctx, runID, seq, func(locked *store.Store) error { return s.processBatch(ctx, locked, runID, seq) })
 	switch {
 	case errors.Is(err, store.ErrBatchBusy):
@@ -313,9 +320,10 @@ func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error 
 	return err
 }
 
-// errHandOver stops a batch whose task is about to time out: what it sent
-// is recorded, and a new task takes the rest of the batch.
-var errHandOver = errors.New("the task's time is nearly up")
+// errHandOver stops a batch whose task is about to time out, or whose
+// worker is stopping: what it sent is recorded, and a new task takes the
+// rest of the batch.
+var errHandOver = errors.New("handing the batch over")
 
 // DefaultHandOver is how long before its task's deadline a batch stops
 // claiming and hands the rest to a new task: more than a chunk can take
@@ -371,7 +379,14 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	}
 	defer stmts.Close()
 	var unadded store.RunCounts // results not yet added to the run's counters
-	err = s.sendRange(ctx, db, stmts, run, b, m, &msg.Message, &unadded)
+	sendCtx := ctx              // ends when the worker stops, too: no new send starts then
+	if s.Stopping != nil {
+		var cancel context.CancelFunc
+		sendCtx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.Stopping, cancel)()
+	}
+	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, &unadded)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
 	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, unadded); err == nil {
@@ -402,13 +417,15 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
 	var sent []store.AttemptResult
+	progress := false       // this task has sent something
 	var lastCheck time.Time // zero: check before the first chunk
 	// The batch's statements run to their end even when ctx ends (the
 	// driver would abandon the lock's connection mid-statement, and with it
 	// the outcomes of the chunk just sent); ctx is looked at between them.
 	dbCtx := context.WithoutCancel(ctx)
 	for {
-		stop, err := s.stopSending(ctx, dbCtx, db, run, m, unadded, &lastCheck)
+		progress = progress || len(sent) > 0
+		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
 		var next []int64
 		if err == nil && !stop {
 			if len(ahead) == 0 && more {
@@ -427,7 +444,13 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		// claimed, it would be recorded as interrupted).
 		written, claims, rerr := s.record(dbCtx, stmts, sent, next)
 		unadded.Add(written)
-		if err = errors.Join(err, rerr); err != nil {
+		if rerr != nil {
+			if errors.Is(err, errHandOver) {
+				err = nil // what was sent is not recorded: the task is retried, not handed over
+			}
+			return errors.Join(err, rerr)
+		}
+		if err != nil {
 			return err
 		}
 		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
@@ -460,16 +483,20 @@ func (s *Service) record(ctx context.Context, stmts *store.BatchStatements, sent
 const readAhead = 8
 
 // stopSending reports whether the batch must stop claiming: the worker is
-// shutting down, the window closed, the task is about to time out
-// (errHandOver), or (looked up about once a second, when the tally is
-// added to the run's counters) the mailing was disabled or its owner
-// blocked. The rest of the batch is skipped then, or resumed when the
-// worker comes back.
-func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
+// stopping or the task is about to time out (errHandOver: a new task takes
+// the rest), the task's context ended, the window closed, or (looked up
+// about once a second, when the tally is added to the run's counters) the
+// mailing was disabled or its owner blocked (the rest is skipped).
+func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
+	if s.Stopping != nil && s.Stopping.Err() != nil {
+		return true, errHandOver
+	}
 	if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
 		return true, nil
 	}
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < s.handOver() {
+	// A batch that has sent something hands over before its task's
+	// deadline (one that has not would only hand over again).
+	if deadline, ok := ctx.Deadline(); ok && progress && time.Until(deadline) < s.handOver() {
 		return true, errHandOver
 	}
 	if time.Since(*lastCheck) <= progressEvery {

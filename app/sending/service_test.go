@@ -976,18 +976,54 @@ func TestBounceMarkedWithItsAttempt(t *testing.T) {
 // a low MAIL_RATE outlasts a task's hour).
 func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
 	w := newWorld(t, 3)
-	w.svc.BatchSize = 10
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
+	w.svc.HandOver = time.Hour - 50*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+		if n == 1 {
+			time.Sleep(60 * time.Millisecond) // within HandOver of the deadline now
+		}
+	}}
+	w.assertHandsOver(t, ctx, 1)
+}
+
+// A worker told to stop (SIGTERM) stops claiming, records what it sent and
+// hands the rest of its batches to new tasks.
+func TestBatchHandsOverWhenTheWorkerStops(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	w.svc.Stopping = stopping
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+		if n == 2 {
+			stop()
+		}
+	}}
+	w.assertHandsOver(t, context.Background(), 2)
+	// A batch task taken while the worker stops does nothing (it comes
+	// back later).
+	w.svc.Stopping = stopping
+	if err := w.svc.ProcessBatch(context.Background(), 1, 0); err == nil {
+		t.Fatal("a batch started while the worker stops")
+	}
+}
+
+// assertHandsOver processes the first batch of a new run with ctx and
+// checks that it sent and recorded sent messages, queued a task for the
+// rest, and that the rest is sent once by the next worker.
+func (w *world) assertHandsOver(t *testing.T, ctx context.Context, sent int) {
+	t.Helper()
 	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // less than a chunk may need
-	defer cancel()
 	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(w.sink.Messages()); n != 0 {
-		t.Fatalf("%d messages sent with no time left", n)
+	if n, as := len(w.sink.Messages()), w.attempts(t, run.ID); n != sent || len(as) != sent {
+		t.Fatalf("%d messages sent and %d attempts recorded, want %d", n, len(as), sent)
 	}
 	pending, err := w.queue.ListPendingTasks("default")
 	if err != nil {
@@ -1002,7 +1038,14 @@ func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
 	if handedOver != 1 {
 		t.Fatalf("%d hand-over tasks queued, want 1", handedOver)
 	}
-	if r := w.drain(t, run.ID); r.Succeeded != 3 || len(w.sink.Messages()) != 3 {
-		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
+	w.svc.Sender, w.svc.Stopping, w.svc.HandOver = w.pool, nil, 0
+	r := w.drain(t, run.ID)
+	if r.Succeeded != 3 || r.Failed != 0 {
+		t.Fatalf("run %+v", r)
+	}
+	for addr, n := range received(w.sink) {
+		if n != 1 {
+			t.Errorf("%s received %d messages", addr, n)
+		}
 	}
 }

@@ -83,10 +83,10 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-// TestStopMidRun stops the real worker with SIGTERM while it sends a run:
-// it stops claiming at once (the run is far from done when it exits),
-// records every message it sent, and leaves nothing "interrupted"; a new
-// worker sends the rest, each recipient once.
+// TestStopMidRun stops the real worker with SIGTERM while it sends a run,
+// its batches waiting in a statement: it stops claiming (the run is far
+// from done when it exits), records every message it sent, and leaves
+// nothing "interrupted"; a new worker sends the rest, each recipient once.
 func TestStopMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the worker binary")
@@ -100,7 +100,25 @@ func TestStopMidRun(t *testing.T) {
 	if _, err := w.sink.Wait(waitCtx, 400); err != nil {
 		t.Fatal(err)
 	}
+	// The signal comes while the batches wait in a statement: their next
+	// read of recipients waits for a lock, the chunk they sent not yet
+	// recorded.
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE mailing_recipients IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	for n := -1; n != len(w.sink.Messages()); {
+		n = len(w.sink.Messages())
+		time.Sleep(300 * time.Millisecond)
+	}
 	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Wait(); err != nil {

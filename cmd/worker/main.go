@@ -94,7 +94,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 		Store: st, Queue: task.Queue{Client: client, Inspector: inspector}, Sender: pool, Log: log,
 		BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret,
 		Concurrency: cfg.MailConcurrency, RetryDelays: sending.DefaultRetryDelays,
-		Stats: &stats.Service{Store: st, Redis: rdb, Log: log}, Sends: reg.Sends(),
+		// On SIGTERM a batch stops claiming, records what it sent and hands
+		// the rest to a new task, well within the shutdown's 30 s. (Tasks'
+		// own contexts stay alive: Asynq gives up on a task whose context
+		// ends, and would exit under it mid-send.)
+		Stopping: ctx,
+		Stats:    &stats.Service{Store: st, Redis: rdb, Log: log}, Sends: reg.Sends(),
 	}}
 	mux := asynq.NewServeMux()
 	mux.Use(reg.Tasks())
@@ -117,11 +122,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 		// default is once): a run's batches start within 50 ms of "Send
 		// now" instead of up to a second later. One small Redis call each.
 		TaskCheckInterval: 50 * time.Millisecond,
-		// Tasks see SIGTERM at once: a batch stops claiming, records what
-		// it sent and gives up the rest for the next worker. (Asynq
-		// otherwise lets a task run on until ShutdownTimeout, then exits
-		// under it, mid-send.)
-		BaseContext: func() context.Context { return ctx },
 	})
 	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
