@@ -128,6 +128,24 @@ func (w *world) drain(t *testing.T, runID int64) *model.Run {
 	return r
 }
 
+// drainSentOnce drains the run and checks that every one of its n
+// recipients was mailed, once.
+func (w *world) drainSentOnce(t *testing.T, runID int64, n int) {
+	t.Helper()
+	if r := w.drain(t, runID); r.Succeeded != n || r.Failed != 0 {
+		t.Fatalf("run %+v", r)
+	}
+	got := received(w.sink)
+	for addr, k := range got {
+		if k != 1 {
+			t.Errorf("%s received %d messages", addr, k)
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("%d addresses received mail, want %d", len(got), n)
+	}
+}
+
 // prepareFirstBatch prepares the statements of the run's first batch, as
 // a worker taking it would (closed when the test ends).
 func (w *world) prepareFirstBatch(t *testing.T, run *model.Run) *store.BatchStatements {
