@@ -326,8 +326,9 @@ func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error 
 var errHandOver = errors.New("handing the batch over")
 
 // DefaultHandOver is how long before its task's deadline a batch stops
-// claiming and hands the rest to a new task: more than a chunk can take
-// (its retries of temporary failures included).
+// claiming and hands the rest to a new task: more than a chunk takes
+// unless many of its recipients wait for retries; one that outlasts it is
+// stopped by the deadline, and records what it sent all the same.
 const DefaultHandOver = 10 * time.Minute
 
 func (s *Service) handOver() time.Duration {
@@ -454,7 +455,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			return err
 		}
 		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
-			return ctx.Err() // shutting down: the task comes back and resumes here
+			return nil // sent, or the rest skipped (window closed, switched off)
 		}
 		sent = s.sendChunk(ctx, run, m, msg, claims)
 	}
@@ -488,10 +489,17 @@ const readAhead = 8
 // about once a second, when the tally is added to the run's counters) the
 // mailing was disabled or its owner blocked (the rest is skipped).
 func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
-	if s.Stopping != nil && s.Stopping.Err() != nil {
+	stopping := func() bool { return s.Stopping != nil && s.Stopping.Err() != nil }
+	if stopping() {
 		return true, errHandOver
 	}
-	if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
+	if err := ctx.Err(); err != nil {
+		if stopping() { // ctx ends just after Stopping
+			return true, errHandOver
+		}
+		return true, err // the task's own end: it comes back and resumes here
+	}
+	if !s.now().Before(m.EndsAt) {
 		return true, nil
 	}
 	// A batch that has sent something hands over before its task's

@@ -969,14 +969,12 @@ func TestBounceMarkedWithItsAttempt(t *testing.T) {
 func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
-	w.svc.HandOver = time.Hour - 50*time.Millisecond
+	// Always within HandOver of the deadline: the batch still sends a chunk
+	// first (a task that handed over at once would only be followed by
+	// another that does the same).
+	w.svc.HandOver = 2 * time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
-		if n == 1 {
-			time.Sleep(60 * time.Millisecond) // within HandOver of the deadline now
-		}
-	}}
 	w.assertHandsOver(t, ctx, 1)
 }
 
@@ -1032,4 +1030,50 @@ func (w *world) assertHandsOver(t *testing.T, ctx context.Context, sent int) {
 	}
 	w.svc.Sender, w.svc.Stopping, w.svc.HandOver = w.pool, nil, 0
 	w.drainSentOnce(t, run.ID, 3)
+}
+
+// The worker told to stop just as a batch finds its window closed: the
+// batch ends as a closed window ends it (done, the rest skipped), not as a
+// failed task.
+func TestStopAsTheWindowCloses(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	w.svc.Stopping = stopping
+	var state atomic.Int32
+	ends := w.mailing.EndsAt
+	w.svc.Now = func() time.Time {
+		switch state.Load() {
+		case 1: // the second send's time
+			state.Store(2)
+		case 2: // the look at the window after it, once Stopping was looked at
+			state.Store(3)
+			stop()
+			time.Sleep(20 * time.Millisecond) // the batch's send context ends too
+			return ends
+		case 3:
+			return ends
+		}
+		return time.Now()
+	}
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+		if n == 2 {
+			state.Store(1)
+		}
+	}}
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(context.Background(), run.ID, 0); err != nil {
+		t.Fatalf("batch ended with %v", err)
+	}
+	b, err := w.st.Batch(context.Background(), run.ID, 0)
+	if err != nil || b.DoneAt == nil || b.Skipped != 1 {
+		t.Fatalf("batch %+v, %v: want it done with one skipped", b, err)
+	}
+	if n, as := len(w.sink.Messages()), w.attempts(t, run.ID); n != 2 || len(as) != 2 {
+		t.Fatalf("%d sent, %d attempts", n, len(as))
+	}
 }

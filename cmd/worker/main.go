@@ -95,9 +95,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret,
 		Concurrency: cfg.MailConcurrency, RetryDelays: sending.DefaultRetryDelays,
 		// On SIGTERM a batch stops claiming, records what it sent and hands
-		// the rest to a new task, well within the shutdown's 30 s. (Tasks'
-		// own contexts stay alive: Asynq gives up on a task whose context
-		// ends, and would exit under it mid-send.)
+		// the rest to a new task, once the sends under way end (within the
+		// shutdown's 30 s unless the server stalls). Tasks' own contexts
+		// stay alive: Asynq gives up on a task whose context ends, and
+		// would exit under it mid-send.
 		Stopping: ctx,
 		Stats:    &stats.Service{Store: st, Redis: rdb, Log: log}, Sends: reg.Sends(),
 	}}
@@ -146,6 +147,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	<-ctx.Done()
 	log.Info("worker shutting down")
+	srv.Stop() // no new task from now on (a batch taken now would be refused)
 	sched.Shutdown()
 	srv.Shutdown() // waits up to ShutdownTimeout, then hands unfinished tasks back
 	return nil
