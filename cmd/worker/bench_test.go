@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,14 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"rassylka/app/config"
 	rmail "rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/sending"
 	"rassylka/app/store"
-	"rassylka/app/task"
 	"rassylka/app/testkit"
 )
 
@@ -66,16 +60,11 @@ const (
 
 func benchThroughput(b *testing.B, n int) {
 	ctx := context.Background()
-	db, dsn := testkit.DBWithURL(b)
-	st := store.New(db)
-	redisURL := testkit.RedisURL(b)
-	sink := testkit.SMTP(b)
-	bin := filepath.Join(b.TempDir(), "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build worker: %v\n%s", err, out)
-	}
-	env := append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "SMTP_URL="+sink.URL(),
-		"MAIL_CONCURRENCY="+strconv.Itoa(benchConns), "LOG_LEVEL=error")
+	// An owner with n clients and a mailing to all of them.
+	w := newSendingWorld(b, n, benchBody)
+	st, sink := w.st, w.sink
+	settings := []string{"MAIL_CONCURRENCY=" + strconv.Itoa(benchConns), "LOG_LEVEL=error"}
+	env := append(append([]string{}, w.env...), settings...)
 
 	// The raw baseline: pooled connections, the same messages, nothing
 	// else, from a process of its own, measured before and after the
@@ -86,61 +75,14 @@ func benchThroughput(b *testing.B, n int) {
 	rawSinkTicks = cpuTicks(isSelf) - rawSinkTicks
 	sink.Reset()
 
-	// The worker: an owner with n clients and a mailing to all of them.
-	now := time.Now()
-	owner := &model.User{Email: "owner@example.com", EmailConfirmedAt: &now}
-	if err := st.CreateUser(ctx, owner); err != nil {
-		b.Fatal(err)
-	}
-	for i := 0; i < n; i += 10000 {
-		var rows []store.ImportRow
-		for j := i; j < min(i+10000, n); j++ {
-			rows = append(rows, store.ImportRow{Email: benchAddress(j), FullName: "Reader"})
-		}
-		if _, _, err := st.UpsertClients(ctx, owner.ID, rows); err != nil {
-			b.Fatal(err)
-		}
-	}
-	ids, err := st.ClientIDs(ctx, owner.ID, "", n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	msg := &model.Message{OwnerID: owner.ID, Subject: "News", Body: benchBody}
-	if err := st.CreateMessage(ctx, msg); err != nil {
-		b.Fatal(err)
-	}
-	start := now.Add(-time.Minute).UTC()
-	m := &model.Mailing{OwnerID: owner.ID, MessageID: msg.ID, StartsAt: start, EndsAt: start.Add(24 * time.Hour), Repeat: model.RepeatOnce, Status: model.StatusCreated}
-	if err := st.CreateMailing(ctx, m, ids); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, "VACUUM ANALYZE"); err != nil {
-		b.Fatal(err)
-	}
-	conn, _ := asynq.ParseRedisURI(redisURL)
-	client := asynq.NewClient(conn)
-	defer client.Close()
-	svc := &sending.Service{Store: st, Queue: task.Queue{Client: client}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-
-	worker := exec.Command(bin)
-	worker.Env = env
-	worker.Stdout, worker.Stderr = io.Discard, io.Discard
-	if err := worker.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { // on failure; done before the second baseline otherwise
-		_ = worker.Process.Signal(syscall.SIGTERM)
-		_ = worker.Wait()
-	}()
+	// The worker.
+	worker := w.worker(b, settings...)
 	isWorker := func(pid int, _ string) bool { return pid == worker.Process.Pid }
 	time.Sleep(time.Second) // let it start
 	b.ResetTimer()
 	workerTicks, pgTicks, sinkTicks := cpuTicks(isWorker), cpuTicks(isPostgres), cpuTicks(isSelf)
 	began := time.Now()
-	run, err := svc.StartManual(ctx, m.ID, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	run := w.startRun(b)
 	var peak int64
 	var took time.Duration
 	for {
