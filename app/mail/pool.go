@@ -90,16 +90,16 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 		}
 		err = c.Send(msg)
 	}
-	if err != nil && !msg.IsDelivered() {
-		p.drop(c)
-		return classify(err)
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		p.release(c)
+	case msg.IsDelivered():
 		// The server took the message (250 after its data) and the
 		// conversation broke after: delivered, whatever came next.
 		p.drop(c)
-	} else {
-		p.release(c)
+	default:
+		p.drop(c)
+		return classify(err)
 	}
 	reply := strings.TrimSpace(msg.ServerResponse())
 	code := replyCode(reply, 0)

@@ -163,6 +163,26 @@ func (w *world) prepareFirstBatch(t *testing.T, run *model.Run) *store.BatchStat
 	return stmts
 }
 
+// claimNext reads the batch's next recipients after the client id after,
+// up to n, and claims them, as a batch does before sending to them.
+func claimNext(ctx context.Context, stmts *store.BatchStatements, after int64, n int) ([]store.Claim, error) {
+	ids, err := stmts.Next(ctx, after, n)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	_, claims, err := stmts.Record(ctx, nil, ids)
+	return claims, err
+}
+
+// stopSignal gives the service a stop signal, as the worker's SIGTERM, and
+// returns what sends it.
+func (w *world) stopSignal(t *testing.T) context.CancelFunc {
+	stopping, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	w.svc.Stopping = stopping
+	return stop
+}
+
 // claimFirst starts a manual run and claims its first n recipients as a
 // batch would, without sending.
 func (w *world) claimFirst(t *testing.T, n int) (*model.Run, *store.BatchStatements, []store.Claim) {
@@ -172,7 +192,7 @@ func (w *world) claimFirst(t *testing.T, n int) (*model.Run, *store.BatchStateme
 		t.Fatal(err)
 	}
 	stmts := w.prepareFirstBatch(t, run)
-	claims, err := stmts.ClaimNext(context.Background(), 0, n)
+	claims, err := claimNext(context.Background(), stmts, 0, n)
 	if err != nil || len(claims) != n {
 		t.Fatalf("claims %+v, %v", claims, err)
 	}

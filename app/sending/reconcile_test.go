@@ -213,7 +213,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 			}
 			defer stmts.Close()
 			for {
-				c, err := stmts.ClaimNext(ctx, 0, 10)
+				c, err := claimNext(ctx, stmts, 0, 10)
 				if err != nil || len(c) == 0 {
 					return err
 				}
@@ -221,7 +221,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 				for i := range c {
 					rs[i] = store.AttemptResult{ClientID: c[i].ClientID, Email: c[i].Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}
 				}
-				if _, err := stmts.SetAttemptResults(ctx, rs); err != nil {
+				if _, _, err := stmts.Record(ctx, rs, nil); err != nil {
 					return err
 				}
 			}

@@ -304,7 +304,7 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 // again, and claims whose outcome was lost are recorded as failures with
 // unknown outcome.
 func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error {
-	if s.Stopping != nil && s.Stopping.Err() != nil {
+	if s.stopping() {
 		// Taken while the worker stops: the next worker resumes the batch.
 		return errors.New("the worker is stopping")
 	}
@@ -330,6 +330,8 @@ var errHandOver = errors.New("handing the batch over")
 // unless many of its recipients wait for retries; one that outlasts it is
 // stopped by the deadline, and records what it sent all the same.
 const DefaultHandOver = 10 * time.Minute
+
+func (s *Service) stopping() bool { return s.Stopping != nil && s.Stopping.Err() != nil }
 
 func (s *Service) handOver() time.Duration {
 	if s.HandOver > 0 {
@@ -489,14 +491,11 @@ const readAhead = 8
 // about once a second, when the tally is added to the run's counters) the
 // mailing was disabled or its owner blocked (the rest is skipped).
 func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
-	stopping := func() bool { return s.Stopping != nil && s.Stopping.Err() != nil }
-	if stopping() {
+	err := ctx.Err() // before Stopping, which ends first when it ends ctx
+	if s.stopping() {
 		return true, errHandOver
 	}
-	if err := ctx.Err(); err != nil {
-		if stopping() { // ctx ends just after Stopping
-			return true, errHandOver
-		}
+	if err != nil {
 		return true, err // the task's own end: it comes back and resumes here
 	}
 	if !s.now().Before(m.EndsAt) {

@@ -302,7 +302,7 @@ func TestResultsKeepTheirText(t *testing.T) {
 		t.Fatal(err)
 	}
 	stmts := w.prepareFirstBatch(t, run)
-	claims, err := stmts.ClaimNext(ctx, 0, len(replies))
+	claims, err := claimNext(ctx, stmts, 0, len(replies))
 	if err != nil || len(claims) != len(replies) {
 		t.Fatalf("claims %+v, %v", claims, err)
 	}
@@ -317,10 +317,10 @@ func TestResultsKeepTheirText(t *testing.T) {
 		rs = append(rs, r)
 		want[c.Email] = r
 	}
-	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{Succeeded: 1, Failed: len(replies) - 1}) {
+	if got, _, err := stmts.Record(ctx, rs, nil); err != nil || got != (store.RunCounts{Succeeded: 1, Failed: len(replies) - 1}) {
 		t.Fatalf("written %+v, %v", got, err)
 	}
-	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{}) {
+	if got, _, err := stmts.Record(ctx, rs, nil); err != nil || got != (store.RunCounts{}) {
 		t.Fatalf("written again %+v, %v", got, err)
 	}
 	for _, a := range w.attempts(t, run.ID) {
@@ -684,11 +684,11 @@ func TestDeletedClientKeepsItsAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs := []store.AttemptResult{{ClientID: claims[0].ClientID, Email: claims[0].Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()}}
-	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got.Succeeded != 1 {
+	if got, _, err := stmts.Record(ctx, rs, nil); err != nil || got.Succeeded != 1 {
 		t.Fatalf("written %+v, %v", got, err)
 	}
 	// The next recipient is claimed, deleted, and its worker dies.
-	claims, err := stmts.ClaimNext(ctx, claims[0].ClientID, 1)
+	claims, err := claimNext(ctx, stmts, claims[0].ClientID, 1)
 	if err != nil || len(claims) != 1 {
 		t.Fatalf("claims %+v, %v", claims, err)
 	}
@@ -736,7 +736,7 @@ func TestResultsWriteOutlastsAClientDelete(t *testing.T) {
 		for _, c := range claims {
 			rs = append(rs, store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()})
 		}
-		got, err := stmts.SetAttemptResults(ctx, rs)
+		got, _, err := stmts.Record(ctx, rs, nil)
 		if err == nil && got.Succeeded != 2 {
 			err = fmt.Errorf("written %+v", got)
 		}
@@ -849,7 +849,7 @@ func TestRecipientsReadAheadAreCheckedWhenClaimed(t *testing.T) {
 	for _, c := range claims {
 		rs = append(rs, store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: model.AttemptSuccess, Code: 250, Response: "250 ok", Tries: 1, At: time.Now()})
 	}
-	if got, err := stmts.SetAttemptResults(ctx, rs); err != nil || got != (store.RunCounts{Succeeded: 2}) {
+	if got, _, err := stmts.Record(ctx, rs, nil); err != nil || got != (store.RunCounts{Succeeded: 2}) {
 		t.Fatalf("written %+v, %v", got, err)
 	}
 	if err := w.db.NewRaw("SELECT claimed FROM run_batches WHERE run_id = ? AND seq = 0", run.ID).Scan(ctx, pgdialect.Array(&claimed)); err != nil || len(claimed) != 0 {
@@ -983,9 +983,7 @@ func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
 func TestBatchHandsOverWhenTheWorkerStops(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
-	stopping, stop := context.WithCancel(context.Background())
-	defer stop()
-	w.svc.Stopping = stopping
+	stop := w.stopSignal(t)
 	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
 		if n == 2 {
 			stop()
@@ -994,7 +992,7 @@ func TestBatchHandsOverWhenTheWorkerStops(t *testing.T) {
 	w.assertHandsOver(t, context.Background(), 2)
 	// A batch task taken while the worker stops does nothing (it comes
 	// back later).
-	w.svc.Stopping = stopping
+	w.stopSignal(t)()
 	if err := w.svc.ProcessBatch(context.Background(), 1, 0); err == nil {
 		t.Fatal("a batch started while the worker stops")
 	}
@@ -1038,9 +1036,7 @@ func (w *world) assertHandsOver(t *testing.T, ctx context.Context, sent int) {
 func TestStopAsTheWindowCloses(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
-	stopping, stop := context.WithCancel(context.Background())
-	defer stop()
-	w.svc.Stopping = stopping
+	stop := w.stopSignal(t)
 	var state atomic.Int32
 	ends := w.mailing.EndsAt
 	w.svc.Now = func() time.Time {

@@ -133,24 +133,6 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 	return out, dbErr("next recipients", rows.Err())
 }
 
-// ClaimNext reads the batch's next recipients after the client id after, up
-// to limit, and claims them (Next, then Record with no outcomes).
-func (p *BatchStatements) ClaimNext(ctx context.Context, after int64, limit int) ([]Claim, error) {
-	ids, err := p.Next(ctx, after, limit)
-	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	_, claims, err := p.Record(ctx, nil, ids)
-	return claims, err
-}
-
-// SetAttemptResults records outcomes and claims nothing (Record with no
-// next chunk), and returns what it wrote.
-func (p *BatchStatements) SetAttemptResults(ctx context.Context, rs []AttemptResult) (RunCounts, error) {
-	written, _, err := p.Record(ctx, rs, nil)
-	return written, err
-}
-
 // recordSQL writes a chunk's outcomes, given as arrays, and replaces the
 // batch's claim with the next chunk's recipients ($12) that may still be
 // mailed (read ahead, they may have unsubscribed, bounced or gone since).
@@ -193,10 +175,11 @@ const recordSQL = `
 
 // Record writes the outcomes of the claimed recipients that were sent to
 // (marking the bounced ones), and claims the recipients of next (client
-// ids from Next) that may still be mailed, in one statement, and returns what it wrote, for the run's
-// counters, and what it claimed, in client id order. A claimed recipient
-// missing from rs (never sent: the worker is stopping) has no attempt and
-// is read again when the batch resumes. With no next it clears the claim.
+// ids from Next) that may still be mailed, in one statement. It returns
+// what it wrote, for the run's counters, and what it claimed, in client id
+// order. A claimed recipient missing from rs (never sent: the worker is
+// stopping) has no attempt and is read again when the batch resumes. With
+// no next it clears the claim.
 func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next []int64) (RunCounts, []Claim, error) {
 	var ids, clients, emails, statuses, codes, responses, tries, ats, bounced, claim arrayLiteral
 	for _, r := range rs {
