@@ -31,10 +31,12 @@ import (
 // records its recipients without an attempt as failures with an unknown
 // outcome (RecoverInterrupted).
 type BatchStatements struct {
-	batch        *model.RunBatch
-	run          *model.Run
-	next, record *sql.Stmt
-	nextArgs     []any // after the cursor and the limit
+	batch    *model.RunBatch
+	run      *model.Run
+	prepare  func(context.Context, string) (*sql.Stmt, error)
+	next     *sql.Stmt
+	record   [recordParts]*sql.Stmt // by the parts a chunk needs, prepared when first needed
+	nextArgs []any                  // after the cursor and the limit
 }
 
 // PrepareBatch prepares the statements of a batch of run r. On the Store of
@@ -59,17 +61,18 @@ func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatc
 	if err != nil {
 		return nil, dbErr("prepare next recipients", err)
 	}
-	record, err := p.PrepareContext(ctx, recordSQL)
-	if err != nil {
-		next.Close()
-		return nil, dbErr("prepare record", err)
-	}
-	return &BatchStatements{batch: b, run: r, next: next, record: record, nextArgs: args}, nil
+	return &BatchStatements{batch: b, run: r, prepare: p.PrepareContext, next: next, nextArgs: args}, nil
 }
 
 // Close frees the statements on the server; the connection stays.
 func (p *BatchStatements) Close() error {
-	return errors.Join(p.next.Close(), p.record.Close())
+	err := p.next.Close()
+	for _, st := range p.record {
+		if st != nil {
+			err = errors.Join(err, st.Close())
+		}
+	}
+	return err
 }
 
 // nextSQL writes the read of the batch's next recipients with its cursor as
@@ -139,12 +142,20 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 // A recipient with no attempt yet gets one (a client deleted since the
 // claim keeps its address, with no client); one whose attempt was written
 // while its send was tried again (ID set) has it completed, found by
-// primary key alone, and only while it is pending. An attempt already
-// there otherwise (recorded by a batch that resumed meanwhile) is neither
-// written nor counted again. Clients whose address does not exist ($13)
-// are marked hard-bounced. It returns the status of each attempt written
-// and a row ('claimed', with address and name) for each recipient claimed.
-const recordSQL = `
+// primary key alone, and only while it is pending (recordCompletes). An
+// attempt already there otherwise (recorded by a batch that resumed
+// meanwhile) is neither written nor counted again. Clients whose address
+// does not exist ($13) are marked hard-bounced (recordBounces). It returns
+// the status of each attempt written and a row ('claimed', with address
+// and name) for each recipient claimed.
+//
+// The parts most chunks do not need are left out of the statement rather
+// than given nothing to do: PostgreSQL would still plan and start them,
+// and a plan made while the run's attempts were few (its generic plan,
+// kept for the batch) completes attempts by reading all of them, on every
+// chunk.
+func recordSQL(parts int) string {
+	q := `
 	WITH x AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[])
 			AS x(id, client_id, email, status, code, response, tries, at)
@@ -155,13 +166,20 @@ const recordSQL = `
 		WHERE x.id = 0
 		ON CONFLICT (run_id, client_id) DO NOTHING
 		RETURNING a.status
-	), completed AS (
+	)`
+	if parts&recordCompletes != 0 {
+		q += `, completed AS (
 		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
 		FROM x WHERE x.id <> 0 AND a.id = x.id AND a.status = 'pending'
 		RETURNING a.status
-	), bounced AS (
+	)`
+	}
+	if parts&recordBounces != 0 {
+		q += `, bounced AS (
 		UPDATE clients SET bounced_at = coalesce(bounced_at, now()), updated_at = now() WHERE id = ANY($13::bigint[])
-	), next AS (
+	)`
+	}
+	q += `, next AS (
 		SELECT c.id, c.email, c.full_name FROM unnest($12::bigint[]) AS n(id) JOIN clients AS c ON c.id = n.id
 		WHERE c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
 	), claim AS (
@@ -169,9 +187,22 @@ const recordSQL = `
 			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id)
 		WHERE run_id = $9::bigint AND seq = $11::int
 	)
-	SELECT status, 0::bigint, '', '' FROM added
-	UNION ALL SELECT status, 0, '', '' FROM completed
+	SELECT status, 0::bigint, '', '' FROM added`
+	if parts&recordCompletes != 0 {
+		q += `
+	UNION ALL SELECT status, 0, '', '' FROM completed`
+	}
+	return q + `
 	UNION ALL SELECT 'claimed', id, email, full_name FROM next`
+}
+
+// The parts of recordSQL a chunk may need beyond writing new attempts and
+// claiming the next chunk.
+const (
+	recordCompletes = 1 << iota // attempts written before, pending
+	recordBounces               // clients to mark hard-bounced
+	recordParts     = 1 << iota // how many combinations
+)
 
 // Record writes the outcomes of the claimed recipients that were sent to
 // (marking the bounced ones), and claims the recipients of next (client
@@ -182,9 +213,14 @@ const recordSQL = `
 // no next it clears the claim.
 func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next []int64) (RunCounts, []Claim, error) {
 	var ids, clients, emails, statuses, codes, responses, tries, ats, bounced, claim arrayLiteral
+	parts := 0
 	for _, r := range rs {
 		if r.Bounced {
 			bounced.addInt(r.ClientID)
+			parts |= recordBounces
+		}
+		if r.ID != 0 {
+			parts |= recordCompletes
 		}
 		ids.addInt(r.ID)
 		clients.addInt(r.ClientID)
@@ -199,24 +235,35 @@ func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next [
 		claim.addInt(id)
 	}
 	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
-		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String(), bounced.String()}
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String()}
+	if parts&recordBounces != 0 {
+		args = append(args, bounced.String())
+	}
+	st := p.record[parts]
+	if st == nil {
+		var err error
+		if st, err = p.prepare(ctx, recordSQL(parts)); err != nil {
+			return RunCounts{}, nil, dbErr("prepare record", err)
+		}
+		p.record[parts] = st
+	}
 	// A client deleted while the statement runs is seen by the join but
 	// gone when the key is checked, which fails the statement (or, with
 	// its attempt's update, deadlocks). Nothing was written then, and once
 	// the delete has committed the join sees it: the statement runs again,
 	// rather than leave the chunk's outcomes to be recorded as unknown.
 	for try := 1; ; try++ {
-		c, claims, err := p.write(ctx, args)
+		c, claims, err := p.write(ctx, st, args)
 		if err == nil || try == 3 || !retryable(err) {
 			return c, claims, err
 		}
 	}
 }
 
-func (p *BatchStatements) write(ctx context.Context, args []any) (RunCounts, []Claim, error) {
+func (p *BatchStatements) write(ctx context.Context, st *sql.Stmt, args []any) (RunCounts, []Claim, error) {
 	var c RunCounts
 	var claims []Claim
-	rows, err := p.record.QueryContext(ctx, args...)
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return c, nil, dbErr("record chunk", err)
 	}
