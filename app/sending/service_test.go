@@ -279,6 +279,70 @@ func TestInterruptedSendIsNotRepeated(t *testing.T) {
 	}
 }
 
+// A chunk's statement leaves out what the chunk does not need (completing
+// an attempt written while its send was tried again, marking a bounce):
+// chunks needing each combination, one after the other in a batch, are
+// all written, and written once.
+func TestChunksWithAndWithoutRetriesAndBounces(t *testing.T) {
+	w := newWorld(t, 4)
+	w.svc.BatchSize = 100 // one batch takes them all
+	ctx := context.Background()
+	run, stmts, claims := w.claimFirst(t, 4)
+	at := time.Now()
+	result := func(c store.Claim, status model.AttemptStatus, code, tries int) store.AttemptResult {
+		return store.AttemptResult{ClientID: c.ClientID, Email: c.Email, Status: status, Code: code, Response: fmt.Sprint(code), Tries: tries, At: at}
+	}
+	// The second recipient's first try failed for a while: its attempt is
+	// written, pending its next try.
+	pending := result(claims[1], model.AttemptPending, 0, 1)
+	id, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, pending, store.AttemptResult{})
+	if err != nil || !ok {
+		t.Fatalf("pending attempt: %v %v", ok, err)
+	}
+	retried := result(claims[1], model.AttemptSuccess, 250, 2)
+	retried.ID = id
+	bounced := result(claims[2], model.AttemptFailure, 550, 1)
+	bounced.Bounced = true
+	chunks := []struct {
+		rs   []store.AttemptResult
+		want store.RunCounts
+	}{
+		{[]store.AttemptResult{result(claims[0], model.AttemptSuccess, 250, 1)}, store.RunCounts{Succeeded: 1}},
+		{[]store.AttemptResult{retried, bounced}, store.RunCounts{Succeeded: 1, Failed: 1}},
+		{[]store.AttemptResult{result(claims[3], model.AttemptFailure, 450, 3)}, store.RunCounts{Failed: 1}},
+		{[]store.AttemptResult{retried}, store.RunCounts{}}, // completed already
+		{[]store.AttemptResult{bounced}, store.RunCounts{}}, // written already
+	}
+	for i, c := range chunks {
+		if got, _, err := stmts.Record(ctx, c.rs, nil); err != nil || got != c.want {
+			t.Fatalf("chunk %d: written %+v, %v; want %+v", i, got, err, c.want)
+		}
+	}
+	want := map[string]struct {
+		status model.AttemptStatus
+		tries  int
+	}{
+		claims[0].Email: {model.AttemptSuccess, 1}, claims[1].Email: {model.AttemptSuccess, 2},
+		claims[2].Email: {model.AttemptFailure, 1}, claims[3].Email: {model.AttemptFailure, 3},
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != len(want) {
+		t.Fatalf("attempts %+v", as)
+	}
+	for _, a := range as {
+		if wa := want[a.Email]; a.Status != wa.status || a.Tries != wa.tries {
+			t.Errorf("%s: %s after %d tries, want %+v", a.Email, a.Status, a.Tries, wa)
+		}
+	}
+	var bouncedIDs []int64
+	if err := w.db.NewSelect().Table("clients").Column("id").Where("bounced_at IS NOT NULL").Scan(ctx, &bouncedIDs); err != nil {
+		t.Fatal(err)
+	}
+	if len(bouncedIDs) != 1 || bouncedIDs[0] != claims[2].ClientID {
+		t.Errorf("bounced clients %v, want %d", bouncedIDs, claims[2].ClientID)
+	}
+}
+
 // Outcomes go to the prepared statement as array literals: whatever a
 // server replies must come back as it was.
 func TestResultsKeepTheirText(t *testing.T) {
