@@ -426,6 +426,17 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	// driver would abandon the lock's connection mid-statement, and with it
 	// the outcomes of the chunk just sent); ctx is looked at between them.
 	dbCtx := context.WithoutCancel(ctx)
+	// What a send writes between tries goes on the lock's connection too:
+	// a worker that lost the batch (that connection broke, and another
+	// worker may have resumed the batch and recorded the attempt as it
+	// was) must not mark it pending again and send. The senders take the
+	// connection in turn: it serves one statement at a time.
+	var writing sync.Mutex
+	writeAttempt := func(r, prev store.AttemptResult) (int64, bool, error) {
+		writing.Lock()
+		defer writing.Unlock()
+		return db.WriteAttempt(dbCtx, run.ID, m.ID, r, prev)
+	}
 	for {
 		progress = progress || len(sent) > 0
 		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
@@ -459,7 +470,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
 			return nil // sent, or the rest skipped (window closed, switched off)
 		}
-		sent = s.sendChunk(ctx, run, m, msg, claims)
+		sent = s.sendChunk(ctx, run, m, msg, claims, writeAttempt)
 	}
 }
 
@@ -534,7 +545,7 @@ func (s *Service) chunk() int {
 // sendChunk sends to the claimed recipients at once (bounded by
 // Concurrency) and returns their outcomes. A claim not yet sent when ctx
 // ends gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim) []store.AttemptResult {
+func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim, write attemptWriter) []store.AttemptResult {
 	// Concurrency senders take the claims in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	results := make([]sendResult, len(claims))
@@ -549,7 +560,7 @@ func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailin
 					results[i] = sendResult{unsent: true}
 					continue
 				}
-				results[i] = s.sendOne(ctx, run, m, msg, claims[i])
+				results[i] = s.sendOne(ctx, m, msg, claims[i], write)
 			}
 		}()
 	}
@@ -568,9 +579,13 @@ type sendResult struct {
 	unsent bool // never sent: ctx ended before the first try reached the server
 }
 
+// attemptWriter writes a recipient's attempt between tries (see
+// store.WriteAttempt) for the batch sending to it.
+type attemptWriter func(r, prev store.AttemptResult) (id int64, written bool, err error)
+
 // sendOne sends to one claimed recipient, trying again after temporary
 // failures while the window is open, and returns the final outcome.
-func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, c store.Claim) sendResult {
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, write attemptWriter) sendResult {
 	message := s.Compose(m, msg, c)
 	var last sendResult
 	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
@@ -610,8 +625,7 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 		// next try sends, so a crash then leaves it unknown. Each write
 		// changes only what this send wrote before: when another worker
 		// has recorded the attempt meanwhile, this one stops trying.
-		write := context.WithoutCancel(ctx)
-		id, ok, err := s.Store.WriteAttempt(write, run.ID, m.ID, out.AttemptResult, written)
+		id, ok, err := write(out.AttemptResult, written)
 		if err != nil || !ok {
 			return out // the chunk's write records it, unless someone did
 		}
@@ -623,7 +637,7 @@ func (s *Service) sendOne(ctx context.Context, run *model.Run, m *model.Mailing,
 		}
 		pending := last.AttemptResult
 		pending.Status, pending.At = model.AttemptPending, s.now()
-		if _, ok, err := s.Store.WriteAttempt(write, run.ID, m.ID, pending, last.AttemptResult); err != nil || !ok {
+		if _, ok, err := write(pending, last.AttemptResult); err != nil || !ok {
 			return last
 		}
 		written = pending

@@ -690,6 +690,57 @@ func TestWriteAttemptChangesOnlyWhatItWrote(t *testing.T) {
 	}
 }
 
+// A worker whose batch lock's connection breaks while a recipient waits to
+// be tried again has lost the batch: another worker resumes and finishes
+// it, keeping the recipient's temporary failure. The first worker must
+// then neither send again nor leave the attempt pending (its last write
+// would go nowhere): what it writes between tries goes on its lock's
+// connection, which is gone.
+func TestRetryStopsWhenItsBatchIsLost(t *testing.T) {
+	w := newWorld(t, 1)
+	w.svc.RetryDelays = []time.Duration{2 * time.Second}
+	ctx := context.Background()
+	w.sink.RejectRcpt(func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+	})
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for as := w.attempts(t, run.ID); len(as) == 0 || as[0].Status != model.AttemptFailure; as = w.attempts(t, run.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no temporary failure written: %+v", as)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The lock's session ends (a network fault, a restart of its backend).
+	var ended []bool
+	if err := w.db.NewRaw(`SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &ended); err != nil || len(ended) != 1 {
+		t.Fatalf("ending the lock's session: %v, %v", ended, err)
+	}
+	w.sink.RejectRcpt(nil)
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
+		t.Fatalf("resumed batch: %v", err)
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the worker that lost its batch ended it without an error")
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != 1 || as[0].Status != model.AttemptFailure || as[0].Tries != 1 {
+		t.Fatalf("attempts %+v", as)
+	}
+	if n := len(w.sink.Messages()); n != 0 {
+		t.Fatalf("%d messages sent by the worker that lost its batch", n)
+	}
+	if r, _ := w.st.RunByID(ctx, run.ID); r.FinishedAt == nil || r.Failed != 1 {
+		t.Fatalf("run %+v", r)
+	}
+}
+
 // A worker that dies while a recipient waits to be tried again leaves the
 // temporary failure as it was (nothing was delivered, nothing is sent
 // again by the batch); one that dies while the next try sends leaves the
