@@ -313,9 +313,20 @@ func TestChunksWithAndWithoutRetriesAndBounces(t *testing.T) {
 		{[]store.AttemptResult{retried}, store.RunCounts{}}, // completed already
 		{[]store.AttemptResult{bounced}, store.RunCounts{}}, // written already
 	}
+	bouncedClients := func() []int64 {
+		t.Helper()
+		var ids []int64
+		if err := w.db.NewSelect().Table("clients").Column("id").Where("bounced_at IS NOT NULL").Scan(ctx, &ids); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
 	for i, c := range chunks {
 		if got, _, err := stmts.Record(ctx, c.rs, nil); err != nil || got != c.want {
 			t.Fatalf("chunk %d: written %+v, %v; want %+v", i, got, err, c.want)
+		}
+		if want := min(i, 1); len(bouncedClients()) != want { // from the second chunk on
+			t.Fatalf("after chunk %d: bounced clients %v, want %d", i, bouncedClients(), want)
 		}
 	}
 	want := map[string]struct {
@@ -334,11 +345,7 @@ func TestChunksWithAndWithoutRetriesAndBounces(t *testing.T) {
 			t.Errorf("%s: %s after %d tries, want %+v", a.Email, a.Status, a.Tries, wa)
 		}
 	}
-	var bouncedIDs []int64
-	if err := w.db.NewSelect().Table("clients").Column("id").Where("bounced_at IS NOT NULL").Scan(ctx, &bouncedIDs); err != nil {
-		t.Fatal(err)
-	}
-	if len(bouncedIDs) != 1 || bouncedIDs[0] != claims[2].ClientID {
+	if bouncedIDs := bouncedClients(); len(bouncedIDs) != 1 || bouncedIDs[0] != claims[2].ClientID {
 		t.Errorf("bounced clients %v, want %d", bouncedIDs, claims[2].ClientID)
 	}
 }
@@ -716,9 +723,11 @@ func TestRetryStopsWhenItsBatchIsLost(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The lock's session ends (a network fault, a restart of its backend).
+	// The lock's session ends (a network fault, a restart of its backend),
+	// and with it the lock (waited for, up to 5 s: a resumed batch would
+	// find it still held).
 	var ended []bool
-	if err := w.db.NewRaw(`SELECT pg_terminate_backend(pid) FROM pg_locks
+	if err := w.db.NewRaw(`SELECT pg_terminate_backend(pid, 5000) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &ended); err != nil || len(ended) != 1 {
 		t.Fatalf("ending the lock's session: %v, %v", ended, err)
 	}
