@@ -481,15 +481,9 @@ func (s *Service) record(ctx context.Context, stmts *store.BatchStatements, sent
 	if err != nil {
 		return written, nil, err
 	}
-	bounced := 0
-	for _, r := range sent {
-		if r.Bounced {
-			bounced++
-		}
-	}
 	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
-	s.Sends.Add(string(model.AttemptFailure), written.Failed-bounced)
-	s.Sends.Add("bounce", bounced)
+	s.Sends.Add(string(model.AttemptFailure), written.Failed-written.Bounced)
+	s.Sends.Add("bounce", written.Bounced)
 	return written, claims, nil
 }
 

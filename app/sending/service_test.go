@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/mail"
+	"rassylka/app/metrics"
 	"rassylka/app/model"
 	"rassylka/app/sending"
 	"rassylka/app/stats"
@@ -308,7 +310,7 @@ func TestChunksWithAndWithoutRetriesAndBounces(t *testing.T) {
 		want store.RunCounts
 	}{
 		{[]store.AttemptResult{result(claims[0], model.AttemptSuccess, 250, 1)}, store.RunCounts{Succeeded: 1}},
-		{[]store.AttemptResult{retried, bounced}, store.RunCounts{Succeeded: 1, Failed: 1}},
+		{[]store.AttemptResult{retried, bounced}, store.RunCounts{Succeeded: 1, Failed: 1, Bounced: 1}},
 		{[]store.AttemptResult{result(claims[3], model.AttemptFailure, 450, 3)}, store.RunCounts{Failed: 1}},
 		{[]store.AttemptResult{retried}, store.RunCounts{}}, // completed already
 		{[]store.AttemptResult{bounced}, store.RunCounts{}}, // written already
@@ -347,6 +349,37 @@ func TestChunksWithAndWithoutRetriesAndBounces(t *testing.T) {
 	}
 	if bouncedIDs := bouncedClients(); len(bouncedIDs) != 1 || bouncedIDs[0] != claims[2].ClientID {
 		t.Errorf("bounced clients %v, want %d", bouncedIDs, claims[2].ClientID)
+	}
+}
+
+// The worker's send metrics count what the chunks wrote: deliveries,
+// failures, and bounces apart from the other failures.
+func TestSendMetrics(t *testing.T) {
+	w := newWorld(t, 4)
+	reg := metrics.New(nil)
+	w.svc.Sends, w.svc.RetryDelays = reg.Sends(), nil
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		switch to {
+		case w.clients[0].Email:
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		case w.clients[1].Email:
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "rejected"}
+		}
+		return nil
+	})
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, run.ID); r.Succeeded != 2 || r.Failed != 2 {
+		t.Fatalf("run %+v", r)
+	}
+	rec := httptest.NewRecorder()
+	reg.Handler("").ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`rassylka_sends_total{outcome="success"} 2`, `rassylka_sends_total{outcome="failure"} 1`, `rassylka_sends_total{outcome="bounce"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s:\n%s", want, rec.Body.String())
+		}
 	}
 }
 

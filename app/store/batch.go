@@ -146,8 +146,8 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 // attempt already there otherwise (recorded by a batch that resumed
 // meanwhile) is neither written nor counted again. Clients whose address
 // does not exist ($13) are marked hard-bounced (recordBounces). It returns
-// the status of each attempt written and a row ('claimed', with address
-// and name) for each recipient claimed.
+// the status of each attempt written ('bounced' for their failures) and a
+// row ('claimed', with address and name) for each recipient claimed.
 //
 // The parts most chunks do not need are left out of the statement rather
 // than given nothing to do: PostgreSQL would still plan and start them,
@@ -155,6 +155,10 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 // kept for the batch) completes attempts by reading all of them, on every
 // chunk.
 func recordSQL(parts int) string {
+	status := "status" // of each attempt written; 'bounced' for a bounce
+	if parts&recordBounces != 0 {
+		status = "CASE WHEN client_id = ANY($13::bigint[]) THEN 'bounced' ELSE status END"
+	}
 	q := `
 	WITH x AS (
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[])
@@ -165,13 +169,13 @@ func recordSQL(parts int) string {
 		FROM x LEFT JOIN clients AS c ON c.id = x.client_id
 		WHERE x.id = 0
 		ON CONFLICT (run_id, client_id) DO NOTHING
-		RETURNING a.status
+		RETURNING a.status, a.client_id
 	)`
 	if parts&recordCompletes != 0 {
 		q += `, completed AS (
 		UPDATE attempts AS a SET status = x.status, code = nullif(x.code, 0), response = x.response, tries = x.tries, attempted_at = x.at
 		FROM x WHERE x.id <> 0 AND a.id = x.id AND a.status = 'pending'
-		RETURNING a.status
+		RETURNING a.status, a.client_id
 	)`
 	}
 	if parts&recordBounces != 0 {
@@ -187,10 +191,10 @@ func recordSQL(parts int) string {
 			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id)
 		WHERE run_id = $9::bigint AND seq = $11::int
 	)
-	SELECT status, 0::bigint, '', '' FROM added`
+	SELECT ` + status + `, 0::bigint, '', '' FROM added`
 	if parts&recordCompletes != 0 {
 		q += `
-	UNION ALL SELECT status, 0, '', '' FROM completed`
+	UNION ALL SELECT ` + status + `, 0, '', '' FROM completed`
 	}
 	return q + `
 	UNION ALL SELECT 'claimed', id, email, full_name FROM next`
@@ -279,6 +283,9 @@ func (p *BatchStatements) write(ctx context.Context, st *sql.Stmt, args []any) (
 			c.Succeeded++
 		case model.AttemptFailure:
 			c.Failed++
+		case "bounced":
+			c.Failed++
+			c.Bounced++
 		case "claimed":
 			claims = append(claims, cl)
 		}

@@ -228,12 +228,14 @@ type AttemptResult struct {
 // RunCounts are outcomes to add to a run's counters.
 type RunCounts struct {
 	Succeeded, Failed int
+	Bounced           int // of Failed, those whose address does not exist
 }
 
 // Add adds o to c.
 func (c *RunCounts) Add(o RunCounts) {
 	c.Succeeded += o.Succeeded
 	c.Failed += o.Failed
+	c.Bounced += o.Bounced
 }
 
 // AddRunCounts adds c to a run's counters.
