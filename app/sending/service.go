@@ -470,7 +470,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
 			return nil // sent, or the rest skipped (window closed, switched off)
 		}
-		sent = s.sendChunk(ctx, run, m, msg, claims, writeAttempt)
+		sent = s.sendChunk(ctx, m, msg, claims, writeAttempt)
 	}
 }
 
@@ -539,7 +539,7 @@ func (s *Service) chunk() int {
 // sendChunk sends to the claimed recipients at once (bounded by
 // Concurrency) and returns their outcomes. A claim not yet sent when ctx
 // ends gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, run *model.Run, m *model.Mailing, msg *model.Message, claims []store.Claim, write attemptWriter) []store.AttemptResult {
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, write attemptWriter) []store.AttemptResult {
 	// Concurrency senders take the claims in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	results := make([]sendResult, len(claims))
