@@ -492,9 +492,10 @@ const readAhead = 8
 
 // stopSending reports whether the batch must stop claiming: the worker is
 // stopping or the task is about to time out (errHandOver: a new task takes
-// the rest), the task's context ended, the window closed, or (looked up
-// about once a second, when the tally is added to the run's counters) the
-// mailing was disabled or its owner blocked (the rest is skipped).
+// the rest), the task's context ended, the window closed (its end read
+// again first: the owner may have moved it), or (looked up about once a
+// second, when the tally is added to the run's counters) the mailing was
+// disabled or its owner blocked (the rest is skipped).
 func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
 	err := ctx.Err() // before Stopping, which ends first when it ends ctx
 	if s.stopping() {
@@ -503,24 +504,29 @@ func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *
 	if err != nil {
 		return true, err // the task's own end: it comes back and resumes here
 	}
-	if !s.now().Before(m.EndsAt) {
-		return true, nil
-	}
-	// A batch that has sent something hands over before its task's
-	// deadline (one that has not would only hand over again).
-	if deadline, ok := ctx.Deadline(); ok && progress && time.Until(deadline) < s.handOver() {
-		return true, errHandOver
-	}
-	if time.Since(*lastCheck) <= progressEvery {
-		return false, nil
+	// The window's end is read again before the batch stops for it: the
+	// owner may have moved it since the batch read the mailing.
+	if s.now().Before(m.EndsAt) {
+		// A batch that has sent something hands over before its task's
+		// deadline (one that has not would only hand over again).
+		if deadline, ok := ctx.Deadline(); ok && progress && time.Until(deadline) < s.handOver() {
+			return true, errHandOver
+		}
+		if time.Since(*lastCheck) <= progressEvery {
+			return false, nil
+		}
 	}
 	if err := db.AddRunCounts(dbCtx, run.ID, *unadded); err != nil {
 		return false, err
 	}
 	*unadded = store.RunCounts{}
-	ok, err := db.Sendable(dbCtx, m.ID, s.now())
+	endsAt, ok, err := db.SendableUntil(dbCtx, m.ID)
 	if err != nil || !ok {
 		return true, err
+	}
+	m.EndsAt = endsAt // no send is under way: the next ones try again until then
+	if !s.now().Before(endsAt) {
+		return true, nil
 	}
 	if !lastCheck.IsZero() {
 		s.Stats.Changed(dbCtx, m.OwnerID) // the figures moved since the last look

@@ -435,17 +435,17 @@ func (s *Store) SetNextRun(ctx context.Context, mailingID int64, next *time.Time
 	return dbErr("set next run", err)
 }
 
-// Sendable reports whether a mailing may send now: enabled, owner not
-// blocked, window open.
-func (s *Store) Sendable(ctx context.Context, mailingID int64, now time.Time) (bool, error) {
-	var ok bool
-	err := s.db.NewRaw(`SELECT EXISTS (
-			SELECT 1 FROM mailings AS g JOIN users AS u ON u.id = g.owner_id
-			WHERE g.id = ? AND g.disabled_at IS NULL AND u.blocked_at IS NULL AND g.ends_at > ?)`, mailingID, now).Scan(ctx, &ok)
-	if err != nil {
-		return false, dbErr("sendable", err)
+// SendableUntil reports until when a mailing may send: the end of its
+// window, when it is enabled and its owner is not blocked (ok false
+// otherwise).
+func (s *Store) SendableUntil(ctx context.Context, mailingID int64) (endsAt time.Time, ok bool, err error) {
+	var ends []time.Time
+	err = s.db.NewRaw(`SELECT g.ends_at FROM mailings AS g JOIN users AS u ON u.id = g.owner_id
+		WHERE g.id = ? AND g.disabled_at IS NULL AND u.blocked_at IS NULL`, mailingID).Scan(ctx, &ends)
+	if err != nil || len(ends) == 0 {
+		return time.Time{}, false, dbErr("sendable", err)
 	}
-	return ok, nil
+	return ends[0], true, nil
 }
 
 // ErrBatchBusy is returned by LockBatch when another worker holds the batch.
