@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // owners' zones on any host, as the web process has them
 
 	rmail "rassylka/app/mail"
 	"rassylka/app/metrics"
@@ -151,6 +152,13 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 		var next *time.Time
 		if trigger == model.TriggerScheduled {
 			due, ok := LatestDue(m.StartsAt, m.EndsAt, m.Repeat, loc, now)
+			// The planned occurrence runs once it is due even when the
+			// owner's time zone changed since it was planned: the zone's
+			// occurrences moved, and the latest of them may lie before it
+			// (waiting for the next would skip a day, or a month).
+			if p := m.NextRunAt; p != nil && !p.After(now) && !p.Before(m.StartsAt) && (!ok || due.Before(*p)) {
+				due, ok = *p, true
+			}
 			if !ok || m.NextRunAt == nil || due.Before(*m.NextRunAt) {
 				return ErrNotDue
 			}
