@@ -206,3 +206,36 @@ func (c *client) request(t testing.TB, method, path string, form url.Values, htm
 	}
 	return c.send(t, req)
 }
+
+// Pages whose lists page and filter with htmx (and push the URL) answer a
+// history restore, which htmx makes with HX-Request too when its own cache
+// no longer holds the page, with the whole page: htmx puts the answer in
+// place of the body. Caches tell the two answers apart.
+func TestHistoryRestoreGetsTheWholePage(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := makeObjects(t, e, ann)
+	for _, path := range []string{"/clients?page=1", "/messages?q=a", "/mailings?status=created",
+		"/mailings/" + id(o.mailing.ID) + "/attempts?status=failure", "/stats?page=1"} {
+		for _, restore := range []bool{false, true} {
+			req, _ := http.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("HX-Request", "true")
+			req.Header.Set("HX-Target", "stats-mailings") // the statistics' table of mailings
+			if restore {
+				req.Header.Set("HX-History-Restore-Request", "true")
+			}
+			resp, body := c.send(t, req)
+			wantStatus(t, resp, body, http.StatusOK)
+			if whole := strings.Contains(body, `data-testid="viewer"`); whole != restore {
+				t.Errorf("%s (history restore %v): whole page %v", path, restore, whole)
+			}
+			if v := resp.Header.Get("Vary"); !strings.Contains(v, "HX-History-Restore-Request") {
+				t.Errorf("%s: Vary %q", path, v)
+			}
+		}
+	}
+}

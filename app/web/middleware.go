@@ -108,7 +108,7 @@ func (s *Server) etag(c *fiber.Ctx) error {
 	h.Write(res.Body())
 	tag := `W/"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`
 	c.Set(fiber.HeaderETag, tag)
-	c.Vary("HX-Request", fiber.HeaderCookie)
+	c.Vary("HX-Request", "HX-History-Restore-Request", fiber.HeaderCookie)
 	if etagMatches(c.Get(fiber.HeaderIfNoneMatch), tag) {
 		c.Status(fiber.StatusNotModified)
 		res.ResetBody()

@@ -15,8 +15,13 @@ func render(c *fiber.Ctx, status int, comp templ.Component) error {
 	return comp.Render(c.UserContext(), c.Response().BodyWriter())
 }
 
-// isHTMX reports whether htmx made the request (it then wants a fragment).
-func isHTMX(c *fiber.Ctx) bool { return c.Get("HX-Request") == "true" }
+// isHTMX reports whether htmx made the request and wants a fragment. When
+// it restores a page from the browser's history that its own history cache
+// no longer holds, it asks for the page again with HX-Request as well, and
+// puts the answer in place of the whole body: that wants the whole page.
+func isHTMX(c *fiber.Ctx) bool {
+	return c.Get("HX-Request") == "true" && c.Get("HX-History-Restore-Request") != "true"
+}
 
 // redirect answers a successful form post: 303 to the next page, or
 // HX-Redirect for htmx.

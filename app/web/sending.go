@@ -90,7 +90,12 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 // StatusStopPolling is htmx's "stop polling" status.
 const StatusStopPolling = 286
 
+// runProgress answers htmx's polling with the progress box; the same URL
+// opened as a page (a bookmark, a reload) shows the mailing's whole page.
 func (s *Server) runProgress(c *fiber.Ctx) error {
+	if !isHTMX(c) {
+		return s.showMailing(c)
+	}
 	u := auth.CurrentUser(c)
 	id, err := pathID(c)
 	if err != nil {

@@ -68,6 +68,12 @@ func TestSendNowAndProgress(t *testing.T) {
 	if parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 || !strings.Contains(body, "250") {
 		t.Fatalf("mailing page after the run:\n%s", body)
 	}
+	// The progress URL opened as a page shows the mailing's whole page.
+	resp, body = c.get(t, path+"/progress")
+	wantStatus(t, resp, body, http.StatusOK)
+	if doc := parseHTML(t, body); doc.Find("[data-testid=viewer]").Length() != 1 || doc.Find("[data-testid=runs-table]").Length() != 1 {
+		t.Fatalf("progress as a page:\n%.400s", body)
+	}
 
 	// Refusals are explained.
 	if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, true); err != nil {
