@@ -172,8 +172,7 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	if c.FormValue("List-Unsubscribe") == "One-Click" {
 		return c.Type("txt").SendString("unsubscribed\n")
 	}
-	v := unsubscribe.View{Email: cl.Email, Sender: senderName(owner), Done: true}
-	return render(c, fiber.StatusOK, unsubscribe.Page(s.page(c, "Unsubscribed"), v))
+	return redirect(c, "/u/"+c.Params("token")) // which now says it is done
 }
 
 func (s *Server) clearBounce(c *fiber.Ctx) error {

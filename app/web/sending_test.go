@@ -109,9 +109,14 @@ func TestUnsubscribeLinks(t *testing.T) {
 		t.Fatal("a GET unsubscribed (mail scanners follow links)")
 	}
 	resp, body = v.post(t, "/u/"+token, nil)
-	wantStatus(t, resp, body, http.StatusOK)
+	wantRedirect(t, resp, body, "/u/"+token)
 	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt == nil {
 		t.Fatal("not unsubscribed")
+	}
+	resp, body = v.get(t, "/u/"+token)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "You are unsubscribed") || parseHTML(t, body).Find("[data-testid=unsubscribe-form]").Length() != 0 {
+		t.Fatalf("page after unsubscribing:\n%s", body)
 	}
 
 	// RFC 8058 one-click: no session, no CSRF token.
