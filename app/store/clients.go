@@ -36,7 +36,7 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, q string, page Page) 
 	if err != nil {
 		return nil, page, dbErr("count clients", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	var rows []ClientRow
 	err = filter(s.db.NewSelect().Model(&rows).
 		ModelTableExpr("clients AS c").

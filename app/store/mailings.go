@@ -62,7 +62,7 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status string, page 
 	if err != nil {
 		return nil, page, dbErr("list mailings", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	return rows, page, nil
 }
 
@@ -214,7 +214,7 @@ func (s *Store) RecipientsOfMailing(ctx context.Context, mailingID int64, page P
 	if err != nil {
 		return nil, page, dbErr("recipients of mailing", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	return rows, page, nil
 }
 
@@ -252,6 +252,6 @@ func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status m
 	if err != nil {
 		return nil, page, dbErr("attempts of mailing", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	return rows, page, nil
 }

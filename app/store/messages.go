@@ -41,7 +41,7 @@ func (s *Store) ListMessages(ctx context.Context, sc Scope, q string, page Page)
 	if err != nil {
 		return nil, page, dbErr("list messages", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	return rows, page, nil
 }
 

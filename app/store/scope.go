@@ -50,6 +50,14 @@ func (p Page) Pages() int {
 	return (p.Total + p.PerPage - 1) / p.PerPage
 }
 
+// SetTotal records how many rows the list has, and moves a page number
+// past the last page to the last page: a link kept from a longer list
+// (rows deleted since, a narrower search) shows its end, not nothing.
+func (p *Page) SetTotal(total int) {
+	p.Total = total
+	p.Number = min(p.Number, p.Pages())
+}
+
 // NewPage normalizes a requested page number.
 func NewPage(number, perPage int) Page {
 	if number < 1 {

@@ -149,7 +149,7 @@ func (s *Store) MailingStats(ctx context.Context, sc Scope, page Page) ([]Mailin
 	if err := s.db.NewRaw(`SELECT count(*) FROM mailings AS g WHERE `+owner, args...).Scan(ctx, &total); err != nil {
 		return nil, page, dbErr("mailing stats", err)
 	}
-	page.Total = total
+	page.SetTotal(total)
 	var out []MailingFigures
 	err := s.db.NewRaw(mailingFiguresSQL+` WHERE `+owner+` ORDER BY r.last_run DESC NULLS LAST, g.id DESC LIMIT ? OFFSET ?`,
 		append(args, page.PerPage, page.Offset())...).Scan(ctx, &out)
@@ -186,7 +186,7 @@ func (s *Store) UserStats(ctx context.Context, page Page) ([]UserFigures, Page, 
 	if err := s.db.NewRaw(`SELECT count(*) FROM users`).Scan(ctx, &total); err != nil {
 		return nil, page, dbErr("user stats", err)
 	}
-	page.Total = total
+	page.SetTotal(total)
 	var out []UserFigures
 	err := s.db.NewRaw(`SELECT u.id, u.email, u.full_name,
 			(SELECT count(*) FROM mailings WHERE owner_id = u.id) AS mailings,

@@ -128,7 +128,7 @@ func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, 
 	if err != nil {
 		return nil, page, dbErr("list users", err)
 	}
-	page.Total = int(total)
+	page.SetTotal(int(total))
 	return rows, page, nil
 }
 

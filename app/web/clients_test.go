@@ -165,10 +165,15 @@ func TestClientsPaging(t *testing.T) {
 	if len(seen) != 120 {
 		t.Fatalf("paging showed %d distinct clients, want 120", len(seen))
 	}
+	// A page past the end (a link kept from a longer list) shows the last.
 	resp, body := c.get(t, "/clients?page=99")
 	wantStatus(t, resp, body, http.StatusOK)
 	if !strings.Contains(body, "120 clients") {
 		t.Errorf("a page past the end lost the count")
+	}
+	doc := parseHTML(t, body)
+	if n := doc.Find("[data-testid=client-row]").Length(); n != 20 || doc.Find("[data-testid=next-page]").Length() != 0 || doc.Find("[data-testid=prev-page]").Length() != 1 {
+		t.Errorf("page 99 of 3 shows %d clients, want the last page's 20:\n%s", n, body)
 	}
 }
 
