@@ -2,6 +2,7 @@ package sending_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/model"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 )
 
@@ -296,5 +298,38 @@ func TestTimeZoneChangeKeepsTheDay(t *testing.T) {
 	}
 	if want := []string{"06-12 08:00", "06-11 09:00", "06-10 09:00"}; !slices.Equal(due, want) {
 		t.Fatalf("runs due at %v, want %v", due, want)
+	}
+}
+
+// refusingQueue is a task queue that cannot take batches (Redis down).
+type refusingQueue struct{ sending.Queue }
+
+func (refusingQueue) EnqueueBatches(context.Context, []model.RunBatch, string) error {
+	return errors.New("redis: connection refused")
+}
+
+// A run whose batches could not be queued has started all the same ("Send
+// now" says so): the reconciler queues them, and the run sends.
+func TestRunStartsWhenItsBatchesCannotBeQueued(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	queue := w.svc.Queue
+	w.svc.Queue = refusingQueue{queue}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil || run == nil {
+		t.Fatalf("start: %+v, %v", run, err)
+	}
+	if n := len(w.queuedBatches(t)); n != 0 {
+		t.Fatalf("%d batch tasks queued by a queue that refused", n)
+	}
+	w.svc.Queue = queue
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.queuedBatches(t)); n != 1 { // 2 recipients, batches of 3
+		t.Fatalf("%d batch tasks queued by the reconciler, want 1", n)
+	}
+	if r := w.drain(t, run.ID); r.Succeeded != 2 {
+		t.Fatalf("run %+v", r)
 	}
 }

@@ -3,7 +3,6 @@ package sending
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/mail"
 	"strconv"
@@ -202,8 +201,9 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	s.Stats.Changed(ctx, ownerID)
 	if len(batches) > 0 {
 		if err := s.Queue.EnqueueBatches(ctx, batches, "0"); err != nil {
-			// The reconciler enqueues open batches of unfinished runs.
-			return run, fmt.Errorf("enqueue batches of run %d: %w", run.ID, err)
+			// The run has started: the reconciler enqueues the open batches
+			// of unfinished runs within its minute.
+			s.Log.WarnContext(ctx, "enqueue batches (the reconciler will)", "run_id", run.ID, "error", err.Error())
 		}
 	}
 	if err := s.planNext(ctx, mailingID); err != nil {
