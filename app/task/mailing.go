@@ -73,14 +73,29 @@ func NewReconcileTask() *asynq.Task {
 	return asynq.NewTask(TypeReconcile, nil, asynq.Queue(QueueDefault), asynq.MaxRetry(0), asynq.Timeout(time.Minute))
 }
 
+// earlyStart is how early a planned start may come and still wait for its
+// time.
+const earlyStart = 10 * time.Second
+
 // HandleMailingRun starts a planned occurrence. A stale plan (the mailing
-// was edited, disabled or deleted since) does nothing.
+// was edited, disabled or deleted since) does nothing. A start that comes a
+// little early (Redis's clock and the worker's differ; Asynq keeps whole
+// seconds) waits for its time, rather than for the reconciler's next
+// minute.
 func (h *Handler) HandleMailingRun(ctx context.Context, t *asynq.Task) error {
 	var p MailingRunPayload
 	if err := decode(t, &p); err != nil {
 		return err
 	}
 	_, err := h.Sending.StartScheduled(ctx, p.MailingID)
+	if wait := time.Until(time.Unix(p.DueUnix, 0)); errors.Is(err, sending.ErrNotDue) && wait > 0 && wait <= earlyStart {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		_, err = h.Sending.StartScheduled(ctx, p.MailingID)
+	}
 	switch {
 	case err == nil, errors.Is(err, sending.ErrNotDue), errors.Is(err, sending.ErrDisabled),
 		errors.Is(err, sending.ErrBlocked), errors.Is(err, sending.ErrFinished), errors.Is(err, sending.ErrRunActive), isNotFound(err):
