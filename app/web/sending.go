@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -116,6 +117,11 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	status := fiber.StatusOK
 	if !p.Active {
 		status = StatusStopPolling
+	}
+	// The run the box followed has ended: the whole page changes (its
+	// buttons, its runs table), so htmx reloads it.
+	if watched := c.Query("run"); watched != "" && (!p.Active || watched != strconv.FormatInt(p.RunID, 10)) {
+		c.Set("HX-Refresh", "true")
 	}
 	return render(c, status, mailings.ProgressBox(p))
 }

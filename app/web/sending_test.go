@@ -41,21 +41,39 @@ func TestSendNowAndProgress(t *testing.T) {
 	wantRedirect(t, resp, body, path)
 	e.waitMail(t, sink, 1)
 
-	// The progress fragment polls until the run is done, then answers 286.
+	// The progress fragment polls (where the box says) until the run is
+	// done, then answers 286, and has the page reloaded: its buttons and
+	// runs table change too.
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, body = c.request(t, "GET", path+"/progress", nil, true)
+	poll := path + "/progress"
+	for polls := 0; ; polls++ {
+		resp, body = c.request(t, "GET", poll, nil, true)
 		if resp.StatusCode == 286 {
+			if refresh := resp.Header.Get("HX-Refresh"); (refresh == "true") != (polls > 0) {
+				t.Fatalf("run over after %d polls of %s: HX-Refresh %q", polls, poll, refresh)
+			}
 			break
 		}
 		wantStatus(t, resp, body, http.StatusOK)
-		if !strings.Contains(body, `hx-trigger="every 1s"`) {
-			t.Fatalf("an active run's progress does not poll:\n%s", body)
+		if !strings.Contains(body, `hx-trigger="every 1s"`) || resp.Header.Get("HX-Refresh") != "" {
+			t.Fatalf("an active run's progress does not poll, or reloads:\n%s", body)
 		}
+		poll, _ = parseHTML(t, body).Find("[data-testid=run-progress]").Attr("hx-get")
 		if time.Now().After(deadline) {
 			t.Fatal("the run never finished")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// A box that followed the run, polling after its end, has the page
+	// reloaded; one that did not (the page opened after) is just stopped.
+	last, err := e.store.LatestRun(ctx, o.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for poll, want := range map[string]string{path + "/progress?run=" + id(last.ID): "true", path + "/progress": ""} {
+		if resp, _ := c.request(t, "GET", poll, nil, true); resp.StatusCode != 286 || resp.Header.Get("HX-Refresh") != want {
+			t.Errorf("%s after the run: %d, HX-Refresh %q, want 286, %q", poll, resp.StatusCode, resp.Header.Get("HX-Refresh"), want)
+		}
 	}
 	doc := parseHTML(t, body)
 	// Done: no more fast polling; the open mailing is watched slowly for
