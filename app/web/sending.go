@@ -104,6 +104,7 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	}
 	m, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
 	if errors.Is(err, store.ErrNotFound) {
+		c.Set("HX-Refresh", "true") // a box left polling a mailing deleted since: the page says it is gone
 		return fiber.ErrNotFound
 	} else if err != nil {
 		return err

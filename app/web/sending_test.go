@@ -260,3 +260,24 @@ func TestEditsWaitForTheRunningRun(t *testing.T) {
 		t.Fatalf("recipients after the run: %v", ids)
 	}
 }
+
+// A progress box left polling a mailing deleted since (in another tab) has
+// the page reloaded, which says the mailing is gone, instead of polling a
+// 404 for ever.
+func TestProgressOfADeletedMailing(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := makeObjects(t, e, ann)
+	if _, err := e.store.DeleteMailing(context.Background(), ann.ID, o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.request(t, "GET", "/mailings/"+id(o.mailing.ID)+"/progress", nil, true)
+	wantStatus(t, resp, body, http.StatusNotFound)
+	if resp.Header.Get("HX-Refresh") != "true" {
+		t.Errorf("no reload asked for: %v", resp.Header)
+	}
+}
