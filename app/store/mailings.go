@@ -58,11 +58,10 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status string, page 
 	default:
 		query.Where("g.status = ? AND g.disabled_at IS NULL", status)
 	}
-	total, err := query.OrderExpr("g.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	err := scanPage(ctx, query.OrderExpr("g.id DESC"), &page)
 	if err != nil {
 		return nil, page, dbErr("list mailings", err)
 	}
-	page.SetTotal(int(total))
 	return rows, page, nil
 }
 
@@ -208,13 +207,12 @@ func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, 
 // caller has checked that the mailing is visible.
 func (s *Store) RecipientsOfMailing(ctx context.Context, mailingID int64, page Page) ([]model.Client, Page, error) {
 	var rows []model.Client
-	total, err := s.db.NewSelect().Model(&rows).
+	err := scanPage(ctx, s.db.NewSelect().Model(&rows).
 		Where("id IN (SELECT client_id FROM mailing_recipients WHERE mailing_id = ?)", mailingID).
-		OrderExpr("id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+		OrderExpr("id DESC"), &page)
 	if err != nil {
 		return nil, page, dbErr("recipients of mailing", err)
 	}
-	page.SetTotal(int(total))
 	return rows, page, nil
 }
 
@@ -248,10 +246,9 @@ func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status m
 	if status != "" {
 		q.Where("status = ?", status)
 	}
-	total, err := q.OrderExpr("id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	err := scanPage(ctx, q.OrderExpr("id DESC"), &page)
 	if err != nil {
 		return nil, page, dbErr("attempts of mailing", err)
 	}
-	page.SetTotal(int(total))
 	return rows, page, nil
 }

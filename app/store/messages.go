@@ -37,11 +37,10 @@ func (s *Store) ListMessages(ctx context.Context, sc Scope, q string, page Page)
 	if strings.TrimSpace(q) != "" {
 		query.Where("lower(m.subject) LIKE ?", likePattern(q))
 	}
-	total, err := query.OrderExpr("m.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	err := scanPage(ctx, query.OrderExpr("m.id DESC"), &page)
 	if err != nil {
 		return nil, page, dbErr("list messages", err)
 	}
-	page.SetTotal(int(total))
 	return rows, page, nil
 }
 

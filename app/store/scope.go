@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -56,6 +57,21 @@ func (p Page) Pages() int {
 func (p *Page) SetTotal(total int) {
 	p.Total = total
 	p.Number = min(p.Number, p.Pages())
+}
+
+// scanPage reads one page of q's rows (in the caller's order) and counts
+// them all. A page past the end is read as the last page.
+func scanPage(ctx context.Context, q *bun.SelectQuery, page *Page) error {
+	total, err := q.Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	if err != nil {
+		return err
+	}
+	requested := page.Number
+	page.SetTotal(int(total))
+	if page.Number < requested && total > 0 {
+		return q.Offset(int64(page.Offset())).Scan(ctx)
+	}
+	return nil
 }
 
 // NewPage normalizes a requested page number.

@@ -124,11 +124,10 @@ func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, 
 	if strings.TrimSpace(q) != "" {
 		query.Where("lower(u.email || ' ' || u.full_name) LIKE ?", likePattern(q))
 	}
-	total, err := query.OrderExpr("u.id DESC").Limit(int64(page.PerPage)).Offset(int64(page.Offset())).ScanAndCount(ctx)
+	err := scanPage(ctx, query.OrderExpr("u.id DESC"), &page)
 	if err != nil {
 		return nil, page, dbErr("list users", err)
 	}
-	page.SetTotal(int(total))
 	return rows, page, nil
 }
 
