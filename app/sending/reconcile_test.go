@@ -250,54 +250,64 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 	}
 }
 
-// A daily mailing whose owner moves to another time zone keeps its day:
-// the occurrence planned in the old zone runs when due, and the next one
-// follows in the new zone, once each.
-func TestTimeZoneChangeKeepsTheDay(t *testing.T) {
-	w := newWorld(t, 1)
-	ctx := context.Background()
+// A daily mailing whose owner moves to another time zone keeps each day
+// once: the occurrence planned in the old zone runs when due, standing for
+// that day's, and the next days follow in the new zone.
+func TestTimeZoneChangeKeepsEachDayOnce(t *testing.T) {
+	// The start, 09:00 UTC on January 1, is 10:00 in Berlin: 08:00 UTC on
+	// a summer day there.
 	start := time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC)
-	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.AddDate(1, 0, 0), model.RepeatDaily, &start
-	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2027, 6, 10, 9, 0, 30, 0, time.UTC)
-	w.svc.Now = func() time.Time { return now }
-	run, err := w.svc.StartScheduled(ctx, w.mailing.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.drain(t, run.ID)
-	// The owner moves to Berlin: the start, 10:00 there in January, makes
-	// the days ahead go at 10:00 Berlin time, 08:00 UTC in summer, before
-	// the 09:00 UTC planned for June 11.
-	if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, "Europe/Berlin"); err != nil {
-		t.Fatal(err)
-	}
-	for _, at := range []time.Time{
-		time.Date(2027, 6, 11, 8, 1, 0, 0, time.UTC), // the new zone's June 11: planned was later
-		time.Date(2027, 6, 11, 9, 1, 0, 0, time.UTC), // the planned June 11
-		time.Date(2027, 6, 11, 23, 0, 0, 0, time.UTC),
-		time.Date(2027, 6, 12, 8, 1, 0, 0, time.UTC), // June 12, in Berlin
+	for _, c := range []struct {
+		from, to string
+		at       []int    // hours (UTC) of June 11 and 12 the reconciler looks at
+		want     []string // runs' due times, newest first
+	}{
+		// Eastward: the new zone's June 11 comes before the planned one.
+		{"UTC", "Europe/Berlin", []int{8, 9, 23, 24 + 8}, []string{"06-12 08:00", "06-11 09:00", "06-10 09:00"}},
+		// Westward: it comes after the planned one, and is not run again.
+		{"Europe/Berlin", "UTC", []int{8, 9, 23, 24 + 9}, []string{"06-12 09:00", "06-11 08:00", "06-10 08:00"}},
 	} {
-		now = at
-		if err := w.svc.Reconcile(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if r, err := w.st.LatestRun(ctx, w.mailing.ID); err == nil && r.FinishedAt == nil {
-			w.drain(t, r.ID)
-		}
-	}
-	runs, err := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var due []string
-	for _, r := range runs {
-		due = append(due, r.DueAt.UTC().Format("01-02 15:04"))
-	}
-	if want := []string{"06-12 08:00", "06-11 09:00", "06-10 09:00"}; !slices.Equal(due, want) {
-		t.Fatalf("runs due at %v, want %v", due, want)
+		t.Run(c.from+"-to-"+c.to, func(t *testing.T) {
+			w := newWorld(t, 1)
+			ctx := context.Background()
+			if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, c.from); err != nil {
+				t.Fatal(err)
+			}
+			w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.AddDate(1, 0, 0), model.RepeatDaily, &start
+			if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Date(2027, 6, 10, 23, 0, 0, 0, time.UTC)
+			w.svc.Now = func() time.Time { return now }
+			run, err := w.svc.StartScheduled(ctx, w.mailing.ID) // June 10's, the latest due
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.drain(t, run.ID)
+			if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, c.to); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range c.at {
+				now = time.Date(2027, 6, 11, h, 1, 0, 0, time.UTC)
+				if err := w.svc.Reconcile(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if r, err := w.st.LatestRun(ctx, w.mailing.ID); err == nil && r.FinishedAt == nil {
+					w.drain(t, r.ID)
+				}
+			}
+			runs, err := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var due []string
+			for _, r := range runs {
+				due = append(due, r.DueAt.UTC().Format("01-02 15:04"))
+			}
+			if !slices.Equal(due, c.want) {
+				t.Fatalf("runs due at %v, want %v", due, c.want)
+			}
+		})
 	}
 }
 

@@ -35,6 +35,20 @@ func Occurrence(start time.Time, r model.Repeat, loc *time.Location, k int) time
 	return start
 }
 
+// halfPeriod is half the shortest time between two occurrences of r: a
+// time moved by less (a change of time zone) stays in its period.
+func halfPeriod(r model.Repeat) time.Duration {
+	switch r {
+	case model.RepeatDaily:
+		return 12 * time.Hour
+	case model.RepeatWeekly:
+		return 7 * 12 * time.Hour
+	case model.RepeatMonthly:
+		return 14 * 24 * time.Hour
+	}
+	return 0
+}
+
 func daysIn(y int, m time.Month) int {
 	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }

@@ -151,18 +151,22 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 		var next *time.Time
 		if trigger == model.TriggerScheduled {
 			due, ok := LatestDue(m.StartsAt, m.EndsAt, m.Repeat, loc, now)
+			after := due // the next occurrence is the first after this
 			// The planned occurrence runs once it is due even when the
 			// owner's time zone changed since it was planned: the zone's
 			// occurrences moved, and the latest of them may lie before it
-			// (waiting for the next would skip a day, or a month).
+			// (waiting for the next would skip a day, or a month). It
+			// stands for the new zone's occurrence of the same period,
+			// which must not run again: the next is the first half a
+			// period after it.
 			if p := m.NextRunAt; p != nil && !p.After(now) && !p.Before(m.StartsAt) && (!ok || due.Before(*p)) {
-				due, ok = *p, true
+				due, ok, after = *p, true, p.Add(halfPeriod(m.Repeat))
 			}
 			if !ok || m.NextRunAt == nil || due.Before(*m.NextRunAt) {
 				return ErrNotDue
 			}
 			r.DueAt = &due
-			if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, due); ok {
+			if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, after); ok {
 				next = &n
 			}
 		} else {
