@@ -1268,3 +1268,40 @@ func TestWindowExtendedWhileSending(t *testing.T) {
 		t.Fatalf("run %+v: want all 6 sent in the extended window", r)
 	}
 }
+
+// The "Retry failed" button shows only while the last run has failures it
+// would send again: none once their clients left the recipients.
+func TestRetryableFailuresLeaveOutRemovedRecipients(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to == w.clients[0].Email {
+			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		}
+		return nil
+	})
+	w.svc.RetryDelays = nil
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, run.ID); r.Failed != 1 {
+		t.Fatalf("run %+v", r)
+	}
+	if ok, err := w.st.HasRetryableFailures(ctx, run.ID); err != nil || !ok {
+		t.Fatalf("retryable failures: %v, %v; want one", ok, err)
+	}
+	m, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, &m.Mailing, []int64{w.clients[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.st.HasRetryableFailures(ctx, run.ID); err != nil || ok {
+		t.Fatalf("retryable failures after the client left: %v, %v; want none", ok, err)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID); !errors.Is(err, sending.ErrNoFailures) {
+		t.Fatalf("retry: %v, want ErrNoFailures as the button's absence says", err)
+	}
+}

@@ -91,8 +91,7 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 	if r.RetryOf != nil {
 		key = "f.client_id"
 		src = `SELECT c.id AS client_id FROM attempts AS f JOIN clients AS c ON c.id = f.client_id
-			WHERE f.run_id = ` + param(*r.RetryOf) + ` AND f.status = 'failure' AND (f.code IS NULL OR f.code BETWEEN 400 AND 499)
-			AND ` + stillRecipient + ` AND f.client_id > $1::bigint`
+			WHERE f.run_id = ` + param(*r.RetryOf) + ` AND ` + retryableFailure + ` AND f.client_id > $1::bigint`
 	} else {
 		key = "src.client_id"
 		src = `SELECT c.id AS client_id FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id

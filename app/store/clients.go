@@ -207,10 +207,10 @@ func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error 
 }
 
 // HasRetryableFailures reports whether a run has failures with a temporary
-// or unknown cause (what "Retry failed" sends again).
+// or unknown cause, to clients still among the recipients: what "Retry
+// failed" sends again.
 func (s *Store) HasRetryableFailures(ctx context.Context, runID int64) (bool, error) {
 	var ok bool
-	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts WHERE run_id = ? AND status = 'failure'
-		AND client_id IS NOT NULL AND (code IS NULL OR code BETWEEN 400 AND 499))`, runID).Scan(ctx, &ok)
+	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts AS f WHERE f.run_id = ? AND `+retryableFailure+`)`, runID).Scan(ctx, &ok)
 	return ok, dbErr("retryable failures", err)
 }

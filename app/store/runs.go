@@ -85,11 +85,15 @@ func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, err
 // temporary (4xx) or unknown error.
 func sourceSQL(r *model.Run) (string, []any) {
 	if r.RetryOf != nil {
-		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND status = 'failure' AND client_id IS NOT NULL
-			AND (code IS NULL OR code BETWEEN 400 AND 499) AND ` + stillRecipient, []any{*r.RetryOf}
+		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND ` + retryableFailure, []any{*r.RetryOf}
 	}
 	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
 }
+
+// retryableFailure keeps, of a run's attempts (alias f), those "Retry failed"
+// sends again: failed with a temporary (4xx) or unknown error, to a client
+// that is still a recipient of the mailing (stillRecipient).
+const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (f.code IS NULL OR f.code BETWEEN 400 AND 499) AND ` + stillRecipient
 
 // stillRecipient keeps, of a retried run's failures (alias f), the clients
 // that are still recipients of the mailing.
