@@ -67,29 +67,33 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 	existing, err := a.Store.UserByEmail(ctx, emailAddr)
 	switch {
 	case err == nil:
+		// Nothing changes unless the mail can go: a dropped mail must not
+		// leave the owner's earlier link dead.
+		if !a.mayMail(ctx, existing) {
+			return nil
+		}
 		link := ""
 		if existing.EmailConfirmedAt == nil {
-			// Nobody has proved to own this address yet: whoever registers
-			// now sets the name and password, and older links stop working,
-			// so that an account planted before its owner came cannot be
-			// confirmed with the planter's password.
+			// Nobody has proved to own this address yet. Whoever owns the
+			// inbox chooses the password, with a link mailed there (which
+			// confirms the address too): neither the password of whoever
+			// registered first nor that of whoever registers now is kept by
+			// the owner's click. Earlier confirmation links stop working:
+			// they would confirm the first registrant's password.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
-				if err := tx.ReplaceUnconfirmed(ctx, existing.ID, fullName, hash, timeZone); err != nil {
-					return err
-				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
 					return err
 				}
-				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenConfirmEmail, "/confirm/")
+				var err error
+				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenResetPassword, "/password/reset/")
 				return err
 			})
 			if err != nil {
 				return fmt.Errorf("register again: %w", err)
 			}
-			existing.FullName = fullName
 		}
 		subject, text := email.AlreadyRegistered(existing.FullName, link, a.BaseURL)
-		return a.mail(ctx, existing, subject, text)
+		return a.enqueueMail(ctx, existing, subject, text)
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
@@ -201,10 +205,18 @@ func (a *Accounts) RequestReset(ctx context.Context, emailAddr string) error {
 }
 
 // CheckResetToken tells whether a reset token can still be used, without
-// using it.
-func (a *Accounts) CheckResetToken(ctx context.Context, token string) error {
-	_, err := a.findToken(ctx, model.TokenResetPassword, token)
-	return err
+// using it, and returns the address of its account (a new password must
+// not be it).
+func (a *Accounts) CheckResetToken(ctx context.Context, token string) (string, error) {
+	t, err := a.findToken(ctx, model.TokenResetPassword, token)
+	if err != nil {
+		return "", err
+	}
+	u, err := a.Store.UserByID(ctx, t.UserID)
+	if err != nil {
+		return "", err
+	}
+	return u.Email, nil
 }
 
 // ResetPassword uses a reset token and sets the new password; the
@@ -398,18 +410,32 @@ func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, 
 // got MailLimit's worth recently (then it is dropped and logged: the
 // answer to the visitor stays the same).
 func (a *Accounts) mail(ctx context.Context, u *model.User, subject, text string) error {
-	if a.MailLimit != nil {
-		key := strings.ToLower(u.Email)
-		blocked, err := a.MailLimit.Take(ctx, key)
-		if err != nil {
-			// Fail open: a Redis hiccup must not stop a confirmation mail.
-			a.Log.WarnContext(ctx, "account mail limit unavailable", "error", err.Error())
-		}
-		if blocked {
-			a.Log.WarnContext(ctx, "account mail dropped: too many to one address", "user_id", u.ID, "subject", subject)
-			return nil
-		}
+	if !a.mayMail(ctx, u) {
+		return nil
 	}
+	return a.enqueueMail(ctx, u, subject, text)
+}
+
+// mayMail takes one of the mails the address may get (MailLimit) and
+// reports whether there was one left.
+func (a *Accounts) mayMail(ctx context.Context, u *model.User) bool {
+	if a.MailLimit == nil {
+		return true
+	}
+	blocked, err := a.MailLimit.Take(ctx, strings.ToLower(u.Email))
+	if err != nil {
+		// Fail open: a Redis hiccup must not stop a confirmation mail.
+		a.Log.WarnContext(ctx, "account mail limit unavailable", "error", err.Error())
+	}
+	if blocked {
+		a.Log.WarnContext(ctx, "account mail dropped: too many to one address", "user_id", u.ID)
+		return false
+	}
+	return true
+}
+
+// enqueueMail queues a mail to u.
+func (a *Accounts) enqueueMail(ctx context.Context, u *model.User, subject, text string) error {
 	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: u.FullName, Subject: subject, Text: text})
 	if err != nil {
 		return err

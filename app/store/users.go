@@ -157,24 +157,6 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	return u, nil
 }
 
-// ReplaceUnconfirmed gives a not-yet-confirmed account a new name, password
-// and time zone (the address was registered again before anyone confirmed it).
-func (s *Store) ReplaceUnconfirmed(ctx context.Context, userID int64, fullName, hash, timeZone string) error {
-	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
-		Set("full_name = ?", fullName).
-		Set("password_hash = ?", hash).
-		Set("time_zone = ?", timeZone).
-		Set("updated_at = now()").
-		Where("id = ? AND email_confirmed_at IS NULL", userID).Exec(ctx)
-	if err != nil {
-		return dbErr("replace unconfirmed", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("replace unconfirmed: %w", ErrNotFound)
-	}
-	return nil
-}
-
 // DropPassword removes the user's password (sign-in then needs a linked
 // account or a reset).
 func (s *Store) DropPassword(ctx context.Context, userID int64) error {

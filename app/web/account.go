@@ -147,6 +147,16 @@ func (s *Server) login(c *fiber.Ctx) error {
 	}
 
 	u, err := s.accounts.Authenticate(ctx, f.Email, f.Password)
+	// The right password gives the attempt back, even when the account
+	// cannot sign in yet (unconfirmed) or now (blocked): it was no guess.
+	if err == nil || errors.Is(err, auth.ErrBlocked) || errors.Is(err, auth.ErrUnconfirmed) {
+		if err := s.loginLimit.Release(ctx, keys[0]); err != nil {
+			return err
+		}
+		if err := s.loginLimit.Reset(ctx, keys[1]); err != nil {
+			return err
+		}
+	}
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
 		v.Error = "Wrong email or password."
@@ -160,12 +170,6 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return render(c, fiber.StatusForbidden, account.Login(p, v))
 	case err != nil:
 		return fmt.Errorf("sign in: %w", err)
-	}
-	if err := s.loginLimit.Release(ctx, keys[0]); err != nil {
-		return err
-	}
-	if err := s.loginLimit.Reset(ctx, keys[1]); err != nil {
-		return err
 	}
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
@@ -209,16 +213,25 @@ func (s *Server) forgotSent(c *fiber.Ctx) error {
 	}))
 }
 
-func (s *Server) resetForm(c *fiber.Ctx) error {
-	token := c.Params("token")
-	if err := s.accounts.CheckResetToken(c.UserContext(), token); err != nil {
-		if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
-			status, n := tokenNotice(err, "reset")
-			return render(c, status, account.NoticePage(s.page(c, n.Title), n))
-		}
-		return fmt.Errorf("check reset token: %w", err)
+// resetToken checks the reset link of the request; when it cannot be used
+// it answers with the page saying why (done true).
+func (s *Server) resetToken(c *fiber.Ctx) (email string, done bool, err error) {
+	email, err = s.accounts.CheckResetToken(c.UserContext(), c.Params("token"))
+	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
+		status, n := tokenNotice(err, "reset")
+		return "", true, render(c, status, account.NoticePage(s.page(c, n.Title), n))
 	}
-	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Set a new password"), account.ResetView{Token: token}))
+	if err != nil {
+		return "", true, fmt.Errorf("check reset token: %w", err)
+	}
+	return email, false, nil
+}
+
+func (s *Server) resetForm(c *fiber.Ctx) error {
+	if _, done, err := s.resetToken(c); done {
+		return err
+	}
+	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Set a new password"), account.ResetView{Token: c.Params("token")}))
 }
 
 func (s *Server) reset(c *fiber.Ctx) error {
@@ -227,7 +240,11 @@ func (s *Server) reset(c *fiber.Ctx) error {
 	if err := c.BodyParser(&f); err != nil {
 		return fiber.ErrBadRequest
 	}
-	if errs := f.Validate(""); errs.Any() {
+	email, done, err := s.resetToken(c)
+	if done {
+		return err
+	}
+	if errs := f.Validate(email); errs.Any() {
 		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Set a new password"),
 			account.ResetView{Token: token, Errors: errs}))
 	}

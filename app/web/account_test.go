@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -286,6 +287,25 @@ func TestLoginThrottledPerAccount(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// Sign-ins with the right password do not count as guesses even while the
+// account cannot sign in: a new user trying before confirming is not
+// locked out once confirmed.
+func TestUnconfirmedSignInsAreNotGuesses(t *testing.T) {
+	e := throttleEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "new@example.com", "New")
+	_, link := e.waitMail(t, sink, 1)
+	for i := 0; i < 12; i++ {
+		resp, body := login(t, c, "new@example.com", goodPassword)
+		wantStatus(t, resp, body, http.StatusForbidden)
+	}
+	resp, body := c.get(t, link)
+	wantRedirect(t, resp, body, "/login")
+	resp, body = login(t, c, "new@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
 func TestLoginThrottledPerAddress(t *testing.T) {
 	e := throttleEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)
@@ -527,30 +547,70 @@ func TestAbsoluteSessionLifetime(t *testing.T) {
 	}
 }
 
-// TestRegisterAgainBeforeConfirmation: an account planted with someone
-// else's address cannot be confirmed with the planter's password.
+// TestRegisterAgainBeforeConfirmation: registering an address nobody has
+// confirmed yet, in either order (a planter before the owner, or after),
+// never lets a registrant's password in through the owner's click: the mail
+// for the second registration lets the inbox choose the password (which
+// confirms the address), and the first registration's link stops working.
 func TestRegisterAgainBeforeConfirmation(t *testing.T) {
+	for _, plantedFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("planted first %v", plantedFirst), func(t *testing.T) {
+			e := newEnv(t)
+			sink := e.withWorker(t)
+			owner, attacker := e.client(), e.client()
+			plant := func() {
+				resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+				wantRedirect(t, resp, body, "/register/sent")
+			}
+			if plantedFirst {
+				plant()
+			} else {
+				register(t, owner, "victim@example.com", "Real Owner")
+			}
+			_, first := e.waitMail(t, sink, 1)
+			if plantedFirst {
+				register(t, owner, "victim@example.com", "Real Owner")
+			} else {
+				plant()
+			}
+			m, second := e.waitMail(t, sink, 2)
+			if !strings.HasPrefix(first, "/confirm/") || !strings.HasPrefix(second, "/password/reset/") {
+				t.Fatalf("links %q then %q; the second mail:\n%s", first, second, m.Body())
+			}
+			resp, body := owner.get(t, first)
+			wantStatus(t, resp, body, http.StatusGone)
+			resp, body = owner.post(t, second, url.Values{"password": {"the owner's own"}})
+			wantRedirect(t, resp, body, "/")
+
+			for _, password := range []string{"attacker secret 1", goodPassword} {
+				resp, body = login(t, e.client(), "victim@example.com", password)
+				wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+			}
+			resp, body = login(t, e.client(), "victim@example.com", "the owner's own")
+			wantRedirect(t, resp, body, "/")
+		})
+	}
+}
+
+// Registering again once the address has had its mails for the hour
+// changes nothing: the owner's latest link keeps working.
+func TestRegisterAgainOverTheMailLimit(t *testing.T) {
 	e := newEnv(t)
 	sink := e.withWorker(t)
-	attacker := e.client()
-	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
-	wantRedirect(t, resp, body, "/register/sent")
-	e.waitMail(t, sink, 1)
-
 	owner := e.client()
-	register(t, owner, "victim@example.com", "Real Owner")
-	m, link := e.waitMail(t, sink, 2)
-	if !strings.HasPrefix(link, "/confirm/") {
-		t.Fatalf("the owner's mail has no confirmation link:\n%s", m.Body())
+	register(t, owner, "ann@example.com", "Ann")
+	for i := 2; i <= 5; i++ {
+		resp, body := owner.post(t, "/confirm/resend", url.Values{"email": {"ann@example.com"}})
+		if resp.StatusCode != http.StatusSeeOther {
+			wantStatus(t, resp, body, http.StatusSeeOther)
+		}
 	}
-	resp, body = owner.get(t, link)
+	_, last := e.waitMail(t, sink, 5)
+	register(t, e.client(), "ann@example.com", "Someone") // a sixth mail: it does not go
+	time.Sleep(300 * time.Millisecond)
+	if n := len(sink.Messages()); n != 5 {
+		t.Fatalf("%d mails, want 5", n)
+	}
+	resp, body := owner.get(t, last)
 	wantRedirect(t, resp, body, "/login")
-
-	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
-	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
-	resp, body = login(t, e.client(), "victim@example.com", goodPassword)
-	wantRedirect(t, resp, body, "/")
-	if u, _ := e.store.UserByEmail(context.Background(), "victim@example.com"); u.FullName != "Real Owner" {
-		t.Fatalf("name = %q", u.FullName)
-	}
 }

@@ -51,6 +51,11 @@ func TestPasswordReset(t *testing.T) {
 	if fieldError(t, body, "password") == "" {
 		t.Fatalf("no password error:\n%s", body)
 	}
+	resp, body = c.post(t, link, url.Values{"password": {"ann@example.com"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if !strings.Contains(fieldError(t, body, "password"), "email address") {
+		t.Fatalf("the address accepted as the password:\n%s", body)
+	}
 	resp, body = c.post(t, link, url.Values{"password": {"a brand new secret"}})
 	wantRedirect(t, resp, body, "/")
 	resp, body = c.get(t, "/account")

@@ -22,7 +22,8 @@ The link works for 48 hours. If you did not create an account, ignore this mail.
 someone — maybe you — tried to create a Rassylka account with this address,
 but it already has one.
 {{if .Link}}
-Your address is not confirmed yet; confirm it with this link (48 hours):
+The address is not confirmed yet. If it was you, choose your password with
+this link; it confirms the address too (one hour, once):
 
 {{.Link}}
 {{else}}
@@ -61,10 +62,11 @@ func Confirm(name, link string) (subject, text string) {
 }
 
 // AlreadyRegistered tells the owner of an address that someone tried to
-// register it again; confirmLink is set when the address is unconfirmed.
-func AlreadyRegistered(name, confirmLink, baseURL string) (subject, text string) {
+// register it again; passwordLink (a password-reset link, which confirms
+// the address) is set when the address is unconfirmed.
+func AlreadyRegistered(name, passwordLink, baseURL string) (subject, text string) {
 	return "Your Rassylka account", render("exists", data{
-		Name: name, Link: confirmLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
+		Name: name, Link: passwordLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
 	})
 }
 
