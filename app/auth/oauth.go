@@ -55,7 +55,10 @@ func NewProviders(cfg config.Config, log *slog.Logger) *Providers {
 		case "google":
 			build = func() (goth.Provider, error) { return google.New(o.Key, o.Secret, callback, "email", "profile"), nil }
 		case "gitlab":
-			build = func() (goth.Provider, error) { return gitlab.New(o.Key, o.Secret, callback, "read_user"), nil }
+			build = func() (goth.Provider, error) {
+				// goth's default profile URL is GitLab's API v3, removed in 2018.
+				return gitlab.NewCustomisedURL(o.Key, o.Secret, callback, gitlab.AuthURL, gitlab.TokenURL, gitlabProfileURL, "read_user"), nil
+			}
 		case "oidc":
 			build = func() (goth.Provider, error) {
 				return openidConnect.New(o.Key, o.Secret, callback, o.Issuer+"/.well-known/openid-configuration", "openid", "email", "profile")
@@ -115,17 +118,24 @@ func (p *Providers) Get(name string) (goth.Provider, error) {
 	return nil, ErrUnknownProvider
 }
 
+// gitlabProfileURL is GitLab's current user in its API v4.
+const gitlabProfileURL = "https://gitlab.com/api/v4/user"
+
 // VerifiedEmail returns the provider's email for the user when the provider
-// vouches that the user owns it. GitHub and GitLab only expose verified
-// addresses (goth's GitHub provider picks the verified primary one);
-// Google and OpenID Connect say so in a claim.
+// vouches that the user owns it. GitHub only exposes verified addresses
+// (goth's GitHub provider picks the verified primary one); GitLab says when
+// the user confirmed it (confirmed_at); Google and OpenID Connect say so in
+// a claim.
 func VerifiedEmail(provider string, u goth.User) (string, bool) {
 	if u.Email == "" {
 		return "", false
 	}
 	switch provider {
-	case "github", "gitlab":
+	case "github":
 		return u.Email, true
+	case "gitlab":
+		confirmed, _ := u.RawData["confirmed_at"].(string)
+		return u.Email, confirmed != ""
 	}
 	for _, claim := range []string{"email_verified", "verified_email"} {
 		switch v := u.RawData[claim].(type) {
