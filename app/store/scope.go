@@ -86,6 +86,8 @@ func NewPage(number, perPage int) Page {
 // LIKE's wildcards escaped.
 func likePattern(q string) string {
 	q = strings.ToLower(strings.TrimSpace(q))
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	// No stored text holds a NUL (forms refuse it), and PostgreSQL refuses
+	// one in a parameter.
+	r := strings.NewReplacer("\x00", "", `\`, `\\`, `%`, `\%`, `_`, `\_`)
 	return "%" + r.Replace(q) + "%"
 }

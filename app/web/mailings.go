@@ -339,8 +339,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		return err
 	}
 	running := r.Status == model.StatusRunning
-	stored := r.StartsAt
-	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u), Running: running, StoredStart: &stored})
+	stored, storedEnd := r.StartsAt, r.EndsAt
+	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u), Running: running, StoredStart: &stored, StoredEnd: &storedEnd})
 	if r.Status == model.StatusFinished {
 		errs = form.Errors{"ends_at": finishedReadOnly}
 	}

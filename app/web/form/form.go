@@ -58,9 +58,17 @@ func Text(s string, required bool, max int, what string) (string, string) {
 		return s, "Use at most " + itoa(max) + " characters."
 	case !utf8.ValidString(s):
 		return s, "Use valid UTF-8 text."
+	case strings.ContainsFunc(s, control):
+		return s, controlProblem
 	}
 	return s, ""
 }
+
+// control reports the characters a text may not hold: the C0 controls but
+// tab and line ends (a NUL cannot even be stored).
+func control(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }
+
+const controlProblem = "Remove the control characters (such as NUL) from the text."
 
 // TimeZone checks an IANA zone name; "" becomes UTC.
 func TimeZone(tz string) (string, string) {

@@ -49,9 +49,13 @@ type Rules struct {
 	Location *time.Location
 	// Running locks the message, start and repeat.
 	Running bool
-	// StartUnchanged is the stored start of an edited mailing: keeping it
-	// is allowed even when it has passed.
+	// StoredStart is the stored start of an edited mailing: keeping it is
+	// allowed even when it has passed.
 	StoredStart *time.Time
+	// StoredEnd is the stored end of an edited mailing. A stored time is
+	// kept as it is when the form shows it unchanged, even in the hour a
+	// clock goes back, when its wall-clock time happens twice.
+	StoredEnd *time.Time
 }
 
 // Validate parses and checks the form under the rules.
@@ -93,7 +97,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 			errs["repeat"] = "Choose once, daily, weekly or monthly."
 		}
 
-		start, msg := localTime(f.StartsAt, r.Location, "the first send")
+		start, msg := localTime(f.StartsAt, r.Location, "the first send", r.StoredStart)
 		switch {
 		case msg != "":
 			errs["starts_at"] = msg
@@ -103,7 +107,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 		p.StartsAt = start
 	}
 
-	end, msg := localTime(f.EndsAt, r.Location, "the end of sending")
+	end, msg := localTime(f.EndsAt, r.Location, "the end of sending", r.StoredEnd)
 	switch {
 	case msg != "":
 		errs["ends_at"] = msg
@@ -129,16 +133,27 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	return p, errs
 }
 
-// localTime parses a datetime-local value as wall-clock time in loc.
-func localTime(v string, loc *time.Location, what string) (time.Time, string) {
+// localTime parses a datetime-local value as wall-clock time in loc. A
+// time the clocks skip (they go forward over it) is refused rather than
+// moved; stored, when it shows as v, is kept as it is (a time the clocks
+// go back over happens twice, and parsing picks one of the two).
+func localTime(v string, loc *time.Location, what string, stored *time.Time) (time.Time, string) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return time.Time{}, "Enter " + what + "."
 	}
 	for _, layout := range []string{DateTimeLocal, DateTimeLocal + ":05"} {
-		if t, err := time.ParseInLocation(layout, v, loc); err == nil {
-			return t.UTC(), ""
+		t, err := time.ParseInLocation(layout, v, loc)
+		if err != nil {
+			continue
 		}
+		if stored != nil && stored.In(loc).Format(layout) == v {
+			return stored.UTC(), ""
+		}
+		if t.In(loc).Format(layout) != v {
+			return time.Time{}, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
+		}
+		return t.UTC(), ""
 	}
 	return time.Time{}, "Enter a date and time like 2026-12-24T09:00."
 }

@@ -34,6 +34,8 @@ func (f *Message) Validate() Errors {
 		errs["body"] = "Use at most 100000 characters."
 	case !utf8.ValidString(f.Body):
 		errs["body"] = "Use valid UTF-8 text."
+	case strings.ContainsFunc(f.Body, control):
+		errs["body"] = controlProblem
 	}
 	return errs
 }

@@ -1,0 +1,47 @@
+package form
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Texts refuse the control characters PostgreSQL cannot store or a reader
+// cannot see, but keep tabs and line ends.
+func TestTextRefusesControlCharacters(t *testing.T) {
+	for in, ok := range map[string]bool{"Ann": true, "line\nbreak\ttab\r\n": true, "A\x00nn": false, "bell\x07": false} {
+		if _, msg := Text(in, true, 100, "a name"); (msg == "") != ok {
+			t.Errorf("Text(%q): %q", in, msg)
+		}
+		m := &Message{Subject: "Hi", Body: in}
+		if errs := m.Validate(); (errs["body"] == "") != ok {
+			t.Errorf("body %q: %v", in, errs)
+		}
+	}
+}
+
+// Wall-clock times in a zone with daylight saving: a time the clocks skip
+// is refused, not moved; a time they pass twice keeps the stored instant
+// when the form shows it unchanged.
+func TestLocalTimeAcrossClockChanges(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, msg := localTime("2027-03-28T02:30", berlin, "the first send", nil); !strings.Contains(msg, "does not exist") {
+		t.Errorf("skipped 02:30: %q", msg)
+	}
+	if got, msg := localTime("2027-03-28T03:30", berlin, "the first send", nil); msg != "" || !got.Equal(time.Date(2027, 3, 28, 1, 30, 0, 0, time.UTC)) {
+		t.Errorf("03:30 after the change: %v %q", got, msg)
+	}
+	// 02:30 on October 31 happens at 00:30 and at 01:30 UTC.
+	for _, stored := range []time.Time{time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC), time.Date(2027, 10, 31, 1, 30, 0, 0, time.UTC)} {
+		got, msg := localTime("2027-10-31T02:30", berlin, "the first send", &stored)
+		if msg != "" || !got.Equal(stored) {
+			t.Errorf("stored %v shown unchanged became %v %q", stored, got, msg)
+		}
+	}
+	if got, msg := localTime("2027-10-31T02:30", berlin, "the first send", nil); msg != "" || got.In(berlin).Format(DateTimeLocal) != "2027-10-31T02:30" {
+		t.Errorf("a new 02:30 on October 31: %v %q", got, msg)
+	}
+}
