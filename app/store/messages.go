@@ -61,11 +61,14 @@ type MessageChoice struct {
 	Subject string `bun:"subject"`
 }
 
-// MessageChoices lists the owner's messages for a select, newest first.
-func (s *Store) MessageChoices(ctx context.Context, ownerID int64, limit int) ([]MessageChoice, error) {
+// MessageChoices lists the owner's newest messages for a select, newest
+// first, with the message keep (the one an edited mailing sends) among
+// them however old it is, when it is the owner's.
+func (s *Store) MessageChoices(ctx context.Context, ownerID int64, limit int, keep int64) ([]MessageChoice, error) {
 	var out []MessageChoice
-	err := s.db.NewSelect().TableExpr("messages").Column("id", "subject").
-		Where("owner_id = ?", ownerID).OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx, &out)
+	err := s.db.NewRaw(`SELECT id, subject FROM messages WHERE owner_id = ?0 AND (id = ?2 OR id IN (
+			SELECT id FROM messages WHERE owner_id = ?0 ORDER BY id DESC LIMIT ?1))
+		ORDER BY id DESC`, ownerID, limit, keep).Scan(ctx, &out)
 	if err != nil {
 		return nil, dbErr("message choices", err)
 	}

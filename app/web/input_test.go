@@ -40,3 +40,24 @@ func TestNulInInput(t *testing.T) {
 		wantStatus(t, resp, body, http.StatusOK)
 	}
 }
+
+// Editing a mailing whose message is older than the messages the form
+// offers still offers, and selects, that message.
+func TestMailingFormKeepsAnOldMessage(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, err := e.store.UserByEmail(ctx, "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := makeObjects(t, e, ann)
+	if _, err := e.db.ExecContext(ctx, `INSERT INTO messages (owner_id, subject, body) SELECT ?, 'Newer ' || g, 'b' FROM generate_series(1, 600) AS g`, ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.get(t, "/mailings/"+id(o.mailing.ID)+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got, _ := parseHTML(t, body).Find(`select[name=message_id] option[selected]`).Attr("value"); got != id(o.message.ID) {
+		t.Fatalf("selected message %q, want %d", got, o.message.ID)
+	}
+}

@@ -102,10 +102,15 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, mailings.Page(s.page(c, "Mailings"), v))
 }
 
+// messageChoices is how many of the owner's newest messages the mailing
+// form offers (the one an edited mailing sends is offered too).
+const messageChoices = 500
+
 // mailingForm fills the form's choices (the owner's messages).
 func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, error) {
 	u := auth.CurrentUser(c)
-	choices, err := s.store.MessageChoices(c.UserContext(), u.ID, 500)
+	chosen, _ := strconv.ParseInt(f.MessageID, 10, 64) // 0: none, or a new one
+	choices, err := s.store.MessageChoices(c.UserContext(), u.ID, messageChoices, chosen)
 	if err != nil {
 		return f, err
 	}
