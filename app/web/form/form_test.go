@@ -45,3 +45,18 @@ func TestLocalTimeAcrossClockChanges(t *testing.T) {
 		t.Errorf("a new 02:30 on October 31: %v %q", got, msg)
 	}
 }
+
+// An edited mailing that kept its start, now past, still needs an end in
+// the future.
+func TestMailingEndInTheFuture(t *testing.T) {
+	now := time.Date(2027, 5, 1, 12, 0, 0, 0, time.UTC)
+	stored := now.Add(-48 * time.Hour)
+	f := &Mailing{MessageID: "1", StartsAt: stored.Format(DateTimeLocal), EndsAt: now.Add(-time.Hour).Format(DateTimeLocal), Repeat: "once", RecipientIDs: "1"}
+	if _, errs := f.Validate(Rules{Now: now, StoredStart: &stored}); errs["ends_at"] == "" || errs["starts_at"] != "" {
+		t.Errorf("a past end after a kept start: %v", errs)
+	}
+	f.EndsAt = now.Add(time.Hour).Format(DateTimeLocal)
+	if _, errs := f.Validate(Rules{Now: now, StoredStart: &stored}); errs.Any() {
+		t.Errorf("a future end after a kept start: %v", errs)
+	}
+}

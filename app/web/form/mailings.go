@@ -111,7 +111,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	switch {
 	case msg != "":
 		errs["ends_at"] = msg
-	case r.Running && !end.After(r.Now):
+	case !end.After(r.Now): // a window wholly past would only finish the mailing
 		errs["ends_at"] = "The end of sending must be in the future."
 	case !r.Running && errs["starts_at"] == "" && !end.After(p.StartsAt):
 		errs["ends_at"] = "The end of sending must be after the first send."
