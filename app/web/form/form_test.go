@@ -60,3 +60,14 @@ func TestMailingEndInTheFuture(t *testing.T) {
 		t.Errorf("a future end after a kept start: %v", errs)
 	}
 }
+
+// Forms of a time a browser may send, or a person type, other than the
+// usual one are read as they are.
+func TestLocalTimeOtherForms(t *testing.T) {
+	want := time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC)
+	for _, v := range []string{"2027-05-01T09:00", "2027-05-01T09:00:00", "2027-05-01T09:00:00.000", "2027-05-01T9:00"} {
+		if got, msg := localTime(v, time.UTC, "the first send", nil); msg != "" || !got.Equal(want) {
+			t.Errorf("%s: %v %q", v, got, msg)
+		}
+	}
+}

@@ -147,15 +147,25 @@ func localTime(v string, loc *time.Location, what string, stored *time.Time) (ti
 		if err != nil {
 			continue
 		}
-		if stored != nil && stored.In(loc).Format(layout) == v {
+		wall, _ := time.Parse(layout, v) // the date and time as typed
+		if stored != nil && sameWallClock(stored.In(loc), wall) {
 			return stored.UTC(), ""
 		}
-		if t.In(loc).Format(layout) != v {
+		if !sameWallClock(t.In(loc), wall) {
 			return time.Time{}, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
 		}
 		return t.UTC(), ""
 	}
 	return time.Time{}, "Enter a date and time like 2026-12-24T09:00."
+}
+
+// sameWallClock reports whether a and b show the same date and time of day
+// (to the nanosecond), whatever their zones.
+func sameWallClock(a, b time.Time) bool {
+	ay, am, ad := a.Date()
+	by, bm, bd := b.Date()
+	return ay == by && am == bm && ad == bd && a.Hour() == b.Hour() && a.Minute() == b.Minute() &&
+		a.Second() == b.Second() && a.Nanosecond() == b.Nanosecond()
 }
 
 func parseIDs(repeated []string, joined string) ([]int64, bool) {
