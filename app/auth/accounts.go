@@ -319,7 +319,7 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 			if name == "" {
 				name = gu.NickName
 			}
-			u = &model.User{Email: addr, FullName: truncate(name, 200), EmailConfirmedAt: &now}
+			u = &model.User{Email: addr, FullName: truncate(oneLine(name), 200), EmailConfirmedAt: &now}
 			if err := tx.CreateUser(ctx, u); err != nil {
 				return err
 			}
@@ -335,6 +335,17 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		return u, ErrBlocked
 	}
 	return u, nil
+}
+
+// oneLine makes a name from a provider fit a name field: control
+// characters (line breaks, NUL) become spaces.
+func oneLine(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s))
 }
 
 func truncate(s string, n int) string {

@@ -52,3 +52,10 @@ func TestGitLabUser(t *testing.T) {
 		}
 	}
 }
+
+// A provider's name is kept to one line of printable text.
+func TestOneLine(t *testing.T) {
+	if got := oneLine(" Ann\r\nB\x00b\t "); got != "Ann  B b" {
+		t.Errorf("%q", got)
+	}
+}

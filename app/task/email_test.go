@@ -201,3 +201,20 @@ func TestEmailDeliverStalledServerTimesOut(t *testing.T) {
 		t.Fatalf("the send waited %v for a stalled server; the timeout did not apply", waited)
 	}
 }
+
+// A name with a line break (from before names were kept to one line, or
+// from a sign-in provider) does not stop the mail: it goes on one line.
+func TestEmailDeliverNameOnOneLine(t *testing.T) {
+	sink := testkit.SMTP(t)
+	h := newHandler(t, sink)
+	tk, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: "ann@example.com", ToName: "Ann\r\nBcc: x@example.com", Subject: "S", Text: "T"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.HandleEmailDeliver(context.Background(), tk); err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+	if msgs := sink.Messages(); len(msgs) != 1 || len(msgs[0].To) != 1 || msgs[0].To[0] != "ann@example.com" {
+		t.Fatalf("received %+v", msgs)
+	}
+}

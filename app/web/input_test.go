@@ -28,6 +28,8 @@ func TestNulInInput(t *testing.T) {
 		{"/clients", "comment", url.Values{"email": {"y@example.com"}, "comment": {"a\x00b"}}},
 		{"/messages", "subject", url.Values{"subject": {"Hi\x00"}, "body": {"Body"}}},
 		{"/messages", "body", url.Values{"subject": {"Hi"}, "body": {"Bo\x00dy"}}},
+		{"/clients", "full_name", url.Values{"email": {"z@example.com"}, "full_name": {"Ann\nBcc: x@example.com"}}},
+		{"/account", "full_name", url.Values{"full_name": {"Ann\r\nB"}, "time_zone": {"UTC"}}},
 	} {
 		resp, body := c.post(t, tc.path, tc.form)
 		wantStatus(t, resp, body, http.StatusUnprocessableEntity)

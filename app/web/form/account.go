@@ -17,7 +17,7 @@ func (f *Register) Validate() Errors {
 	if f.Email, msg = Email(f.Email); msg != "" {
 		errs["email"] = msg
 	}
-	if f.FullName, msg = Text(f.FullName, true, 200, "your name"); msg != "" {
+	if f.FullName, msg = Line(f.FullName, true, 200, "your name"); msg != "" {
 		errs["full_name"] = msg
 	}
 	if msg = auth.PasswordProblem(f.Password, f.Email); msg != "" {
@@ -89,7 +89,7 @@ type Profile struct {
 func (f *Profile) Validate() Errors {
 	errs := Errors{}
 	var msg string
-	if f.FullName, msg = Text(f.FullName, true, 200, "your name"); msg != "" {
+	if f.FullName, msg = Line(f.FullName, true, 200, "your name"); msg != "" {
 		errs["full_name"] = msg
 	}
 	if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {

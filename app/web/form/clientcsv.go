@@ -107,7 +107,7 @@ func (r *CSVRow) validate(email, name, comment string) string {
 	if r.Email, msg = Email(email); msg != "" {
 		return msg
 	}
-	if r.FullName, msg = Text(name, false, 200, "a name"); msg != "" {
+	if r.FullName, msg = Line(name, false, 200, "a name"); msg != "" {
 		return "full_name: " + msg
 	}
 	if r.Comment, msg = Text(comment, false, 2000, "a comment"); msg != "" {

@@ -16,7 +16,7 @@ func (f *Client) Validate() Errors {
 	if f.Email, msg = Email(f.Email); msg != "" {
 		errs["email"] = msg
 	}
-	if f.FullName, msg = Text(f.FullName, false, 200, "a name"); msg != "" {
+	if f.FullName, msg = Line(f.FullName, false, 200, "a name"); msg != "" {
 		errs["full_name"] = msg
 	}
 	if f.Comment, msg = Text(f.Comment, false, 2000, "a comment"); msg != "" {

@@ -64,6 +64,15 @@ func Text(s string, required bool, max int, what string) (string, string) {
 	return s, ""
 }
 
+// Line is Text for a single line (a name, a subject): line breaks are
+// refused too.
+func Line(s string, required bool, max int, what string) (string, string) {
+	if strings.ContainsAny(s, "\r\n") {
+		return strings.TrimSpace(s), "Keep it on one line."
+	}
+	return Text(s, required, max, what)
+}
+
 // control reports the characters a text may not hold: the C0 controls but
 // tab and line ends (a NUL cannot even be stored).
 func control(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }
