@@ -129,6 +129,21 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 	if err != nil || u.EmailConfirmedAt != nil {
 		return err
 	}
+	// An address registered again before anyone confirmed it (the earlier
+	// links revoked, see Register) may hold the password of whoever came
+	// first: the inbox chooses the password with the new link instead.
+	again, err := a.Store.UsedTokenExists(ctx, u.ID, model.TokenConfirmEmail)
+	if err != nil {
+		return err
+	}
+	if again {
+		link, err := a.newLink(ctx, u.ID, model.TokenResetPassword, "/password/reset/")
+		if err != nil {
+			return err
+		}
+		subject, text := email.ChoosePassword(u.FullName, link)
+		return a.mail(ctx, u, subject, text)
+	}
 	link, err := a.newLink(ctx, u.ID, model.TokenConfirmEmail, "/confirm/")
 	if err != nil {
 		return err

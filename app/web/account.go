@@ -52,12 +52,12 @@ func tokenNotice(err error, resend string) (int, account.Notice) {
 		return fiber.StatusGone, account.Notice{Title: "This link has expired",
 			Text: "Links we mail work for a limited time. Ask for a new one below.", Resend: resend}
 	case errors.Is(err, auth.ErrTokenUsed):
-		n := account.Notice{Title: "This link was already used",
-			Text: "Each link works once. If it was you who used it, you are all set.", LinkHref: "/login", LinkLabel: "Sign in"}
-		if resend == "reset" {
-			n.Resend = resend
-		}
-		return fiber.StatusGone, n
+		// Used, or replaced by a newer link mailed since (the address was
+		// registered again, or a new link was asked for).
+		return fiber.StatusGone, account.Notice{Title: "This link was already used",
+			Text: "Each link works once, and a newer link replaces older ones. If you used it, you are all set: sign in. " +
+				"Otherwise use the latest mail we sent, or ask for a new link below.",
+			LinkHref: "/login", LinkLabel: "Sign in", Resend: resend}
 	default:
 		return fiber.StatusNotFound, account.Notice{Title: "This link is not valid",
 			Text: "Check that you copied the whole link from the mail, or ask for a new one.", Resend: resend}

@@ -579,6 +579,9 @@ func TestRegisterAgainBeforeConfirmation(t *testing.T) {
 			}
 			resp, body := owner.get(t, first)
 			wantStatus(t, resp, body, http.StatusGone)
+			if doc := parseHTML(t, body); !strings.Contains(body, "newer link") || doc.Find("[data-testid=resend-form]").Length() != 1 {
+				t.Fatalf("the replaced link's page does not say so, or offers no new link:\n%s", body)
+			}
 			resp, body = owner.post(t, second, url.Values{"password": {"the owner's own"}})
 			wantRedirect(t, resp, body, "/")
 
@@ -590,6 +593,29 @@ func TestRegisterAgainBeforeConfirmation(t *testing.T) {
 			wantRedirect(t, resp, body, "/")
 		})
 	}
+}
+
+// A new confirmation link asked for after the address was registered
+// again lets the inbox choose the password too: the stored one may be a
+// planter's.
+func TestResendAfterRegisteringAgain(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	attacker, owner := e.client(), e.client()
+	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	register(t, owner, "victim@example.com", "Real Owner")
+	e.waitMail(t, sink, 2)
+	resp, body = attacker.post(t, "/confirm/resend", url.Values{"email": {"victim@example.com"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	m, link := e.waitMail(t, sink, 3)
+	if !strings.HasPrefix(link, "/password/reset/") {
+		t.Fatalf("the new link %q confirms the stored password:\n%s", link, m.Body())
+	}
+	resp, body = owner.post(t, link, url.Values{"password": {"the owner's own"}})
+	wantRedirect(t, resp, body, "/")
+	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 }
 
 // Registering again once the address has had its mails for the hour

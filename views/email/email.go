@@ -33,6 +33,16 @@ or, if you forgot your password, set a new one at {{.Forgot}}
 If it was not you, ignore this mail: nothing has changed.
 {{end}}
 
+{{define "choose"}}Hello{{with .Name}} {{.}}{{end}},
+
+to confirm your email address for Rassylka, choose your password with this
+link (it works for one hour and only once):
+
+{{.Link}}
+
+If you did not ask for it, ignore this mail.
+{{end}}
+
 {{define "reset"}}Hello{{with .Name}} {{.}}{{end}},
 
 to set a new password for Rassylka, open this link:
@@ -68,6 +78,12 @@ func AlreadyRegistered(name, passwordLink, baseURL string) (subject, text string
 	return "Your Rassylka account", render("exists", data{
 		Name: name, Link: passwordLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
 	})
+}
+
+// ChoosePassword is the confirmation of an address registered more than
+// once: its link (a password-reset one) lets the inbox choose the password.
+func ChoosePassword(name, link string) (subject, text string) {
+	return "Confirm your email address", render("choose", data{Name: name, Link: link})
 }
 
 // Reset is the mail with the password-reset link.
