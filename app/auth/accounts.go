@@ -78,9 +78,12 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			// inbox chooses the password, with a link mailed there (which
 			// confirms the address too): neither the password of whoever
 			// registered first nor that of whoever registers now is kept by
-			// the owner's click. Earlier confirmation links stop working:
-			// they would confirm the first registrant's password.
+			// the owner's click. The stored password goes, and earlier
+			// confirmation links stop working: they would confirm it.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
+				if err := tx.DropPassword(ctx, existing.ID); err != nil {
+					return err
+				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
 					return err
 				}
@@ -129,14 +132,10 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 	if err != nil || u.EmailConfirmedAt != nil {
 		return err
 	}
-	// An address registered again before anyone confirmed it (the earlier
-	// links revoked, see Register) may hold the password of whoever came
-	// first: the inbox chooses the password with the new link instead.
-	again, err := a.Store.UsedTokenExists(ctx, u.ID, model.TokenConfirmEmail)
-	if err != nil {
-		return err
-	}
-	if again {
+	// An account without a password (registered again before anyone
+	// confirmed it, see Register) gets one chosen by the inbox, with the
+	// new link.
+	if u.PasswordHash == nil {
 		link, err := a.newLink(ctx, u.ID, model.TokenResetPassword, "/password/reset/")
 		if err != nil {
 			return err

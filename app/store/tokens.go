@@ -53,11 +53,3 @@ func (s *Store) RevokeTokens(ctx context.Context, userID int64, purpose model.To
 		Where("user_id = ? AND purpose = ? AND used_at IS NULL", userID, purpose).Exec(ctx)
 	return dbErr("revoke tokens", err)
 }
-
-// UsedTokenExists reports whether the user has a link of purpose that was
-// used or revoked (and not purged yet).
-func (s *Store) UsedTokenExists(ctx context.Context, userID int64, purpose model.TokenPurpose) (bool, error) {
-	var ok bool
-	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = ? AND purpose = ? AND used_at IS NOT NULL)`, userID, purpose).Scan(ctx, &ok)
-	return ok, dbErr("used token", err)
-}

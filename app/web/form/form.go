@@ -67,8 +67,8 @@ func Text(s string, required bool, max int, what string) (string, string) {
 // Line is Text for a single line (a name, a subject): line breaks are
 // refused too.
 func Line(s string, required bool, max int, what string) (string, string) {
-	if strings.ContainsAny(s, "\r\n") {
-		return strings.TrimSpace(s), "Keep it on one line."
+	if s = strings.TrimSpace(s); strings.ContainsAny(s, "\r\n") {
+		return s, "Keep it on one line."
 	}
 	return Text(s, required, max, what)
 }

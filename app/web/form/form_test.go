@@ -71,3 +71,12 @@ func TestLocalTimeOtherForms(t *testing.T) {
 		}
 	}
 }
+
+// A single line may end with a line break that trimming removes.
+func TestLine(t *testing.T) {
+	for in, ok := range map[string]bool{"Bob\n": true, " Bob ": true, "Bob\nBcc: x": false, "A\rB": false} {
+		if _, msg := Line(in, false, 100, "a name"); (msg == "") != ok {
+			t.Errorf("Line(%q): %q", in, msg)
+		}
+	}
+}
