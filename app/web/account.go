@@ -40,7 +40,7 @@ func (s *Server) register(c *fiber.Ctx) error {
 func (s *Server) registerSent(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
 		Title:  "Check your inbox",
-		Text:   "We mailed you a link to confirm your address; it works for 48 hours. No mail after a few minutes? Look in your spam folder, or ask for a new link.",
+		Text:   "We mailed you a link to confirm your address; the mail says how long it works. No mail after a few minutes? Look in your spam folder, or ask for a new link.",
 		Resend: "confirm",
 	}))
 }
