@@ -1,10 +1,13 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -198,11 +201,23 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Forgot(s.page(c, "Forgot password"),
 			account.ForgotView{Email: f.Email, Errors: errs}))
 	}
-	if err := s.accounts.RequestReset(c.UserContext(), f.Email); err != nil {
-		return fmt.Errorf("request reset: %w", err)
-	}
+	// The link is made and mailed after the answer, so that the answer
+	// takes as long whether or not the address has an account (only then is
+	// there a link to store and a mail to queue).
+	addr := strings.Clone(f.Email)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), resetRequestTimeout)
+		defer cancel()
+		if err := s.accounts.RequestReset(ctx, addr); err != nil {
+			s.log.ErrorContext(ctx, "request reset", "error", err.Error())
+		}
+	}()
 	return redirect(c, "/password/forgot/sent")
 }
+
+// resetRequestTimeout bounds the work of a forgot-password request done
+// after its answer.
+const resetRequestTimeout = 30 * time.Second
 
 func (s *Server) forgotSent(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"rassylka/app/auth"
 	"rassylka/app/model"
@@ -188,5 +189,43 @@ func TestUnlinkIdentity(t *testing.T) {
 	wantRedirect(t, resp, body, "/account")
 	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 0 {
 		t.Fatal("identity not unlinked")
+	}
+}
+
+// The answer to a forgot-password request does not wait for the link to be
+// stored and mailed (only a registered address has one, and the time
+// taken would tell): it comes while the links' table is locked, and the
+// mail follows.
+func TestForgotAnswersBeforeTheLink(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := e.client().post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+		answered <- resp
+	}()
+	select {
+	case resp := <-answered:
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("answer %d", resp.StatusCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer waited for the link")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if m, link := e.waitMail(t, sink, 1); m.To[0] != "ann@example.com" || !strings.HasPrefix(link, "/password/reset/") {
+		t.Fatalf("mail to %v with %q", m.To, link)
 	}
 }
