@@ -212,13 +212,7 @@ func (c *client) request(t testing.TB, method, path string, form url.Values, htm
 // no longer holds the page, with the whole page: htmx puts the answer in
 // place of the body. Caches tell the two answers apart.
 func TestHistoryRestoreGetsTheWholePage(t *testing.T) {
-	e := newEnv(t)
-	c := signedIn(t, e, "ann@example.com", model.RoleUser)
-	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := makeObjects(t, e, ann)
+	_, c, _, o := signedInWithObjects(t)
 	for _, path := range []string{"/clients?page=1", "/messages?q=a", "/mailings?status=created",
 		"/mailings/" + id(o.mailing.ID) + "/attempts?status=failure", "/stats?page=1"} {
 		for _, restore := range []bool{false, true} {

@@ -46,3 +46,16 @@ func makeObjects(t testing.TB, e *env, owner *model.User) objects {
 }
 
 func id(n int64) string { return strconv.FormatInt(n, 10) }
+
+// signedInWithObjects is a new env with Ann signed in (c) and her client,
+// message and mailing.
+func signedInWithObjects(t testing.TB) (e *env, c *client, ann *model.User, o objects) {
+	t.Helper()
+	e = newEnv(t)
+	c = signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, c, ann, makeObjects(t, e, ann)
+}

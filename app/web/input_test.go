@@ -5,21 +5,13 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
-
-	"rassylka/app/model"
 )
 
 // A NUL byte, which PostgreSQL cannot store, is refused beside its field,
 // and in a search it finds what the rest of the search finds, instead of
 // failing the request.
 func TestNulInInput(t *testing.T) {
-	e := newEnv(t)
-	c := signedIn(t, e, "ann@example.com", model.RoleUser)
-	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	makeObjects(t, e, ann)
+	_, c, _, _ := signedInWithObjects(t)
 	for _, tc := range []struct {
 		path, field string
 		form        url.Values
@@ -46,14 +38,8 @@ func TestNulInInput(t *testing.T) {
 // Editing a mailing whose message is older than the messages the form
 // offers still offers, and selects, that message.
 func TestMailingFormKeepsAnOldMessage(t *testing.T) {
-	e := newEnv(t)
-	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
-	ann, err := e.store.UserByEmail(ctx, "ann@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := makeObjects(t, e, ann)
 	if _, err := e.db.ExecContext(ctx, `INSERT INTO messages (owner_id, subject, body) SELECT ?, 'Newer ' || g, 'b' FROM generate_series(1, 600) AS g`, ann.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -265,13 +265,7 @@ func TestEditsWaitForTheRunningRun(t *testing.T) {
 // the page reloaded, which says the mailing is gone, instead of polling a
 // 404 for ever.
 func TestProgressOfADeletedMailing(t *testing.T) {
-	e := newEnv(t)
-	c := signedIn(t, e, "ann@example.com", model.RoleUser)
-	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := makeObjects(t, e, ann)
+	e, c, ann, o := signedInWithObjects(t)
 	if _, err := e.store.DeleteMailing(context.Background(), ann.ID, o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
