@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
@@ -224,3 +225,6 @@ func received(s *mailsink.Server) map[string]int {
 	}
 	return out
 }
+
+// busy is a temporary refusal of a recipient (tried again later).
+var busy = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}

@@ -155,7 +155,7 @@ func TestReplyClasses(t *testing.T) {
 	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
 		switch to {
 		case "later@example.com":
-			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+			return busy
 		case "flaky@example.com":
 			mu.Lock()
 			defer mu.Unlock()
@@ -574,7 +574,7 @@ func TestRetryLeavesOutRemovedRecipients(t *testing.T) {
 	w := newWorld(t, 3)
 	ctx := context.Background()
 	w.sink.RejectRcpt(func(string) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		return busy
 	})
 	w.svc.RetryDelays = nil
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
@@ -741,7 +741,7 @@ func TestRetryStopsWhenItsBatchIsLost(t *testing.T) {
 	w.svc.RetryDelays = []time.Duration{2 * time.Second}
 	ctx := context.Background()
 	w.sink.RejectRcpt(func(string) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		return busy
 	})
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	if err != nil {
@@ -1276,7 +1276,7 @@ func TestRetryableFailuresLeaveOutRemovedRecipients(t *testing.T) {
 	ctx := context.Background()
 	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
 		if to == w.clients[0].Email {
-			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+			return busy
 		}
 		return nil
 	})

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"rassylka/app/model"
 )
 
 // TestCrashSafety runs the real worker binary on a run of 5,000 recipients
@@ -13,14 +15,10 @@ import (
 // it, and checks that every recipient ends with exactly one attempt and no
 // address was mailed twice.
 func TestCrashSafety(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the worker binary")
-	}
 	const recipients = 5000
 	ctx := context.Background()
-	w := newSendingWorld(t, recipients, "Hello {{name}}")
-	w.sink.Stall(3 * time.Millisecond)
-	db, sink, run := w.db, w.sink, w.startRun(t)
+	w, run := stalledRun(t, recipients, 3*time.Millisecond)
+	db, sink := w.db, w.sink
 	startWorker := func() *exec.Cmd { return w.worker(t, crashWorkerEnv...) }
 	killAt := func(cmd *exec.Cmd, received int) {
 		t.Helper()
@@ -70,14 +68,9 @@ func TestCrashSafety(t *testing.T) {
 // from done when it exits), records every message it sent, and leaves
 // nothing "interrupted"; a new worker sends the rest, each recipient once.
 func TestStopMidRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the worker binary")
-	}
 	const recipients = 3000
 	ctx := context.Background()
-	w := newSendingWorld(t, recipients, "Hello {{name}}")
-	w.sink.Stall(5 * time.Millisecond)
-	run := w.startRun(t)
+	w, run := stalledRun(t, recipients, 5*time.Millisecond)
 	first := w.worker(t, crashWorkerEnv...)
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -139,3 +132,16 @@ func TestStopMidRun(t *testing.T) {
 // crashWorkerEnv are the settings of the workers these tests start.
 var crashWorkerEnv = []string{"WORKER_METRICS_ADDR=off", "MAIL_CONCURRENCY=4", "WORKER_CONCURRENCY=4", "LOG_LEVEL=warn",
 	"BASE_URL=http://rassylka.test"}
+
+// stalledRun is a world whose SMTP server takes stall over each message,
+// with a run to n recipients started; skipped in -short runs, which do
+// not build and run the worker.
+func stalledRun(t *testing.T, n int, stall time.Duration) (*sendingWorld, *model.Run) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the worker binary")
+	}
+	w := newSendingWorld(t, n, "Hello {{name}}")
+	w.sink.Stall(stall)
+	return w, w.startRun(t)
+}
