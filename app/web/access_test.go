@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -231,5 +232,40 @@ func TestHistoryRestoreGetsTheWholePage(t *testing.T) {
 				t.Errorf("%s: Vary %q", path, v)
 			}
 		}
+	}
+}
+
+// A manager reads everyone's data but changes nobody's. The queue
+// dashboard must not hand them another account's sign-in links: a reset
+// link waiting in the mail queue (worker busy, SMTP down and retrying)
+// would let them set the owner's password and act as them.
+func TestQueueDashboardHidesMailedLinks(t *testing.T) {
+	e := newEnv(t) // no worker: the mail waits in the queue, as it does while SMTP is down
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+
+	resp, body := e.client().post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+
+	resetRE := regexp.MustCompile(`/password/reset/[A-Za-z0-9_-]+`)
+	var listing string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The mail is queued after the answer.
+		// (the queue is unknown, 500, until its first task)
+		resp, listing = boss.get(t, "/ops/queues/api/queues/critical/pending_tasks")
+		if resp.StatusCode == http.StatusOK && strings.Contains(listing, "email:deliver") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(listing, "email:deliver") {
+		t.Fatalf("the reset mail was never queued: %s", listing)
+	}
+	if link := resetRE.FindString(listing); link != "" {
+		t.Errorf("the queue dashboard shows a manager Ann's reset link %s", link)
+	}
+	if !strings.Contains(listing, "ann@example.com") {
+		t.Errorf("the queued mail does not say whom it is for: %s", listing)
 	}
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/auth"
+	"rassylka/app/task"
 )
 
 // queuesPath is where managers find the Asynq dashboard.
@@ -23,9 +25,27 @@ func (s *Server) mountOps(app *fiber.App) {
 		RootPath:     queuesPath, // must equal the mount path: the adaptor passes the full path
 		RedisConnOpt: sharedRedis{s.redis},
 		ReadOnly:     !s.cfg.QueuesWritable,
+		// A mail's text may hold a sign-in link (reset, confirmation):
+		// managers read everyone's data but must never act as anyone.
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(redactPayload),
 	})
 	app.Use(queuesPath, auth.RequireUser, auth.RequireManager, adaptor.HTTPHandler(mon))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
+}
+
+// redactPayload shows a task's payload on the dashboard, with the text of
+// transactional mail left out.
+func redactPayload(taskType string, payload []byte) string {
+	if taskType == task.TypeEmailDeliver {
+		var p task.EmailDeliverPayload
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return "(mail: unreadable payload)"
+		}
+		p.Text = "(hidden: may hold a sign-in link)"
+		b, _ := json.Marshal(p)
+		return string(b)
+	}
+	return asynqmon.DefaultPayloadFormatter.FormatPayload(taskType, payload)
 }
 
 // sharedRedis hands the web's Redis client to the queue dashboard (an
