@@ -136,18 +136,19 @@ func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, 
 var ErrNotBlockable = errors.New("managers cannot be blocked")
 
 // SetBlocked blocks or unblocks a user. Managers (the actor included) are
-// never blocked.
+// never blocked; one blocked while a user and made a manager since can be
+// unblocked.
 func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked bool) (*model.User, error) {
 	u, err := s.UserByID(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	if u.ID == actorID || u.IsManager() {
+	if u.ID == actorID || (blocked && u.IsManager()) {
 		return u, ErrNotBlockable
 	}
-	q := s.db.NewUpdate().Model(u).Set("updated_at = now()").Where("id = ? AND role = 'user'", userID)
+	q := s.db.NewUpdate().Model(u).Set("updated_at = now()").Where("id = ?", userID)
 	if blocked {
-		q.Set("blocked_at = coalesce(blocked_at, now())")
+		q.Set("blocked_at = coalesce(blocked_at, now())").Where("role = 'user'")
 	} else {
 		q.Set("blocked_at = NULL")
 	}

@@ -141,3 +141,35 @@ func TestDashboardCounts(t *testing.T) {
 		}
 	}
 }
+
+// A user blocked and then made a manager (`web user role --role manager`,
+// which keeps the block) can be unblocked: a manager may "block and
+// unblock users (not themselves)", and the block must not become
+// permanent because of the role.
+func TestBlockedUserMadeManagerCanBeUnblocked(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+
+	resp, body := boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantRedirect(t, resp, body, "/users")
+	if _, err := e.store.SetUserRole(ctx, "ann@example.com", model.RoleManager); err != nil { // what the CLI does
+		t.Fatal(err)
+	}
+	_, body = boss.get(t, "/users")
+	if parseHTML(t, body).Find("#user-"+id(ann.ID)+" [data-testid=unblock-user]").Length() != 1 {
+		t.Errorf("no way offered to unblock Ann")
+	}
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("unblock a blocked manager = %d, want 303", resp.StatusCode)
+	}
+	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("Ann still cannot sign in: %d", resp.StatusCode)
+	}
+	// Still: a manager who is not blocked cannot be blocked, nor oneself.
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantStatus(t, resp, body, http.StatusForbidden)
+}
