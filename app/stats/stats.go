@@ -135,6 +135,17 @@ func (s *Service) Changed(ctx context.Context, ownerIDs ...int64) {
 	}
 }
 
+// SiteChanged records that the site's statistics changed without any
+// owner's data changing (a new account joins the per-user table).
+func (s *Service) SiteChanged(ctx context.Context) {
+	if s == nil || s.Redis == nil {
+		return
+	}
+	if err := s.Redis.Incr(ctx, genKey(siteOwner)).Err(); err != nil {
+		s.Log.WarnContext(ctx, "statistics cache: invalidate", "error", err.Error())
+	}
+}
+
 func genKey(owner string) string { return keyPrefix + "gen:" + owner }
 
 // cached returns the value stored under the owner's current generation

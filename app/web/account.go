@@ -37,6 +37,7 @@ func (s *Server) register(c *fiber.Ctx) error {
 	if err := s.accounts.Register(c.UserContext(), f.Email, f.FullName, f.Password, f.TimeZone); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
+	s.stats.SiteChanged(c.UserContext()) // the managers' per-user table may have a new row
 	return redirect(c, "/register/sent")
 }
 

@@ -106,6 +106,7 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 	case err != nil:
 		return err
 	}
+	s.stats.SiteChanged(c.UserContext()) // the account may be new
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
 	}

@@ -291,3 +291,18 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("with the token: %d", resp.StatusCode)
 	}
 }
+
+// The managers' per-user statistics list every user: one who signs up
+// after the table was cached shows on the next look, not ten minutes
+// later ("invalidated when the data under them changes").
+func TestStatsUsersTableShowsNewAccounts(t *testing.T) {
+	e := newEnv(t)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	resp, body := boss.get(t, "/stats?scope=all")
+	wantStatus(t, resp, body, http.StatusOK)
+	register(t, e.client(), "newcomer@example.com", "Newcomer")
+	_, body = boss.get(t, "/stats?scope=all")
+	if !strings.Contains(body, "newcomer@example.com") {
+		t.Error("the per-user statistics do not list a new account")
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"rassylka/app/auth"
 	"rassylka/app/config"
 	"rassylka/app/model"
+	"rassylka/app/stats"
 	"rassylka/app/store"
 	"rassylka/app/web"
 )
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case "migrate":
 		return migrateCmd(ctx, cfg, args, out)
 	case "user":
-		return userCmd(ctx, cfg, args, out)
+		return userCmd(ctx, cfg, log, args, out)
 	case "help", "-h", "--help":
 		fmt.Fprintln(out, usage)
 		return nil
@@ -150,7 +151,7 @@ func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Wr
 	return nil
 }
 
-func userCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("usage: web user create|role --email EMAIL")
 	}
@@ -211,5 +212,20 @@ func userCmd(ctx context.Context, cfg config.Config, args []string, out io.Write
 	default:
 		return fmt.Errorf("unknown user command %q: want create or role", args[0])
 	}
+	siteChanged(ctx, cfg, log)
 	return nil
+}
+
+// siteChanged renews the managers' cached statistics, whose table of users
+// lists every user and their role. Without Redis there is nothing to renew.
+func siteChanged(ctx context.Context, cfg config.Config, log *slog.Logger) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	(&stats.Service{Redis: rdb, Log: log}).SiteChanged(ctx)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"rassylka/app/auth"
 	"rassylka/app/model"
 	"rassylka/app/store"
@@ -51,6 +53,20 @@ func TestCommands(t *testing.T) {
 	if out, err := cmd("user", "create", "--email", "Boss@Example.com", "--password", "long enough pass", "--role", "manager", "--name", "Boss"); err != nil || !strings.Contains(out, "created manager") {
 		t.Fatalf("user create = %q, %v", out, err)
 	}
+	// The managers' cached statistics list every user: they are renewed.
+	opts, err := redis.ParseURL(vars["REDIS_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	siteGeneration := func() int {
+		n, _ := rdb.Get(context.Background(), "stats:gen:all").Int()
+		return n
+	}
+	if n := siteGeneration(); n != 1 {
+		t.Errorf("site statistics generation after user create = %d, want 1", n)
+	}
 	db := store.Open(dsn)
 	defer db.Close()
 	st := store.New(db)
@@ -85,6 +101,9 @@ func TestCommands(t *testing.T) {
 	}
 	if u, _ := st.UserByEmail(context.Background(), "boss@example.com"); u.Role != model.RoleUser {
 		t.Fatalf("role after change = %s", u.Role)
+	}
+	if n := siteGeneration(); n != 2 {
+		t.Errorf("site statistics generation after user role = %d, want 2", n)
 	}
 
 	if out, err := cmd("migrate", "down"); err != nil || !strings.Contains(out, "rolled back") {
