@@ -280,7 +280,14 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 	if err != nil {
 		return err
 	}
-	return a.Store.SetPassword(ctx, u.ID, hash)
+	// Reset links mailed before stop working: one that leaked would
+	// otherwise undo the change.
+	return a.Store.InTx(ctx, func(tx *store.Store) error {
+		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
+			return err
+		}
+		return tx.RevokeTokens(ctx, u.ID, model.TokenResetPassword)
+	})
 }
 
 // OAuthSignIn finds or creates the account of a provider's user: a known

@@ -229,3 +229,21 @@ func TestForgotAnswersBeforeTheLink(t *testing.T) {
 		t.Fatalf("mail to %v with %q", m.To, link)
 	}
 }
+
+// A password changed on the account page ends the reset links mailed
+// before: one that leaked would undo the change.
+func TestPasswordChangeEndsResetLinks(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	resp, body := e.client().post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	_, link := e.waitMail(t, sink, 1)
+
+	resp, body = c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"another fine secret"}})
+	wantRedirect(t, resp, body, "/account")
+	resp, body = e.client().post(t, link, url.Values{"password": {"the finder's choice"}})
+	wantStatus(t, resp, body, http.StatusGone)
+	resp, body = login(t, e.client(), "ann@example.com", "another fine secret")
+	wantRedirect(t, resp, body, "/")
+}
