@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"rassylka/app/model"
 	"rassylka/assets"
 )
 
@@ -62,5 +64,36 @@ func TestAssetsFingerprintedAndImmutable(t *testing.T) {
 		if resp, _ := e.get(t, u); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", u, resp.StatusCode)
 		}
+	}
+}
+
+// A response served "public, immutable" may be kept by a shared cache
+// (CDN, reverse proxy) and handed to every visitor with its headers: it
+// must not set or clear cookies. An anonymous first visit would otherwise
+// hand one CSRF token to everyone behind the cache, and a request with an
+// ended session (here: its user was blocked) would clear the session
+// cookie of everyone who gets the cached answer.
+func TestAssetsSetNoCookies(t *testing.T) {
+	e := newEnv(t)
+	u := assets.Path("css/app.css")
+
+	resp, _ := e.get(t, u)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d", u, resp.StatusCode)
+	}
+	if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("anonymous GET %s (%s) sets cookies: %q", u, resp.Header.Get("Cache-Control"), sc)
+	}
+
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE users SET blocked_at = now() WHERE email = 'ann@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = c.get(t, u)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d", u, resp.StatusCode)
+	}
+	if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+		t.Errorf("GET %s with an ended session (%s) sets cookies: %q", u, resp.Header.Get("Cache-Control"), sc)
 	}
 }

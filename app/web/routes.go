@@ -10,7 +10,7 @@ import (
 func (s *Server) routes(app *fiber.App) {
 	app.Get("/healthz", s.healthz)
 	app.Get("/readyz", s.readyz)
-	app.Get(assetsRoute, s.asset)
+	// assets (assetsRoute) are mounted in New, ahead of sessions and CSRF
 
 	app.Get("/", s.home)
 

@@ -91,8 +91,11 @@ func New(d Deps) *fiber.App {
 		TrustedProxies:          d.Config.TrustedProxies,
 		EnableIPValidation:      true,
 	})
-	app.Use(s.requestID, s.metrics.HTTP(), s.accessLog, recover.New(), s.pageHeaders,
-		s.sessions.Load,
+	app.Use(s.requestID, s.metrics.HTTP(), s.accessLog, recover.New(), s.pageHeaders)
+	// Assets are answered before sessions and CSRF: a response that shared
+	// caches may keep ("public, immutable") must not set or clear cookies.
+	app.Get(assetsRoute, s.asset)
+	app.Use(s.sessions.Load,
 		auth.CSRF(d.Config.SessionSecret, d.Config.SecureCookies(), s.csrfExempt),
 		s.invalidateStats, s.etag)
 	s.routes(app)
