@@ -78,7 +78,7 @@ func (s *Service) Overview(ctx context.Context, sc store.Scope, days int, loc *t
 	to := today.AddDate(0, 0, 1)
 	from := today.AddDate(0, 0, 1-days)
 	key := "overview:" + strconv.Itoa(days) + ":" + loc.String() + ":" + today.Format(time.DateOnly)
-	return cached(ctx, s, owner(sc), key, func() (Overview, error) {
+	return cached(ctx, s, owner(sc), key, nil, func() (Overview, error) {
 		f, err := s.Store.StatsFigures(ctx, sc)
 		if err != nil {
 			return Overview{}, err
@@ -96,8 +96,7 @@ type MailingPage struct {
 
 // Mailings returns a page of the scope's per-mailing figures.
 func (s *Service) Mailings(ctx context.Context, sc store.Scope, page store.Page) (MailingPage, error) {
-	key := "mailings:" + strconv.Itoa(page.Number) + ":" + strconv.Itoa(page.PerPage)
-	return cached(ctx, s, owner(sc), key, func() (MailingPage, error) {
+	return cached(ctx, s, owner(sc), pageKey("mailings", page), func(v MailingPage) string { return pageKey("mailings", v.Page) }, func() (MailingPage, error) {
 		rows, p, err := s.Store.MailingStats(ctx, sc, page)
 		return MailingPage{Rows: rows, Page: p}, err
 	})
@@ -111,8 +110,7 @@ type UserPage struct {
 
 // Users returns a page of every user's figures (managers).
 func (s *Service) Users(ctx context.Context, page store.Page) (UserPage, error) {
-	key := "users:" + strconv.Itoa(page.Number) + ":" + strconv.Itoa(page.PerPage)
-	return cached(ctx, s, siteOwner, key, func() (UserPage, error) {
+	return cached(ctx, s, siteOwner, pageKey("users", page), func(v UserPage) string { return pageKey("users", v.Page) }, func() (UserPage, error) {
 		rows, p, err := s.Store.UserStats(ctx, page)
 		return UserPage{Rows: rows, Page: p}, err
 	})
@@ -148,9 +146,16 @@ func (s *Service) SiteChanged(ctx context.Context) {
 
 func genKey(owner string) string { return keyPrefix + "gen:" + owner }
 
+// pageKey names one page of a paged table.
+func pageKey(table string, p store.Page) string {
+	return table + ":" + strconv.Itoa(p.Number) + ":" + strconv.Itoa(p.PerPage)
+}
+
 // cached returns the value stored under the owner's current generation
-// and key, or computes and stores it.
-func cached[T any](ctx context.Context, s *Service, owner, key string, compute func() (T, error)) (T, error) {
+// and key, or computes it and stores it under storeKey of it (key when
+// nil): a page asked for past the end is computed as the last page, and
+// stored as that page only, so the entries stay as many as the pages.
+func cached[T any](ctx context.Context, s *Service, owner, key string, storeKey func(T) string, compute func() (T, error)) (T, error) {
 	if s.Redis == nil {
 		return compute()
 	}
@@ -172,6 +177,9 @@ func cached[T any](ctx context.Context, s *Service, owner, key string, compute f
 	v, err := compute()
 	if err != nil {
 		return v, err
+	}
+	if storeKey != nil {
+		full = keyPrefix + owner + ":" + gen + ":" + storeKey(v)
 	}
 	if b, err := json.Marshal(v); err == nil {
 		if err := s.Redis.Set(ctx, full, b, s.ttl()).Err(); err != nil {

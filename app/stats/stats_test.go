@@ -239,3 +239,31 @@ func TestRedisDown(t *testing.T) {
 	}
 	svc.Changed(context.Background(), a.owner.ID) // logged, not fatal
 }
+
+// The cache holds one entry per page that exists: asking for pages past
+// the end (any ?page= a visitor types) shows the last page without
+// storing a copy of it under every number asked for.
+func TestCacheEntriesPerExistingPage(t *testing.T) {
+	db := testkit.DB(t)
+	ctx := context.Background()
+	a := newSeed(t, db, "a@example.com", "UTC", 1)
+	rdb := testkit.Redis(t)
+	svc := &stats.Service{Store: a.st, Redis: rdb, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for n := 1; n <= 20; n++ {
+		mp, err := svc.Mailings(ctx, store.Own(a.owner.ID), store.NewPage(n*1000, 50))
+		if err != nil || len(mp.Rows) != 1 || mp.Page.Number != 1 {
+			t.Fatalf("page %d: %+v, %v", n*1000, mp, err)
+		}
+		up, err := svc.Users(ctx, store.NewPage(n*1000, 50))
+		if err != nil || len(up.Rows) != 1 || up.Page.Number != 1 {
+			t.Fatalf("users page %d: %+v, %v", n*1000, up, err)
+		}
+	}
+	keys, err := rdb.Keys(ctx, "stats:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 2 {
+		t.Errorf("%d cache entries for one page of mailings and one of users, want at most 2: %v", len(keys), keys[:min(len(keys), 6)])
+	}
+}
