@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"rassylka/app/model"
 	"rassylka/app/testkit"
 )
 
@@ -57,5 +59,66 @@ func TestBrowserLandingLoadsHTMX(t *testing.T) {
 	font, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).fontFamily`))
 	if err != nil || font == "" || font == "serif" || font == `"Times New Roman"` {
 		t.Fatalf("stylesheet not applied: font-family %q, %v", font, err)
+	}
+}
+
+// Paging a list with htmx (hx-push-url) must not leave the signed-in
+// user's pages in the browser's storage: htmx keeps snapshots of pushed
+// pages in sessionStorage by default, where they outlive the sign-out and
+// are put back on "Back" without asking the server, for whoever uses the
+// browser next.
+func TestBrowserSignOutLeavesNoPrivatePages(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := range perPageForBench + 5 {
+		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("secret-%02d@owner.example", i)}
+		if err := e.store.CreateClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := testkit.Browser(t)
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	step("sign in",
+		chromedp.Navigate(base+"/login"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=login-form]")),
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=dashboard]")),
+	)
+	poll := func(what, js string) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(pctx, chromedp.Poll[bool](js)); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	step("open the clients",
+		chromedp.Navigate(base+"/clients"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")),
+	)
+	poll("htmx ready", `document.documentElement.dataset.htmx === "ready"`)
+	step("page the clients with htmx", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
+	poll("second page pushed", `location.search.includes("page=2") && !!document.querySelector("[data-testid=prev-page]")`)
+	step("sign out",
+		chromedp.Click(chromedp.CSS("[data-testid=sign-out]")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=landing]")),
+	)
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`[localStorage, sessionStorage].flatMap(s => Object.keys(s).map(k => k + "=" + s.getItem(k))).join("\n")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stored, "secret-") {
+		i := strings.Index(stored, "secret-")
+		t.Errorf("after sign-out the tab's storage still holds the user's clients: …%s…", stored[max(0, i-80):min(len(stored), i+40)])
 	}
 }

@@ -9,6 +9,10 @@ document.addEventListener("DOMContentLoaded", function () {
     { code: "422", swap: true },
     { code: "[45]..", swap: false, error: true },
   ];
+  // No snapshots of pages in the tab's storage: they outlive a sign-out
+  // and "Back" would show them without asking the server. A page taken
+  // from history is asked for again (HX-History-Restore-Request).
+  htmx.config.historyCacheSize = 0;
   document.documentElement.dataset.htmx = "ready";
 });
 
