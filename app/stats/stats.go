@@ -128,7 +128,8 @@ func (s *Service) Changed(ctx context.Context, ownerIDs ...int64) {
 	}
 	pipe.Incr(ctx, genKey(siteOwner))
 	if _, err := pipe.Exec(ctx); err != nil {
-		// Entries of the old generation expire within the TTL.
+		// The figures cached under the current generation are then read
+		// until they expire (TTL).
 		s.Log.WarnContext(ctx, "statistics cache: invalidate", "error", err.Error())
 	}
 }
