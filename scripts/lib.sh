@@ -26,17 +26,21 @@ ensure_packages() {
 }
 
 # pg_bindir prints the directory of the newest installed PostgreSQL binaries.
+# (An explicit "return 0": in an EXIT trap a bare return gives the status
+# the script exits with, and stop_postgres then skipped the stop after any
+# failure, leaving the server running.)
 pg_bindir() {
   local d
   d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
   command -v initdb >/dev/null 2>&1 && dirname "$(command -v initdb)"
 }
 
 # as_postgres runs a command as the postgres user when we are root
 # (initdb and postgres refuse to run as root).
 as_postgres() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the current directory may be out of the postgres user's reach.
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -6,10 +6,13 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -71,6 +74,9 @@ const (
 	DefaultWorkerMetricsAddr = "127.0.0.1:9464"
 	devSessionSecret         = "development-only-session-secret-change-me"
 	minSessionSecretSize     = 32
+	// MAIL_RATE bounds when set: one message a day to a million a second.
+	minMailRate = 1.0 / 86400
+	maxMailRate = 1e6
 )
 
 // Production reports whether the process runs in production mode.
@@ -150,8 +156,10 @@ func Load(getenv func(string) string) (Config, error) {
 
 	if v := get("MAIL_RATE", "0"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r < 0 {
-			errs = append(errs, fmt.Errorf("MAIL_RATE must be a number of messages per second (0 = no limit), got %q", v))
+		// NaN and infinities parse, and rates beyond these bounds overflow
+		// the limiter's window arithmetic (1e30 became 1 message a second).
+		if err != nil || math.IsNaN(r) || r < 0 || (r > 0 && r < minMailRate) || r > maxMailRate {
+			errs = append(errs, fmt.Errorf("MAIL_RATE must be 0 (no limit) or a number of messages per second from %g to %g, got %q", minMailRate, maxMailRate, v))
 		} else {
 			c.MailRate = r
 		}
@@ -167,6 +175,15 @@ func Load(getenv func(string) string) (Config, error) {
 
 	for _, p := range strings.Split(get("TRUSTED_PROXIES", ""), ",") {
 		if p = strings.TrimSpace(p); p != "" {
+			// Fiber drops a bad CIDR with a warning and keeps a bad IP as a
+			// string that never matches: the header would be ignored and
+			// every client would share the proxy's address.
+			if _, err := netip.ParsePrefix(p); err != nil {
+				if _, err := netip.ParseAddr(p); err != nil {
+					errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q is not an IP address or CIDR", p))
+					continue
+				}
+			}
 			c.TrustedProxies = append(c.TrustedProxies, p)
 		}
 	}
@@ -228,4 +245,22 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Adopt makes log the logger of the libraries that log on their own: the
+// standard library's log (Asynq's metrics collector) and, through
+// setRedisLogger (redis.SetLogger), go-redis's pool. Without it their
+// plain-text lines break a JSON log stream exactly when Redis is down.
+func Adopt(log *slog.Logger, setRedisLogger func(PrintfLogger)) {
+	slog.SetDefault(log)
+	setRedisLogger(PrintfLogger{log.With("component", "redis")})
+}
+
+// PrintfLogger logs Printf-style messages (go-redis's internal.Logging) as
+// warnings.
+type PrintfLogger struct{ Log *slog.Logger }
+
+// Printf logs one formatted message.
+func (p PrintfLogger) Printf(ctx context.Context, format string, v ...any) {
+	p.Log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }

@@ -112,15 +112,19 @@ func runProcfiles(files []string) error {
 		return errors.New("a process could not start")
 	}
 	remaining := len(cmds)
+	var failed error
 	select {
 	case <-sigs:
 		fmt.Fprintln(out, "stopping…")
-	case <-exited:
+	case err := <-exited:
 		fmt.Fprintln(out, "a process exited; stopping the others…")
 		remaining--
+		// One process ending on its own (a port in use, a bad setting)
+		// is a failed run, whatever its own status: say so in ours.
+		failed = fmt.Errorf("a process exited (%s); stopped the others", exitText(err))
 	}
 	stop(cmds, exited, remaining)
-	return nil
+	return failed
 }
 
 func start(p proc, color string, width int, out io.Writer) *exec.Cmd {

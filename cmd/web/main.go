@@ -28,6 +28,7 @@ import (
 	"rassylka/app/stats"
 	"rassylka/app/store"
 	"rassylka/app/web"
+	"rassylka/app/web/form"
 )
 
 const usage = `usage:
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
+	config.Adopt(log, func(l config.PrintfLogger) { redis.SetLogger(l) })
 
 	cmd := "serve"
 	if len(args) > 0 {
@@ -164,9 +166,19 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (quote values with spaces)", fs.Arg(0))
+	}
 	if strings.TrimSpace(*email) == "" {
 		return errors.New("--email is required")
 	}
+	// The same rules as the registration form: an address the sign-in form
+	// refuses would make an account no one can sign in to.
+	addr, problem := form.Email(*email)
+	if problem != "" {
+		return fmt.Errorf("--email %q: %s", *email, problem)
+	}
+	*email = addr
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
 	st := store.New(db)
@@ -180,8 +192,11 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 		if !r.Valid() {
 			return fmt.Errorf("--role must be user or manager, got %q", *role)
 		}
-		if len(*password) < auth.MinPasswordLength {
-			return fmt.Errorf("--password must be at least %d characters", auth.MinPasswordLength)
+		if problem := auth.PasswordProblem(*password, *email); problem != "" {
+			return fmt.Errorf("--password: %s", problem)
+		}
+		if *name, problem = form.Line(*name, false, 200, "the name"); problem != "" {
+			return fmt.Errorf("--name: %s", problem)
 		}
 		hash, err := auth.HashPassword(*password)
 		if err != nil {

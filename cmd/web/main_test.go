@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,5 +158,89 @@ func TestServeStopsGracefully(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
+	}
+}
+
+// user create must refuse what the sign-in and registration forms refuse:
+// an address the login form rejects makes an account no one can sign in
+// to, and a password the web forbids should not get in by the back door.
+func TestUserCreateValidatesLikeTheWeb(t *testing.T) {
+	dsn := testkit.EmptyDB(t)
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": testkit.RedisURL(t)}
+	cmd := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(context.Background(), args, func(k string) string { return vars[k] }, &out)
+		return out.String(), err
+	}
+	if _, err := cmd("migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--email", "not an email", "--password", "long enough pass"},
+		{"--email", "Boss <boss@example.com>", "--password", "long enough pass"},
+		{"--email", "a@example.com", "--password", "          "},
+		{"--email", "b@example.com", "--password", "password123"},
+		{"--email", "c@example.com", "--password", "c@example.com"},
+		{"--email", "d@example.com", "--password", "long enough pass", "--name", "two\nlines"},
+		{"--email", "e@example.com", "--password", "long enough pass", "stray"},
+	} {
+		if out, err := cmd(append([]string{"user", "create"}, args...)...); err == nil {
+			t.Errorf("user create %q = %q, want an error", args, out)
+		}
+	}
+}
+
+// With LOG_FORMAT=json every line the process writes must be JSON, also
+// when Redis is down (the libraries' own loggers wrote plain text then).
+func TestJSONLogsStayJSONWhenRedisIsDown(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	vars := map[string]string{"DATABASE_URL": dsn, "ADDR": addr, "LOG_FORMAT": "json",
+		"REDIS_URL": fmt.Sprintf("redis://127.0.0.1:%d/0", testkit.FreePort(t))}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The libraries' loggers hold os.Stderr's file: capture descriptor 2.
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := func() { _ = syscall.Dup3(saved, 2, 0) }
+	if err := syscall.Dup3(int(w.Fd()), 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer restore()
+	logged := make(chan string)
+	go func() { b, _ := io.ReadAll(r); logged <- string(b) }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, io.Discard) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web never answered: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+		resp.Body.Close()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	restore()
+	w.Close()
+	for _, line := range strings.Split(strings.TrimSpace(<-logged), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("not a JSON log line: %s", line)
+		}
 	}
 }
