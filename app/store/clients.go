@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -81,6 +82,8 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		Set("email = ?", c.Email).
 		Set("full_name = ?", c.FullName).
 		Set("comment = ?", c.Comment).
+		// A hard bounce is the old address's: a corrected one is mailable.
+		Set("bounced_at = CASE WHEN lower(email) = lower(?) THEN bounced_at END", c.Email).
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", c.ID, ownerID).
 		Returning("*").Scan(ctx)
@@ -154,6 +157,15 @@ func (s *Store) EachClient(ctx context.Context, ownerID int64, fn func(*model.Cl
 // ImportRow is one valid row of a CSV import.
 type ImportRow struct {
 	Email, FullName, Comment string
+	// UnsubscribedAt marks the client unsubscribed (an import never clears
+	// the mark).
+	UnsubscribedAt *time.Time
+}
+
+// ImportColumns says which of the optional columns an import has: an
+// existing client keeps the fields the file does not name.
+type ImportColumns struct {
+	Name, Comment bool
 }
 
 // UpsertClients creates the owner's clients of rows, or updates the name
@@ -161,23 +173,37 @@ type ImportRow struct {
 // in one statement. Emails must be unique within rows. It returns how many
 // were created and updated.
 func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (created, updated int, err error) {
+	return s.UpsertClientsColumns(ctx, ownerID, rows, ImportColumns{Name: true, Comment: true})
+}
+
+// UpsertClientsColumns is UpsertClients updating only the columns cols
+// names.
+func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []ImportRow, cols ImportColumns) (created, updated int, err error) {
 	if len(rows) == 0 {
 		return 0, 0, nil
 	}
 	emails := make([]string, len(rows))
 	names := make([]string, len(rows))
 	comments := make([]string, len(rows))
+	unsubscribed := make([]string, len(rows))
 	for i, r := range rows {
 		emails[i], names[i], comments[i] = r.Email, r.FullName, r.Comment
+		if r.UnsubscribedAt != nil {
+			unsubscribed[i] = r.UnsubscribedAt.UTC().Format(time.RFC3339Nano)
+		}
 	}
 	var inserted []bool
 	err = s.db.NewRaw(`
-		INSERT INTO clients (owner_id, email, full_name, comment)
-		SELECT ?, e, n, c FROM unnest(?::text[], ?::text[], ?::text[]) AS r(e, n, c)
+		INSERT INTO clients (owner_id, email, full_name, comment, unsubscribed_at)
+		SELECT ?, e, n, c, NULLIF(u, '')::timestamptz FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS r(e, n, c, u)
 		ON CONFLICT (owner_id, lower(email)) DO UPDATE
-			SET full_name = EXCLUDED.full_name, comment = EXCLUDED.comment, updated_at = now()
+			SET unsubscribed_at = coalesce(clients.unsubscribed_at, EXCLUDED.unsubscribed_at),
+				full_name = CASE WHEN ? THEN EXCLUDED.full_name ELSE clients.full_name END,
+				comment = CASE WHEN ? THEN EXCLUDED.comment ELSE clients.comment END,
+				updated_at = now()
 		RETURNING (xmax = 0)`,
-		ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments)).Scan(ctx, &inserted)
+		ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
+		pgdialect.Array(unsubscribed), cols.Name, cols.Comment).Scan(ctx, &inserted)
 	if err != nil {
 		return 0, 0, dbErr("upsert clients", err)
 	}

@@ -231,7 +231,7 @@ func (s *Server) exportClients(c *fiber.Ctx) error {
 		_ = cw.Write([]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"})
 		n := 0
 		err := st.EachClient(ctx, uid, func(cl *model.Client) error {
-			if err := cw.Write([]string{cl.Email, cl.FullName, cl.Comment, csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt),
+			if err := cw.Write([]string{form.EscapeFormula(cl.Email), form.EscapeFormula(cl.FullName), form.EscapeFormula(cl.Comment), csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt),
 				cl.CreatedAt.UTC().Format(time.RFC3339)}); err != nil {
 				return err
 			}

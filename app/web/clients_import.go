@@ -49,8 +49,9 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 	report := &clients.Report{}
 	seen := map[string]int{} // email -> line, to reject repeats within the file
 	var batch []store.ImportRow
+	var cols store.ImportColumns
 	flush := func() error {
-		created, updated, err := s.store.UpsertClients(c.UserContext(), uid, batch)
+		created, updated, err := s.store.UpsertClientsColumns(c.UserContext(), uid, batch, cols)
 		if err != nil {
 			return err
 		}
@@ -67,6 +68,7 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		}
 	}
 	err = form.ReadClientsCSV(f, func(r form.CSVRow) error {
+		cols = store.ImportColumns{Name: r.HasName, Comment: r.HasComment}
 		if r.Problem != "" {
 			reject(r.Line, r.Email, r.Problem)
 			return nil
@@ -76,7 +78,7 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 			return nil
 		}
 		seen[r.Email] = r.Line
-		batch = append(batch, store.ImportRow{Email: r.Email, FullName: r.FullName, Comment: r.Comment})
+		batch = append(batch, store.ImportRow{Email: r.Email, FullName: r.FullName, Comment: r.Comment, UnsubscribedAt: r.UnsubscribedAt})
 		if len(batch) >= importBatch {
 			return flush()
 		}

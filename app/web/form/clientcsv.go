@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -17,7 +18,11 @@ type CSVRow struct {
 	Email    string
 	FullName string
 	Comment  string
-	Problem  string // why the row is rejected, "" when valid
+	// UnsubscribedAt is when the client unsubscribed, as an export gives it.
+	UnsubscribedAt *time.Time
+	Problem        string // why the row is rejected, "" when valid
+	// HasName and HasComment say whether the file has these columns at all.
+	HasName, HasComment bool
 }
 
 // ErrCSVHeader is returned when the first line does not name an email column.
@@ -52,12 +57,15 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	if err != nil {
 		return fmt.Errorf("line 1: %w", err)
 	}
-	col := map[string]int{"email": -1, "full_name": -1, "comment": -1}
+	col := map[string]int{"email": -1, "full_name": -1, "comment": -1, "unsubscribed_at": -1}
 	for i, h := range header {
 		name := strings.ToLower(strings.TrimSpace(h))
 		name = strings.NewReplacer(" ", "_", "-", "_").Replace(name)
-		if name == "name" || name == "fullname" {
+		switch name {
+		case "name", "fullname":
 			name = "full_name"
+		case "e_mail", "email_address", "e_mail_address":
+			name = "email"
 		}
 		if _, ok := col[name]; ok && col[name] < 0 {
 			col[name] = i
@@ -68,7 +76,7 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	}
 	get := func(rec []string, name string) string {
 		if i := col[name]; i >= 0 && i < len(rec) {
-			return rec[i]
+			return unescapeFormula(rec[i])
 		}
 		return ""
 	}
@@ -77,7 +85,7 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		var row CSVRow
+		row := CSVRow{HasName: col["full_name"] >= 0, HasComment: col["comment"] >= 0}
 		var perr *csv.ParseError
 		switch {
 		case errors.As(err, &perr):
@@ -87,10 +95,10 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			return err
 		default:
 			row.Line, _ = cr.FieldPos(0)
-			if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
-				continue // a blank line
+			if blankRecord(rec) {
+				continue // a blank line, or an empty row of a spreadsheet (",,")
 			}
-			row.Problem = row.validate(get(rec, "email"), get(rec, "full_name"), get(rec, "comment"))
+			row.Problem = row.validate(get(rec, "email"), get(rec, "full_name"), get(rec, "comment"), get(rec, "unsubscribed_at"))
 		}
 		if err := fn(row); err != nil {
 			return err
@@ -98,7 +106,36 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	}
 }
 
-func (r *CSVRow) validate(email, name, comment string) string {
+func blankRecord(rec []string) bool {
+	for _, f := range rec {
+		if strings.TrimSpace(f) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// FormulaChars start a cell that spreadsheets run as a formula.
+const FormulaChars = "=+-@\t\r"
+
+// EscapeFormula makes a CSV cell that a spreadsheet would run as a formula
+// plain text, with a leading apostrophe (CSV injection).
+func EscapeFormula(s string) string {
+	if s != "" && strings.ContainsRune(FormulaChars, rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// unescapeFormula undoes EscapeFormula, so that an export imports back.
+func unescapeFormula(s string) string {
+	if len(s) > 1 && s[0] == '\'' && strings.ContainsRune(FormulaChars, rune(s[1])) {
+		return s[1:]
+	}
+	return s
+}
+
+func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 	if !utf8.ValidString(email + name + comment) {
 		r.Email = strings.ToValidUTF8(email, "?")
 		return "not UTF-8 text"
@@ -112,6 +149,13 @@ func (r *CSVRow) validate(email, name, comment string) string {
 	}
 	if r.Comment, msg = Text(comment, false, 2000, "a comment"); msg != "" {
 		return "comment: " + msg
+	}
+	if u := strings.TrimSpace(unsubscribed); u != "" {
+		t, err := time.Parse(time.RFC3339, u)
+		if err != nil {
+			return "unsubscribed_at: use a time like 2024-05-01T09:00:00Z, or leave it empty"
+		}
+		r.UnsubscribedAt = &t
 	}
 	return ""
 }
