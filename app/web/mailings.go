@@ -237,12 +237,16 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
 		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
 		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
-		RecipientsPager: pager(c, mailings.URL(r.ID), rpage, "recipients", "mailing-recipients"),
+		RecipientsPager: pager(c, mailings.URL(r.ID), rpage, "recipients", mailings.RecipientsID),
 		AttemptsTotal:   apage.Total,
 	}
 	for _, cl := range recips {
 		v.Recipients = append(v.Recipients, mailings.Recipient{ID: cl.ID, Email: cl.Email, Name: cl.FullName,
 			Unsubscribed: cl.UnsubscribedAt != nil, Bounced: cl.BouncedAt != nil})
+	}
+	// Paging the recipients with htmx swaps just their section.
+	if isHTMX(c) && c.Get("HX-Target") == mailings.RecipientsID {
+		return render(c, fiber.StatusOK, mailings.Recipients(v))
 	}
 	for _, run := range runs {
 		v.Runs = append(v.Runs, runView(run, u))

@@ -16,6 +16,70 @@ document.addEventListener("DOMContentLoaded", function () {
   document.documentElement.dataset.htmx = "ready";
 });
 
+// An htmx request that fails is not swapped (above), so say what went
+// wrong in the flash area: the title and message of the error fragment
+// the server answered, or a word about the network.
+function showRequestError(text) {
+  var box = document.getElementById("flash");
+  if (!box) return;
+  var div = document.createElement("div");
+  div.className = "flash error";
+  div.setAttribute("role", "alert");
+  div.dataset.testid = "request-error";
+  div.textContent = text;
+  box.replaceChildren(div);
+}
+document.addEventListener("htmx:responseError", function (e) {
+  var xhr = e.detail.xhr;
+  var text = "Something went wrong (" + xhr.status + "). Please try again.";
+  try {
+    var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+    var page = doc.querySelector("[data-testid=error-page]");
+    if (page) {
+      var title = page.querySelector("h1");
+      var msg = page.querySelector("h1 + p");
+      text = (title ? title.textContent + ". " : "") + (msg ? msg.textContent : "");
+    }
+  } catch (err) {}
+  showRequestError(text);
+});
+document.addEventListener("htmx:sendError", function () {
+  showRequestError("Rassylka could not be reached. Check your connection and try again.");
+});
+
+// A plain form posts once: a second click while the first post is on its
+// way (a slow network) would create a second object or start a run twice.
+// htmx forms are left alone (htmx drops a request while one is in flight),
+// as are posts a confirm() or a script called off.
+document.addEventListener("submit", function (e) {
+  var f = e.target;
+  if (e.defaultPrevented || (f.method || "").toLowerCase() !== "post") return;
+  if (f.dataset.submitting) {
+    e.preventDefault();
+    return;
+  }
+  f.dataset.submitting = "1";
+  if (e.submitter) e.submitter.setAttribute("aria-busy", "true");
+});
+// A page brought back by Back (bfcache) may be posted again.
+window.addEventListener("pageshow", function (e) {
+  if (!e.persisted) return;
+  document.querySelectorAll("form[data-submitting]").forEach(function (f) {
+    delete f.dataset.submitting;
+    f.querySelectorAll("[aria-busy]").forEach(function (b) { b.removeAttribute("aria-busy"); });
+  });
+});
+
+// A form sent back with errors puts the focus on the first field in error
+// (rather than on the form's autofocus field), on a page and in a form
+// htmx swapped in.
+function focusFirstError(root) {
+  var bad = root.querySelector && root.querySelector("form [aria-invalid=true], [aria-invalid=true]");
+  if (bad) bad.focus();
+}
+document.addEventListener("DOMContentLoaded", function () { focusFirstError(document); });
+document.addEventListener("htmx:afterSettle", function (e) { focusFirstError(e.detail.elt); });
+
 // A new account takes the browser's time zone.
 document.addEventListener("DOMContentLoaded", function () {
   var tz = "";

@@ -1,0 +1,491 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"rassylka/app/model"
+	"rassylka/app/testkit"
+)
+
+// mailingWithRecipients makes a mailing of owner to n new clients.
+func mailingWithRecipients(t *testing.T, e *env, owner *model.User, n int) *model.Mailing {
+	t.Helper()
+	ctx := context.Background()
+	ids := make([]int64, 0, n)
+	for i := range n {
+		c := &model.Client{OwnerID: owner.ID, Email: fmt.Sprintf("r%03d@example.com", i), FullName: fmt.Sprintf("Recipient %03d", i)}
+		if err := e.store.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID)
+	}
+	msg := &model.Message{OwnerID: owner.ID, Subject: "Paged news", Body: "Hello {{name}}"}
+	if err := e.store.CreateMessage(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Minute)
+	m := &model.Mailing{OwnerID: owner.ID, MessageID: msg.ID, StartsAt: start, EndsAt: start.Add(48 * time.Hour),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated, NextRunAt: &start}
+	if err := e.store.CreateMailing(ctx, m, ids); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// The recipients of a mailing are paged with htmx (hx-target
+// #mailing-recipients, hx-push-url): the answer is their section alone, not
+// the whole page nested in place of it.
+func TestBrowserMailingRecipientsPagerSwapsOnlyRecipients(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, perPageForBench+5)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", base, m.ID)),
+		chromedp.WaitVisible(chromedp.CSS("#mailing-recipients [data-testid=next-page]")))
+	b.waitJS("htmx ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.settled("#mailing-recipients [data-testid=next-page]")
+	b.do("next page of recipients", chromedp.Click(chromedp.CSS("#mailing-recipients [data-testid=next-page]")))
+	b.waitJS("second page pushed", `location.search.includes("page=2") && !!document.querySelector("#mailing-recipients [data-testid=prev-page]")`)
+	b.settled("#mailing-recipients")
+	counts, err := chromedp.Run(b.ctx, chromedp.Evaluate[map[string]int](`({
+		nav: document.querySelectorAll("nav[aria-label=Main]").length,
+		show: document.querySelectorAll("[data-testid=mailing-show]").length,
+		recipients: document.querySelectorAll("#mailing-recipients").length,
+		footer: document.querySelectorAll("footer.container").length,
+		rows: document.querySelectorAll("[data-testid=recipients-table] tbody tr").length,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["nav"] != 1 || counts["show"] != 1 || counts["recipients"] != 1 || counts["footer"] != 1 || counts["rows"] != 5 {
+		t.Errorf("after paging the recipients the page holds %v; want one navigation, one mailing card, one recipients section, one footer and the 5 recipients of page 2", counts)
+	}
+}
+
+// A click whose htmx request fails (here: Delete on a client that another
+// tab already deleted, 404) tells the person what went wrong: htmx swaps
+// no error answer, so the page shows the error fragment's words in its
+// flash area.
+func TestBrowserHTMXErrorIsShown(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	c := &model.Client{OwnerID: ann.ID, Email: "gone@example.com", FullName: "Gone"}
+	if err := e.store.CreateClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=delete-client]")))
+	b.settled("[data-testid=delete-client]")
+	// Meanwhile, in another tab, the client is deleted.
+	if err := e.store.DeleteClient(context.Background(), ann.ID, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.acceptConfirms()
+	b.do("delete", chromedp.Click(chromedp.CSS("[data-testid=delete-client]")))
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`[...document.querySelectorAll("[role=alert], #flash .flash, [data-testid=error-page]")].some(el => el.offsetParent !== null && /not found|went wrong|nothing here/i.test(el.textContent))`,
+		chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		html, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+		t.Fatalf("a failed htmx request (404) shows nothing to the user; the page says:\n%s", html)
+	}
+}
+
+// The session ends (idle timeout, sign-out elsewhere) while a list is
+// open; the next htmx request goes to the sign-in page and, once signed
+// in, back to the list.
+func TestBrowserSessionExpiryMidHTMX(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := range perPageForBench + 5 {
+		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("c%02d@example.com", i)}
+		if err := e.store.CreateClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients?q=example"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
+	b.settled("[data-testid=next-page]")
+	keys, err := e.redis.Keys(context.Background(), "session:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("session keys %v, %v", keys, err)
+	}
+	e.redis.Del(context.Background(), keys...)
+	b.do("page on", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=login-form]")`)
+	b.do("sign in again",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+	)
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/clients" && !!document.querySelector("[data-testid=clients-table]")`)
+	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname + location.search`)); !strings.Contains(got, "q=example") {
+		t.Errorf("back at %q, want the list as it was (q=example)", got)
+	}
+}
+
+// waitAcrossNavigation waits until expr is true, through page loads (a
+// poll is cut short when the page navigates).
+func waitAcrossNavigation(t *testing.T, ctx context.Context, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		ok, err := chromedp.Run(pctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	href, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+	t.Fatalf("waiting for %s (at %s): %v", expr, href, last)
+}
+
+// consoleErrors records exceptions, console errors and warnings, and
+// browser log errors of the tab.
+func consoleErrors(ctx context.Context) func() []string {
+	var mu sync.Mutex
+	var errs []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				mu.Lock()
+				errs = append(errs, m.String()+" ("+m.URL+")")
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), errs...)
+	}
+}
+
+// Every page of a signed-in user and a manager loads without script
+// errors or warnings in the console.
+func TestBrowserNoConsoleErrors(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleManager)
+	o := makeObjects(t, e, ann)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	got := consoleErrors(b.ctx)
+	for _, p := range []string{"/", "/login", "/register", "/password/forgot"} {
+		b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		b.waitJS("htmx ready on "+p, `document.documentElement.dataset.htmx === "ready"`)
+	}
+	b.signIn("ann@example.com")
+	for _, p := range []string{"/", "/clients", "/clients/new", "/clients/import", "/clients/" + id(o.client.ID), "/clients/" + id(o.client.ID) + "/edit",
+		"/messages", "/messages/new", "/messages/" + id(o.message.ID), "/messages/" + id(o.message.ID) + "/edit",
+		"/mailings", "/mailings/new", "/mailings/" + id(o.mailing.ID), "/mailings/" + id(o.mailing.ID) + "/edit", "/mailings/" + id(o.mailing.ID) + "/attempts",
+		"/stats", "/stats?scope=all", "/users", "/account"} {
+		b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		b.waitJS("htmx ready on "+p, `document.documentElement.dataset.htmx === "ready"`)
+		time.Sleep(300 * time.Millisecond) // load-triggered htmx requests
+		if errs := got(); len(errs) > 0 {
+			t.Fatalf("console on %s: %v", p, errs)
+		}
+	}
+}
+
+// slowProxy sits between the browser and the app and holds every answer
+// to a POST for delay after the app has handled it, as a slow network
+// does: the person sees nothing happen and clicks again.
+func slowProxy(t *testing.T, base string, delay time.Duration) string {
+	t.Helper()
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method == http.MethodPost {
+			time.Sleep(delay)
+		}
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// doubleClick clicks sel twice, gap apart, as an impatient person does:
+// two clicks of the mouse at the button's place, whatever the page does
+// in between.
+func (b *browserUser) doubleClick(sel string, gap time.Duration) {
+	b.t.Helper()
+	xy, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`(() => {
+		const el = document.querySelector("`+sel+`");
+		el.scrollIntoView({block: "center"});
+		const r = el.getBoundingClientRect();
+		return [r.left + r.width / 2, r.top + r.height / 2];
+	})()`))
+	if err != nil {
+		b.t.Fatalf("find %s: %v", sel, err)
+	}
+	b.do("first click on "+sel, chromedp.MouseClickXY(xy[0], xy[1]))
+	time.Sleep(gap)
+	b.do("second click on "+sel, chromedp.MouseClickXY(xy[0], xy[1]))
+}
+
+func countRows(t *testing.T, e *env, table string, ownerID int64) int64 {
+	t.Helper()
+	n, err := e.db.NewSelect().Table(table).Where("owner_id = ?", ownerID).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A double click on "Save message" (a plain form) on a slow connection
+// sends the form once: one message.
+func TestBrowserDoubleSubmitCreatesOneMessage(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	slow := slowProxy(t, base, 700*time.Millisecond)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: slow}
+	b.signIn("ann@example.com")
+	b.do("new message", chromedp.Navigate(slow+"/messages/new"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=message-form]")),
+		chromedp.SetValue(chromedp.CSS("#field-subject"), "Only once"),
+		chromedp.SetValue(chromedp.CSS("#field-body"), "Hello {{name}}"),
+	)
+	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.doubleClick("[data-testid=message-form] button[type=submit]", 150*time.Millisecond)
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=message-show]")`)
+	time.Sleep(time.Second) // a second POST, if any, has been handled
+	if n := countRows(t, e, "messages", ann.ID); n != 1 {
+		t.Errorf("a double click on Save message created %d messages, want 1", n)
+	}
+}
+
+// A double click on "Send now" on a slow connection posts once: the page
+// says "Sending to N recipients", not a second post's refusal ("A run of
+// this mailing is still sending").
+func TestBrowserDoubleClickSendNow(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 3)
+	slow := slowProxy(t, base, 700*time.Millisecond)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: slow}
+	b.signIn("ann@example.com")
+	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", slow, m.ID)),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-now]")))
+	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.doubleClick("[data-testid=send-now]", 150*time.Millisecond)
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("#flash .flash")`)
+	time.Sleep(time.Second)
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("#flash .flash")`)
+	flash, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("#flash")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(flash, "Sending to 3 recipients") {
+		t.Errorf("after a double click on Send now the page says %q, want %q", strings.TrimSpace(flash), "Sending to 3 recipients.")
+	}
+}
+
+// A form sent back with an error keeps what was typed and puts the focus
+// on the field in error, so a keyboard or screen-reader user lands on the
+// message. The message form always focuses the subject (autofocus), and
+// the mailing form focuses nothing.
+func TestBrowserValidationFocusesTheFieldInError(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	mailingWithRecipients(t, e, ann, 1)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+
+	b.do("a message without text", chromedp.Navigate(base+"/messages/new"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=message-form]")),
+		chromedp.SetValue(chromedp.CSS("#field-subject"), "Kept subject"),
+		chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-field-error="body"]`)),
+	)
+	b.waitJS("scripts ran", `document.documentElement.dataset.htmx === "ready"`)
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[document.querySelector("#field-subject").value, document.activeElement.id]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != "Kept subject" {
+		t.Errorf("the subject typed is lost: %q", got[0])
+	}
+	if got[1] != "field-body" {
+		t.Errorf("after the error on the text the focus is on %q, want field-body", got[1])
+	}
+
+	b.do("a mailing that ends before it starts", chromedp.Navigate(base+"/mailings/new"),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.settled("[data-testid=picker-option]")
+	start := time.Now().Add(48 * time.Hour)
+	b.do("fill",
+		chromedp.SetValue(chromedp.CSS("#field-message_id"), "1"),
+		chromedp.SetValue(chromedp.CSS("#field-starts_at"), start.Format("2006-01-02T15:04")),
+		chromedp.SetValue(chromedp.CSS("#field-ends_at"), start.Add(-time.Hour).Format("2006-01-02T15:04")),
+		chromedp.Click(chromedp.CSS("[data-testid=picker-option]")),
+		chromedp.Click(chromedp.CSS("[data-testid=mailing-form] button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-field-error="ends_at"]`)),
+	)
+	b.waitJS("scripts ran", `document.documentElement.dataset.htmx === "ready"`)
+	focus, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement.id || document.activeElement.tagName`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if focus != "field-ends_at" {
+		t.Errorf("after the error on the end of sending the focus is on %q, want field-ends_at", focus)
+	}
+}
+
+// Search and page the clients with htmx, then Back, Forward and reload:
+// the address and the list agree at every step.
+func TestBrowserClientsHistory(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := range perPageForBench + 5 {
+		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("c%02d@example.com", i)}
+		if err := e.store.CreateClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	extra := &model.Client{OwnerID: ann.ID, Email: "zed@other.test"}
+	if err := e.store.CreateClient(context.Background(), extra); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
+	b.settled("[data-testid=next-page]")
+	b.do("next page", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
+	b.waitJS("page 2", `location.search === "?page=2" && !!document.querySelector("[data-testid=prev-page]")`)
+	b.settled("[data-testid=client-search]")
+	b.do("search", chromedp.SendKeys(chromedp.CSS("[data-testid=client-search]"), "zed"))
+	b.waitJS("searched", `location.search === "?q=zed" && document.querySelectorAll("[data-testid=client-row]").length === 1`)
+	state := func() string {
+		s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.search + " rows=" + document.querySelectorAll("[data-testid=client-row]").length +
+			" q=" + document.querySelector("[data-testid=client-search]").value + " pager=" + document.querySelector("[data-testid=pager]").textContent.replace(/\s+/g, " ").trim()`))
+		return s
+	}
+	b.do("back", chromedp.NavigateBack())
+	waitAcrossNavigation(t, b.ctx, `location.search === "?page=2"`)
+	waitAcrossNavigation(t, b.ctx, `document.querySelectorAll("[data-testid=client-row]").length === 6 && document.querySelector("[data-testid=client-search]").value === ""`)
+	b.do("back again", chromedp.NavigateBack())
+	waitAcrossNavigation(t, b.ctx, `location.search === "" && document.querySelectorAll("[data-testid=client-row]").length === 50`)
+	b.do("forward", chromedp.NavigateForward())
+	waitAcrossNavigation(t, b.ctx, `location.search === "?page=2" && document.querySelectorAll("[data-testid=client-row]").length === 6`)
+	b.do("forward again", chromedp.NavigateForward())
+	waitAcrossNavigation(t, b.ctx, `location.search === "?q=zed" && document.querySelectorAll("[data-testid=client-row]").length === 1`)
+	b.do("reload", chromedp.Reload())
+	waitAcrossNavigation(t, b.ctx, `location.search === "?q=zed" && document.querySelectorAll("[data-testid=client-row]").length === 1 && document.querySelector("[data-testid=client-search]").value === "zed"`)
+	t.Log(state())
+}
+
+// Send now with a worker: the progress box fills, the page reloads once
+// the run has ended, the runs table and the attempt log show the sends.
+func TestBrowserSendNowProgress(t *testing.T) {
+	e, base := servedEnv(t)
+	sink := e.withWorker(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 5)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	got := consoleErrors(b.ctx)
+	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", base, m.ID)),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-now]")))
+	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.do("send now", chromedp.Click(chromedp.CSS("[data-testid=send-now]")))
+	waitAcrossNavigation(t, b.ctx, `(document.querySelector("#flash")||{}).textContent?.includes("Sending to 5 recipients")`)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := sink.Wait(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=runs-table]") && !document.querySelector("[data-testid=runs-table]").textContent.includes("sending…")`)
+	waitAcrossNavigation(t, b.ctx, `document.querySelector("[data-testid=progress-bar]").value === 5 && document.querySelector("[data-testid=progress-sent]").textContent === "5"`)
+	waitAcrossNavigation(t, b.ctx, `document.querySelectorAll("[data-testid=attempt-row]").length === 5`)
+	b.do("attempt log", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d/attempts?status=failure", base, m.ID)))
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=empty]")`)
+	if errs := got(); len(errs) > 0 {
+		t.Errorf("console: %v", errs)
+	}
+}
+
+// Every control of the main pages has a name a screen reader reads (a
+// label tied to it, or aria-label), and the focused control is visible.
+func TestBrowserControlsLabelledAndFocusVisible(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	for _, p := range []string{"/login", "/register", "/password/forgot"} {
+		b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		b.checkControls(p)
+	}
+	b.signIn("ann@example.com")
+	for _, p := range []string{"/clients", "/clients/new", "/clients/import", "/clients/" + id(o.client.ID) + "/edit",
+		"/messages", "/messages/new", "/mailings", "/mailings/new", "/mailings/" + id(o.mailing.ID) + "/edit", "/account", "/stats"} {
+		b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		b.waitJS("htmx ready", `document.documentElement.dataset.htmx === "ready"`)
+		time.Sleep(300 * time.Millisecond)
+		b.checkControls(p)
+	}
+}
+
+func (b *browserUser) checkControls(page string) {
+	b.t.Helper()
+	bad, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")].filter(el => {
+		const name = (el.labels && [...el.labels].map(l => l.textContent).join("").trim()) || el.getAttribute("aria-label") ||
+			(el.getAttribute("aria-labelledby") && document.getElementById(el.getAttribute("aria-labelledby"))?.textContent) ||
+			(el.tagName === "BUTTON" && el.textContent.trim()) || el.title;
+		return !name;
+	}).map(el => el.outerHTML.slice(0, 160))`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		b.t.Errorf("%s: controls without a name: %v", page, bad)
+	}
+	// Focus each control in turn: each shows it. (The tab must have the
+	// focus first: a click on the page, as a person's first keypress.)
+	b.do("focus the tab", chromedp.Click(chromedp.CSS("footer small")))
+	invisible, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`(async () => {
+		const out = [];
+		const els = [...document.querySelectorAll("main a[href], main input:not([type=hidden],[type=file]), main select, main textarea, main button")].filter(el => el.offsetParent !== null && !el.disabled);
+		for (const el of els.slice(0, 8)) {
+			el.focus({focusVisible: true});
+			if (document.activeElement !== el) continue;
+			await new Promise(r => setTimeout(r, 250)); // past the style's transition
+			const s = getComputedStyle(el);
+			const ring = (s.outlineStyle !== "none" && parseFloat(s.outlineWidth) > 0) || (s.boxShadow && s.boxShadow !== "none");
+			if (!ring) out.push(el.outerHTML.slice(0, 120));
+		}
+		return out;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if len(invisible) > 0 {
+		b.t.Errorf("%s: focus not visible on %v", page, invisible)
+	}
+}
