@@ -32,6 +32,7 @@ var (
 	ErrTokenExpired    = errors.New("token expired")
 	ErrTokenUsed       = errors.New("token already used")
 	ErrNoVerifiedEmail = errors.New("provider gave no verified email")
+	ErrIdentityTaken   = errors.New("provider account linked to another user")
 )
 
 // Enqueuer puts tasks on the queue; *asynq.Client is the real one.
@@ -166,6 +167,17 @@ func (a *Accounts) Confirm(ctx context.Context, token string) (*model.User, erro
 		u, err = tx.UserByID(ctx, t.UserID)
 		return err
 	})
+	if errors.Is(err, ErrTokenExpired) {
+		// An expired link of an address confirmed since (a reset link or
+		// a provider confirmed it) has nothing left to do: say it is
+		// confirmed rather than offer a new link, which a confirmed
+		// account is never mailed.
+		if t, ferr := a.findToken(ctx, model.TokenConfirmEmail, token); errors.Is(ferr, ErrTokenExpired) {
+			if owner, uerr := a.Store.UserByID(ctx, t.UserID); uerr == nil && owner.EmailConfirmedAt != nil {
+				return owner, nil
+			}
+		}
+	}
 	return u, err
 }
 
@@ -356,6 +368,35 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		return u, ErrBlocked
 	}
 	return u, nil
+}
+
+// OAuthLink links a provider's account to the signed-in user u (its
+// address need not be u's, but the provider must vouch for it). An
+// identity already linked to u is fine; one linked to another user is
+// ErrIdentityTaken.
+func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string, gu goth.User) error {
+	if gu.UserID == "" {
+		return fmt.Errorf("oauth link: %s gave no user id", provider)
+	}
+	ident, err := a.Store.IdentityByProvider(ctx, provider, gu.UserID)
+	if err == nil {
+		if ident.UserID == u.ID {
+			return nil
+		}
+		return ErrIdentityTaken
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	addr, verified := VerifiedEmail(provider, gu)
+	if !verified {
+		return ErrNoVerifiedEmail
+	}
+	err = a.Store.CreateIdentity(ctx, &model.Identity{UserID: u.ID, Provider: provider, ProviderUserID: gu.UserID, Email: addr})
+	if errors.Is(err, store.ErrConflict) {
+		return ErrIdentityTaken // linked by a concurrent request
+	}
+	return err
 }
 
 // oneLine makes a name from a provider fit a name field: control

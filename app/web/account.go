@@ -300,6 +300,9 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
 		HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
+	for _, p := range s.providers.Enabled() {
+		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
+	}
 	for _, id := range ids {
 		v.Identities = append(v.Identities, account.Identity{
 			ID: id.ID, Provider: id.Provider, Email: id.Email, Linked: formatTime(id.CreatedAt, u.TimeZone),

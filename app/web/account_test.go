@@ -213,6 +213,42 @@ func TestConfirmBadLinks(t *testing.T) {
 	}
 }
 
+// TestExpiredConfirmLinkOfAConfirmedAccount: an address confirmed another
+// way (a password reset link confirms it too) makes an old, expired
+// confirmation link moot. Its page must not send the owner to ask for a
+// new link: the resend answers "we mailed you a link" but mails nothing
+// to a confirmed account, and the owner waits for a mail that never comes.
+func TestExpiredConfirmLinkOfAConfirmedAccount(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "late@example.com", "Late")
+	_, confirmLink := e.waitMail(t, sink, 1)
+	resp, body := c.post(t, "/password/forgot", url.Values{"email": {"late@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	_, resetLink := e.waitMail(t, sink, 2)
+	resp, body = c.post(t, resetLink, url.Values{"password": {"a brand new secret"}})
+	wantRedirect(t, resp, body, "/")
+	if u, _ := e.store.UserByEmail(context.Background(), "late@example.com"); u.EmailConfirmedAt == nil {
+		t.Fatal("the reset did not confirm the address")
+	}
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE tokens SET expires_at = now() - interval '1 minute' WHERE purpose = 'confirm_email'"); err != nil {
+		t.Fatal(err)
+	}
+
+	fresh := e.client()
+	resp, body = fresh.get(t, confirmLink)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("expired link of a confirmed account: %d %q, offering a resend: %v; want the sign-in page saying the address is confirmed",
+			resp.StatusCode, parseHTML(t, body).Find("h1").Text(), parseHTML(t, body).Find("[data-testid=resend-form]").Length() == 1)
+	}
+	wantRedirect(t, resp, body, "/login")
+	_, body = fresh.get(t, "/login")
+	if !strings.Contains(body, "is confirmed") {
+		t.Errorf("the sign-in page does not say the address is confirmed:\n%s", body)
+	}
+}
+
 func TestLoginFailures(t *testing.T) {
 	e := newEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)

@@ -7,9 +7,13 @@ import (
 	"net/url"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/markbates/goth"
+	"github.com/markbates/goth/providers/github"
 
 	"rassylka/app/auth"
+	"rassylka/app/model"
 	"rassylka/views/account"
+	"rassylka/views/layout"
 )
 
 // Session keys of an OAuth round trip.
@@ -90,10 +94,19 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 			"We could not complete the sign-in with the provider. Please try again in a moment.")
 	}
 	gu, err := gp.FetchUser(gs)
+	if errors.Is(err, github.ErrNoVerifiedGitHubPrimaryEmail) && gu.UserID != "" {
+		// Not an outage: the user is known, only without a verified
+		// address. A linked identity still signs in; otherwise
+		// OAuthSignIn answers ErrNoVerifiedEmail.
+		gu.Email, err = "", nil
+	}
 	if err != nil {
 		s.log.WarnContext(c.UserContext(), "oauth fetch user failed", "provider", name, "error", err.Error(), "request_id", RequestID(c))
 		return s.oauthRefused(c, fiber.StatusBadGateway, "Sign-in failed",
 			"The sign-in provider did not tell us who you are. Please try again in a moment.")
+	}
+	if cur := auth.CurrentUser(c); cur != nil {
+		return s.oauthLink(c, cur, gp.Name(), gu, next)
 	}
 	u, err := s.accounts.OAuthSignIn(c.UserContext(), gp.Name(), gu)
 	switch {
@@ -111,6 +124,27 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 		return err
 	}
 	return c.Redirect(auth.SafeNext(next), fiber.StatusSeeOther)
+}
+
+// oauthLink links the provider's account to the signed-in user, who stays
+// signed in as themself.
+func (s *Server) oauthLink(c *fiber.Ctx, u *model.User, provider string, gu goth.User, next string) error {
+	err := s.accounts.OAuthLink(c.UserContext(), u, provider, gu)
+	switch {
+	case errors.Is(err, auth.ErrIdentityTaken):
+		return s.oauthRefused(c, fiber.StatusConflict, "Linked to another account",
+			"This account of the sign-in provider is already linked to another Rassylka account. Sign in to that one and unlink it there first.")
+	case errors.Is(err, auth.ErrNoVerifiedEmail):
+		return s.oauthRefused(c, fiber.StatusForbidden, "No verified email address",
+			"The sign-in provider did not give us a verified email address, so we cannot link it. Verify your address with the provider and try again.")
+	case err != nil:
+		return err
+	}
+	s.setFlash(c, layout.FlashSuccess, "The account is linked: you can sign in with it too.")
+	if next = auth.SafeNext(next); next == "/" {
+		next = "/account"
+	}
+	return c.Redirect(next, fiber.StatusSeeOther)
 }
 
 func (s *Server) oauthRefused(c *fiber.Ctx, status int, title, text string) error {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/markbates/goth"
+	"github.com/markbates/goth/providers/github"
 	"github.com/markbates/goth/providers/openidConnect"
 
 	"rassylka/app/auth"
@@ -266,4 +267,111 @@ func TestOAuthNextStaysOnSite(t *testing.T) {
 	}
 	resp, body := oauthSignIn(t, e.client(), f, "/account", oidcUser{Sub: "n1", Email: "n1@example.com", Verified: true})
 	wantRedirect(t, resp, body, "/account")
+}
+
+// fakeGitHub answers GitHub's token, user and user/emails endpoints for one
+// user whose only address is primary but not verified.
+func fakeGitHub(t testing.TB) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login/oauth/access_token", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"access_token": "gh-token", "token_type": "bearer"})
+	})
+	mux.HandleFunc("GET /user", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"id": 4242, "login": "octo", "name": "Octo Cat", "email": nil})
+	})
+	mux.HandleFunc("GET /user/emails", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, []map[string]any{{"email": "octo@example.com", "primary": true, "verified": false}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestOAuthGitHubWithoutVerifiedEmail: goth's GitHub provider fails to
+// fetch a user whose primary address is unverified. That is no outage: a
+// new user is told the provider gave no verified address (not to "try
+// again in a moment"), and a user whose GitHub account is already linked
+// still signs in (the identity, not the address, finds the account).
+func TestOAuthGitHubWithoutVerifiedEmail(t *testing.T) {
+	gh := fakeGitHub(t)
+	cfg := testConfig(t)
+	providers := auth.NewProviders(cfg, nil)
+	providers.Add("github", func() (goth.Provider, error) {
+		return github.NewCustomisedURL("gh-key", "gh-secret", cfg.BaseURL+"/auth/github/callback",
+			gh.URL+"/login/oauth/authorize", gh.URL+"/login/oauth/access_token", gh.URL+"/user", gh.URL+"/user/emails",
+			"read:user", "user:email"), nil
+	})
+	e := newEnvWith(t, cfg, testkit.Redis(t), providers)
+	roundTrip := func(c *client) (*http.Response, string) {
+		t.Helper()
+		resp, body := c.get(t, "/auth/github")
+		wantStatus(t, resp, body, http.StatusSeeOther)
+		au, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.get(t, "/auth/github/callback?code=c1&state="+url.QueryEscape(au.Query().Get("state")))
+	}
+
+	resp, body := roundTrip(e.client())
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if !strings.Contains(body, "No verified email address") {
+		t.Errorf("a GitHub user without a verified address is not told so:\n%s", parseHTML(t, body).Find("[data-testid=notice]").Text())
+	}
+
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	if err := e.store.CreateIdentity(context.Background(), &model.Identity{UserID: ann.ID, Provider: "github", ProviderUserID: "4242", Email: "ann@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	resp, body = roundTrip(c)
+	wantRedirect(t, resp, body, "/")
+	if resp, _ := c.get(t, "/account"); resp.StatusCode != http.StatusOK {
+		t.Fatal("the linked GitHub user is not signed in")
+	}
+}
+
+// TestOAuthWhileSignedIn: a signed-in user who goes through a provider
+// links that identity to their own account (the account page sends them to
+// the providers to link one). It must neither create a second account
+// and switch the session to it, nor switch the session to whichever other
+// account already holds the identity.
+func TestOAuthWhileSignedIn(t *testing.T) {
+	e, f := oidcEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	_, body = c.get(t, "/account")
+	if href, _ := parseHTML(t, body).Find("[data-testid=link-providers] a").Attr("href"); href != "/auth/oidc?next=%2Faccount" {
+		t.Errorf("the account page offers no way to link the enabled provider (signed in, /login only redirects): %q", href)
+	}
+
+	// A provider account with another (verified) address links to Ann.
+	resp, body = oauthSignIn(t, c, f, "", oidcUser{Sub: "ann-sso", Email: "ann.work@example.com", Name: "Ann", Verified: true})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("link: %d\n%s", resp.StatusCode, body)
+	}
+	_, body = c.get(t, "/account")
+	if got := parseHTML(t, body).Find("[data-testid=account-email]").Text(); got != "ann@example.com" {
+		t.Fatalf("after going through the provider the session is %q's, not Ann's", got)
+	}
+	if _, err := e.store.UserByEmail(ctx, "ann.work@example.com"); err == nil {
+		t.Error("a second account was created for a signed-in user")
+	}
+	if ids, _ := e.store.IdentitiesOfUser(ctx, ann.ID); len(ids) != 1 || ids[0].ProviderUserID != "ann-sso" {
+		t.Errorf("identities of Ann: %+v", ids)
+	}
+
+	// An identity that is Bob's is refused; Ann stays Ann.
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "bob-sso", Email: "bob@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	resp, body = oauthSignIn(t, c, f, "", oidcUser{Sub: "bob-sso", Email: "bob@example.com", Verified: true})
+	wantStatus(t, resp, body, http.StatusConflict)
+	_, body = c.get(t, "/account")
+	if got := parseHTML(t, body).Find("[data-testid=account-email]").Text(); got != "ann@example.com" {
+		t.Fatalf("an identity linked to another account switched the session to %q", got)
+	}
 }
