@@ -238,6 +238,17 @@ func (s *Store) RunsOfMailing(ctx context.Context, mailingID int64, limit int) (
 	return runs, nil
 }
 
+// RunsPage returns one page of a mailing's runs, newest first; the caller
+// has checked that the mailing is visible.
+func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]model.Run, Page, error) {
+	var runs []model.Run
+	err := scanPage(ctx, s.db.NewSelect().Model(&runs).Where("mailing_id = ?", mailingID).OrderExpr("id DESC"), &page)
+	if err != nil {
+		return nil, page, dbErr("runs of mailing", err)
+	}
+	return runs, page, nil
+}
+
 // AttemptsOfMailing returns one page of a mailing's attempts, newest first,
 // of one status when given.
 func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status model.AttemptStatus, page Page) ([]model.Attempt, Page, error) {

@@ -42,6 +42,7 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 		v.Rows = append(v.Rows, clientRow(&rows[i], u))
 	}
 	if all && sc.Owner != 0 {
+		v.Owner = sc.Owner
 		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
 			v.OwnerEmail = owner.Email
 		}

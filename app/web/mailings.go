@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -225,7 +226,8 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	runs, err := s.store.RunsOfMailing(ctx, r.ID, 20)
+	runsNumber, _ := strconv.Atoi(c.Query("runs_page"))
+	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, store.NewPage(runsNumber, runsPerPage))
 	if err != nil {
 		return err
 	}
@@ -239,6 +241,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
 		RecipientsPager: pager(c, mailings.URL(r.ID), rpage, "recipients", mailings.RecipientsID),
 		AttemptsTotal:   apage.Total,
+		RunsPager:       pagerOf(c, mailings.URL(r.ID), "runs_page", runsPage, "runs", mailings.RunsID),
 	}
 	for _, cl := range recips {
 		v.Recipients = append(v.Recipients, mailings.Recipient{ID: cl.ID, Email: cl.Email, Name: cl.FullName,
@@ -250,6 +253,9 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	}
 	for _, run := range runs {
 		v.Runs = append(v.Runs, runView(run, u))
+	}
+	if isHTMX(c) && c.Get("HX-Target") == mailings.RunsID {
+		return render(c, fiber.StatusOK, mailings.Runs(v))
 	}
 	v.Attempts = attemptViews(attempts, u)
 	fig, err := s.store.MailingTotals(ctx, r.ID)
@@ -278,6 +284,9 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	}
 	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
 }
+
+// runsPerPage is how many runs a mailing's page lists at a time.
+const runsPerPage = 20
 
 func runView(r model.Run, u *model.User) mailings.Run {
 	v := mailings.Run{ID: r.ID, Trigger: string(r.Trigger), Started: formatTime(r.StartedAt, u.TimeZone),
@@ -352,6 +361,10 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u), Running: running, StoredStart: &stored, StoredEnd: &storedEnd})
 	if r.Status == model.StatusFinished {
 		errs = form.Errors{"ends_at": finishedReadOnly}
+	} else if running && lockedChanged(in, r, userLocation(u)) {
+		// A form opened before the first run started: what it changed of
+		// the locked fields would be dropped without a word.
+		errs["starts_at"] = startedMeanwhile
 	}
 	if err := s.checkMessage(c, p, errs); err != nil {
 		return err
@@ -382,7 +395,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		case errors.Is(err, store.ErrForeignRecipient):
 			errs["recipients"] = foreignRecipients
 		case errors.Is(err, store.ErrConflict):
-			errs["starts_at"] = "The mailing started sending meanwhile: reload the page to see what can still change."
+			errs["starts_at"] = startedMeanwhile
 		case errors.Is(err, store.ErrSending):
 			errs["recipients"] = "A run is sending to these recipients right now; change them when it has ended."
 		case errors.Is(err, store.ErrNotFound):
@@ -410,6 +423,19 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 	s.plan(c, r.ID)
 	s.setFlash(c, layout.FlashSuccess, "Mailing saved.")
 	return redirect(c, mailings.URL(r.ID))
+}
+
+const startedMeanwhile = "The mailing started sending meanwhile: reload the page to see what can still change."
+
+// lockedChanged reports whether a form posted for a running mailing changes
+// its message, first send or repeat. The running form does not post them
+// (they are disabled there): a form that does was opened before the first
+// run started.
+func lockedChanged(in form.Mailing, r *store.MailingRow, loc *time.Location) bool {
+	msg, start, repeat := strings.TrimSpace(in.MessageID), strings.TrimSpace(in.StartsAt), strings.TrimSpace(in.Repeat)
+	return (msg != "" && msg != strconv.FormatInt(r.MessageID, 10)) ||
+		(repeat != "" && repeat != string(r.Repeat)) ||
+		(start != "" && start != r.StartsAt.In(loc).Format(form.DateTimeLocal))
 }
 
 func (s *Server) deleteMailing(c *fiber.Ctx) error {
@@ -455,6 +481,11 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 			s.plan(c, id)
 		}
 		if isHTMX(c) {
+			// On the mailing's own page the switch changes its actions too
+			// (Send now, Retry failed, the waiting progress box): reload it.
+			if cur, err := url.Parse(c.Get("HX-Current-URL")); err == nil && cur.Path == mailings.URL(id) {
+				c.Set("HX-Refresh", "true")
+			}
 			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u)))
 		}
 		if disabled {

@@ -190,11 +190,10 @@ func TestMailingEditRules(t *testing.T) {
 	if !strings.Contains(body, "only the end of sending and the recipients") {
 		t.Error("running mailing's form does not say what can change")
 	}
-	other := &model.Message{OwnerID: w.ann.ID, Subject: "Other", Body: "x"}
-	_ = w.e.store.CreateMessage(ctx, other)
+	// (The running form disables the locked fields: they are not posted. A
+	// form that changes them is refused: TestMailingEditFormStaleAfterRunStarted.)
 	newEnd := w.start.Add(100 * time.Hour).Format("2006-01-02T15:04")
-	resp, body = c.post(t, loc, url.Values{"message_id": {id(other.ID)}, "repeat": {"once"}, "starts_at": {later},
-		"ends_at": {newEnd}, "recipient_ids": {id(w.clientA.ID) + "," + id(w.clientB.ID)}})
+	resp, body = c.post(t, loc, url.Values{"ends_at": {newEnd}, "recipient_ids": {id(w.clientA.ID) + "," + id(w.clientB.ID)}})
 	wantRedirect(t, resp, body, loc)
 	m2, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
 	if m2.MessageID != w.msg.ID || m2.Repeat != model.RepeatDaily || m2.StartsAt.After(time.Now()) {
@@ -351,5 +350,169 @@ func TestAttemptLog(t *testing.T) {
 	_, body = w.c.get(t, "/mailings/"+id(o.mailing.ID))
 	if !strings.Contains(body, "queued as ABC") || parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 {
 		t.Errorf("mailing page lacks its runs or attempts:\n%s", body)
+	}
+}
+
+// A form opened while the mailing was still created and posted after its
+// first run started (here by Send now): the message, first send and repeat
+// typed in it no longer apply, and the owner is told so, not "Mailing saved."
+func TestMailingEditFormStaleAfterRunStarted(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	resp, body := w.c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	mid := mustID(t, loc)
+	resp, body = w.c.get(t, loc+"/edit")
+	wantStatus(t, resp, body, http.StatusOK)
+	if parseHTML(t, body).Find("select[name=message_id][disabled]").Length() != 0 {
+		t.Fatal("a created mailing's form locks the message")
+	}
+	resp, body = w.c.post(t, loc+"/send", nil) // meanwhile, in another tab
+	wantRedirect(t, resp, body, loc)
+	if m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid); m.Status != model.StatusRunning {
+		t.Fatalf("status after Send now: %s", m.Status)
+	}
+	other := &model.Message{OwnerID: w.ann.ID, Subject: "Other", Body: "x"}
+	if err := w.e.store.CreateMessage(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	later := w.start.Add(24 * time.Hour).Format("2006-01-02T15:04")
+	resp, body = w.c.post(t, loc, w.form(func(v url.Values) {
+		v.Set("message_id", id(other.ID))
+		v.Set("starts_at", later)
+		v.Set("repeat", "daily")
+	}))
+	m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d (flash: %q), want 422 saying the mailing started meanwhile; stored message %d (typed %d), repeat %s (typed daily)",
+			resp.StatusCode, flashAfter(t, w.c, resp), m.MessageID, other.ID, m.Repeat)
+	}
+	if !strings.Contains(body, "started sending meanwhile") {
+		t.Errorf("refusal not explained:\n%.3000s", body)
+	}
+	if m.MessageID != w.msg.ID || m.Repeat != model.RepeatWeekly {
+		t.Errorf("locked fields changed: %+v", m.Mailing)
+	}
+	// The running form (locked fields disabled, so not posted) still saves.
+	resp, body = w.c.post(t, loc, url.Values{"ends_at": {later}, "recipient_ids": {id(w.clientA.ID) + "," + id(w.clientB.ID)}})
+	wantRedirect(t, resp, body, loc)
+}
+
+// flashAfter follows a redirect and returns the flash it shows ("" when the
+// answer is not a redirect).
+func flashAfter(t testing.TB, c *client, resp *http.Response) string {
+	t.Helper()
+	to := resp.Header.Get("Location")
+	if to == "" {
+		return ""
+	}
+	_, body := c.get(t, to)
+	return strings.TrimSpace(parseHTML(t, body).Find(".flash").Text())
+}
+
+// Filtering the list by status with htmx swaps the list: the filter the
+// list now shows is the one marked current (the nav stayed on "All").
+func TestMailingListFilterMarksCurrentAfterSwap(t *testing.T) {
+	w := newMailingWorld(t)
+	resp, body := w.c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = w.c.get(t, "/mailings")
+	wantStatus(t, resp, body, http.StatusOK)
+	link := parseHTML(t, body).Find(`a[data-filter=running]`)
+	target := link.AttrOr("hx-target", "")
+	if link.Length() != 1 || target == "" {
+		t.Fatalf("no htmx filter link:\n%s", body)
+	}
+	resp, body = w.c.request(t, "GET", link.AttrOr("hx-get", ""), nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if doc.Find(target).Length() != 1 {
+		t.Fatalf("the answer is not the %s it replaces:\n%s", target, body)
+	}
+	if got := strings.TrimSpace(doc.Find(target + ` [aria-current]`).Text()); got != "Running" {
+		t.Errorf("after filtering by running, the current filter shown is %q (the swapped fragment holds no filters, so the page keeps All marked)", got)
+	}
+}
+
+// A mailing that ran more than a screenful of times shows all its runs,
+// a page at a time: the figures count 25 runs, the table must reach them.
+func TestMailingRunsTablePaged(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	for i := range 25 {
+		started := time.Now().Add(-time.Duration(25-i) * time.Hour)
+		fin := started.Add(time.Minute)
+		run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: started, FinishedAt: &fin, Total: 1, Succeeded: 1}
+		if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loc := "/mailings/" + id(o.mailing.ID)
+	resp, body := w.c.get(t, loc)
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if got := doc.Find("[data-testid=mailing-runs]").Text(); got != "25" {
+		t.Fatalf("figures: %q runs", got)
+	}
+	seen := doc.Find("[data-testid=runs-table] tbody tr").Length()
+	next := doc.Find("#mailing-runs [data-testid=next-page]").AttrOr("href", "")
+	if next == "" {
+		t.Fatalf("the runs table shows %d of 25 runs and no way to the others", seen)
+	}
+	resp, body = w.c.get(t, next)
+	wantStatus(t, resp, body, http.StatusOK)
+	seen += parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length()
+	if seen != 25 {
+		t.Errorf("runs reachable: %d, want 25", seen)
+	}
+	// Paged with htmx, the runs section alone comes back.
+	req, _ := http.NewRequest("GET", next, nil)
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("HX-Target", "mailing-runs")
+	resp, body = w.c.send(t, req)
+	wantStatus(t, resp, body, http.StatusOK)
+	if d := parseHTML(t, body); d.Find("#mailing-runs").Length() != 1 || d.Find("[data-testid=mailing-show]").Length() != 0 {
+		t.Errorf("htmx runs page:\n%.2000s", body)
+	}
+}
+
+// Disabling a mailing from its own page with htmx changes more than its
+// status cell: Send now (and the waiting progress box) must go, and come
+// back when it is enabled. The answer swapped only the status cell, so the
+// page kept offering Send now on a disabled mailing (and enabling it did
+// not offer Send now until a reload).
+func TestMailingToggleOnItsPageRefreshesActions(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	page := "/mailings/" + id(o.mailing.ID)
+	_, body := c.get(t, page)
+	if parseHTML(t, body).Find("[data-testid=send-now]").Length() != 1 {
+		t.Fatalf("no Send now on an open mailing:\n%s", body)
+	}
+	for _, action := range []string{"disable", "enable"} {
+		req, _ := http.NewRequest("POST", page+"/"+action, nil)
+		req.Header.Set("HX-Request", "true")
+		req.Header.Set("HX-Current-URL", e.cfg.BaseURL+page)
+		req.Header.Set("X-CSRF-Token", c.csrf(t))
+		resp, body := c.send(t, req)
+		wantStatus(t, resp, body, http.StatusOK)
+		if resp.Header.Get("HX-Refresh") != "true" {
+			t.Errorf("%s from the mailing's page: only the status cell is swapped; Send now stays as it was", action)
+		}
+		// The same switch in the list swaps just the cell.
+		req, _ = http.NewRequest("POST", page+"/"+action, nil)
+		req.Header.Set("HX-Request", "true")
+		req.Header.Set("HX-Current-URL", e.cfg.BaseURL+"/mailings")
+		req.Header.Set("X-CSRF-Token", c.csrf(t))
+		resp, body = c.send(t, req)
+		wantStatus(t, resp, body, http.StatusOK)
+		if resp.Header.Get("HX-Refresh") != "" || parseHTML(t, body).Find("[data-testid=mailing-status]").Length() != 1 {
+			t.Errorf("%s from the list: %v\n%s", action, resp.Header, body)
+		}
+	}
+	_, body = c.get(t, page)
+	if parseHTML(t, body).Find("[data-testid=send-now]").Length() != 1 {
+		t.Error("no Send now after enabling again")
 	}
 }

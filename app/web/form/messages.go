@@ -1,6 +1,7 @@
 package form
 
 import (
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -26,6 +27,11 @@ func (f *Message) Validate() Errors {
 			errs["subject"] = msg
 		}
 	}
+	if errs["subject"] == "" {
+		if msg := placeholderProblem(f.Subject); msg != "" {
+			errs["subject"] = msg
+		}
+	}
 	f.Body = strings.ReplaceAll(f.Body, "\r\n", "\n")
 	switch {
 	case strings.TrimSpace(f.Body) == "":
@@ -36,6 +42,10 @@ func (f *Message) Validate() Errors {
 		errs["body"] = "Use valid UTF-8 text."
 	case strings.ContainsFunc(f.Body, control):
 		errs["body"] = controlProblem
+	default:
+		if msg := placeholderProblem(f.Body); msg != "" {
+			errs["body"] = msg
+		}
 	}
 	return errs
 }
@@ -43,4 +53,34 @@ func (f *Message) Validate() Errors {
 // Model is the message the form describes, for owner.
 func (f *Message) Model(ownerID int64) *model.Message {
 	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body}
+}
+
+// braces finds what looks like a placeholder: a pair of double braces
+// around text without braces.
+var braces = regexp.MustCompile(`\{\{[^{}]*\}\}`)
+
+// placeholderProblem names the first placeholder of s that is not one the
+// mail fills in ({{name}}, {{email}}, spaces inside allowed), or a "{{"
+// left unclosed: either would go out as typed to every recipient.
+func placeholderProblem(s string) string {
+	const known = "Only {{name}} and {{email}} are filled in."
+	for _, m := range braces.FindAllString(s, -1) {
+		switch strings.TrimSpace(m[2 : len(m)-2]) {
+		case "name", "email":
+		default:
+			return "Unknown placeholder " + m + ". " + known
+		}
+	}
+	rest := braces.ReplaceAllString(s, "")
+	if i := strings.Index(rest, "{{"); i >= 0 {
+		frag := rest[i:]
+		if j := strings.IndexAny(frag, " \t\n"); j >= 0 {
+			frag = frag[:j]
+		}
+		if utf8.RuneCountInString(frag) > 20 {
+			frag = string([]rune(frag)[:20]) + "…"
+		}
+		return "Unclosed placeholder " + frag + ". " + known
+	}
+	return ""
 }
