@@ -34,6 +34,9 @@ func (s *Server) register(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Register(s.page(c, "Create account"),
 			account.RegisterView{Email: f.Email, FullName: f.FullName, TimeZone: f.TimeZone, Errors: errs}))
 	}
+	if err := s.throttleAccountForm(c); err != nil {
+		return err
+	}
 	if err := s.accounts.Register(c.UserContext(), f.Email, f.FullName, f.Password, f.TimeZone); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
@@ -93,9 +96,20 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 		n := account.Notice{Title: "Send a new confirmation link", Text: errs["email"], Resend: "confirm", Email: f.Email}
 		return render(c, fiber.StatusUnprocessableEntity, account.NoticePage(s.page(c, n.Title), n))
 	}
-	if err := s.accounts.ResendConfirmation(c.UserContext(), f.Email); err != nil {
-		return fmt.Errorf("resend confirmation: %w", err)
+	if err := s.throttleAccountForm(c); err != nil {
+		return err
 	}
+	// As for a reset link (forgot), the link is made and mailed after the
+	// answer: only an unconfirmed account has one to store and mail, and
+	// the answer must not take longer for it.
+	addr := strings.Clone(f.Email)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), resetRequestTimeout)
+		defer cancel()
+		if err := s.accounts.ResendConfirmation(ctx, addr); err != nil {
+			s.log.ErrorContext(ctx, "resend confirmation", "error", err.Error())
+		}
+	}()
 	return redirect(c, "/register/sent")
 }
 
@@ -136,7 +150,7 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
 	}
 	ctx := c.UserContext()
-	keys := []string{"ip:" + c.IP(), "account:" + f.Email}
+	keys := []string{"ip:" + s.clientIP(c), "account:" + f.Email}
 	// The attempt is counted before the password is checked, so parallel
 	// guesses cannot slip past the limit; a successful one is given back.
 	blocked, wait, err := s.loginLimit.TakeWait(ctx, keys...)
@@ -201,6 +215,9 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 	if errs := f.Validate(); errs.Any() {
 		return render(c, fiber.StatusUnprocessableEntity, account.Forgot(s.page(c, "Forgot password"),
 			account.ForgotView{Email: f.Email, Errors: errs}))
+	}
+	if err := s.throttleAccountForm(c); err != nil {
+		return err
 	}
 	// The link is made and mailed after the answer, so that the answer
 	// takes as long whether or not the address has an account (only then is
@@ -347,12 +364,37 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 		return fiber.ErrBadRequest
 	}
 	errs := f.Validate(u.Email, u.PasswordHash != nil)
+	status := fiber.StatusUnprocessableEntity
 	if !errs.Any() {
-		err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
-		if errors.Is(err, auth.ErrBadCredentials) {
-			errs = form.FieldErr("current_password", "This is not your current password.")
-		} else if err != nil {
-			return fmt.Errorf("change password: %w", err)
+		// The current password is checked under the sign-in throttle: a
+		// session's holder must not guess it faster than a sign-in could.
+		keys := []string{"ip:" + s.clientIP(c), "account:" + u.Email}
+		blocked, wait := false, time.Duration(0)
+		if u.PasswordHash != nil {
+			var err error
+			if blocked, wait, err = s.loginLimit.TakeWait(c.UserContext(), keys...); err != nil {
+				return err
+			}
+		}
+		if blocked {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
+			status = fiber.StatusTooManyRequests
+			errs = form.FieldErr("current_password", fmt.Sprintf("Too many wrong passwords. Please wait %d minutes and try again.",
+				int(math.Ceil(wait.Minutes()))))
+		} else {
+			err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
+			if errors.Is(err, auth.ErrBadCredentials) {
+				errs = form.FieldErr("current_password", "This is not your current password.")
+			} else if err != nil {
+				return fmt.Errorf("change password: %w", err)
+			} else if u.PasswordHash != nil {
+				if err := s.loginLimit.Release(c.UserContext(), keys[0]); err != nil {
+					return err
+				}
+				if err := s.loginLimit.Reset(c.UserContext(), keys[1]); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if errs.Any() {
@@ -361,7 +403,7 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 			return err
 		}
 		v.PasswordErrors = errs
-		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
+		return render(c, status, account.Settings(s.page(c, "Your account"), v))
 	}
 	// A new password ends every other session; this one continues.
 	if err := s.sessions.EndAll(c.UserContext(), u.ID); err != nil {

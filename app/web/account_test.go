@@ -360,6 +360,105 @@ func TestLoginThrottledPerAddress(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// Behind a reverse proxy that appends the peer to X-Forwarded-For (nginx's
+// $proxy_add_x_forwarded_for, Caddy, Traefik), the leftmost entries are
+// whatever the client sent: the throttle must key on the address the
+// trusted proxy saw, not on one the guesser picks per request.
+func TestLoginThrottledPerAddressBehindAppendingProxy(t *testing.T) {
+	e := throttleEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	guess := func(i int) (*http.Response, string) {
+		c := e.client()
+		// what the proxy forwards: the client's forged value, then the peer
+		c.ip = "10.9." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250+1) + ", 192.0.2.7"
+		return login(t, c, "user"+strconv.Itoa(i)+"@example.com", "some guess")
+	}
+	for i := 0; i < 10; i++ {
+		resp, body := guess(i)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	resp, body := guess(10)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	// Another client behind the same proxy is not affected.
+	c := e.client()
+	c.ip = "192.0.2.8"
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
+// Registering, asking for a reset link and asking for a new confirmation
+// link are throttled per address: each sign-up costs an argon2id hash (64
+// MiB) and each of them can queue a mail to an address of the sender's
+// choice.
+func TestAccountFormsThrottledPerAddress(t *testing.T) {
+	e := throttleEnv(t)
+	for _, tc := range []struct{ path string }{{"/register"}, {"/password/forgot"}, {"/confirm/resend"}} {
+		t.Run(tc.path, func(t *testing.T) {
+			ip := "198.51.100." + strconv.Itoa(len(tc.path))
+			var resp *http.Response
+			var body string
+			for i := 0; i < 100; i++ {
+				c := e.client()
+				c.ip = ip
+				addr := "flood" + strconv.Itoa(i) + tc.path[1:3] + "@example.com"
+				resp, body = c.post(t, tc.path, url.Values{"email": {addr}, "full_name": {"Flood"}, "password": {goodPassword}})
+				if resp.StatusCode == http.StatusTooManyRequests {
+					break
+				}
+				wantStatus(t, resp, body, http.StatusSeeOther)
+			}
+			wantStatus(t, resp, body, http.StatusTooManyRequests)
+			if resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			// Someone else may still sign up.
+			c := e.client()
+			c.ip = "203.0.113.77"
+			resp, body = c.post(t, tc.path, url.Values{"email": {"else" + tc.path[1:3] + "@example.com"}, "full_name": {"Else"}, "password": {goodPassword}})
+			wantStatus(t, resp, body, http.StatusSeeOther)
+		})
+	}
+}
+
+// Asking for a new confirmation link answers before any link is made, as
+// the forgot-password form does: only an unconfirmed account gets a link
+// stored and a mail queued, so an answer that waits for them tells by its
+// timing which addresses have an account awaiting confirmation.
+func TestResendAnswersBeforeTheLink(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	register(t, e.client(), "new@example.com", "New")
+	e.waitMail(t, sink, 1)
+	ctx := context.Background()
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := e.client().post(t, "/confirm/resend", url.Values{"email": {"new@example.com"}})
+		answered <- resp
+	}()
+	select {
+	case resp := <-answered:
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("answer %d", resp.StatusCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the answer waited for the link")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if m, link := e.waitMail(t, sink, 2); m.To[0] != "new@example.com" || !strings.HasPrefix(link, "/confirm/") {
+		t.Fatalf("mail to %v with %q", m.To, link)
+	}
+}
+
 func TestSessionRotationAndLogout(t *testing.T) {
 	e := newEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)

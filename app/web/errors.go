@@ -22,7 +22,7 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		s.log.LogAttrs(c.UserContext(), slog.LevelError, "request failed",
 			slog.String("request_id", RequestID(c)),
 			slog.String("method", c.Method()),
-			slog.String("path", c.Path()),
+			slog.String("path", logPath(c)),
 			slog.Int("status", status),
 			slog.String("error", err.Error()),
 		)

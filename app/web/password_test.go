@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,52 @@ func TestAccountPage(t *testing.T) {
 	wantRedirect(t, resp, body, "/login?next=%2Faccount") // others end
 	resp, body = login(t, e.client(), "ann@example.com", "another fine secret")
 	wantRedirect(t, resp, body, "/")
+}
+
+// The current-password check of the account page is a password oracle
+// for whoever holds a session (a stolen cookie, an unlocked computer): it
+// must be throttled like sign-in, else the session's holder guesses the
+// password at full speed and takes the account over for good.
+func TestChangePasswordGuessesThrottled(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	for i := 0; i < 10; i++ {
+		resp, body := c.post(t, "/account/password", url.Values{"current_password": {"guess " + strconv.Itoa(i)}, "password": {"thief's new secret"}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	resp, body := c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"thief's new secret"}})
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if fieldError(t, body, "current_password") == "" {
+		t.Errorf("the refusal says nothing beside the field\n%s", body)
+	}
+	resp, _ = login(t, e.client(), "ann@example.com", "thief's new secret")
+	if resp.StatusCode == http.StatusSeeOther {
+		t.Fatal("the guessed password was changed")
+	}
+}
+
+// Mailed tokens are stored only as hashes, so that reading the database
+// gives no way into an account; the request log must not hold them in
+// the clear either (log shippers, support staff, a leaked log file).
+func TestLogsHoldNoMailedTokens(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "new@example.com", "New")
+	_, confirm := e.waitMail(t, sink, 1)
+	resp, body := e.client().post(t, "/password/forgot", url.Values{"email": {"new@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	_, reset := e.waitMail(t, sink, 2)
+	resp, body = c.get(t, reset) // opened, not yet used: a token still good for an hour
+	wantStatus(t, resp, body, http.StatusOK)
+	resp, body = c.get(t, confirm)
+	wantRedirect(t, resp, body, "/login")
+	for _, link := range []string{confirm, reset} {
+		token := link[strings.LastIndexByte(link, '/')+1:]
+		if strings.Contains(e.logs.String(), token) {
+			t.Errorf("the log holds the token of %s:\n%s", link, e.logs.String())
+		}
+	}
 }
 
 func TestUnlinkIdentity(t *testing.T) {

@@ -6,6 +6,7 @@ package web
 
 import (
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Server struct {
 	accounts   *auth.Accounts
 	providers  *auth.Providers
 	loginLimit *auth.Limiter
+	formLimit  *auth.Limiter
+	// proxies are the TrustedProxies, parsed (see clientIP).
+	proxies []netip.Prefix
 }
 
 // Sign-in throttling: failures per IP and per account.
@@ -57,6 +61,8 @@ const (
 	loginWindow   = 15 * time.Minute
 	// mails about one account (confirmation, reset) per hour
 	accountMails = 5
+	// sign-ups, reset and confirmation requests per client address per hour
+	accountForms = 20
 )
 
 // New builds the Fiber app with every route mounted.
@@ -71,6 +77,8 @@ func New(d Deps) *fiber.App {
 		MailLimit: auth.NewLimiter(d.Redis, "account-mail", accountMails, time.Hour),
 	}
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
+	s.formLimit = auth.NewLimiter(d.Redis, "account-form", accountForms, time.Hour)
+	s.proxies = parseProxies(d.Config.TrustedProxies)
 	// The web process starts runs and plans occurrences; it never sends.
 	s.stats = &stats.Service{Store: d.Store, Redis: d.Redis, Log: d.Log}
 	inspector := asynq.NewInspectorFromRedisClient(d.Redis)

@@ -45,6 +45,74 @@ func TestLanding(t *testing.T) {
 	}
 }
 
+// On https, browsers are told to come back on https only (HSTS): the
+// session and CSRF cookies are Secure, but a first plain-http request (a
+// typed address, an old bookmark) can still be intercepted and rewritten.
+func TestHSTSOnHTTPS(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BaseURL = "https://mail.example.com"
+	e := newEnvWith(t, cfg, testkit.Redis(t), nil)
+	for _, path := range []string{"/", "/login", "/nowhere"} {
+		resp, _ := e.get(t, path)
+		if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(hsts, "max-age=") || strings.HasPrefix(hsts, "max-age=0") {
+			t.Errorf("GET %s on https: Strict-Transport-Security %q", path, hsts)
+		}
+	}
+	// Not on plain http (a local run): it would pin localhost to https.
+	resp, _ := newEnv(t).get(t, "/")
+	if hsts := resp.Header.Get("Strict-Transport-Security"); hsts != "" {
+		t.Errorf("on http: Strict-Transport-Security %q", hsts)
+	}
+}
+
+// Pages carry a Content-Security-Policy that runs only the site's own
+// script files: an injection that got past templ's escaping (a template
+// change, a library's HTML) could not run inline script, and the pages
+// need none (htmx and app.js are files). So no page may use an inline
+// event handler either.
+func TestContentSecurityPolicy(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	pages := []string{"/", "/account", "/clients", "/clients/" + id(o.client.ID), "/messages/" + id(o.message.ID),
+		"/mailings/" + id(o.mailing.ID), "/mailings/new", "/stats", "/nowhere"}
+	for _, path := range pages {
+		resp, body := c.get(t, path)
+		csp := resp.Header.Get("Content-Security-Policy")
+		directives := map[string]string{}
+		for _, d := range strings.Split(csp, ";") {
+			name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+			directives[name] = value
+		}
+		script, ok := directives["script-src"]
+		if !ok {
+			script, ok = directives["default-src"]
+		}
+		if !ok || strings.Contains(script, "'unsafe-inline'") || strings.Contains(script, "'unsafe-eval'") || strings.Contains(script, "*") {
+			t.Errorf("GET %s: Content-Security-Policy %q lets inline or foreign script run", path, csp)
+		}
+		if directives["frame-ancestors"] != "'none'" || directives["object-src"] != "'none'" || directives["base-uri"] == "" {
+			t.Errorf("GET %s: Content-Security-Policy %q: want frame-ancestors 'none', object-src 'none', base-uri", path, csp)
+		}
+		parseHTML(t, body).Find("*").Each(func(_ int, el *goquerySelection) {
+			for _, a := range el.Nodes[0].Attr {
+				if strings.HasPrefix(a.Key, "on") {
+					t.Errorf("GET %s: <%s %s=%q> is inline script", path, el.Nodes[0].Data, a.Key, a.Val)
+				}
+			}
+		})
+	}
+	req, _ := http.NewRequest(http.MethodGet, "/clients/new", nil)
+	req.Header.Set("HX-Request", "true")
+	_, body := c.send(t, req)
+	if strings.Contains(body, "onclick") {
+		t.Errorf("the new-client form has an inline handler:\n%s", body)
+	}
+	// The login page of an anonymous visitor too.
+	resp, _ := e.get(t, "/login")
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("GET /login: no Content-Security-Policy")
+	}
+}
+
 func TestHealthz(t *testing.T) {
 	e := newEnv(t)
 	resp, body := e.get(t, "/healthz")

@@ -47,6 +47,18 @@ document.addEventListener("htmx:sendError", function () {
   showRequestError("Rassylka could not be reached. Check your connection and try again.");
 });
 
+// A form with data-confirm asks first, and a button with data-clear
+// empties the element it names: the pages hold no inline handlers, which
+// the Content-Security-Policy would not run.
+document.addEventListener("submit", function (e) {
+  var msg = e.target.dataset && e.target.dataset.confirm;
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});
+document.addEventListener("click", function (e) {
+  var b = e.target.closest && e.target.closest("[data-clear]");
+  if (b) window.rassylka.clear(b.dataset.clear);
+});
+
 // A plain form posts once: a second click while the first post is on its
 // way (a slow network) would create a second object or start a run twice.
 // htmx forms are left alone (htmx drops a request while one is in flight),
