@@ -103,13 +103,11 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 	// answer: only an unconfirmed account has one to store and mail, and
 	// the answer must not take longer for it.
 	addr := strings.Clone(f.Email)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), resetRequestTimeout)
-		defer cancel()
+	s.afterAnswer(resetRequestTimeout, func(ctx context.Context) {
 		if err := s.accounts.ResendConfirmation(ctx, addr); err != nil {
 			s.log.ErrorContext(ctx, "resend confirmation", "error", err.Error())
 		}
-	}()
+	})
 	return redirect(c, "/register/sent")
 }
 
@@ -223,13 +221,11 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 	// takes as long whether or not the address has an account (only then is
 	// there a link to store and a mail to queue).
 	addr := strings.Clone(f.Email)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), resetRequestTimeout)
-		defer cancel()
+	s.afterAnswer(resetRequestTimeout, func(ctx context.Context) {
 		if err := s.accounts.RequestReset(ctx, addr); err != nil {
 			s.log.ErrorContext(ctx, "request reset", "error", err.Error())
 		}
-	}()
+	})
 	return redirect(c, "/password/forgot/sent")
 }
 

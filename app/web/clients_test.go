@@ -351,6 +351,39 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	}
 }
 
+// A name or comment that itself starts with an apostrophe and a formula
+// character (typed so, or a spreadsheet's text prefix kept) survives an
+// export and re-import: the import takes away only the apostrophe the
+// export added.
+func TestClientsExportRoundTripKeepsLeadingApostrophe(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	names := map[string]string{
+		"a1@example.com": "'=literally",
+		"a2@example.com": "'-- see below",
+		"a3@example.com": "''+quoted",
+		"a4@example.com": "'Tis plain",
+	}
+	for email, name := range names {
+		if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: email, FullName: name, Comment: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, body := c.get(t, "/clients/export.csv")
+	wantStatus(t, resp, body, http.StatusOK)
+	if _, updated, rejected, rbody := importReport(t, c, body); updated != "4" || rejected != "0" {
+		t.Fatalf("re-import: updated %s rejected %s\n%s", updated, rejected, rbody)
+	}
+	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	for _, r := range rows {
+		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
+			t.Errorf("%s after export and import: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
+		}
+	}
+}
+
 // A file that lacks a column (only emails, or no comment column) must not
 // blank that field of the clients already in the list.
 func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {

@@ -5,9 +5,11 @@
 package web
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -53,6 +55,21 @@ type Server struct {
 	formLimit  *auth.Limiter
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
+	// after is the work done after an answer (account mails), waited for
+	// on shutdown before the caller closes PostgreSQL and Redis.
+	after sync.WaitGroup
+}
+
+// afterAnswer runs fn in the background, with a context of its own bounded
+// by timeout; the app's shutdown waits for it.
+func (s *Server) afterAnswer(timeout time.Duration, fn func(ctx context.Context)) {
+	s.after.Add(1)
+	go func() {
+		defer s.after.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		fn(ctx)
+	}()
 }
 
 // Sign-in throttling: failures per IP and per account.
@@ -108,6 +125,8 @@ func New(d Deps) *fiber.App {
 		s.invalidateStats, s.etag)
 	s.routes(app)
 	s.mountOps(app)
+	// Shutdown returns once the links asked for are made and queued.
+	app.Hooks().OnShutdown(func() error { s.after.Wait(); return nil })
 	return app
 }
 

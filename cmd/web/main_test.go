@@ -7,17 +7,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/auth"
 	"rassylka/app/model"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/app/testkit"
 )
 
@@ -242,5 +247,89 @@ func TestJSONLogsStayJSONWhenRedisIsDown(t *testing.T) {
 		if !strings.HasPrefix(line, "{") {
 			t.Errorf("not a JSON log line: %s", line)
 		}
+	}
+}
+
+// A reset link asked for just before a deploy is still mailed: the forgot
+// password answer comes first and the link is made after it, so stopping
+// the server must wait for that work before it closes PostgreSQL and
+// Redis (or the person waits for a mail that never comes).
+func TestServeFinishesAccountMailsOnShutdown(t *testing.T) {
+	db, dsn := testkit.DBWithURL(t)
+	redisURL := testkit.RedisURL(t)
+	ctx := context.Background()
+	if err := store.New(db).CreateUser(ctx, &model.User{Email: "ann@example.com", FullName: "Ann", TimeZone: "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	base := "http://" + addr
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": redisURL, "ADDR": addr, "BASE_URL": base}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, []string{"serve"}, func(k string) string { return vars[k] }, io.Discard) }()
+
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var page string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(base + "/password/forgot")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				page = string(b)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web never became ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := regexp.MustCompile(`name="csrf-token" content="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no csrf token on the forgot page")
+	}
+	// The link's row waits (a slow database) until the server is stopping.
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.PostForm(base+"/password/forgot", url.Values{"email": {"ann@example.com"}, "_csrf": {m[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("forgot: %d", resp.StatusCode)
+	}
+	cancel()
+	time.Sleep(300 * time.Millisecond)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	opts, _ := redis.ParseURL(redisURL)
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: opts.Addr, DB: opts.DB})
+	defer insp.Close()
+	tasks, err := insp.ListPendingTasks(task.QueueCritical)
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		t.Fatal(err)
+	}
+	if len(tasks) != 1 {
+		t.Fatalf("%d mails queued after a reset asked for before the shutdown, want 1", len(tasks))
 	}
 }

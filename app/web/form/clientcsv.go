@@ -119,9 +119,12 @@ func blankRecord(rec []string) bool {
 const FormulaChars = "=+-@\t\r"
 
 // EscapeFormula makes a CSV cell that a spreadsheet would run as a formula
-// plain text, with a leading apostrophe (CSV injection).
+// plain text, with a leading apostrophe (CSV injection). A value that
+// already looks escaped (an apostrophe, then a formula character or
+// another apostrophe) gets one too, so that the import's unescapeFormula
+// gives it back as it was.
 func EscapeFormula(s string) string {
-	if s != "" && strings.ContainsRune(FormulaChars, rune(s[0])) {
+	if s != "" && strings.ContainsRune(FormulaChars, rune(s[0])) || looksEscaped(s) {
 		return "'" + s
 	}
 	return s
@@ -129,10 +132,14 @@ func EscapeFormula(s string) string {
 
 // unescapeFormula undoes EscapeFormula, so that an export imports back.
 func unescapeFormula(s string) string {
-	if len(s) > 1 && s[0] == '\'' && strings.ContainsRune(FormulaChars, rune(s[1])) {
+	if looksEscaped(s) {
 		return s[1:]
 	}
 	return s
+}
+
+func looksEscaped(s string) bool {
+	return len(s) > 1 && s[0] == '\'' && (s[1] == '\'' || strings.ContainsRune(FormulaChars, rune(s[1])))
 }
 
 func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
