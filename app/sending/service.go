@@ -660,7 +660,7 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 // visible unsubscribe link, and the RFC 8058 one-click headers.
 func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) rmail.Message {
 	name := c.FullName
-	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID)
+	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID, c.Email)
 	body := rmail.Personalize(msg.Body, name, c.Email) + "\n\n--\nTo stop receiving these mails: " + link + "\n"
 	oneLine := strings.NewReplacer("\r", " ", "\n", " ").Replace(name) // a name must not break the subject line
 	return rmail.Message{

@@ -122,8 +122,8 @@ func TestDeliveredMessageHeaders(t *testing.T) {
 		t.Fatalf("List-Unsubscribe %q, -Post %q", lu, h.Get("List-Unsubscribe-Post"))
 	}
 	token := strings.TrimSuffix(strings.TrimPrefix(lu, "<"+baseURL+"/u/"), ">")
-	clientID, ownerID, err := mail.ParseUnsubscribeToken(w.svc.Secret, token)
-	if err != nil || clientID != w.clients[0].ID || ownerID != w.owner.ID {
+	clientID, ownerID, err := mail.ParseUnsubscribeToken(token)
+	if err != nil || clientID != w.clients[0].ID || ownerID != w.owner.ID || !mail.VerifyUnsubscribeToken(w.svc.Secret, token, "r00@example.com") {
 		t.Fatalf("unsubscribe token -> %d %d %v", clientID, ownerID, err)
 	}
 	body := msgs[0].Body()

@@ -146,6 +146,9 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	if u.ID == actorID || (blocked && u.IsManager()) {
 		return u, ErrNotBlockable
 	}
+	// Scanned into a new value: RETURNING a NULL blocked_at would leave
+	// the old time in u, and an unblocked user would look blocked.
+	u = new(model.User)
 	q := s.db.NewUpdate().Model(u).Set("updated_at = now()").Where("id = ?", userID)
 	if blocked {
 		q.Set("blocked_at = coalesce(blocked_at, now())").Where("role = 'user'")

@@ -129,7 +129,8 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 
 // unsubscribeTarget reads the client of a signed unsubscribe link.
 func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
-	clientID, ownerID, err := mail.ParseUnsubscribeToken(s.cfg.SessionSecret, c.Params("token"))
+	token := c.Params("token")
+	clientID, ownerID, err := mail.ParseUnsubscribeToken(token)
 	if err != nil {
 		return nil, nil, fiber.ErrNotFound
 	}
@@ -139,6 +140,11 @@ func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User,
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	// Signed for the address the mail went to: once the owner changed it,
+	// the link is not the new address's to see or unsubscribe.
+	if !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email) {
+		return nil, nil, fiber.ErrNotFound
 	}
 	owner, err := s.store.UserByID(c.UserContext(), ownerID)
 	if err != nil {

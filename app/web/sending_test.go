@@ -115,7 +115,7 @@ func TestUnsubscribeLinks(t *testing.T) {
 	ctx := context.Background()
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
 	o := makeObjects(t, e, ann)
-	token := mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, ann.ID)
+	token := mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, ann.ID, o.client.Email)
 	v := e.client()
 
 	resp, body := v.get(t, "/u/"+token)
@@ -139,7 +139,7 @@ func TestUnsubscribeLinks(t *testing.T) {
 
 	// RFC 8058 one-click: no session, no CSRF token.
 	o2 := makeObjects(t, e, ann)
-	token2 := mail.UnsubscribeToken(e.cfg.SessionSecret, o2.client.ID, ann.ID)
+	token2 := mail.UnsubscribeToken(e.cfg.SessionSecret, o2.client.ID, ann.ID, o2.client.Email)
 	req, _ := http.NewRequest(http.MethodPost, "/u/"+token2, strings.NewReader("List-Unsubscribe=One-Click"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, body = e.do(t, req)
@@ -155,7 +155,7 @@ func TestUnsubscribeLinks(t *testing.T) {
 		t.Errorf("unsubscribed clients not marked in the list")
 	}
 	// Forged or altered tokens are not found.
-	for _, bad := range []string{"nope", token[:len(token)-2] + "AA", mail.UnsubscribeToken("another secret", o.client.ID, ann.ID)} {
+	for _, bad := range []string{"nope", token[:len(token)-2] + "AA", mail.UnsubscribeToken("another secret", o.client.ID, ann.ID, o.client.Email)} {
 		resp, _ := e.client().get(t, "/u/"+bad)
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("token %q: %d", bad, resp.StatusCode)
@@ -163,7 +163,7 @@ func TestUnsubscribeLinks(t *testing.T) {
 	}
 	// Another owner's id in a valid token's place does not reach the client.
 	other := newUser(t, e, "eve@example.com", model.RoleUser)
-	resp, _ = e.client().get(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, other.ID))
+	resp, _ = e.client().get(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, other.ID, o.client.Email))
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("mismatched owner: %d", resp.StatusCode)
 	}
@@ -273,5 +273,39 @@ func TestProgressOfADeletedMailing(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusNotFound)
 	if resp.Header.Get("HX-Refresh") != "true" {
 		t.Errorf("no reload asked for: %v", resp.Header)
+	}
+}
+
+// An unsubscribe link is the address it was mailed to: once the owner
+// changes the client's address (another person now), the old link
+// neither shows the new address nor unsubscribes it.
+func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sink := e.withWorker(t)
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	runToEnd(t, c, "/mailings/"+id(o.mailing.ID))
+	msgs := sink.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d mails sent", len(msgs))
+	}
+	link := strings.Trim(msgs[0].Header().Get("List-Unsubscribe"), "<>")
+	path := strings.TrimPrefix(link, testBaseURL)
+
+	resp, body := c.post(t, "/clients/"+id(o.client.ID), url.Values{"email": {"bob@elsewhere.example"}, "full_name": {"Bob"}})
+	wantRedirect(t, resp, body, "/clients/"+id(o.client.ID))
+
+	v := e.client()
+	resp, body = v.get(t, path)
+	if strings.Contains(body, "bob@elsewhere.example") {
+		t.Errorf("the old recipient's link shows the new address (%d):\n%s", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, path, strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	e.do(t, req)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+		t.Error("the old recipient's one-click unsubscribed the new address")
 	}
 }

@@ -13,11 +13,12 @@ import (
 	"rassylka/views/users"
 )
 
-func userRow(u *model.User, clients, mailings int, viewer *model.User) users.Row {
+func userRow(c *fiber.Ctx, u *model.User, clients, mailings int, viewer *model.User) users.Row {
 	return users.Row{
 		ID: u.ID, Email: u.Email, Name: u.FullName, Manager: u.IsManager(), Confirmed: u.EmailConfirmedAt != nil,
 		Blocked: u.Blocked(), Clients: clients, Mailings: mailings, Joined: formatTime(u.CreatedAt, viewer.TimeZone),
 		CanBlock: u.ID != viewer.ID && (!u.IsManager() || u.Blocked()), // a blocked manager can only be unblocked
+		CSRF:     auth.CSRFToken(c),
 	}
 }
 
@@ -30,7 +31,7 @@ func (s *Server) listUsers(c *fiber.Ctx) error {
 	}
 	v := users.ListView{Q: q, Pager: pager(c, "/users", page, "users", users.ListID)}
 	for i := range rows {
-		v.Rows = append(v.Rows, userRow(&rows[i].User, rows[i].Clients, rows[i].Mailings, viewer))
+		v.Rows = append(v.Rows, userRow(c, &rows[i].User, rows[i].Clients, rows[i].Mailings, viewer))
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, users.List(v))
@@ -84,5 +85,5 @@ func (s *Server) userRowByID(c *fiber.Ctx, u *model.User) (users.Row, error) {
 		return users.Row{}, err
 	}
 	mailings := f.Created + f.Running + f.Finished + f.Disabled
-	return userRow(u, int(f.Clients), int(mailings), auth.CurrentUser(c)), nil
+	return userRow(c, u, int(f.Clients), int(mailings), auth.CurrentUser(c)), nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"rassylka/app/model"
 	"rassylka/app/store"
@@ -168,4 +169,89 @@ func TestBlockedUserMadeManagerCanBeUnblocked(t *testing.T) {
 	// Still: a manager who is not blocked cannot be blocked, nor oneself.
 	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
 	wantStatus(t, resp, body, http.StatusForbidden)
+}
+
+// Without JavaScript a manager can still block and unblock: each row's
+// switch is a plain form posting to /users/:id/block (or /unblock) with
+// the _csrf field, and the htmx answer keeps it a form.
+func TestUsersBlockWithoutJS(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+
+	plainForm := func(body, action string) {
+		t.Helper()
+		doc := parseHTML(t, body)
+		f := doc.Find(`#user-` + id(ann.ID) + ` form[method=post][action="` + action + `"]`)
+		if f.Length() != 1 || f.Find(`input[name=_csrf]`).AttrOr("value", "") == "" || f.Find(`button[type=submit]`).Length() != 1 {
+			h, _ := doc.Find("#user-" + id(ann.ID)).Html()
+			t.Fatalf("no plain form posting to %s in Ann's row:\n%s", action, h)
+		}
+	}
+	_, body := boss.get(t, "/users")
+	plainForm(body, "/users/"+id(ann.ID)+"/block")
+	// What that form sends, as a browser without JavaScript sends it.
+	resp, body := boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantRedirect(t, resp, body, "/users")
+	if u, _ := e.store.UserByID(ctx, ann.ID); !u.Blocked() {
+		t.Fatal("not blocked")
+	}
+	_, body = boss.get(t, "/users")
+	plainForm(body, "/users/"+id(ann.ID)+"/unblock")
+	// The row htmx swaps in keeps the form.
+	resp, body = boss.request(t, "POST", "/users/"+id(ann.ID)+"/block", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	plainForm("<table>"+body+"</table>", "/users/"+id(ann.ID)+"/unblock")
+}
+
+// Unblocking inline swaps in Ann's row as it now is: no "blocked" badge,
+// and the Block switch back (not a row still saying blocked, offering
+// Unblock again).
+func TestUsersUnblockInlineShowsUnblocked(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	resp, body := boss.request(t, "POST", "/users/"+id(ann.ID)+"/block", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+
+	resp, body = boss.request(t, "POST", "/users/"+id(ann.ID)+"/unblock", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if u, _ := e.store.UserByID(ctx, ann.ID); u.Blocked() {
+		t.Fatal("not unblocked")
+	}
+	row := parseHTML(t, "<table>"+body+"</table>")
+	if strings.Contains(row.Find("[data-testid=badge]").Text(), "blocked") ||
+		row.Find("[data-testid=block-user]").Length() != 1 || row.Find("[data-testid=unblock-user]").Length() != 0 {
+		t.Fatalf("the row swapped in after unblocking:\n%s", body)
+	}
+}
+
+// The dashboard's sending figures are the user's attempts, whatever their
+// list of clients holds now: once every client is deleted (attempts stay,
+// DESIGN: "client (kept nullable if the client is deleted)"), the
+// figures and the week's chart still show what was sent.
+func TestDashboardKeepsSendsAfterClientsDeleted(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+		Status: model.AttemptSuccess, Response: "250 OK", Tries: 1, AttemptedAt: time.Now()}
+	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteClient(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.get(t, "/")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if got := doc.Find("[data-testid=stat-sent]").Text(); got != "1" || doc.Find("[data-testid=chart]").Length() != 1 {
+		t.Errorf("dashboard after deleting every client: sent %q, chart %d:\n%s", got, doc.Find("[data-testid=chart]").Length(),
+			doc.Find("[data-testid=dashboard]").Text())
+	}
 }
