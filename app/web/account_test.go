@@ -386,6 +386,34 @@ func TestLoginThrottledPerAddressBehindAppendingProxy(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// A proxy may append the peer it saw as a header line of its own
+// (HAProxy's option forwardfor) rather than to the client's line: the
+// lines are one list (RFC 9110, 5.3), so the client's forged line is
+// still the leftmost part and must not pick the throttle's key.
+func TestLoginThrottledPerAddressBehindProxyAddingALine(t *testing.T) {
+	e := throttleEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	guess := func(i int) (*http.Response, string) {
+		c := e.client()
+		c.ip = "10.9." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250+1) // the client's own line
+		req, _ := http.NewRequest(http.MethodPost, "/login", strings.NewReader(url.Values{
+			"email": {"user" + strconv.Itoa(i) + "@example.com"}, "password": {"some guess"}, "_csrf": {c.csrf(t)}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range c.cookies {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
+		req.Header.Add("X-Forwarded-For", c.ip)
+		req.Header.Add("X-Forwarded-For", "192.0.2.7") // the proxy's line
+		return e.do(t, req)
+	}
+	for i := 0; i < 10; i++ {
+		resp, body := guess(i)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	resp, body := guess(10)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+}
+
 // Registering, asking for a reset link and asking for a new confirmation
 // link are throttled per address: each sign-up costs an argon2id hash (64
 // MiB) and each of them can queue a mail to an address of the sender's

@@ -9,6 +9,7 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 
+	"rassylka/app/mail"
 	"rassylka/app/model"
 )
 
@@ -146,4 +147,23 @@ func TestMessagePlaceholdersChecked(t *testing.T) {
 	// Known ones, with spaces inside the braces, and lone braces pass.
 	resp, body := c.post(t, "/messages", url.Values{"subject": {"Hi {{ name }}"}, "body": {"{{email}}: {x} and {{{name}}}"}})
 	wantStatus(t, resp, body, http.StatusSeeOther)
+}
+
+// The check of placeholders and the mail's filling-in agree on what a
+// placeholder is: one the form lets through is filled in, and one that
+// would not be filled in (a no-break space inside the braces, as a Mac's
+// Option-Space types it) is refused beside its field.
+func TestMessagePlaceholderCheckMatchesFilling(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	for _, s := range []string{"{{\u00a0name}}", "{{name\u00a0}}", "{{\u2003email}}", "{{name\v}}"} {
+		filled := mail.Personalize(s, "Ann", "ann@example.com")
+		resp, body := c.post(t, "/messages", url.Values{"subject": {"Hello"}, "body": {"Dear " + s + ",\nnews."}})
+		if filled == s && resp.StatusCode != http.StatusUnprocessableEntity {
+			t.Errorf("body %q: status %d, want 422: it goes out as typed (%q)", s, resp.StatusCode, filled)
+		}
+		if filled != s {
+			wantStatus(t, resp, body, http.StatusSeeOther)
+		}
+	}
 }

@@ -166,7 +166,14 @@ func (s *Server) clientIP(c *fiber.Ctx) string {
 	if s.cfg.ProxyHeader == "" || !c.IsProxyTrusted() {
 		return peer
 	}
-	hops := strings.Split(c.Get(s.cfg.ProxyHeader), ",")
+	// Every line of the header, in order: a proxy may append the peer as
+	// a line of its own (HAProxy) rather than to the client's line, and
+	// c.Get gives only the first line, the client's.
+	var lines []string
+	for _, v := range c.Request().Header.PeekAll(s.cfg.ProxyHeader) {
+		lines = append(lines, string(v))
+	}
+	hops := strings.Split(strings.Join(lines, ","), ",")
 	ip := peer
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))

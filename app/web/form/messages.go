@@ -65,7 +65,9 @@ var braces = regexp.MustCompile(`\{\{[^{}]*\}\}`)
 func placeholderProblem(s string) string {
 	const known = "Only {{name}} and {{email}} are filled in."
 	for _, m := range braces.FindAllString(s, -1) {
-		switch strings.TrimSpace(m[2 : len(m)-2]) {
+		// The spaces mail.Personalize allows (RE2's \s), no others: a
+		// no-break space would leave the placeholder as typed.
+		switch strings.Trim(m[2:len(m)-2], " \t\n\f\r") {
 		case "name", "email":
 		default:
 			return "Unknown placeholder " + m + ". " + known
