@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"rassylka/app/model"
 )
 
@@ -267,5 +269,31 @@ func TestQueueDashboardHidesMailedLinks(t *testing.T) {
 	}
 	if !strings.Contains(listing, "ann@example.com") {
 		t.Errorf("the queued mail does not say whom it is for: %s", listing)
+	}
+}
+
+// A manager looking at one user's clients or messages (?scope=all&owner=)
+// and searching them stays on that user's: the search form carries the
+// owner as it carries the scope.
+func TestSearchKeepsOwnerFilter(t *testing.T) {
+	e := newEnv(t)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	bob := newUser(t, e, "bob@example.com", model.RoleUser)
+	makeObjects(t, e, ann)
+	makeObjects(t, e, bob)
+	for _, list := range []struct{ path, row string }{{"/clients", "client-row"}, {"/messages", "message-row"}} {
+		resp, body := boss.get(t, list.path+"?scope=all&owner="+id(ann.ID))
+		wantStatus(t, resp, body, http.StatusOK)
+		// What the search form submits for "secret", which both users' objects hold.
+		q := url.Values{"q": {"secret"}}
+		parseHTML(t, body).Find(`form[role=search] input[type=hidden]`).Each(func(_ int, s *goquery.Selection) {
+			q.Set(s.AttrOr("name", ""), s.AttrOr("value", ""))
+		})
+		resp, body = boss.request(t, "GET", list.path+"?"+q.Encode(), nil, true)
+		wantStatus(t, resp, body, http.StatusOK)
+		if rows := parseHTML(t, body).Find("[data-testid=" + list.row + "]"); rows.Length() != 1 || strings.Contains(rows.Text(), "bob@example.com") {
+			t.Errorf("%s: searching ann's (form sent %s) lists %d rows:\n%s", list.path, q.Encode(), rows.Length(), rows.Text())
+		}
 	}
 }

@@ -457,31 +457,7 @@ func TestResendAnswersBeforeTheLink(t *testing.T) {
 	sink := e.withWorker(t)
 	register(t, e.client(), "new@example.com", "New")
 	e.waitMail(t, sink, 1)
-	ctx := context.Background()
-	tx, err := e.db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback() //nolint:errcheck // committed below
-	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
-		t.Fatal(err)
-	}
-	answered := make(chan *http.Response, 1)
-	go func() {
-		resp, _ := e.client().post(t, "/confirm/resend", url.Values{"email": {"new@example.com"}})
-		answered <- resp
-	}()
-	select {
-	case resp := <-answered:
-		if resp.StatusCode != http.StatusSeeOther {
-			t.Fatalf("answer %d", resp.StatusCode)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the answer waited for the link")
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	answersWhileTokensLocked(t, e, "/confirm/resend", "new@example.com")
 	if m, link := e.waitMail(t, sink, 2); m.To[0] != "new@example.com" || !strings.HasPrefix(link, "/confirm/") {
 		t.Fatalf("mail to %v with %q", m.To, link)
 	}

@@ -70,12 +70,7 @@ func TestBrowserLandingLoadsHTMX(t *testing.T) {
 func TestBrowserSignOutLeavesNoPrivatePages(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	for i := range perPageForBench + 5 {
-		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("secret-%02d@owner.example", i)}
-		if err := e.store.CreateClient(context.Background(), c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	twoPagesOfClients(t, e, ann, "secret-%02d@owner.example")
 	ctx := testkit.Browser(t)
 	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()

@@ -111,12 +111,7 @@ func TestBrowserHTMXErrorIsShown(t *testing.T) {
 func TestBrowserSessionExpiryMidHTMX(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	for i := range perPageForBench + 5 {
-		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("c%02d@example.com", i)}
-		if err := e.store.CreateClient(context.Background(), c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	twoPagesOfClients(t, e, ann, "c%02d@example.com")
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
 	b.signIn("ann@example.com")
 	b.do("open clients", chromedp.Navigate(base+"/clients?q=example"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
@@ -363,12 +358,7 @@ func TestBrowserValidationFocusesTheFieldInError(t *testing.T) {
 func TestBrowserClientsHistory(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	for i := range perPageForBench + 5 {
-		c := &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("c%02d@example.com", i)}
-		if err := e.store.CreateClient(context.Background(), c); err != nil {
-			t.Fatal(err)
-		}
-	}
+	twoPagesOfClients(t, e, ann, "c%02d@example.com")
 	extra := &model.Client{OwnerID: ann.ID, Email: "zed@other.test"}
 	if err := e.store.CreateClient(context.Background(), extra); err != nil {
 		t.Fatal(err)
@@ -487,5 +477,17 @@ func (b *browserUser) checkControls(page string) {
 	}
 	if len(invisible) > 0 {
 		b.t.Errorf("%s: focus not visible on %v", page, invisible)
+	}
+}
+
+// twoPagesOfClients gives owner a page of clients and 5 more, their
+// addresses made of format and their number.
+func twoPagesOfClients(t *testing.T, e *env, owner *model.User, format string) {
+	t.Helper()
+	for i := range perPageForBench + 5 {
+		c := &model.Client{OwnerID: owner.ID, Email: fmt.Sprintf(format, i)}
+		if err := e.store.CreateClient(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/PuerkitoBio/goquery"
-
 	"rassylka/app/mail"
 	"rassylka/app/model"
 )
@@ -92,35 +90,6 @@ func TestMessagesCRUD(t *testing.T) {
 	wantRedirect(t, resp, body, "/messages")
 	resp, body = c.get(t, loc)
 	wantStatus(t, resp, body, http.StatusNotFound)
-}
-
-// A manager looking at one user's messages (?scope=all&owner=) and
-// searching them stays on that user's messages: the search form carries
-// the owner as it carries the scope.
-func TestMessagesSearchKeepsOwnerFilter(t *testing.T) {
-	e := newEnv(t)
-	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
-	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	bob := newUser(t, e, "bob@example.com", model.RoleUser)
-	makeObjects(t, e, ann)
-	makeObjects(t, e, bob)
-	resp, body := boss.get(t, "/messages?scope=all&owner="+id(ann.ID))
-	wantStatus(t, resp, body, http.StatusOK)
-	doc := parseHTML(t, body)
-	if n := doc.Find("[data-testid=message-row]").Length(); n != 1 {
-		t.Fatalf("owner filter: %d rows", n)
-	}
-	// What the search form submits for "secret", which both users' subjects hold.
-	q := url.Values{"q": {"secret"}}
-	doc.Find(`form[role=search] input[type=hidden]`).Each(func(_ int, s *goquery.Selection) {
-		q.Set(s.AttrOr("name", ""), s.AttrOr("value", ""))
-	})
-	resp, body = boss.request(t, "GET", "/messages?"+q.Encode(), nil, true)
-	wantStatus(t, resp, body, http.StatusOK)
-	rows := parseHTML(t, body).Find("[data-testid=message-row]")
-	if rows.Length() != 1 || strings.Contains(rows.Text(), "bob@example.com") {
-		t.Errorf("searching ann's messages (form sent %s) lists %d rows:\n%s", q.Encode(), rows.Length(), rows.Text())
-	}
 }
 
 // Only {{name}} and {{email}} are filled in: a mistyped or unclosed

@@ -247,31 +247,7 @@ func TestForgotAnswersBeforeTheLink(t *testing.T) {
 	e := newEnv(t)
 	sink := e.withWorker(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)
-	ctx := context.Background()
-	tx, err := e.db.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback() //nolint:errcheck // committed below
-	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
-		t.Fatal(err)
-	}
-	answered := make(chan *http.Response, 1)
-	go func() {
-		resp, _ := e.client().post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
-		answered <- resp
-	}()
-	select {
-	case resp := <-answered:
-		if resp.StatusCode != http.StatusSeeOther {
-			t.Fatalf("answer %d", resp.StatusCode)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the answer waited for the link")
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	answersWhileTokensLocked(t, e, "/password/forgot", "ann@example.com")
 	if m, link := e.waitMail(t, sink, 1); m.To[0] != "ann@example.com" || !strings.HasPrefix(link, "/password/reset/") {
 		t.Fatalf("mail to %v with %q", m.To, link)
 	}
@@ -293,4 +269,36 @@ func TestPasswordChangeEndsResetLinks(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusGone)
 	resp, body = login(t, e.client(), "ann@example.com", "another fine secret")
 	wantRedirect(t, resp, body, "/")
+}
+
+// answersWhileTokensLocked posts email to path while the links' table is
+// locked, and fails unless the answer (303) comes before the lock is
+// released: the link is stored and mailed after the answer.
+func answersWhileTokensLocked(t *testing.T, e *env, path, email string) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // committed below
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE tokens"); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := e.client().post(t, path, url.Values{"email": {email}})
+		answered <- resp
+	}()
+	select {
+	case resp := <-answered:
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("answer %d", resp.StatusCode)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer waited for the link")
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
 }
