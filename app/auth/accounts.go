@@ -124,14 +124,22 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 }
 
 // ResendConfirmation mails a new confirmation link to an unconfirmed
-// account of emailAddr; it does nothing, silently, otherwise.
+// account of emailAddr, and a confirmed one where to sign in; an address
+// with no account gets nothing.
 func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) error {
 	u, err := a.Store.UserByEmail(ctx, emailAddr)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
-	if err != nil || u.EmailConfirmedAt != nil {
+	if err != nil {
 		return err
+	}
+	if u.EmailConfirmedAt != nil {
+		// Confirmed since the link was asked for (a reset link or a
+		// provider confirms too): the inbox learns where to sign in, as
+		// the answer promised a mail.
+		subject, text := email.AlreadyConfirmed(u.FullName, a.BaseURL)
+		return a.mail(ctx, u, subject, text)
 	}
 	// An account without a password (registered again before anyone
 	// confirmed it, see Register) gets one chosen by the inbox, with the

@@ -249,6 +249,21 @@ func TestExpiredConfirmLinkOfAConfirmedAccount(t *testing.T) {
 	}
 }
 
+// Asking for a confirmation link of an address confirmed already (from an
+// old "check your inbox" page) mails where to sign in: the answer says a
+// mail is on its way, so one comes, and it holds no confirmation link.
+func TestResendForAConfirmedAddress(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	resp, body := e.client().post(t, "/confirm/resend", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	m, link := e.waitMail(t, sink, 1)
+	if m.To[0] != "ann@example.com" || link != "/login" || strings.Contains(m.Body(), "/confirm/") {
+		t.Fatalf("mail to %v, first link %q:\n%s", m.To, link, m.Body())
+	}
+}
+
 func TestLoginFailures(t *testing.T) {
 	e := newEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)

@@ -33,6 +33,17 @@ or, if you forgot your password, set a new one at {{.Forgot}}
 If it was not you, ignore this mail: nothing has changed.
 {{end}}
 
+{{define "confirmed"}}Hello{{with .Name}} {{.}}{{end}},
+
+someone — maybe you — asked for a link to confirm this address for
+Rassylka, but it is confirmed already: there is nothing left to do.
+
+Sign in at {{.Login}}
+or, if you forgot your password, set a new one at {{.Forgot}}
+
+If it was not you, ignore this mail: nothing has changed.
+{{end}}
+
 {{define "choose"}}Hello{{with .Name}} {{.}}{{end}},
 
 to confirm your email address for Rassylka, choose your password with this
@@ -77,6 +88,14 @@ func Confirm(name, link string) (subject, text string) {
 func AlreadyRegistered(name, passwordLink, baseURL string) (subject, text string) {
 	return "Your Rassylka account", render("exists", data{
 		Name: name, Link: passwordLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
+	})
+}
+
+// AlreadyConfirmed answers a request for a confirmation link of an
+// address confirmed already: where to sign in instead.
+func AlreadyConfirmed(name, baseURL string) (subject, text string) {
+	return "Your Rassylka account", render("confirmed", data{
+		Name: name, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
 	})
 }
 
