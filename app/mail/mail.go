@@ -97,7 +97,7 @@ func (s *Sender) WithTimeout(d time.Duration) *Sender {
 func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	msg.FromMailAddress(&s.from)
-	if err := msg.AddToFormat(m.To.Name, m.To.Address); err != nil {
+	if err := msg.AddToFormat(OneLine(m.To.Name), m.To.Address); err != nil {
 		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
 	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
@@ -112,6 +112,12 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	return msg, nil
 }
+
+// OneLine puts s on one line, as a header's value must be: line breaks
+// become spaces (a name with one would otherwise fail every mail to it).
+func OneLine(s string) string { return oneLine.Replace(s) }
+
+var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
 
 // Send delivers m in its own SMTP conversation and returns the server's
 // final reply. A failure is returned as an error wrapping *gomail.SendError

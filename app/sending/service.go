@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/mail"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -662,10 +661,9 @@ func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) r
 	name := c.FullName
 	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID, c.Email)
 	body := rmail.Personalize(msg.Body, name, c.Email) + "\n\n--\nTo stop receiving these mails: " + link + "\n"
-	oneLine := strings.NewReplacer("\r", " ", "\n", " ").Replace(name) // a name must not break the subject line
 	return rmail.Message{
-		To:      mail.Address{Name: oneLine, Address: c.Email},
-		Subject: rmail.Personalize(msg.Subject, oneLine, c.Email),
+		To:      mail.Address{Name: name, Address: c.Email},
+		Subject: rmail.Personalize(msg.Subject, rmail.OneLine(name), c.Email), // a name must not break the subject line
 		Text:    body,
 		Headers: map[string]string{
 			"List-Unsubscribe":      "<" + link + ">",

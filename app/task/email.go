@@ -65,7 +65,7 @@ func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	reply, err := h.Mailer.Send(ctx, mail.Message{
-		To:      netmail.Address{Name: strings.NewReplacer("\r", " ", "\n", " ").Replace(p.ToName), Address: p.To}, // a name must not break the header
+		To:      netmail.Address{Name: p.ToName, Address: p.To},
 		Subject: p.Subject,
 		Text:    p.Text,
 	})
