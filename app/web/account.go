@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"rassylka/app/auth"
+	"rassylka/app/model"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
 	"rassylka/views/account"
@@ -103,11 +103,7 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 	// answer: only an unconfirmed account has one to store and mail, and
 	// the answer must not take longer for it.
 	addr := strings.Clone(f.Email)
-	s.afterAnswer(resetRequestTimeout, func(ctx context.Context) {
-		if err := s.accounts.ResendConfirmation(ctx, addr); err != nil {
-			s.log.ErrorContext(ctx, "resend confirmation", "error", err.Error())
-		}
-	})
+	s.afterAnswer("resend confirmation", func(ctx context.Context) error { return s.accounts.ResendConfirmation(ctx, addr) })
 	return redirect(c, "/register/sent")
 }
 
@@ -147,29 +143,20 @@ func (s *Server) login(c *fiber.Ctx) error {
 	if errs.Any() {
 		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
 	}
-	ctx := c.UserContext()
-	keys := []string{"ip:" + s.clientIP(c), "account:" + f.Email}
-	// The attempt is counted before the password is checked, so parallel
-	// guesses cannot slip past the limit; a successful one is given back.
-	blocked, wait, err := s.loginLimit.TakeWait(ctx, keys...)
+	wait, err := s.takeGuess(c, f.Email)
 	if err != nil {
 		return err
 	}
-	if blocked {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
-		v.Error = fmt.Sprintf("Too many failed sign-ins. Please wait %d minutes and try again, or reset your password.",
-			int(math.Ceil(wait.Minutes())))
+	if wait > 0 {
+		v.Error = fmt.Sprintf("Too many failed sign-ins. Please wait %d minutes and try again, or reset your password.", minutes(wait))
 		return render(c, fiber.StatusTooManyRequests, account.Login(p, v))
 	}
 
-	u, err := s.accounts.Authenticate(ctx, f.Email, f.Password)
+	u, err := s.accounts.Authenticate(c.UserContext(), f.Email, f.Password)
 	// The right password gives the attempt back, even when the account
 	// cannot sign in yet (unconfirmed) or now (blocked): it was no guess.
 	if err == nil || errors.Is(err, auth.ErrBlocked) || errors.Is(err, auth.ErrUnconfirmed) {
-		if err := s.loginLimit.Release(ctx, keys[0]); err != nil {
-			return err
-		}
-		if err := s.loginLimit.Reset(ctx, keys[1]); err != nil {
+		if err := s.rightGuess(c, f.Email); err != nil {
 			return err
 		}
 	}
@@ -221,17 +208,9 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 	// takes as long whether or not the address has an account (only then is
 	// there a link to store and a mail to queue).
 	addr := strings.Clone(f.Email)
-	s.afterAnswer(resetRequestTimeout, func(ctx context.Context) {
-		if err := s.accounts.RequestReset(ctx, addr); err != nil {
-			s.log.ErrorContext(ctx, "request reset", "error", err.Error())
-		}
-	})
+	s.afterAnswer("request reset", func(ctx context.Context) error { return s.accounts.RequestReset(ctx, addr) })
 	return redirect(c, "/password/forgot/sent")
 }
-
-// resetRequestTimeout bounds the work of a forgot-password request done
-// after its answer.
-const resetRequestTimeout = 30 * time.Second
 
 func (s *Server) forgotSent(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
@@ -362,35 +341,9 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 	errs := f.Validate(u.Email, u.PasswordHash != nil)
 	status := fiber.StatusUnprocessableEntity
 	if !errs.Any() {
-		// The current password is checked under the sign-in throttle: a
-		// session's holder must not guess it faster than a sign-in could.
-		keys := []string{"ip:" + s.clientIP(c), "account:" + u.Email}
-		blocked, wait := false, time.Duration(0)
-		if u.PasswordHash != nil {
-			var err error
-			if blocked, wait, err = s.loginLimit.TakeWait(c.UserContext(), keys...); err != nil {
-				return err
-			}
-		}
-		if blocked {
-			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
-			status = fiber.StatusTooManyRequests
-			errs = form.FieldErr("current_password", fmt.Sprintf("Too many wrong passwords. Please wait %d minutes and try again.",
-				int(math.Ceil(wait.Minutes()))))
-		} else {
-			err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
-			if errors.Is(err, auth.ErrBadCredentials) {
-				errs = form.FieldErr("current_password", "This is not your current password.")
-			} else if err != nil {
-				return fmt.Errorf("change password: %w", err)
-			} else if u.PasswordHash != nil {
-				if err := s.loginLimit.Release(c.UserContext(), keys[0]); err != nil {
-					return err
-				}
-				if err := s.loginLimit.Reset(c.UserContext(), keys[1]); err != nil {
-					return err
-				}
-			}
+		var err error
+		if status, errs, err = s.newPassword(c, u, f); err != nil {
+			return err
 		}
 	}
 	if errs.Any() {
@@ -412,6 +365,31 @@ func (s *Server) changePassword(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
+// newPassword changes u's password from the account page. The current
+// password is checked under the sign-in throttle: a session's holder must
+// not guess it faster than a sign-in could. A refusal comes back as the
+// form's errors, with the answer's status.
+func (s *Server) newPassword(c *fiber.Ctx, u *model.User, f form.ChangePassword) (int, form.Errors, error) {
+	guessed := u.PasswordHash != nil // an account without one sets its first
+	if guessed {
+		wait, err := s.takeGuess(c, u.Email)
+		if err != nil || wait > 0 {
+			return fiber.StatusTooManyRequests, form.FieldErr("current_password",
+				fmt.Sprintf("Too many wrong passwords. Please wait %d minutes and try again.", minutes(wait))), err
+		}
+	}
+	err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		return fiber.StatusUnprocessableEntity, form.FieldErr("current_password", "This is not your current password."), nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("change password: %w", err)
+	case guessed:
+		return 0, nil, s.rightGuess(c, u.Email)
+	}
+	return 0, nil, nil
+}
+
 func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
 	id, err := pathID(c)
 	if err != nil {
@@ -430,3 +408,23 @@ func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
 	s.setFlash(c, layout.FlashSuccess, "The account is unlinked.")
 	return redirect(c, "/account")
 }
+
+// takeGuess counts a password about to be checked for the account of email
+// against the sign-in limit, per client address and per account, before
+// the check, so that parallel guesses cannot slip past it. Over the limit
+// it returns how long to wait (0: go on).
+func (s *Server) takeGuess(c *fiber.Ctx, email string) (time.Duration, error) {
+	return take(c, s.loginLimit, "ip:"+s.clientIP(c), "account:"+email)
+}
+
+// rightGuess gives back the attempt of a right password: the address's
+// count drops by one, the account's starts again.
+func (s *Server) rightGuess(c *fiber.Ctx, email string) error {
+	if err := s.loginLimit.Release(c.UserContext(), "ip:"+s.clientIP(c)); err != nil {
+		return err
+	}
+	return s.loginLimit.Reset(c.UserContext(), "account:"+email)
+}
+
+// minutes is d in whole minutes, rounded up.
+func minutes(d time.Duration) int { return int(math.Ceil(d.Minutes())) }

@@ -218,13 +218,20 @@ func parseProxies(list []string) []netip.Prefix {
 // choice. The answer does not depend on the address typed, so it tells
 // nothing about accounts.
 func (s *Server) throttleAccountForm(c *fiber.Ctx) error {
-	blocked, wait, err := s.formLimit.TakeWait(c.UserContext(), "ip:"+s.clientIP(c))
-	if err != nil {
-		return err
+	wait, err := take(c, s.formLimit, "ip:"+s.clientIP(c))
+	if err == nil && wait > 0 {
+		err = fiber.ErrTooManyRequests
 	}
-	if blocked {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
-		return fiber.ErrTooManyRequests
+	return err
+}
+
+// take counts a request under limit for each key. Over the limit it sets
+// Retry-After and returns how long the block lasts (0: go on).
+func take(c *fiber.Ctx, limit *auth.Limiter, keys ...string) (time.Duration, error) {
+	blocked, wait, err := limit.TakeWait(c.UserContext(), keys...)
+	if err != nil || !blocked {
+		return 0, err
 	}
-	return nil
+	c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())))
+	return max(wait, time.Second), nil
 }

@@ -61,16 +61,22 @@ type Server struct {
 }
 
 // afterAnswer runs fn in the background, with a context of its own bounded
-// by timeout; the app's shutdown waits for it.
-func (s *Server) afterAnswer(timeout time.Duration, fn func(ctx context.Context)) {
+// by afterAnswerTimeout, and logs its error as what failed; the app's
+// shutdown waits for it.
+func (s *Server) afterAnswer(what string, fn func(ctx context.Context) error) {
 	s.after.Add(1)
 	go func() {
 		defer s.after.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), afterAnswerTimeout)
 		defer cancel()
-		fn(ctx)
+		if err := fn(ctx); err != nil {
+			s.log.ErrorContext(ctx, what, "error", err.Error())
+		}
 	}()
 }
+
+// afterAnswerTimeout bounds the work a request leaves for after its answer.
+const afterAnswerTimeout = 30 * time.Second
 
 // Sign-in throttling: failures per IP and per account.
 const (
