@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Config is everything the web and worker processes read from the environment.
@@ -248,19 +250,17 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 }
 
 // Adopt makes log the logger of the libraries that log on their own: the
-// standard library's log (Asynq's metrics collector) and, through
-// setRedisLogger (redis.SetLogger), go-redis's pool. Without it their
-// plain-text lines break a JSON log stream exactly when Redis is down.
-func Adopt(log *slog.Logger, setRedisLogger func(PrintfLogger)) {
+// standard library's log (Asynq's metrics collector) and go-redis's pool.
+// Without it their plain-text lines break a JSON log stream exactly when
+// Redis is down.
+func Adopt(log *slog.Logger) {
 	slog.SetDefault(log)
-	setRedisLogger(PrintfLogger{log.With("component", "redis")})
+	redis.SetLogger(printfLogger{log.With("component", "redis")})
 }
 
-// PrintfLogger logs Printf-style messages (go-redis's internal.Logging) as
-// warnings.
-type PrintfLogger struct{ Log *slog.Logger }
+// printfLogger logs go-redis's Printf-style messages as warnings.
+type printfLogger struct{ log *slog.Logger }
 
-// Printf logs one formatted message.
-func (p PrintfLogger) Printf(ctx context.Context, format string, v ...any) {
-	p.Log.WarnContext(ctx, fmt.Sprintf(format, v...))
+func (p printfLogger) Printf(ctx context.Context, format string, v ...any) {
+	p.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }

@@ -52,7 +52,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
-	config.Adopt(log, func(l config.PrintfLogger) { redis.SetLogger(l) })
+	config.Adopt(log)
 
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
