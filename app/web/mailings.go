@@ -222,41 +222,48 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	recips, rpage, err := s.store.RecipientsOfMailing(ctx, r.ID, pageNumber(c))
-	if err != nil {
-		return err
+	v := mailings.ShowView{
+		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
+		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
+		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
+	}
+	// Paging the recipients or the runs with htmx swaps just their section,
+	// and reads nothing else.
+	fragment := ""
+	if isHTMX(c) {
+		fragment = c.Get("HX-Target")
+	}
+	if fragment != mailings.RunsID {
+		recips, rpage, err := s.store.RecipientsOfMailing(ctx, r.ID, pageNumber(c))
+		if err != nil {
+			return err
+		}
+		v.RecipientsPager = pager(c, mailings.URL(r.ID), rpage, "recipients", mailings.RecipientsID)
+		for _, cl := range recips {
+			v.Recipients = append(v.Recipients, mailings.Recipient{ID: cl.ID, Email: cl.Email, Name: cl.FullName,
+				Unsubscribed: cl.UnsubscribedAt != nil, Bounced: cl.BouncedAt != nil})
+		}
+		if fragment == mailings.RecipientsID {
+			return render(c, fiber.StatusOK, mailings.Recipients(v))
+		}
 	}
 	runsNumber, _ := strconv.Atoi(c.Query("runs_page"))
 	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, store.NewPage(runsNumber, runsPerPage))
 	if err != nil {
 		return err
 	}
+	v.RunsPager = pagerOf(c, mailings.URL(r.ID), "runs_page", runsPage, "runs", mailings.RunsID)
+	for _, run := range runs {
+		v.Runs = append(v.Runs, runView(run, u))
+	}
+	if fragment == mailings.RunsID {
+		return render(c, fiber.StatusOK, mailings.Runs(v))
+	}
 	attempts, apage, err := s.store.AttemptsOfMailing(ctx, r.ID, "", store.NewPage(1, 10))
 	if err != nil {
 		return err
 	}
-	v := mailings.ShowView{
-		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
-		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
-		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
-		RecipientsPager: pager(c, mailings.URL(r.ID), rpage, "recipients", mailings.RecipientsID),
-		AttemptsTotal:   apage.Total,
-		RunsPager:       pagerOf(c, mailings.URL(r.ID), "runs_page", runsPage, "runs", mailings.RunsID),
-	}
-	for _, cl := range recips {
-		v.Recipients = append(v.Recipients, mailings.Recipient{ID: cl.ID, Email: cl.Email, Name: cl.FullName,
-			Unsubscribed: cl.UnsubscribedAt != nil, Bounced: cl.BouncedAt != nil})
-	}
-	// Paging the recipients with htmx swaps just their section.
-	if isHTMX(c) && c.Get("HX-Target") == mailings.RecipientsID {
-		return render(c, fiber.StatusOK, mailings.Recipients(v))
-	}
-	for _, run := range runs {
-		v.Runs = append(v.Runs, runView(run, u))
-	}
-	if isHTMX(c) && c.Get("HX-Target") == mailings.RunsID {
-		return render(c, fiber.StatusOK, mailings.Runs(v))
-	}
+	v.AttemptsTotal = apage.Total
 	v.Attempts = attemptViews(attempts, u)
 	fig, err := s.store.MailingTotals(ctx, r.ID)
 	if err != nil {
