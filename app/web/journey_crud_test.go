@@ -113,6 +113,8 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 		chromedp.Click(chromedp.CSS("[data-testid=new-client]")), chromedp.WaitVisible(chromedp.CSS("[data-testid=client-new-form]")))
 	addClient("second@example.com", "Second")
 	addClient("third@example.com", "Third")
+	ann.do("close the add form", chromedp.Click(chromedp.CSS("[data-testid=client-new-form] [data-clear]")))
+	ann.waitJS("add form closed", `document.querySelector("[data-testid=client-new-form]") === null`)
 
 	// Edit inline.
 	ann.settled("[data-testid=clients-table]")

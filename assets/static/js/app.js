@@ -56,7 +56,8 @@ document.addEventListener("submit", function (e) {
 });
 document.addEventListener("click", function (e) {
   var b = e.target.closest && e.target.closest("[data-clear]");
-  if (b) window.rassylka.clear(b.dataset.clear);
+  var el = b && document.querySelector(b.dataset.clear);
+  if (el) el.innerHTML = "";
 });
 
 // A plain form posts once: a second click while the first post is on its
@@ -100,14 +101,6 @@ document.addEventListener("DOMContentLoaded", function () {
     if (!el.value) el.value = tz;
   });
 });
-
-// Small helpers called from the pages.
-window.rassylka = {
-  clear: function (selector) {
-    var el = document.querySelector(selector);
-    if (el) el.innerHTML = "";
-  },
-};
 
 // Mailing form: show the inline message fields when "Write a new message"
 // is chosen.
