@@ -341,7 +341,10 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	if created != "0" || updated != "5" || rejected != "0" {
 		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
 	}
-	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	if err != nil || len(rows) != len(names) {
+		t.Fatalf("clients after the round trip: %d, %v; want %d", len(rows), err, len(names))
+	}
 	for _, r := range rows {
 		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
 			t.Errorf("%s after round trip: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
@@ -374,7 +377,10 @@ func TestClientsExportRoundTripKeepsLeadingApostrophe(t *testing.T) {
 	if _, updated, rejected, rbody := importReport(t, c, body); updated != "4" || rejected != "0" {
 		t.Fatalf("re-import: updated %s rejected %s\n%s", updated, rejected, rbody)
 	}
-	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	if err != nil || len(rows) != len(names) {
+		t.Fatalf("clients after the round trip: %d, %v; want %d", len(rows), err, len(names))
+	}
 	for _, r := range rows {
 		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
 			t.Errorf("%s after export and import: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
@@ -406,7 +412,9 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
 		t.Errorf("file without a comment column: name %q comment %q, want New Name / met in Riga", r.FullName, r.Comment)
 	}
-	importReport(t, c, "email\nold@example.com\nfresh@example.com\n")
+	if created, updated, rejected, body := importReport(t, c, "email\nold@example.com\nfresh@example.com\n"); created != "1" || updated != "1" || rejected != "0" {
+		t.Fatalf("file with only emails: created %s updated %s rejected %s\n%s", created, updated, rejected, body)
+	}
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
 		t.Errorf("file with only emails: name %q comment %q, want them kept", r.FullName, r.Comment)
 	}
@@ -517,8 +525,13 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 		t.Fatalf("restored client %+v is mailable again, want it unsubscribed", rows)
 	}
 	// A file without the column, or with it empty, leaves the mark alone.
-	importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n")
-	rows, _, _ = e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	if _, updated, rejected, body := importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n"); updated != "1" || rejected != "0" {
+		t.Fatalf("file with the column empty: updated %s rejected %s\n%s", updated, rejected, body)
+	}
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("%v %v", rows, err)
+	}
 	if rows[0].UnsubscribedAt == nil {
 		t.Fatal("an import cleared an unsubscribe")
 	}

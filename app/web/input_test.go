@@ -33,6 +33,16 @@ func TestNulInInput(t *testing.T) {
 		resp, body := c.get(t, p+"a%00")
 		wantStatus(t, resp, body, http.StatusOK)
 	}
+	for _, list := range []struct{ path, row string }{{"/clients", "client-row"}, {"/messages", "message-row"}} {
+		rows := func(q string) int {
+			resp, body := c.get(t, list.path+"?q="+q)
+			wantStatus(t, resp, body, http.StatusOK)
+			return parseHTML(t, body).Find("[data-testid=" + list.row + "]").Length()
+		}
+		if with, without := rows("se%00cret"), rows("secret"); without == 0 || with != without {
+			t.Errorf("%s: a search with a NUL finds %d rows, without it %d", list.path, with, without)
+		}
+	}
 }
 
 // Editing a mailing whose message is older than the messages the form

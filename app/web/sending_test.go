@@ -293,6 +293,9 @@ func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
 	}
 	link := strings.Trim(msgs[0].Header().Get("List-Unsubscribe"), "<>")
 	path := strings.TrimPrefix(link, testBaseURL)
+	if resp, body := e.client().get(t, path); !strings.HasPrefix(path, "/u/") || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the mailed link %q answers %d before the address changes:\n%s", link, resp.StatusCode, body)
+	}
 
 	resp, body := c.post(t, "/clients/"+id(o.client.ID), url.Values{"email": {"bob@elsewhere.example"}, "full_name": {"Bob"}})
 	wantRedirect(t, resp, body, "/clients/"+id(o.client.ID))
