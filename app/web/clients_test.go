@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -317,6 +318,13 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 		"f3@example.com": "-2+3",
 		"f4@example.com": "@SUM(1+1)",
 		"f5@example.com": "Plain, with \"quotes\"",
+		// Values that start with an apostrophe themselves (typed so, or a
+		// spreadsheet's text prefix kept): the import takes away only the
+		// apostrophe the export added.
+		"a1@example.com": "'=literally",
+		"a2@example.com": "'-- see below",
+		"a3@example.com": "''+quoted",
+		"a4@example.com": "'Tis plain",
 	}
 	for email, name := range names {
 		if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: email, FullName: name, Comment: name}); err != nil {
@@ -338,7 +346,7 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	}
 	// Round trip: the export imports back as updates with the same names.
 	created, updated, rejected, rbody := importReport(t, c, body)
-	if created != "0" || updated != "5" || rejected != "0" {
+	if created != "0" || updated != strconv.Itoa(len(names)) || rejected != "0" {
 		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
 	}
 	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
@@ -348,42 +356,6 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	for _, r := range rows {
 		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
 			t.Errorf("%s after round trip: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
-		}
-	}
-}
-
-// A name or comment that itself starts with an apostrophe and a formula
-// character (typed so, or a spreadsheet's text prefix kept) survives an
-// export and re-import: the import takes away only the apostrophe the
-// export added.
-func TestClientsExportRoundTripKeepsLeadingApostrophe(t *testing.T) {
-	e := newEnv(t)
-	c := signedIn(t, e, "ann@example.com", model.RoleUser)
-	ctx := context.Background()
-	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
-	names := map[string]string{
-		"a1@example.com": "'=literally",
-		"a2@example.com": "'-- see below",
-		"a3@example.com": "''+quoted",
-		"a4@example.com": "'Tis plain",
-	}
-	for email, name := range names {
-		if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: email, FullName: name, Comment: name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	resp, body := c.get(t, "/clients/export.csv")
-	wantStatus(t, resp, body, http.StatusOK)
-	if _, updated, rejected, rbody := importReport(t, c, body); updated != "4" || rejected != "0" {
-		t.Fatalf("re-import: updated %s rejected %s\n%s", updated, rejected, rbody)
-	}
-	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
-	if err != nil || len(rows) != len(names) {
-		t.Fatalf("clients after the round trip: %d, %v; want %d", len(rows), err, len(names))
-	}
-	for _, r := range rows {
-		if r.FullName != names[r.Email] || r.Comment != names[r.Email] {
-			t.Errorf("%s after export and import: name %q comment %q, want %q", r.Email, r.FullName, r.Comment, names[r.Email])
 		}
 	}
 }
