@@ -27,11 +27,15 @@ import (
 )
 
 // gcPercent is the worker's GOGC unless the environment sets one. Its live
-// heap is small (a few MB) and every message it sends is built in memory,
-// so with Go's default of 100 it collected garbage often enough to cost
-// about a tenth of its CPU while sending; at 200 it needs a few MB more,
-// the same for any size of run.
-const gcPercent = 200
+// heap is small (about 2 MB while it sends) and every message it sends is
+// built in memory, about 10 KB of garbage a message: at 200 the collector
+// ran about 18 times a second while sending, and each cycle's pauses
+// (waiting for threads the database and the mail server keep off the
+// cores) held up every pooled connection. At 800 the heap grows to about
+// 32 MB between cycles (a peak of about 55 MB resident, the same for any
+// size of run) and the collector runs a fifth as often
+// (docs/benchmarks.md).
+const gcPercent = 800
 
 func main() {
 	if os.Getenv("GOGC") == "" {
