@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -46,11 +47,15 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 }
 
 // ListMailings returns one page of the scope's mailings, newest first,
-// filtered by status (created, running, finished or disabled) when given.
-func (s *Store) ListMailings(ctx context.Context, sc Scope, status string, page Page) ([]MailingRow, Page, error) {
+// filtered by status (created, running, finished or disabled) and by a
+// search q in their message's subject when given.
+func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, page Page) ([]MailingRow, Page, error) {
 	var rows []MailingRow
 	query := s.mailingQuery(&rows)
 	sc.where(query, "g.owner_id")
+	if strings.TrimSpace(q) != "" {
+		query.Where("lower(m.subject) LIKE ?", likePattern(q))
+	}
 	switch status {
 	case "":
 	case FilterDisabled:

@@ -48,7 +48,7 @@ func TestPagePastTheEndShowsTheLastPage(t *testing.T) {
 			return len(rows), p, err
 		},
 		"mailings": func() (int, store.Page, error) {
-			rows, p, err := st.ListMailings(ctx, own, "", past)
+			rows, p, err := st.ListMailings(ctx, own, "", "", past)
 			return len(rows), p, err
 		},
 		"users": func() (int, store.Page, error) { rows, p, err := st.ListUsers(ctx, "", past); return len(rows), p, err },

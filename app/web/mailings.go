@@ -61,12 +61,16 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	if !valid {
 		status = ""
 	}
-	rows, page, err := s.store.ListMailings(c.UserContext(), sc, status, pageNumber(c))
+	search := c.Query("q")
+	rows, page, err := s.store.ListMailings(c.UserContext(), sc, status, search, pageNumber(c))
 	if err != nil {
 		return err
 	}
-	v := mailings.ListView{AllUsers: all, Manager: u.IsManager(), Filtered: status != "",
+	v := mailings.ListView{Q: search, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
 		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID)}
+	if all {
+		v.Owner = sc.Owner
+	}
 	for _, f := range statusFilters {
 		q := []string{}
 		if all {
@@ -74,6 +78,9 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 			if sc.Owner != 0 {
 				q = append(q, "owner="+strconv.FormatInt(sc.Owner, 10))
 			}
+		}
+		if search != "" {
+			q = append(q, "q="+urlQuery(search))
 		}
 		if f.Value != "" {
 			q = append(q, "status="+f.Value)

@@ -277,6 +277,54 @@ func TestMailingListFilterDisableAndPicker(t *testing.T) {
 	}
 }
 
+// The mailings list searches as the clients and messages lists do
+// (DESIGN §4: "/mailings… same pattern"): ?q= matches the subject of the
+// message a mailing sends, and works with the status filter, whose links
+// keep the search.
+func TestMailingListSearch(t *testing.T) {
+	w := newMailingWorld(t)
+	c := w.c
+	ctx := context.Background()
+	autumn := &model.Message{OwnerID: w.ann.ID, Subject: "Autumn news", Body: "Hi"}
+	if err := w.e.store.CreateMessage(ctx, autumn); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.post(t, "/mailings", w.form(nil)) // "Spring sale"
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	spring := mustID(t, resp.Header.Get("Location"))
+	resp, body = c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("message_id", id(autumn.ID)) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	for _, tc := range []struct {
+		path string
+		htmx bool
+		want []int64
+	}{
+		{"/mailings?q=SPRING", false, []int64{spring}},
+		{"/mailings?q=spring&status=created", true, []int64{spring}},
+		{"/mailings?q=spring&status=finished", true, nil},
+		{"/mailings?q=nothing-like-it", true, nil},
+	} {
+		resp, body := c.request(t, "GET", tc.path, nil, tc.htmx)
+		wantStatus(t, resp, body, http.StatusOK)
+		var got []int64
+		parseHTML(t, body).Find("[data-testid=mailing-row]").Each(func(_ int, s *goquerySelection) {
+			got = append(got, mustID(t, "/mailings/"+strings.TrimPrefix(s.AttrOr("id", ""), "mailing-")))
+		})
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s lists %v, want %v", tc.path, got, tc.want)
+		}
+	}
+	_, body = c.get(t, "/mailings?q=spring")
+	doc := parseHTML(t, body)
+	if v, _ := doc.Find(`form[role=search] input[name=q]`).Attr("value"); v != "spring" {
+		t.Errorf("search box shows %q, want the search", v)
+	}
+	if href, _ := doc.Find(`[data-filter=running]`).Attr("href"); !strings.Contains(href, "q=spring") {
+		t.Errorf("the running filter links to %q, dropping the search", href)
+	}
+}
+
 func TestMailingTenThousandRecipients(t *testing.T) {
 	w := newMailingWorld(t)
 	ctx := context.Background()
