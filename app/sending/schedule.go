@@ -13,7 +13,10 @@ import (
 // Occurrence returns the k-th occurrence (k ≥ 0) of a mailing that first
 // sends at start and repeats by r, in wall-clock time of loc: a daily
 // mailing at 09:00 stays at 09:00 across daylight-saving changes, and a
-// monthly one from the 31st goes on the last day of shorter months.
+// monthly one from the 31st goes on the last day of shorter months. An
+// occurrence at a time the clocks skip goes as long after the change as it
+// was after the time they skipped from: 02:30 is 03:30 on a night the
+// clocks go from 02:00 to 03:00.
 func Occurrence(start time.Time, r model.Repeat, loc *time.Location, k int) time.Time {
 	if k == 0 || r == model.RepeatOnce {
 		return start
@@ -24,15 +27,31 @@ func Occurrence(start time.Time, r model.Repeat, loc *time.Location, k int) time
 	ns := s.Nanosecond()
 	switch r {
 	case model.RepeatDaily:
-		return time.Date(y, m, d+k, hh, mm, ss, ns, loc).UTC()
+		return wallClock(time.Date(y, m, d+k, hh, mm, ss, ns, time.UTC), loc)
 	case model.RepeatWeekly:
-		return time.Date(y, m, d+7*k, hh, mm, ss, ns, loc).UTC()
+		return wallClock(time.Date(y, m, d+7*k, hh, mm, ss, ns, time.UTC), loc)
 	case model.RepeatMonthly:
-		first := time.Date(y, m+time.Month(k), 1, hh, mm, ss, ns, loc)
+		first := time.Date(y, m+time.Month(k), 1, 0, 0, 0, 0, time.UTC)
 		last := daysIn(first.Year(), first.Month())
-		return time.Date(first.Year(), first.Month(), min(d, last), hh, mm, ss, ns, loc).UTC()
+		return wallClock(time.Date(first.Year(), first.Month(), min(d, last), hh, mm, ss, ns, time.UTC), loc)
 	}
 	return start
+}
+
+// wallClock is the instant (in UTC) when loc's clocks show the date and
+// time that wall shows. When they skip it, it is read on the clock before
+// the change: time.Date would move it either way (back to 01:30 in New
+// York, and to 23:30 the day before where the clocks change at midnight).
+func wallClock(wall time.Time, loc *time.Location) time.Time {
+	t := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), wall.Nanosecond(), loc)
+	_, shown := t.Zone()
+	if t.UTC().Add(time.Duration(shown) * time.Second).Equal(wall) {
+		return t.UTC()
+	}
+	// In a gap, t was read with one side's offset and shows the other's;
+	// the clocks go forward, so the smaller is the one before the change.
+	used := wall.Sub(t.UTC())
+	return wall.Add(-min(used, time.Duration(shown)*time.Second)).UTC()
 }
 
 // halfPeriod is half the shortest time between two occurrences of r: a

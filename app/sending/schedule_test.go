@@ -43,6 +43,50 @@ func TestDailyKeepsWallClockAcrossDST(t *testing.T) {
 	}
 }
 
+// An occurrence at a time the clocks skip goes as long after the change as
+// it was after the time they skipped from, on its own day, whatever the
+// zone: 02:30 on a night the clocks go from 02:00 to 03:00 is 03:30. (In
+// New York it went at 01:30, before its time; where the clocks change at
+// midnight, at 23:30 the day before, which then had two sends.)
+func TestRepeatAtATimeTheClocksSkip(t *testing.T) {
+	cases := []struct {
+		zone   string
+		start  string // local
+		repeat model.Repeat
+		want   []string // occurrences 1, 2, … (local)
+	}{
+		{"Europe/Berlin", "2027-03-27 02:30", model.RepeatDaily, []string{"2027-03-28 03:30 CEST", "2027-03-29 02:30 CEST"}},
+		{"America/New_York", "2027-03-13 02:30", model.RepeatDaily, []string{"2027-03-14 03:30 EDT", "2027-03-15 02:30 EDT"}},
+		{"America/Havana", "2027-03-13 00:30", model.RepeatDaily, []string{"2027-03-14 01:30 CDT", "2027-03-15 00:30 CDT"}},
+		{"America/Santiago", "2027-08-29 00:30", model.RepeatWeekly, []string{"2027-09-05 01:30 -03", "2027-09-12 00:30 -03"}},
+		{"America/Havana", "2027-02-14 00:30", model.RepeatMonthly, []string{"2027-03-14 01:30 CDT", "2027-04-14 00:30 CDT"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.zone+" "+string(tc.repeat), func(t *testing.T) {
+			loc := mustLoc(t, tc.zone)
+			start, err := time.ParseInLocation("2006-01-02 15:04", tc.start, loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range tc.want {
+				if got := Occurrence(start, tc.repeat, loc, i+1).In(loc).Format("2006-01-02 15:04 MST"); got != w {
+					t.Errorf("occurrence %d = %s, want %s", i+1, got, w)
+				}
+			}
+			// Late on the evening before the change, none has come since the start.
+			first, err := time.ParseInLocation("2006-01-02 15:04 MST", tc.want[0], loc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eve := time.Date(first.Year(), first.Month(), first.Day()-1, 23, 45, 0, 0, loc)
+			due, ok := LatestDue(start, start.AddDate(1, 0, 0), tc.repeat, loc, eve)
+			if !ok || !due.Equal(start) {
+				t.Errorf("latest due at %v = %v %v, want the start", eve.In(loc), due.In(loc), ok)
+			}
+		})
+	}
+}
+
 func TestLatestDueAndNext(t *testing.T) {
 	utc := time.UTC
 	start := time.Date(2027, 1, 1, 9, 0, 0, 0, utc)
