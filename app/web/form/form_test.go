@@ -46,6 +46,31 @@ func TestLocalTimeAcrossClockChanges(t *testing.T) {
 	}
 }
 
+// In the hour the clocks go back, a time typed for later in that hour is
+// the one still to come: in New York 01:50 on November 7 is first 05:50 UTC
+// (EDT), then 06:50 (EST); at 01:10 EST the first has passed, the second
+// has not, and the form took the first and refused it as past.
+func TestMailingTimeTheClocksPassTwice(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2027, 11, 7, 6, 10, 0, 0, time.UTC) // 01:10 EST, the second 01:10
+	f := &Mailing{MessageID: "1", StartsAt: "2027-11-07T01:50", EndsAt: "2027-11-07T01:55", Repeat: "once", RecipientIDs: "1"}
+	p, errs := f.Validate(Rules{Now: now, Location: ny})
+	if errs.Any() {
+		t.Fatalf("a time still to come refused: %v", errs)
+	}
+	if want := time.Date(2027, 11, 7, 6, 50, 0, 0, time.UTC); !p.StartsAt.Equal(want) || !p.EndsAt.Equal(want.Add(5*time.Minute)) {
+		t.Errorf("stored %v → %v, want %v → +5m", p.StartsAt, p.EndsAt, want)
+	}
+	// Before the clocks go back, the first is still to come, and is taken.
+	now = time.Date(2027, 11, 7, 5, 10, 0, 0, time.UTC) // 01:10 EDT
+	if p, errs := f.Validate(Rules{Now: now, Location: ny}); errs.Any() || !p.StartsAt.Equal(time.Date(2027, 11, 7, 5, 50, 0, 0, time.UTC)) {
+		t.Errorf("the first 01:50: %v %v", p.StartsAt, errs)
+	}
+}
+
 // An edited mailing that kept its start, now past, still needs an end in
 // the future.
 func TestMailingEndInTheFuture(t *testing.T) {

@@ -98,6 +98,9 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 		}
 
 		start, msg := localTime(f.StartsAt, r.Location, "the first send", r.StoredStart)
+		if msg == "" && (r.StoredStart == nil || !start.Equal(*r.StoredStart)) {
+			start = upcoming(start, r.Location, r.Now)
+		}
 		switch {
 		case msg != "":
 			errs["starts_at"] = msg
@@ -108,6 +111,9 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	}
 
 	end, msg := localTime(f.EndsAt, r.Location, "the end of sending", r.StoredEnd)
+	if msg == "" && (r.StoredEnd == nil || !end.Equal(*r.StoredEnd)) {
+		end = upcoming(end, r.Location, r.Now)
+	}
 	switch {
 	case msg != "":
 		errs["ends_at"] = msg
@@ -157,6 +163,24 @@ func localTime(v string, loc *time.Location, what string, stored *time.Time) (ti
 		return t.UTC(), ""
 	}
 	return time.Time{}, "Enter a date and time like 2026-12-24T09:00."
+}
+
+// upcoming is t, or when t has passed and its date and time come again
+// (the clocks go back over them), the second time: parsing picks either,
+// and the first may be past while the second is still to come.
+func upcoming(t time.Time, loc *time.Location, now time.Time) time.Time {
+	if !t.Before(now) {
+		return t
+	}
+	_, before := t.In(loc).Zone()
+	_, after := t.Add(3 * time.Hour).In(loc).Zone() // no zone changes twice in three hours
+	if after >= before {
+		return t
+	}
+	if again := t.Add(time.Duration(before-after) * time.Second); sameWallClock(again.In(loc), t.In(loc)) {
+		return again.UTC()
+	}
+	return t
 }
 
 // sameWallClock reports whether a and b show the same date and time of day
