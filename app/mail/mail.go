@@ -5,6 +5,7 @@ package mail
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -51,8 +53,11 @@ func NewSender(smtpURL, from, messageIDHost string) (*Sender, error) {
 		return nil, fmt.Errorf("parse MAIL_FROM %q: %w", from, err)
 	}
 	s := &Sender{host: u.Hostname(), from: *fromAddr, idHost: messageIDHost, timeout: DefaultTimeout}
-	if s.idHost == "" {
+	switch {
+	case s.idHost == "":
 		s.idHost = "localhost"
+	case strings.Contains(s.idHost, ":"):
+		s.idHost = "[" + s.idHost + "]" // an IPv6 address is a domain literal (RFC 5322, 3.6.4)
 	}
 	port := 0
 	if p := u.Port(); p != "" {
@@ -97,13 +102,18 @@ func (s *Sender) WithTimeout(d time.Duration) *Sender {
 func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
 	msg.FromMailAddress(&s.from)
-	if err := msg.AddToFormat(OneLine(m.To.Name), m.To.Address); err != nil {
+	// The address is checked alone and the name set as is: net/mail quotes
+	// and escapes it (pasted between quotes, a name with a quote or a
+	// backslash came out changed, or failed the mail).
+	to, err := netmail.ParseAddress("<" + m.To.Address + ">")
+	if err != nil {
 		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
 	}
+	msg.AddToMailAddress(&netmail.Address{Name: OneLine(m.To.Name), Address: to.Address})
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("build mail: subject has a line break")
 	}
-	msg.Subject(m.Subject)
+	msg.Subject(foldable(m.Subject))
 	msg.SetDate()
 	msg.SetMessageIDWithValue(newMessageID(s.idHost))
 	for k, v := range m.Headers {
@@ -118,6 +128,33 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 func OneLine(s string) string { return oneLine.Replace(s) }
 
 var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
+
+// maxLine is the longest a line of a mail may be, CRLF apart (RFC 5322,
+// 2.1.1).
+const maxLine = 998
+
+// foldable returns subject as encoded words (RFC 2047) of at most 45 bytes
+// each when a word of it is too long for a header line: go-mail folds only
+// at spaces, and left it on one line over 998 octets (placeholders filled
+// with long names, side by side). Other subjects are left to go-mail.
+func foldable(subject string) string {
+	for _, w := range strings.Split(subject, " ") {
+		if len("Subject: ")+len(w) <= maxLine {
+			continue
+		}
+		var words []string
+		for rest := subject; rest != ""; {
+			n := min(len(rest), 45)
+			for n < len(rest) && n > 1 && !utf8.RuneStart(rest[n]) {
+				n-- // a character is not split between words
+			}
+			words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(rest[:n]))+"?=")
+			rest = rest[n:]
+		}
+		return strings.Join(words, " ")
+	}
+	return subject
+}
 
 // Send delivers m in its own SMTP conversation and returns the server's
 // final reply. A failure is returned as an error wrapping *gomail.SendError

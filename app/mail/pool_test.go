@@ -3,6 +3,7 @@ package mail_test
 import (
 	"bufio"
 	"context"
+	"mime"
 	"net"
 	"net/mail"
 	"strings"
@@ -192,5 +193,84 @@ func TestSenderSendsNoResetAfterDelivery(t *testing.T) {
 	}
 	if got := srv.count("DATA"); got != 1 {
 		t.Fatalf("%d messages delivered, want 1", got)
+	}
+}
+
+// A recipient's name goes in the To header as typed, whatever it holds:
+// quotes, a backslash, a comma and angle brackets, non-ASCII, a DEL. It
+// was pasted between quotes unescaped, so these came out changed or made
+// the mail fail for good.
+func TestSenderQuotesRecipientNames(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{`Ann "Nan" Lee`, `O"Brien`, `Ann\`, `Doe, John <john@example.org>`, `Ёжик, "Колючий"`, "A\x7fB", "Ann"}
+	for _, name := range names {
+		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Name: name, Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}); err != nil {
+			t.Errorf("name %q: %v", name, err)
+		}
+	}
+	msgs := sink.Messages()
+	if len(msgs) != len(names) {
+		t.Fatalf("%d messages received, want %d", len(msgs), len(names))
+	}
+	for i, m := range msgs {
+		if len(m.To) != 1 || m.To[0] != "ann@example.com" {
+			t.Errorf("envelope to %v", m.To)
+		}
+		to, err := m.Header().AddressList("To")
+		if err != nil || len(to) != 1 || to[0].Name != names[i] || to[0].Address != "ann@example.com" {
+			t.Errorf("name %q: To %q reads %v, %v", names[i], m.Header().Get("To"), to, err)
+		}
+	}
+}
+
+// No line of a mail is over 998 octets (RFC 5322, 2.1.1), even a subject
+// with a word longer than that (placeholders filled with long names and
+// addresses, side by side), and the subject reads back as sent.
+func TestSenderFoldsLongSubjectWords(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := []string{strings.Repeat("a", 1100), "News for " + strings.Repeat("ann.lee-", 130) + " today", "Новости " + strings.Repeat("я", 600)}
+	for _, subject := range subjects {
+		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: subject, Text: "Hello"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range sink.Messages() {
+		for _, line := range strings.Split(string(m.Data), "\r\n") {
+			if len(line) > 998 {
+				t.Errorf("a line of %d octets: %.60q…", len(line), line)
+			}
+		}
+		if got, err := new(mime.WordDecoder).DecodeHeader(m.Header().Get("Subject")); err != nil || got != subjects[i] {
+			t.Errorf("subject reads %q, %v", got, err)
+		}
+	}
+}
+
+// The Message-ID is on the BASE_URL host, an IPv6 address in brackets: the
+// part after "@" is a domain or a domain literal (RFC 5322, 3.6.4).
+func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
+	sink := testkit.SMTP(t)
+	for _, host := range []string{"shop.example", "192.0.2.7", "::1"} {
+		sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"@shop.example>", "@192.0.2.7>", "@[::1]>"}
+	for i, m := range sink.Messages() {
+		if id := m.Header().Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, want[i]) {
+			t.Errorf("Message-ID %q, want one ending %q", id, want[i])
+		}
 	}
 }
