@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/textproto"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 )
 
 // Class sorts the outcome of one send.
@@ -38,20 +43,27 @@ func (r Result) Retryable() bool { return r.Class == Temporary || r.Class == Unr
 // rate. A connection that fails is closed and dialled again on next use.
 type Pool struct {
 	s       *Sender
-	idle    chan *gomail.Client
+	idle    chan *conn
 	slots   chan struct{}
 	limiter Limiter
 
 	mu     sync.Mutex
 	closed bool
-	all    map[*gomail.Client]bool
+	all    map[*conn]bool
+}
+
+// conn is one open connection: go-mail's client with its settings, and the
+// SMTP conversation it dialled, kept to close it whatever QUIT gets.
+type conn struct {
+	c  *gomail.Client
+	sc *smtp.Client
 }
 
 // NewPool opens at most size connections with s's settings, each send
 // paced by limiter when it is not nil (MAIL_RATE: see SharedRate).
 func NewPool(s *Sender, size int, limiter Limiter) *Pool {
 	size = max(size, 1)
-	return &Pool{s: s, idle: make(chan *gomail.Client, size), slots: make(chan struct{}, size), all: map[*gomail.Client]bool{}, limiter: limiter}
+	return &Pool{s: s, idle: make(chan *conn, size), slots: make(chan struct{}, size), all: map[*conn]bool{}, limiter: limiter}
 }
 
 // Size is the number of connections the pool may hold.
@@ -66,7 +78,7 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	}
 	msg, err := p.s.Build(m)
 	if err != nil {
-		return Result{Class: Permanent, Reply: err.Error()}
+		return Result{Class: Permanent, Reply: bounded(err.Error())}
 	}
 	select {
 	case p.slots <- struct{}{}:
@@ -77,18 +89,18 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 
 	c, reused, err := p.conn(ctx)
 	if err != nil {
-		return Result{Class: Unreachable, Reply: err.Error()}
+		return Result{Class: Unreachable, Reply: bounded(err.Error())}
 	}
-	err = c.Send(msg)
+	err = c.c.SendWithSMTPClient(c.sc, msg)
 	if err != nil && reused && stale(err) {
 		// The server closed the connection while it sat in the pool (an
 		// idle timeout): nothing was sent on it, so the message goes again
 		// on a new one rather than wait for a retry.
 		p.drop(c)
 		if c, err = p.dial(ctx); err != nil {
-			return Result{Class: Unreachable, Reply: err.Error()}
+			return Result{Class: Unreachable, Reply: bounded(err.Error())}
 		}
-		err = c.Send(msg)
+		err = c.c.SendWithSMTPClient(c.sc, msg)
 	}
 	switch {
 	case err == nil:
@@ -106,11 +118,11 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	if code == 0 { // go-mail keeps the text without the code
 		code, reply = 250, strings.TrimSpace("250 "+reply)
 	}
-	return Result{Class: Delivered, Code: code, Reply: reply}
+	return Result{Class: Delivered, Code: code, Reply: bounded(reply)}
 }
 
 // conn takes an idle connection, or dials a new one; reused tells which.
-func (p *Pool) conn(ctx context.Context) (c *gomail.Client, reused bool, err error) {
+func (p *Pool) conn(ctx context.Context) (c *conn, reused bool, err error) {
 	select {
 	case c := <-p.idle:
 		return c, true, nil
@@ -126,17 +138,19 @@ func (p *Pool) conn(ctx context.Context) (c *gomail.Client, reused bool, err err
 // and replaced; a new MAIL command starts a new transaction by itself
 // (RFC 5321, 3.3), and a server that answered RSET with 421 made a
 // delivered message look like a temporary failure, to be sent again.
-func (p *Pool) dial(ctx context.Context) (*gomail.Client, error) {
+func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout), gomail.WithoutNoop(), gomail.WithoutRset()}, p.s.opts...)
-	c, err := gomail.NewClient(p.s.host, opts...)
+	gc, err := gomail.NewClient(p.s.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, p.s.timeout)
 	defer cancel()
-	if err := c.DialWithContext(dctx); err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", c.ServerAddr(), err)
+	sc, err := gc.DialToSMTPClientWithContext(dctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", gc.ServerAddr(), unquoted(err))
 	}
+	c := &conn{c: gc, sc: sc}
 	p.mu.Lock()
 	p.all[c] = true
 	p.mu.Unlock()
@@ -155,7 +169,7 @@ func stale(err error) bool {
 	return code == 0 || code == 421
 }
 
-func (p *Pool) release(c *gomail.Client) {
+func (p *Pool) release(c *conn) {
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
@@ -170,18 +184,22 @@ func (p *Pool) release(c *gomail.Client) {
 	}
 }
 
-func (p *Pool) drop(c *gomail.Client) {
+// drop ends c: QUIT, and the connection closed even when QUIT fails (a
+// timeout, a reset), which go-mail's Close would leave open.
+func (p *Pool) drop(c *conn) {
 	p.mu.Lock()
 	delete(p.all, c)
 	p.mu.Unlock()
-	_ = c.Close()
+	if err := c.sc.Quit(); err != nil {
+		_ = c.sc.Close()
+	}
 }
 
 // Close ends every connection (QUIT).
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
-	conns := make([]*gomail.Client, 0, len(p.all))
+	conns := make([]*conn, 0, len(p.all))
 	for c := range p.all {
 		conns = append(conns, c)
 	}
@@ -198,9 +216,9 @@ func classify(err error) Result {
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
-		text := strings.TrimSpace(se.Error())
+		text := bounded(sendErrorText(se))
 		switch {
-		case code >= 500 && strings.HasPrefix(se.EnhancedStatusCode(), "5.1."):
+		case code >= 500 && se.Reason != gomail.ErrSMTPMailFrom && noSuchUser(text):
 			return Result{Class: NoSuchUser, Code: code, Reply: text}
 		case code >= 500:
 			return Result{Class: Permanent, Code: code, Reply: text}
@@ -214,7 +232,76 @@ func classify(err error) Result {
 		}
 		return Result{Class: Unknown, Reply: text}
 	}
-	return Result{Class: Unknown, Reply: err.Error()}
+	return Result{Class: Unknown, Reply: bounded(err.Error())}
+}
+
+// sendErrorText is what the server answered ("452 4.5.3 Too many
+// recipients"), or, when it did not, the step that broke and why ("sending
+// message content: write: broken pipe"): not go-mail's account of the
+// command, the quoted reply, the recipient and the message id.
+func sendErrorText(se *gomail.SendError) string {
+	text := strings.TrimPrefix(se.Error(), se.Reason.String()+": ")
+	if code := se.ErrorCode(); code != 0 {
+		// The first error is the reply, as net/textproto writes it: its
+		// code and its lines quoted; what follows (RSET's own failure,
+		// the recipient) is go-mail's.
+		if rest, ok := strings.CutPrefix(text, strconv.Itoa(code)+" "); ok {
+			if q, err := strconv.QuotedPrefix(rest); err == nil {
+				if msg, err := strconv.Unquote(q); err == nil {
+					return strings.TrimSpace(strconv.Itoa(code) + " " + msg)
+				}
+			}
+		}
+	}
+	for _, tail := range []string{", affected recipient(s): ", ", affected message ID: "} {
+		if i := strings.Index(text, tail); i >= 0 {
+			text = text[:i]
+		}
+	}
+	return strings.TrimSpace(text)
+}
+
+// noSuchUser reports whether a 5xx reply says the recipient's address does
+// not exist: an enhanced code 5.1.x (RFC 3463) at the start of one of its
+// lines, but for 5.1.7 and 5.1.8, which are about the sender's address.
+func noSuchUser(reply string) bool {
+	_, text, _ := strings.Cut(reply, " ")
+	for line := range strings.SplitSeq(text, "\n") {
+		if m := enhancedCode.FindStringSubmatch(line); m != nil {
+			return m[1] != "7" && m[1] != "8"
+		}
+	}
+	return false
+}
+
+var enhancedCode = regexp.MustCompile(`^5\.1\.(\d{1,3})\b`)
+
+// unquoted writes a server's reply within err (a refused greeting, a failed
+// AUTH) as the server said it, rather than quoted, as net/textproto does.
+func unquoted(err error) error {
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	return errors.New(strings.Replace(err.Error(), te.Error(), fmt.Sprintf("%03d %s", te.Code, te.Msg), 1))
+}
+
+// MaxReply bounds the reply text a Result keeps, in bytes.
+const MaxReply = 1000
+
+// bounded makes s fit an attempt's response: valid UTF-8 (a server may
+// answer in Latin-1, which PostgreSQL refuses, failing the chunk's whole
+// write), and at most MaxReply bytes, cut on a character's boundary.
+func bounded(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxReply {
+		return s
+	}
+	cut := MaxReply - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func replyCode(reply string, def int) int {

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	rmail "rassylka/app/mail"
+	"rassylka/app/mail/mailsink"
 	"rassylka/app/testkit"
 )
 
@@ -272,5 +275,143 @@ func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 		if id := m.Header().Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, want[i]) {
 			t.Errorf("Message-ID %q, want one ending %q", id, want[i])
 		}
+	}
+}
+
+// A connection the pool gives up on (the server stalled past the timeout)
+// is closed, not only forgotten: the server never holds more connections
+// than the pool's size. go-mail's Close sends QUIT and leaves the
+// connection open when that fails, as it does once the deadline passed.
+func TestPoolClosesConnectionsItDrops(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sink.Stall(700 * time.Millisecond)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender.WithTimeout(200*time.Millisecond), 1, nil)
+	defer pool.Close()
+	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: to}, Subject: "Hi", Text: "Hello"})
+		if r.Class != rmail.Unknown {
+			t.Fatalf("send to %s past the timeout: %+v", to, r)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second) // the server's last stall ends
+	for sink.Open() != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := sink.Open(); n != 0 {
+		t.Fatalf("%d connections left open of %d, want none (pool of 1, each dropped)", n, sink.Sessions())
+	}
+}
+
+// An attempt records what the server said: its code and words, not go-mail's
+// account of the command, the recipient and the message id, and no more
+// than a bounded length of it.
+func TestPoolReplyIsTheServersWords(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	for _, c := range []struct {
+		name  string
+		set   func(*mailsink.Server)
+		class rmail.Class
+		code  int
+		want  string
+	}{
+		{"rcpt 452", func(s *mailsink.Server) {
+			s.RejectRcpt(func(string) *smtp.SMTPError {
+				return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients, try later"}
+			})
+		}, rmail.Temporary, 452, "452 4.5.3 Too many recipients, try later"},
+		{"mail 421", func(s *mailsink.Server) {
+			s.RejectMail(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Service not available"})
+		}, rmail.Temporary, 421, "421 4.3.0 Service not available"},
+		{"final dot 554", func(s *mailsink.Server) {
+			s.RejectData(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam"})
+		}, rmail.Permanent, 554, "554 5.7.1 Message rejected as spam"},
+		{"multi-line", func(s *mailsink.Server) {
+			s.RejectRcpt(func(string) *smtp.SMTPError {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user\nSee the postmaster"}
+			})
+		}, rmail.NoSuchUser, 550, "550 No such user\n5.1.1 See the postmaster"},
+		{"latin-1", func(s *mailsink.Server) {
+			s.RejectRcpt(func(string) *smtp.SMTPError {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Empf\xe4nger abgelehnt"}
+			})
+		}, rmail.Permanent, 550, "550 5.7.1 Empf\uFFFDnger abgelehnt"},
+		{"long", func(s *mailsink.Server) {
+			s.RejectData(&smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: long})
+		}, rmail.Permanent, 552, ("552 5.3.4 " + long)[:rmail.MaxReply-len("…")] + "…"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sink := testkit.SMTP(t)
+			c.set(sink)
+			sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
+			defer pool.Close()
+			r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
+			if r.Class != c.class || r.Code != c.code || r.Reply != c.want {
+				t.Fatalf("got %v %d %q\nwant %v %d %q", r.Class, r.Code, r.Reply, c.class, c.code, c.want)
+			}
+		})
+	}
+}
+
+// A 5.1.x answer to MAIL FROM is about the sender's address (5.1.7, 5.1.8:
+// the From domain does not resolve): it is no hard bounce of the
+// recipient, or one misconfigured From would mark the whole list bounced.
+func TestPoolSenderAddressRefusalIsNoBounce(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sink.RejectMail(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 8}, Message: "Sender address rejected: Domain not found"})
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
+	defer pool.Close()
+	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
+	if r.Class != rmail.Permanent || r.Code != 553 {
+		t.Fatalf("MAIL FROM answered 553 5.1.8: %+v, want a permanent failure that is no bounce", r)
+	}
+	// A 5.1.7 or 5.1.8 to RCPT is about the sender too.
+	sink.RejectMail(nil)
+	sink.RejectRcpt(func(string) *smtp.SMTPError {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+	})
+	if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.Permanent {
+		t.Fatalf("RCPT TO answered 550 5.1.7: %+v, want a permanent failure that is no bounce", r)
+	}
+}
+
+// A server that refuses the connection in its greeting (421: too many
+// connections) is recorded in its words too, after where it was.
+func TestPoolGreetingRefusalIsTheServersWords(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("421 4.3.2 Too many connections, try later\r\n"))
+			c.Close()
+		}
+	}()
+	sender, err := rmail.NewSender("smtp://"+ln.Addr().String(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
+	defer pool.Close()
+	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
+	if want := "connect to " + ln.Addr().String() + ": 421 4.3.2 Too many connections, try later"; r.Class != rmail.Unreachable || r.Reply != want {
+		t.Fatalf("got %v %q, want %v %q", r.Class, r.Reply, rmail.Unreachable, want)
 	}
 }

@@ -59,12 +59,14 @@ type Server struct {
 	ln       net.Listener
 	msgs     []Received
 	nextID   int
+	mailErr  *smtp.SMTPError
 	rcptRule func(to string) *smtp.SMTPError
 	dataErr  *smtp.SMTPError
 	delay    time.Duration
 	idle     time.Duration // 0: a minute
 	notify   chan struct{}
 	sessions int
+	open     int
 }
 
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves.
@@ -139,6 +141,13 @@ func (s *Server) IdleTimeout(d time.Duration) {
 	s.idle = d
 }
 
+// RejectMail makes MAIL FROM answer err (nil accepts).
+func (s *Server) RejectMail(err *smtp.SMTPError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mailErr = err
+}
+
 // RejectRcpt makes RCPT TO answer with the error rule returns (nil accepts).
 // A nil rule accepts every recipient.
 func (s *Server) RejectRcpt(rule func(to string) *smtp.SMTPError) {
@@ -188,6 +197,14 @@ func (s *Server) Sessions() int {
 	return s.sessions
 }
 
+// Open counts the SMTP connections open now: accepted, and not closed by
+// either side.
+func (s *Server) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
+
 // Reset forgets the received messages.
 func (s *Server) Reset() {
 	s.mu.Lock()
@@ -226,6 +243,7 @@ type backend struct{ s *Server }
 func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
 	b.s.mu.Lock()
 	b.s.sessions++
+	b.s.open++
 	b.s.mu.Unlock()
 	return &session{s: b.s}, nil
 }
@@ -236,10 +254,23 @@ type session struct {
 	to   []string
 }
 
-func (se *session) Reset()        { se.from, se.to = "", nil }
-func (se *session) Logout() error { return nil }
+func (se *session) Reset() { se.from, se.to = "", nil }
+
+// Logout is called when the connection closes.
+func (se *session) Logout() error {
+	se.s.mu.Lock()
+	se.s.open--
+	se.s.mu.Unlock()
+	return nil
+}
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	se.s.mu.Lock()
+	err := se.s.mailErr
+	se.s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	se.from = from
 	return nil
 }
