@@ -407,6 +407,12 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		err = addErr
 	}
 	if err != nil {
+		// The mailing deleted meanwhile took its runs and attempts along:
+		// the chunk's outcomes have nowhere to go (their write fails on the
+		// missing mailing), and there is nothing left to send or retry.
+		if _, rerr := db.RunByID(context.WithoutCancel(ctx), runID); errors.Is(rerr, store.ErrNotFound) {
+			return nil
+		}
 		return err
 	}
 	if _, err := db.FinishBatch(ctx, run, b); err != nil {

@@ -1012,8 +1012,8 @@ func TestRecipientsReadAheadAreCheckedWhenClaimed(t *testing.T) {
 	if err := w.db.NewRaw("SELECT claimed FROM run_batches WHERE run_id = ? AND seq = 0", run.ID).Scan(ctx, pgdialect.Array(&claimed)); err != nil || len(claimed) != 0 {
 		t.Fatalf("claim left %v, %v", claimed, err)
 	}
-	r := w.drain(t, run.ID)
-	if r.Succeeded != 2 || r.Failed != 0 || r.Skipped != 2 || len(w.sink.Messages()) != 0 {
+	r := w.drain(t, run.ID) // skipped: the unsubscribed, the bounced and the deleted client
+	if r.Succeeded != 2 || r.Failed != 0 || r.Skipped != 3 || len(w.sink.Messages()) != 0 {
 		t.Fatalf("run %+v, %d messages", r, len(w.sink.Messages()))
 	}
 }
@@ -1303,5 +1303,96 @@ func TestRetryableFailuresLeaveOutRemovedRecipients(t *testing.T) {
 	}
 	if _, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID); !errors.Is(err, sending.ErrNoFailures) {
 		t.Fatalf("retry: %v, want ErrNoFailures as the button's absence says", err)
+	}
+}
+
+// A mailing deleted while one of its batches sends (its runs and attempts
+// go with it) stops the batch cleanly: the task ends without an error, so
+// the queue neither retries it nor archives it, and nothing more is sent.
+func TestMailingDeletedWhileSending(t *testing.T) {
+	w := newWorld(t, 6)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	w.sink.RejectRcpt(func(string) *smtp.SMTPError {
+		once.Do(func() { // the owner deletes the mailing while its first mail goes
+			if _, err := w.st.DeleteMailing(ctx, w.owner.ID, w.mailing.ID); err != nil {
+				t.Error(err)
+			}
+		})
+		return nil
+	})
+	for seq := 0; seq < 2; seq++ {
+		if err := w.svc.ProcessBatch(ctx, run.ID, seq); err != nil {
+			t.Errorf("batch %d of a deleted mailing: %v (the task would be retried)", seq, err)
+		}
+	}
+	if n := len(w.sink.Messages()); n > w.svc.Chunk {
+		t.Errorf("%d mails sent after the delete, want at most the chunk in flight (%d)", n, w.svc.Chunk)
+	}
+	if open, _ := w.st.OpenBatches(ctx); len(open) != 0 {
+		t.Errorf("open batches left: %+v", open)
+	}
+}
+
+// A recipient deleted while the run sends, before its turn, is not mailed
+// and is counted as skipped: the finished run's counts add up to its total
+// (they showed "2 sent, 0 failed, 0 skipped of 3", a run that looked cut
+// short).
+func TestRecipientDeletedBeforeItsTurnIsSkipped(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.DeleteClient(ctx, w.owner.ID, w.clients[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	r := w.drain(t, run.ID)
+	if got := received(w.sink); len(got) != 2 || got[w.clients[1].Email] != 0 {
+		t.Fatalf("received %v", got)
+	}
+	if r.FinishedAt == nil || r.Total != 3 || r.Succeeded != 2 || r.Failed != 0 || r.Skipped != 1 {
+		t.Fatalf("run %+v: want 2 sent and 1 skipped of 3", r)
+	}
+	// Closing it again (a batch task run twice) keeps the counts.
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := w.st.RunByID(ctx, run.ID); r.Total != 3 || r.Succeeded != 2 || r.Skipped != 1 {
+		t.Fatalf("run closed again %+v", r)
+	}
+}
+
+// An address corrected by the owner while the old one is being sent to:
+// the old address's hard bounce is recorded with its attempt, but does not
+// mark the client, whose corrected address has not bounced.
+func TestBounceOfAnAddressCorrectedMeanwhile(t *testing.T) {
+	w := newWorld(t, 1)
+	ctx := context.Background()
+	run, stmts, claims := w.claimFirst(t, 1)
+	fixed := *w.clients[0]
+	fixed.Email = "fixed@example.com"
+	if err := w.st.UpdateClient(ctx, w.owner.ID, &fixed); err != nil {
+		t.Fatal(err)
+	}
+	rs := []store.AttemptResult{{ClientID: claims[0].ClientID, Email: claims[0].Email, Status: model.AttemptFailure, Code: 550,
+		Response: "550 5.1.1 no such user", Tries: 1, At: time.Now(), Bounced: true}}
+	if got, _, err := stmts.Record(ctx, rs, nil); err != nil || got.Failed != 1 {
+		t.Fatalf("written %+v, %v", got, err)
+	}
+	cl, err := w.st.ClientByID(ctx, store.Own(w.owner.ID), fixed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.BouncedAt != nil {
+		t.Errorf("the corrected address %s is marked bounced for the old one's bounce", cl.Email)
+	}
+	if as := w.attempts(t, run.ID); len(as) != 1 || as[0].Email != claims[0].Email || as[0].Status != model.AttemptFailure {
+		t.Errorf("attempts %+v", as)
 	}
 }

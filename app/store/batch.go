@@ -144,7 +144,8 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 // primary key alone, and only while it is pending (recordCompletes). An
 // attempt already there otherwise (recorded by a batch that resumed
 // meanwhile) is neither written nor counted again. Clients whose address
-// does not exist ($13) are marked hard-bounced (recordBounces). It returns
+// does not exist ($13) are marked hard-bounced (recordBounces), unless
+// their owner has changed the address since it was claimed. It returns
 // the status of each attempt written ('bounced' for their failures) and a
 // row ('claimed', with address and name) for each recipient claimed.
 //
@@ -179,7 +180,8 @@ func recordSQL(parts int) string {
 	}
 	if parts&recordBounces != 0 {
 		q += `, bounced AS (
-		UPDATE clients SET bounced_at = coalesce(bounced_at, now()), updated_at = now() WHERE id = ANY($13::bigint[])
+		UPDATE clients SET bounced_at = coalesce(bounced_at, now()), updated_at = now()
+		FROM x WHERE clients.id = x.client_id AND x.client_id = ANY($13::bigint[]) AND lower(clients.email) = lower(x.email)
 	)`
 	}
 	q += `, next AS (

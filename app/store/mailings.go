@@ -133,7 +133,14 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 			if err != nil {
 				return err
 			}
-			if !slices.Equal(current, uniqueIDs(recipients)) {
+			// A client deleted since the form was opened is no change.
+			var posted []int64
+			err = tx.db.NewSelect().TableExpr("clients").Column("id").
+				Where("id = ANY(?::bigint[])", pgdialect.Array(uniqueIDs(recipients))).OrderExpr("id").Scan(ctx, &posted)
+			if err != nil {
+				return dbErr("update mailing", err)
+			}
+			if !slices.Equal(current, posted) {
 				return ErrSending
 			}
 			return nil
@@ -142,8 +149,9 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 	})
 }
 
-// setRecipients makes ids the recipients of the mailing; every id must be a
-// client of ownerID (ErrForeignRecipient otherwise).
+// setRecipients makes ids the recipients of the mailing; an id of another
+// owner's client is ErrForeignRecipient. An id that is no client (one
+// deleted since the form that chose it was opened) is left out.
 func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids []int64, replace bool) error {
 	ids = uniqueIDs(ids)
 	if replace {
@@ -153,20 +161,20 @@ func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids
 			return dbErr("set recipients", err)
 		}
 	}
-	var owned int
+	var foreign int
 	err := s.db.NewRaw(`
-		WITH owned AS (
-			SELECT id FROM clients WHERE owner_id = ? AND id = ANY(?::bigint[])
+		WITH chosen AS (
+			SELECT id, owner_id FROM clients WHERE id = ANY(?::bigint[])
 		), added AS (
-			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM owned
+			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM chosen WHERE owner_id = ?
 			ON CONFLICT DO NOTHING
 		)
-		SELECT count(*) FROM owned`, ownerID, pgdialect.Array(ids), mailingID).Scan(ctx, &owned)
+		SELECT count(*) FROM chosen WHERE owner_id <> ?`, pgdialect.Array(ids), mailingID, ownerID, ownerID).Scan(ctx, &foreign)
 	if err != nil {
 		return dbErr("set recipients", err)
 	}
-	if owned != len(ids) {
-		return fmt.Errorf("set recipients: %d of %d: %w", len(ids)-owned, len(ids), ErrForeignRecipient)
+	if foreign > 0 {
+		return fmt.Errorf("set recipients: %d of %d: %w", foreign, len(ids), ErrForeignRecipient)
 	}
 	return nil
 }

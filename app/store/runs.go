@@ -355,7 +355,10 @@ func (s *Store) CloseRunIfDone(ctx context.Context, runID int64) (bool, error) {
 
 // RefreshRunCounts recounts a run's successes, failures and skips from its
 // attempts and batches, and finishes it when no batch is left; it reports
-// whether this call finished it.
+// whether this call finished it. Once no batch is left, the recipients of
+// the total that got no attempt and were not counted by a batch (clients
+// deleted before their turn, no longer among the recipients) count as
+// skipped, so that a finished run's counts add up to its total.
 func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished bool, err error) {
 	// Batches refresh concurrently. The run's row is locked first, so that
 	// the counting statement takes its snapshot after every earlier refresh
@@ -375,7 +378,8 @@ func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished boo
 			), b AS (
 				SELECT coalesce(sum(skipped), 0) AS skipped, count(*) FILTER (WHERE done_at IS NULL) AS open FROM run_batches WHERE run_id = ?0
 			)
-			UPDATE runs SET succeeded = a.ok, failed = a.failed, skipped = b.skipped,
+			UPDATE runs SET succeeded = a.ok, failed = a.failed,
+				skipped = CASE WHEN b.open = 0 THEN greatest(b.skipped, runs.total - a.all) ELSE b.skipped END,
 				total = greatest(runs.total, a.all + b.skipped),
 				finished_at = CASE WHEN b.open = 0 AND runs.finished_at IS NULL THEN greatest(now(), runs.started_at) ELSE runs.finished_at END
 			FROM a, b WHERE runs.id = ?0

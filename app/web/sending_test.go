@@ -312,3 +312,50 @@ func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
 		t.Error("the old recipient's one-click unsubscribed the new address")
 	}
 }
+
+// A form opened before one of its chosen clients was deleted (in another
+// tab) still saves: the deleted client is simply no longer a recipient.
+// It was refused as "not in your clients list" (choose every recipient
+// again) and, while a run sends, as a change of the recipients, though
+// only the end of sending was changed.
+func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	gone := makeObjects(t, e, ann).client
+	path := "/mailings/" + id(o.mailing.ID)
+	start := o.mailing.StartsAt.Format("2006-01-02T15:04")
+	form := func(ends time.Time) url.Values {
+		return url.Values{"message_id": {id(o.message.ID)}, "starts_at": {start}, "ends_at": {ends.UTC().Format("2006-01-02T15:04")},
+			"repeat": {"once"}, "recipient_ids": {id(o.client.ID) + "," + id(gone.ID)}}
+	}
+	resp, body := c.post(t, path, form(o.mailing.EndsAt))
+	wantRedirect(t, resp, body, path)
+	resp, body = c.post(t, "/clients/"+id(gone.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/clients")
+
+	resp, body = c.post(t, path, form(o.mailing.EndsAt.Add(time.Hour)))
+	wantRedirect(t, resp, body, path)
+	if ids, _ := e.store.RecipientIDs(ctx, o.mailing.ID); len(ids) != 1 || ids[0] != o.client.ID {
+		t.Fatalf("recipients %v", ids)
+	}
+
+	// The same while a run sends: only the end changes, and it may.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	gone2 := makeObjects(t, e, ann).client
+	if _, err := e.db.ExecContext(ctx, "INSERT INTO mailing_recipients (mailing_id, client_id) VALUES (?, ?)", o.mailing.ID, gone2.ID); err != nil {
+		t.Fatal(err)
+	}
+	running := url.Values{"ends_at": {o.mailing.EndsAt.Add(2 * time.Hour).UTC().Format("2006-01-02T15:04")},
+		"recipient_ids": {id(o.client.ID) + "," + id(gone2.ID)}}
+	resp, body = c.post(t, "/clients/"+id(gone2.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/clients")
+	resp, body = c.post(t, path, running)
+	wantRedirect(t, resp, body, path)
+	if m, _ := e.store.MailingByID(ctx, store.Own(ann.ID), o.mailing.ID); !m.EndsAt.Equal(o.mailing.EndsAt.Add(2 * time.Hour)) {
+		t.Errorf("end of sending %v, want it moved", m.EndsAt)
+	}
+}
