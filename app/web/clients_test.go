@@ -508,3 +508,26 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 		t.Fatal("an import cleared an unsubscribe")
 	}
 }
+
+// The part of an address before the @ has at most 64 characters (RFC
+// 5321): mail servers refuse a longer one, so such a client could never be
+// mailed. The form says so beside the field, keeping what was typed, and an
+// import rejects the row.
+func TestClientsEmailLocalPartLimit(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	long := strings.Repeat("l", 65) + "@example.com"
+	resp, body := c.post(t, "/clients", url.Values{"email": {long}, "full_name": {"Long"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := fieldError(t, body, "email"); !strings.Contains(msg, "64") {
+		t.Errorf("error beside email %q, want it to name the 64-character limit", msg)
+	}
+	if inputValue(t, body, "email") != long || inputValue(t, body, "full_name") != "Long" {
+		t.Error("typed values lost")
+	}
+	resp, body = c.post(t, "/clients", url.Values{"email": {strings.Repeat("l", 64) + "@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if created, _, rejected, body := importReport(t, c, "email\n"+long+"\n"); created != "0" || rejected != "1" {
+		t.Errorf("import of a 65-character local part: created %s, rejected %s\n%.600s", created, rejected, body)
+	}
+}

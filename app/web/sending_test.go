@@ -178,6 +178,13 @@ func TestClearBounceAndPlanOnSave(t *testing.T) {
 	if err := e.store.MarkBounced(ctx, []int64{o.client.ID}); err != nil {
 		t.Fatal(err)
 	}
+	listBadges := func() string {
+		_, body := c.get(t, "/clients")
+		return parseHTML(t, body).Find("[data-testid=client-row] [data-testid=badge]").Text()
+	}
+	if got := listBadges(); got != "bounced" {
+		t.Errorf("the list marks the bounced client %q, want bounced", got)
+	}
 	_, body := c.get(t, "/clients/"+id(o.client.ID))
 	if parseHTML(t, body).Find("[data-testid=clear-bounce]").Length() != 1 {
 		t.Fatalf("no way to clear the bounce:\n%s", body)
@@ -186,6 +193,13 @@ func TestClearBounceAndPlanOnSave(t *testing.T) {
 	wantRedirect(t, resp, body, "/clients/"+id(o.client.ID))
 	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.BouncedAt != nil {
 		t.Fatal("bounce not cleared")
+	}
+	_, body = c.get(t, "/clients/"+id(o.client.ID))
+	if !strings.Contains(body, "The bounce is cleared") {
+		t.Error("no word that the bounce is cleared")
+	}
+	if got := listBadges(); got != "" {
+		t.Errorf("the list still marks the client %q after the bounce was cleared", got)
 	}
 	other := signedIn(t, e, "eve@example.com", model.RoleUser)
 	resp, body = other.post(t, "/clients/"+id(o.client.ID)+"/bounce/clear", nil)

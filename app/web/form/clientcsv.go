@@ -148,7 +148,7 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 		return "not UTF-8 text"
 	}
 	var msg string
-	if r.Email, msg = Email(email); msg != "" {
+	if r.Email, msg = RecipientEmail(email); msg != "" {
 		return msg
 	}
 	if r.FullName, msg = Line(name, false, 200, "a name"); msg != "" {

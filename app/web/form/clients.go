@@ -13,7 +13,7 @@ type Client struct {
 func (f *Client) Validate() Errors {
 	errs := Errors{}
 	var msg string
-	if f.Email, msg = Email(f.Email); msg != "" {
+	if f.Email, msg = RecipientEmail(f.Email); msg != "" {
 		errs["email"] = msg
 	}
 	if f.FullName, msg = Line(f.FullName, false, 200, "a name"); msg != "" {

@@ -47,6 +47,21 @@ func Email(raw string) (string, string) {
 	return strings.ToLower(s), ""
 }
 
+// MaxLocalPartLength is the longest part before the @ a mail server must
+// take (RFC 5321, in octets).
+const MaxLocalPartLength = 64
+
+// RecipientEmail is Email for an address the app mails: a part before the
+// @ longer than mail servers take is refused too. (Accounts' addresses are
+// checked by Email alone, so that no existing account is locked out.)
+func RecipientEmail(raw string) (string, string) {
+	s, msg := Email(raw)
+	if msg == "" && strings.LastIndexByte(s, '@') > MaxLocalPartLength {
+		return strings.TrimSpace(raw), "The part before the @ has at most 64 characters."
+	}
+	return s, msg
+}
+
 // Text trims s and checks it against a length limit; required fields must
 // not be empty.
 func Text(s string, required bool, max int, what string) (string, string) {
