@@ -408,10 +408,10 @@ func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string
 }
 
 // oneLine makes a name from a provider fit a name field: control
-// characters (line breaks, NUL) become spaces.
+// characters (line breaks, NUL, DEL, C1) and line separators become spaces.
 func oneLine(s string) string {
 	return strings.TrimSpace(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || 0x7f <= r && r <= 0x9f || r == '\u2028' || r == '\u2029' {
 			return ' '
 		}
 		return r

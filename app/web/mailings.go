@@ -21,13 +21,7 @@ import (
 	"rassylka/views/messages"
 )
 
-func userLocation(u *model.User) *time.Location {
-	loc, err := time.LoadLocation(u.TimeZone)
-	if err != nil {
-		return time.UTC
-	}
-	return loc
-}
+func userLocation(u *model.User) *time.Location { return location(u.TimeZone) }
 
 func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
 	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),

@@ -302,3 +302,73 @@ func answersWhileTokensLocked(t *testing.T, e *env, path, email string) {
 		t.Fatal(err)
 	}
 }
+
+// A time zone is an IANA name that every process resolves alike. Names the
+// host's zoneinfo files happen to answer to — the same zone spelled as a
+// path ("./UTC", "Europe//Berlin"), the host's own zone ("localtime"), its
+// default rules and its posix/ and right/ copies — were saved, and then
+// PostgreSQL refused the name and the dashboard and statistics answered
+// 500 on every visit (or the zone followed whichever host read it).
+func TestAccountTimeZoneOnlyIANANames(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"Europe/Berlin"}})
+	wantRedirect(t, resp, body, "/account")
+	for _, tz := range []string{"./UTC", "Europe//Berlin", "Europe/./Berlin", "localtime", "posixrules", "right/UTC", "posix/Europe/Berlin"} {
+		resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {tz}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if fieldError(t, body, "time_zone") == "" {
+			t.Errorf("%q: no message beside the field", tz)
+		}
+		if u, _ := e.store.UserByEmail(ctx, "ann@example.com"); u.TimeZone != "Europe/Berlin" {
+			t.Fatalf("%q stored as %q", tz, u.TimeZone)
+		}
+	}
+	for _, tz := range []string{"Etc/GMT+3", "America/Port-au-Prince", "UTC"} {
+		resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {tz}})
+		wantRedirect(t, resp, body, "/account")
+		for _, path := range []string{"/", "/stats"} {
+			resp, body := c.get(t, path)
+			wantStatus(t, resp, body, http.StatusOK)
+		}
+	}
+	// A name saved before is shown in UTC rather than breaking the pages.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET time_zone = 'Europe//Berlin' WHERE email = 'ann@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/", "/stats"} {
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+	}
+}
+
+// A full name is one visible line: DEL, the C1 controls (NEL among them)
+// and the Unicode line and paragraph separators were stored as typed,
+// invisible on the page or breaking the line where the name is shown.
+func TestAccountNameRefusesInvisibleControls(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	for _, name := range []string{"Ann\x7fSmith", "Ann\u0085Smith", "Ann\u009bSmith", "Ann\u2028Smith", "Ann\u2029Smith"} {
+		resp, body := c.post(t, "/account", url.Values{"full_name": {name}, "time_zone": {"UTC"}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if fieldError(t, body, "full_name") == "" {
+			t.Errorf("%q: no message beside the field", name)
+		}
+	}
+	resp, body := c.post(t, "/account", url.Values{"full_name": {"Anna-Maria Ødegård 李"}, "time_zone": {"UTC"}})
+	wantRedirect(t, resp, body, "/account")
+}
+
+// "Changing" the password to the one already set said it was changed and
+// signed every other session out, while nothing was: the user who meant
+// to replace a password they think leaked still has it.
+func TestChangePasswordToTheSameRefused(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	resp, body := c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {goodPassword}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if fieldError(t, body, "password") == "" {
+		t.Fatalf("no message beside the new password\n%s", body)
+	}
+}

@@ -112,6 +112,10 @@ func (f *ChangePassword) Validate(email string, hasPassword bool) Errors {
 	}
 	if msg := auth.PasswordProblem(f.Password, email); msg != "" {
 		errs["password"] = msg
+	} else if hasPassword && f.Password == f.Current {
+		// Compared with what was typed as the current one only: whether
+		// that is right is checked after, under the sign-in throttle.
+		errs["password"] = "Choose a password different from your current one."
 	}
 	return errs
 }

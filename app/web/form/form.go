@@ -80,17 +80,19 @@ func Text(s string, required bool, max int, what string) (string, string) {
 }
 
 // Line is Text for a single line (a name, a subject): line breaks are
-// refused too.
+// refused too, Unicode's own (NEL, line and paragraph separators) as well.
 func Line(s string, required bool, max int, what string) (string, string) {
-	if s = strings.TrimSpace(s); strings.ContainsAny(s, "\r\n") {
+	if s = strings.TrimSpace(s); strings.ContainsAny(s, "\r\n\u0085\u2028\u2029") {
 		return s, "Keep it on one line."
 	}
 	return Text(s, required, max, what)
 }
 
 // control reports the characters a text may not hold: the C0 controls but
-// tab and line ends (a NUL cannot even be stored).
-func control(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' }
+// tab and line ends (a NUL cannot even be stored), DEL and the C1 controls.
+func control(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || 0x7f <= r && r <= 0x9f
+}
 
 const controlProblem = "Remove the control characters (such as NUL) from the text."
 
@@ -100,13 +102,38 @@ func TimeZone(tz string) (string, string) {
 	if tz == "" {
 		return "UTC", ""
 	}
-	if tz == "Local" || len(tz) > 64 {
+	if tz == "Local" || len(tz) > 64 || !zoneName(tz) {
 		return tz, "Choose a time zone such as Europe/Berlin."
 	}
 	if _, err := time.LoadLocation(tz); err != nil {
 		return tz, "Unknown time zone; use a name such as Europe/Berlin."
 	}
 	return tz, ""
+}
+
+// zoneName reports whether tz is shaped as an IANA zone name: segments of
+// letters, digits, '_', '-' and '+', each starting with a letter, joined by
+// single slashes. time.LoadLocation also opens whatever file of the host's
+// zoneinfo a name reaches ("./UTC", "Europe//Berlin"), which PostgreSQL
+// refuses, so these are turned away first, with the host's own files that
+// are no IANA zone: its local zone, its default rules and its posix/ and
+// right/ copies (another host reads them differently, or not at all).
+func zoneName(tz string) bool {
+	switch first, _, _ := strings.Cut(tz, "/"); first {
+	case "localtime", "posixrules", "posix", "right":
+		return false
+	}
+	for _, seg := range strings.Split(tz, "/") {
+		if seg == "" || !('A' <= seg[0] && seg[0] <= 'Z' || 'a' <= seg[0] && seg[0] <= 'z') {
+			return false
+		}
+		for _, r := range seg {
+			if !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '-' || r == '+') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func itoa(n int) string {
