@@ -233,8 +233,8 @@ func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error 
 }
 
 // HasRetryableFailures reports whether a run has failures with a temporary
-// or unknown cause, to clients still among the recipients: what "Retry
-// failed" sends again.
+// or unknown cause, to clients still among the recipients and still
+// mailable: what "Retry failed" sends again.
 func (s *Store) HasRetryableFailures(ctx context.Context, runID int64) (bool, error) {
 	var ok bool
 	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts AS f WHERE f.run_id = ? AND `+retryableFailure+`)`, runID).Scan(ctx, &ok)

@@ -240,6 +240,15 @@ func (s *Store) RecipientIDs(ctx context.Context, mailingID int64) ([]int64, err
 	return ids, nil
 }
 
+// MailableRecipients counts the mailing's recipients a run may mail: those
+// who have neither unsubscribed nor bounced.
+func (s *Store) MailableRecipients(ctx context.Context, mailingID int64) (int, error) {
+	var n int
+	err := s.db.NewRaw(`SELECT count(*) FROM mailing_recipients AS mr JOIN clients AS c ON c.id = mr.client_id
+		WHERE mr.mailing_id = ? AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL`, mailingID).Scan(ctx, &n)
+	return n, dbErr("mailable recipients", err)
+}
+
 // RunsOfMailing lists a mailing's latest runs, newest first.
 func (s *Store) RunsOfMailing(ctx context.Context, mailingID int64, limit int) ([]model.Run, error) {
 	var runs []model.Run

@@ -92,8 +92,14 @@ func sourceSQL(r *model.Run) (string, []any) {
 
 // retryableFailure keeps, of a run's attempts (alias f), those "Retry failed"
 // sends again: failed with a temporary (4xx) or unknown error, to a client
-// that is still a recipient of the mailing (stillRecipient).
-const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (f.code IS NULL OR f.code BETWEEN 400 AND 499) AND ` + stillRecipient
+// that is still a recipient of the mailing (stillRecipient) and may still be
+// mailed (stillMailable): a retry of only those who unsubscribed since would
+// start a run that skips everyone.
+const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (f.code IS NULL OR f.code BETWEEN 400 AND 499) AND ` + stillRecipient + ` AND ` + stillMailable
+
+// stillMailable keeps, of a retried run's failures (alias f), the clients
+// that have not unsubscribed or bounced since.
+const stillMailable = `EXISTS (SELECT 1 FROM clients AS mc WHERE mc.id = f.client_id AND mc.unsubscribed_at IS NULL AND mc.bounced_at IS NULL)`
 
 // stillRecipient keeps, of a retried run's failures (alias f), the clients
 // that are still recipients of the mailing.

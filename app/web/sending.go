@@ -30,7 +30,7 @@ func runRefusal(err error) string {
 	case errors.Is(err, sending.ErrRunActive):
 		return "A run of this mailing is still sending; wait until it is done."
 	case errors.Is(err, sending.ErrNoFailures):
-		return "The last run has no temporary failures to retry."
+		return "Nothing to retry: the last run has no temporary failures to clients who can still be mailed."
 	}
 	return ""
 }
@@ -63,9 +63,44 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 		if err != nil {
 			return fmt.Errorf("start run: %w", err)
 		}
-		s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to %d recipients.", run.Total))
+		// A retry's total holds only clients that may be mailed; a run's
+		// total holds every recipient, the unsubscribed and bounced ones
+		// counted as skipped.
+		mailable := run.Total
+		if !retry {
+			if mailable, err = s.store.MailableRecipients(c.UserContext(), r.ID); err != nil {
+				return err
+			}
+		}
+		s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, min(mailable, run.Total)))
 		return redirect(c, mailings.URL(r.ID))
 	}
+}
+
+// sendingNotice tells the owner who a run just started mails: of its total
+// recipients, those mailable; the others are skipped.
+func sendingNotice(total, mailable int) string {
+	skipped := total - mailable
+	switch {
+	case total == 0:
+		return "This mailing has no recipients: the run sends nothing."
+	case mailable == 0 && total == 1:
+		return "No one to send to: the only recipient has unsubscribed or bounced, so the run skips them."
+	case mailable == 0:
+		return fmt.Sprintf("No one to send to: all %d recipients have unsubscribed or bounced, so the run skips them.", total)
+	case skipped == 0:
+		return fmt.Sprintf("Sending to %d %s.", total, plural(total, "recipient", "recipients"))
+	case skipped == 1:
+		return fmt.Sprintf("Sending to %d of %d recipients; 1 has unsubscribed or bounced and is skipped.", mailable, total)
+	}
+	return fmt.Sprintf("Sending to %d of %d recipients; %d have unsubscribed or bounced and are skipped.", mailable, total, skipped)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // progressOf is the mailing's current run, or its last one.
@@ -85,7 +120,22 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 	p.RunID, p.Active, p.Trigger = run.ID, run.FinishedAt == nil, string(run.Trigger)
 	p.Started = formatTime(run.StartedAt, u.TimeZone)
 	p.Sent, p.Failed, p.Skipped, p.Total = run.Succeeded, run.Failed, run.Skipped, run.Total
+	p.SkippedWhy = skippedWhy(run, m, u)
 	return p, nil
+}
+
+// skippedWhy explains a finished run's skipped recipients.
+func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
+	switch {
+	case run.FinishedAt == nil || run.Skipped == 0:
+		return ""
+	case !run.FinishedAt.Before(m.EndsAt):
+		return "Sending stopped when the window closed at " + formatTime(m.EndsAt, u.TimeZone) +
+			": recipients not reached by then count as skipped, as do those who had unsubscribed, bounced or been deleted."
+	case m.Disabled():
+		return "Skipped recipients got no mail: they had unsubscribed, bounced or been deleted, or the mailing was switched off before their turn."
+	}
+	return "Skipped recipients got no mail: they had unsubscribed or bounced, or were removed or deleted before their turn."
 }
 
 // StatusStopPolling is htmx's "stop polling" status.

@@ -373,3 +373,102 @@ func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
 		t.Errorf("end of sending %v, want it moved", m.EndsAt)
 	}
 }
+
+// "Retry failed" sends again only to clients that may still be mailed: a
+// temporary failure whose client has unsubscribed (or bounced) since is not
+// one to retry. The button was offered and the retry "sent to 1
+// recipients", a run that could only skip them.
+func TestRetryFailedLeavesOutUnsubscribed(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 hour', next_run_at = NULL, status = 'running' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	fin := time.Now().Add(-time.Minute)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code := 451
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+		Status: model.AttemptFailure, Code: &code, Response: "451 4.7.1 try again later", Tries: 1}
+	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	if _, body := c.get(t, path); parseHTML(t, body).Find("[data-testid=retry-failed]").Length() != 1 {
+		t.Fatalf("no Retry failed after a temporary failure:\n%s", body)
+	}
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := c.get(t, path); parseHTML(t, body).Find("[data-testid=retry-failed]").Length() != 0 {
+		t.Errorf("Retry failed offered though the only failed client has unsubscribed")
+	}
+	resp, body := c.post(t, path+"/retry", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "no temporary failures") {
+		t.Errorf("retry of an unsubscribed client's failure says %q", flash)
+	}
+	if last, err := e.store.LatestRun(ctx, o.mailing.ID); err != nil || last.ID != run.ID {
+		t.Errorf("a retry run was started for nobody to mail: %+v, %v", last, err)
+	}
+}
+
+// "Send now" says how many recipients will be mailed: those who have
+// unsubscribed or bounced are skipped. It said "Sending to 1 recipients."
+// for a mailing whose only recipient had unsubscribed.
+func TestSendNowSaysWhoIsSkipped(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	other := &model.Client{OwnerID: ann.ID, Email: "other@example.com"}
+	if err := e.store.CreateClient(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "INSERT INTO mailing_recipients (mailing_id, client_id) VALUES (?, ?)", o.mailing.ID, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	resp, _ := c.post(t, path+"/send", nil)
+	if flash := flashAfter(t, c, resp); flash != "Sending to 1 of 2 recipients; 1 has unsubscribed or bounced and is skipped." {
+		t.Errorf("Send now with one recipient unsubscribed says %q", flash)
+	}
+	// Once that run is over, with no one left to mail.
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE mailing_id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Unsubscribe(ctx, ann.ID, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ = c.post(t, path+"/send", nil)
+	if flash := flashAfter(t, c, resp); flash != "No one to send to: all 2 recipients have unsubscribed or bounced, so the run skips them." {
+		t.Errorf("Send now with every recipient unsubscribed says %q", flash)
+	}
+}
+
+// A run the window's end stopped says why its rest counts as skipped; a
+// bare "2 skipped" left the owner guessing.
+func TestProgressExplainsSkipped(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	ends := time.Now().Add(-time.Hour).UTC().Truncate(time.Minute)
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = ?, ends_at = ?, next_run_at = NULL, status = 'finished' WHERE id = ?",
+		ends.Add(-time.Hour), ends, o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	fin, due := ends.Add(time.Second), ends.Add(-time.Hour)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerScheduled, DueAt: &due, StartedAt: due, FinishedAt: &fin,
+		Total: 3, Succeeded: 1, Skipped: 2}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.request(t, "GET", "/mailings/"+id(o.mailing.ID)+"/progress", nil, true)
+	wantStatus(t, resp, body, 286)
+	why := parseHTML(t, body).Find("[data-testid=progress-skipped-why]").Text()
+	if !strings.Contains(why, "window closed at "+ends.Format("2006-01-02 15:04")) {
+		t.Errorf("skipped not explained for a run stopped at the window's end: %q\n%s", why, body)
+	}
+}
