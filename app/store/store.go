@@ -43,6 +43,7 @@ func Open(dsn string) *bun.DB {
 	sqldb := sql.OpenDB(pgdriver.NewConnector(
 		pgdriver.WithDSN(dsn),
 		pgdriver.WithTimeout(10*time.Second),
+		pgdriver.WithResetSessionFunc(checkConn),
 	))
 	sqldb.SetMaxOpenConns(20)
 	sqldb.SetMaxIdleConns(10)

@@ -64,39 +64,79 @@ func RedisURL(t testing.TB) string {
 // called when the test ends).
 func RedisServer(t testing.TB) (addr string, stop func()) {
 	t.Helper()
+	s := RedisProcess(t)
+	return s.Addr, s.Stop
+}
+
+// RedisProc is a Redis server of the test's own that can be stopped and
+// started again on the same address, for tests of an outage.
+type RedisProc struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	Addr string
+}
+
+// RedisProcess starts a Redis server of the test's own on a free port; it
+// is stopped when the test ends.
+func RedisProcess(t testing.TB) *RedisProc {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server not found: %v", err)
 	}
-	port := FreePort(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Stdout, cmd.Stderr = nil, nil
+	s := &RedisProc{t: t, bin: bin, dir: t.TempDir(), port: FreePort(t)}
+	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
+	t.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// Start starts the server (again) and waits until it answers. Data the
+// last Stop saved is loaded, as a server with persistence would.
+func (s *RedisProc) Start() {
+	s.t.Helper()
+	if s.cmd != nil {
+		return
+	}
+	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
+		s.t.Fatalf("start redis-server: %v", err)
 	}
-	addr = "127.0.0.1:" + strconv.Itoa(port)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-	t.Cleanup(stop)
-	c := redis.NewClient(&redis.Options{Addr: addr})
+	s.cmd = cmd
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Ping(context.Background()).Err() != nil {
 		if time.Now().After(deadline) {
-			stop()
-			logs, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("redis-server on %s did not start: %s", addr, logs)
+			s.Stop()
+			logs, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.t.Fatalf("redis-server on %s did not start: %s", s.Addr, logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return addr, stop
+}
+
+// Stop saves the data and stops the server, ending every connection.
+func (s *RedisProc) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = c.ShutdownSave(ctx).Err() // answers with the connection closed
+	cancel()
+	c.Close()
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
 }

@@ -56,7 +56,7 @@ func (c *client) csrf(t testing.TB) string {
 	t.Helper()
 	name := auth.CSRFCookieName(c.e.cfg.SecureCookies())
 	if c.cookies[name] == "" {
-		c.get(t, "/healthz")
+		c.get(t, "/")
 	}
 	return c.cookies[name]
 }

@@ -8,9 +8,8 @@ import (
 
 // routes is the whole route table of the web app.
 func (s *Server) routes(app *fiber.App) {
-	app.Get("/healthz", s.healthz)
-	app.Get("/readyz", s.readyz)
-	// assets (assetsRoute) are mounted in New, ahead of sessions and CSRF
+	// /healthz, /readyz (health.go) and assets (assetsRoute) are mounted in
+	// New, ahead of sessions and CSRF
 
 	app.Get("/", s.home)
 

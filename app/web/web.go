@@ -126,6 +126,11 @@ func New(d Deps) *fiber.App {
 	// Assets are answered before sessions and CSRF: a response that shared
 	// caches may keep ("public, immutable") must not set or clear cookies.
 	app.Get(assetsRoute, s.asset)
+	// So are the health answers: sessions live in Redis and name a user in
+	// PostgreSQL, and a probe or a browser sending a session cookie while
+	// either is down must still hear "ok" or what is down, not an error.
+	app.Get("/healthz", s.healthz)
+	app.Get("/readyz", s.readyz)
 	app.Use(s.sessions.Load,
 		auth.CSRF(d.Config.SessionSecret, d.Config.SecureCookies(), s.csrfExempt),
 		s.invalidateStats, s.etag)

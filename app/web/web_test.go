@@ -6,10 +6,12 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/go-redis/v9"
 
+	"rassylka/app/model"
 	"rassylka/app/testkit"
 )
 
@@ -139,6 +141,48 @@ func TestReadyz(t *testing.T) {
 	}
 	if !strings.Contains(body, "redis") || strings.Contains(body, "postgres") {
 		t.Fatalf("503 body = %q, want it to name redis only", body)
+	}
+}
+
+// A browser signed in while Redis (which holds the sessions) is down still
+// gets the truth from /healthz and /readyz: probes and operators' browsers
+// send the session cookie too. Once Redis is back, the same session works
+// again without a restart.
+func TestHealthWithASessionWhileRedisIsDown(t *testing.T) {
+	srv := testkit.RedisProcess(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	e := newEnvWith(t, testConfig(t), rdb, nil)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+
+	srv.Stop()
+	resp, body := c.get(t, "/healthz")
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != "ok" {
+		t.Errorf("GET /healthz with a session, Redis stopped = %d %q, want 200 ok", resp.StatusCode, body)
+	}
+	resp, body = c.get(t, "/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.TrimSpace(body) != "unavailable: redis" {
+		t.Errorf("GET /readyz with a session, Redis stopped = %d %q, want 503 naming redis", resp.StatusCode, body)
+	}
+	resp, body = c.get(t, "/clients")
+	if resp.StatusCode < 500 || parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 ||
+		strings.Contains(body, "connection refused") {
+		t.Errorf("GET /clients with Redis stopped = %d, want the error page without internal text:\n%s", resp.StatusCode, body)
+	}
+
+	srv.Start()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, body = c.get(t, "/clients")
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /clients with Redis back = %d, want the session to work again:\n%s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, body = c.get(t, "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz with Redis back = %d %q", resp.StatusCode, body)
 	}
 }
 
