@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"database/sql/driver"
 	"syscall"
+	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
 )
@@ -32,6 +33,11 @@ func checkConn(_ context.Context, cn *pgdriver.Conn) error {
 	if err != nil {
 		return driver.ErrBadConn
 	}
+	// The driver's read deadline of the last query has passed on a
+	// connection idle since (the read would fail at once, and every
+	// connection idle for longer than the timeout be dropped); it sets a
+	// new one before its next read.
+	_ = nc.SetReadDeadline(time.Time{})
 	alive := false
 	var b [1]byte
 	err = raw.Read(func(fd uintptr) bool {

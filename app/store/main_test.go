@@ -5,6 +5,9 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"rassylka/app/store"
 	"rassylka/app/testkit"
@@ -45,5 +48,37 @@ func TestPoolSurvivesRestart(t *testing.T) {
 		if err := st.Ping(ctx); err != nil {
 			t.Fatalf("query %d after the restart: %v", i+1, err)
 		}
+	}
+}
+
+// A pooled connection idle for longer than the driver's timeout (its last
+// read deadline passed) is alive, and is used again: the check before use
+// must not take the passed deadline for a dead connection, or every
+// connection idle for ten seconds would be dropped and dialled again.
+func TestPoolKeepsConnectionsIdlePastTheTimeout(t *testing.T) {
+	db := testkit.DB(t)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	if err := conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	// As after ten idle seconds: the last query's read deadline is past.
+	err = conn.Raw(func(dc any) error {
+		return dc.(*pgdriver.Conn).Conn().SetReadDeadline(time.Now().Add(-time.Second))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	var after int
+	if err := db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("the idle connection was dropped: backend %d, then %d", before, after)
 	}
 }
