@@ -212,3 +212,60 @@ func TestPurgeTokens(t *testing.T) {
 		t.Fatalf("second PurgeTokens = %d, %v; want 0", n, err)
 	}
 }
+
+// A message edited while a run of a mailing using it is starting waits for
+// that run and is then refused: it could otherwise slip past the check
+// ("a run is sending it") before the run commits, and the run's first
+// batch send the old text and the others the new one.
+func TestMessageEditWaitsForARunStarting(t *testing.T) {
+	db := testkit.DB(t)
+	st := store.New(db)
+	ctx := context.Background()
+	f := newFixture(t, db, "race@example.com")
+	if _, err := db.NewUpdate().Model(f.run).Set("finished_at = started_at").WherePK().Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	locked, release, started := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() { // a run starting, as sending.Service.start does
+		started <- st.InTx(ctx, func(tx *store.Store) error {
+			if _, err := tx.LockMailing(ctx, f.mailing.ID); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			_, err := tx.CreateRun(ctx, &model.Run{MailingID: f.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
+			return err
+		})
+	}()
+	<-locked
+	edited := make(chan error, 1)
+	go func() {
+		edited <- st.UpdateMessage(ctx, f.owner.ID, &model.Message{ID: f.message.ID, Subject: "New", Body: "New text"})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case err := <-edited:
+			close(release)
+			t.Fatalf("the edit ended (%v) while a run of the mailing was starting", err)
+		default:
+		}
+		var waiting bool
+		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)").Scan(ctx, &waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the edit neither ended nor waited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-edited; !errors.Is(err, store.ErrSending) {
+		t.Fatalf("edit after the run started: %v, want ErrSending", err)
+	}
+}

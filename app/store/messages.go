@@ -86,21 +86,31 @@ func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
 // A message that a run is sending right now is not changed (ErrSending):
 // every recipient of a run gets the same text.
 func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Message) error {
-	err := s.db.NewUpdate().Model(m).
-		Set("subject = ?", m.Subject).
-		Set("body = ?", m.Body).
-		Set("updated_at = now()").
-		Where("id = ? AND owner_id = ?", m.ID, ownerID).
-		Where(`NOT EXISTS (SELECT 1 FROM runs AS r JOIN mailings AS g ON g.id = r.mailing_id
-			WHERE g.message_id = message.id AND r.finished_at IS NULL)`).
-		Returning("*").Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		exists, xerr := s.db.NewSelect().Model((*model.Message)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
-		if xerr == nil && exists {
-			return ErrSending
+	return s.InTx(ctx, func(tx *Store) error {
+		// The mailings using the message are locked first: a run starting
+		// meanwhile (which locks its mailing) either commits before the
+		// check below sees it, or starts after the edit, with the new text;
+		// never a run whose first batch read the old text and the rest the
+		// new one.
+		if _, err := tx.db.NewRaw("SELECT 1 FROM mailings WHERE message_id = ? FOR SHARE", m.ID).Exec(ctx); err != nil {
+			return dbErr("update message", err)
 		}
-	}
-	return dbErr("update message", err)
+		err := tx.db.NewUpdate().Model(m).
+			Set("subject = ?", m.Subject).
+			Set("body = ?", m.Body).
+			Set("updated_at = now()").
+			Where("id = ? AND owner_id = ?", m.ID, ownerID).
+			Where(`NOT EXISTS (SELECT 1 FROM runs AS r JOIN mailings AS g ON g.id = r.mailing_id
+				WHERE g.message_id = message.id AND r.finished_at IS NULL)`).
+			Returning("*").Scan(ctx)
+		if errors.Is(err, sql.ErrNoRows) {
+			exists, xerr := tx.db.NewSelect().Model((*model.Message)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
+			if xerr == nil && exists {
+				return ErrSending
+			}
+		}
+		return dbErr("update message", err)
+	})
 }
 
 // ErrSending means a run is sending the object right now.
