@@ -138,22 +138,25 @@ const maxLine = 998
 // at spaces, and left it on one line over 998 octets (placeholders filled
 // with long names, side by side). Other subjects are left to go-mail.
 func foldable(subject string) string {
-	for _, w := range strings.Split(subject, " ") {
-		if len("Subject: ")+len(w) <= maxLine {
-			continue
+	long := false
+	if len("Subject: ")+len(subject) > maxLine {
+		for w := range strings.SplitSeq(subject, " ") {
+			long = long || len("Subject: ")+len(w) > maxLine
 		}
-		var words []string
-		for rest := subject; rest != ""; {
-			n := min(len(rest), 45)
-			for n < len(rest) && n > 1 && !utf8.RuneStart(rest[n]) {
-				n-- // a character is not split between words
-			}
-			words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(rest[:n]))+"?=")
-			rest = rest[n:]
-		}
-		return strings.Join(words, " ")
 	}
-	return subject
+	if !long {
+		return subject
+	}
+	var words []string
+	for rest := subject; rest != ""; {
+		n := min(len(rest), 45)
+		for n < len(rest) && n > 1 && !utf8.RuneStart(rest[n]) {
+			n-- // a character is not split between words
+		}
+		words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(rest[:n]))+"?=")
+		rest = rest[n:]
+	}
+	return strings.Join(words, " ")
 }
 
 // Send delivers m in its own SMTP conversation and returns the server's

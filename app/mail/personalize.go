@@ -17,3 +17,7 @@ func Personalize(text, name, email string) string {
 		return email
 	})
 }
+
+// IsPlaceholder reports whether s is, whole, a placeholder Personalize
+// fills in.
+func IsPlaceholder(s string) bool { return placeholder.FindString(s) == s }

@@ -63,7 +63,7 @@ func TestReconcilerStartsTheLatestDueOccurrenceOnce(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	runs, err := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	runs, err := latestRuns(ctx, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestReconcilerStartsTheLatestDueOccurrenceOnce(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10); len(runs) != 1 {
+	if runs, _ := latestRuns(ctx, w); len(runs) != 1 {
 		t.Fatalf("a finished occurrence started again: %d runs", len(runs))
 	}
 
@@ -110,7 +110,7 @@ func TestReconcilerStartsTheLatestDueOccurrenceOnce(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10); len(runs) != 2 {
+	if runs, _ := latestRuns(ctx, w); len(runs) != 2 {
 		t.Fatalf("next occurrence: %d runs", len(runs))
 	}
 	w.svc.Now = func() time.Time { return w.mailing.EndsAt.Add(time.Minute) }
@@ -166,7 +166,7 @@ func TestScheduledOccurrenceWaitsForActiveRun(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	runs, _ := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	runs, _ := latestRuns(ctx, w)
 	if len(runs) != 1 {
 		t.Fatalf("%d runs while one was sending, want 1", len(runs))
 	}
@@ -177,7 +177,7 @@ func TestScheduledOccurrenceWaitsForActiveRun(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	runs, _ = w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+	runs, _ = latestRuns(ctx, w)
 	if len(runs) != 2 || runs[0].Trigger != model.TriggerScheduled {
 		t.Fatalf("runs %+v, want the scheduled one after the manual one", runs)
 	}
@@ -296,7 +296,7 @@ func TestTimeZoneChangeKeepsEachDayOnce(t *testing.T) {
 					w.drain(t, r.ID)
 				}
 			}
-			runs, err := w.st.RunsOfMailing(ctx, w.mailing.ID, 10)
+			runs, err := latestRuns(ctx, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -342,4 +342,10 @@ func TestRunStartsWhenItsBatchesCannotBeQueued(t *testing.T) {
 	if r := w.drain(t, run.ID); r.Succeeded != 2 {
 		t.Fatalf("run %+v", r)
 	}
+}
+
+// latestRuns is the first page of the world's mailing's runs, newest first.
+func latestRuns(ctx context.Context, w *world) ([]model.Run, error) {
+	runs, _, err := w.st.RunsPage(ctx, w.mailing.ID, store.NewPage(1, 10))
+	return runs, err
 }

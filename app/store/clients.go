@@ -237,6 +237,6 @@ func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error 
 // mailable: what "Retry failed" sends again.
 func (s *Store) HasRetryableFailures(ctx context.Context, runID int64) (bool, error) {
 	var ok bool
-	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts AS f WHERE f.run_id = ? AND `+retryableFailure+`)`, runID).Scan(ctx, &ok)
+	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts AS f WHERE f.run_id = ? AND `+retryableMailable+`)`, runID).Scan(ctx, &ok)
 	return ok, dbErr("retryable failures", err)
 }

@@ -249,17 +249,6 @@ func (s *Store) MailableRecipients(ctx context.Context, mailingID int64) (int, e
 	return n, dbErr("mailable recipients", err)
 }
 
-// RunsOfMailing lists a mailing's latest runs, newest first.
-func (s *Store) RunsOfMailing(ctx context.Context, mailingID int64, limit int) ([]model.Run, error) {
-	var runs []model.Run
-	err := s.db.NewSelect().Model(&runs).Where("mailing_id = ?", mailingID).
-		OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx)
-	if err != nil {
-		return nil, dbErr("runs of mailing", err)
-	}
-	return runs, nil
-}
-
 // RunsPage returns one page of a mailing's runs, newest first; the caller
 // has checked that the mailing is visible.
 func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]model.Run, Page, error) {

@@ -85,21 +85,22 @@ func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, err
 // temporary (4xx) or unknown error.
 func sourceSQL(r *model.Run) (string, []any) {
 	if r.RetryOf != nil {
-		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND ` + retryableFailure, []any{*r.RetryOf}
+		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND ` + retryableMailable, []any{*r.RetryOf}
 	}
 	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
 }
 
 // retryableFailure keeps, of a run's attempts (alias f), those "Retry failed"
 // sends again: failed with a temporary (4xx) or unknown error, to a client
-// that is still a recipient of the mailing (stillRecipient) and may still be
-// mailed (stillMailable): a retry of only those who unsubscribed since would
-// start a run that skips everyone.
-const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (f.code IS NULL OR f.code BETWEEN 400 AND 499) AND ` + stillRecipient + ` AND ` + stillMailable
+// that is still a recipient of the mailing (stillRecipient). A retry batch's
+// read joins the clients and keeps the mailable ones itself.
+const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (f.code IS NULL OR f.code BETWEEN 400 AND 499) AND ` + stillRecipient
 
-// stillMailable keeps, of a retried run's failures (alias f), the clients
-// that have not unsubscribed or bounced since.
-const stillMailable = `EXISTS (SELECT 1 FROM clients AS mc WHERE mc.id = f.client_id AND mc.unsubscribed_at IS NULL AND mc.bounced_at IS NULL)`
+// retryableMailable is retryableFailure where no join to the clients keeps
+// the mailable ones: of those failures, the clients that have not
+// unsubscribed or bounced since (a retry of only those would start a run
+// that skips everyone).
+const retryableMailable = retryableFailure + ` AND EXISTS (SELECT 1 FROM clients AS mc WHERE mc.id = f.client_id AND mc.unsubscribed_at IS NULL AND mc.bounced_at IS NULL)`
 
 // stillRecipient keeps, of a retried run's failures (alias f), the clients
 // that are still recipients of the mailing.

@@ -62,27 +62,8 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	}
 	v := mailings.ListView{Q: search, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
 		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID)}
-	if all {
-		v.Owner = sc.Owner
-	}
 	for _, f := range statusFilters {
-		q := []string{}
-		if all {
-			q = append(q, "scope=all")
-			if sc.Owner != 0 {
-				q = append(q, "owner="+strconv.FormatInt(sc.Owner, 10))
-			}
-		}
-		if search != "" {
-			q = append(q, "q="+urlQuery(search))
-		}
-		if f.Value != "" {
-			q = append(q, "status="+f.Value)
-		}
-		link := "/mailings"
-		if len(q) > 0 {
-			link += "?" + strings.Join(q, "&")
-		}
+		link := linkWith(c, "/mailings", "status", f.Value, "page")
 		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})
 	}
 	for i := range rows {
@@ -94,6 +75,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 		})
 	}
 	if all && sc.Owner != 0 {
+		v.Owner = sc.Owner
 		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
 			v.OwnerEmail = owner.Email
 		}
@@ -248,8 +230,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 			return render(c, fiber.StatusOK, mailings.Recipients(v))
 		}
 	}
-	runsNumber, _ := strconv.Atoi(c.Query("runs_page"))
-	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, store.NewPage(runsNumber, runsPerPage))
+	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, pageNumberOf(c, "runs_page", runsPerPage))
 	if err != nil {
 		return err
 	}

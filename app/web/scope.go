@@ -35,9 +35,12 @@ func readScope(u *model.User) store.Scope {
 }
 
 // pageNumber reads ?page=.
-func pageNumber(c *fiber.Ctx) store.Page {
-	n, _ := strconv.Atoi(c.Query("page"))
-	return store.NewPage(n, perPage)
+func pageNumber(c *fiber.Ctx) store.Page { return pageNumberOf(c, "page", perPage) }
+
+// pageNumberOf reads the page number of param, pages of size.
+func pageNumberOf(c *fiber.Ctx, param string, size int) store.Page {
+	n, _ := strconv.Atoi(c.Query(param))
+	return store.NewPage(n, size)
 }
 
 // pathID reads the :id parameter; a malformed id is simply not found.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"rassylka/app/mail"
 	"rassylka/app/model"
 )
 
@@ -65,11 +66,7 @@ var braces = regexp.MustCompile(`\{\{[^{}]*\}\}`)
 func placeholderProblem(s string) string {
 	const known = "Only {{name}} and {{email}} are filled in."
 	for _, m := range braces.FindAllString(s, -1) {
-		// The spaces mail.Personalize allows (RE2's \s), no others: a
-		// no-break space would leave the placeholder as typed.
-		switch strings.Trim(m[2:len(m)-2], " \t\n\f\r") {
-		case "name", "email":
-		default:
+		if !mail.IsPlaceholder(m) { // the mail's own rule: a no-break space inside leaves it as typed
 			return "Unknown placeholder " + m + ". " + known
 		}
 	}
