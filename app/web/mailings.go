@@ -230,6 +230,16 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 			return render(c, fiber.StatusOK, mailings.Recipients(v))
 		}
 	}
+	// The progress box is read before the runs and the attempts: a run
+	// that ends between the reads then shows as sending in the box, whose
+	// next poll reloads the page. Read after them, the box could say the
+	// run is over while the runs table says it sends, and nothing would
+	// reload the page.
+	if fragment != mailings.RunsID {
+		if v.Progress, err = s.progressOf(c, r, u); err != nil {
+			return err
+		}
+	}
 	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, pageNumberOf(c, "runs_page", runsPerPage))
 	if err != nil {
 		return err
@@ -260,9 +270,6 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 			return err
 		}
 		v.Days = chartDays(days)
-	}
-	if v.Progress, err = s.progressOf(c, r, u); err != nil {
-		return err
 	}
 	open := r.Status != model.StatusFinished && time.Now().Before(r.EndsAt) && !r.Disabled()
 	v.CanSend = v.Editable && open && !v.Progress.Active

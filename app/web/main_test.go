@@ -2,11 +2,13 @@ package web_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +40,21 @@ type env struct {
 	store *store.Store
 	logs  *syncBuffer
 	cfg   config.Config
+	hook  *queryHook
+}
+
+// queryHook calls its function, when one is set, after each query: a
+// test's way to change data between two queries of one request.
+type queryHook struct {
+	after atomic.Pointer[func(*bun.QueryEvent)]
+}
+
+func (h *queryHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (h *queryHook) AfterQuery(_ context.Context, ev *bun.QueryEvent) {
+	if f := h.after.Load(); f != nil {
+		(*f)(ev)
+	}
 }
 
 const testBaseURL = "http://rassylka.test"
@@ -62,7 +79,8 @@ func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *a
 	t.Helper()
 	logs := &syncBuffer{}
 	queue := asynq.NewClientFromRedisClient(rdb)
-	db := testkit.DB(t)
+	hook := &queryHook{}
+	db := testkit.DB(t).WithQueryHook(hook)
 	st := store.New(db)
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	app := web.New(web.Deps{
@@ -73,7 +91,7 @@ func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *a
 		Log:       log,
 		Providers: providers,
 	})
-	return &env{app: app, redis: rdb, db: db, store: st, logs: logs, cfg: cfg}
+	return &env{app: app, redis: rdb, db: db, store: st, logs: logs, cfg: cfg, hook: hook}
 }
 
 // withWorker runs the task handlers on the env's queue, delivering mail to

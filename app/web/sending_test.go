@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
@@ -272,6 +273,47 @@ func TestEditsWaitForTheRunningRun(t *testing.T) {
 	wantRedirect(t, resp, body, path)
 	if ids, _ := e.store.RecipientIDs(ctx, o.mailing.ID); len(ids) != 2 {
 		t.Fatalf("recipients after the run: %v", ids)
+	}
+}
+
+// A run that ends while its mailing's page is being read: a page whose
+// runs table says the run sends has a box that follows the run, so its
+// next poll reloads the page once the run is over. (A box that says the
+// run is over beside a table that says it sends would never reload.)
+func TestMailingPageReadWhileTheRunEnds(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	var runID int64
+	if err := e.db.NewRaw(`INSERT INTO runs (mailing_id, trigger, started_at, total) VALUES (?, 'manual', now(), 1) RETURNING id`,
+		o.mailing.ID).Scan(ctx, &runID); err != nil {
+		t.Fatal(err)
+	}
+	// The run ends just after the page's first read of it.
+	ended := make(chan struct{})
+	finish := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `"runs"`) {
+			return
+		}
+		e.hook.after.Store(nil)
+		if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", runID); err != nil {
+			t.Error(err)
+		}
+		close(ended)
+	}
+	e.hook.after.Store(&finish)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+
+	_, body := c.get(t, "/mailings/"+id(o.mailing.ID))
+	select {
+	case <-ended:
+	default:
+		t.Fatal("the page read no run")
+	}
+	doc := parseHTML(t, body)
+	sending := strings.Contains(doc.Find("[data-testid=runs-table]").Text(), "sending…")
+	poll, _ := doc.Find("[data-testid=run-progress]").Attr("hx-get")
+	if sending && !strings.HasSuffix(poll, "?run="+id(runID)) {
+		t.Fatalf("the runs table says the run sends, but the progress box does not follow it (polls %q):\n%s", poll, body)
 	}
 }
 
