@@ -102,11 +102,7 @@ func (s *Service) location(ctx context.Context, st *store.Store, ownerID int64) 
 	if err != nil {
 		return nil, nil, err
 	}
-	loc, err := time.LoadLocation(u.TimeZone)
-	if err != nil {
-		loc = time.UTC
-	}
-	return loc, u, nil
+	return model.Location(u.TimeZone), u, nil
 }
 
 // StartScheduled starts the run of the mailing's occurrence that is due now

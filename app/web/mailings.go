@@ -21,7 +21,7 @@ import (
 	"rassylka/views/messages"
 )
 
-func userLocation(u *model.User) *time.Location { return location(u.TimeZone) }
+func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZone) }
 
 func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
 	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),

@@ -9,6 +9,8 @@ import (
 	"time"
 	_ "time/tzdata" // IANA zones on any host, even without /usr/share/zoneinfo
 	"unicode/utf8"
+
+	"rassylka/app/model"
 )
 
 // Errors maps a field name to its message.
@@ -102,38 +104,13 @@ func TimeZone(tz string) (string, string) {
 	if tz == "" {
 		return "UTC", ""
 	}
-	if tz == "Local" || len(tz) > 64 || !zoneName(tz) {
+	if !model.ZoneName(tz) {
 		return tz, "Choose a time zone such as Europe/Berlin."
 	}
 	if _, err := time.LoadLocation(tz); err != nil {
 		return tz, "Unknown time zone; use a name such as Europe/Berlin."
 	}
 	return tz, ""
-}
-
-// zoneName reports whether tz is shaped as an IANA zone name: segments of
-// letters, digits, '_', '-' and '+', each starting with a letter, joined by
-// single slashes. time.LoadLocation also opens whatever file of the host's
-// zoneinfo a name reaches ("./UTC", "Europe//Berlin"), which PostgreSQL
-// refuses, so these are turned away first, with the host's own files that
-// are no IANA zone: its local zone, its default rules and its posix/ and
-// right/ copies (another host reads them differently, or not at all).
-func zoneName(tz string) bool {
-	switch first, _, _ := strings.Cut(tz, "/"); first {
-	case "localtime", "posixrules", "posix", "right":
-		return false
-	}
-	for _, seg := range strings.Split(tz, "/") {
-		if seg == "" || !('A' <= seg[0] && seg[0] <= 'Z' || 'a' <= seg[0] && seg[0] <= 'z') {
-			return false
-		}
-		for _, r := range seg {
-			if !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '-' || r == '+') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func itoa(n int) string {
