@@ -106,7 +106,7 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 		to := param(*b.ToID)
 		src += ` AND ` + key + ` <= ` + to + ` AND c.id <= ` + to
 	}
-	return src + ` AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+	return src + ` AND ` + mailable + `
 		AND NOT EXISTS (SELECT 1 FROM attempts AS a WHERE a.run_id = $3::bigint AND a.client_id = c.id)
 		ORDER BY ` + key + ` LIMIT $2::bigint`, args
 }
@@ -186,7 +186,7 @@ func recordSQL(parts int) string {
 	}
 	q += `, next AS (
 		SELECT c.id, c.email, c.full_name FROM unnest($12::bigint[]) AS n(id) JOIN clients AS c ON c.id = n.id
-		WHERE c.unsubscribed_at IS NULL AND c.bounced_at IS NULL
+		WHERE ` + mailable + `
 	), claim AS (
 		UPDATE run_batches SET claimed = ARRAY(SELECT id FROM next ORDER BY id),
 			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id)

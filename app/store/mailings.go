@@ -245,7 +245,7 @@ func (s *Store) RecipientIDs(ctx context.Context, mailingID int64) ([]int64, err
 func (s *Store) MailableRecipients(ctx context.Context, mailingID int64) (int, error) {
 	var n int
 	err := s.db.NewRaw(`SELECT count(*) FROM mailing_recipients AS mr JOIN clients AS c ON c.id = mr.client_id
-		WHERE mr.mailing_id = ? AND c.unsubscribed_at IS NULL AND c.bounced_at IS NULL`, mailingID).Scan(ctx, &n)
+		WHERE mr.mailing_id = ? AND `+mailable, mailingID).Scan(ctx, &n)
 	return n, dbErr("mailable recipients", err)
 }
 

@@ -100,7 +100,11 @@ const retryableFailure = `f.status = 'failure' AND f.client_id IS NOT NULL AND (
 // the mailable ones: of those failures, the clients that have not
 // unsubscribed or bounced since (a retry of only those would start a run
 // that skips everyone).
-const retryableMailable = retryableFailure + ` AND EXISTS (SELECT 1 FROM clients AS mc WHERE mc.id = f.client_id AND mc.unsubscribed_at IS NULL AND mc.bounced_at IS NULL)`
+const retryableMailable = retryableFailure + ` AND EXISTS (SELECT 1 FROM clients AS c WHERE c.id = f.client_id AND ` + mailable + `)`
+
+// mailable is the condition on a client (alias c) that a run may mail
+// it: it has neither unsubscribed nor bounced. The others are skipped.
+const mailable = `c.unsubscribed_at IS NULL AND c.bounced_at IS NULL`
 
 // stillRecipient keeps, of a retried run's failures (alias f), the clients
 // that are still recipients of the mailing.
