@@ -49,22 +49,34 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 // ListMailings returns one page of the scope's mailings, newest first,
 // filtered by status (created, running, finished or disabled) and by a
 // search q in their message's subject when given.
+//
+// The page's ids are chosen first and only its rows are read with what
+// they add: the recipients' count, a scan of each mailing's recipients,
+// was otherwise taken for every row an OFFSET skips too (page 20 counted
+// the recipients of 1,000 mailings).
 func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, page Page) ([]MailingRow, Page, error) {
-	var rows []MailingRow
-	query := s.mailingQuery(&rows)
-	sc.where(query, "g.owner_id")
-	if strings.TrimSpace(q) != "" {
-		query.Where("lower(m.subject) LIKE ?", likePattern(q))
+	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
+		sc.where(query, "g.owner_id")
+		if strings.TrimSpace(q) != "" {
+			query.Join("JOIN messages AS m ON m.id = g.message_id").Where("lower(m.subject) LIKE ?", likePattern(q))
+		}
+		switch status {
+		case "":
+		case FilterDisabled:
+			query.Where("g.disabled_at IS NOT NULL")
+		default:
+			query.Where("g.status = ? AND g.disabled_at IS NULL", status)
+		}
+		return query
 	}
-	switch status {
-	case "":
-	case FilterDisabled:
-		query.Where("g.disabled_at IS NOT NULL")
-	default:
-		query.Where("g.status = ? AND g.disabled_at IS NULL", status)
-	}
-	err := scanPage(ctx, query.OrderExpr("g.id DESC"), &page)
+	total, err := filter(s.db.NewSelect().TableExpr("mailings AS g")).Count(ctx)
 	if err != nil {
+		return nil, page, dbErr("list mailings", err)
+	}
+	page.SetTotal(int(total))
+	ids := page.limit(filter(s.db.NewSelect().TableExpr("mailings AS g").Column("g.id")).OrderExpr("g.id DESC"))
+	var rows []MailingRow
+	if err := s.mailingQuery(&rows).Where("g.id IN (?)", ids).OrderExpr("g.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list mailings", err)
 	}
 	return rows, page, nil
@@ -218,12 +230,21 @@ func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, 
 
 // RecipientsOfMailing returns one page of a mailing's recipients; the
 // caller has checked that the mailing is visible.
+//
+// Every recipient is a client (the key cascades), so the count and the
+// page's ids are read from the recipients' key alone, and only the page's
+// clients are fetched: a join of every recipient to the clients cost
+// ≈ 50 ms at 100,000 recipients, for a page of 50.
 func (s *Store) RecipientsOfMailing(ctx context.Context, mailingID int64, page Page) ([]model.Client, Page, error) {
-	var rows []model.Client
-	err := scanPage(ctx, s.db.NewSelect().Model(&rows).
-		Where("id IN (SELECT client_id FROM mailing_recipients WHERE mailing_id = ?)", mailingID).
-		OrderExpr("id DESC"), &page)
+	total, err := s.db.NewSelect().TableExpr("mailing_recipients").Where("mailing_id = ?", mailingID).Count(ctx)
 	if err != nil {
+		return nil, page, dbErr("recipients of mailing", err)
+	}
+	page.SetTotal(int(total))
+	ids := page.limit(s.db.NewSelect().TableExpr("mailing_recipients").Column("client_id").Where("mailing_id = ?", mailingID).
+		OrderExpr("client_id DESC"))
+	var rows []model.Client
+	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("recipients of mailing", err)
 	}
 	return rows, page, nil
@@ -262,14 +283,41 @@ func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]mod
 
 // AttemptsOfMailing returns one page of a mailing's attempts, newest first,
 // of one status when given.
+//
+// A mailing's attempts grow with every run, so neither the count nor the
+// page reads them all: completed attempts are counted from attempt_counts
+// (kept by triggers, exact), only the few pending ones from the attempts;
+// the page's ids are skipped to on an index alone (a deep page reads index
+// entries, not rows), and only the page's rows are fetched.
 func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status model.AttemptStatus, page Page) ([]model.Attempt, Page, error) {
-	var rows []model.Attempt
-	q := s.db.NewSelect().Model(&rows).Where("mailing_id = ?", mailingID)
-	if status != "" {
-		q.Where("status = ?", status)
+	var counted string
+	switch status {
+	case "":
+		counted = "sum(succeeded + failed)"
+	case model.AttemptSuccess:
+		counted = "sum(succeeded)"
+	case model.AttemptFailure:
+		counted = "sum(failed)"
+	default:
+		counted = "0"
 	}
-	err := scanPage(ctx, q.OrderExpr("id DESC"), &page)
+	pending := "0"
+	if status == "" || status == model.AttemptPending {
+		pending = "(SELECT count(*) FROM attempts WHERE mailing_id = ?0 AND status = 'pending')"
+	}
+	var total int
+	err := s.db.NewRaw(`SELECT coalesce((SELECT `+counted+` FROM attempt_counts WHERE mailing_id = ?0), 0) + `+pending, mailingID).Scan(ctx, &total)
 	if err != nil {
+		return nil, page, dbErr("attempts of mailing", err)
+	}
+	page.SetTotal(int(total))
+	ids := s.db.NewSelect().TableExpr("attempts").Column("id").Where("mailing_id = ?", mailingID)
+	if status != "" {
+		ids.Where("status = ?", status)
+	}
+	page.limit(ids.OrderExpr("id DESC"))
+	var rows []model.Attempt
+	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("attempts of mailing", err)
 	}
 	return rows, page, nil

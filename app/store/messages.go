@@ -29,16 +29,25 @@ func (s *Store) messageQuery(dest any) *bun.SelectQuery {
 }
 
 // ListMessages returns one page of the scope's messages, newest first,
-// whose subject contains q when it is not empty.
+// whose subject contains q when it is not empty. The page's ids are chosen
+// first, so that the mailings are counted for the page's rows only, not
+// for every row an OFFSET skips.
 func (s *Store) ListMessages(ctx context.Context, sc Scope, q string, page Page) ([]MessageRow, Page, error) {
-	var rows []MessageRow
-	query := s.messageQuery(&rows)
-	sc.where(query, "m.owner_id")
-	if strings.TrimSpace(q) != "" {
-		query.Where("lower(m.subject) LIKE ?", likePattern(q))
+	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
+		sc.where(query, "m.owner_id")
+		if strings.TrimSpace(q) != "" {
+			query.Where("lower(m.subject) LIKE ?", likePattern(q))
+		}
+		return query
 	}
-	err := scanPage(ctx, query.OrderExpr("m.id DESC"), &page)
+	total, err := filter(s.db.NewSelect().TableExpr("messages AS m")).Count(ctx)
 	if err != nil {
+		return nil, page, dbErr("list messages", err)
+	}
+	page.SetTotal(int(total))
+	ids := page.limit(filter(s.db.NewSelect().TableExpr("messages AS m").Column("m.id")).OrderExpr("m.id DESC"))
+	var rows []MessageRow
+	if err := s.messageQuery(&rows).Where("m.id IN (?)", ids).OrderExpr("m.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list messages", err)
 	}
 	return rows, page, nil

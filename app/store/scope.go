@@ -74,6 +74,12 @@ func scanPage(ctx context.Context, q *bun.SelectQuery, page *Page) error {
 	return nil
 }
 
+// limit restricts q to the page's rows (after SetTotal moved a page past
+// the end to the last page).
+func (p Page) limit(q *bun.SelectQuery) *bun.SelectQuery {
+	return q.Limit(int64(p.PerPage)).Offset(int64(p.Offset()))
+}
+
 // NewPage normalizes a requested page number.
 func NewPage(number, perPage int) Page {
 	if number < 1 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/uptrace/bun"
+
 	"rassylka/app/model"
 )
 
@@ -113,18 +115,29 @@ type UserRow struct {
 }
 
 // ListUsers returns one page of users, newest first, whose email or name
-// contains q when it is not empty, with their counts of clients and mailings.
+// contains q when it is not empty, with their counts of clients and
+// mailings. The page's ids are chosen first, so that the counts are taken
+// for the page's users only, not for every user an OFFSET skips.
 func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, Page, error) {
+	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
+		if strings.TrimSpace(q) != "" {
+			query.Where("lower(u.email || ' ' || u.full_name) LIKE ?", likePattern(q))
+		}
+		return query
+	}
+	total, err := filter(s.db.NewSelect().TableExpr("users AS u")).Count(ctx)
+	if err != nil {
+		return nil, page, dbErr("list users", err)
+	}
+	page.SetTotal(int(total))
+	ids := page.limit(filter(s.db.NewSelect().TableExpr("users AS u").Column("u.id")).OrderExpr("u.id DESC"))
 	var rows []UserRow
-	query := s.db.NewSelect().Model(&rows).
+	err = s.db.NewSelect().Model(&rows).
 		ModelTableExpr("users AS u").
 		ColumnExpr("u.*").
 		ColumnExpr("(SELECT count(*) FROM clients WHERE owner_id = u.id) AS clients").
-		ColumnExpr("(SELECT count(*) FROM mailings WHERE owner_id = u.id) AS mailings")
-	if strings.TrimSpace(q) != "" {
-		query.Where("lower(u.email || ' ' || u.full_name) LIKE ?", likePattern(q))
-	}
-	err := scanPage(ctx, query.OrderExpr("u.id DESC"), &page)
+		ColumnExpr("(SELECT count(*) FROM mailings WHERE owner_id = u.id) AS mailings").
+		Where("u.id IN (?)", ids).OrderExpr("u.id DESC").Scan(ctx)
 	if err != nil {
 		return nil, page, dbErr("list users", err)
 	}
