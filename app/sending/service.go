@@ -444,10 +444,21 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	// worker may have resumed the batch and recorded the attempt as it
 	// was) must not mark it pending again and send. The senders take the
 	// connection in turn: it serves one statement at a time.
+	// A send about to wait before trying again (the server down or
+	// deferring) holds up its whole chunk, for minutes: the tally of what
+	// was recorded before goes to the run's counters first, or the
+	// progress box would show the figure of the last check meanwhile.
+	// (The loop does not touch unadded while the chunk sends.)
 	var writing sync.Mutex
 	writeAttempt := func(r, prev store.AttemptResult) (int64, bool, error) {
 		writing.Lock()
 		defer writing.Unlock()
+		if *unadded != (store.RunCounts{}) {
+			if err := db.AddRunCounts(dbCtx, run.ID, *unadded); err != nil {
+				return 0, false, err
+			}
+			*unadded = store.RunCounts{}
+		}
 		return db.WriteAttempt(dbCtx, run.ID, m.ID, r, prev)
 	}
 	for {
