@@ -98,3 +98,71 @@ func TestWorkerRefusesBehindSchema(t *testing.T) {
 		t.Fatalf("worker on an unmigrated database: %v, want ErrSchemaBehind", err)
 	}
 }
+
+// A task that fails is in the worker's log, with its type and error:
+// Asynq says nothing at the info level of a task it will retry, so an
+// operator whose mail server was down saw no line while account mail
+// waited. The payload stays out (account mail carries sign-in links).
+func TestWorkerLogsAFailingTask(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	sink := testkit.SMTP(t)
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	redisURL := testkit.RedisURL(t)
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": redisURL, "SMTP_URL": sink.URL(), "WORKER_METRICS_ADDR": "off"}
+
+	logs, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = logs // the worker logs to the stderr of when it starts
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return vars[k] }) }()
+	defer func() {
+		cancel()
+		<-done
+		os.Stderr = stderr
+	}()
+
+	conn, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(conn)
+	defer client.Close()
+	tk, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: "bob@example.com", Subject: "Reset", Text: "https://x.example/password/reset/SECRET-TOKEN"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Enqueue(tk); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(logs.Name())
+		out := string(b)
+		if strings.Contains(out, "SECRET-TOKEN") {
+			t.Fatalf("the log holds the mail's text:\n%s", out)
+		}
+		if line := lineWith(out, "task failed"); line != "" {
+			if !strings.Contains(line, "email:deliver") || !strings.Contains(line, "refused") {
+				t.Fatalf("log line %q, want the task's type and error", line)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line of the failing task:\n%s", out)
+		}
+	}
+}
+
+func lineWith(s, sub string) string {
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			return line
+		}
+	}
+	return ""
+}
