@@ -531,3 +531,15 @@ func TestClientsEmailLocalPartLimit(t *testing.T) {
 		t.Errorf("import of a 65-character local part: created %s, rejected %s\n%.600s", created, rejected, body)
 	}
 }
+
+// A list of one says "1 client", not "1 clients".
+func TestPagerCountOfOne(t *testing.T) {
+	_, c, _, _ := signedInWithObjects(t)
+	for path, want := range map[string]string{"/clients": "1 client", "/messages": "1 message", "/mailings": "1 mailing"} {
+		_, body := c.get(t, path)
+		got := strings.Join(strings.Fields(parseHTML(t, body).Find("[data-testid=pager] span").First().Text()), " ")
+		if got != want {
+			t.Errorf("%s: pager says %q, want %q", path, got, want)
+		}
+	}
+}

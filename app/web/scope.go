@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -67,6 +68,9 @@ func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string
 			value = strconv.Itoa(n)
 		}
 		return linkWith(c, path, param, value)
+	}
+	if p.Total == 1 {
+		noun = strings.TrimSuffix(noun, "s") // every list's noun is a regular plural
 	}
 	pg := component.Pager{Page: p.Number, Pages: p.Pages(), Total: p.Total, Noun: noun, Target: target}
 	if p.Number > 1 {
