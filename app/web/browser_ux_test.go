@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"rassylka/app/model"
+	"rassylka/app/store"
 	"rassylka/app/testkit"
 )
 
@@ -497,4 +498,42 @@ func twoPagesOfClients(t *testing.T, e *env, owner *model.User, format string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// A comment of several lines (a CSV import takes them) keeps its lines
+// when the client is edited and saved, on the edit page and in the list's
+// row alike: a one-line text input joined them without a word.
+func TestBrowserEditKeepsAMultiLineComment(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	const comment = "met at the fair\ncall back in May"
+	cl := &model.Client{OwnerID: ann.ID, Email: "multi@example.com", FullName: "Multi", Comment: comment}
+	if err := e.store.CreateClient(context.Background(), cl); err != nil {
+		t.Fatal(err)
+	}
+	stored := func(step string) {
+		t.Helper()
+		got, err := e.store.ClientByID(context.Background(), store.Own(ann.ID), cl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Comment != comment {
+			t.Fatalf("after %s the comment is %q, want %q", step, got.Comment, comment)
+		}
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+
+	b.do("edit page", chromedp.Navigate(base+"/clients/"+id(cl.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=client-edit-form]")))
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=client-edit-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/clients/`+id(cl.ID)+`" && !!document.querySelector("[data-testid=client-show]")`)
+	stored("saving the edit page")
+
+	b.do("list", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=edit-client]")))
+	b.settled("[data-testid=edit-client]")
+	b.do("edit row", chromedp.Click(chromedp.CSS("[data-testid=edit-client]")))
+	b.settled("[data-testid=save-client]")
+	b.do("save row", chromedp.Click(chromedp.CSS("[data-testid=save-client]")))
+	b.settled("[data-testid=edit-client]")
+	stored("saving the list's row")
 }

@@ -1,6 +1,10 @@
 package form
 
-import "rassylka/app/model"
+import (
+	"strings"
+
+	"rassylka/app/model"
+)
 
 // Client is the client form.
 type Client struct {
@@ -19,7 +23,8 @@ func (f *Client) Validate() Errors {
 	if f.FullName, msg = Line(f.FullName, false, 200, "a name"); msg != "" {
 		errs["full_name"] = msg
 	}
-	if f.Comment, msg = Text(f.Comment, false, 2000, "a comment"); msg != "" {
+	// A textarea sends its line breaks as CRLF; the import's are LF.
+	if f.Comment, msg = Text(strings.ReplaceAll(f.Comment, "\r\n", "\n"), false, 2000, "a comment"); msg != "" {
 		errs["comment"] = msg
 	}
 	return errs
