@@ -408,6 +408,31 @@ func TestClientsImportSkipsEmptySpreadsheetRows(t *testing.T) {
 	}
 }
 
+// A file with classic Mac line ends (CR only, as Excel for Mac's "CSV
+// (Macintosh)" writes) is read line by line: it reported "0 created, 0
+// updated, 0 rejected", its rows taken for more header columns.
+func TestClientsImportCarriageReturnLines(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	file := "email,name\rcr1@example.com,CR One\r\"cr2@example.com\",\"Two, CR\"\r"
+	created, _, rejected, body := importReport(t, c, file)
+	if created != "2" || rejected != "0" {
+		t.Fatalf("created %s rejected %s, want 2 and 0:\n%s", created, rejected, body)
+	}
+}
+
+// A first line that is not valid CSV (a stray quote) is refused like any
+// other file without a header, not answered with "Something went wrong".
+func TestClientsImportMalformedHeader(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	resp, body := multipartCSV(t, c, []byte("email,na\"me\na@example.com,A\n"))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := parseHTML(t, body).Find("[data-testid=form-error]").Text(); !strings.Contains(msg, "first line") {
+		t.Fatalf("message %q, want one about the first line", msg)
+	}
+}
+
 // Common spellings of the email column header (Excel, Outlook, Google
 // Forms) are understood like the name column's.
 func TestClientsImportEmailHeaderVariants(t *testing.T) {

@@ -42,8 +42,15 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 		return err
 	}
+	var src io.Reader = br
+	if !bytes.ContainsRune(head, '\n') && bytes.ContainsRune(head, '\r') {
+		// Classic Mac line ends (Excel for Mac's "CSV (Macintosh)"): CR
+		// alone, which encoding/csv reads as part of a field.
+		src = crLines{br}
+		head = bytes.ReplaceAll(head, []byte{'\r'}, []byte{'\n'})
+	}
 	firstLine, _, _ := strings.Cut(string(head), "\n")
-	cr := csv.NewReader(br)
+	cr := csv.NewReader(src)
 	if strings.Count(firstLine, ";") > strings.Count(firstLine, ",") {
 		cr.Comma = ';'
 	}
@@ -51,8 +58,9 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	cr.ReuseRecord = true
 
 	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return ErrCSVHeader
+	var perr *csv.ParseError
+	if errors.Is(err, io.EOF) || errors.As(err, &perr) {
+		return ErrCSVHeader // no file of clients, or not CSV at all
 	}
 	if err != nil {
 		return fmt.Errorf("line 1: %w", err)
@@ -104,6 +112,20 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			return err
 		}
 	}
+}
+
+// crLines reads a file whose lines end with CR alone as lines ending with
+// LF.
+type crLines struct{ r io.Reader }
+
+func (c crLines) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for i, b := range p[:n] {
+		if b == '\r' {
+			p[i] = '\n'
+		}
+	}
+	return n, err
 }
 
 func blankRecord(rec []string) bool {
