@@ -134,7 +134,13 @@ func Rate(ok, bad int64) string {
 	if ok+bad == 0 {
 		return "—"
 	}
-	return strconv.FormatFloat(float64(ok)*100/float64(ok+bad), 'f', 1, 64) + " %"
+	// Tenths are cut, not rounded: 99.95 % with failures reads 99.9 %, as
+	// "100.0 %" would say none failed (and 0.0 % that none went).
+	tenths := ok * 1000 / (ok + bad)
+	if ok > 0 && tenths == 0 {
+		tenths = 1
+	}
+	return strconv.FormatInt(tenths/10, 10) + "." + strconv.FormatInt(tenths%10, 10) + " %"
 }
 
 // Count writes a count with thin separators of thousands: 1 234 567.
