@@ -18,6 +18,10 @@ import (
 // ErrForeignRecipient means a recipient id is not one of the owner's clients.
 var ErrForeignRecipient = errors.New("recipient is not the owner's client")
 
+// ErrNoRecipients means none of the chosen recipients exists any more
+// (deleted since the form was opened): the mailing would mail no one.
+var ErrNoRecipients = errors.New("no chosen recipient exists")
+
 // MailingRow is a mailing as lists and its page show it.
 type MailingRow struct {
 	model.Mailing   `bun:",extend"`
@@ -173,7 +177,7 @@ func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids
 			return dbErr("set recipients", err)
 		}
 	}
-	var foreign int
+	var foreign, own int
 	err := s.db.NewRaw(`
 		WITH chosen AS (
 			SELECT id, owner_id FROM clients WHERE id = ANY(?::bigint[])
@@ -181,12 +185,16 @@ func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids
 			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM chosen WHERE owner_id = ?
 			ON CONFLICT DO NOTHING
 		)
-		SELECT count(*) FROM chosen WHERE owner_id <> ?`, pgdialect.Array(ids), mailingID, ownerID, ownerID).Scan(ctx, &foreign)
+		SELECT count(*) FILTER (WHERE owner_id <> ?), count(*) FILTER (WHERE owner_id = ?) FROM chosen`,
+		pgdialect.Array(ids), mailingID, ownerID, ownerID, ownerID).Scan(ctx, &foreign, &own)
 	if err != nil {
 		return dbErr("set recipients", err)
 	}
 	if foreign > 0 {
 		return fmt.Errorf("set recipients: %d of %d: %w", foreign, len(ids), ErrForeignRecipient)
+	}
+	if own == 0 && len(ids) > 0 {
+		return fmt.Errorf("set recipients: %d chosen: %w", len(ids), ErrNoRecipients)
 	}
 	return nil
 }

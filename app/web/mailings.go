@@ -146,7 +146,17 @@ func (s *Server) checkMessage(c *fiber.Ctx, p form.Parsed, errs form.Errors) err
 	return err
 }
 
-const foreignRecipients = "Some chosen recipients are not in your clients list; choose them again."
+// recipientsRefusal is what the form says of chosen recipients the store
+// refused ("": none refused).
+func recipientsRefusal(err error) string {
+	switch {
+	case errors.Is(err, store.ErrForeignRecipient):
+		return "Some chosen recipients are not in your clients list; choose them again."
+	case errors.Is(err, store.ErrNoRecipients):
+		return "The chosen clients have been deleted meanwhile; choose the recipients again."
+	}
+	return ""
+}
 
 func (s *Server) createMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
@@ -173,8 +183,8 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 			}
 			return tx.CreateMailing(c.UserContext(), m, p.Recipients)
 		})
-		if errors.Is(err, store.ErrForeignRecipient) {
-			errs["recipients"] = foreignRecipients
+		if msg := recipientsRefusal(err); msg != "" {
+			errs["recipients"] = msg
 		} else if err != nil {
 			return fmt.Errorf("create mailing: %w", err)
 		}
@@ -388,8 +398,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			return tx.UpdateMailing(c.UserContext(), u.ID, &m, p.Recipients)
 		})
 		switch {
-		case errors.Is(err, store.ErrForeignRecipient):
-			errs["recipients"] = foreignRecipients
+		case recipientsRefusal(err) != "":
+			errs["recipients"] = recipientsRefusal(err)
 		case errors.Is(err, store.ErrConflict):
 			errs["starts_at"] = startedMeanwhile
 		case errors.Is(err, store.ErrSending):

@@ -416,6 +416,37 @@ func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
 	}
 }
 
+// A mailing form whose chosen clients were all deleted meanwhile (in
+// another tab) is refused, keeping what was typed, rather than saving a
+// mailing that mails no one.
+func TestMailingFormWithEveryChosenClientDeleted(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	gone := makeObjects(t, e, ann).client
+	resp, body := c.post(t, "/clients/"+id(gone.ID)+"/delete", nil)
+	wantRedirect(t, resp, body, "/clients")
+	form := url.Values{"message_id": {id(o.message.ID)}, "starts_at": {o.mailing.StartsAt.UTC().Format("2006-01-02T15:04")},
+		"ends_at": {o.mailing.EndsAt.UTC().Format("2006-01-02T15:04")}, "repeat": {"weekly"}, "recipient_ids": {id(gone.ID)}}
+	before, _, _ := e.store.ListMailings(ctx, store.Own(ann.ID), "", "", store.NewPage(1, 50))
+	for _, path := range []string{"/mailings", "/mailings/" + id(o.mailing.ID)} {
+		resp, body = c.post(t, path, form)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		doc := parseHTML(t, body)
+		if !strings.Contains(doc.Find("form").Text(), "The chosen clients have been deleted meanwhile") {
+			t.Errorf("%s: no word of the deleted clients:\n%s", path, body)
+		}
+		if v, _ := doc.Find(`select[name=repeat] option[selected]`).Attr("value"); v != "weekly" {
+			t.Errorf("%s: the form lost the repeat typed (%q)", path, v)
+		}
+	}
+	if after, _, _ := e.store.ListMailings(ctx, store.Own(ann.ID), "", "", store.NewPage(1, 50)); len(after) != len(before) {
+		t.Errorf("mailings %d, then %d: one was created", len(before), len(after))
+	}
+	if ids, _ := e.store.RecipientIDs(ctx, o.mailing.ID); len(ids) != 1 || ids[0] != o.client.ID {
+		t.Errorf("the mailing's recipients became %v", ids)
+	}
+}
+
 // "Retry failed" sends again only to clients that may still be mailed: a
 // temporary failure whose client has unsubscribed (or bounced) since is not
 // one to retry. The button was offered and the retry "sent to 1
