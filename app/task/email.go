@@ -25,7 +25,8 @@ type EmailDeliverPayload struct {
 }
 
 // NewEmailDeliverTask builds an email:deliver task on the critical queue,
-// retried with backoff for up to a day. A delivered task is deleted at once
+// tried again for about a day while the mail server refuses it (at most
+// emailRetryCap apart, see RetryDelay). A delivered task is deleted at once
 // (no retention): its text may hold a sign-in link.
 func NewEmailDeliverTask(p EmailDeliverPayload, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := p.validate(); err != nil {
@@ -37,10 +38,29 @@ func NewEmailDeliverTask(p EmailDeliverPayload, opts ...asynq.Option) (*asynq.Ta
 	}
 	opts = append([]asynq.Option{
 		asynq.Queue(QueueCritical),
-		asynq.MaxRetry(20),
+		asynq.MaxRetry(emailMaxRetry),
 		asynq.Timeout(2 * time.Minute),
 	}, opts...)
 	return asynq.NewTask(TypeEmailDeliver, b, opts...), nil
+}
+
+// Account mail (a confirmation or reset link, valid for hours) is tried
+// again at most five minutes apart, for about a day: Asynq's own backoff
+// grows as the fourth power of the tries, so after an outage of an hour
+// the next try came hours later, the link in it expired by then.
+const (
+	emailRetryCap = 5 * time.Minute
+	emailMaxRetry = 300
+)
+
+// RetryDelay is how long a failed task waits before its next try: Asynq's
+// backoff, capped for account mail (emailRetryCap).
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
+	d := asynq.DefaultRetryDelayFunc(n, err, t)
+	if t.Type() == TypeEmailDeliver {
+		return min(d, emailRetryCap)
+	}
+	return d
 }
 
 func (p EmailDeliverPayload) validate() error {

@@ -218,3 +218,38 @@ func TestEmailDeliverNameOnOneLine(t *testing.T) {
 		t.Fatalf("received %+v", msgs)
 	}
 }
+
+// Account mail is tried again at most five minutes apart, and for about a
+// day in all; other tasks keep Asynq's backoff.
+func TestRetryDelay(t *testing.T) {
+	mail := deliverTask(t)
+	var total time.Duration
+	tries := mailMaxRetry(t, mail)
+	for n := 1; n <= tries; n++ {
+		d := task.RetryDelay(n, errors.New("down"), mail)
+		if d <= 0 || d > 5*time.Minute {
+			t.Fatalf("account mail's try %d waits %v", n, d)
+		}
+		total += d
+	}
+	if total < 20*time.Hour || total > 30*time.Hour {
+		t.Errorf("account mail is tried for %v in all, want about a day", total)
+	}
+	batch := asynq.NewTask("mailing:batch", nil)
+	if d := task.RetryDelay(10, errors.New("down"), batch); d < 10000*time.Second {
+		t.Errorf("a batch's 10th retry waits %v, want Asynq's backoff", d)
+	}
+}
+
+// mailMaxRetry reads the task's MaxRetry as Asynq queues it.
+func mailMaxRetry(t *testing.T, tk *asynq.Task) int {
+	t.Helper()
+	ro := testkit.RedisOptions(t)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: ro.Addr, DB: ro.DB})
+	defer client.Close()
+	info, err := client.Enqueue(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.MaxRetry
+}

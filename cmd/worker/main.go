@@ -125,6 +125,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		ShutdownTimeout: 30 * time.Second,
 		Logger:          task.Logger(log),
 		ErrorHandler:    task.ErrorHandler(log),
+		RetryDelayFunc:  task.RetryDelay,
 		// An idle worker looks for new tasks twenty times a second (Asynq's
 		// default is once): a run's batches start within 50 ms of "Send
 		// now" instead of up to a second later. One small Redis call each.
