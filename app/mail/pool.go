@@ -236,9 +236,10 @@ func classify(err error) Result {
 }
 
 // sendErrorText is what the server answered ("452 4.5.3 Too many
-// recipients"), or, when it did not, the step that broke and why ("sending
-// message content: write: broken pipe"): not go-mail's account of the
-// command, the quoted reply, the recipient and the message id.
+// recipients"), or, when it did not, the step that broke and why ("no
+// answer after the message was sent: the server closed the connection
+// (EOF)"): not go-mail's account of the command, the quoted reply, the
+// recipient and the message id.
 func sendErrorText(se *gomail.SendError) string {
 	text := strings.TrimPrefix(se.Error(), se.Reason.String()+": ")
 	if code := se.ErrorCode(); code != 0 {
@@ -258,7 +259,30 @@ func sendErrorText(se *gomail.SendError) string {
 			text = text[:i]
 		}
 	}
-	return strings.TrimSpace(text)
+	// No reply: say where the conversation broke, and a hang-up in words
+	// (the bare "EOF" told the attempt log's reader nothing).
+	text = strings.TrimSpace(text)
+	if se.ErrorCode() != 0 {
+		return text
+	}
+	if cut, ok := strings.CutSuffix(text, "EOF"); ok && (cut == "" || strings.HasSuffix(cut, ": ")) {
+		text = cut + "the server closed the connection (EOF)"
+	}
+	if step := brokeAt[se.Reason]; step != "" {
+		text = step + ": " + text
+	}
+	return text
+}
+
+// brokeAt names the step of a conversation that broke with no reply.
+var brokeAt = map[gomail.SendErrReason]string{
+	gomail.ErrSMTPMailFrom:  "no answer to MAIL FROM",
+	gomail.ErrSMTPRcptTo:    "no answer to RCPT TO",
+	gomail.ErrSMTPData:      "no answer to DATA",
+	gomail.ErrWriteContent:  "the message could not be sent whole",
+	gomail.ErrSMTPDataClose: "no answer after the message was sent",
+	gomail.ErrSMTPReset:     "no answer to RSET",
+	gomail.ErrConnCheck:     "the connection failed its check",
 }
 
 // noSuchUser reports whether a 5xx reply says the recipient's address does
