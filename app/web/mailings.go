@@ -219,6 +219,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
 		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
 		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
+		Next: nextSend(r, u, time.Now()),
 	}
 	// Paging the recipients or the runs with htmx swaps just their section,
 	// and reads nothing else.
@@ -289,6 +290,18 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		}
 	}
 	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
+}
+
+// nextSend is when the mailing sends next, as its page says it ("": it
+// will not, being finished, switched off or past its last occurrence).
+func nextSend(r *store.MailingRow, u *model.User, now time.Time) string {
+	switch {
+	case r.NextRunAt == nil || r.Disabled() || r.Status == model.StatusFinished || !r.NextRunAt.Before(r.EndsAt):
+		return ""
+	case !r.NextRunAt.After(now):
+		return "due now"
+	}
+	return formatTime(*r.NextRunAt, u.TimeZone)
 }
 
 // runsPerPage is how many runs a mailing's page lists at a time.

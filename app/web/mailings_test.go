@@ -564,3 +564,42 @@ func TestMailingToggleOnItsPageRefreshesActions(t *testing.T) {
 		t.Error("no Send now after enabling again")
 	}
 }
+
+// A mailing's page says when it sends next, while it will: not once
+// switched off, not past its window, and "due now" when the time came.
+func TestMailingPageNextSend(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID)
+	next := func() (string, bool) {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		sel := parseHTML(t, body).Find("[data-testid=next-send]")
+		return strings.TrimSpace(sel.Text()), sel.Length() == 1
+	}
+	if got, ok := next(); !ok || got != o.mailing.StartsAt.UTC().Format("2006-01-02 15:04 MST") {
+		t.Errorf("next send %q (shown %v), want the first send %s", got, ok, o.mailing.StartsAt)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() - interval '1 second' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := next(); got != "due now" {
+		t.Errorf("an occurrence whose time came: next send %q, want due now", got)
+	}
+	if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := next(); ok {
+		t.Errorf("a disabled mailing's next send: %q", got)
+	}
+	if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := next(); ok {
+		t.Errorf("a mailing with nothing planned: next send %q", got)
+	}
+}
