@@ -191,7 +191,8 @@ type ImportColumns struct {
 // UpsertClients creates the owner's clients of rows, or updates the name
 // and comment of those whose email (in any letter case) is already listed,
 // in one statement. Emails must be unique within rows. It returns how many
-// were created and updated.
+// were created and updated; the others were listed already as they are
+// (left alone: not even their time of change moves).
 func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (created, updated int, err error) {
 	return s.UpsertClientsColumns(ctx, ownerID, rows, ImportColumns{Name: true, Comment: true})
 }
@@ -215,15 +216,18 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 	var inserted []bool
 	err = s.db.NewRaw(`
 		INSERT INTO clients (owner_id, email, full_name, comment, unsubscribed_at)
-		SELECT ?, e, n, c, NULLIF(u, '')::timestamptz FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS r(e, n, c, u)
+		SELECT ?2, e, n, c, NULLIF(u, '')::timestamptz FROM unnest(?3::text[], ?4::text[], ?5::text[], ?6::text[]) AS r(e, n, c, u)
 		ON CONFLICT (owner_id, lower(email)) DO UPDATE
 			SET unsubscribed_at = coalesce(clients.unsubscribed_at, EXCLUDED.unsubscribed_at),
-				full_name = CASE WHEN ? THEN EXCLUDED.full_name ELSE clients.full_name END,
-				comment = CASE WHEN ? THEN EXCLUDED.comment ELSE clients.comment END,
+				full_name = CASE WHEN ?0 THEN EXCLUDED.full_name ELSE clients.full_name END,
+				comment = CASE WHEN ?1 THEN EXCLUDED.comment ELSE clients.comment END,
 				updated_at = now()
+			WHERE (clients.unsubscribed_at IS NULL AND EXCLUDED.unsubscribed_at IS NOT NULL)
+				OR (?0 AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
+				OR (?1 AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
 		RETURNING (xmax = 0)`,
-		ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
-		pgdialect.Array(unsubscribed), cols.Name, cols.Comment).Scan(ctx, &inserted)
+		cols.Name, cols.Comment, ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
+		pgdialect.Array(unsubscribed)).Scan(ctx, &inserted)
 	if err != nil {
 		return 0, 0, dbErr("upsert clients", err)
 	}

@@ -57,6 +57,7 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		}
 		report.Created += created
 		report.Updated += updated
+		report.Unchanged += len(batch) - created - updated
 		batch = batch[:0]
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"rassylka/app/model"
 	"rassylka/app/store"
@@ -266,11 +267,35 @@ func TestClientsImportExport(t *testing.T) {
 	if len(recs) != 4 || recs[0][0] != "email" || strings.Contains(body, "others@example.com") {
 		t.Fatalf("export:\n%s", body)
 	}
-	// What was exported imports back as updates.
-	resp, body = multipartCSV(t, c, []byte(body))
+	// What was exported imports back unchanged, and changes nothing (not
+	// even the clients' time of change); one line edited is one update.
+	var changedBefore time.Time
+	if err := e.db.NewRaw("SELECT max(updated_at) FROM clients").Scan(context.Background(), &changedBefore); err != nil {
+		t.Fatal(err)
+	}
+	export := body
+	resp, body = multipartCSV(t, c, []byte(export))
 	wantStatus(t, resp, body, http.StatusOK)
-	if d := parseHTML(t, body); d.Find("[data-testid=import-updated]").Text() != "3" || d.Find("[data-testid=import-created]").Text() != "0" {
+	d := parseHTML(t, body)
+	if d.Find("[data-testid=import-unchanged]").Text() != "3" || d.Find("[data-testid=import-updated]").Text() != "0" || d.Find("[data-testid=import-created]").Text() != "0" {
 		t.Fatalf("re-import of the export:\n%s", body)
+	}
+	var changedAfter time.Time
+	if err := e.db.NewRaw("SELECT max(updated_at) FROM clients").Scan(context.Background(), &changedAfter); err != nil {
+		t.Fatal(err)
+	}
+	if !changedAfter.Equal(changedBefore) {
+		t.Errorf("re-importing the export changed clients (%v, then %v)", changedBefore, changedAfter)
+	}
+	recs[1][1] += " Jr" // a name
+	var edited bytes.Buffer
+	if err := csv.NewWriter(&edited).WriteAll(recs); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = multipartCSV(t, c, edited.Bytes())
+	wantStatus(t, resp, body, http.StatusOK)
+	if d := parseHTML(t, body); d.Find("[data-testid=import-updated]").Text() != "1" || d.Find("[data-testid=import-unchanged]").Text() != "2" {
+		t.Fatalf("re-import with one name edited:\n%s", body)
 	}
 }
 
@@ -344,9 +369,10 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 			}
 		}
 	}
-	// Round trip: the export imports back as updates with the same names.
+	// Round trip: the export imports back unchanged, with the same names.
 	created, updated, rejected, rbody := importReport(t, c, body)
-	if created != "0" || updated != strconv.Itoa(len(names)) || rejected != "0" {
+	unchanged := parseHTML(t, rbody).Find("[data-testid=import-unchanged]").Text()
+	if created != "0" || updated != "0" || unchanged != strconv.Itoa(len(names)) || rejected != "0" {
 		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
 	}
 	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
@@ -384,7 +410,8 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
 		t.Errorf("file without a comment column: name %q comment %q, want New Name / met in Riga", r.FullName, r.Comment)
 	}
-	if created, updated, rejected, body := importReport(t, c, "email\nold@example.com\nfresh@example.com\n"); created != "1" || updated != "1" || rejected != "0" {
+	if created, updated, rejected, body := importReport(t, c, "email\nold@example.com\nfresh@example.com\n"); created != "1" || updated != "0" || rejected != "0" ||
+		parseHTML(t, body).Find("[data-testid=import-unchanged]").Text() != "1" {
 		t.Fatalf("file with only emails: created %s updated %s rejected %s\n%s", created, updated, rejected, body)
 	}
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
@@ -522,7 +549,8 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 		t.Fatalf("restored client %+v is mailable again, want it unsubscribed", rows)
 	}
 	// A file without the column, or with it empty, leaves the mark alone.
-	if _, updated, rejected, body := importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n"); updated != "1" || rejected != "0" {
+	if _, updated, rejected, body := importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n"); updated != "0" || rejected != "0" ||
+		parseHTML(t, body).Find("[data-testid=import-unchanged]").Text() != "1" {
 		t.Fatalf("file with the column empty: updated %s rejected %s\n%s", updated, rejected, body)
 	}
 	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
