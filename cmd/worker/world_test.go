@@ -37,26 +37,35 @@ type sendingWorld struct {
 
 func newSendingWorld(tb testing.TB, n int, body string) *sendingWorld {
 	tb.Helper()
-	ctx := context.Background()
 	db, dsn := testkit.DBWithURL(tb)
+	return newSendingWorldOn(tb, db, dsn, testkit.RedisURL(tb), "", n, body, "")
+}
+
+// newSendingWorldOn is newSendingWorld on a given database and Redis, with
+// prefix before the owner's and the clients' addresses (a database may
+// hold several worlds) and the worker binary bin ("": built here).
+func newSendingWorldOn(tb testing.TB, db *bun.DB, dsn, redisURL, prefix string, n int, body, bin string) *sendingWorld {
+	tb.Helper()
+	ctx := context.Background()
 	st := store.New(db)
-	redisURL := testkit.RedisURL(tb)
-	w := &sendingWorld{db: db, st: st, sink: testkit.SMTP(tb), bin: filepath.Join(tb.TempDir(), "worker"),
-		logs: filepath.Join(tb.TempDir(), "worker.log")}
+	w := &sendingWorld{db: db, st: st, sink: testkit.SMTP(tb), bin: bin, logs: filepath.Join(tb.TempDir(), "worker.log")}
 	w.env = append(os.Environ(), "DATABASE_URL="+dsn, "REDIS_URL="+redisURL, "SMTP_URL="+w.sink.URL())
-	if out, err := exec.Command("go", "build", "-o", w.bin, ".").CombinedOutput(); err != nil {
-		tb.Fatalf("build worker: %v\n%s", err, out)
+	if w.bin == "" {
+		w.bin = filepath.Join(tb.TempDir(), "worker")
+		if out, err := exec.Command("go", "build", "-o", w.bin, ".").CombinedOutput(); err != nil {
+			tb.Fatalf("build worker: %v\n%s", err, out)
+		}
 	}
 
 	now := time.Now()
-	owner := &model.User{Email: "owner@example.com", EmailConfirmedAt: &now}
+	owner := &model.User{Email: prefix + "owner@example.com", EmailConfirmedAt: &now}
 	if err := st.CreateUser(ctx, owner); err != nil {
 		tb.Fatal(err)
 	}
 	for i := 0; i < n; i += 10000 {
 		var rows []store.ImportRow
 		for j := i; j < min(i+10000, n); j++ {
-			rows = append(rows, store.ImportRow{Email: benchAddress(j), FullName: "Reader"})
+			rows = append(rows, store.ImportRow{Email: prefix + benchAddress(j), FullName: "Reader"})
 		}
 		if _, _, err := st.UpsertClients(ctx, owner.ID, rows); err != nil {
 			tb.Fatal(err)

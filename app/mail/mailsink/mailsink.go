@@ -62,6 +62,7 @@ type Server struct {
 	mailErr  *smtp.SMTPError
 	rcptRule func(to string) *smtp.SMTPError
 	dataErr  *smtp.SMTPError
+	cut      func(to []string) Cut
 	delay    time.Duration
 	idle     time.Duration // 0: a minute
 	notify   chan struct{}
@@ -163,6 +164,24 @@ func (s *Server) RejectData(err *smtp.SMTPError) {
 	s.dataErr = err
 }
 
+// Cut is how the server breaks a connection in the middle of a message.
+type Cut int
+
+// Ways to break a message's connection (see CutData).
+const (
+	NoCut     Cut = iota // answer as usual
+	CutBefore            // close the connection mid-DATA: the message is not kept
+	CutAfter             // keep the message, then close the connection without answering
+)
+
+// CutData makes the server break the connection of the messages rule picks,
+// as it returns (nil: none).
+func (s *Server) CutData(rule func(to []string) Cut) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cut = rule
+}
+
 // Stall makes the server wait d before answering the end of DATA, to
 // simulate a slow or hung server.
 func (s *Server) Stall(d time.Duration) {
@@ -240,16 +259,17 @@ func (s *Server) store(from string, to []string, data []byte) {
 
 type backend struct{ s *Server }
 
-func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	b.s.mu.Lock()
 	b.s.sessions++
 	b.s.open++
 	b.s.mu.Unlock()
-	return &session{s: b.s}, nil
+	return &session{s: b.s, conn: c}, nil
 }
 
 type session struct {
 	s    *Server
+	conn *smtp.Conn
 	from string
 	to   []string
 }
@@ -289,13 +309,28 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (se *session) Data(r io.Reader) error {
+	se.s.mu.Lock()
+	delay, dataErr, cut := se.s.delay, se.s.dataErr, NoCut
+	if se.s.cut != nil {
+		cut = se.s.cut(se.to)
+	}
+	se.s.mu.Unlock()
+	if cut == CutBefore {
+		_, _ = r.Read(make([]byte, 64)) // some of the message, not its end
+		se.conn.Close()
+		return errors.New("connection cut")
+	}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
-	se.s.mu.Lock()
-	delay, dataErr := se.s.delay, se.s.dataErr
-	se.s.mu.Unlock()
+	if cut == CutAfter {
+		if len(se.to) > 0 {
+			se.s.store(se.from, append([]string(nil), se.to...), data)
+		}
+		se.conn.Close()
+		return errors.New("connection cut")
+	}
 	if delay > 0 {
 		time.Sleep(delay)
 	}
