@@ -491,7 +491,11 @@ func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func(loc
 	defer conn.Close()
 	key := batchLockSpace<<48 | (runID&0xffffffff)<<16 | int64(seq&0xffff)
 	var got bool
-	if err := conn.NewRaw("SELECT pg_try_advisory_lock(?)", key).Scan(ctx, &got); err != nil {
+	// The lock's query runs to its answer whatever ctx does meanwhile (it
+	// never waits): abandoned on its way, it could leave the session
+	// holding the lock, back in the pool, and the batch busy for every
+	// other worker.
+	if err := conn.NewRaw("SELECT pg_try_advisory_lock(?)", key).Scan(context.WithoutCancel(ctx), &got); err != nil {
 		return dbErr("lock batch", err)
 	}
 	if !got {
