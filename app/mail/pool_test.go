@@ -82,7 +82,7 @@ func TestPoolReplacesConnectionsTheServerClosed(t *testing.T) {
 // message look undelivered), and the next message starts its own
 // transaction on the same connection.
 func TestPoolSendsNoResetAfterDelivery(t *testing.T) {
-	srv := fakeSMTP(t)
+	srv := fakeSMTP(t, "")
 	sender, err := rmail.NewSender("smtp://"+srv.addr, "Shop <news@shop.example>", "shop.example")
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +107,14 @@ func TestPoolSendsNoResetAfterDelivery(t *testing.T) {
 }
 
 // fakeSMTPServer accepts every message, answers RSET with "421 closing"
-// and then hangs up, and counts the commands it got.
+// and then hangs up, and counts the commands it got. With hangUp set it
+// hangs up without a reply instead: at "DATA" (before its 354), or at
+// "dot" (once the message's final dot came).
 type fakeSMTPServer struct {
-	addr string
-	mu   sync.Mutex
-	cmds map[string]int
+	addr   string
+	hangUp string
+	mu     sync.Mutex
+	cmds   map[string]int
 }
 
 func (s *fakeSMTPServer) count(cmd string) int {
@@ -120,14 +123,14 @@ func (s *fakeSMTPServer) count(cmd string) int {
 	return s.cmds[cmd]
 }
 
-func fakeSMTP(t *testing.T) *fakeSMTPServer {
+func fakeSMTP(t *testing.T, hangUp string) *fakeSMTPServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	s := &fakeSMTPServer{addr: ln.Addr().String(), cmds: map[string]int{}}
+	s := &fakeSMTPServer{addr: ln.Addr().String(), hangUp: hangUp, cmds: map[string]int{}}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -159,6 +162,9 @@ func (s *fakeSMTPServer) serve(c net.Conn) {
 			say("250-fake")
 			say("250 8BITMIME")
 		case "DATA":
+			if s.hangUp == "DATA" {
+				return
+			}
 			say("354 go ahead")
 			for {
 				l, err := r.ReadString('\n')
@@ -168,6 +174,9 @@ func (s *fakeSMTPServer) serve(c net.Conn) {
 				if l == ".\r\n" {
 					break
 				}
+			}
+			if s.hangUp == "dot" {
+				return
 			}
 			say("250 2.0.0 queued")
 		case "RSET":
@@ -186,7 +195,7 @@ func (s *fakeSMTPServer) serve(c net.Conn) {
 // says after its data: no RSET follows it (answered with 421 here, it made
 // the mail a failure to send again).
 func TestSenderSendsNoResetAfterDelivery(t *testing.T) {
-	srv := fakeSMTP(t)
+	srv := fakeSMTP(t, "")
 	sender, err := rmail.NewSender("smtp://"+srv.addr, "Shop <news@shop.example>", "shop.example")
 	if err != nil {
 		t.Fatal(err)
@@ -413,5 +422,31 @@ func TestPoolGreetingRefusalIsTheServersWords(t *testing.T) {
 	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
 	if want := "connect to " + ln.Addr().String() + ": 421 4.3.2 Too many connections, try later"; r.Class != rmail.Unreachable || r.Reply != want {
 		t.Fatalf("got %v %q, want %v %q", r.Class, r.Reply, rmail.Unreachable, want)
+	}
+}
+
+// A server that hangs up without a reply leaves words in the attempt log:
+// where the conversation broke, and that the server closed it. Before the
+// message's text went, the send may go again; after it, the outcome is
+// unknown.
+func TestPoolHangUpInWords(t *testing.T) {
+	for _, c := range []struct {
+		at    string
+		class rmail.Class
+		want  string
+	}{
+		{"DATA", rmail.Unreachable, "no answer to DATA: the server closed the connection (EOF)"},
+		{"dot", rmail.Unknown, "no answer after the message was sent: the server closed the connection (EOF)"},
+	} {
+		sender, err := rmail.NewSender("smtp://"+fakeSMTP(t, c.at).addr, "Shop <news@shop.example>", "shop.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := rmail.NewPool(sender, 1, nil)
+		r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
+		pool.Close()
+		if r.Class != c.class || r.Code != 0 || r.Reply != c.want {
+			t.Errorf("hang-up at %s: %v %d %q, want %v 0 %q", c.at, r.Class, r.Code, r.Reply, c.class, c.want)
+		}
 	}
 }
