@@ -269,32 +269,26 @@ func TestClientsImportExport(t *testing.T) {
 	}
 	// What was exported imports back unchanged, and changes nothing (not
 	// even the clients' time of change); one line edited is one update.
-	var changedBefore time.Time
-	if err := e.db.NewRaw("SELECT max(updated_at) FROM clients").Scan(context.Background(), &changedBefore); err != nil {
-		t.Fatal(err)
+	lastChange := func() (at time.Time) {
+		if err := e.db.NewRaw("SELECT max(updated_at) FROM clients").Scan(context.Background(), &at); err != nil {
+			t.Fatal(err)
+		}
+		return at
 	}
-	export := body
-	resp, body = multipartCSV(t, c, []byte(export))
-	wantStatus(t, resp, body, http.StatusOK)
-	d := parseHTML(t, body)
-	if d.Find("[data-testid=import-unchanged]").Text() != "3" || d.Find("[data-testid=import-updated]").Text() != "0" || d.Find("[data-testid=import-created]").Text() != "0" {
+	changedBefore := lastChange()
+	created, updated, _, body := importReport(t, c, body)
+	if importCount(t, body, "unchanged") != "3" || updated != "0" || created != "0" {
 		t.Fatalf("re-import of the export:\n%s", body)
 	}
-	var changedAfter time.Time
-	if err := e.db.NewRaw("SELECT max(updated_at) FROM clients").Scan(context.Background(), &changedAfter); err != nil {
-		t.Fatal(err)
-	}
-	if !changedAfter.Equal(changedBefore) {
+	if changedAfter := lastChange(); !changedAfter.Equal(changedBefore) {
 		t.Errorf("re-importing the export changed clients (%v, then %v)", changedBefore, changedAfter)
 	}
 	recs[1][1] += " Jr" // a name
-	var edited bytes.Buffer
+	var edited strings.Builder
 	if err := csv.NewWriter(&edited).WriteAll(recs); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = multipartCSV(t, c, edited.Bytes())
-	wantStatus(t, resp, body, http.StatusOK)
-	if d := parseHTML(t, body); d.Find("[data-testid=import-updated]").Text() != "1" || d.Find("[data-testid=import-unchanged]").Text() != "2" {
+	if _, updated, _, body := importReport(t, c, edited.String()); updated != "1" || importCount(t, body, "unchanged") != "2" {
 		t.Fatalf("re-import with one name edited:\n%s", body)
 	}
 }
@@ -324,9 +318,13 @@ func importReport(t *testing.T, c *client, file string) (created, updated, rejec
 	t.Helper()
 	resp, body := multipartCSV(t, c, []byte(file))
 	wantStatus(t, resp, body, http.StatusOK)
-	doc := parseHTML(t, body)
-	get := func(id string) string { return doc.Find("[data-testid=" + id + "]").Text() }
-	return get("import-created"), get("import-updated"), get("import-rejected"), body
+	return importCount(t, body, "created"), importCount(t, body, "updated"), importCount(t, body, "rejected"), body
+}
+
+// importCount is one count of an import's report: created, updated,
+// unchanged or rejected.
+func importCount(t *testing.T, body, what string) string {
+	return parseHTML(t, body).Find("[data-testid=import-" + what + "]").Text()
 }
 
 // A cell a spreadsheet would run as a formula (= + - @) must not leave the
@@ -371,7 +369,7 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	}
 	// Round trip: the export imports back unchanged, with the same names.
 	created, updated, rejected, rbody := importReport(t, c, body)
-	unchanged := parseHTML(t, rbody).Find("[data-testid=import-unchanged]").Text()
+	unchanged := importCount(t, rbody, "unchanged")
 	if created != "0" || updated != "0" || unchanged != strconv.Itoa(len(names)) || rejected != "0" {
 		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
 	}
@@ -411,7 +409,7 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 		t.Errorf("file without a comment column: name %q comment %q, want New Name / met in Riga", r.FullName, r.Comment)
 	}
 	if created, updated, rejected, body := importReport(t, c, "email\nold@example.com\nfresh@example.com\n"); created != "1" || updated != "0" || rejected != "0" ||
-		parseHTML(t, body).Find("[data-testid=import-unchanged]").Text() != "1" {
+		importCount(t, body, "unchanged") != "1" {
 		t.Fatalf("file with only emails: created %s updated %s rejected %s\n%s", created, updated, rejected, body)
 	}
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
@@ -550,7 +548,7 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 	}
 	// A file without the column, or with it empty, leaves the mark alone.
 	if _, updated, rejected, body := importReport(t, c, "email,unsubscribed_at\n"+o.client.Email+",\n"); updated != "0" || rejected != "0" ||
-		parseHTML(t, body).Find("[data-testid=import-unchanged]").Text() != "1" {
+		importCount(t, body, "unchanged") != "1" {
 		t.Fatalf("file with the column empty: updated %s rejected %s\n%s", updated, rejected, body)
 	}
 	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
