@@ -324,6 +324,7 @@ func importReport(t *testing.T, c *client, file string) (created, updated, rejec
 // importCount is one count of an import's report: created, updated,
 // unchanged or rejected.
 func importCount(t *testing.T, body, what string) string {
+	t.Helper()
 	return parseHTML(t, body).Find("[data-testid=import-" + what + "]").Text()
 }
 

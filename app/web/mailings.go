@@ -240,13 +240,11 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		if fragment == mailings.RecipientsID {
 			return render(c, fiber.StatusOK, mailings.Recipients(v))
 		}
-	}
-	// The progress box is read before the runs and the attempts: a run
-	// that ends between the reads then shows as sending in the box, whose
-	// next poll reloads the page. Read after them, the box could say the
-	// run is over while the runs table says it sends, and nothing would
-	// reload the page.
-	if fragment != mailings.RunsID {
+		// The progress box is read before the runs and the attempts: a
+		// run that ends between the reads then shows as sending in the
+		// box, whose next poll reloads the page. Read after them, the box
+		// could say the run is over while the runs table says it sends,
+		// and nothing would reload the page.
 		if v.Progress, err = s.progressOf(c, r, u); err != nil {
 			return err
 		}
@@ -282,7 +280,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		}
 		v.Days = chartDays(days)
 	}
-	open := r.Status != model.StatusFinished && time.Now().Before(r.EndsAt) && !r.Disabled()
+	open := v.Progress.Waiting // not finished, not switched off, inside the window
 	v.CanSend = v.Editable && open && !v.Progress.Active
 	if v.Editable && open && v.Progress.RunID != 0 && !v.Progress.Active {
 		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
@@ -410,9 +408,9 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			}
 			return tx.UpdateMailing(c.UserContext(), u.ID, &m, p.Recipients)
 		})
-		switch {
-		case recipientsRefusal(err) != "":
-			errs["recipients"] = recipientsRefusal(err)
+		switch refusal := recipientsRefusal(err); {
+		case refusal != "":
+			errs["recipients"] = refusal
 		case errors.Is(err, store.ErrConflict):
 			errs["starts_at"] = startedMeanwhile
 		case errors.Is(err, store.ErrSending):
