@@ -596,10 +596,23 @@ func TestMailingPageNextSend(t *testing.T) {
 	if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := next(); ok {
-		t.Errorf("a mailing with nothing planned: next send %q", got)
+	for what, set := range map[string]string{
+		"an occurrence past the end": "next_run_at = ends_at",
+		"a finished mailing":         "status = 'finished'",
+		"nothing planned":            "next_run_at = NULL",
+	} {
+		// Each from a mailing that shows its next send, one thing changed.
+		if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET status = 'created', next_run_at = starts_at WHERE id = ?", o.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := next(); !ok {
+			t.Fatal("no next send shown for a planned mailing")
+		}
+		if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET "+set+" WHERE id = ?", o.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := next(); ok {
+			t.Errorf("%s: next send %q", what, got)
+		}
 	}
 }
