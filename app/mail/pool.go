@@ -242,7 +242,8 @@ func classify(err error) Result {
 // recipient and the message id.
 func sendErrorText(se *gomail.SendError) string {
 	text := strings.TrimPrefix(se.Error(), se.Reason.String()+": ")
-	if code := se.ErrorCode(); code != 0 {
+	code := se.ErrorCode()
+	if code != 0 {
 		// The first error is the reply, as net/textproto writes it: its
 		// code and its lines quoted; what follows (RSET's own failure,
 		// the recipient) is go-mail's.
@@ -262,7 +263,7 @@ func sendErrorText(se *gomail.SendError) string {
 	// No reply: say where the conversation broke, and a hang-up in words
 	// (the bare "EOF" told the attempt log's reader nothing).
 	text = strings.TrimSpace(text)
-	if se.ErrorCode() != 0 {
+	if code != 0 {
 		return text
 	}
 	if cut, ok := strings.CutSuffix(text, "EOF"); ok && (cut == "" || strings.HasSuffix(cut, ": ")) {

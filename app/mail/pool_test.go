@@ -254,7 +254,11 @@ func TestSenderFoldsLongSubjectWords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, m := range sink.Messages() {
+	msgs := sink.Messages()
+	if len(msgs) != len(subjects) {
+		t.Fatalf("%d messages received, want %d", len(msgs), len(subjects))
+	}
+	for i, m := range msgs {
 		for _, line := range strings.Split(string(m.Data), "\r\n") {
 			if len(line) > 998 {
 				t.Errorf("a line of %d octets: %.60q…", len(line), line)
@@ -280,7 +284,11 @@ func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 		}
 	}
 	want := []string{"@shop.example>", "@192.0.2.7>", "@[::1]>"}
-	for i, m := range sink.Messages() {
+	msgs := sink.Messages()
+	if len(msgs) != len(want) {
+		t.Fatalf("%d messages received, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
 		if id := m.Header().Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, want[i]) {
 			t.Errorf("Message-ID %q, want one ending %q", id, want[i])
 		}

@@ -250,7 +250,7 @@ func TestMessageEditWaitsForARunStarting(t *testing.T) {
 		default:
 		}
 		var waiting bool
-		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted)").Scan(ctx, &waiting); err != nil {
+		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {

@@ -318,12 +318,12 @@ func (s *Store) AttemptsOfMailing(ctx context.Context, mailingID int64, status m
 	if err != nil {
 		return nil, page, dbErr("attempts of mailing", err)
 	}
-	page.SetTotal(int(total))
+	page.SetTotal(total)
 	ids := s.db.NewSelect().TableExpr("attempts").Column("id").Where("mailing_id = ?", mailingID)
 	if status != "" {
 		ids.Where("status = ?", status)
 	}
-	page.limit(ids.OrderExpr("id DESC"))
+	ids = page.limit(ids.OrderExpr("id DESC"))
 	var rows []model.Attempt
 	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("attempts of mailing", err)
