@@ -73,12 +73,10 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, pa
 		}
 		return query
 	}
-	total, err := filter(s.db.NewSelect().TableExpr("mailings AS g")).Count(ctx)
+	ids, err := pageIDs(ctx, &page, func() *bun.SelectQuery { return filter(s.db.NewSelect().TableExpr("mailings AS g")) }, "g.id")
 	if err != nil {
 		return nil, page, dbErr("list mailings", err)
 	}
-	page.SetTotal(int(total))
-	ids := page.limit(filter(s.db.NewSelect().TableExpr("mailings AS g").Column("g.id")).OrderExpr("g.id DESC"))
 	var rows []MailingRow
 	if err := s.mailingQuery(&rows).Where("g.id IN (?)", ids).OrderExpr("g.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list mailings", err)
@@ -244,13 +242,12 @@ func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, 
 // clients are fetched: a join of every recipient to the clients cost
 // ≈ 50 ms at 100,000 recipients, for a page of 50.
 func (s *Store) RecipientsOfMailing(ctx context.Context, mailingID int64, page Page) ([]model.Client, Page, error) {
-	total, err := s.db.NewSelect().TableExpr("mailing_recipients").Where("mailing_id = ?", mailingID).Count(ctx)
+	ids, err := pageIDs(ctx, &page, func() *bun.SelectQuery {
+		return s.db.NewSelect().TableExpr("mailing_recipients").Where("mailing_id = ?", mailingID)
+	}, "client_id")
 	if err != nil {
 		return nil, page, dbErr("recipients of mailing", err)
 	}
-	page.SetTotal(int(total))
-	ids := page.limit(s.db.NewSelect().TableExpr("mailing_recipients").Column("client_id").Where("mailing_id = ?", mailingID).
-		OrderExpr("client_id DESC"))
 	var rows []model.Client
 	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("recipients of mailing", err)

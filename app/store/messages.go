@@ -40,12 +40,10 @@ func (s *Store) ListMessages(ctx context.Context, sc Scope, q string, page Page)
 		}
 		return query
 	}
-	total, err := filter(s.db.NewSelect().TableExpr("messages AS m")).Count(ctx)
+	ids, err := pageIDs(ctx, &page, func() *bun.SelectQuery { return filter(s.db.NewSelect().TableExpr("messages AS m")) }, "m.id")
 	if err != nil {
 		return nil, page, dbErr("list messages", err)
 	}
-	page.SetTotal(int(total))
-	ids := page.limit(filter(s.db.NewSelect().TableExpr("messages AS m").Column("m.id")).OrderExpr("m.id DESC"))
 	var rows []MessageRow
 	if err := s.messageQuery(&rows).Where("m.id IN (?)", ids).OrderExpr("m.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list messages", err)

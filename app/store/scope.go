@@ -74,6 +74,19 @@ func scanPage(ctx context.Context, q *bun.SelectQuery, page *Page) error {
 	return nil
 }
 
+// pageIDs counts the rows from selects (one table, filtered) into page,
+// and returns the ids of the page's rows, newest first, for the list's
+// own query to read by "id IN (?)": its OFFSET skips index entries, not
+// rows with what the list adds to them (a count per row, a join).
+func pageIDs(ctx context.Context, page *Page, from func() *bun.SelectQuery, id string) (*bun.SelectQuery, error) {
+	total, err := from().Count(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page.SetTotal(int(total))
+	return page.limit(from().Column(id).OrderExpr(id + " DESC")), nil
+}
+
 // limit restricts q to the page's rows (after SetTotal moved a page past
 // the end to the last page).
 func (p Page) limit(q *bun.SelectQuery) *bun.SelectQuery {

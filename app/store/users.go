@@ -125,12 +125,10 @@ func (s *Store) ListUsers(ctx context.Context, q string, page Page) ([]UserRow, 
 		}
 		return query
 	}
-	total, err := filter(s.db.NewSelect().TableExpr("users AS u")).Count(ctx)
+	ids, err := pageIDs(ctx, &page, func() *bun.SelectQuery { return filter(s.db.NewSelect().TableExpr("users AS u")) }, "u.id")
 	if err != nil {
 		return nil, page, dbErr("list users", err)
 	}
-	page.SetTotal(int(total))
-	ids := page.limit(filter(s.db.NewSelect().TableExpr("users AS u").Column("u.id")).OrderExpr("u.id DESC"))
 	var rows []UserRow
 	err = s.db.NewSelect().Model(&rows).
 		ModelTableExpr("users AS u").
