@@ -28,20 +28,20 @@ func TestLocalTimeAcrossClockChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, msg := localTime("2027-03-28T02:30", berlin, "the first send", nil); !strings.Contains(msg, "does not exist") {
+	if _, _, msg := localTime("2027-03-28T02:30", berlin, "the first send", nil, time.Time{}); !strings.Contains(msg, "does not exist") {
 		t.Errorf("skipped 02:30: %q", msg)
 	}
-	if got, msg := localTime("2027-03-28T03:30", berlin, "the first send", nil); msg != "" || !got.Equal(time.Date(2027, 3, 28, 1, 30, 0, 0, time.UTC)) {
+	if got, _, msg := localTime("2027-03-28T03:30", berlin, "the first send", nil, time.Time{}); msg != "" || !got.Equal(time.Date(2027, 3, 28, 1, 30, 0, 0, time.UTC)) {
 		t.Errorf("03:30 after the change: %v %q", got, msg)
 	}
 	// 02:30 on October 31 happens at 00:30 and at 01:30 UTC.
 	for _, stored := range []time.Time{time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC), time.Date(2027, 10, 31, 1, 30, 0, 0, time.UTC)} {
-		got, msg := localTime("2027-10-31T02:30", berlin, "the first send", &stored)
-		if msg != "" || !got.Equal(stored) {
-			t.Errorf("stored %v shown unchanged became %v %q", stored, got, msg)
+		got, kept, msg := localTime("2027-10-31T02:30", berlin, "the first send", &stored, time.Time{})
+		if msg != "" || !got.Equal(stored) || !kept {
+			t.Errorf("stored %v shown unchanged became %v (kept %t) %q", stored, got, kept, msg)
 		}
 	}
-	if got, msg := localTime("2027-10-31T02:30", berlin, "the first send", nil); msg != "" || got.In(berlin).Format(DateTimeLocal) != "2027-10-31T02:30" {
+	if got, _, msg := localTime("2027-10-31T02:30", berlin, "the first send", nil, time.Time{}); msg != "" || got.In(berlin).Format(DateTimeLocal) != "2027-10-31T02:30" {
 		t.Errorf("a new 02:30 on October 31: %v %q", got, msg)
 	}
 }
@@ -91,7 +91,7 @@ func TestMailingEndInTheFuture(t *testing.T) {
 func TestLocalTimeOtherForms(t *testing.T) {
 	want := time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC)
 	for _, v := range []string{"2027-05-01T09:00", "2027-05-01T09:00:00", "2027-05-01T09:00:00.000", "2027-05-01T9:00"} {
-		if got, msg := localTime(v, time.UTC, "the first send", nil); msg != "" || !got.Equal(want) {
+		if got, _, msg := localTime(v, time.UTC, "the first send", nil, time.Time{}); msg != "" || !got.Equal(want) {
 			t.Errorf("%s: %v %q", v, got, msg)
 		}
 	}

@@ -97,23 +97,17 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 			errs["repeat"] = "Choose once, daily, weekly or monthly."
 		}
 
-		start, msg := localTime(f.StartsAt, r.Location, "the first send", r.StoredStart)
-		if msg == "" && (r.StoredStart == nil || !start.Equal(*r.StoredStart)) {
-			start = upcoming(start, r.Location, r.Now)
-		}
+		start, kept, msg := localTime(f.StartsAt, r.Location, "the first send", r.StoredStart, r.Now)
 		switch {
 		case msg != "":
 			errs["starts_at"] = msg
-		case start.Before(r.Now) && (r.StoredStart == nil || !start.Equal(*r.StoredStart)):
+		case start.Before(r.Now) && !kept:
 			errs["starts_at"] = "The first send must be in the future."
 		}
 		p.StartsAt = start
 	}
 
-	end, msg := localTime(f.EndsAt, r.Location, "the end of sending", r.StoredEnd)
-	if msg == "" && (r.StoredEnd == nil || !end.Equal(*r.StoredEnd)) {
-		end = upcoming(end, r.Location, r.Now)
-	}
+	end, _, msg := localTime(f.EndsAt, r.Location, "the end of sending", r.StoredEnd, r.Now)
 	switch {
 	case msg != "":
 		errs["ends_at"] = msg
@@ -141,12 +135,13 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 
 // localTime parses a datetime-local value as wall-clock time in loc. A
 // time the clocks skip (they go forward over it) is refused rather than
-// moved; stored, when it shows as v, is kept as it is (a time the clocks
-// go back over happens twice, and parsing picks one of the two).
-func localTime(v string, loc *time.Location, what string, stored *time.Time) (time.Time, string) {
+// moved. A time the clocks go back over happens twice: stored, when it
+// shows as v, is kept as it is (kept), and otherwise the time is the
+// first of the two unless that has passed by now (see upcoming).
+func localTime(v string, loc *time.Location, what string, stored *time.Time, now time.Time) (t time.Time, kept bool, msg string) {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return time.Time{}, "Enter " + what + "."
+		return time.Time{}, false, "Enter " + what + "."
 	}
 	for _, layout := range []string{DateTimeLocal, DateTimeLocal + ":05"} {
 		t, err := time.ParseInLocation(layout, v, loc)
@@ -155,14 +150,14 @@ func localTime(v string, loc *time.Location, what string, stored *time.Time) (ti
 		}
 		wall, _ := time.Parse(layout, v) // the date and time as typed
 		if stored != nil && sameWallClock(stored.In(loc), wall) {
-			return stored.UTC(), ""
+			return stored.UTC(), true, ""
 		}
 		if !sameWallClock(t.In(loc), wall) {
-			return time.Time{}, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
+			return time.Time{}, false, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
 		}
-		return t.UTC(), ""
+		return upcoming(t.UTC(), loc, now), false, ""
 	}
-	return time.Time{}, "Enter a date and time like 2026-12-24T09:00."
+	return time.Time{}, false, "Enter a date and time like 2026-12-24T09:00."
 }
 
 // upcoming is t, or when t has passed and its date and time come again
