@@ -399,7 +399,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, &unadded)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
-	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, unadded); err == nil {
+	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, &unadded); err == nil {
 		err = addErr
 	}
 	if err != nil {
@@ -453,11 +453,8 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	writeAttempt := func(r, prev store.AttemptResult) (int64, bool, error) {
 		writing.Lock()
 		defer writing.Unlock()
-		if *unadded != (store.RunCounts{}) {
-			if err := db.AddRunCounts(dbCtx, run.ID, *unadded); err != nil {
-				return 0, false, err
-			}
-			*unadded = store.RunCounts{}
+		if err := db.AddRunCounts(dbCtx, run.ID, unadded); err != nil {
+			return 0, false, err
 		}
 		return db.WriteAttempt(dbCtx, run.ID, m.ID, r, prev)
 	}
@@ -540,10 +537,9 @@ func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *
 			return false, nil
 		}
 	}
-	if err := db.AddRunCounts(dbCtx, run.ID, *unadded); err != nil {
+	if err := db.AddRunCounts(dbCtx, run.ID, unadded); err != nil {
 		return false, err
 	}
-	*unadded = store.RunCounts{}
 	endsAt, ok, err := db.SendableUntil(dbCtx, m.ID)
 	if err != nil || !ok {
 		return true, err

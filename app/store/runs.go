@@ -253,15 +253,21 @@ func (c *RunCounts) Add(o RunCounts) {
 	c.Bounced += o.Bounced
 }
 
-// AddRunCounts adds c to a run's counters.
-func (s *Store) AddRunCounts(ctx context.Context, runID int64, c RunCounts) error {
-	if c == (RunCounts{}) {
+// AddRunCounts adds what c holds to a run's counters and empties it, so
+// that a batch counting as it sends adds each outcome once; on error c
+// keeps what it held.
+func (s *Store) AddRunCounts(ctx context.Context, runID int64, c *RunCounts) error {
+	if *c == (RunCounts{}) {
 		return nil
 	}
 	_, err := s.db.NewUpdate().Model((*model.Run)(nil)).
 		Set("succeeded = succeeded + ?", c.Succeeded).Set("failed = failed + ?", c.Failed).
 		Where("id = ?", runID).Exec(ctx)
-	return dbErr("add run counts", err)
+	if err != nil {
+		return dbErr("add run counts", err)
+	}
+	*c = RunCounts{}
+	return nil
 }
 
 // WriteAttempt writes a claimed recipient's intermediate outcome between
