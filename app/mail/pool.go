@@ -69,8 +69,15 @@ func NewPool(s *Sender, size int, limiter Limiter) *Pool {
 // Size is the number of connections the pool may hold.
 func (p *Pool) Size() int { return cap(p.slots) }
 
-// Send delivers m over a pooled connection and classifies the outcome.
+// Send delivers m over a pooled connection and classifies the outcome,
+// with a reply that fits an attempt's response (see bounded).
 func (p *Pool) Send(ctx context.Context, m Message) Result {
+	r := p.send(ctx, m)
+	r.Reply = bounded(r.Reply)
+	return r
+}
+
+func (p *Pool) send(ctx context.Context, m Message) Result {
 	if p.limiter != nil {
 		if err := p.limiter.Wait(ctx); err != nil {
 			return Result{Class: Unreachable, Reply: "not sent: " + err.Error()}
@@ -78,7 +85,7 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	}
 	msg, err := p.s.Build(m)
 	if err != nil {
-		return Result{Class: Permanent, Reply: bounded(err.Error())}
+		return Result{Class: Permanent, Reply: err.Error()}
 	}
 	select {
 	case p.slots <- struct{}{}:
@@ -89,7 +96,7 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 
 	c, reused, err := p.conn(ctx)
 	if err != nil {
-		return Result{Class: Unreachable, Reply: bounded(err.Error())}
+		return Result{Class: Unreachable, Reply: err.Error()}
 	}
 	err = c.c.SendWithSMTPClient(c.sc, msg)
 	if err != nil && reused && stale(err) {
@@ -98,7 +105,7 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 		// on a new one rather than wait for a retry.
 		p.drop(c)
 		if c, err = p.dial(ctx); err != nil {
-			return Result{Class: Unreachable, Reply: bounded(err.Error())}
+			return Result{Class: Unreachable, Reply: err.Error()}
 		}
 		err = c.c.SendWithSMTPClient(c.sc, msg)
 	}
@@ -118,7 +125,7 @@ func (p *Pool) Send(ctx context.Context, m Message) Result {
 	if code == 0 { // go-mail keeps the text without the code
 		code, reply = 250, strings.TrimSpace("250 "+reply)
 	}
-	return Result{Class: Delivered, Code: code, Reply: bounded(reply)}
+	return Result{Class: Delivered, Code: code, Reply: reply}
 }
 
 // conn takes an idle connection, or dials a new one; reused tells which.
@@ -216,7 +223,7 @@ func classify(err error) Result {
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
-		text := bounded(sendErrorText(se))
+		text := sendErrorText(se)
 		switch {
 		case code >= 500 && se.Reason != gomail.ErrSMTPMailFrom && noSuchUser(text):
 			return Result{Class: NoSuchUser, Code: code, Reply: text}
@@ -232,7 +239,7 @@ func classify(err error) Result {
 		}
 		return Result{Class: Unknown, Reply: text}
 	}
-	return Result{Class: Unknown, Reply: bounded(err.Error())}
+	return Result{Class: Unknown, Reply: err.Error()}
 }
 
 // sendErrorText is what the server answered ("452 4.5.3 Too many
