@@ -53,12 +53,24 @@ const (
 	emailMaxRetry = 300
 )
 
+// A batch fails when the database or Redis is out of reach, or the worker
+// stops. It is tried again at most a minute apart, as often as the
+// reconciler looks, so that sending resumes within a minute of the outage's
+// end: at Asynq's backoff a batch that had failed ten times waited almost
+// three hours, and the reconciler leaves a task that waits to retry alone.
+// After its last try the reconciler queues it again (see Queue.EnqueueBatches).
+const batchRetryCap = time.Minute
+
 // RetryDelay is how long a failed task waits before its next try: Asynq's
-// backoff, capped for account mail (emailRetryCap).
+// backoff, capped for account mail (emailRetryCap) and for batches
+// (batchRetryCap).
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	d := asynq.DefaultRetryDelayFunc(n, err, t)
-	if t.Type() == TypeEmailDeliver {
+	switch t.Type() {
+	case TypeEmailDeliver:
 		return min(d, emailRetryCap)
+	case TypeMailingBatch:
+		return min(d, batchRetryCap)
 	}
 	return d
 }

@@ -220,7 +220,8 @@ func TestEmailDeliverNameOnOneLine(t *testing.T) {
 }
 
 // Account mail is tried again at most five minutes apart, and for about a
-// day in all; other tasks keep Asynq's backoff.
+// day in all; a batch at most a minute apart, whatever its tries; other
+// tasks keep Asynq's backoff.
 func TestRetryDelay(t *testing.T) {
 	mail := deliverTask(t)
 	var total time.Duration
@@ -235,9 +236,21 @@ func TestRetryDelay(t *testing.T) {
 	if total < 20*time.Hour || total > 30*time.Hour {
 		t.Errorf("account mail is tried for %v in all, want about a day", total)
 	}
-	batch := asynq.NewTask("mailing:batch", nil)
-	if d := task.RetryDelay(10, errors.New("down"), batch); d < 10000*time.Second {
-		t.Errorf("a batch's 10th retry waits %v, want Asynq's backoff", d)
+	batch, err := task.NewMailingBatchTask(task.MailingBatchPayload{RunID: 1, Seq: 1}, "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 10, mailMaxRetry(t, batch)} {
+		if d := task.RetryDelay(n, errors.New("down"), batch); d <= 0 || d > time.Minute {
+			t.Errorf("a batch's try %d waits %v, want at most the reconciler's minute", n, d)
+		}
+	}
+	start, err := task.NewMailingRunTask(task.MailingRunPayload{MailingID: 1, DueUnix: time.Now().Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := task.RetryDelay(10, errors.New("down"), start); d < 10000*time.Second {
+		t.Errorf("a run's start's 10th retry waits %v, want Asynq's backoff", d)
 	}
 }
 
