@@ -177,6 +177,9 @@ type Run struct {
 	Succeeded  int        `bun:"succeeded,notnull"`
 	Failed     int        `bun:"failed,notnull"`
 	Skipped    int        `bun:"skipped,notnull"`
+	// Mailable is, on a run just started, how many of Total it may mail:
+	// the others have unsubscribed or bounced, and are skipped. Not stored.
+	Mailable int `bun:"-"`
 }
 
 // AttemptStatus is the outcome of one send.

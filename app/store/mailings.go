@@ -266,15 +266,6 @@ func (s *Store) RecipientIDs(ctx context.Context, mailingID int64) ([]int64, err
 	return ids, nil
 }
 
-// MailableRecipients counts the mailing's recipients a run may mail: those
-// who have neither unsubscribed nor bounced.
-func (s *Store) MailableRecipients(ctx context.Context, mailingID int64) (int, error) {
-	var n int
-	err := s.db.NewRaw(`SELECT count(*) FROM mailing_recipients AS mr JOIN clients AS c ON c.id = mr.client_id
-		WHERE mr.mailing_id = ? AND `+mailable, mailingID).Scan(ctx, &n)
-	return n, dbErr("mailable recipients", err)
-}
-
 // RunsPage returns one page of a mailing's runs, newest first; the caller
 // has checked that the mailing is visible.
 func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]model.Run, Page, error) {

@@ -111,16 +111,19 @@ const mailable = `c.unsubscribed_at IS NULL AND c.bounced_at IS NULL`
 const stillRecipient = `EXISTS (SELECT 1 FROM mailing_recipients AS mr WHERE mr.mailing_id = f.mailing_id AND mr.client_id = f.client_id)`
 
 // PlanBatches splits the run's recipients into ranges of client ids of
-// about size recipients, records them, and sets the run's total. The last
+// about size recipients, records them, and sets the run's total and how
+// many of them it may mail (Mailable). The last
 // range is open, so that it also takes recipients added meanwhile.
 func (s *Store) PlanBatches(ctx context.Context, r *model.Run, size int) ([]model.RunBatch, error) {
 	src, args := sourceSQL(r)
-	var total int
-	if err := s.db.NewRaw("SELECT count(*) FROM ("+src+") AS src", args...).Scan(ctx, &total); err != nil {
+	var total, mailableTotal int
+	err := s.db.NewRaw("SELECT count(*), count(*) FILTER (WHERE "+mailable+") FROM ("+src+") AS src JOIN clients AS c ON c.id = src.client_id", args...).
+		Scan(ctx, &total, &mailableTotal)
+	if err != nil {
 		return nil, dbErr("plan batches", err)
 	}
 	var bounds []int64
-	err := s.db.NewRaw(`SELECT client_id FROM (
+	err = s.db.NewRaw(`SELECT client_id FROM (
 			SELECT client_id, row_number() OVER (ORDER BY client_id) AS n FROM (`+src+`) AS src
 		) AS numbered WHERE n % ? = 0 ORDER BY client_id`, append(args, size)...).Scan(ctx, &bounds)
 	if err != nil {
@@ -140,7 +143,7 @@ func (s *Store) PlanBatches(ctx context.Context, r *model.Run, size int) ([]mode
 	if _, err := s.db.NewInsert().Model(&batches).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
 		return nil, dbErr("plan batches", err)
 	}
-	r.Total = total
+	r.Total, r.Mailable = total, mailableTotal
 	if _, err := s.db.NewUpdate().Model(r).Column("total").WherePK().Exec(ctx); err != nil {
 		return nil, dbErr("plan batches", err)
 	}

@@ -63,16 +63,7 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 		if err != nil {
 			return fmt.Errorf("start run: %w", err)
 		}
-		// A retry's total holds only clients that may be mailed; a run's
-		// total holds every recipient, the unsubscribed and bounced ones
-		// counted as skipped.
-		mailable := run.Total
-		if !retry {
-			if mailable, err = s.store.MailableRecipients(c.UserContext(), r.ID); err != nil {
-				return err
-			}
-		}
-		s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, min(mailable, run.Total)))
+		s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
 		return redirect(c, mailings.URL(r.ID))
 	}
 }
