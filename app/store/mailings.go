@@ -18,6 +18,10 @@ import (
 // ErrForeignRecipient means a recipient id is not one of the owner's clients.
 var ErrForeignRecipient = errors.New("recipient is not the owner's client")
 
+// ErrDisabledByManager refuses an owner's switching on a mailing that a
+// manager switched off: the manager's word stands until a manager's.
+var ErrDisabledByManager = errors.New("switched off by a manager")
+
 // ErrNoRecipients means none of the chosen recipients exists any more
 // (deleted since the form was opened): the mailing would mail no one.
 var ErrNoRecipients = errors.New("no chosen recipient exists")
@@ -29,6 +33,9 @@ type MailingRow struct {
 	OwnerEmail      string `bun:"owner_email"`
 	Recipients      int    `bun:"recipients"`
 	DisabledByEmail string `bun:"disabled_by_email"`
+	// DisabledByManager: a manager other than its owner switched it off,
+	// and only a manager may switch it on again.
+	DisabledByManager bool `bun:"disabled_by_manager"`
 }
 
 // Status filters of mailing lists: a disabled mailing shows as disabled
@@ -45,6 +52,7 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 		ColumnExpr("u.email AS owner_email").
 		ColumnExpr("(SELECT count(*) FROM mailing_recipients WHERE mailing_id = g.id) AS recipients").
 		ColumnExpr("coalesce(d.email, '') AS disabled_by_email").
+		ColumnExpr("coalesce(d.role = 'manager' AND d.id <> g.owner_id, false) AS disabled_by_manager").
 		Join("JOIN messages AS m ON m.id = g.message_id").
 		Join("JOIN users AS u ON u.id = g.owner_id").
 		Join("LEFT JOIN users AS d ON d.id = g.disabled_by")
@@ -213,7 +221,8 @@ func (s *Store) DeleteMailing(ctx context.Context, ownerID, id int64) (next *tim
 }
 
 // SetMailingDisabled switches a mailing of the scope off (recording who and
-// when) or on again.
+// when) or on again. Its owner cannot switch on what a manager switched
+// off (ErrDisabledByManager); a manager (scope All) can.
 func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, disabled bool) error {
 	q := s.db.NewUpdate().Model((*model.Mailing)(nil)).Set("updated_at = now()").Where("id = ?", id)
 	if disabled {
@@ -223,12 +232,21 @@ func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, 
 	}
 	if !sc.All {
 		q.Where("owner_id = ?", sc.UserID)
+		if !disabled {
+			q.Where(`(disabled_by IS NULL OR disabled_by = owner_id
+				OR NOT EXISTS (SELECT 1 FROM users WHERE users.id = disabled_by AND users.role = 'manager'))`)
+		}
 	}
 	res, err := q.Exec(ctx)
 	if err != nil {
 		return dbErr("set mailing disabled", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		if !disabled && !sc.All {
+			if _, err := s.MailingByID(ctx, sc, id); err == nil {
+				return fmt.Errorf("set mailing disabled: %w", ErrDisabledByManager)
+			}
+		}
 		return fmt.Errorf("set mailing disabled: %w", ErrNotFound)
 	}
 	return nil

@@ -25,13 +25,16 @@ func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZo
 
 func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
 	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),
-		CanToggle: r.OwnerID == viewer.ID || viewer.IsManager()}
+		CanToggle: viewer.IsManager() || r.OwnerID == viewer.ID && !(r.Disabled() && r.DisabledByManager)}
 	if r.DisabledAt != nil {
 		who := r.DisabledByEmail
 		if who == "" {
 			who = "someone"
 		}
 		st.DisabledBy = "by " + who + ", " + formatTime(*r.DisabledAt, viewer.TimeZone)
+		if r.DisabledByManager && !viewer.IsManager() {
+			st.DisabledBy += "; only a manager can switch it on again"
+		}
 	}
 	return st
 }
@@ -468,7 +471,8 @@ func (s *Server) deleteMailing(c *fiber.Ctx) error {
 }
 
 // setDisabled switches a mailing off or on: its owner may, and a manager
-// may for anyone's mailing.
+// may for anyone's mailing; what a manager switched off only a manager
+// switches on again.
 func (s *Server) setDisabled(disabled bool) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		u := auth.CurrentUser(c)
@@ -483,6 +487,10 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		err = s.store.SetMailingDisabled(c.UserContext(), sc, id, u.ID, disabled)
 		if errors.Is(err, store.ErrNotFound) {
 			return fiber.ErrNotFound
+		}
+		if errors.Is(err, store.ErrDisabledByManager) {
+			s.setFlash(c, layout.FlashError, "A manager switched this mailing off; only a manager can switch it on again.")
+			return redirect(c, mailings.URL(id))
 		}
 		if err != nil {
 			return fmt.Errorf("set mailing disabled: %w", err)

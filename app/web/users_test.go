@@ -123,6 +123,72 @@ func TestManagerOversight(t *testing.T) {
 	}
 }
 
+// What a manager switches off stays off until a manager switches it on:
+// its owner is offered no switch, and enabling by hand is refused with a
+// message. What the owner switched off, the owner switches on.
+func TestOwnerCannotUndoAManagersDisable(t *testing.T) {
+	e, ann, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	path := "/mailings/" + id(o.mailing.ID)
+	disabled := func() bool {
+		t.Helper()
+		m, err := e.store.MailingByID(ctx, store.Everyone(0), o.mailing.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.DisabledAt != nil
+	}
+
+	resp, body := boss.request(t, "POST", path+"/disable", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	_, body = ann.get(t, path)
+	cell := parseHTML(t, body).Find("[data-testid=mailing-status]")
+	if cell.Find("[data-testid=enable-mailing]").Length() != 0 {
+		t.Error("the owner is offered to switch on what a manager switched off")
+	}
+	if by := cell.Find("[data-testid=disabled-by]").Text(); !strings.Contains(by, "boss@example.com") || !strings.Contains(by, "only a manager") {
+		t.Errorf("the owner is not told who switched it off and who may switch it on: %q", by)
+	}
+	resp, _ = ann.post(t, path+"/enable", nil)
+	if flash := flashAfter(t, ann, resp); !strings.Contains(flash, "only a manager can switch it on") {
+		t.Errorf("the owner's enable says %q", flash)
+	}
+	if !disabled() {
+		t.Fatal("the owner switched on what a manager switched off")
+	}
+	resp, body = ann.request(t, "POST", path+"/enable", nil, true)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("HX-Redirect") != path || !disabled() {
+		t.Errorf("the owner's enable with htmx: %d %q, disabled %t\n%s", resp.StatusCode, resp.Header.Get("HX-Redirect"), disabled(), body)
+	}
+	// Switching it off again keeps the manager's name on it.
+	ann.post(t, path+"/disable", nil)
+	_, body = boss.get(t, path)
+	if by := parseHTML(t, body).Find("[data-testid=disabled-by]").Text(); !strings.Contains(by, "boss@example.com") {
+		t.Errorf("the owner's disable took the manager's place: %q", by)
+	}
+	if parseHTML(t, body).Find("[data-testid=enable-mailing]").Length() != 1 {
+		t.Error("the manager is not offered the switch")
+	}
+
+	resp, body = boss.request(t, "POST", path+"/enable", nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if disabled() {
+		t.Fatal("the manager could not switch it on")
+	}
+	// The owner's own switch goes both ways.
+	ann.post(t, path+"/disable", nil)
+	_, body = ann.get(t, path)
+	if parseHTML(t, body).Find("[data-testid=enable-mailing]").Length() != 1 {
+		t.Error("the owner is not offered to switch on what they switched off")
+	}
+	resp, body = ann.post(t, path+"/enable", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if disabled() {
+		t.Error("the owner could not switch on what they switched off")
+	}
+}
+
 func TestDashboardCounts(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)

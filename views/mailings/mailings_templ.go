@@ -44,7 +44,7 @@ type Status struct {
 	Status     string // created, running, finished
 	Disabled   bool
 	DisabledBy string // who and when, when disabled
-	CanToggle  bool   // owner or manager
+	CanToggle  bool   // a manager, or its owner unless a manager switched it off
 }
 
 // Row is one mailing in the list.
