@@ -236,12 +236,20 @@ func EndedBecause(c *fiber.Ctx) string {
 }
 
 // RequireUser sends anonymous visitors to the sign-in page, with the page
-// they wanted as ?next= (htmx requests get HX-Redirect).
+// they wanted as ?next= (htmx requests get HX-Redirect). A form posted
+// after the session ended names the page it was posted from (its action is
+// no page to come back to: the browser GETs next), or the home page.
 func RequireUser(c *fiber.Ctx) error {
 	if CurrentUser(c) != nil {
 		return c.Next()
 	}
 	next := c.OriginalURL()
+	if m := c.Method(); m != fiber.MethodGet && m != fiber.MethodHead {
+		next = "/"
+		if u, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && u.Host != "" && u.Host == string(c.Request().Host()) {
+			next = u.RequestURI()
+		}
+	}
 	if c.Get("HX-Request") == "true" {
 		if cur := c.Get("HX-Current-URL"); cur != "" {
 			if u, err := url.Parse(cur); err == nil {

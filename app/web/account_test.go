@@ -615,6 +615,50 @@ func TestNextRedirects(t *testing.T) {
 	}
 }
 
+// TestNextAfterSignedOutPost: a form posted after the session ended goes to
+// the sign-in page with the page the form was on as next, not the form's
+// action: after signing in the browser GETs next, and a POST-only route
+// (delete, send now, disable) would answer 405.
+func TestNextAfterSignedOutPost(t *testing.T) {
+	e := newEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	for _, tc := range []struct{ name, referer, want string }{
+		{"from a page of the site", "http://rassylka.test/clients/7?tab=1", "/login?next=%2Fclients%2F7%3Ftab%3D1"},
+		{"from another site", "http://evil.example/clients/7", "/login?next=%2F"},
+		{"with no referer", "", "/login?next=%2F"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.client()
+			form := url.Values{"_csrf": {c.csrf(t)}}
+			req, _ := http.NewRequest(http.MethodPost, "/clients/7/delete", strings.NewReader(form.Encode()))
+			req.Host = "rassylka.test"
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.referer != "" {
+				req.Header.Set("Referer", tc.referer)
+			}
+			resp, body := c.send(t, req)
+			wantRedirect(t, resp, body, tc.want)
+		})
+	}
+	// After signing in, next is a page that answers.
+	c := e.client()
+	form := url.Values{"_csrf": {c.csrf(t)}}
+	req, _ := http.NewRequest(http.MethodPost, "/account/password", strings.NewReader(form.Encode()))
+	req.Host = "rassylka.test"
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Referer", "http://rassylka.test/account")
+	resp, body := c.send(t, req)
+	wantRedirect(t, resp, body, "/login?next=%2Faccount")
+	resp, body = c.post(t, "/login", url.Values{"email": {"ann@example.com"}, "password": {goodPassword}, "next": {"/account"}})
+	wantRedirect(t, resp, body, "/account")
+	resp, body = c.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK)
+
+	// A GET keeps its own address as next.
+	resp, body = e.client().get(t, "/clients/7/edit")
+	wantRedirect(t, resp, body, "/login?next=%2Fclients%2F7%2Fedit")
+}
+
 func TestBlockedUser(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
