@@ -157,6 +157,9 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 	if len(args) == 0 {
 		return errors.New("usage: web user create|role --email EMAIL")
 	}
+	if args[0] != "create" && args[0] != "role" {
+		return fmt.Errorf("unknown user command %q: want create or role", args[0])
+	}
 	fs := flag.NewFlagSet("user "+args[0], flag.ContinueOnError)
 	fs.SetOutput(out)
 	email := fs.String("email", "", "email address")
@@ -224,8 +227,6 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 			return err
 		}
 		fmt.Fprintf(out, "%s is now a %s\n", u.Email, u.Role)
-	default:
-		return fmt.Errorf("unknown user command %q: want create or role", args[0])
 	}
 	siteChanged(ctx, cfg, log)
 	return nil

@@ -102,6 +102,13 @@ func TestCommands(t *testing.T) {
 		}
 	}
 
+	// An unknown subcommand is named as such, whatever flags come with it.
+	for _, args := range [][]string{{"user", "delete"}, {"user", "delete", "--email", "boss@example.com"}} {
+		if _, err := cmd(args...); err == nil || !strings.Contains(err.Error(), `unknown user command "delete"`) {
+			t.Errorf("%v = %v, want the unknown user command named", args, err)
+		}
+	}
+
 	if out, err := cmd("user", "role", "--email", "BOSS@example.com", "--role", "user"); err != nil || !strings.Contains(out, "now a user") {
 		t.Fatalf("user role = %q, %v", out, err)
 	}
