@@ -414,13 +414,13 @@ func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
 // the check, so that parallel guesses cannot slip past it. Over the limit
 // it returns how long to wait (0: go on).
 func (s *Server) takeGuess(c *fiber.Ctx, email string) (time.Duration, error) {
-	return take(c, s.loginLimit, "ip:"+s.clientIP(c), "account:"+email)
+	return take(c, s.loginLimit, s.clientKey(c), "account:"+email)
 }
 
 // rightGuess gives back the attempt of a right password: the address's
 // count drops by one, the account's starts again.
 func (s *Server) rightGuess(c *fiber.Ctx, email string) error {
-	if err := s.loginLimit.Release(c.UserContext(), "ip:"+s.clientIP(c)); err != nil {
+	if err := s.loginLimit.Release(c.UserContext(), s.clientKey(c)); err != nil {
 		return err
 	}
 	return s.loginLimit.Reset(c.UserContext(), "account:"+email)

@@ -375,6 +375,41 @@ func TestLoginThrottledPerAddress(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// An IPv6 client holds a whole /64 (privacy addresses rotate inside it,
+// and any host may take as many as it likes): the throttles count the
+// network, not each address, or a guesser would take a new address per
+// guess.
+func TestThrottlesCountAnIPv6Network(t *testing.T) {
+	e := throttleEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := 0; i < 10; i++ {
+		c := e.client()
+		c.ip = "2001:db8:7:1::" + strconv.FormatInt(int64(i+1), 16)
+		resp, body := login(t, c, "user"+strconv.Itoa(i)+"@example.com", "some guess")
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	}
+	c := e.client()
+	c.ip = "2001:db8:7:1:a:b:c:d"
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	// Another network is not affected.
+	c.ip = "2001:db8:7:2::1"
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+
+	// The same for sign-ups, resets and confirmations.
+	var status int
+	for i := 0; i < 100 && status != http.StatusTooManyRequests; i++ {
+		c := e.client()
+		c.ip = "2001:db8:7:3:" + strconv.FormatInt(int64(i+1), 16) + "::1"
+		resp, body = c.post(t, "/password/forgot", url.Values{"email": {"flood" + strconv.Itoa(i) + "@example.com"}})
+		if status = resp.StatusCode; status != http.StatusTooManyRequests {
+			wantStatus(t, resp, body, http.StatusSeeOther)
+		}
+	}
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+}
+
 // Behind a reverse proxy that appends the peer to X-Forwarded-For (nginx's
 // $proxy_add_x_forwarded_for, Caddy, Traefik), the leftmost entries are
 // whatever the client sent: the throttle must key on the address the

@@ -188,6 +188,20 @@ func (s *Server) clientIP(c *fiber.Ctx) string {
 	return ip
 }
 
+// clientKey is what the throttles count a request's client by: its
+// address (clientIP), or for IPv6 the /64 network of it. An IPv6 host is
+// given a whole /64 (its privacy addresses rotate inside it, and it may
+// take any address there), so counting single addresses would give a
+// guesser a fresh count per guess.
+func (s *Server) clientKey(c *fiber.Ctx) string {
+	ip := s.clientIP(c)
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Unmap().Is6() {
+		return "ip:" + ip
+	}
+	return "net:" + netip.PrefixFrom(a.Unmap(), 64).Masked().String()
+}
+
 func (s *Server) trustedProxy(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range s.proxies {
@@ -218,7 +232,7 @@ func parseProxies(list []string) []netip.Prefix {
 // choice. The answer does not depend on the address typed, so it tells
 // nothing about accounts.
 func (s *Server) throttleAccountForm(c *fiber.Ctx) error {
-	wait, err := take(c, s.formLimit, "ip:"+s.clientIP(c))
+	wait, err := take(c, s.formLimit, s.clientKey(c))
 	if err == nil && wait > 0 {
 		err = fiber.ErrTooManyRequests
 	}
