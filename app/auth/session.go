@@ -23,6 +23,9 @@ import (
 const (
 	IdleTimeout     = 7 * 24 * time.Hour
 	AbsoluteTimeout = 30 * 24 * time.Hour
+	// RoundTripTimeout is how long a visitor's session (an OAuth round
+	// trip, before sign-in) is kept.
+	RoundTripTimeout = 30 * time.Minute
 
 	CookieName = "rassylka_session"
 
@@ -196,17 +199,28 @@ func (s *Sessions) Value(c *fiber.Ctx, key string) (string, error) {
 }
 
 // SetValues keeps values in the request's session (an empty value deletes).
+// A visitor's session is kept RoundTripTimeout only: it holds no more than
+// an OAuth round trip, and anyone may have one made. A session there is
+// none of yet is not made just to delete from it.
 func (s *Sessions) SetValues(c *fiber.Ctx, kv map[string]string) error {
 	sess, err := s.store.Get(c)
 	if err != nil {
 		return fmt.Errorf("session values: %w", err)
 	}
+	changed := false
 	for k, v := range kv {
 		if v == "" {
 			sess.Delete(k)
 		} else {
 			sess.Set(k, v)
+			changed = true
 		}
+	}
+	if sess.Fresh() && !changed {
+		return nil
+	}
+	if uid, _ := sess.Get(keyUserID).(int64); uid == 0 {
+		sess.SetExpiry(RoundTripTimeout)
 	}
 	if err := sess.Save(); err != nil {
 		return fmt.Errorf("session values: %w", err)

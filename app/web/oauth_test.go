@@ -375,3 +375,51 @@ func TestOAuthWhileSignedIn(t *testing.T) {
 		t.Fatalf("an identity linked to another account switched the session to %q", got)
 	}
 }
+
+// A visitor's session that holds only an OAuth round trip is kept as long
+// as the round trip may take, not a signed-in session's week, and a
+// callback without a round trip keeps none: both are answered to anyone,
+// so each request stored a session in Redis for a week.
+func TestOAuthRoundTripSessionsShortLived(t *testing.T) {
+	e, f := oidcEnv(t)
+	ctx := context.Background()
+	sessions := func() int {
+		t.Helper()
+		keys, err := e.redis.Keys(ctx, "session:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+
+	for _, path := range []string{"/auth/oidc/callback?code=x&state=y", "/auth/oidc/callback"} {
+		c := e.client()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusForbidden)
+		if n := sessions(); n != 0 || c.cookies[auth.CookieName] != "" {
+			t.Fatalf("GET %s with no round trip stored %d sessions (cookie %q)", path, n, c.cookies[auth.CookieName])
+		}
+	}
+
+	c := e.client()
+	resp, body := c.get(t, "/auth/oidc")
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	ttl, err := e.redis.TTL(ctx, "session:"+c.cookies[auth.CookieName]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("a visitor's round-trip session lives %v, want at most an hour", ttl)
+	}
+
+	// The round trip still signs in, into a session of the usual lifetime.
+	resp, body = c.get(t, f.consent(t, resp.Header.Get("Location"), oidcUser{Sub: "s-1", Email: "short@example.com", Verified: true}))
+	wantRedirect(t, resp, body, "/")
+	ttl, err = e.redis.TTL(ctx, "session:"+c.cookies[auth.CookieName]).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < auth.IdleTimeout-time.Hour {
+		t.Fatalf("the signed-in session lives %v, want %v", ttl, auth.IdleTimeout)
+	}
+}
