@@ -27,6 +27,7 @@ const (
 	// trip, before sign-in) is kept.
 	RoundTripTimeout = 30 * time.Minute
 
+	// CookieName is the session cookie's name (see SessionCookieName).
 	CookieName = "rassylka_session"
 
 	keyUserID = "uid"
@@ -45,33 +46,46 @@ type Users interface {
 // Sessions keeps signed-in users in Redis-backed Fiber sessions and keeps an
 // index of each user's sessions so that all of them can be ended at once.
 type Sessions struct {
-	store *session.Store
-	rdb   redis.UniversalClient
-	users Users
-	log   *slog.Logger
+	store  *session.Store
+	rdb    redis.UniversalClient
+	users  Users
+	log    *slog.Logger
+	cookie string
 }
 
 // NewSessions builds the session manager. secure marks the cookie Secure
-// (BASE_URL is https).
+// (BASE_URL is https) and names it SessionCookieName(true).
 func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.Logger) *Sessions {
+	cookie := SessionCookieName(secure)
 	st := session.New(session.Config{
 		Storage:        redisStorage{rdb: rdb},
 		Expiration:     IdleTimeout,
-		KeyLookup:      "cookie:" + CookieName,
+		KeyLookup:      "cookie:" + cookie,
 		CookieHTTPOnly: true,
 		CookieSameSite: fiber.CookieSameSiteLaxMode,
 		CookieSecure:   secure,
 		CookiePath:     "/",
 		KeyGenerator:   func() string { return RandomString(32) },
 	})
-	return &Sessions{store: st, rdb: rdb, users: users, log: log}
+	return &Sessions{store: st, rdb: rdb, users: users, log: log, cookie: cookie}
+}
+
+// SessionCookieName is the session cookie's name: on https __Host-
+// prefixed, so that neither a sibling subdomain nor a plain-http answer
+// (a network attacker's) can plant someone's session in a browser and
+// have it work in that person's name.
+func SessionCookieName(secure bool) string {
+	if secure {
+		return "__Host-" + CookieName
+	}
+	return CookieName
 }
 
 // Load is middleware that puts the signed-in user, if any, on the request.
 // A session whose user is gone or blocked, or that outlived its absolute
 // lifetime, is ended here, on its next request.
 func (s *Sessions) Load(c *fiber.Ctx) error {
-	if c.Cookies(CookieName) == "" {
+	if c.Cookies(s.cookie) == "" {
 		return c.Next()
 	}
 	sess, err := s.store.Get(c)
@@ -150,7 +164,7 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 
 // SignOut ends the request's session.
 func (s *Sessions) SignOut(c *fiber.Ctx) error {
-	if c.Cookies(CookieName) == "" {
+	if c.Cookies(s.cookie) == "" {
 		return nil
 	}
 	sess, err := s.store.Get(c)

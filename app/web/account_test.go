@@ -560,18 +560,30 @@ func TestSecureCookieOnHTTPS(t *testing.T) {
 	e := newEnvWith(t, cfg, testkit.Redis(t), nil)
 	newUser(t, e, "ann@example.com", model.RoleUser)
 	resp, _ := login(t, e.client(), "ann@example.com", goodPassword)
-	found := false
+	sid := ""
 	for _, ck := range resp.Cookies() {
-		if ck.Name == auth.CookieName {
-			found = true
+		if strings.HasSuffix(ck.Name, auth.CookieName) {
+			sid = ck.Value
 			if !ck.Secure {
 				t.Error("session cookie not Secure when BASE_URL is https")
 			}
+			// A __Host- cookie cannot be planted by a sibling subdomain or
+			// a plain-http answer (a network attacker's), as the CSRF
+			// cookie cannot.
+			if ck.Name != "__Host-"+auth.CookieName || ck.Path != "/" || ck.Domain != "" {
+				t.Errorf("session cookie %s (path %q, domain %q) on https, want __Host-%s on / with no domain", ck.Name, ck.Path, ck.Domain, auth.CookieName)
+			}
 		}
 	}
-	if !found {
+	if sid == "" {
 		t.Fatal("no session cookie")
 	}
+	// Someone's own session planted, under the plain name, into another
+	// browser does not sign that browser in as them (sign-in CSRF).
+	planted := e.client()
+	planted.cookies[auth.CookieName] = sid
+	resp, body := planted.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusSeeOther)
 }
 
 func TestCSRF(t *testing.T) {
