@@ -39,7 +39,7 @@ func HashPassword(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	key := argonKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -71,9 +71,29 @@ func CheckPassword(hash, password string) error {
 	if err != nil {
 		return fmt.Errorf("check password: bad key: %w", err)
 	}
-	got := argon2.IDKey([]byte(password), salt, t, mem, p, uint32(len(want)))
+	got := argonKey([]byte(password), salt, t, mem, p, uint32(len(want)))
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return ErrPasswordMismatch
 	}
 	return nil
+}
+
+// maxHashes bounds the password hashes a process runs at once. Each holds
+// its memory parameter (64 MiB) until it is done, and sign-ins that arrive
+// together (ten per client address pass the throttle before any fails)
+// would otherwise all hash at once: ten from one address held 700 MB.
+// Four keep two to eight cores busy in 256 MiB; the others wait their turn.
+const maxHashes = 4
+
+// hashSlots holds one token per hash running in this process.
+var hashSlots = make(chan struct{}, maxHashes)
+
+// idKey is argon2.IDKey (tests watch it).
+var idKey = argon2.IDKey
+
+// argonKey is argon2.IDKey run in one of the process's hash slots.
+func argonKey(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	return idKey(password, salt, time, memory, threads, keyLen)
 }
