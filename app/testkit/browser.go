@@ -20,6 +20,16 @@ func Browser(t testing.TB) context.Context {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("browser %s: %v (scripts/test installs chromium)", bin, err)
 	}
+	// The browser's own temporary files (its profile's singleton socket,
+	// left behind when it is killed at the test's end) go in a directory
+	// removed after the test, not into /tmp. Its path stays short: a
+	// socket's path may not pass 107 bytes, which a test's TempDir named
+	// after a long test name does.
+	tmp, err := os.MkdirTemp("", "chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
@@ -28,6 +38,7 @@ func Browser(t testing.TB) context.Context {
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("TMPDIR=" + tmp),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
