@@ -239,6 +239,39 @@ func TestSenderQuotesRecipientNames(t *testing.T) {
 	}
 }
 
+// A recipient at an internationalized domain is mailed at its ASCII form,
+// envelope and To header alike, which every server takes; an ASCII
+// address goes as it is.
+func TestSenderWritesInternationalDomainsInASCII(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]string{
+		"ann@пример.рф":     "ann@xn--e1afmkfd.xn--p1ai",
+		"ann@bücher.de":     "ann@xn--bcher-kva.de",
+		"ann@example.com":   "ann@example.com",
+		"ann@my_host.local": "ann@my_host.local",
+	} {
+		sink.Reset()
+		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Name: "Ann", Address: addr}, Subject: "Hi", Text: "Hello"}); err != nil {
+			t.Errorf("%s: %v", addr, err)
+			continue
+		}
+		msgs := sink.Messages()
+		if len(msgs) != 1 {
+			t.Fatalf("%s: %d messages received", addr, len(msgs))
+		}
+		if to := msgs[0].To; len(to) != 1 || to[0] != want {
+			t.Errorf("%s: envelope to %v, want %s", addr, to, want)
+		}
+		if to, err := msgs[0].Header().AddressList("To"); err != nil || len(to) != 1 || to[0].Address != want {
+			t.Errorf("%s: To %q reads %v, %v", addr, msgs[0].Header().Get("To"), to, err)
+		}
+	}
+}
+
 // No line of a mail is over 998 octets (RFC 5322, 2.1.1), even a subject
 // with a word longer than that (placeholders filled with long names and
 // addresses, side by side), and the subject reads back as sent.

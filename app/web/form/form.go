@@ -10,6 +10,8 @@ import (
 	_ "time/tzdata" // IANA zones on any host, even without /usr/share/zoneinfo
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
+
 	"rassylka/app/model"
 )
 
@@ -49,19 +51,50 @@ func Email(raw string) (string, string) {
 	return strings.ToLower(s), ""
 }
 
+// unicodeDomain writes an internationalized domain one way: its ASCII form
+// (xn--bcher-kva.de) and its Unicode form, in any case (Bücher.de), become
+// bücher.de, so that one mailbox is one client whichever way it was typed
+// (the mail goes to the ASCII form: see mail.Sender.Build). A domain that
+// is not a valid internationalized name (an underscore, a bad xn-- label)
+// is left as it is.
+func unicodeDomain(domain string) string {
+	if !strings.Contains(strings.ToLower(domain), "xn--") && isASCII(domain) {
+		return domain
+	}
+	if u, err := idna.Lookup.ToUnicode(domain); err == nil {
+		return u
+	}
+	return domain
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // MaxLocalPartLength is the longest part before the @ a mail server must
 // take (RFC 5321, in octets).
 const MaxLocalPartLength = 64
 
 // RecipientEmail is Email for an address the app mails: a part before the
-// @ longer than mail servers take is refused too. (Accounts' addresses are
-// checked by Email alone, so that no existing account is locked out.)
+// @ longer than mail servers take is refused too, and an internationalized
+// domain is written in its Unicode form (see unicodeDomain). (Accounts'
+// addresses are checked by Email alone, so that no existing account is
+// locked out.)
 func RecipientEmail(raw string) (string, string) {
 	s, msg := Email(raw)
-	if msg == "" && strings.LastIndexByte(s, '@') > MaxLocalPartLength {
+	if msg != "" {
+		return s, msg
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at > MaxLocalPartLength {
 		return strings.TrimSpace(raw), "The part before the @ has at most 64 characters."
 	}
-	return s, msg
+	return s[:at+1] + unicodeDomain(s[at+1:]), ""
 }
 
 // Text trims s and checks it against a length limit; required fields must

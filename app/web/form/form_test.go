@@ -105,3 +105,22 @@ func TestLine(t *testing.T) {
 		}
 	}
 }
+
+// One recipient's mailbox is one address however its internationalized
+// domain was typed: the ASCII form and the Unicode form, in any case, read
+// the same.
+func TestRecipientEmailInternationalDomain(t *testing.T) {
+	for in, want := range map[string]string{
+		"Ann@XN--BCHER-KVA.de":      "ann@bücher.de",
+		"ann@Bücher.DE":             "ann@bücher.de",
+		"ann@bücher.de":             "ann@bücher.de",
+		"ann@xn--e1afmkfd.xn--p1ai": "ann@пример.рф",
+		"Ann@Example.com":           "ann@example.com",
+		"ann@my_host.example.com":   "ann@my_host.example.com",
+		"ann@xn--zz.example.com":    "ann@xn--zz.example.com",
+	} {
+		if got, msg := RecipientEmail(in); msg != "" || got != want {
+			t.Errorf("RecipientEmail(%q) = %q %q, want %q", in, got, msg, want)
+		}
+	}
+}
