@@ -29,7 +29,7 @@ type Config struct {
 	MailFrom          string
 	BaseURL           string
 	Addr              string
-	SessionSecret     string
+	SessionSecret     string // signs CSRF tokens and unsubscribe links (not sessions: random ids in Redis)
 	MailConcurrency   int
 	MailRate          float64 // messages per second, 0 = no limit
 	WorkerConcurrency int
