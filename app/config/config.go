@@ -29,9 +29,9 @@ type Config struct {
 	MailFrom          string
 	BaseURL           string
 	Addr              string
-	SessionSecret     string // signs CSRF tokens and unsubscribe links (not sessions: random ids in Redis)
-	MailConcurrency   int
-	MailRate          float64 // messages per second, 0 = no limit
+	SessionSecret     string  // signs CSRF tokens and unsubscribe links (not sessions: random ids in Redis)
+	MailConcurrency   int     // SMTP connections per worker for mailings
+	MailRate          float64 // mailing messages per second across workers, 0 = no limit
 	WorkerConcurrency int
 	LogFormat         string // "text" or "json"
 	LogLevel          string // "debug", "info", "warn", "error"
