@@ -537,3 +537,57 @@ func TestBrowserEditKeepsAMultiLineComment(t *testing.T) {
 	b.settled("[data-testid=edit-client]")
 	stored("saving the list's row")
 }
+
+// A new user adds their first client with the form above the list: the
+// list shows it at once (not "No clients yet" beside "was added"), and
+// its count follows; deleting it brings the empty list back.
+func TestBrowserListFollowsInlineAddAndDelete(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=empty]")))
+	b.settled("[data-testid=new-client]")
+	b.do("add client form", chromedp.Click(chromedp.CSS("[data-testid=new-client]")), chromedp.WaitVisible(chromedp.CSS("[data-testid=client-new-form]")))
+	b.settled("#field-email")
+	b.do("add the first client",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "first@example.com"),
+		chromedp.Click(chromedp.CSS("[data-testid=client-new-form] button[type=submit]")),
+	)
+	b.waitJS("added", `document.querySelector("#client-new")?.textContent.includes("first@example.com was added")`)
+	state := func() string {
+		s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`"rows=" + document.querySelectorAll("[data-testid=client-row]").length +
+			" empty=" + !!document.querySelector("#clients-list [data-testid=empty]") +
+			" pager=" + document.querySelector("#clients-list [data-testid=pager]").textContent.replace(/\s+/g, " ").trim()`))
+		return s
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("[data-testid=client-row]").length === 1`,
+		chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("the first client added is not in the list: %s", state())
+	}
+	b.settled("[data-testid=client-row]")
+	if got := state(); got != "rows=1 empty=false pager=1 client" {
+		t.Errorf("after adding the first client the list shows %s, want rows=1 empty=false pager=1 client", got)
+	}
+	b.do("add a second",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "second@example.com"),
+		chromedp.Click(chromedp.CSS("[data-testid=client-new-form] button[type=submit]")),
+	)
+	b.waitJS("second added", `document.querySelectorAll("[data-testid=client-row]").length === 2`)
+	b.settled("[data-testid=client-row]")
+	if got := state(); got != "rows=2 empty=false pager=2 clients" {
+		t.Errorf("after adding a second client the list shows %s, want pager=2 clients", got)
+	}
+	b.acceptConfirms()
+	for range 2 {
+		b.do("delete", chromedp.Click(chromedp.CSS("[data-testid=delete-client]")))
+		b.waitJS("deleted", `document.querySelectorAll("[data-testid=delete-client]").length < 2 && document.querySelector(".htmx-request") === null`)
+		b.settled("#clients-list")
+	}
+	b.waitJS("empty again", `!!document.querySelector("#clients-list [data-testid=empty]")`)
+	if got := state(); got != "rows=0 empty=true pager=0 clients" {
+		t.Errorf("after deleting every client the list shows %s, want rows=0 empty=true pager=0 clients", got)
+	}
+}

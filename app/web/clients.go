@@ -16,6 +16,7 @@ import (
 	"rassylka/app/store"
 	"rassylka/app/web/form"
 	"rassylka/views/clients"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 )
 
@@ -37,7 +38,7 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 		return err
 	}
 	v := clients.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), CanCreate: true,
-		Pager: pager(c, "/clients", page, "clients", clients.ListID)}
+		Pager: pager(c, "/clients", page, "clients", clients.ListID), URL: listURL(c, "/clients")}
 	for i := range rows {
 		v.Rows = append(v.Rows, clientRow(&rows[i], u))
 	}
@@ -90,13 +91,11 @@ func (s *Server) createClient(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, clients.NewPage(s.page(c, "Add a client"), clientForm(0, f, errs)))
 	}
 	if isHTMX(c) {
-		// A fresh form for the next client, and the new row on top of the list.
-		row := clientRow(&store.ClientRow{Client: *cl}, u)
-		c.Status(fiber.StatusOK)
-		if err := render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, cl.Email)); err != nil {
-			return err
-		}
-		return clients.AddedRow(row).Render(c.UserContext(), c.Response().BodyWriter())
+		// A fresh form for the next client; the list reloads as shown, so
+		// that the first client replaces "No clients yet" and the count
+		// follows.
+		c.Set("HX-Trigger", component.ListChanged)
+		return render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, cl.Email))
 	}
 	s.setFlash(c, layout.FlashSuccess, "Client "+cl.Email+" added.")
 	return redirect(c, clients.URL(cl.ID))
@@ -214,7 +213,10 @@ func (s *Server) deleteOwned(c *fiber.Ctx, del func(ctx context.Context, ownerID
 		return fmt.Errorf("delete %s: %w", list, err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
+		// The empty answer replaces the row, and the list reloads (its
+		// count, or its empty state after the last row).
+		c.Set("HX-Trigger", component.ListChanged)
+		return c.Status(fiber.StatusOK).SendString("")
 	}
 	s.setFlash(c, layout.FlashSuccess, done)
 	return redirect(c, list)

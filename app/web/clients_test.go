@@ -95,11 +95,11 @@ func TestClientsCRUD(t *testing.T) {
 		t.Fatalf("saved row not returned:\n%s", body)
 	}
 
-	// htmx create answers the fresh form and the new row out of band.
+	// htmx create answers the fresh form, and the list reloads itself.
 	resp, body = c.request(t, "POST", "/clients", url.Values{"email": {"carol@example.com"}, "full_name": {"Carol"}}, true)
 	wantStatus(t, resp, body, http.StatusOK)
-	if !strings.Contains(body, `hx-swap-oob="afterbegin:#clients-rows"`) || !strings.Contains(body, "carol@example.com was added") {
-		t.Fatalf("htmx create answer:\n%s", body)
+	if !strings.Contains(body, "carol@example.com was added") || resp.Header.Get("HX-Trigger") != "list-changed" {
+		t.Fatalf("htmx create answer (HX-Trigger %q):\n%s", resp.Header.Get("HX-Trigger"), body)
 	}
 
 	// Search over email, name and comment.
@@ -129,8 +129,8 @@ func TestClientsCRUD(t *testing.T) {
 	rows, _, _ := e.store.ListClients(ctx, store.Own(cl.ID), "carol", store.NewPage(1, 10))
 	resp, body = c.request(t, "DELETE", "/clients/"+id(rows[0].ID), nil, true)
 	wantStatus(t, resp, body, http.StatusOK)
-	if strings.TrimSpace(body) != "" {
-		t.Errorf("htmx delete answered %q, want an empty row", body)
+	if strings.TrimSpace(body) != "" || resp.Header.Get("HX-Trigger") != "list-changed" {
+		t.Errorf("htmx delete answered %q (HX-Trigger %q), want an empty row and the list reloaded", body, resp.Header.Get("HX-Trigger"))
 	}
 	resp, body = c.post(t, loc+"/delete", nil)
 	wantRedirect(t, resp, body, "/clients")

@@ -64,7 +64,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 		return err
 	}
 	v := mailings.ListView{Q: search, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
-		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID)}
+		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID), URL: listURL(c, "/mailings")}
 	for _, f := range statusFilters {
 		link := linkWith(c, "/mailings", "status", f.Value, "page")
 		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})

@@ -12,6 +12,7 @@ import (
 	"rassylka/app/model"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/messages"
 )
@@ -32,7 +33,8 @@ func (s *Server) listMessages(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := messages.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), Pager: pager(c, "/messages", page, "messages", messages.ListID)}
+	v := messages.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), Pager: pager(c, "/messages", page, "messages", messages.ListID),
+		URL: listURL(c, "/messages")}
 	for i := range rows {
 		v.Rows = append(v.Rows, messageRow(&rows[i], u))
 	}
@@ -180,7 +182,8 @@ func (s *Server) deleteMessage(c *fiber.Ctx) error {
 		return fmt.Errorf("delete message: %w", err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return c.Status(fiber.StatusOK).SendString("") // the empty answer replaces the row
+		c.Set("HX-Trigger", component.ListChanged) // the list reloads, as deleteOwned's do
+		return c.Status(fiber.StatusOK).SendString("")
 	}
 	s.setFlash(c, layout.FlashSuccess, "Message deleted.")
 	return redirect(c, "/messages")

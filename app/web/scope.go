@@ -82,6 +82,10 @@ func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string
 	return pg
 }
 
+// listURL is the list at path as this request shows it: its search,
+// filter, scope and page.
+func listURL(c *fiber.Ctx, path string) string { return linkWith(c, path, "", "") }
+
 // linkWith is path with the request's query, param set to value (left out
 // when empty) and the parameters drop left out.
 func linkWith(c *fiber.Ctx, path, param, value string, drop ...string) string {
