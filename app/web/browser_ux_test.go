@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"rassylka/app/model"
 	"rassylka/app/store"
@@ -589,5 +590,36 @@ func TestBrowserListFollowsInlineAddAndDelete(t *testing.T) {
 	b.waitJS("empty again", `!!document.querySelector("#clients-list [data-testid=empty]")`)
 	if got := state(); got != "rows=0 empty=true pager=0 clients" {
 		t.Errorf("after deleting every client the list shows %s, want rows=0 empty=true pager=0 clients", got)
+	}
+}
+
+// Enter in the recipient picker's search runs the search: it does not
+// send the mailing form around it (which came back "Choose at least one
+// recipient", the search typed lost, or saved a half-made mailing).
+func TestBrowserPickerSearchEnterDoesNotSubmit(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	mailingWithRecipients(t, e, ann, 3)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("new mailing", chromedp.Navigate(base+"/mailings/new"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.waitJS("picker loaded", `document.querySelectorAll("[data-testid=picker-option]").length === 3`)
+	b.settled("[data-testid=picker-search]")
+	b.do("search and press Enter",
+		chromedp.SendKeys(chromedp.CSS("[data-testid=picker-search]"), "r001"),
+		chromedp.KeyEvent(kb.Enter),
+	)
+	b.waitJS("searched", `document.querySelectorAll("[data-testid=picker-option]").length === 1`)
+	time.Sleep(500 * time.Millisecond) // a form post, if any, has come back
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname + " errors=" + document.querySelectorAll("[data-field-error]").length +
+		" q=" + document.querySelector("[data-testid=picker-search]").value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != "/mailings/new errors=0 q=r001" {
+		t.Errorf("after Enter in the picker's search the page is %s, want /mailings/new errors=0 q=r001", got)
+	}
+	if n := countRows(t, e, "mailings", ann.ID); n != 1 {
+		t.Errorf("%d mailings, want the 1 made before", n)
 	}
 }

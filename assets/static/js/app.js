@@ -148,6 +148,17 @@ function initPicker(root) {
         .finally(function () { e.target.removeAttribute("aria-busy"); });
     }
   });
+  // Enter in the search searches at once: it must not send the mailing
+  // form the picker sits in, with the recipients not chosen yet. (The
+  // form is sent on the key's keypress, which a keydown's preventDefault
+  // does not always hold back.)
+  function searchEnter(e) {
+    if (e.key !== "Enter" || e.isComposing || !e.target.matches("[data-picker-search]")) return;
+    e.preventDefault();
+    if (e.type === "keydown" && window.htmx) htmx.trigger(e.target, "search");
+  }
+  root.addEventListener("keydown", searchEnter);
+  root.addEventListener("keypress", searchEnter);
   document.body.addEventListener("htmx:afterSwap", function (e) {
     if (root.contains(e.target)) sync();
   });
