@@ -623,3 +623,72 @@ func TestBrowserPickerSearchEnterDoesNotSubmit(t *testing.T) {
 		t.Errorf("%d mailings, want the 1 made before", n)
 	}
 }
+
+// A client's row edited in place works from the keyboard: Edit puts the
+// focus in the row's first field, Enter in a field saves, Escape cancels,
+// and the focus goes back to the row's Edit button each time (it fell to
+// the page, with Enter and Escape doing nothing).
+func TestBrowserInlineEditByKeyboard(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	cl := &model.Client{OwnerID: ann.ID, Email: "kb@example.com", FullName: "Kay"}
+	if err := e.store.CreateClient(context.Background(), cl); err != nil {
+		t.Fatal(err)
+	}
+	row := "#client-" + id(cl.ID)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=edit-client]")))
+	b.settled("[data-testid=edit-client]")
+	focused := func() string {
+		s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(document.activeElement.closest("tr")?.id || "-") + " " +
+			(document.activeElement.getAttribute("name") || document.activeElement.dataset.testid || document.activeElement.tagName)`))
+		return s
+	}
+	open := func() {
+		t.Helper()
+		b.do("focus Edit", chromedp.Focus(chromedp.CSS(row+" [data-testid=edit-client]")))
+		b.do("press Enter on Edit", chromedp.KeyEvent(kb.Enter))
+		b.waitJS("edit row", `!!document.querySelector("[data-testid=client-edit-row]")`)
+		b.settled("[data-testid=client-edit-row]")
+		if got, want := focused(), row[1:]+" email"; got != want {
+			t.Errorf("the edit row opened with the focus on %q, want %q", got, want)
+		}
+	}
+	open()
+	b.do("change the name and press Enter",
+		chromedp.SetValue(chromedp.CSS(row+" input[name=full_name]"), "Kay Two"),
+		chromedp.Focus(chromedp.CSS(row+" input[name=full_name]")),
+		chromedp.KeyEvent(kb.Enter),
+	)
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!document.querySelector("`+row+`[data-testid=client-row]")`, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatal("Enter in the row's field did not save it")
+	}
+	b.settled(row)
+	if got, _ := e.store.ClientByID(context.Background(), store.Own(ann.ID), cl.ID); got == nil || got.FullName != "Kay Two" {
+		t.Errorf("saved name %+v, want Kay Two", got)
+	}
+	if got, want := focused(), row[1:]+" edit-client"; got != want {
+		t.Errorf("after saving the focus is on %q, want %q", got, want)
+	}
+	open()
+	b.do("type and press Escape",
+		chromedp.Focus(chromedp.CSS(row+" input[name=full_name]")),
+		chromedp.KeyEvent("zzz"),
+		chromedp.KeyEvent(kb.Escape),
+	)
+	ctx2, cancel2 := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel2()
+	if _, err := chromedp.Run(ctx2, chromedp.Poll[bool](`!!document.querySelector("`+row+`[data-testid=client-row]")`, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatal("Escape in the row's field did not cancel the edit")
+	}
+	b.settled(row)
+	if name := b.text(row + " td:nth-child(2)"); name != "Kay Two" {
+		t.Errorf("after Escape the row shows the name %q, want Kay Two", name)
+	}
+	if got, want := focused(), row[1:]+" edit-client"; got != want {
+		t.Errorf("after cancelling the focus is on %q, want %q", got, want)
+	}
+}

@@ -171,3 +171,33 @@ function initPicker(root) {
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("[data-picker]").forEach(initPicker);
 });
+
+// A row edited in place (data-row-edit) is no form: Enter in one of its
+// fields saves it and Escape cancels, as in a form. When the row goes
+// back to its plain view the focus, which the swap dropped to the page,
+// returns to the row's first button (Edit).
+var editedRow = "";
+document.addEventListener("keydown", function (e) {
+  var row = e.target.closest && e.target.closest("[data-row-edit]");
+  if (!row || e.isComposing) return;
+  var button = null;
+  if (e.key === "Enter" && e.target.tagName === "INPUT") button = row.querySelector("[data-row-save]");
+  if (e.key === "Escape") button = row.querySelector("[data-row-cancel]");
+  if (!button) return;
+  e.preventDefault();
+  button.click();
+});
+document.addEventListener("htmx:beforeRequest", function (e) {
+  var row = e.detail.elt.closest && e.detail.elt.closest("[data-row-edit]");
+  if (row) editedRow = row.id;
+});
+document.addEventListener("htmx:afterSettle", function () {
+  var row = editedRow && document.getElementById(editedRow);
+  if (!row || row.matches("[data-row-edit]")) return;
+  editedRow = "";
+  var a = document.activeElement;
+  if (!a || a === document.body) {
+    var b = row.querySelector("button");
+    if (b) b.focus();
+  }
+});
