@@ -1,0 +1,62 @@
+package web_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"rassylka/app/model"
+	"rassylka/app/testkit"
+)
+
+// phoneWidth is the width of a common phone's screen, in CSS pixels.
+const phoneWidth = 390
+
+// onPhone narrows the browser's viewport to a phone's.
+func (b *browserUser) onPhone() {
+	b.t.Helper()
+	b.do("phone viewport", chromedp.EmulateViewport(phoneWidth, 844))
+}
+
+// phonePages signs in a manager with a client, a message and a mailing of
+// their own and returns the pages to look at on a phone.
+func phonePages(t *testing.T) (*browserUser, []string) {
+	t.Helper()
+	e, base := servedEnv(t)
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	o := makeObjects(t, e, boss)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("boss@example.com")
+	b.onPhone()
+	m := "/mailings/" + id(o.mailing.ID)
+	return b, []string{"/", "/clients", "/clients?scope=all", "/clients/import", "/messages", "/messages?scope=all", "/messages/" + id(o.message.ID),
+		"/mailings", "/mailings?scope=all", "/mailings/new", m, m + "/attempts", "/stats", "/stats?scope=all", "/users", "/account"}
+}
+
+// No page scrolls sideways on a phone: what is wider than the screen
+// (a table) scrolls in its own box.
+func TestBrowserPhonePagesDoNotScrollSideways(t *testing.T) {
+	b, pages := phonePages(t)
+	for _, p := range pages {
+		b.do("open "+p, chromedp.Navigate(b.base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		time.Sleep(200 * time.Millisecond) // load-triggered htmx requests
+		wide, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`(() => {
+			const w = document.documentElement.clientWidth;
+			if (document.documentElement.scrollWidth <= w) return [];
+			return [...document.querySelectorAll("body *")].filter(el => {
+				const r = el.getBoundingClientRect();
+				if (r.width === 0 || r.right <= w + 1) return false;
+				for (let a = el.parentElement; a; a = a.parentElement) if (a.scrollWidth > a.clientWidth && getComputedStyle(a).overflowX !== "visible") return false;
+				return true;
+			}).map(el => el.tagName.toLowerCase() + (el.className ? "." + el.className : "") + " ending at " + Math.round(el.getBoundingClientRect().right) + "px")
+				.concat(["page " + document.documentElement.scrollWidth + "px wide for a " + w + "px screen"]);
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wide) > 0 {
+			t.Errorf("%s scrolls sideways on a phone: %v", p, wide)
+		}
+	}
+}
