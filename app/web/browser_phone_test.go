@@ -60,3 +60,21 @@ func TestBrowserPhonePagesDoNotScrollSideways(t *testing.T) {
 		}
 	}
 }
+
+// On a phone every link of the main navigation is on the screen: a
+// manager's "Users" was cut off at the screen's edge, in a strip that
+// scrolled sideways with nothing to show it could.
+func TestBrowserPhoneNavigationFits(t *testing.T) {
+	b, _ := phonePages(t)
+	b.do("open the dashboard", chromedp.Navigate(b.base+"/"), chromedp.WaitReady(chromedp.CSS("footer")))
+	out, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("nav[aria-label=Main] a, nav[aria-label=Main] button")].filter(el => {
+		const r = el.getBoundingClientRect();
+		return r.left < 0 || r.right > document.documentElement.clientWidth;
+	}).map(el => el.textContent.trim().replace(/\s+/g, " ") + " at " + Math.round(el.getBoundingClientRect().left) + "–" + Math.round(el.getBoundingClientRect().right) + "px")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > 0 {
+		t.Errorf("on a %dpx screen these navigation links are not (wholly) on it: %v", phoneWidth, out)
+	}
+}
