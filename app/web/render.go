@@ -40,6 +40,7 @@ func (s *Server) page(c *fiber.Ctx, title string) layout.Page {
 		CSRFToken: auth.CSRFToken(c),
 		RequestID: RequestID(c),
 		Flashes:   s.takeFlash(c),
+		Path:      c.Path(),
 	}
 	if u := auth.CurrentUser(c); u != nil {
 		name := u.FullName

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/go-redis/v9"
 
@@ -245,5 +246,34 @@ func TestHTMXErrorIsAFragment(t *testing.T) {
 	}
 	if strings.Contains(body, "<html") || !strings.Contains(body, `data-testid="error-page"`) {
 		t.Fatalf("htmx error answer is not the fragment alone: %s", body)
+	}
+}
+
+// The main navigation marks the section the page belongs to
+// (aria-current), and only that one.
+func TestNavigationMarksTheCurrentSection(t *testing.T) {
+	_, c, _, o := signedInWithObjects(t)
+	for path, want := range map[string]string{
+		"/clients":                                    "/clients",
+		"/clients/" + id(o.client.ID) + "/edit":       "/clients",
+		"/messages/new":                               "/messages",
+		"/mailings/" + id(o.mailing.ID):               "/mailings",
+		"/mailings/" + id(o.mailing.ID) + "/attempts": "/mailings",
+		"/stats?days=7":                               "/stats",
+		"/":                                           "",
+		"/account":                                    "",
+	} {
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		var current []string
+		parseHTML(t, body).Find(`nav[aria-label=Main] a[aria-current]`).Each(func(_ int, a *goquery.Selection) {
+			if v, _ := a.Attr("aria-current"); v == "page" {
+				h, _ := a.Attr("href")
+				current = append(current, h)
+			}
+		})
+		if want == "" && len(current) != 0 || want != "" && (len(current) != 1 || current[0] != want) {
+			t.Errorf("%s: navigation marks %v as current, want %q", path, current, want)
+		}
 	}
 }
