@@ -164,3 +164,19 @@ func TestMessageBodyKeepsLeadingBlankLines(t *testing.T) {
 		t.Errorf("rejected form holds %q, want %q", got, text)
 	}
 }
+
+// A message used by one mailing says so in the singular, in the list and
+// on its page ("1 mailings" before).
+func TestMessageUsedByOneMailing(t *testing.T) {
+	_, c, _, o := signedInWithObjects(t)
+	resp, body := c.get(t, "/messages")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := strings.TrimSpace(parseHTML(t, body).Find("[data-testid=message-row] td:nth-child(2)").Text()); got != "1 mailing" {
+		t.Errorf("the list says %q, want 1 mailing", got)
+	}
+	resp, body = c.get(t, "/messages/"+id(o.message.ID))
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := strings.Join(strings.Fields(parseHTML(t, body).Find("[data-testid=message-show] header p").Text()), " "); !strings.HasPrefix(got, "Used by 1 mailing ·") {
+		t.Errorf("the page says %q, want Used by 1 mailing · …", got)
+	}
+}
