@@ -78,3 +78,29 @@ func TestBrowserPhoneNavigationFits(t *testing.T) {
 		t.Errorf("on a %dpx screen these navigation links are not (wholly) on it: %v", phoneWidth, out)
 	}
 }
+
+// On a phone a list's rows fit the screen, each a block of its fields:
+// a row's Edit and Delete buttons and an attempt's server reply were
+// past the screen's edge, in a table to scroll sideways.
+func TestBrowserPhoneTablesFit(t *testing.T) {
+	b, _ := phonePages(t)
+	for p, sel := range map[string]string{
+		"/clients":  "[data-testid=client-row] button",
+		"/messages": "[data-testid=message-row] td",
+		"/mailings": "[data-testid=mailing-row] td",
+		"/users":    "[data-testid=user-row] td",
+		"/stats":    "[data-testid=stats-mailing] td",
+	} {
+		b.do("open "+p, chromedp.Navigate(b.base+p), chromedp.WaitReady(chromedp.CSS(sel)))
+		out, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("`+sel+`")].filter(el => {
+			const r = el.getBoundingClientRect();
+			return r.width > 0 && (r.left < 0 || r.right > document.documentElement.clientWidth);
+		}).map(el => el.textContent.trim().replace(/\s+/g, " ").slice(0, 40) + " at " + Math.round(el.getBoundingClientRect().left) + "–" + Math.round(el.getBoundingClientRect().right) + "px")`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > 0 {
+			t.Errorf("%s on a %dpx screen: these are not (wholly) on it: %v", p, phoneWidth, out)
+		}
+	}
+}
