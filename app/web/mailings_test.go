@@ -103,6 +103,13 @@ func TestMailingCreate(t *testing.T) {
 			if fieldError(t, body, tc.field) == "" {
 				t.Fatalf("no error beside %s:\n%.3000s", tc.field, body)
 			}
+			// The control in error is described by its message, for a
+			// screen reader to read it with the control.
+			doc := parseHTML(t, body)
+			errID, _ := doc.Find(`[data-field-error="` + tc.field + `"]`).Attr("id")
+			if errID == "" || doc.Find(`[aria-describedby~="`+errID+`"]`).Length() == 0 {
+				t.Errorf("no control of %s is described by its error (id %q)", tc.field, errID)
+			}
 			if name != "bad start" && name != "no start" && inputValue(t, body, "starts_at") != w.form(tc.mod).Get("starts_at") {
 				t.Errorf("typed start lost: %q", inputValue(t, body, "starts_at"))
 			}
