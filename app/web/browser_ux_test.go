@@ -692,3 +692,42 @@ func TestBrowserInlineEditByKeyboard(t *testing.T) {
 		t.Errorf("after cancelling the focus is on %q, want %q", got, want)
 	}
 }
+
+// The add-client form above the list works from the keyboard: it opens
+// with the focus in its first field, Escape closes it as Close does, and
+// the focus goes back to "Add client" (it fell to the page).
+func TestBrowserAddClientFormByKeyboard(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=new-client]")))
+	b.settled("[data-testid=new-client]")
+	focused := func() string {
+		s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement.id || document.activeElement.dataset.testid || document.activeElement.tagName`))
+		return s
+	}
+	for _, close := range []string{"Escape", "Close"} {
+		b.do("focus Add client", chromedp.Focus(chromedp.CSS("[data-testid=new-client]")))
+		b.do("press Enter", chromedp.KeyEvent(kb.Enter))
+		b.waitJS("form open", `!!document.querySelector("[data-testid=client-new-form]")`)
+		b.settled("[data-testid=client-new-form]")
+		if got := focused(); got != "field-email" {
+			t.Errorf("the form opened with the focus on %q, want field-email", got)
+		}
+		if close == "Escape" {
+			b.do("press Escape", chromedp.KeyEvent(kb.Escape))
+		} else {
+			b.do("focus Close and press Enter", chromedp.Focus(chromedp.CSS("[data-testid=client-new-form] [data-clear]")), chromedp.KeyEvent(kb.Enter))
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 3*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`!document.querySelector("[data-testid=client-new-form]")`, chromedp.WithPollingInterval(50*time.Millisecond)))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s did not close the add-client form", close)
+		}
+		if got := focused(); got != "new-client" {
+			t.Errorf("after %s the focus is on %q, want the Add client button", close, got)
+		}
+	}
+}

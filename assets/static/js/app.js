@@ -54,10 +54,26 @@ document.addEventListener("submit", function (e) {
   var msg = e.target.dataset && e.target.dataset.confirm;
   if (msg && !window.confirm(msg)) e.preventDefault();
 });
+// The focus, inside what is emptied, goes to the element named by
+// data-focus-after (the button that opened it) rather than to the page;
+// Escape inside a box marked data-escape-clears presses its data-clear
+// button.
 document.addEventListener("click", function (e) {
   var b = e.target.closest && e.target.closest("[data-clear]");
   var el = b && document.querySelector(b.dataset.clear);
-  if (el) el.innerHTML = "";
+  if (!el) return;
+  var hadFocus = el.contains(document.activeElement);
+  el.innerHTML = "";
+  var back = hadFocus && b.dataset.focusAfter && document.querySelector(b.dataset.focusAfter);
+  if (back) back.focus();
+});
+document.addEventListener("keydown", function (e) {
+  if (e.key !== "Escape" || e.isComposing) return;
+  var box = e.target.closest && e.target.closest("[data-escape-clears]");
+  var b = box && box.querySelector("[data-clear]");
+  if (!b) return;
+  e.preventDefault();
+  b.click();
 });
 
 // A plain form posts once: a second click while the first post is on its
