@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -41,15 +42,53 @@ func (s *Server) register(c *fiber.Ctx) error {
 		return fmt.Errorf("register: %w", err)
 	}
 	s.stats.SiteChanged(c.UserContext()) // the managers' per-user table may have a new row
+	s.setSentTo(c, f.Email)
 	return redirect(c, "/register/sent")
 }
 
 func (s *Server) registerSent(c *fiber.Ctx) error {
-	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
+	n := account.Notice{
 		Title:  "Check your inbox",
 		Text:   "We mailed you a link to confirm your address; the mail says how long it works. No mail after a few minutes? Look in your spam folder, or ask for a new link.",
 		Resend: "confirm",
-	}))
+	}
+	if to := s.sentTo(c); to != "" {
+		n.Email = to
+		n.Text = "We mailed a link to " + to + " to confirm it; the mail says how long it works. " +
+			"No mail after a few minutes? Look in your spam folder, or ask for a new link."
+		n.LinkHref, n.LinkLabel = "/register", "Not your address? Create the account with the right one"
+	}
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), n))
+}
+
+// sentToCookie holds, for a few minutes, the address the browser asked a
+// link for, so that the "Check your inbox" page can name it (a mistyped
+// address then shows) and fill the resend form with it.
+const sentToCookie = "rassylka_sent_to"
+
+func (s *Server) setSentTo(c *fiber.Ctx, email string) {
+	c.Cookie(&fiber.Cookie{
+		Name:     sentToCookie,
+		Value:    base64.RawURLEncoding.EncodeToString([]byte(email)),
+		Path:     "/",
+		Expires:  time.Now().Add(15 * time.Minute),
+		HTTPOnly: true,
+		Secure:   s.cfg.SecureCookies(),
+		SameSite: fiber.CookieSameSiteLaxMode,
+	})
+}
+
+// sentTo is the address of setSentTo, "" when none (or not an address).
+func (s *Server) sentTo(c *fiber.Ctx) string {
+	b, err := base64.RawURLEncoding.DecodeString(c.Cookies(sentToCookie))
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	email, msg := form.Email(string(b))
+	if msg != "" {
+		return ""
+	}
+	return email
 }
 
 // tokenNotice explains why a mailed link did not work.
@@ -104,6 +143,7 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 	// the answer must not take longer for it.
 	addr := strings.Clone(f.Email)
 	s.afterAnswer("resend confirmation", func(ctx context.Context) error { return s.accounts.ResendConfirmation(ctx, addr) })
+	s.setSentTo(c, f.Email)
 	return redirect(c, "/register/sent")
 }
 
@@ -209,16 +249,21 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 	// there a link to store and a mail to queue).
 	addr := strings.Clone(f.Email)
 	s.afterAnswer("request reset", func(ctx context.Context) error { return s.accounts.RequestReset(ctx, addr) })
+	s.setSentTo(c, f.Email)
 	return redirect(c, "/password/forgot/sent")
 }
 
 func (s *Server) forgotSent(c *fiber.Ctx) error {
-	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), account.Notice{
+	n := account.Notice{
 		Title:     "Check your inbox",
 		Text:      "If an account exists for that address, we mailed it a link to set a new password. The link works for one hour.",
 		LinkHref:  "/login",
 		LinkLabel: "Back to sign in",
-	}))
+	}
+	if to := s.sentTo(c); to != "" {
+		n.Text = "If an account exists for " + to + ", we mailed it a link to set a new password. The link works for one hour."
+	}
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Check your inbox"), n))
 }
 
 // resetToken checks the reset link of the request; when it cannot be used

@@ -889,3 +889,35 @@ func TestRegisterAgainOverTheMailLimit(t *testing.T) {
 	resp, body := owner.get(t, last)
 	wantRedirect(t, resp, body, "/login")
 }
+
+// The "Check your inbox" pages say which address the link went to, so a
+// mistyped address shows, and the resend form has it filled in.
+func TestCheckYourInboxNamesTheAddress(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	register(t, c, "typo@exmaple.com", "Typo")
+	resp, body := c.get(t, "/register/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+	doc := parseHTML(t, body)
+	if text := doc.Find("[data-testid=notice] > p").First().Text(); !strings.Contains(text, "typo@exmaple.com") {
+		t.Errorf("the page after registering says %q, without the address", text)
+	}
+	if v := inputValue(t, body, "email"); v != "typo@exmaple.com" {
+		t.Errorf("the resend form has %q, want the address registered", v)
+	}
+
+	resp, body = c.post(t, "/password/forgot", url.Values{"email": {"Someone@Example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	resp, body = c.get(t, "/password/forgot/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+	if text := parseHTML(t, body).Find("[data-testid=notice] > p").First().Text(); !strings.Contains(text, "someone@example.com") {
+		t.Errorf("the page after asking for a reset link says %q, without the address", text)
+	}
+
+	// Another browser, which typed nothing, is told nothing of it.
+	resp, body = e.client().get(t, "/register/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+	if strings.Contains(body, "exmaple") {
+		t.Error("another browser sees the address")
+	}
+}
