@@ -731,3 +731,35 @@ func TestBrowserAddClientFormByKeyboard(t *testing.T) {
 		}
 	}
 }
+
+// Switches swapped in place keep the keyboard's place: after Disable on
+// a mailing in the list the focus is on its Enable, and after Block on a user on
+// their Unblock (it fell to the page, the next Tab starting over from
+// the top).
+func TestBrowserSwitchesKeepTheFocus(t *testing.T) {
+	e, base := servedEnv(t)
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, boss, 1)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("boss@example.com")
+	b.acceptConfirms()
+	focused := func() string {
+		s, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement.dataset.testid || document.activeElement.tagName`))
+		return s
+	}
+	press := func(what, page, sel, want string) {
+		t.Helper()
+		b.do("open "+page, chromedp.Navigate(base+page), chromedp.WaitVisible(chromedp.CSS(sel)))
+		b.settled(sel)
+		b.acceptConfirms()
+		b.do(what, chromedp.Focus(chromedp.CSS(sel)), chromedp.KeyEvent(kb.Enter))
+		b.waitJS(what+" done", `!!document.querySelector("[data-testid=`+want+`]")`)
+		b.settled("[data-testid=" + want + "]")
+		if got := focused(); got != want {
+			t.Errorf("after %s the focus is on %q, want %s", what, got, want)
+		}
+	}
+	press("Disable", "/mailings", "#mailing-"+id(m.ID)+" [data-testid=disable-mailing]", "enable-mailing")
+	press("Block", "/users", "#user-"+id(ann.ID)+" [data-testid=block-user]", "unblock-user")
+}

@@ -189,10 +189,7 @@ document.addEventListener("DOMContentLoaded", function () {
 });
 
 // A row edited in place (data-row-edit) is no form: Enter in one of its
-// fields saves it and Escape cancels, as in a form. When the row goes
-// back to its plain view the focus, which the swap dropped to the page,
-// returns to the row's first button (Edit).
-var editedRow = "";
+// fields saves it and Escape cancels, as in a form.
 document.addEventListener("keydown", function (e) {
   var row = e.target.closest && e.target.closest("[data-row-edit]");
   if (!row || e.isComposing) return;
@@ -203,17 +200,22 @@ document.addEventListener("keydown", function (e) {
   e.preventDefault();
   button.click();
 });
-document.addEventListener("htmx:beforeRequest", function (e) {
-  var row = e.detail.elt.closest && e.detail.elt.closest("[data-row-edit]");
-  if (row) editedRow = row.id;
+
+// A swap of an element marked data-refocus (a row saved, a switch turned)
+// replaces the control that had the focus, which then fell to the page
+// and the next Tab started over from the top: it goes to the first
+// button of what came in instead (unless that took the focus itself,
+// as an autofocus field does).
+var refocus = "";
+document.addEventListener("htmx:beforeSwap", function (e) {
+  var t = e.detail.target;
+  refocus = t && t.id && t.matches("[data-refocus]") && t.contains(document.activeElement) ? t.id : "";
 });
 document.addEventListener("htmx:afterSettle", function () {
-  var row = editedRow && document.getElementById(editedRow);
-  if (!row || row.matches("[data-row-edit]")) return;
-  editedRow = "";
+  var el = refocus && document.getElementById(refocus);
+  refocus = "";
   var a = document.activeElement;
-  if (!a || a === document.body) {
-    var b = row.querySelector("button");
-    if (b) b.focus();
-  }
+  if (!el || (a && a !== document.body)) return;
+  var b = el.querySelector("button") || el.querySelector("a[href], input:not([type=hidden]), select, textarea");
+  if (b) b.focus();
 });
