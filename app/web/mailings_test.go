@@ -623,3 +623,32 @@ func TestMailingPageNextSend(t *testing.T) {
 		}
 	}
 }
+
+// A filtered attempt log with nothing to show says what it filtered
+// ("No failed attempts."), not "No attempts yet." under a run that sent.
+func TestAttemptLogEmptyFilterSaysWhat(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
+	if _, err := w.e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := "/mailings/" + id(o.mailing.ID) + "/attempts"
+	for _, htmx := range []bool{false, true} {
+		resp, body := w.c.request(t, "GET", base+"?status=failure", nil, htmx)
+		wantStatus(t, resp, body, http.StatusOK)
+		if got := strings.TrimSpace(parseHTML(t, body).Find("[data-testid=empty]").Text()); got != "No failed attempts." {
+			t.Errorf("htmx %v: the empty failure filter says %q, want No failed attempts.", htmx, got)
+		}
+	}
+	m2 := mailingWithRecipients(t, w.e, w.ann, 1)
+	_, body := w.c.get(t, "/mailings/"+id(m2.ID)+"/attempts?status=success")
+	if got := strings.TrimSpace(parseHTML(t, body).Find("[data-testid=empty]").Text()); got != "No successful attempts." {
+		t.Errorf("the empty success filter says %q, want No successful attempts.", got)
+	}
+}
