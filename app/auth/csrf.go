@@ -70,11 +70,17 @@ func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Hand
 }
 
 // CSRFCookieName is the token cookie's name: __Host- prefixed on https.
-func CSRFCookieName(secure bool) string {
+func CSRFCookieName(secure bool) string { return hostCookie(CSRFCookie, secure) }
+
+// hostCookie is a cookie's name, __Host- prefixed on https: the browser
+// then takes it only from this host over https, for the whole site, so
+// that neither a sibling subdomain nor a plain-http answer (a network
+// attacker's) can plant it.
+func hostCookie(name string, secure bool) string {
 	if secure {
-		return "__Host-" + CSRFCookie
+		return "__Host-" + name
 	}
-	return CSRFCookie
+	return name
 }
 
 // CSRFToken is the request's token, for the layout and forms.

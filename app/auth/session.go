@@ -27,7 +27,7 @@ const (
 	// trip, before sign-in) is kept.
 	RoundTripTimeout = 30 * time.Minute
 
-	// CookieName is the session cookie's name (see SessionCookieName).
+	// CookieName is the session cookie's name (__Host- prefixed on https).
 	CookieName = "rassylka_session"
 
 	keyUserID = "uid"
@@ -54,9 +54,11 @@ type Sessions struct {
 }
 
 // NewSessions builds the session manager. secure marks the cookie Secure
-// (BASE_URL is https) and names it SessionCookieName(true).
+// (BASE_URL is https) and names it __Host-rassylka_session.
 func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.Logger) *Sessions {
-	cookie := SessionCookieName(secure)
+	// __Host- on https: a session planted in a browser would work in its
+	// planter's name (see hostCookie).
+	cookie := hostCookie(CookieName, secure)
 	st := session.New(session.Config{
 		Storage:        redisStorage{rdb: rdb},
 		Expiration:     IdleTimeout,
@@ -68,17 +70,6 @@ func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.
 		KeyGenerator:   func() string { return RandomString(32) },
 	})
 	return &Sessions{store: st, rdb: rdb, users: users, log: log, cookie: cookie}
-}
-
-// SessionCookieName is the session cookie's name: on https __Host-
-// prefixed, so that neither a sibling subdomain nor a plain-http answer
-// (a network attacker's) can plant someone's session in a browser and
-// have it work in that person's name.
-func SessionCookieName(secure bool) string {
-	if secure {
-		return "__Host-" + CookieName
-	}
-	return CookieName
 }
 
 // Load is middleware that puts the signed-in user, if any, on the request.
