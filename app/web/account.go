@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -67,24 +66,16 @@ func (s *Server) registerSent(c *fiber.Ctx) error {
 const sentToCookie = "rassylka_sent_to"
 
 func (s *Server) setSentTo(c *fiber.Ctx, email string) {
-	c.Cookie(&fiber.Cookie{
-		Name:     sentToCookie,
-		Value:    base64.RawURLEncoding.EncodeToString([]byte(email)),
-		Path:     "/",
-		Expires:  time.Now().Add(15 * time.Minute),
-		HTTPOnly: true,
-		Secure:   s.cfg.SecureCookies(),
-		SameSite: fiber.CookieSameSiteLaxMode,
-	})
+	s.setNote(c, sentToCookie, email, time.Now().Add(15*time.Minute))
 }
 
 // sentTo is the address of setSentTo, "" when none (or not an address).
 func (s *Server) sentTo(c *fiber.Ctx) string {
-	b, err := base64.RawURLEncoding.DecodeString(c.Cookies(sentToCookie))
-	if err != nil || len(b) == 0 {
+	b, ok := s.note(c, sentToCookie)
+	if !ok {
 		return ""
 	}
-	email, msg := form.Email(string(b))
+	email, msg := form.Email(b)
 	if msg != "" {
 		return ""
 	}

@@ -16,30 +16,20 @@ const flashCookie = "rassylka_flash"
 // (after a redirect). It rides in a short-lived cookie, so anonymous
 // visitors need no server-side session.
 func (s *Server) setFlash(c *fiber.Ctx, kind layout.FlashKind, text string) {
-	c.Cookie(&fiber.Cookie{
-		Name:     flashCookie,
-		Value:    base64.RawURLEncoding.EncodeToString([]byte(string(kind) + "\x00" + text)),
-		Path:     "/",
-		Expires:  time.Now().Add(5 * time.Minute),
-		HTTPOnly: true,
-		Secure:   s.cfg.SecureCookies(),
-		SameSite: fiber.CookieSameSiteLaxMode,
-	})
+	s.setNote(c, flashCookie, string(kind)+"\x00"+text, time.Now().Add(5*time.Minute))
 }
 
 // takeFlash reads and clears the pending message.
 func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
-	raw := c.Cookies(flashCookie)
-	if raw == "" {
+	if c.Cookies(flashCookie) == "" {
 		return nil
 	}
-	c.Cookie(&fiber.Cookie{Name: flashCookie, Path: "/", Expires: time.Unix(0, 0), HTTPOnly: true,
-		Secure: s.cfg.SecureCookies(), SameSite: fiber.CookieSameSiteLaxMode})
-	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil {
+	b, ok := s.note(c, flashCookie)
+	s.setNote(c, flashCookie, "", time.Unix(0, 0))
+	if !ok {
 		return nil
 	}
-	kind, text, ok := strings.Cut(string(b), "\x00")
+	kind, text, ok := strings.Cut(b, "\x00")
 	if !ok || text == "" || len(text) > 500 {
 		return nil
 	}
@@ -48,4 +38,27 @@ func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
 		return []layout.Flash{{Kind: k, Text: text}}
 	}
 	return nil
+}
+
+// setNote keeps a short note of this browser's (a flash, an address a link
+// went to) in a cookie until until; a past until clears it.
+func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
+	c.Cookie(&fiber.Cookie{
+		Name:     name,
+		Value:    base64.RawURLEncoding.EncodeToString([]byte(value)),
+		Path:     "/",
+		Expires:  until,
+		HTTPOnly: true,
+		Secure:   s.cfg.SecureCookies(),
+		SameSite: fiber.CookieSameSiteLaxMode,
+	})
+}
+
+// note reads the note of setNote; ok is false when there is none.
+func (s *Server) note(c *fiber.Ctx, name string) (value string, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c.Cookies(name))
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
 }
