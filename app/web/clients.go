@@ -213,13 +213,18 @@ func (s *Server) deleteOwned(c *fiber.Ctx, del func(ctx context.Context, ownerID
 		return fmt.Errorf("delete %s: %w", list, err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		// The empty answer replaces the row, and the list reloads (its
-		// count, or its empty state after the last row).
-		c.Set("HX-Trigger", component.ListChanged)
-		return c.Status(fiber.StatusOK).SendString("")
+		return rowRemoved(c)
 	}
 	s.setFlash(c, layout.FlashSuccess, done)
 	return redirect(c, list)
+}
+
+// rowRemoved answers an htmx delete of a list's row: the empty answer
+// replaces the row, and the list reloads (its count, or its empty state
+// after the last row).
+func rowRemoved(c *fiber.Ctx) error {
+	c.Set("HX-Trigger", component.ListChanged)
+	return c.Status(fiber.StatusOK).SendString("")
 }
 
 // exportClients streams the owner's clients as CSV, batch by batch.

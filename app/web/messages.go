@@ -12,7 +12,6 @@ import (
 	"rassylka/app/model"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
-	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/messages"
 )
@@ -182,8 +181,7 @@ func (s *Server) deleteMessage(c *fiber.Ctx) error {
 		return fmt.Errorf("delete message: %w", err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		c.Set("HX-Trigger", component.ListChanged) // the list reloads, as deleteOwned's do
-		return c.Status(fiber.StatusOK).SendString("")
+		return rowRemoved(c)
 	}
 	s.setFlash(c, layout.FlashSuccess, "Message deleted.")
 	return redirect(c, "/messages")
