@@ -38,6 +38,11 @@ type MailingRow struct {
 	DisabledByManager bool `bun:"disabled_by_manager"`
 }
 
+// disabledByManager is the condition on a mailing (alias g) that a manager
+// other than its owner switched it off: then only a manager may switch it
+// on again.
+const disabledByManager = `EXISTS (SELECT 1 FROM users AS dm WHERE dm.id = g.disabled_by AND dm.role = 'manager' AND dm.id <> g.owner_id)`
+
 // Status filters of mailing lists: a disabled mailing shows as disabled
 // whatever its status.
 const (
@@ -52,7 +57,7 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 		ColumnExpr("u.email AS owner_email").
 		ColumnExpr("(SELECT count(*) FROM mailing_recipients WHERE mailing_id = g.id) AS recipients").
 		ColumnExpr("coalesce(d.email, '') AS disabled_by_email").
-		ColumnExpr("coalesce(d.role = 'manager' AND d.id <> g.owner_id, false) AS disabled_by_manager").
+		ColumnExpr(disabledByManager + " AS disabled_by_manager").
 		Join("JOIN messages AS m ON m.id = g.message_id").
 		Join("JOIN users AS u ON u.id = g.owner_id").
 		Join("LEFT JOIN users AS d ON d.id = g.disabled_by")
@@ -224,7 +229,7 @@ func (s *Store) DeleteMailing(ctx context.Context, ownerID, id int64) (next *tim
 // when) or on again. Its owner cannot switch on what a manager switched
 // off (ErrDisabledByManager); a manager (scope All) can.
 func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, disabled bool) error {
-	q := s.db.NewUpdate().Model((*model.Mailing)(nil)).Set("updated_at = now()").Where("id = ?", id)
+	q := s.db.NewUpdate().Model((*model.Mailing)(nil)).ModelTableExpr("mailings AS g").Set("updated_at = now()").Where("id = ?", id)
 	if disabled {
 		q.Set("disabled_at = coalesce(disabled_at, now())").Set("disabled_by = coalesce(disabled_by, ?)", by)
 	} else {
@@ -233,8 +238,7 @@ func (s *Store) SetMailingDisabled(ctx context.Context, sc Scope, id, by int64, 
 	if !sc.All {
 		q.Where("owner_id = ?", sc.UserID)
 		if !disabled {
-			q.Where(`(disabled_by IS NULL OR disabled_by = owner_id
-				OR NOT EXISTS (SELECT 1 FROM users WHERE users.id = disabled_by AND users.role = 'manager'))`)
+			q.Where("NOT " + disabledByManager)
 		}
 	}
 	res, err := q.Exec(ctx)
