@@ -12,11 +12,12 @@ import (
 
 	"rassylka/app/model"
 	"rassylka/app/testkit"
+	"rassylka/app/web"
 )
 
 // servedEnv is an env whose app listens on a free local port, with
 // BASE_URL pointing at it so that mailed links work in the browser.
-func servedEnv(t testing.TB) (*env, string) {
+func servedEnv(t testing.TB, opts ...func(*web.Deps)) (*env, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +26,7 @@ func servedEnv(t testing.TB) (*env, string) {
 	base := fmt.Sprintf("http://%s", ln.Addr())
 	cfg := testConfig(t)
 	cfg.BaseURL = base
-	e := newEnvWith(t, cfg, testkit.Redis(t), nil)
+	e := newEnvWith(t, cfg, testkit.Redis(t), nil, opts...)
 	go func() { _ = e.app.Listener(ln) }()
 	t.Cleanup(func() { _ = e.app.ShutdownWithTimeout(5 * time.Second) })
 	return e, base

@@ -1,11 +1,19 @@
 package web
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
 
 	"rassylka/app/auth"
 	"rassylka/app/store"
@@ -18,15 +26,59 @@ const (
 	MaxImportBytes = 20 << 20
 	importBatch    = 1000
 	maxRejectsShow = 1000
+	// DefaultImportWait is how long the answer to an import waits for it
+	// to finish and show its report; a longer import answers with its own
+	// page, where a progress bar follows it.
+	DefaultImportWait = 2 * time.Second
+	// importStalled is how long an unfinished import may go without
+	// telling its progress before its page says it stopped (the process
+	// running it was killed).
+	importStalled = 30 * time.Second
+	importBeat    = 5 * time.Second
+	// importKept is how long an import's page (its report) stays.
+	importKept = 24 * time.Hour
 )
+
+// Where an import stands.
+const (
+	importWaiting = "waiting" // for the one before it, in this process, to end
+	importRunning = "running"
+	importDone    = "done"
+	importStopped = "stopped" // before its end: Problem says why
+)
+
+// importJob is an import in the background, as its page shows it; it lives
+// in Redis under importKey, so any web process can show it.
+type importJob struct {
+	ID     string         `json:"-"`
+	Owner  int64          `json:"owner"`
+	File   string         `json:"file"`
+	State  string         `json:"state"`
+	Size   int64          `json:"size"` // bytes
+	Read   int64          `json:"read"` // bytes read so far
+	Line   int            `json:"line"` // the last line read
+	Report clients.Report `json:"report"`
+	// Problem says why the import stopped before its end.
+	Problem string    `json:"problem,omitempty"`
+	Beat    time.Time `json:"beat"` // when the job last told its progress
+}
+
+func importKey(id string) string        { return "import:" + id }
+func importOwnerKey(owner int64) string { return "import:owner:" + strconv.FormatInt(owner, 10) }
+func importURL(id string) string        { return "/clients/import/" + id }
+func (j *importJob) finished() bool     { return j.State == importDone || j.State == importStopped }
+func (j *importJob) stalled(now time.Time) bool {
+	return !j.finished() && now.Sub(j.Beat) > importStalled
+}
 
 func (s *Server) importForm(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), clients.ImportView{}))
 }
 
-// importClients reads an uploaded CSV and creates or updates the owner's
-// clients in batches (one statement, so one transaction, per batch); a bad
-// row is reported and never stops the others.
+// importClients takes an uploaded CSV and imports it in the background
+// (importJob.run). The answer waits for it up to the import wait and shows
+// the report; a longer import answers with its page and a progress bar.
+// One import per owner runs at a time.
 func (s *Server) importClients(c *fiber.Ctx) error {
 	uid := auth.UserID(c)
 	refuse := func(status int, msg string) error {
@@ -44,14 +96,163 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("open upload: %w", err)
 	}
-	defer f.Close()
+	// The upload is gone once the answer is sent: the import keeps a copy.
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read upload: %w", err)
+	}
+	// A file that is no clients CSV at all is refused at once.
+	errFirstRow := errors.New("the first row is read")
+	err = form.ReadClientsCSV(bytes.NewReader(data), func(form.CSVRow) error { return errFirstRow })
+	if errors.Is(err, form.ErrCSVHeader) {
+		return refuse(fiber.StatusUnprocessableEntity, "This does not look like a clients CSV: "+err.Error()+".")
+	}
 
-	report := &clients.Report{}
+	ctx := c.UserContext()
+	job := &importJob{ID: newImportID(), Owner: uid, File: fh.Filename, State: importWaiting, Size: int64(len(data)), Beat: time.Now()}
+	ok, err := s.redis.SetNX(ctx, importOwnerKey(uid), job.ID, importStalled).Result()
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	if !ok {
+		v := clients.ImportView{Error: "Your previous import is still under way; import this file once it has finished."}
+		if id, err := s.redis.Get(ctx, importOwnerKey(uid)).Result(); err == nil {
+			v.Running = importURL(id)
+		}
+		return render(c, fiber.StatusConflict, clients.ImportPage(s.page(c, "Import clients"), v))
+	}
+	if err := s.saveImport(ctx, job); err != nil {
+		return err
+	}
+	done := make(chan *importJob, 1)
+	s.after.Add(1)
+	go func() {
+		defer s.after.Done()
+		done <- s.runImport(job, data)
+	}()
+	if s.importWait >= 0 {
+		wait := time.NewTimer(s.importWait)
+		defer wait.Stop()
+		select {
+		case j := <-done:
+			if j.State == importDone {
+				return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), importView(j, time.Now())))
+			}
+		case <-wait.C:
+		}
+	}
+	return redirect(c, importURL(job.ID))
+}
+
+// showImport is an import's page: its progress, polled by htmx (the same
+// URL answers it with the box alone, and 286 once the import has ended),
+// then its report. Only its owner sees it.
+func (s *Server) showImport(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {
+		return fiber.ErrNotFound
+	}
+	job, err := s.loadImport(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && job.Owner != auth.UserID(c) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	v := importView(job, time.Now())
+	if isHTMX(c) {
+		status := fiber.StatusOK
+		if v.Progress == nil {
+			status = StatusStopPolling
+		}
+		return render(c, status, clients.ImportStatus(v))
+	}
+	return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), v))
+}
+
+// importView is what an import's page shows of it at now.
+func importView(j *importJob, now time.Time) clients.ImportView {
+	v := clients.ImportView{File: j.File}
+	switch {
+	case j.State == importDone:
+		v.Report = &j.Report
+	case j.State == importStopped || j.stalled(now):
+		v.Report, v.Stopped, v.StoppedAt = &j.Report, j.Problem, j.Line
+		if v.Stopped == "" {
+			v.Stopped = "the server running it stopped."
+		}
+	default:
+		v.Progress = &clients.ImportProgress{URL: importURL(j.ID), Waiting: j.State == importWaiting,
+			Read: j.Read, Size: j.Size, Line: j.Line, Counts: j.Report}
+	}
+	return v
+}
+
+// runImport imports the file's rows a batch at a time (one statement, so
+// one transaction, per batch), telling its progress after each; a bad row
+// is reported and never stops the others. Imports run one at a time in a
+// process, and stop after the batch under way when it shuts down. It
+// returns the job as it ended.
+func (s *Server) runImport(job *importJob, data []byte) *importJob {
+	ctx := s.background
+	started := time.Now()
+	defer func() {
+		// Not ctx: the job's end is written while the process stops.
+		end := context.WithoutCancel(ctx)
+		if err := s.saveImport(end, job); err != nil {
+			s.log.ErrorContext(end, "import: save its end", "error", err.Error())
+		}
+		if err := s.redis.Del(end, importOwnerKey(job.Owner)).Err(); err != nil {
+			s.log.ErrorContext(end, "import: release the owner", "error", err.Error())
+		}
+		s.stats.Changed(end, job.Owner)
+		s.log.InfoContext(end, "import", "owner_id", job.Owner, "state", job.State, "lines", job.Line,
+			"created", job.Report.Created, "updated", job.Report.Updated, "rejected", job.Report.RejectedTotal,
+			"duration_ms", time.Since(started).Milliseconds())
+	}()
+	stop := func(why string) *importJob {
+		job.State, job.Problem = importStopped, why
+		return job
+	}
+	beat := time.NewTicker(importBeat)
+	defer beat.Stop()
+wait:
+	for {
+		select {
+		case s.importTurn <- struct{}{}:
+			break wait
+		case <-beat.C:
+			job.Beat = time.Now()
+			if err := s.saveImport(ctx, job); err != nil {
+				s.log.WarnContext(ctx, "import: tell progress", "error", err.Error())
+			}
+		case <-ctx.Done():
+			return stop("the server was restarting.")
+		}
+	}
+	defer func() { <-s.importTurn }()
+	job.State = importRunning
+
+	in := bytes.NewReader(data)
+	report := &job.Report
 	seen := map[string]int{} // email -> line, to reject repeats within the file
 	var batch []store.ImportRow
 	var cols store.ImportColumns
+	line := 0 // the last line read; the rows up to it are done once flushed
+	tell := func() {
+		job.Read, job.Beat = job.Size-int64(in.Len()), time.Now()
+		if err := s.saveImport(ctx, job); err != nil {
+			s.log.WarnContext(ctx, "import: tell progress", "error", err.Error())
+		}
+	}
 	flush := func() error {
-		created, updated, err := s.store.UpsertClientsColumns(c.UserContext(), uid, batch, cols)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// The batch under way is written whole, even while the process
+		// stops: the job's end then counts it.
+		created, updated, err := s.store.UpsertClientsColumns(context.WithoutCancel(ctx), job.Owner, batch, cols)
 		if err != nil {
 			return err
 		}
@@ -59,23 +260,22 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		report.Updated += updated
 		report.Unchanged += len(batch) - created - updated
 		batch = batch[:0]
+		job.Line = line
+		tell()
 		return nil
 	}
-	rejected := 0
-	reject := func(line int, email, reason string) {
-		rejected++
-		if len(report.Rejected) < maxRejectsShow {
-			report.Rejected = append(report.Rejected, clients.Rejected{Line: line, Email: email, Reason: reason})
+	err := form.ReadClientsCSV(in, func(r form.CSVRow) error {
+		line = r.Line
+		if time.Since(job.Beat) > time.Second {
+			tell() // rows rejected one after another
 		}
-	}
-	err = form.ReadClientsCSV(f, func(r form.CSVRow) error {
 		cols = store.ImportColumns{Name: r.HasName, Comment: r.HasComment}
 		if r.Problem != "" {
-			reject(r.Line, r.Email, r.Problem)
+			reject(report, r.Line, r.Email, r.Problem)
 			return nil
 		}
 		if first, dup := seen[r.Email]; dup {
-			reject(r.Line, r.Email, "the same address is on line "+strconv.Itoa(first))
+			reject(report, r.Line, r.Email, "the same address is on line "+strconv.Itoa(first))
 			return nil
 		}
 		seen[r.Email] = r.Line
@@ -85,15 +285,72 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		}
 		return nil
 	})
-	if errors.Is(err, form.ErrCSVHeader) {
-		return refuse(fiber.StatusUnprocessableEntity, "This does not look like a clients CSV: "+err.Error()+".")
-	}
 	if err == nil && len(batch) > 0 {
 		err = flush()
 	}
-	if err != nil {
-		return fmt.Errorf("import clients: %w", err)
+	switch {
+	case err == nil:
+		job.State, job.Read, job.Line = importDone, job.Size, line
+	case ctx.Err() != nil:
+		stop("the server was restarting.")
+	default:
+		s.log.ErrorContext(ctx, "import clients", "owner_id", job.Owner, "line", line, "error", err.Error())
+		stop("something went wrong on our side, and it was logged.")
 	}
-	report.RejectedTotal = rejected
-	return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), clients.ImportView{Report: report}))
+	return job
+}
+
+// reject reports a row that is not imported; the report lists the first
+// maxRejectsShow of them.
+func reject(r *clients.Report, line int, email, reason string) {
+	r.RejectedTotal++
+	if len(r.Rejected) < maxRejectsShow {
+		r.Rejected = append(r.Rejected, clients.Rejected{Line: line, Email: email, Reason: reason})
+	}
+}
+
+// saveImport writes the job where its page reads it. While it runs only
+// its counts are written; the rejected rows go with its end.
+func (s *Server) saveImport(ctx context.Context, j *importJob) error {
+	saved := *j
+	if !j.finished() {
+		saved.Report.Rejected = nil
+	}
+	b, err := json.Marshal(&saved)
+	if err != nil {
+		return err
+	}
+	pipe := s.redis.TxPipeline()
+	pipe.Set(ctx, importKey(j.ID), b, importKept)
+	if !j.finished() {
+		pipe.Expire(ctx, importOwnerKey(j.Owner), importStalled)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("save import: %w", err)
+	}
+	return nil
+}
+
+// loadImport reads an import's job (store.ErrNotFound: none by that id, or
+// its page expired).
+func (s *Server) loadImport(ctx context.Context, id string) (*importJob, error) {
+	b, err := s.redis.Get(ctx, importKey(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load import: %w", err)
+	}
+	j := &importJob{ID: id}
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("load import: %w", err)
+	}
+	return j, nil
+}
+
+// newImportID names an import: random, so that its page cannot be guessed.
+func newImportID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -41,6 +41,7 @@ type env struct {
 	logs  *syncBuffer
 	cfg   config.Config
 	hook  *queryHook
+	deps  web.Deps // what app was built from
 }
 
 // queryHook calls its function, when one is set, after each query: a
@@ -75,7 +76,7 @@ func newEnv(t testing.TB) *env {
 	return newEnvWith(t, testConfig(t), testkit.Redis(t), nil)
 }
 
-func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *auth.Providers) *env {
+func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *auth.Providers, opts ...func(*web.Deps)) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	queue := asynq.NewClientFromRedisClient(rdb)
@@ -83,15 +84,22 @@ func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *a
 	db := testkit.DB(t).WithQueryHook(hook)
 	st := store.New(db)
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	app := web.New(web.Deps{
+	deps := web.Deps{
 		Config:    cfg,
 		Store:     st,
 		Redis:     rdb,
 		Queue:     queue,
 		Log:       log,
 		Providers: providers,
-	})
-	return &env{app: app, redis: rdb, db: db, store: st, logs: logs, cfg: cfg, hook: hook}
+		// The answer to an import waits for its report, however slow the
+		// machine: the tests of the background set their own.
+		ImportWait: time.Minute,
+	}
+	for _, o := range opts {
+		o(&deps)
+	}
+	app := web.New(deps)
+	return &env{app: app, redis: rdb, db: db, store: st, logs: logs, cfg: cfg, hook: hook, deps: deps}
 }
 
 // withWorker runs the task handlers on the env's queue, delivering mail to

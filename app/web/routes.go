@@ -41,6 +41,7 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/clients/export.csv", auth.RequireUser, s.exportClients)
 	app.Get("/clients/import", auth.RequireUser, s.importForm)
 	app.Post("/clients/import", auth.RequireUser, s.importClients)
+	app.Get("/clients/import/:id", auth.RequireUser, s.showImport)
 	app.Get("/clients/:id", auth.RequireUser, s.showClient)
 	app.Get("/clients/:id/edit", auth.RequireUser, s.editClient)
 	app.Post("/clients/:id", auth.RequireUser, s.updateClient)

@@ -35,6 +35,10 @@ type Deps struct {
 	Log    *slog.Logger
 	// Providers are the OAuth sign-in providers; nil builds them from Config.
 	Providers *auth.Providers
+	// ImportWait is how long the answer to a CSV import waits for its
+	// report before it answers with the import's progress page instead
+	// (0: DefaultImportWait; below 0: it does not wait).
+	ImportWait time.Duration
 }
 
 // Server holds the dependencies shared by the handlers.
@@ -55,9 +59,15 @@ type Server struct {
 	formLimit  *auth.Limiter
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
-	// after is the work done after an answer (account mails), waited for
-	// on shutdown before the caller closes PostgreSQL and Redis.
+	// after is the work done after an answer (account mails, imports),
+	// waited for on shutdown before the caller closes PostgreSQL and Redis.
 	after sync.WaitGroup
+	// background ends on shutdown: imports stop after the batch under way.
+	background     context.Context
+	stopBackground context.CancelFunc
+	// importTurn lets one import at a time run in the process.
+	importTurn chan struct{}
+	importWait time.Duration
 }
 
 // afterAnswer runs fn in the background, with a context of its own bounded
@@ -90,7 +100,12 @@ const (
 
 // New builds the Fiber app with every route mounted.
 func New(d Deps) *fiber.App {
-	s := &Server{cfg: d.Config, store: d.Store, redis: d.Redis, queue: d.Queue, log: d.Log, providers: d.Providers}
+	s := &Server{cfg: d.Config, store: d.Store, redis: d.Redis, queue: d.Queue, log: d.Log, providers: d.Providers,
+		importTurn: make(chan struct{}, 1), importWait: d.ImportWait}
+	if s.importWait == 0 {
+		s.importWait = DefaultImportWait
+	}
+	s.background, s.stopBackground = context.WithCancel(context.Background())
 	if s.providers == nil {
 		s.providers = auth.NewProviders(d.Config, d.Log)
 	}
@@ -136,8 +151,9 @@ func New(d Deps) *fiber.App {
 		s.invalidateStats, s.etag)
 	s.routes(app)
 	s.mountOps(app)
-	// Shutdown returns once the links asked for are made and queued.
-	app.Hooks().OnShutdown(func() error { s.after.Wait(); return nil })
+	// Shutdown returns once the links asked for are made and queued, and
+	// the imports under way have stopped (each after its batch).
+	app.Hooks().OnShutdown(func() error { s.stopBackground(); s.after.Wait(); return nil })
 	return app
 }
 
