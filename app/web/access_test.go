@@ -89,6 +89,7 @@ func TestAccessMatrix(t *testing.T) {
 		"export clients":      {method: "GET", path: p("/clients/export.csv"), want: all(s200)},
 		"import form":         {method: "GET", path: p("/clients/import"), want: all(s200)},
 		"import without file": {method: "POST", path: p("/clients/import"), want: all(s422)},
+		"import page, none":   {method: "GET", path: p("/clients/import/0123456789abcdef0123456789abcdef"), want: all(s404)},
 		"show client":         {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, want: ok(s200, s404, s200)},
 		"client row (htmx)":   {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) }, htmx: true, want: ok(s200, s404, s200)},
 		"edit client":         {method: "GET", path: func(o objects) string { return "/clients/" + id(o.client.ID) + "/edit" }, want: ok(s200, s404, s404)},
