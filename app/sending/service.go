@@ -420,8 +420,9 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 }
 
 // sendRange claims, sends and records the batch's recipients a chunk at a
-// time until none is left, the window closes or the mailing is switched
-// off. Recipients are read ahead several chunks at a time; each chunk's
+// time, and sends again those told to try later when they are due, until
+// none is left, the window closes or the mailing is switched off.
+// Recipients are read ahead several chunks at a time; each chunk's
 // outcomes are written by the statement that claims the next chunk. The
 // results it writes are tallied in unadded, which it adds to the run's
 // counters (the progress bar) about once a second rather than with every
@@ -444,11 +445,12 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	// worker may have resumed the batch and recorded the attempt as it
 	// was) must not mark it pending again and send. The senders take the
 	// connection in turn: it serves one statement at a time.
-	// A send about to wait before trying again (the server down or
-	// deferring) holds up its whole chunk, for minutes: the tally of what
-	// was recorded before goes to the run's counters first, or the
-	// progress box would show the figure of the last check meanwhile.
-	// (The loop does not touch unadded while the chunk sends.)
+	// A send about to wait in place before trying again (the server
+	// cannot be reached, or the batch holds) holds up its whole chunk, for
+	// minutes: the tally of what was recorded before goes to the run's
+	// counters first, or the progress box would show the figure of the
+	// last check meanwhile. (The loop does not touch unadded while the
+	// chunk sends.)
 	var writing sync.Mutex
 	writeAttempt := func(r, prev store.AttemptResult) (int64, bool, error) {
 		writing.Lock()
@@ -458,11 +460,21 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		}
 		return db.WriteAttempt(dbCtx, run.ID, m.ID, r, prev)
 	}
+	// Recipients a server told to try later wait for their next try
+	// without holding up the others: the batch goes on with its next
+	// chunks and sends them again when they are due. While most of a
+	// chunk's sends fail for the time being (the server itself refuses or
+	// cannot be reached), the batch holds: it claims nothing new, and its
+	// sends wait for their next tries in place, so an outage costs the
+	// tries of a few recipients, not of the whole run.
+	var waits waitList
+	holding := false
+	claimed := false // the batch's row holds a claim
 	for {
 		progress = progress || len(sent) > 0
 		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
 		var next []int64
-		if err == nil && !stop {
+		if err == nil && !stop && !(holding && waits.len() > 0) {
 			if len(ahead) == 0 && more {
 				limit := readAhead * s.chunk()
 				ahead, err = stmts.Next(dbCtx, cursor, limit)
@@ -477,21 +489,95 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		// What was sent is written even when ctx ended or a statement
 		// failed meanwhile: a sent message must not be forgotten (left
 		// claimed, it would be recorded as interrupted).
-		written, claims, rerr := s.record(dbCtx, stmts, sent, next)
-		unadded.Add(written)
-		if rerr != nil {
-			if errors.Is(err, errHandOver) {
-				err = nil // what was sent is not recorded: the task is retried, not handed over
+		var claims []store.Claim
+		if len(sent) > 0 || len(next) > 0 || claimed {
+			written, c, rerr := s.record(dbCtx, stmts, sent, next)
+			unadded.Add(written)
+			if rerr != nil {
+				if errors.Is(err, errHandOver) {
+					err = nil // what was sent is not recorded: the task is retried, not handed over
+				}
+				return errors.Join(err, rerr)
 			}
-			return errors.Join(err, rerr)
+			claims, claimed, sent = c, len(c) > 0, nil
 		}
 		if err != nil {
 			return err
 		}
-		if stop || (len(claims) == 0 && len(ahead) == 0 && !more) {
-			return nil // sent, or the rest skipped (window closed, switched off)
+		if stop || (len(claims) == 0 && len(ahead) == 0 && !more && waits.len() == 0) {
+			// Sent, or the rest skipped (window closed, switched off). A
+			// recipient still waiting for a try keeps the failure its
+			// attempt says.
+			return nil
 		}
-		sent = s.sendChunk(ctx, m, msg, claims, writeAttempt)
+		due := waits.due(s.now())
+		if len(claims) == 0 && len(due) == 0 {
+			waits.sleep(ctx, s.now(), progressEvery) // until one is due, or the next look at the mailing
+			continue
+		}
+		var deferred int
+		sent, deferred = s.sendChunk(ctx, m, msg, claims, due, !holding, writeAttempt, &waits)
+		holding = 2*deferred > len(claims)+len(due)
+	}
+}
+
+// waiting is a recipient whose send failed for the time being, waiting for
+// its next try; its attempt says the failure meanwhile.
+type waiting struct {
+	claim   store.Claim
+	tries   int                 // made so far
+	written store.AttemptResult // the attempt as written (with its ID)
+	due     time.Time
+}
+
+// waitList holds a batch's waiting recipients; its senders add to it.
+type waitList struct {
+	mu    sync.Mutex
+	items []waiting
+}
+
+func (l *waitList) add(w waiting) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.items = append(l.items, w)
+}
+
+func (l *waitList) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.items)
+}
+
+// due takes the recipients whose next try is due at now.
+func (l *waitList) due(now time.Time) []waiting {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var due []waiting
+	kept := l.items[:0]
+	for _, w := range l.items {
+		if w.due.After(now) {
+			kept = append(kept, w)
+		} else {
+			due = append(due, w)
+		}
+	}
+	l.items = kept
+	return due
+}
+
+// sleep waits until the first recipient is due, at most max, or ctx ends.
+func (l *waitList) sleep(ctx context.Context, now time.Time, max time.Duration) {
+	l.mu.Lock()
+	d := max
+	for _, w := range l.items {
+		d = min(d, w.due.Sub(now))
+	}
+	l.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -562,54 +648,90 @@ func (s *Service) chunk() int {
 	return max(16*s.Concurrency, minChunk)
 }
 
-// sendChunk sends to the claimed recipients at once (bounded by
-// Concurrency) and returns their outcomes. A claim not yet sent when ctx
-// ends gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, write attemptWriter) []store.AttemptResult {
-	// Concurrency senders take the claims in turn: a goroutine per claim
+// sendChunk sends to the claimed recipients and the waiting ones now due
+// at once (bounded by Concurrency) and returns the outcomes it has. With
+// park, a recipient the server tells to try later joins waits instead of
+// waiting for its next try in place. deferred counts the sends whose first
+// try here failed for the time being. A claim not yet sent when ctx ends
+// gets no outcome: the batch sends it when it resumes.
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, park bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int) {
+	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
-	results := make([]sendResult, len(claims))
+	n := len(claims) + len(due)
+	results := make([]sendResult, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(max(1, s.Concurrency), len(claims)) {
+	for range min(max(1, s.Concurrency), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(claims); i = int(next.Add(1) - 1) {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				var w *waiting
+				c := store.Claim{}
+				if i < len(claims) {
+					c = claims[i]
+				} else {
+					w = &due[i-len(claims)]
+					c = w.claim
+				}
 				if ctx.Err() != nil {
-					results[i] = sendResult{unsent: true}
+					// Not sent: a claim is sent when the batch resumes; a
+					// waiting recipient keeps the failure its attempt says.
+					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}
-				results[i] = s.sendOne(ctx, m, msg, claims[i], write)
+				results[i] = s.sendOne(ctx, m, msg, c, w, park, write, waits)
 			}
 		}()
 	}
 	wg.Wait()
-	done := make([]store.AttemptResult, 0, len(results))
+	done = make([]store.AttemptResult, 0, n)
 	for _, r := range results {
-		if !r.unsent {
+		if r.deferred {
+			deferred++
+		}
+		if !r.unsent && !r.parked && !r.left {
 			done = append(done, r.AttemptResult)
 		}
 	}
-	return done
+	return done, deferred
 }
 
 type sendResult struct {
 	store.AttemptResult
-	unsent bool // never sent: ctx ended before the first try reached the server
+	unsent   bool // never sent: ctx ended before the first try reached the server
+	parked   bool // waiting for its next try (in the batch's waits)
+	left     bool // a waiting recipient not tried again: its attempt stays as written
+	deferred bool // its first try here failed for the time being
 }
 
 // attemptWriter writes a recipient's attempt between tries (see
 // store.WriteAttempt) for the batch sending to it.
 type attemptWriter func(r, prev store.AttemptResult) (id int64, written bool, err error)
 
-// sendOne sends to one claimed recipient, trying again after temporary
-// failures while the window is open, and returns the final outcome.
-func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, write attemptWriter) sendResult {
+// sendOne sends to one recipient, claimed or waiting (w), trying again
+// after temporary failures while the window is open, and returns the final
+// outcome; with park, a recipient the server told to try later is added to
+// waits instead (its attempt says the failure meanwhile).
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, park bool, write attemptWriter, waits *waitList) (result sendResult) {
 	message := s.Compose(m, msg, c)
 	var last sendResult
 	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
-	for try := 1; ; try++ {
+	try := 1
+	if w != nil {
+		// Pending again while the next try sends, so a crash then leaves
+		// it unknown; not when someone else recorded it meanwhile.
+		last.AttemptResult, try = w.written, w.tries+1
+		pending := last.AttemptResult
+		pending.Status, pending.At = model.AttemptPending, s.now()
+		if _, ok, err := write(pending, last.AttemptResult); err != nil || !ok {
+			return sendResult{left: true}
+		}
+		written = pending
+	}
+	deferred := false // the first try here failed for the time being
+	defer func() { result.deferred = deferred }()
+	for first := true; ; try, first = try+1, false {
 		res := s.Sender.Send(ctx, message)
 		if res.Class == rmail.Unreachable && ctx.Err() != nil {
 			// Shutting down before talking to the server: nothing was sent.
@@ -632,6 +754,7 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 			return out
 		}
 		out.Status = model.AttemptFailure
+		deferred = deferred || first
 		last = out
 		if try > len(s.RetryDelays) || ctx.Err() != nil {
 			return out
@@ -650,6 +773,13 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 			return out // the chunk's write records it, unless someone did
 		}
 		last.ID = id
+		// A server that answered, and said to try this one later, is
+		// asked again when the batch comes back to it; one that cannot be
+		// reached is waited for here.
+		if park && res.Class == rmail.Temporary {
+			waits.add(waiting{claim: c, tries: try, written: last.AttemptResult, due: s.now().Add(delay)})
+			return sendResult{parked: true}
+		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():

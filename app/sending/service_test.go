@@ -1399,6 +1399,7 @@ func TestBounceOfAnAddressCorrectedMeanwhile(t *testing.T) {
 type deferOne struct {
 	sending.Sender
 	to    string
+	class mail.Class // of the failure: Temporary (the default) or Unreachable
 	tries atomic.Int64
 	hook  func()
 }
@@ -1406,6 +1407,9 @@ type deferOne struct {
 func (d *deferOne) Send(ctx context.Context, m mail.Message) mail.Result {
 	if m.To.Address == d.to {
 		if d.tries.Add(1) == 1 {
+			if d.class == mail.Unreachable {
+				return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused"}
+			}
 			return mail.Result{Class: mail.Temporary, Code: 451, Reply: "451 4.3.0 try again later"}
 		}
 		d.hook()
@@ -1418,28 +1422,119 @@ func (d *deferOne) Send(ctx context.Context, m mail.Message) mail.Result {
 // progress box does not stay at the figure of the run's first second
 // while the mailing's own figures show the mails sent since.
 func TestRunCountersMoveBeforeARetryWaits(t *testing.T) {
-	w := newWorld(t, 6)
-	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
-	w.svc.RetryDelays = []time.Duration{50 * time.Millisecond}
+	for _, tc := range []struct {
+		class mail.Class
+		// r00 to r03 are recorded (two chunks) before r05's chunk. A
+		// server that answered waits for r05 without holding its chunk:
+		// r04 is recorded before r05's next try. One that could not be
+		// reached is waited for in place: r04 is sent, not yet recorded.
+		want int
+	}{{mail.Temporary, 5}, {mail.Unreachable, 4}} {
+		w := newWorld(t, 6)
+		w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
+		w.svc.RetryDelays = []time.Duration{50 * time.Millisecond}
+		run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := -1
+		w.svc.Sender = &deferOne{Sender: w.pool, to: w.clients[5].Email, class: tc.class, hook: func() {
+			r, err := w.st.RunByID(context.Background(), run.ID)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seen = r.Succeeded
+		}}
+		if r := w.drain(t, run.ID); r.Succeeded != 6 {
+			t.Fatalf("run %+v", r)
+		}
+		if seen != tc.want {
+			t.Errorf("class %d: the run counted %d sent when a retry was sent, want the %d recorded", tc.class, seen, tc.want)
+		}
+	}
+}
+
+// A recipient the server tells to try later waits for its next try
+// without holding up the others: the batch goes on with its next chunks.
+func TestARetryDoesNotHoldUpTheOthers(t *testing.T) {
+	w := newWorld(t, 24)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 4, 2
 	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := -1
-	w.svc.Sender = &deferOne{Sender: w.pool, to: w.clients[5].Email, hook: func() {
-		r, err := w.st.RunByID(context.Background(), run.ID)
-		if err != nil {
-			t.Error(err)
-			return
+	// r01's second try waits until every other recipient has the mail. A
+	// batch that held r01's chunk for it would never send them.
+	held := false
+	w.svc.Sender = &deferOne{Sender: w.pool, to: w.clients[1].Email, class: mail.Temporary, hook: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := w.sink.Wait(ctx, 23); err != nil {
+			held = true
 		}
-		seen = r.Succeeded
 	}}
-	if r := w.drain(t, run.ID); r.Succeeded != 6 {
+	r := w.drain(t, run.ID)
+	if held || r.Succeeded != 24 {
+		t.Fatalf("the others waited for r01's retry: %+v", r)
+	}
+	as := w.attempts(t, run.ID)
+	for _, a := range as {
+		if want := 1 + btoi(a.Email == w.clients[1].Email); a.Status != model.AttemptSuccess || a.Tries != want {
+			t.Errorf("%s: %s after %d tries, want success after %d", a.Email, a.Status, a.Tries, want)
+		}
+	}
+	if len(as) != 24 {
+		t.Fatalf("%d attempts, want 24", len(as))
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// A server that tells everyone to try later (its own trouble, not theirs)
+// holds the batch: it claims no more recipients while the ones it has wait
+// for their next tries, so an outage costs the tries of a chunk, not of
+// the whole run.
+func TestAServerDeferringEveryoneHoldsTheBatch(t *testing.T) {
+	w := newWorld(t, 12)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 4, 2
+	w.svc.RetryDelays = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond}
+	var mu sync.Mutex
+	var tries []string
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		mu.Lock()
+		defer mu.Unlock()
+		tries = append(tries, to)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	})
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, run.ID); r.Failed != 12 {
 		t.Fatalf("run %+v", r)
 	}
-	// r00 to r03 were recorded (two chunks) before r05's chunk; r04 is in
-	// that chunk, sent but not recorded yet.
-	if seen != 4 {
-		t.Fatalf("the run counted %d sent while a retry waited, want the 4 recorded", seen)
+	mu.Lock()
+	defer mu.Unlock()
+	// Every try of the first chunk (r00 to r03, three each) comes before
+	// the first try of anyone after it.
+	firstChunk := 0
+	for i, to := range tries {
+		if to < "r04" {
+			firstChunk++
+			continue
+		}
+		if firstChunk != 12 {
+			t.Fatalf("try %d went to %s after %d tries of the first chunk, want all 12 first: %v", i, to, firstChunk, tries)
+		}
+		break
+	}
+	if len(tries) != 36 {
+		t.Fatalf("%d tries, want 36 (three each)", len(tries))
 	}
 }

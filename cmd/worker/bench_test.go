@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"rassylka/app/config"
 	rmail "rassylka/app/mail"
 	"rassylka/app/model"
@@ -303,4 +305,62 @@ func cpuTicks(match func(pid int, comm string) bool) int64 {
 		sum += user + system
 	}
 	return sum
+}
+
+// BenchmarkWorkerDeferrals sends a run of 20,000 through one worker
+// process twice: with every recipient accepted (the baseline), then with
+// one in a hundred told "450 mailbox busy" at its first try (the default
+// retry delays: the next try 5 s later). It reports both runs' times and
+// their ratio:
+//
+//	scripts/test ./cmd/worker -run '^$' -bench WorkerDeferrals -benchtime 1x
+func BenchmarkWorkerDeferrals(b *testing.B) {
+	const n, every = 20000, 100
+	for i := 0; i < b.N; i++ {
+		w := newSendingWorld(b, n, benchBody)
+		w.worker(b, "MAIL_CONCURRENCY="+strconv.Itoa(benchConns), "LOG_LEVEL=error")
+		time.Sleep(time.Second) // let it start
+		timeRun := func() (time.Duration, *model.Run) {
+			began := time.Now()
+			run := w.startRun(b)
+			for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+				r, err := w.st.RunByID(context.Background(), run.ID)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if r.FinishedAt != nil {
+					return r.FinishedAt.Sub(began), r
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("the run did not finish: %+v", r)
+				}
+			}
+		}
+		plain, r := timeRun()
+		if r.Succeeded != n {
+			b.Fatalf("run %+v", r)
+		}
+		var mu sync.Mutex
+		deferred := map[string]bool{}
+		w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+			var i int
+			if _, err := fmt.Sscanf(to, "c%06d@", &i); err != nil || i%every != 0 {
+				return nil
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if deferred[to] {
+				return nil
+			}
+			deferred[to] = true
+			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
+		})
+		slow, r := timeRun()
+		if r.Succeeded != n || len(deferred) != n/every {
+			b.Fatalf("run %+v, %d deferred", r, len(deferred))
+		}
+		b.ReportMetric(plain.Seconds(), "plain-s")
+		b.ReportMetric(slow.Seconds(), "deferrals-s")
+		b.ReportMetric(plain.Seconds()/slow.Seconds(), "ratio")
+	}
 }
