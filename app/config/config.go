@@ -249,12 +249,25 @@ func (c Config) Logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// Warnings are settings that work but that production should not keep:
+// each process logs them as it starts.
+func (c Config) Warnings() []string {
+	var w []string
+	if c.Production() && !c.SecureCookies() {
+		w = append(w, "BASE_URL is not https: session cookies are not marked Secure, and the unsubscribe links mailed (List-Unsubscribe, which RFC 8058 wants on https) go over plain http")
+	}
+	return w
+}
+
 // Adopt makes log the logger of the libraries that log on their own: the
 // standard library's log (Asynq's metrics collector) and go-redis's pool.
 // Without it their plain-text lines break a JSON log stream exactly when
-// Redis is down.
-func Adopt(log *slog.Logger) {
+// Redis is down. It then logs the configuration's Warnings.
+func Adopt(log *slog.Logger, c Config) {
 	slog.SetDefault(log)
+	for _, w := range c.Warnings() {
+		log.Warn(w)
+	}
 	redis.SetLogger(printfLogger{log.With("component", "redis")})
 }
 

@@ -44,6 +44,18 @@ func TestProductionRequiresSettings(t *testing.T) {
 	if c.BaseURL != "https://mail.example.com" || c.LogFormat != "json" {
 		t.Fatalf("production config = %+v, want trimmed BASE_URL and JSON logs", c)
 	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings of a production config on https: %q", w)
+	}
+	// Plain http works, and is warned about in production only.
+	c.BaseURL = "http://mail.example.com"
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "BASE_URL is not https") {
+		t.Errorf("warnings of a production config on http: %q", w)
+	}
+	c.Env = "development"
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings of a development config on http: %q", w)
+	}
 }
 
 func TestInvalidValues(t *testing.T) {

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
-	config.Adopt(log)
+	config.Adopt(log, cfg)
 
 	cmd := "serve"
 	if len(args) > 0 {

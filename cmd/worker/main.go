@@ -56,7 +56,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := cfg.Logger(os.Stderr)
-	config.Adopt(log)
+	config.Adopt(log, cfg)
 
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
