@@ -763,3 +763,22 @@ func TestBrowserSwitchesKeepTheFocus(t *testing.T) {
 	press("Disable", "/mailings", "#mailing-"+id(m.ID)+" [data-testid=disable-mailing]", "enable-mailing")
 	press("Block", "/users", "#user-"+id(ann.ID)+" [data-testid=block-user]", "unblock-user")
 }
+
+// The keyboard's first stop is a link past the navigation: hidden until
+// focused, then shown, and Enter puts the focus on the page's content.
+func TestBrowserSkipLink(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=new-client]")))
+	b.settled("[data-testid=new-client]")
+	onScreen := `(() => { const r = document.querySelector(".skip-link").getBoundingClientRect(); return r.bottom > 0 && r.top >= 0 })()`
+	if shown, _ := chromedp.Run(b.ctx, chromedp.Evaluate[bool](onScreen)); shown {
+		t.Errorf("the skip link shows before it has the focus")
+	}
+	b.do("press Tab", chromedp.KeyEvent(kb.Tab))
+	b.waitJS("the skip link has the focus, and shows", `document.activeElement.matches(".skip-link") && `+onScreen)
+	b.do("press Enter", chromedp.KeyEvent(kb.Enter))
+	b.waitJS("the content has the focus", `document.activeElement.id === "main"`)
+}
