@@ -153,6 +153,9 @@ func (s *Server) loginForm(c *fiber.Ctx) error {
 	}
 	v := s.loginView(c)
 	v.Next = next
+	if next != "/" {
+		v.Notice = "Sign in to see that page: you will be taken back to it."
+	}
 	switch c.Query("ended") {
 	case "blocked":
 		v.Error = "Your account has been blocked, so you were signed out. Ask a manager if you think this is a mistake."

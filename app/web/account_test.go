@@ -637,6 +637,13 @@ func TestNextRedirects(t *testing.T) {
 	if inputValue(t, body, "next") != "/account?tab=1" {
 		t.Fatalf("login form lost next: %q", inputValue(t, body, "next"))
 	}
+	// The page says why it is shown; opened by itself it does not.
+	if !strings.Contains(parseHTML(t, body).Find("[data-testid=login-notice]").Text(), "Sign in to see that page") {
+		t.Errorf("the sign-in page a protected page sent to does not say why:\n%.1500s", body)
+	}
+	if _, body := c.get(t, "/login"); strings.Contains(body, "login-notice") {
+		t.Errorf("the sign-in page opened by itself explains a redirect")
+	}
 	resp, body = c.post(t, "/login", url.Values{"email": {"ann@example.com"}, "password": {goodPassword}, "next": {"/account?tab=1"}})
 	wantRedirect(t, resp, body, "/account?tab=1")
 
