@@ -46,6 +46,7 @@ type Pool struct {
 	idle    chan *conn
 	slots   chan struct{}
 	limiter Limiter
+	health  *Health // told when connections fail, and when mail goes again
 
 	mu     sync.Mutex
 	closed bool
@@ -64,6 +65,13 @@ type conn struct {
 func NewPool(s *Sender, size int, limiter Limiter) *Pool {
 	size = max(size, 1)
 	return &Pool{s: s, idle: make(chan *conn, size), slots: make(chan struct{}, size), all: map[*conn]bool{}, limiter: limiter}
+}
+
+// ReportTo makes the pool tell h when it cannot open a connection, and
+// when a message is delivered again.
+func (p *Pool) ReportTo(h *Health) *Pool {
+	p.health = h
+	return p
 }
 
 // Size is the number of connections the pool may hold.
@@ -96,7 +104,7 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 
 	c, reused, err := p.conn(ctx)
 	if err != nil {
-		return Result{Class: Unreachable, Reply: err.Error()}
+		return p.unreachable(ctx, err)
 	}
 	err = c.c.SendWithSMTPClient(c.sc, msg)
 	if err != nil && reused && stale(err) {
@@ -105,7 +113,7 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 		// on a new one rather than wait for a retry.
 		p.drop(c)
 		if c, err = p.dial(ctx); err != nil {
-			return Result{Class: Unreachable, Reply: err.Error()}
+			return p.unreachable(ctx, err)
 		}
 		err = c.c.SendWithSMTPClient(c.sc, msg)
 	}
@@ -120,12 +128,22 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 		p.drop(c)
 		return classify(err)
 	}
+	p.health.delivered(ctx)
 	reply := strings.TrimSpace(msg.ServerResponse())
 	code := replyCode(reply, 0)
 	if code == 0 { // go-mail keeps the text without the code
 		code, reply = 250, strings.TrimSpace("250 "+reply)
 	}
 	return Result{Class: Delivered, Code: code, Reply: reply}
+}
+
+// unreachable is the outcome of a send that found no connection, which
+// the health is told of (unless the send was called off).
+func (p *Pool) unreachable(ctx context.Context, err error) Result {
+	if ctx.Err() == nil {
+		p.health.failed(context.WithoutCancel(ctx), bounded(err.Error()))
+	}
+	return Result{Class: Unreachable, Reply: err.Error()}
 }
 
 // conn takes an idle connection, or dials a new one; reused tells which.

@@ -112,6 +112,12 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 	p.Started = formatTime(run.StartedAt, u.TimeZone)
 	p.Sent, p.Failed, p.Skipped, p.Total = run.Succeeded, run.Failed, run.Skipped, run.Total
 	p.SkippedWhy = skippedWhy(run, m, u)
+	if p.Active {
+		// Told only, never relied upon: Redis failing hides the notice.
+		if t, ok, err := s.mailHealth.Trouble(c.UserContext()); err == nil && ok {
+			p.Trouble, p.TroubleSince = t.Reason, formatTime(t.Since, u.TimeZone)
+		}
+	}
 	return p, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/store"
+	"rassylka/app/testkit"
 )
 
 func TestSendNowAndProgress(t *testing.T) {
@@ -553,5 +554,67 @@ func TestProgressExplainsSkipped(t *testing.T) {
 	why := parseHTML(t, body).Find("[data-testid=progress-skipped-why]").Text()
 	if !strings.Contains(why, "window closed at "+ends.Format("2006-01-02 15:04")) {
 		t.Errorf("skipped not explained for a run stopped at the window's end: %q\n%s", why, body)
+	}
+}
+
+// While a run sends and the workers cannot reach the mail server, its
+// progress says so, with what the server answered; once mail goes again,
+// and for a run that has ended, it does not.
+func TestProgressTellsTheMailServerUnreachable(t *testing.T) {
+	e := newEnv(t) // no worker: the run stays open
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	o := makeObjects(t, e, ann)
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	resp, body := c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	trouble := func() string {
+		t.Helper()
+		_, body := c.request(t, "GET", path+"/progress", nil, true)
+		return parseHTML(t, body).Find("[data-testid=progress-trouble]").Text()
+	}
+	if got := trouble(); got != "" {
+		t.Fatalf("trouble told with none reported: %q", got)
+	}
+
+	// A worker's pool finds the server down, then up again.
+	sink := testkit.SMTP(t)
+	sender, err := mail.NewSender(sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := mail.NewPool(sender, 1, nil).ReportTo(mail.NewHealth(e.redis))
+	t.Cleanup(pool.Close)
+	msg := mail.Message{Subject: "Hi", Text: "Hello"}
+	msg.To.Address = "ann@example.com"
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	pool.Send(ctx, msg)
+	if got := trouble(); !strings.Contains(got, "could not be reached") || !strings.Contains(got, "connection refused") {
+		t.Fatalf("progress while the server is down: %q", got)
+	}
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	if r := pool.Send(ctx, msg); r.Class != mail.Delivered {
+		t.Fatalf("send: %+v", r)
+	}
+	if got := trouble(); got != "" {
+		t.Fatalf("progress once mail goes again: %q", got)
+	}
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	pool.Send(ctx, msg)
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE mailing_id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := trouble(); got != "" {
+		t.Fatalf("progress of a run that has ended: %q", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"rassylka/app/auth"
 	"rassylka/app/config"
+	"rassylka/app/mail"
 	"rassylka/app/metrics"
 	"rassylka/app/sending"
 	"rassylka/app/stats"
@@ -50,6 +51,7 @@ type Server struct {
 	log   *slog.Logger
 
 	sending    *sending.Service
+	mailHealth *mail.Health // what the workers say of the mail server
 	stats      *stats.Service
 	metrics    *metrics.Registry
 	sessions   *auth.Sessions
@@ -123,6 +125,7 @@ func New(d Deps) *fiber.App {
 	s.sending = &sending.Service{Store: d.Store, Queue: task.Queue{Client: d.Queue, Inspector: inspector}, Log: d.Log,
 		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret, Stats: s.stats}
 	s.metrics = metrics.New(inspector)
+	s.mailHealth = mail.NewHealth(d.Redis)
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",
 		ErrorHandler:          s.handleError,

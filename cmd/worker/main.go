@@ -91,7 +91,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if cfg.MailRate > 0 {
 		pace = mail.NewSharedRate(rdb, "send", cfg.MailRate)
 	}
-	pool := mail.NewPool(sender, cfg.MailConcurrency, pace)
+	pool := mail.NewPool(sender, cfg.MailConcurrency, pace).ReportTo(mail.NewHealth(rdb))
 	defer pool.Close()
 	st := store.New(db)
 	reg := metrics.New(inspector)

@@ -1,0 +1,88 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Health tells, through Redis, whether the workers can reach the mail
+// server: a pool that fails to open a connection (refused, no answer, TLS,
+// a refused sign-in) reports the trouble, and its next delivered message
+// ends it. The web process reads it to say on a sending run's progress why
+// it slowed down. Writes are few: a trouble is written again at most every
+// few seconds, and its end once.
+type Health struct {
+	rdb redis.UniversalClient
+
+	down    atomic.Bool // this process reported a trouble not ended since
+	mu      sync.Mutex
+	written time.Time // when it last wrote one
+}
+
+// Trouble is the mail server's state as the workers last reported it.
+type Trouble struct {
+	Since  time.Time // the first failure reported
+	Reason string    // the last one
+}
+
+const (
+	healthKey = "mail:trouble"
+	// troubleKept is how long a trouble is told after its last report:
+	// a worker stopped while the server was down does not leave it forever.
+	troubleKept    = 5 * time.Minute
+	troubleRewrite = 5 * time.Second
+)
+
+// NewHealth reports to, and reads from, rdb.
+func NewHealth(rdb redis.UniversalClient) *Health { return &Health{rdb: rdb} }
+
+// failed reports that a connection could not be opened. Errors of Redis
+// are ignored: the state is only told, never relied upon.
+func (h *Health) failed(ctx context.Context, reason string) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down.Load() && time.Since(h.written) < troubleRewrite {
+		return
+	}
+	h.down.Store(true)
+	h.written = time.Now()
+	pipe := h.rdb.TxPipeline()
+	pipe.HSetNX(ctx, healthKey, "since", time.Now().UTC().Format(time.RFC3339Nano))
+	pipe.HSet(ctx, healthKey, "reason", reason)
+	pipe.Expire(ctx, healthKey, troubleKept)
+	_, _ = pipe.Exec(ctx)
+}
+
+// delivered reports a message the server took: a trouble this process
+// reported is over.
+func (h *Health) delivered(ctx context.Context) {
+	if h == nil || !h.down.Load() { // every send asks: no lock then
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down.Load() && h.rdb.Del(ctx, healthKey).Err() == nil {
+		h.down.Store(false)
+	}
+}
+
+// Trouble returns the trouble reported, if any.
+func (h *Health) Trouble(ctx context.Context) (Trouble, bool, error) {
+	v, err := h.rdb.HGetAll(ctx, healthKey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Trouble{}, false, err
+	}
+	since, err := time.Parse(time.RFC3339Nano, v["since"])
+	if err != nil || v["reason"] == "" {
+		return Trouble{}, false, nil
+	}
+	return Trouble{Since: since, Reason: v["reason"]}, true, nil
+}

@@ -1,0 +1,61 @@
+package mail_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	rmail "rassylka/app/mail"
+	"rassylka/app/testkit"
+)
+
+// A pool that cannot reach the server tells so through Redis, where the
+// web process reads it, and its next delivered message ends it.
+func TestPoolReportsTheServerUnreachable(t *testing.T) {
+	ctx := context.Background()
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := testkit.Redis(t)
+	health := rmail.NewHealth(rdb)
+	pool := rmail.NewPool(sender.WithTimeout(time.Second), 2, nil).ReportTo(health)
+	t.Cleanup(pool.Close)
+	msg := rmail.Message{Subject: "Hi", Text: "Hello"}
+	msg.To.Address = "ann@example.com"
+
+	if _, ok, err := health.Trouble(ctx); ok || err != nil {
+		t.Fatalf("trouble before any send: %v %v", ok, err)
+	}
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if r := pool.Send(ctx, msg); r.Class != rmail.Unreachable {
+		t.Fatalf("send to a server down: %+v", r)
+	}
+	first, ok, err := health.Trouble(ctx)
+	if !ok || err != nil || !strings.Contains(first.Reason, "refused") || first.Since.Before(began.Add(-time.Second)) {
+		t.Fatalf("trouble told: %+v %v %v", first, ok, err)
+	}
+	// Another failure keeps the time it began.
+	pool.Send(ctx, msg)
+	if again, _, _ := health.Trouble(ctx); !again.Since.Equal(first.Since) {
+		t.Errorf("the trouble began at %v, then at %v", first.Since, again.Since)
+	}
+	if ttl := rdb.TTL(ctx, "mail:trouble").Val(); ttl <= 0 || ttl > 5*time.Minute {
+		t.Errorf("the trouble is kept %v: it must expire if no worker is left to end it", ttl)
+	}
+
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	if r := pool.Send(ctx, msg); r.Class != rmail.Delivered {
+		t.Fatalf("send once the server is back: %+v", r)
+	}
+	if _, ok, err := health.Trouble(ctx); ok || err != nil {
+		t.Fatalf("trouble after a delivery: %v %v", ok, err)
+	}
+}
