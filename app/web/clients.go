@@ -51,6 +51,9 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, clients.List(v))
 	}
+	if !all {
+		v.Importing = s.importUnderWay(c.UserContext(), u.ID)
+	}
 	return render(c, fiber.StatusOK, clients.Page(s.page(c, "Clients"), v))
 }
 

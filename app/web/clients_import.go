@@ -72,7 +72,8 @@ func (j *importJob) stalled(now time.Time) bool {
 }
 
 func (s *Server) importForm(c *fiber.Ctx) error {
-	return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), clients.ImportView{}))
+	v := clients.ImportView{Running: s.importUnderWay(c.UserContext(), auth.UserID(c))}
+	return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), v))
 }
 
 // importClients takes an uploaded CSV and imports it in the background
@@ -353,4 +354,16 @@ func newImportID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// importUnderWay is the page of the owner's import under way, or "".
+func (s *Server) importUnderWay(ctx context.Context, owner int64) string {
+	id, err := s.redis.Get(ctx, importOwnerKey(owner)).Result()
+	if err != nil {
+		return ""
+	}
+	if j, err := s.loadImport(ctx, id); err != nil || j.finished() || j.stalled(time.Now()) {
+		return ""
+	}
+	return importURL(id)
 }

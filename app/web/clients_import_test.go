@@ -113,6 +113,18 @@ func TestClientsImportInTheBackground(t *testing.T) {
 		t.Errorf("the refusal links to %q, want %q:\n%.1500s", got, page, body)
 	}
 
+	// The clients list and the import form point at it meanwhile.
+	underWay := func() (list, form string) {
+		_, body := c.get(t, "/clients")
+		list = parseHTML(t, body).Find("[data-testid=import-under-way] a").AttrOr("href", "")
+		_, body = c.get(t, "/clients/import")
+		form = parseHTML(t, body).Find("[data-testid=import-running]").AttrOr("href", "")
+		return list, form
+	}
+	if list, form := underWay(); list != page || form != page {
+		t.Errorf("during the import the list links to %q and the form to %q, want %q", list, form, page)
+	}
+
 	// The page opened as a page, and by someone else.
 	resp, body = c.get(t, page)
 	wantStatus(t, resp, body, http.StatusOK)
@@ -149,6 +161,9 @@ func TestClientsImportInTheBackground(t *testing.T) {
 	}
 	if n := ownClients(t, e, "ann@example.com"); n != rows-bad {
 		t.Fatalf("ann has %d clients, want %d", n, rows-bad)
+	}
+	if list, form := underWay(); list != "" || form != "" {
+		t.Errorf("after the import the list links to %q and the form to %q", list, form)
 	}
 
 	// Once it has ended the next file is taken, and the page keeps the report.
