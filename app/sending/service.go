@@ -474,24 +474,44 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		progress = progress || len(sent) > 0
 		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
 		var next []int64
-		if err == nil && !stop && !(holding && waits.len() > 0) {
-			if len(ahead) == 0 && more {
-				limit := readAhead * s.chunk()
-				ahead, err = stmts.Next(dbCtx, cursor, limit)
-				more = len(ahead) == limit
-				if len(ahead) > 0 {
-					cursor = ahead[len(ahead)-1]
+		var due []waiting
+		if err == nil && !stop {
+			if !(holding && waits.len() > 0) {
+				if len(ahead) == 0 && more {
+					limit := readAhead * s.chunk()
+					ahead, err = stmts.Next(dbCtx, cursor, limit)
+					more = len(ahead) == limit
+					if len(ahead) > 0 {
+						cursor = ahead[len(ahead)-1]
+					}
 				}
+				n := min(s.chunk(), len(ahead))
+				next, ahead = ahead[:n], ahead[n:]
 			}
-			n := min(s.chunk(), len(ahead))
-			next, ahead = ahead[:n], ahead[n:]
+			if err == nil {
+				due = waits.due(s.now())
+			}
+		}
+		// The waiting recipients due are claimed with the next chunk: a
+		// worker that dies while one is tried again leaves its attempt
+		// pending, and a resumed batch finds it through the claim even
+		// when its client was deleted meanwhile (and so lost its id).
+		// Claiming checks again that each may still be mailed: one who
+		// unsubscribed, bounced or was deleted since keeps its failure.
+		claim := next
+		if len(due) > 0 {
+			claim = make([]int64, 0, len(next)+len(due))
+			claim = append(claim, next...)
+			for _, w := range due {
+				claim = append(claim, w.claim.ClientID)
+			}
 		}
 		// What was sent is written even when ctx ended or a statement
 		// failed meanwhile: a sent message must not be forgotten (left
 		// claimed, it would be recorded as interrupted).
 		var claims []store.Claim
-		if len(sent) > 0 || len(next) > 0 || claimed {
-			written, c, rerr := s.record(dbCtx, stmts, sent, next)
+		if len(sent) > 0 || len(claim) > 0 || claimed {
+			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
 				if errors.Is(err, errHandOver) {
@@ -504,13 +524,13 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		if err != nil {
 			return err
 		}
-		if stop || (len(claims) == 0 && len(ahead) == 0 && !more && waits.len() == 0) {
+		claims, due = splitDue(claims, due)
+		if stop || (len(claims) == 0 && len(due) == 0 && len(ahead) == 0 && !more && waits.len() == 0) {
 			// Sent, or the rest skipped (window closed, switched off). A
 			// recipient still waiting for a try keeps the failure its
 			// attempt says.
 			return nil
 		}
-		due := waits.due(s.now())
 		if len(claims) == 0 && len(due) == 0 {
 			waits.sleep(ctx, s.now(), progressEvery) // until one is due, or the next look at the mailing
 			continue
@@ -519,6 +539,35 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		sent, deferred = s.sendChunk(ctx, m, msg, claims, due, !holding, writeAttempt, &waits)
 		holding = 2*deferred > len(claims)+len(due)
 	}
+}
+
+// splitDue parts what a chunk's claim returned into the new recipients
+// and the waiting ones due that it claimed again (still mailable, at the
+// address they were tried at); the others of due are left with the
+// failure their attempt says.
+func splitDue(claims []store.Claim, due []waiting) ([]store.Claim, []waiting) {
+	if len(due) == 0 {
+		return claims, nil
+	}
+	again := make(map[int64]string, len(due))
+	for _, c := range claims {
+		again[c.ClientID] = c.Email
+	}
+	isDue := make(map[int64]bool, len(due))
+	var retry []waiting
+	for _, w := range due {
+		isDue[w.claim.ClientID] = true
+		if email, ok := again[w.claim.ClientID]; ok && email == w.claim.Email {
+			retry = append(retry, w)
+		}
+	}
+	fresh := claims[:0:0]
+	for _, c := range claims {
+		if !isDue[c.ClientID] {
+			fresh = append(fresh, c)
+		}
+	}
+	return fresh, retry
 }
 
 // waiting is a recipient whose send failed for the time being, waiting for

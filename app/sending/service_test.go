@@ -1538,3 +1538,52 @@ func TestAServerDeferringEveryoneHoldsTheBatch(t *testing.T) {
 		t.Fatalf("%d tries, want 36 (three each)", len(tries))
 	}
 }
+
+// A recipient told to try later is tried again from the batch's waiting
+// list, after the claim of its chunk has moved on. When its client is
+// deleted while that try sends and the worker dies, the resumed batch must
+// still find the attempt (a deleted client's attempt is found by the
+// address the claim holds) and record it as interrupted: it is neither
+// left pending nor sent again.
+func TestDeletedClientDuringARetryFromTheWaitingList(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 1, 1
+	w.svc.RetryDelays = []time.Duration{20 * time.Millisecond}
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := w.clients[0]
+	w.svc.Sender = &deferOne{Sender: w.pool, to: victim.Email, hook: func() {
+		if err := w.st.DeleteClient(ctx, w.owner.ID, victim.ID); err != nil {
+			t.Error(err)
+		}
+		// The worker dies with the try under way: its lock's session ends.
+		var ended []bool
+		if err := w.db.NewRaw(`SELECT pg_terminate_backend(pid, 5000) FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &ended); err != nil || len(ended) != 1 {
+			t.Errorf("ending the lock's session: %v, %v", ended, err)
+		}
+	}}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err == nil {
+		t.Fatal("the worker that lost its batch ended it without an error")
+	}
+	w.svc.Sender = w.pool
+	r := w.drain(t, run.ID)
+	var got []model.Attempt
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Email == victim.Email {
+			got = append(got, a)
+		}
+	}
+	if len(got) != 1 || got[0].Status != model.AttemptFailure || got[0].Response != "interrupted: outcome unknown" {
+		t.Errorf("the deleted client's attempts: %+v, want one, interrupted", got)
+	}
+	if n := received(w.sink)[victim.Email]; n != 1 {
+		t.Errorf("the deleted client received %d messages, want 1", n)
+	}
+	if r.FinishedAt == nil || r.Succeeded+r.Failed+r.Skipped != r.Total {
+		t.Fatalf("run %+v: its counts do not add up", r)
+	}
+}
