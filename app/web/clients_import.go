@@ -204,7 +204,9 @@ func (s *Server) runImport(job *importJob, data []byte) *importJob {
 		if err := s.saveImport(end, job); err != nil {
 			s.log.ErrorContext(end, "import: save its end", "error", err.Error())
 		}
-		if err := s.redis.Del(end, importOwnerKey(job.Owner)).Err(); err != nil {
+		// The owner's turn is given up only while it is this import's: a
+		// hold that lapsed meanwhile may be a newer import's now.
+		if err := releaseTurn.Run(end, s.redis, []string{importOwnerKey(job.Owner)}, job.ID).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			s.log.ErrorContext(end, "import: release the owner", "error", err.Error())
 		}
 		s.stats.Changed(end, job.Owner)
@@ -300,6 +302,10 @@ wait:
 	}
 	return job
 }
+
+// releaseTurn deletes an owner's import key (KEYS[1]) while it names the
+// import ARGV[1].
+var releaseTurn = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // reject reports a row that is not imported; the report lists the first
 // maxRejectsShow of them.

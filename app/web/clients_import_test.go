@@ -252,3 +252,32 @@ func TestBrowserImportProgress(t *testing.T) {
 		t.Errorf("console: %v", errs)
 	}
 }
+
+// An import gives up the owner's turn at its end only while the turn is
+// its own: one whose hold lapsed meanwhile (its progress could not be told
+// for a while), and was taken by a newer import, must not end the newer
+// one's, or a third import would run beside it.
+func TestClientsImportReleasesOnlyItsOwnTurn(t *testing.T) {
+	e := newEnvWith(t, testConfig(t), testkit.Redis(t), nil, func(d *web.Deps) { d.ImportWait = -1 })
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, err := e.store.UserByEmail(ctx, "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "import:owner:" + strconv.FormatInt(ann.ID, 10)
+	page := startImport(t, c, clientsCSV(100_000))
+	const newer = "0123456789abcdef0123456789abcdef"
+	if err := e.redis.Set(ctx, key, newer, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := c.request(t, http.MethodGet, page, nil, true); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the import ended before its turn was taken (%d):\n%.500s", resp.StatusCode, body)
+	}
+	pollImport(t, c, page)
+	if got, err := e.redis.Get(ctx, key).Result(); got != newer {
+		t.Fatalf("after the first import ended the owner's turn is %q (%v), want the newer import's %q", got, err, newer)
+	}
+	resp, body := multipartCSV(t, c, []byte("email\nthird@example.com\n"))
+	wantStatus(t, resp, body, http.StatusConflict)
+}
