@@ -22,6 +22,9 @@ type Health struct {
 	down    atomic.Bool // this process reported a trouble not ended since
 	mu      sync.Mutex
 	written time.Time // when it last wrote one
+	// unended is when ending the trouble last failed (Redis failing): the
+	// next try waits a few seconds, not for the next message.
+	unended time.Time
 }
 
 // Trouble is the mail server's state as the workers last reported it.
@@ -53,7 +56,7 @@ func (h *Health) failed(ctx context.Context, reason string) {
 		return
 	}
 	h.down.Store(true)
-	h.written = time.Now()
+	h.written, h.unended = time.Now(), time.Time{}
 	pipe := h.rdb.TxPipeline()
 	pipe.HSetNX(ctx, healthKey, "since", time.Now().UTC().Format(time.RFC3339Nano))
 	pipe.HSet(ctx, healthKey, "reason", reason)
@@ -69,9 +72,14 @@ func (h *Health) delivered(ctx context.Context) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down.Load() && h.rdb.Del(ctx, healthKey).Err() == nil {
-		h.down.Store(false)
+	if !h.down.Load() || time.Since(h.unended) < troubleRewrite {
+		return
 	}
+	if h.rdb.Del(ctx, healthKey).Err() != nil {
+		h.unended = time.Now()
+		return
+	}
+	h.down.Store(false)
 }
 
 // Trouble returns the trouble reported, if any.
