@@ -56,8 +56,12 @@ type importJob struct {
 	State  string         `json:"state"`
 	Size   int64          `json:"size"` // bytes
 	Read   int64          `json:"read"` // bytes read so far
-	Line   int            `json:"line"` // the last line read
+	Line   int            `json:"line"` // the rows up to it are imported or rejected
 	Report clients.Report `json:"report"`
+	// LineRejected is how many of Report's rejected rows are up to Line:
+	// the rows read after it are neither imported nor counted when the
+	// import stops before its end.
+	LineRejected int `json:"line_rejected"`
 	// Problem says why the import stopped before its end.
 	Problem string    `json:"problem,omitempty"`
 	Beat    time.Time `json:"beat"` // when the job last told its progress
@@ -179,7 +183,9 @@ func importView(j *importJob, now time.Time) clients.ImportView {
 	case j.State == importDone:
 		v.Report = &j.Report
 	case j.State == importStopped || j.stalled(now):
-		v.Report, v.Stopped, v.StoppedAt = &j.Report, j.Problem, j.Line
+		r := j.Report
+		r.RejectedTotal = j.LineRejected
+		v.Report, v.Stopped, v.StoppedAt = &r, j.Problem, j.Line
 		if v.Stopped == "" {
 			v.Stopped = "the server running it stopped."
 		}
@@ -242,7 +248,8 @@ wait:
 	seen := map[string]int{} // email -> line, to reject repeats within the file
 	var batch []store.ImportRow
 	var cols store.ImportColumns
-	line := 0 // the last line read; the rows up to it are done once flushed
+	line := 0   // the last line read; the rows up to it are done once flushed
+	listed := 0 // of report.Rejected, the rows up to job.Line
 	tell := func() {
 		job.Read, job.Beat = job.Size-int64(in.Len()), time.Now()
 		if err := s.saveImport(ctx, job); err != nil {
@@ -263,7 +270,7 @@ wait:
 		report.Updated += updated
 		report.Unchanged += len(batch) - created - updated
 		batch = batch[:0]
-		job.Line = line
+		job.Line, job.LineRejected, listed = line, report.RejectedTotal, len(report.Rejected)
 		tell()
 		return nil
 	}
@@ -291,9 +298,14 @@ wait:
 	if err == nil && len(batch) > 0 {
 		err = flush()
 	}
+	if err != nil {
+		// Stopped after job.Line: the rows rejected after it are read
+		// again, and reported, when the file is imported again.
+		report.Rejected, report.RejectedTotal = report.Rejected[:listed], job.LineRejected
+	}
 	switch {
 	case err == nil:
-		job.State, job.Read, job.Line = importDone, job.Size, line
+		job.State, job.Read, job.Line, job.LineRejected = importDone, job.Size, line, report.RejectedTotal
 	case ctx.Err() != nil:
 		stop("the server was restarting.")
 	default:

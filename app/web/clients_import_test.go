@@ -213,6 +213,18 @@ func TestClientsImportStopsWithTheServer(t *testing.T) {
 	if n := ownClients(t, e, "ann@example.com"); n != created {
 		t.Fatalf("ann has %d clients, the report says %d were created", n, created)
 	}
+	// The rejected rows counted and listed are those up to that line too:
+	// the rows read after it are not imported, and importing the file
+	// again reports them.
+	rejected, _ := strconv.Atoi(box.Find("[data-testid=import-rejected]").Text())
+	if want := (line - 1) / 100; rejected != want {
+		t.Errorf("stopped after line %d with %d rejected, want the %d rejected up to it", line, rejected, want)
+	}
+	box.Find("[data-testid=rejected-row] td:first-child").Each(func(_ int, td *goquerySelection) {
+		if n, _ := strconv.Atoi(td.Text()); n > line {
+			t.Errorf("stopped after line %d, the report lists a rejected line %d", line, n)
+		}
+	})
 
 	// Importing the file again finishes it.
 	box, _ = pollImport(t, c, startImport(t, c, file))
