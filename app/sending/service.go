@@ -469,14 +469,22 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	// tries of a few recipients, not of the whole run.
 	var waits waitList
 	holding := false
-	claimed := false // the batch's row holds a claim
+	claimed := false     // the batch's row holds a claim
+	handingOver := false // the task nears its deadline: the waiting recipients' tries come first
 	for {
 		progress = progress || len(sent) > 0
 		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
+		if errors.Is(err, errHandOver) && !s.stopping() && waits.len() > 0 {
+			// A task near its deadline claims no one new, and tries the
+			// recipients waiting before it hands the rest over: their
+			// tries take minutes at most, well within the hand-over's
+			// margin, and the next task would leave them as they are.
+			handingOver, stop, err = true, false, nil
+		}
 		var next []int64
 		var due []waiting
 		if err == nil && !stop {
-			if !(holding && waits.len() > 0) {
+			if !(holding && waits.len() > 0) && !handingOver {
 				if len(ahead) == 0 && more {
 					limit := readAhead * s.chunk()
 					ahead, err = stmts.Next(dbCtx, cursor, limit)
@@ -531,7 +539,13 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			// attempt says.
 			return nil
 		}
+		if handingOver && len(claims) == 0 && len(due) == 0 && waits.len() == 0 {
+			return errHandOver
+		}
 		if len(claims) == 0 && len(due) == 0 {
+			if (len(ahead) > 0 || more) && !handingOver && !(holding && waits.len() > 0) {
+				continue // no one of that chunk was left to mail: the next one
+			}
 			waits.sleep(ctx, s.now(), progressEvery) // until one is due, or the next look at the mailing
 			continue
 		}

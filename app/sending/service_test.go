@@ -1135,6 +1135,27 @@ func TestBatchHandsOverBeforeItsTaskTimesOut(t *testing.T) {
 	w.assertHandsOver(t, ctx, 1)
 }
 
+// A recipient waiting for its next try when the task nears its deadline is
+// tried before the batch hands over: the next task would leave it with the
+// failure of its first try.
+func TestBatchHandsOverAfterTheWaitingRecipients(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 2, 1
+	w.svc.HandOver = 2 * time.Hour // always near the deadline, once something is sent
+	w.svc.RetryDelays = []time.Duration{50 * time.Millisecond}
+	w.svc.Sender = &deferOne{Sender: w.pool, to: w.clients[0].Email, class: mail.Temporary, hook: func() {}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	// The first chunk: r00 deferred, r01 sent; then the hand-over, after
+	// r00's second try.
+	w.assertHandsOver(t, ctx, 2)
+	for _, a := range w.attempts(t, 1) {
+		if a.Email == w.clients[0].Email && (a.Status != model.AttemptSuccess || a.Tries != 2) {
+			t.Errorf("the deferred recipient: %s after %d tries, want success after 2", a.Status, a.Tries)
+		}
+	}
+}
+
 // A worker told to stop (SIGTERM) stops claiming, records what it sent and
 // hands the rest of its batches to new tasks.
 func TestBatchHandsOverWhenTheWorkerStops(t *testing.T) {
