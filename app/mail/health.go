@@ -12,14 +12,15 @@ import (
 
 // Health tells, through Redis, whether the workers can reach the mail
 // server: a pool that fails to open a connection (refused, no answer, TLS,
-// a refused sign-in) reports the trouble, and its next delivered message
-// ends it. The web process reads it to say on a sending run's progress why
+// a refused sign-in) reports the trouble, and a message delivered by any
+// worker ends it. The web process reads it to say on a sending run's progress why
 // it slowed down. Writes are few: a trouble is written again at most every
-// few seconds, and its end once.
+// few seconds, and its end at most as often.
 type Health struct {
 	rdb redis.UniversalClient
 
-	down    atomic.Bool // this process reported a trouble not ended since
+	down    atomic.Bool  // this process reported a trouble not ended since
+	look    atomic.Int64 // when (Unix ns) a delivery next ends a trouble another worker reported
 	mu      sync.Mutex
 	written time.Time // when it last wrote one
 	// unended is when ending the trouble last failed (Redis failing): the
@@ -64,19 +65,27 @@ func (h *Health) failed(ctx context.Context, reason string) {
 	_, _ = pipe.Exec(ctx)
 }
 
-// delivered reports a message the server took: a trouble this process
-// reported is over.
+// delivered reports a message the server took: the trouble is over,
+// whichever worker reported it. One this process reported is ended at
+// once; any other with a delivery every few seconds, so that most sends
+// ask neither the lock nor Redis.
 func (h *Health) delivered(ctx context.Context) {
-	if h == nil || !h.down.Load() { // every send asks: no lock then
+	if h == nil {
+		return
+	}
+	now := time.Now()
+	if !h.down.Load() && now.UnixNano() < h.look.Load() {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.down.Load() || time.Since(h.unended) < troubleRewrite {
+	ownNow := h.down.Load() && now.Sub(h.unended) >= troubleRewrite
+	if !ownNow && now.UnixNano() < h.look.Load() {
 		return
 	}
+	h.look.Store(now.Add(troubleRewrite).UnixNano())
 	if h.rdb.Del(ctx, healthKey).Err() != nil {
-		h.unended = time.Now()
+		h.unended = now // Redis failing: not again with the next message
 		return
 	}
 	h.down.Store(false)

@@ -59,3 +59,36 @@ func TestPoolReportsTheServerUnreachable(t *testing.T) {
 		t.Fatalf("trouble after a delivery: %v %v", ok, err)
 	}
 }
+
+// A trouble one worker reported is ended by a message another one
+// delivers: the notice does not outlive the outage by minutes.
+func TestAnotherWorkersDeliveryEndsTheTrouble(t *testing.T) {
+	ctx := context.Background()
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := testkit.Redis(t)
+	health := rmail.NewHealth(rdb)
+	broken, err := rmail.NewSender("smtp://127.0.0.1:1", "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := rmail.NewPool(broken.WithTimeout(time.Second), 1, nil).ReportTo(rmail.NewHealth(rdb))
+	b := rmail.NewPool(sender, 1, nil).ReportTo(rmail.NewHealth(rdb))
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	msg := rmail.Message{Subject: "Hi", Text: "Hello"}
+	msg.To.Address = "ann@example.com"
+	a.Send(ctx, msg)
+	if _, ok, _ := health.Trouble(ctx); !ok {
+		t.Fatal("no trouble told by the worker that cannot connect")
+	}
+	if r := b.Send(ctx, msg); r.Class != rmail.Delivered {
+		t.Fatalf("send: %+v", r)
+	}
+	if tr, ok, _ := health.Trouble(ctx); ok {
+		t.Fatalf("trouble still told after another worker delivered: %+v", tr)
+	}
+}
