@@ -33,8 +33,11 @@ const (
 	// importStalled is how long an unfinished import may go without
 	// telling its progress before its page says it stopped (the process
 	// running it was killed).
-	importStalled = 30 * time.Second
+	importStalled = 90 * time.Second
 	importBeat    = 5 * time.Second
+	// importsHeld bounds the imports a process holds, the one running
+	// and those waiting for their turn, each with its file in memory.
+	importsHeld = 4
 	// importKept is how long an import's page (its report) stays.
 	importKept = 24 * time.Hour
 )
@@ -114,6 +117,17 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		return refuse(fiber.StatusUnprocessableEntity, "This does not look like a clients CSV: "+err.Error()+".")
 	}
 
+	select {
+	case s.importsHeld <- struct{}{}:
+	default:
+		return refuse(fiber.StatusServiceUnavailable, "Other files are being imported right now. Please try again in a minute.")
+	}
+	held := true // given back here unless the import takes it along
+	defer func() {
+		if held {
+			<-s.importsHeld
+		}
+	}()
 	ctx := c.UserContext()
 	job := &importJob{ID: newImportID(), Owner: uid, File: fh.Filename, State: importWaiting, Size: int64(len(data)), Beat: time.Now()}
 	ok, err := s.redis.SetNX(ctx, importOwnerKey(uid), job.ID, importStalled).Result()
@@ -132,8 +146,10 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 	}
 	done := make(chan *importJob, 1)
 	s.after.Add(1)
+	held = false
 	go func() {
 		defer s.after.Done()
+		defer func() { <-s.importsHeld }()
 		done <- s.runImport(job, data)
 	}()
 	if s.importWait >= 0 {

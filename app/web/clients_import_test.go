@@ -293,3 +293,28 @@ func TestClientsImportReleasesOnlyItsOwnTurn(t *testing.T) {
 	resp, body := multipartCSV(t, c, []byte("email\nthird@example.com\n"))
 	wantStatus(t, resp, body, http.StatusConflict)
 }
+
+// A process holds a few imports at once (the one running, and those
+// waiting for their turn, each with its file in memory); one more is
+// refused with a message until one ends.
+func TestClientsImportsHeldAtOnceBounded(t *testing.T) {
+	e := newEnvWith(t, testConfig(t), testkit.Redis(t), nil, func(d *web.Deps) { d.ImportWait = -1 })
+	var pages []string
+	users := make([]*client, 5)
+	for i := range users {
+		users[i] = signedIn(t, e, fmt.Sprintf("u%d@example.com", i), model.RoleUser)
+	}
+	pages = append(pages, startImport(t, users[0], clientsCSV(100_000))) // runs for seconds
+	for _, c := range users[1:4] {
+		pages = append(pages, startImport(t, c, []byte("email\nx@example.com\n"))) // wait for their turn
+	}
+	resp, body := multipartCSV(t, users[4], []byte("email\nx@example.com\n"))
+	wantStatus(t, resp, body, http.StatusServiceUnavailable)
+	if !strings.Contains(parseHTML(t, body).Find("[data-testid=form-error]").Text(), "try again in a minute") {
+		t.Errorf("the refusal does not say what to do:\n%.1500s", body)
+	}
+	for i, p := range pages {
+		pollImport(t, users[i], p)
+	}
+	pollImport(t, users[4], startImport(t, users[4], []byte("email\nx@example.com\n")))
+}

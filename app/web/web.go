@@ -67,9 +67,10 @@ type Server struct {
 	// background ends on shutdown: imports stop after the batch under way.
 	background     context.Context
 	stopBackground context.CancelFunc
-	// importTurn lets one import at a time run in the process.
-	importTurn chan struct{}
-	importWait time.Duration
+	// importTurn lets one import at a time run in the process;
+	// importsHeld bounds those running and waiting.
+	importTurn, importsHeld chan struct{}
+	importWait              time.Duration
 }
 
 // afterAnswer runs fn in the background, with a context of its own bounded
@@ -103,7 +104,7 @@ const (
 // New builds the Fiber app with every route mounted.
 func New(d Deps) *fiber.App {
 	s := &Server{cfg: d.Config, store: d.Store, redis: d.Redis, queue: d.Queue, log: d.Log, providers: d.Providers,
-		importTurn: make(chan struct{}, 1), importWait: d.ImportWait}
+		importTurn: make(chan struct{}, 1), importsHeld: make(chan struct{}, importsHeld), importWait: d.ImportWait}
 	if s.importWait == 0 {
 		s.importWait = DefaultImportWait
 	}
