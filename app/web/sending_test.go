@@ -25,9 +25,7 @@ func TestSendNowAndProgress(t *testing.T) {
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	o := makeObjects(t, e, ann)
 	// The window is open now.
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
 
 	_, body := c.get(t, path)
@@ -242,9 +240,7 @@ func TestEditsWaitForTheRunningRun(t *testing.T) {
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	o := makeObjects(t, e, ann)
 	extra := makeObjects(t, e, ann).client
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
@@ -348,9 +344,7 @@ func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
 	sink := e.withWorker(t)
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	runToEnd(t, c, "/mailings/"+id(o.mailing.ID))
 	msgs := sink.Messages()
 	if len(msgs) != 1 {
@@ -405,9 +399,7 @@ func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
 	}
 
 	// The same while a run sends: only the end changes, and it may.
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	resp, body = c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
 	gone2 := makeObjects(t, e, ann).client
@@ -566,9 +558,7 @@ func TestProgressTellsTheMailServerUnreachable(t *testing.T) {
 	ctx := context.Background()
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	o := makeObjects(t, e, ann)
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
@@ -616,5 +606,14 @@ func TestProgressTellsTheMailServerUnreachable(t *testing.T) {
 	}
 	if got := trouble(); got != "" {
 		t.Fatalf("progress of a run that has ended: %q", got)
+	}
+}
+
+// sendableNow moves the mailing's first send a minute into the past, with
+// no run planned: "Send now" starts a run at once.
+func sendableNow(t *testing.T, e *env, mailingID int64) {
+	t.Helper()
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", mailingID); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -49,9 +49,7 @@ func TestStatsFollowSends(t *testing.T) {
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	o := makeObjects(t, e, ann)
-	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
-		t.Fatal(err)
-	}
+	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
 
 	_, body := c.get(t, "/stats")
