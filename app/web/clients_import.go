@@ -84,7 +84,7 @@ func (s *Server) importForm(c *fiber.Ctx) error {
 }
 
 // importClients takes an uploaded CSV and imports it in the background
-// (importJob.run). The answer waits for it up to the import wait and shows
+// (runImport). The answer waits for it up to the import wait and shows
 // the report; a longer import answers with its page and a progress bar.
 // One import per owner runs at a time.
 func (s *Server) importClients(c *fiber.Ctx) error {
@@ -135,10 +135,8 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	if !ok {
-		v := clients.ImportView{Error: "Your previous import is still under way; import this file once it has finished."}
-		if id, err := s.redis.Get(ctx, importOwnerKey(uid)).Result(); err == nil {
-			v.Running = importURL(id)
-		}
+		v := clients.ImportView{Error: "Your previous import is still under way; import this file once it has finished.",
+			Running: s.importUnderWay(ctx, uid)}
 		return render(c, fiber.StatusConflict, clients.ImportPage(s.page(c, "Import clients"), v))
 	}
 	if err := s.saveImport(ctx, job); err != nil {
