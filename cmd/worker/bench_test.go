@@ -322,19 +322,8 @@ func BenchmarkWorkerDeferrals(b *testing.B) {
 		time.Sleep(time.Second) // let it start
 		timeRun := func() (time.Duration, *model.Run) {
 			began := time.Now()
-			run := w.startRun(b)
-			for deadline := time.Now().Add(30 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-				r, err := w.st.RunByID(context.Background(), run.ID)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if r.FinishedAt != nil {
-					return r.FinishedAt.Sub(began), r
-				}
-				if time.Now().After(deadline) {
-					b.Fatalf("the run did not finish: %+v", r)
-				}
-			}
+			r := w.waitFinished(b, w.startRun(b))
+			return r.FinishedAt.Sub(began), r
 		}
 		plain, r := timeRun()
 		if r.Succeeded != n {
