@@ -730,7 +730,7 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				var w *waiting
-				c := store.Claim{}
+				var c store.Claim
 				if i < len(claims) {
 					c = claims[i]
 				} else {
