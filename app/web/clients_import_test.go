@@ -308,6 +308,9 @@ func TestClientsImportsHeldAtOnceBounded(t *testing.T) {
 	for _, c := range users[1:4] {
 		pages = append(pages, startImport(t, c, []byte("email\nx@example.com\n"))) // wait for their turn
 	}
+	if _, body := users[1].request(t, http.MethodGet, pages[1], nil, true); !strings.Contains(body, "Waiting for another import to finish") {
+		t.Errorf("an import waiting for its turn does not say so:\n%.1000s", body)
+	}
 	resp, body := multipartCSV(t, users[4], []byte("email\nx@example.com\n"))
 	wantStatus(t, resp, body, http.StatusServiceUnavailable)
 	if !strings.Contains(parseHTML(t, body).Find("[data-testid=form-error]").Text(), "try again in a minute") {
