@@ -291,6 +291,7 @@ func TestBrowserDoubleClickSendNow(t *testing.T) {
 	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", slow, m.ID)),
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-now]")))
 	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.acceptConfirms()
 	b.doubleClick("[data-testid=send-now]", 150*time.Millisecond)
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("#flash .flash")`)
 	time.Sleep(time.Second)
@@ -408,8 +409,12 @@ func TestBrowserSendNowProgress(t *testing.T) {
 	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", base, m.ID)),
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-now]")))
 	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.acceptConfirms()
 	b.do("send now", chromedp.Click(chromedp.CSS("[data-testid=send-now]")))
 	waitAcrossNavigation(t, b.ctx, `(document.querySelector("#flash")||{}).textContent?.includes("Sending to 5 recipients")`)
+	if asked, want := b.asked(), "Send this mailing to its 5 recipients now? Unsubscribed and bounced clients are skipped."; len(asked) != 1 || asked[0] != want {
+		t.Errorf("Send now asked %q first, want %q", asked, want)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if _, err := sink.Wait(ctx, 5); err != nil {

@@ -57,13 +57,30 @@ func (b *browserUser) settled(sel string) {
 	b.waitJS("settled "+sel, `document.querySelector("`+sel+`") !== null && document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
 }
 
-// acceptConfirms answers every confirm() with OK and records its question.
+// acceptConfirms answers every confirm() of the page with OK and records
+// its question, in window.__asked and, for a page the answer navigates
+// away from, in the tab's sessionStorage (see asked).
 func (b *browserUser) acceptConfirms() {
 	b.t.Helper()
 	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[chromedp.Void](
-		`window.__asked = []; window.confirm = function (q) { window.__asked.push(q); return true; }`)); err != nil {
+		`window.__asked = []; sessionStorage.removeItem("asked");
+		window.confirm = function (q) {
+			window.__asked.push(q);
+			sessionStorage.setItem("asked", JSON.stringify(window.__asked));
+			return true;
+		}`)); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+// asked is what confirm() asked since acceptConfirms, in this tab.
+func (b *browserUser) asked() []string {
+	b.t.Helper()
+	got, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`JSON.parse(sessionStorage.getItem("asked") || "[]")`))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return got
 }
 
 func (b *browserUser) signIn(email string) {

@@ -32,6 +32,11 @@ func TestSendNowAndProgress(t *testing.T) {
 	if parseHTML(t, body).Find("[data-testid=send-now]").Length() != 1 {
 		t.Fatalf("no Send now button:\n%s", body)
 	}
+	// Mail sent cannot be called back: the button asks first, naming how
+	// many it goes to.
+	if q, _ := parseHTML(t, body).Find("form:has([data-testid=send-now])").Attr("data-confirm"); q != "Send this mailing to its 1 recipient now?" {
+		t.Errorf("Send now asks %q first", q)
+	}
 	// Before any run, the box watches slowly for one to start (a scheduled
 	// run, or one started in another tab).
 	if !strings.Contains(body, `hx-trigger="every 10s"`) {
@@ -472,8 +477,12 @@ func TestRetryFailedLeavesOutUnsubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := "/mailings/" + id(o.mailing.ID)
-	if _, body := c.get(t, path); parseHTML(t, body).Find("[data-testid=retry-failed]").Length() != 1 {
+	_, body := c.get(t, path)
+	if parseHTML(t, body).Find("[data-testid=retry-failed]").Length() != 1 {
 		t.Fatalf("no Retry failed after a temporary failure:\n%s", body)
+	}
+	if q, _ := parseHTML(t, body).Find("form:has([data-testid=retry-failed])").Attr("data-confirm"); !strings.Contains(q, "failed for the time being") {
+		t.Errorf("Retry failed asks %q first", q)
 	}
 	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
 		t.Fatal(err)
