@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -101,6 +102,39 @@ func TestBrowserPhoneTablesFit(t *testing.T) {
 		}
 		if len(out) > 0 {
 			t.Errorf("%s on a %dpx screen: these are not (wholly) on it: %v", p, phoneWidth, out)
+		}
+	}
+}
+
+// On a laptop's screen (1280 px) no list needs scrolling sideways in its
+// box, even with a long address in it: the users' list was wider than its
+// box (556 px with this one), its last column behind a scrollbar.
+func TestBrowserDesktopTablesFit(t *testing.T) {
+	e, base := servedEnv(t)
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	o := makeObjects(t, e, boss)
+	long := newUser(t, e, "a.rather.long.address.for.a.reader@mail.example.com", model.RoleUser)
+	if _, err := e.store.SetBlocked(context.Background(), boss.ID, long.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("boss@example.com")
+	b.do("laptop viewport", chromedp.EmulateViewport(1280, 800))
+	m := "/mailings/" + id(o.mailing.ID)
+	for _, p := range []string{"/", "/clients", "/clients?scope=all", "/messages", "/messages?scope=all", "/mailings", "/mailings?scope=all",
+		m, m + "/attempts", "/stats", "/stats?scope=all", "/users"} {
+		b.do("open "+p, chromedp.Navigate(b.base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+		time.Sleep(200 * time.Millisecond) // load-triggered htmx requests
+		wide, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("table")].map(t => {
+			for (let a = t.parentElement; a; a = a.parentElement) if (a.scrollWidth > a.clientWidth + 1 && getComputedStyle(a).overflowX !== "visible")
+				return (t.dataset.testid || t.className || "table") + " is " + a.scrollWidth + "px in a box of " + a.clientWidth + "px";
+			return "";
+		}).filter(s => s)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wide) > 0 {
+			t.Errorf("%s at 1280 px: %v", p, wide)
 		}
 	}
 }

@@ -11,6 +11,12 @@ func formatTime(t time.Time, zone string) string {
 	return t.In(model.Location(zone)).Format("2006-01-02 15:04 MST")
 }
 
+// formatDate is t's day in the viewer's time zone, for a list that needs
+// no more (when a user joined).
+func formatDate(t time.Time, zone string) string {
+	return t.In(model.Location(zone)).Format("2006-01-02")
+}
+
 // commonZones are offered on the account page; any IANA name is accepted.
 var commonZones = []string{
 	"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin", "Europe/Madrid",

@@ -16,7 +16,7 @@ import (
 func userRow(c *fiber.Ctx, u *model.User, clients, mailings int, viewer *model.User) users.Row {
 	return users.Row{
 		ID: u.ID, Email: u.Email, Name: u.FullName, Manager: u.IsManager(), Confirmed: u.EmailConfirmedAt != nil,
-		Blocked: u.Blocked(), Clients: clients, Mailings: mailings, Joined: formatTime(u.CreatedAt, viewer.TimeZone),
+		Blocked: u.Blocked(), Clients: clients, Mailings: mailings, Joined: formatDate(u.CreatedAt, viewer.TimeZone),
 		CanBlock: u.ID != viewer.ID && (!u.IsManager() || u.Blocked()), // a blocked manager can only be unblocked
 		CSRF:     auth.CSRFToken(c),
 	}
