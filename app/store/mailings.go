@@ -43,6 +43,19 @@ type MailingRow struct {
 // on again.
 const disabledByManager = `EXISTS (SELECT 1 FROM users AS dm WHERE dm.id = g.disabled_by AND dm.role = 'manager' AND dm.id <> g.owner_id)`
 
+// statusNow is a mailing's (alias g) status as it stands: finished once
+// its window has closed. The worker's reconciler records that within a
+// minute (FinishEnded), or when it next runs; lists, pages and figures do
+// not wait for it.
+const statusNow = `CASE WHEN g.status <> 'finished' AND g.ends_at <= now() THEN 'finished' ELSE g.status END`
+
+// settle gives r the status it has now (see statusNow).
+func (r *MailingRow) settle(now time.Time) {
+	if r.Status != model.StatusFinished && !now.Before(r.EndsAt) {
+		r.Status = model.StatusFinished
+	}
+}
+
 // Status filters of mailing lists: a disabled mailing shows as disabled
 // whatever its status.
 const (
@@ -82,7 +95,7 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, pa
 		case FilterDisabled:
 			query.Where("g.disabled_at IS NOT NULL")
 		default:
-			query.Where("g.status = ? AND g.disabled_at IS NULL", status)
+			query.Where(statusNow+" = ? AND g.disabled_at IS NULL", status)
 		}
 		return query
 	}
@@ -93,6 +106,10 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, pa
 	var rows []MailingRow
 	if err := s.mailingQuery(&rows).Where("g.id IN (?)", ids).OrderExpr("g.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list mailings", err)
+	}
+	now := time.Now()
+	for i := range rows {
+		rows[i].settle(now)
 	}
 	return rows, page, nil
 }
@@ -105,6 +122,7 @@ func (s *Store) MailingByID(ctx context.Context, sc Scope, id int64) (*MailingRo
 	if err := query.Scan(ctx); err != nil {
 		return nil, dbErr("mailing by id", err)
 	}
+	row.settle(time.Now())
 	return row, nil
 }
 

@@ -50,11 +50,11 @@ func (s *Store) StatsFigures(ctx context.Context, sc Scope) (Figures, error) {
 			(SELECT count(*) FROM clients WHERE ` + owner + ` AND unsubscribed_at IS NOT NULL) AS unsubscribed,
 			(SELECT count(*) FROM clients WHERE ` + owner + ` AND bounced_at IS NOT NULL) AS bounced,
 			(SELECT count(*) FROM messages WHERE ` + owner + `) AS messages,
-			count(*) FILTER (WHERE status = 'created' AND disabled_at IS NULL) AS created,
-			count(*) FILTER (WHERE status = 'running' AND disabled_at IS NULL) AS running,
-			count(*) FILTER (WHERE status = 'finished' AND disabled_at IS NULL) AS finished,
+			count(*) FILTER (WHERE ` + statusNow + ` = 'created' AND disabled_at IS NULL) AS created,
+			count(*) FILTER (WHERE ` + statusNow + ` = 'running' AND disabled_at IS NULL) AS running,
+			count(*) FILTER (WHERE ` + statusNow + ` = 'finished' AND disabled_at IS NULL) AS finished,
 			count(*) FILTER (WHERE disabled_at IS NOT NULL) AS disabled
-		FROM mailings WHERE ` + owner
+		FROM mailings AS g WHERE ` + owner
 	var all []any
 	for range 7 {
 		all = append(all, args...)
@@ -135,7 +135,7 @@ const mailingTotalsSQL = `
 	CROSS JOIN LATERAL (SELECT coalesce(sum(succeeded), 0) AS succeeded, coalesce(sum(failed), 0) AS failed
 		FROM attempt_counts WHERE mailing_id = g.id) AS totals`
 
-const mailingFiguresSQL = `SELECT g.id, g.owner_id, u.email AS owner_email, msg.subject, g.status, g.disabled_at IS NOT NULL AS disabled,
+const mailingFiguresSQL = `SELECT g.id, g.owner_id, u.email AS owner_email, msg.subject, ` + statusNow + ` AS status, g.disabled_at IS NOT NULL AS disabled,
 		r.runs, r.last_run, totals.succeeded, totals.failed
 	FROM mailings AS g
 	JOIN users AS u ON u.id = g.owner_id

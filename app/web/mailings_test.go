@@ -652,3 +652,55 @@ func TestAttemptLogEmptyFilterSaysWhat(t *testing.T) {
 		t.Errorf("the empty success filter says %q, want No successful attempts.", got)
 	}
 }
+
+// A mailing whose window has closed is finished at once, everywhere: the
+// worker's reconciler records it within a minute (or when it next runs),
+// and until then its page said "running", offered Edit, and took an edit
+// that moved its end into the future and sent again.
+func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
+	w := newMailingWorld(t)
+	c := w.c
+	ctx := context.Background()
+	resp, body := c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	mid := mustID(t, loc)
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running', starts_at = now() - interval '2 hours', ends_at = now() - interval '1 second' WHERE id = ?", mid); err != nil {
+		t.Fatal(err)
+	}
+
+	_, body = c.get(t, loc)
+	doc := parseHTML(t, body)
+	if got := doc.Find("[data-testid=mailing-show] [data-testid=badge]").Text(); got != "finished" {
+		t.Errorf("the page of a mailing whose window closed says %q", got)
+	}
+	if strings.Contains(body, loc+"/edit") || doc.Find("[data-testid=send-now]").Length() != 0 {
+		t.Error("a mailing whose window closed offers Edit or Send now")
+	}
+	resp, body = c.get(t, loc+"/edit")
+	wantRedirect(t, resp, body, loc)
+	resp, body = c.post(t, loc, w.form(nil))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid); !m.EndsAt.Before(time.Now()) {
+		t.Errorf("an edit moved the end of a mailing whose window closed: %v", m.EndsAt)
+	}
+
+	for filter, want := range map[string]int{"finished": 1, "running": 0} {
+		_, body := c.request(t, "GET", "/mailings?status="+filter, nil, true)
+		if got := parseHTML(t, body).Find("[data-testid=mailing-row]").Length(); got != want {
+			t.Errorf("status=%s lists %d, want %d", filter, got, want)
+		}
+	}
+	_, body = c.get(t, "/mailings")
+	if got := parseHTML(t, body).Find("#mailing-" + id(mid) + " [data-testid=badge]").Text(); got != "finished" {
+		t.Errorf("the list says %q", got)
+	}
+	_, body = c.get(t, "/stats")
+	doc = parseHTML(t, body)
+	if doc.Find("[data-testid=stat-finished]").Text() != "1" || doc.Find("[data-testid=stat-running]").Text() != "0" {
+		t.Errorf("statistics: finished %q, running %q", doc.Find("[data-testid=stat-finished]").Text(), doc.Find("[data-testid=stat-running]").Text())
+	}
+	if got := doc.Find("[data-testid=stats-mailing] [data-testid=badge]").Text(); got != "finished" {
+		t.Errorf("statistics per mailing say %q", got)
+	}
+}
