@@ -27,6 +27,11 @@ func phonePages(t *testing.T) (*browserUser, []string) {
 	e, base := servedEnv(t)
 	boss := newUser(t, e, "boss@example.com", model.RoleManager)
 	o := makeObjects(t, e, boss)
+	// A long address and name, in the lists and the recipients' picker.
+	long := &model.Client{OwnerID: boss.ID, Email: "alexandra.konstantinopoulou-vanderbilt@correspondence.example.edu", FullName: "Alexandra Konstantinopoulou-Vanderbilt"}
+	if err := e.store.CreateClient(context.Background(), long); err != nil {
+		t.Fatal(err)
+	}
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
 	b.signIn("boss@example.com")
 	b.onPhone()
@@ -113,8 +118,21 @@ func TestBrowserDesktopTablesFit(t *testing.T) {
 	e, base := servedEnv(t)
 	boss := newUser(t, e, "boss@example.com", model.RoleManager)
 	o := makeObjects(t, e, boss)
+	ctx := context.Background()
 	long := newUser(t, e, "a.rather.long.address.for.a.reader@mail.example.com", model.RoleUser)
-	if _, err := e.store.SetBlocked(context.Background(), boss.ID, long.ID, true); err != nil {
+	if _, err := e.store.SetBlocked(ctx, boss.ID, long.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	// An attempt with a long reply, beside the owner's common address.
+	fin := time.Now()
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code := 550
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptFailure, Code: &code,
+		Response: "550 5.1.1 <" + o.client.Email + ">: Recipient address rejected: User unknown in virtual mailbox table; see https://support.example.com/smtp/550-5-1-1 for details", Tries: 1}
+	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
@@ -135,6 +153,20 @@ func TestBrowserDesktopTablesFit(t *testing.T) {
 		}
 		if len(wide) > 0 {
 			t.Errorf("%s at 1280 px: %v", p, wide)
+		}
+		// What fits on a line stays on one: a common address, a time.
+		broken, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("td.address, td.when, td .when")].map(el => el.querySelector(":scope > a") || el).filter(el => {
+			const text = el.textContent.trim();
+			if (text.length > 30) return false;
+			const r = document.createRange();
+			r.selectNodeContents(el);
+			return new Set([...r.getClientRects()].map(q => Math.round(q.top))).size > 1;
+		}).map(el => el.textContent.trim())`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(broken) > 0 {
+			t.Errorf("%s at 1280 px breaks %q over lines", p, broken)
 		}
 	}
 }

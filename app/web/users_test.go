@@ -22,15 +22,24 @@ func TestUsersBlockInline(t *testing.T) {
 	otherMgr, _ := e.store.UserByEmail(ctx, "other.manager@example.com")
 	makeObjects(t, e, annUser)
 
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET email_confirmed_at = NULL WHERE id = ?", otherMgr.ID); err != nil {
+		t.Fatal(err)
+	}
 	resp, body := boss.get(t, "/users")
 	wantStatus(t, resp, body, http.StatusOK)
 	doc := parseHTML(t, body)
+	if got := doc.Find("#user-" + id(otherMgr.ID) + " [data-testid=badge]").Text(); got != "managerunconfirmed" {
+		t.Errorf("an unconfirmed manager's address is marked %q", got)
+	}
 	if doc.Find("[data-testid=user-row]").Length() != 3 {
 		t.Fatalf("users listed:\n%s", body)
 	}
 	annRow := doc.Find("#user-" + id(annUser.ID))
-	if !strings.Contains(annRow.Text(), "yes") || annRow.Find("td").Eq(4).Text() != "1" || annRow.Find("td").Eq(5).Text() != "1" {
-		t.Errorf("ann's row (confirmed, 1 client, 1 mailing): %q", annRow.Text())
+	if annRow.Find("[data-testid=badge]").Length() != 0 || annRow.Find("td").Eq(2).Text() != "1" || annRow.Find("td").Eq(3).Text() != "1" {
+		t.Errorf("ann's row (a confirmed user, 1 client, 1 mailing): %q", annRow.Text())
+	}
+	if got := doc.Find("#user-" + id(bossUser.ID) + " td.address [data-testid=badge]").Text(); got != "manager" {
+		t.Errorf("the manager's address is marked %q", got)
 	}
 	if doc.Find("#user-"+id(bossUser.ID)+" [data-testid=block-user]").Length() != 0 ||
 		doc.Find("#user-"+id(otherMgr.ID)+" [data-testid=block-user]").Length() != 0 {
