@@ -26,6 +26,9 @@ func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZo
 func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
 	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),
 		CanToggle: viewer.IsManager() || r.OwnerID == viewer.ID && !(r.Disabled() && r.DisabledByManager)}
+	if r.Status == model.StatusFinished && !r.Disabled() {
+		st.CanToggle = false // it sends no more: there is nothing to switch off
+	}
 	if r.DisabledAt != nil {
 		who := r.DisabledByEmail
 		if who == "" {

@@ -674,8 +674,11 @@ func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
 	if got := doc.Find("[data-testid=mailing-show] [data-testid=badge]").Text(); got != "finished" {
 		t.Errorf("the page of a mailing whose window closed says %q", got)
 	}
-	if strings.Contains(body, loc+"/edit") || doc.Find("[data-testid=send-now]").Length() != 0 {
-		t.Error("a mailing whose window closed offers Edit or Send now")
+	if strings.Contains(body, loc+"/edit") || doc.Find("[data-testid=send-now]").Length() != 0 || doc.Find("[data-testid=disable-mailing]").Length() != 0 {
+		t.Error("a mailing whose window closed offers Edit, Send now or Disable")
+	}
+	if strings.Contains(body, loc+"/attempts") {
+		t.Error("a mailing with no attempts links to its empty attempt log")
 	}
 	resp, body = c.get(t, loc+"/edit")
 	wantRedirect(t, resp, body, loc)

@@ -59,9 +59,19 @@ func TestStatsFollowSends(t *testing.T) {
 	if statText(t, body, "stat-clients") != "1" || statText(t, body, "stat-created") != "1" {
 		t.Fatalf("figures before any run:\n%s", body)
 	}
+	// An empty chart says so, and what it covers, in words on the page
+	// (an empty frame from 0 to 1 told nothing).
+	doc := parseHTML(t, body)
+	if doc.Find("[data-testid=chart-empty]").Length() != 1 || doc.Find("[data-testid=chart] figcaption").Text() == "" ||
+		!strings.Contains(doc.Find("[data-testid=chart] figcaption").Text(), "over the last 30 days") {
+		t.Errorf("the chart before any send: %q", doc.Find("[data-testid=chart]").Text())
+	}
 	runToEnd(t, c, path)
 	_, body = c.get(t, "/stats")
-	doc := parseHTML(t, body)
+	doc = parseHTML(t, body)
+	if doc.Find("[data-testid=chart-empty]").Length() != 0 {
+		t.Error("the chart of a day with a send says nothing was sent")
+	}
 	if got := statText(t, body, "stat-sent"); got != "1" {
 		t.Fatalf("sent after a run: %q, want 1 (stale cache?)", got)
 	}

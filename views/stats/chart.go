@@ -51,6 +51,7 @@ type chart struct {
 	Ticks   []tick
 	XLabels []xLabel
 	Summary string
+	Empty   bool // nothing sent or failed on any of the days
 }
 
 // newChart lays out days as stacked bars scaled to the busiest day, with
@@ -63,6 +64,7 @@ func newChart(days []Day) chart {
 		ok += d.Succeeded
 		bad += d.Failed
 	}
+	c.Empty = most == 0
 	top := niceCeil(most)
 	plotH := chartH - padTop - padBottom
 	plotW := chartW - padLeft - padRight
