@@ -89,6 +89,9 @@ func TestClientsCRUD(t *testing.T) {
 		!strings.Contains(body, `value="not-an-email"`) {
 		t.Fatalf("inline edit error is not the row with the message and the typed value:\n%s", body)
 	}
+	if parseHTML(t, "<table>"+body+"</table>").Find(`input[name=email][aria-invalid="true"]`).Length() != 1 {
+		t.Errorf("the inline email in error is not marked invalid:\n%s", body)
+	}
 	resp, body = c.request(t, "POST", loc, url.Values{"email": {"rob@example.com"}, "full_name": {"Rob"}}, true)
 	wantStatus(t, resp, body, http.StatusOK)
 	if !strings.Contains(body, "rob@example.com") || !strings.Contains(body, `data-testid="client-row"`) {

@@ -110,6 +110,11 @@ func TestMailingCreate(t *testing.T) {
 			if errID == "" || doc.Find(`[aria-describedby~="`+errID+`"]`).Length() == 0 {
 				t.Errorf("no control of %s is described by its error (id %q)", tc.field, errID)
 			}
+			// ...and marked invalid: a bare aria-invalid is read as false,
+			// and the red border did not show on the message's select.
+			if tc.field != "recipients" && doc.Find(`[name="`+tc.field+`"][aria-invalid="true"]`).Length() != 1 {
+				t.Errorf("the control of %s is not marked invalid", tc.field)
+			}
 			if name != "bad start" && name != "no start" && inputValue(t, body, "starts_at") != w.form(tc.mod).Get("starts_at") {
 				t.Errorf("typed start lost: %q", inputValue(t, body, "starts_at"))
 			}
