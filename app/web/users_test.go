@@ -98,6 +98,9 @@ func TestManagerOversight(t *testing.T) {
 		if !strings.Contains(body, "ann@example.com") {
 			t.Errorf("%s lacks the owner column", path)
 		}
+		if sub := parseHTML(t, body).Find("hgroup p").Text(); !strings.HasPrefix(sub, "All users'") {
+			t.Errorf("%s does not say whose it lists: %q", path, sub)
+		}
 		if strings.Contains(body, `data-testid="edit-client"`) || strings.Contains(body, "/edit") {
 			t.Errorf("%s offers to edit another user's objects", path)
 		}

@@ -538,7 +538,7 @@ func ImportStatus(v ImportView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 50, "<p><a href=\"/clients\" role=\"button\">Go to clients</a> <a href=\"/clients/import\">Import another file</a></p></article>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 50, "<p class=\"form-actions\"><a href=\"/clients\" role=\"button\">Go to clients</a> <a href=\"/clients/import\">Import another file</a></p></article>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
