@@ -85,6 +85,7 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 // was otherwise taken for every row an OFFSET skips too (page 20 counted
 // the recipients of 1,000 mailings).
 func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, page Page) ([]MailingRow, Page, error) {
+	now := time.Now() // the rows' status is settled at the same instant
 	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
 		sc.where(query, "g.owner_id")
 		if strings.TrimSpace(q) != "" {
@@ -94,8 +95,10 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, pa
 		case "":
 		case FilterDisabled:
 			query.Where("g.disabled_at IS NOT NULL")
+		case string(model.StatusFinished): // the index's status, or an end passed (see statusNow)
+			query.Where("(g.status = 'finished' OR g.ends_at <= ?) AND g.disabled_at IS NULL", now)
 		default:
-			query.Where(statusNow+" = ? AND g.disabled_at IS NULL", status)
+			query.Where("g.status = ? AND g.ends_at > ? AND g.disabled_at IS NULL", status, now)
 		}
 		return query
 	}
@@ -107,7 +110,6 @@ func (s *Store) ListMailings(ctx context.Context, sc Scope, status, q string, pa
 	if err := s.mailingQuery(&rows).Where("g.id IN (?)", ids).OrderExpr("g.id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("list mailings", err)
 	}
-	now := time.Now()
 	for i := range rows {
 		rows[i].settle(now)
 	}

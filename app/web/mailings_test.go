@@ -158,6 +158,16 @@ func TestMailingCreate(t *testing.T) {
 	}
 }
 
+// create saves the world's form as a new mailing and returns its page
+// and id.
+func (w *mailingWorld) create(t testing.TB) (string, int64) {
+	t.Helper()
+	resp, body := w.c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	loc := resp.Header.Get("Location")
+	return loc, mustID(t, loc)
+}
+
 func mustID(t testing.TB, loc string) int64 {
 	t.Helper()
 	var n int64
@@ -171,12 +181,9 @@ func TestMailingEditRules(t *testing.T) {
 	w := newMailingWorld(t)
 	c := w.c
 	ctx := context.Background()
-	resp, body := c.post(t, "/mailings", w.form(nil))
-	wantStatus(t, resp, body, http.StatusSeeOther)
-	loc := resp.Header.Get("Location")
-	mid := mustID(t, loc)
+	loc, mid := w.create(t)
 
-	resp, body = c.get(t, loc+"/edit")
+	resp, body := c.get(t, loc+"/edit")
 	wantStatus(t, resp, body, http.StatusOK)
 	if inputValue(t, body, "starts_at") != w.startStr || inputValue(t, body, "recipient_ids") == "" {
 		t.Fatalf("edit form not filled in the user's zone:\n%s", body)
@@ -666,15 +673,12 @@ func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
 	w := newMailingWorld(t)
 	c := w.c
 	ctx := context.Background()
-	resp, body := c.post(t, "/mailings", w.form(nil))
-	wantStatus(t, resp, body, http.StatusSeeOther)
-	loc := resp.Header.Get("Location")
-	mid := mustID(t, loc)
+	loc, mid := w.create(t)
 	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running', starts_at = now() - interval '2 hours', ends_at = now() - interval '1 second' WHERE id = ?", mid); err != nil {
 		t.Fatal(err)
 	}
 
-	_, body = c.get(t, loc)
+	_, body := c.get(t, loc)
 	doc := parseHTML(t, body)
 	if got := doc.Find("[data-testid=mailing-show] [data-testid=badge]").Text(); got != "finished" {
 		t.Errorf("the page of a mailing whose window closed says %q", got)
@@ -685,7 +689,7 @@ func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
 	if strings.Contains(body, loc+"/attempts") {
 		t.Error("a mailing with no attempts links to its empty attempt log")
 	}
-	resp, body = c.get(t, loc+"/edit")
+	resp, body := c.get(t, loc+"/edit")
 	wantRedirect(t, resp, body, loc)
 	resp, body = c.post(t, loc, w.form(nil))
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
