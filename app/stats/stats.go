@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"rassylka/app/model"
 	"rassylka/app/store"
 )
 
@@ -78,7 +79,7 @@ func (s *Service) Overview(ctx context.Context, sc store.Scope, days int, loc *t
 	to := today.AddDate(0, 0, 1)
 	from := today.AddDate(0, 0, 1-days)
 	key := "overview:" + strconv.Itoa(days) + ":" + loc.String() + ":" + today.Format(time.DateOnly)
-	return cached(ctx, s, owner(sc), key, nil, func() (Overview, error) {
+	return cached(ctx, s, owner(sc), key, nil, func(v Overview) *time.Time { return v.Figures.NextEnd }, func() (Overview, error) {
 		f, err := s.Store.StatsFigures(ctx, sc)
 		if err != nil {
 			return Overview{}, err
@@ -96,10 +97,22 @@ type MailingPage struct {
 
 // Mailings returns a page of the scope's per-mailing figures.
 func (s *Service) Mailings(ctx context.Context, sc store.Scope, page store.Page) (MailingPage, error) {
-	return cached(ctx, s, owner(sc), pageKey("mailings", page), func(v MailingPage) string { return pageKey("mailings", v.Page) }, func() (MailingPage, error) {
+	return cached(ctx, s, owner(sc), pageKey("mailings", page), func(v MailingPage) string { return pageKey("mailings", v.Page) }, nextEnd, func() (MailingPage, error) {
 		rows, p, err := s.Store.MailingStats(ctx, sc, page)
 		return MailingPage{Rows: rows, Page: p}, err
 	})
+}
+
+// nextEnd is the end of the window that closes first among the page's
+// mailings not finished yet (nil: none), when one of them turns finished.
+func nextEnd(v MailingPage) *time.Time {
+	var first *time.Time
+	for i, r := range v.Rows {
+		if r.Status != string(model.StatusFinished) && (first == nil || r.EndsAt.Before(*first)) {
+			first = &v.Rows[i].EndsAt
+		}
+	}
+	return first
 }
 
 // UserPage is one page of the managers' per-user breakdown.
@@ -110,7 +123,7 @@ type UserPage struct {
 
 // Users returns a page of every user's figures (managers).
 func (s *Service) Users(ctx context.Context, page store.Page) (UserPage, error) {
-	return cached(ctx, s, siteOwner, pageKey("users", page), func(v UserPage) string { return pageKey("users", v.Page) }, func() (UserPage, error) {
+	return cached(ctx, s, siteOwner, pageKey("users", page), func(v UserPage) string { return pageKey("users", v.Page) }, nil, func() (UserPage, error) {
 		rows, p, err := s.Store.UserStats(ctx, page)
 		return UserPage{Rows: rows, Page: p}, err
 	})
@@ -156,7 +169,12 @@ func pageKey(table string, p store.Page) string {
 // and key, or computes it and stores it under storeKey of it (key when
 // nil): a page asked for past the end is computed as the last page, and
 // stored as that page only, so the entries stay as many as the pages.
-func cached[T any](ctx context.Context, s *Service, owner, key string, storeKey func(T) string, compute func() (T, error)) (T, error) {
+//
+// A mailing turns finished when its window closes, with nothing written
+// and so no change of generation: a value showing mailings not finished
+// yet is kept only until the first of their windows closes (until of it,
+// when until is not nil and says so).
+func cached[T any](ctx context.Context, s *Service, owner, key string, storeKey func(T) string, until func(T) *time.Time, compute func() (T, error)) (T, error) {
 	if s.Redis == nil {
 		return compute()
 	}
@@ -182,8 +200,18 @@ func cached[T any](ctx context.Context, s *Service, owner, key string, storeKey 
 	if storeKey != nil {
 		full = keyPrefix + owner + ":" + gen + ":" + storeKey(v)
 	}
+	ttl := s.ttl()
+	if until != nil {
+		if end := until(v); end != nil {
+			// Redis expires keys on the real clock, whatever s.Now says.
+			ttl = min(ttl, time.Until(*end))
+			if ttl < time.Millisecond {
+				return v, nil // already past: not worth keeping
+			}
+		}
+	}
 	if b, err := json.Marshal(v); err == nil {
-		if err := s.Redis.Set(ctx, full, b, s.ttl()).Err(); err != nil {
+		if err := s.Redis.Set(ctx, full, b, ttl).Err(); err != nil {
 			s.Log.WarnContext(ctx, "statistics cache: write", "error", err.Error())
 		}
 	}

@@ -267,3 +267,38 @@ func TestCacheEntriesPerExistingPage(t *testing.T) {
 		t.Errorf("%d cache entries for one page of mailings and one of users, want 2: %v", len(keys), keys[:min(len(keys), 6)])
 	}
 }
+
+// A mailing turns finished when its window closes, with nothing written
+// to change the cache's generation: the figures cached while it was not
+// finished yet are not read after that.
+func TestCacheEndsWhenAWindowCloses(t *testing.T) {
+	db := testkit.DB(t)
+	ctx := context.Background()
+	a := newSeed(t, db, "a@example.com", "UTC", 1)
+	ends := time.Now().Add(1500 * time.Millisecond)
+	if _, err := db.NewRaw(`UPDATE mailings SET starts_at = ?, ends_at = ? WHERE id = ?`,
+		ends.Add(-time.Hour), ends, a.mailing.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc := &stats.Service{Store: a.st, Redis: testkit.Redis(t), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	read := func() (store.Figures, string) {
+		t.Helper()
+		ov, err := svc.Overview(ctx, store.Own(a.owner.ID), 7, time.UTC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp, err := svc.Mailings(ctx, store.Own(a.owner.ID), store.NewPage(1, 50))
+		if err != nil || len(mp.Rows) != 1 {
+			t.Fatalf("mailings: %+v, %v", mp, err)
+		}
+		return ov.Figures, mp.Rows[0].Status
+	}
+	if f, status := read(); f.Created != 1 || f.Finished != 0 || status != string(model.StatusCreated) {
+		t.Fatalf("before the end: created %d, finished %d, row %q", f.Created, f.Finished, status)
+	}
+	read() // from the cache
+	time.Sleep(time.Until(ends) + 100*time.Millisecond)
+	if f, status := read(); f.Created != 0 || f.Finished != 1 || status != string(model.StatusFinished) {
+		t.Fatalf("after the end: created %d, finished %d, row %q; want the mailing finished, not the cached figures", f.Created, f.Finished, status)
+	}
+}

@@ -35,6 +35,10 @@ type Figures struct {
 	Running      int64 `bun:"running"`
 	Finished     int64 `bun:"finished"`
 	Disabled     int64 `bun:"disabled"`
+	// NextEnd is the end of the window that closes first among the
+	// scope's mailings not finished yet: at that instant one of them
+	// counts as finished, with nothing written to say so.
+	NextEnd *time.Time `bun:"next_end"`
 }
 
 // StatsFigures counts the scope's attempts by outcome, clients (and the
@@ -53,7 +57,8 @@ func (s *Store) StatsFigures(ctx context.Context, sc Scope) (Figures, error) {
 			count(*) FILTER (WHERE ` + statusNow + ` = 'created' AND disabled_at IS NULL) AS created,
 			count(*) FILTER (WHERE ` + statusNow + ` = 'running' AND disabled_at IS NULL) AS running,
 			count(*) FILTER (WHERE ` + statusNow + ` = 'finished' AND disabled_at IS NULL) AS finished,
-			count(*) FILTER (WHERE disabled_at IS NOT NULL) AS disabled
+			count(*) FILTER (WHERE disabled_at IS NOT NULL) AS disabled,
+			min(ends_at) FILTER (WHERE ` + statusNow + ` <> 'finished') AS next_end
 		FROM mailings AS g WHERE ` + owner
 	var all []any
 	for range 7 {
@@ -121,6 +126,7 @@ type MailingFigures struct {
 	OwnerEmail string     `bun:"owner_email"`
 	Subject    string     `bun:"subject"`
 	Status     string     `bun:"status"`
+	EndsAt     time.Time  `bun:"ends_at"`
 	Disabled   bool       `bun:"disabled"`
 	Runs       int64      `bun:"runs"`
 	LastRun    *time.Time `bun:"last_run"`
@@ -135,7 +141,7 @@ const mailingTotalsSQL = `
 	CROSS JOIN LATERAL (SELECT coalesce(sum(succeeded), 0) AS succeeded, coalesce(sum(failed), 0) AS failed
 		FROM attempt_counts WHERE mailing_id = g.id) AS totals`
 
-const mailingFiguresSQL = `SELECT g.id, g.owner_id, u.email AS owner_email, msg.subject, ` + statusNow + ` AS status, g.disabled_at IS NOT NULL AS disabled,
+const mailingFiguresSQL = `SELECT g.id, g.owner_id, u.email AS owner_email, msg.subject, ` + statusNow + ` AS status, g.ends_at, g.disabled_at IS NOT NULL AS disabled,
 		r.runs, r.last_run, totals.succeeded, totals.failed
 	FROM mailings AS g
 	JOIN users AS u ON u.id = g.owner_id
