@@ -487,6 +487,17 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		if u.IsManager() {
 			sc = store.Everyone(0)
 		}
+		cur, err := s.store.MailingByID(c.UserContext(), sc, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fiber.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if disabled && !cur.Disabled() && cur.Status == model.StatusFinished {
+			s.setFlash(c, layout.FlashError, "This mailing has finished: it sends no more, so there is nothing to switch off.")
+			return redirect(c, mailings.URL(id))
+		}
 		err = s.store.SetMailingDisabled(c.UserContext(), sc, id, u.ID, disabled)
 		if errors.Is(err, store.ErrNotFound) {
 			return fiber.ErrNotFound
@@ -518,6 +529,8 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		}
 		if disabled {
 			s.setFlash(c, layout.FlashSuccess, "Mailing disabled: it will not send until enabled again.")
+		} else if r.Status == model.StatusFinished {
+			s.setFlash(c, layout.FlashSuccess, "Mailing enabled. Its window has closed, so it sends no more.")
 		} else {
 			s.setFlash(c, layout.FlashSuccess, "Mailing enabled.")
 		}

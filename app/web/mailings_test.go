@@ -689,7 +689,25 @@ func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
 	if strings.Contains(body, loc+"/attempts") {
 		t.Error("a mailing with no attempts links to its empty attempt log")
 	}
-	resp, body := c.get(t, loc+"/edit")
+	resp, body := c.post(t, loc+"/disable", nil)
+	wantRedirect(t, resp, body, loc)
+	if m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid); m.Disabled() {
+		t.Error("a mailing whose window closed was switched off: Disable is refused, not only hidden")
+	}
+	if _, body := c.get(t, loc); !strings.Contains(body, "nothing to switch off") {
+		t.Error("a refused Disable says nothing")
+	}
+	// One switched off before its window closed may be switched on: it
+	// shows as finished then, and the owner is told it sends no more.
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE mailings SET disabled_at = now(), disabled_by = owner_id WHERE id = ?", mid); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, loc+"/enable", nil)
+	wantRedirect(t, resp, body, loc)
+	if _, body := c.get(t, loc); !strings.Contains(body, "Its window has closed, so it sends no more.") {
+		t.Error("enabling a mailing whose window closed does not say it sends no more")
+	}
+	resp, body = c.get(t, loc+"/edit")
 	wantRedirect(t, resp, body, loc)
 	resp, body = c.post(t, loc, w.form(nil))
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
