@@ -15,9 +15,6 @@ import (
 	"rassylka/app/model"
 )
 
-// ErrForeignRecipient means a recipient id is not one of the owner's clients.
-var ErrForeignRecipient = errors.New("recipient is not the owner's client")
-
 // ErrDisabledByManager refuses an owner's switching on a mailing that a
 // manager switched off: the manager's word stands until a manager's.
 var ErrDisabledByManager = errors.New("switched off by a manager")
@@ -180,10 +177,11 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 			if err != nil {
 				return err
 			}
-			// A client deleted since the form was opened is no change.
+			// A client deleted since the form was opened is no change, nor
+			// is an id that is no client of the owner's (see setRecipients).
 			var posted []int64
 			err = tx.db.NewSelect().TableExpr("clients").Column("id").
-				Where("id = ANY(?::bigint[])", pgdialect.Array(uniqueIDs(recipients))).OrderExpr("id").Scan(ctx, &posted)
+				Where("id = ANY(?::bigint[]) AND owner_id = ?", pgdialect.Array(uniqueIDs(recipients)), ownerID).OrderExpr("id").Scan(ctx, &posted)
 			if err != nil {
 				return dbErr("update mailing", err)
 			}
@@ -196,9 +194,11 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 	})
 }
 
-// setRecipients makes ids the recipients of the mailing; an id of another
-// owner's client is ErrForeignRecipient. An id that is no client (one
-// deleted since the form that chose it was opened) is left out.
+// setRecipients makes ids the recipients of the mailing. An id that is no
+// client of the owner's (one deleted since the form that chose it was
+// opened) is left out; so is another owner's client, which no form
+// offers: answering otherwise would tell a forger which ids exist in
+// other accounts.
 func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids []int64, replace bool) error {
 	ids = uniqueIDs(ids)
 	if replace {
@@ -208,21 +208,18 @@ func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids
 			return dbErr("set recipients", err)
 		}
 	}
-	var foreign, own int
+	var own int
 	err := s.db.NewRaw(`
 		WITH chosen AS (
-			SELECT id, owner_id FROM clients WHERE id = ANY(?::bigint[])
+			SELECT id FROM clients WHERE id = ANY(?::bigint[]) AND owner_id = ?
 		), added AS (
-			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM chosen WHERE owner_id = ?
+			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM chosen
 			ON CONFLICT DO NOTHING
 		)
-		SELECT count(*) FILTER (WHERE owner_id <> ?), count(*) FILTER (WHERE owner_id = ?) FROM chosen`,
-		pgdialect.Array(ids), mailingID, ownerID, ownerID, ownerID).Scan(ctx, &foreign, &own)
+		SELECT count(*) FROM chosen`,
+		pgdialect.Array(ids), ownerID, mailingID).Scan(ctx, &own)
 	if err != nil {
 		return dbErr("set recipients", err)
-	}
-	if foreign > 0 {
-		return fmt.Errorf("set recipients: %d of %d: %w", foreign, len(ids), ErrForeignRecipient)
 	}
 	if own == 0 && len(ids) > 0 {
 		return fmt.Errorf("set recipients: %d chosen: %w", len(ids), ErrNoRecipients)

@@ -156,8 +156,6 @@ func (s *Server) checkMessage(c *fiber.Ctx, p form.Parsed, errs form.Errors) err
 // refused ("": none refused).
 func recipientsRefusal(err error) string {
 	switch {
-	case errors.Is(err, store.ErrForeignRecipient):
-		return "Some chosen recipients are not in your clients list; choose them again."
 	case errors.Is(err, store.ErrNoRecipients):
 		return "The chosen clients have been deleted meanwhile; choose the recipients again."
 	}
