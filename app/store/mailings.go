@@ -305,6 +305,22 @@ func (s *Store) RecipientIDs(ctx context.Context, mailingID int64) ([]int64, err
 	return ids, nil
 }
 
+// UnmailableRecipients counts the recipients of the owner's mailing that
+// a run skips (unsubscribed or hard-bounced). It reads the owner's clients
+// of that kind (partial indexes), rarely a large part of a list, not the
+// recipients.
+func (s *Store) UnmailableRecipients(ctx context.Context, ownerID, mailingID int64) (int, error) {
+	var n int
+	err := s.db.NewRaw(`SELECT count(*) FROM clients AS c
+		WHERE c.owner_id = ? AND (c.unsubscribed_at IS NOT NULL OR c.bounced_at IS NOT NULL)
+			AND EXISTS (SELECT 1 FROM mailing_recipients AS mr WHERE mr.mailing_id = ? AND mr.client_id = c.id)`,
+		ownerID, mailingID).Scan(ctx, &n)
+	if err != nil {
+		return 0, dbErr("unmailable recipients", err)
+	}
+	return n, nil
+}
+
 // RunsPage returns one page of a mailing's runs, newest first; the caller
 // has checked that the mailing is visible.
 func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]model.Run, Page, error) {

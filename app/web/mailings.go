@@ -286,6 +286,11 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	}
 	open := v.Progress.Waiting // not finished, not switched off, inside the window
 	v.CanSend = v.Editable && open && !v.Progress.Active
+	if v.CanSend {
+		if v.Unmailable, err = s.store.UnmailableRecipients(ctx, r.OwnerID, r.ID); err != nil {
+			return err
+		}
+	}
 	if v.Editable && open && v.Progress.RunID != 0 && !v.Progress.Active {
 		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
 			return err

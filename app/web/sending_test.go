@@ -17,6 +17,44 @@ import (
 	"rassylka/app/testkit"
 )
 
+// Send now's question says how many the run mails: the recipients who
+// unsubscribed or bounced are skipped (other such clients of the owner's
+// are not counted).
+func TestSendNowAsksHowManyItMails(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	m := mailingWithRecipients(t, e, ann, 5)
+	sendableNow(t, e, m.ID)
+	other := &model.Client{OwnerID: ann.ID, Email: "not-a-recipient@example.com"}
+	if err := e.store.CreateClient(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := e.store.RecipientIDs(ctx, m.ID)
+	mark := func(col string, ids ...int64) {
+		t.Helper()
+		if _, err := e.db.NewRaw("UPDATE clients SET "+col+" = now() WHERE id IN (?)", bun.In(ids)).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark("unsubscribed_at", ids[0], other.ID)
+	mark("bounced_at", ids[1])
+	question := func() string {
+		t.Helper()
+		_, body := c.get(t, "/mailings/"+id(m.ID))
+		q, _ := parseHTML(t, body).Find("form:has([data-testid=send-now])").Attr("data-confirm")
+		return q
+	}
+	if q, want := question(), "Send this mailing to 3 of its 5 recipients now? 2 have unsubscribed or bounced and will be skipped."; q != want {
+		t.Errorf("Send now asks %q, want %q", q, want)
+	}
+	mark("unsubscribed_at", ids[2:]...)
+	if q := question(); !strings.HasPrefix(q, "Every recipient of this mailing has unsubscribed or bounced") {
+		t.Errorf("with no one to mail, Send now asks %q", q)
+	}
+}
+
 func TestSendNowAndProgress(t *testing.T) {
 	e := newEnv(t)
 	sink := e.withWorker(t)
