@@ -787,3 +787,27 @@ func TestBrowserSkipLink(t *testing.T) {
 	b.do("press Enter", chromedp.KeyEvent(kb.Enter))
 	b.waitJS("the content has the focus", `document.activeElement.id === "main"`)
 }
+
+// An empty chart says so over its plot, and stays there when its table
+// is opened below (the note was placed on the whole figure, and landed
+// on the table).
+func TestBrowserEmptyChartNoteStaysOnThePlot(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open the statistics", chromedp.Navigate(base+"/stats"), chromedp.WaitVisible(chromedp.CSS("[data-testid=chart-empty]")))
+	b.do("show the table", chromedp.Click(chromedp.CSS("[data-testid=chart] details summary")),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=chart-table]")))
+	inside, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => {
+		const note = document.querySelector("[data-testid=chart-empty]").getBoundingClientRect();
+		const plot = document.querySelector("[data-testid=chart] svg").getBoundingClientRect();
+		return note.height > 0 && note.top >= plot.top && note.bottom <= plot.bottom;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inside {
+		t.Error("the empty chart's note is not over its plot with the table open")
+	}
+}
