@@ -33,6 +33,10 @@ var (
 	ErrTokenUsed       = errors.New("token already used")
 	ErrNoVerifiedEmail = errors.New("provider gave no verified email")
 	ErrIdentityTaken   = errors.New("provider account linked to another user")
+	// ErrPasswordAccount: a provider's verified address is that of a
+	// confirmed account with a password, which a provider's sign-in does
+	// not join (see OAuthSignIn).
+	ErrPasswordAccount = errors.New("the address's account signs in with a password")
 )
 
 // Enqueuer puts tasks on the queue; *asynq.Client is the real one.
@@ -312,7 +316,17 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 
 // OAuthSignIn finds or creates the account of a provider's user: a known
 // identity signs its user in; otherwise a verified email links to the
-// account of that email (confirming it) or creates a confirmed account.
+// account of that email when it has no password or is not confirmed yet
+// (its password goes: whoever set it never proved the address), or
+// creates a confirmed account.
+//
+// A confirmed account with a password is not joined (ErrPasswordAccount):
+// its password may be someone else's. An account registered with another
+// person's address is confirmed as soon as anything opens the mailed link
+// (a mail scanner does), and joining it would let its registrant's
+// password into what the address's owner keeps there. Its owner signs in
+// with the password (or resets it, which proves the address) and links
+// the provider from the account page.
 func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.User) (*model.User, error) {
 	if gu.UserID == "" {
 		return nil, fmt.Errorf("oauth sign-in: %s gave no user id", provider)
@@ -341,6 +355,9 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		switch {
 		case err == nil:
 			u = existing
+			if u.EmailConfirmedAt != nil && u.PasswordHash != nil {
+				return ErrPasswordAccount
+			}
 			if u.EmailConfirmedAt == nil {
 				// The provider proved the address; the password was set by
 				// someone who never did, so it goes (a reset can set one).

@@ -113,6 +113,9 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 	case errors.Is(err, auth.ErrNoVerifiedEmail):
 		return s.oauthRefused(c, fiber.StatusForbidden, "No verified email address",
 			"The sign-in provider did not give us a verified email address, so we cannot match or create your account. Verify your address with the provider, or register with your email.")
+	case errors.Is(err, auth.ErrPasswordAccount):
+		return s.oauthRefused(c, fiber.StatusConflict, "Sign in with your password first",
+			"An account with this address already exists and signs in with a password. Sign in with it, then link this provider from your account page. Forgot the password? Reset it from the sign-in page: the link goes to this address.")
 	case errors.Is(err, auth.ErrBlocked):
 		return s.oauthRefused(c, fiber.StatusForbidden, "Your account is blocked",
 			"You cannot sign in while a manager keeps your account blocked.")

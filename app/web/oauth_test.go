@@ -168,10 +168,23 @@ func TestOAuthSignIn(t *testing.T) {
 		t.Fatal("a second account was created for a known identity")
 	}
 
-	// A verified email of an existing password account links to it.
+	// A verified email of a confirmed password account does not join it:
+	// its password may be a planter's (see TestOAuthPlantedConfirmed).
+	// Its owner signs in with the password and links from there.
 	existing := newUser(t, e, "pat@example.com", model.RoleUser)
 	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "u2", Email: "pat@example.com", Verified: true})
-	wantRedirect(t, resp, body, "/")
+	wantStatus(t, resp, body, http.StatusConflict)
+	if !strings.Contains(body, "Sign in with your password first") {
+		t.Errorf("the refusal does not say what to do:\n%s", body)
+	}
+	if ids, _ := e.store.IdentitiesOfUser(ctx, existing.ID); len(ids) != 0 {
+		t.Fatalf("a provider's sign-in joined a password account: %+v", ids)
+	}
+	pc := e.client()
+	resp, body = login(t, pc, "pat@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = oauthSignIn(t, pc, f, "/account", oidcUser{Sub: "u2", Email: "pat@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/account")
 	ids, _ := e.store.IdentitiesOfUser(ctx, existing.ID)
 	if len(ids) != 1 || ids[0].Provider != "oidc" || ids[0].ProviderUserID != "u2" {
 		t.Fatalf("identities of the existing account: %+v", ids)
@@ -257,6 +270,30 @@ func TestOAuthPlantedAccount(t *testing.T) {
 	// The planter's password no longer opens the account.
 	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+}
+
+// TestOAuthPlantedConfirmed: an account registered with someone's
+// address is confirmed by anything that opens the mailed link (a mail
+// scanner does). The address's owner signing in through a provider is not
+// joined to it, so the registrant's password never opens what the owner
+// keeps there.
+func TestOAuthPlantedConfirmed(t *testing.T) {
+	e, f := oidcEnv(t)
+	ctx := context.Background()
+	// Registered by the attacker with their password, and confirmed by
+	// the victim's mail scanner.
+	newUser(t, e, "victim@example.com", model.RoleUser)
+
+	victim := e.client()
+	resp, body := oauthSignIn(t, victim, f, "", oidcUser{Sub: "v1", Email: "victim@example.com", Verified: true})
+	wantStatus(t, resp, body, http.StatusConflict)
+	if resp, _ := victim.get(t, "/account"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatal("the address's owner was signed in to the planted account")
+	}
+	u, _ := e.store.UserByEmail(ctx, "victim@example.com")
+	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 0 {
+		t.Fatalf("the owner's provider account was linked to the planted account: %+v", ids)
+	}
 }
 
 func TestOAuthNextStaysOnSite(t *testing.T) {
