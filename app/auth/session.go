@@ -51,6 +51,8 @@ type Sessions struct {
 	users  Users
 	log    *slog.Logger
 	cookie string
+
+	beforeSave func() // tests: what happens between reading a session and saving it
 }
 
 // NewSessions builds the session manager. secure marks the cookie Secure
@@ -224,11 +226,35 @@ func (s *Sessions) SetValues(c *fiber.Ctx, kv map[string]string) error {
 	if sess.Fresh() && !changed {
 		return nil
 	}
-	if uid, _ := sess.Get(keyUserID).(int64); uid == 0 {
+	uid, _ := sess.Get(keyUserID).(int64)
+	if uid == 0 {
 		sess.SetExpiry(RoundTripTimeout)
 	}
+	if s.beforeSave != nil {
+		s.beforeSave()
+	}
+	id := sess.ID()
 	if err := sess.Save(); err != nil {
 		return fmt.Errorf("session values: %w", err)
+	}
+	if uid == 0 {
+		return nil
+	}
+	// The save writes the whole session again: one ended since it was read
+	// (EndAll, on a password change or reset elsewhere) would come back,
+	// out of the user's index and so out of reach of the next EndAll.
+	// Its id left the index when it ended, which the save does not undo:
+	// ended, it is ended again.
+	ctx := c.UserContext()
+	member, err := s.rdb.SIsMember(ctx, userSetsKey+strconv.FormatInt(uid, 10), id).Result()
+	if err != nil {
+		return fmt.Errorf("session values: %w", err)
+	}
+	if !member {
+		if err := s.rdb.Del(ctx, sessionKeyPrefix+id).Err(); err != nil {
+			return fmt.Errorf("session values: end a session ended meanwhile: %w", err)
+		}
+		c.Locals(localUser, nil)
 	}
 	return nil
 }
