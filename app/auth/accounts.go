@@ -260,12 +260,16 @@ func (a *Accounts) CheckResetToken(ctx context.Context, token string) (string, e
 // ResetPassword uses a reset token and sets the new password; the
 // account's other reset links stop working. Opening the mailed link proves
 // the address too, so it is marked confirmed.
-func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (*model.User, error) {
+//
+// Whoever held the account may have linked an account of theirs at a
+// provider, to come back through after the reset: the links a provider
+// vouched for with another address than the account's go (unlinked says
+// how many); those of the account's own address stay.
+func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u *model.User, unlinked int, err error) {
 	hash, err := HashPassword(password)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var u *model.User
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		t, err := useToken(ctx, tx, model.TokenResetPassword, token)
 		if err != nil {
@@ -277,16 +281,19 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (*
 		if err := tx.ConfirmEmail(ctx, t.UserID); err != nil {
 			return err
 		}
+		if unlinked, err = tx.DropIdentitiesOfOtherAddresses(ctx, t.UserID); err != nil {
+			return err
+		}
 		u, err = tx.UserByID(ctx, t.UserID)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if u.Blocked() {
-		return u, ErrBlocked
+		return u, unlinked, ErrBlocked
 	}
-	return u, nil
+	return u, unlinked, nil
 }
 
 // ChangePassword sets a new password after checking the current one (an

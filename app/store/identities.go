@@ -34,6 +34,18 @@ func (s *Store) IdentitiesOfUser(ctx context.Context, userID int64) ([]model.Ide
 	return out, nil
 }
 
+// DropIdentitiesOfOtherAddresses unlinks the user's accounts at providers
+// that vouched for another address than the user's, and says how many.
+func (s *Store) DropIdentitiesOfOtherAddresses(ctx context.Context, userID int64) (int, error) {
+	res, err := s.db.NewRaw(`DELETE FROM identities AS i USING users AS u
+		WHERE i.user_id = ? AND u.id = i.user_id AND lower(i.email) <> lower(u.email)`, userID).Exec(ctx)
+	if err != nil {
+		return 0, dbErr("drop identities", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // DeleteIdentity unlinks one of the user's accounts.
 func (s *Store) DeleteIdentity(ctx context.Context, userID, id int64) error {
 	res, err := s.db.NewDelete().Model((*model.Identity)(nil)).Where("id = ? AND user_id = ?", id, userID).Exec(ctx)

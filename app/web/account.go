@@ -295,7 +295,7 @@ func (s *Server) reset(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Set a new password"),
 			account.ResetView{Token: token, Errors: errs}))
 	}
-	u, err := s.accounts.ResetPassword(c.UserContext(), token, f.Password)
+	u, unlinked, err := s.accounts.ResetPassword(c.UserContext(), token, f.Password)
 	switch {
 	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrTokenUsed):
 		status, n := tokenNotice(err, "reset")
@@ -316,7 +316,11 @@ func (s *Server) reset(c *fiber.Ctx) error {
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
 	}
-	s.setFlash(c, layout.FlashSuccess, "Your new password is set, and you are signed in. Other sessions were signed out.")
+	msg := "Your new password is set, and you are signed in. Other sessions were signed out."
+	if unlinked > 0 {
+		msg += " Sign-ins through providers under another address than yours were unlinked: link them again from your account page if they are yours."
+	}
+	s.setFlash(c, layout.FlashSuccess, msg)
 	return redirect(c, "/")
 }
 

@@ -13,6 +13,40 @@ import (
 	"rassylka/app/model"
 )
 
+// Whoever held an account may have linked a provider account of theirs
+// to come back through: a reset (which proves the address) unlinks the
+// providers that vouched for another address, and keeps the owner's.
+func TestPasswordResetUnlinksOtherAddresses(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	for _, i := range []*model.Identity{
+		{UserID: ann.ID, Provider: "github", ProviderUserID: "ann-gh", Email: "Ann@Example.com"},
+		{UserID: ann.ID, Provider: "oidc", ProviderUserID: "thief", Email: "thief@example.net"},
+	} {
+		if err := e.store.CreateIdentity(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.client()
+	resp, body := c.post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	_, link := e.waitMail(t, sink, 1)
+	resp, body = c.post(t, link, url.Values{"password": {"a brand new secret"}})
+	wantRedirect(t, resp, body, "/")
+	ids, err := e.store.IdentitiesOfUser(ctx, ann.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 1 || ids[0].ProviderUserID != "ann-gh" {
+		t.Errorf("after the reset, linked: %+v; want only the provider account of ann's address", ids)
+	}
+	if _, body := c.get(t, "/"); !strings.Contains(body, "were unlinked") {
+		t.Error("the reset does not say it unlinked a provider account")
+	}
+}
+
 func TestPasswordReset(t *testing.T) {
 	e := newEnv(t)
 	sink := e.withWorker(t)
