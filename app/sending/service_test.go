@@ -1612,3 +1612,62 @@ func TestDeletedClientDuringARetryFromTheWaitingList(t *testing.T) {
 		t.Fatalf("run %+v: its counts do not add up", r)
 	}
 }
+
+// A recipient whose server could not be reached is tried again in place
+// after a wait, which may last minutes. The next try is made only if the
+// recipient may still be mailed and the mailing may still send: one who
+// unsubscribed meanwhile, or a mailing switched off meanwhile, keeps the
+// failure and gets no mail.
+func TestARetryInPlaceChecksFirst(t *testing.T) {
+	for name, change := range map[string]string{
+		"unsubscribed": "UPDATE clients SET unsubscribed_at = now() WHERE id = ?",
+		"address":      "UPDATE clients SET email = 'moved@example.com' WHERE id = ?",
+		"disabled":     "UPDATE mailings SET disabled_at = now() WHERE id = (SELECT mailing_id FROM mailing_recipients WHERE client_id = ?)",
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t, 3)
+			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 3, 1
+			w.svc.RetryDelays = []time.Duration{50 * time.Millisecond}
+			run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := w.clients[1]
+			w.svc.Sender = &failFirst{Sender: w.pool, to: target.Email, then: func() {
+				if _, err := w.db.ExecContext(context.Background(), change, target.ID); err != nil {
+					t.Error(err)
+				}
+			}}
+			w.drain(t, run.ID)
+			for _, m := range w.sink.Messages() {
+				for _, to := range m.To {
+					if to == target.Email {
+						t.Errorf("%s was mailed on the try after the wait", to)
+					}
+				}
+			}
+			for _, a := range w.attempts(t, run.ID) {
+				if a.Email == target.Email && (a.Status != model.AttemptFailure || a.Tries != 1) {
+					t.Errorf("its attempt: %s after %d tries, want the first try's failure", a.Status, a.Tries)
+				}
+			}
+		})
+	}
+}
+
+// failFirst cannot reach the server for one address's first try, and
+// calls then before answering so.
+type failFirst struct {
+	sending.Sender
+	to    string
+	tries atomic.Int64
+	then  func()
+}
+
+func (f *failFirst) Send(ctx context.Context, m mail.Message) mail.Result {
+	if m.To.Address == f.to && f.tries.Add(1) == 1 {
+		f.then()
+		return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused"}
+	}
+	return f.Sender.Send(ctx, m)
+}

@@ -280,13 +280,25 @@ func (s *Store) AddRunCounts(ctx context.Context, runID int64, c *RunCounts) err
 // wrote last (its status and time). It reports whether it wrote: false
 // when the attempt was recorded by someone else meanwhile (a batch that
 // resumed after this worker lost its lock recorded it as interrupted, or
-// an outcome is already there), and then the caller must not try again.
+// an outcome is already there), or when the recipient may no longer be
+// mailed (see the pending state's conditions), and then the caller must not
+// try again.
 func (s *Store) WriteAttempt(ctx context.Context, runID, mailingID int64, r, prev AttemptResult) (int64, bool, error) {
 	if r.ID != 0 {
-		res, err := s.db.NewUpdate().Model((*model.Attempt)(nil)).
+		q := s.db.NewUpdate().Model((*model.Attempt)(nil)).
 			Set("status = ?", r.Status).Set("code = nullif(?, 0)", r.Code).Set("response = ?", r.Response).
 			Set("tries = ?", r.Tries).Set("attempted_at = ?", r.At).
-			Where("id = ? AND status = ? AND attempted_at = ?", r.ID, prev.Status, prev.At).Exec(ctx)
+			Where("id = ? AND status = ? AND attempted_at = ?", r.ID, prev.Status, prev.At)
+		if r.Status == model.AttemptPending {
+			// The next try is made only if the recipient may still be
+			// mailed, at the address tried, by a mailing that may still
+			// send: the wait before it may have lasted minutes. Otherwise
+			// the attempt keeps its failure.
+			q = q.Where(`EXISTS (SELECT 1 FROM clients AS c WHERE c.id = ? AND `+mailable+` AND lower(c.email) = lower(?))`, r.ClientID, r.Email).
+				Where(`EXISTS (SELECT 1 FROM mailings AS g JOIN users AS u ON u.id = g.owner_id
+					WHERE g.id = ? AND g.disabled_at IS NULL AND u.blocked_at IS NULL AND g.ends_at > now())`, mailingID)
+		}
+		res, err := q.Exec(ctx)
 		if err != nil {
 			return r.ID, false, dbErr("write attempt", err)
 		}
