@@ -349,3 +349,42 @@ func latestRuns(ctx context.Context, w *world) ([]model.Run, error) {
 	runs, _, err := w.st.RunsPage(ctx, w.mailing.ID, store.NewPage(1, 10))
 	return runs, err
 }
+
+// A scheduled run whose worker died before it sent, resumed days later
+// (several occurrences missed), does not mail its old occurrence and then
+// the latest one in a row: it leaves its rest to the latest occurrence's
+// run, and everyone gets one mail.
+func TestARunResumedAfterItsNextOccurrenceLeavesTheRestToIt(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	start := time.Now().UTC().Add(-73 * time.Hour).Truncate(time.Minute)
+	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.Add(10*24*time.Hour), model.RepeatDaily, &start
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Now = func() time.Time { return start.Add(time.Minute) }
+	old, err := w.svc.StartScheduled(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Now = nil // three days later: the worker is back
+	if r := w.drain(t, old.ID); r.Succeeded != 0 || r.Skipped != 3 {
+		t.Errorf("the first occurrence's run, resumed three days later: %+v; want its recipients left to the latest occurrence", r)
+	}
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := latestRuns(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].DueAt == nil || !runs[0].DueAt.Equal(start.Add(72*time.Hour)) {
+		t.Fatalf("runs %+v, want the latest occurrence's after the old one", runs)
+	}
+	w.drain(t, runs[0].ID)
+	for _, c := range w.clients {
+		if n := received(w.sink)[c.Email]; n != 1 {
+			t.Errorf("%s got %d mails, want 1", c.Email, n)
+		}
+	}
+}

@@ -383,6 +383,21 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		return err
 	}
 
+	// A scheduled run sends its occurrence until the next one is due: one
+	// resumed after downtime, or still sending a whole period later, then
+	// leaves the rest to the next occurrence's run (only the latest missed
+	// occurrence runs), rather than mail them twice in a row.
+	var supersededAt time.Time
+	if run.Trigger == model.TriggerScheduled && run.DueAt != nil && m.Repeat != model.RepeatOnce {
+		loc, _, err := s.location(ctx, db, m.OwnerID)
+		if err != nil {
+			return err
+		}
+		if next, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, *run.DueAt); ok {
+			supersededAt = next
+		}
+	}
+
 	stmts, err := db.PrepareBatch(ctx, run, b)
 	if err != nil {
 		return err
@@ -396,7 +411,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		defer cancel()
 		defer context.AfterFunc(s.Stopping, cancel)()
 	}
-	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, &unadded)
+	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, supersededAt, &unadded)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
 	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, &unadded); err == nil {
@@ -429,7 +444,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 // chunk: every batch of the run updating the one run row with each chunk
 // would make them queue on its lock. A crash loses the tally of the last
 // second from the counters until the run's end recounts them.
-func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, unadded *store.RunCounts) error {
+func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, supersededAt time.Time, unadded *store.RunCounts) error {
 	cursor := b.FromID
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
@@ -473,7 +488,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	handingOver := false // the task nears its deadline: the waiting recipients' tries come first
 	for {
 		progress = progress || len(sent) > 0
-		stop, err := s.stopSending(ctx, dbCtx, db, run, m, progress, unadded, &lastCheck)
+		stop, err := s.stopSending(ctx, dbCtx, db, run, m, supersededAt, progress, unadded, &lastCheck)
 		if errors.Is(err, errHandOver) && !s.stopping() && waits.len() > 0 {
 			// A task near its deadline claims no one new, and tries the
 			// recipients waiting before it hands the rest over: their
@@ -662,17 +677,21 @@ const readAhead = 8
 
 // stopSending reports whether the batch must stop claiming: the worker is
 // stopping or the task is about to time out (errHandOver: a new task takes
-// the rest), the task's context ended, the window closed (its end read
-// again first: the owner may have moved it), or (looked up about once a
+// the rest), the task's context ended, the next occurrence of a scheduled
+// run's mailing is due (supersededAt, zero: none), the window closed (its
+// end read again first: the owner may have moved it), or (looked up about once a
 // second, when the tally is added to the run's counters) the mailing was
 // disabled or its owner blocked (the rest is skipped).
-func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
+func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *model.Run, m *model.Mailing, supersededAt time.Time, progress bool, unadded *store.RunCounts, lastCheck *time.Time) (bool, error) {
 	err := ctx.Err() // before Stopping, which ends first when it ends ctx
 	if s.stopping() {
 		return true, errHandOver
 	}
 	if err != nil {
 		return true, err // the task's own end: it comes back and resumes here
+	}
+	if !supersededAt.IsZero() && !s.now().Before(supersededAt) {
+		return true, nil // the next occurrence is due: its run mails the rest
 	}
 	// The window's end is read again before the batch stops for it: the
 	// owner may have moved it since the batch read the mailing.
