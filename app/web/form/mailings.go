@@ -155,9 +155,26 @@ func localTime(v string, loc *time.Location, what string, stored *time.Time, now
 		if !sameWallClock(t.In(loc), wall) {
 			return time.Time{}, false, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
 		}
-		return upcoming(t.UTC(), loc, now), false, ""
+		if t.UTC().Year() > 9998 {
+			return time.Time{}, false, "Enter a date before the year 9999."
+		}
+		return upcoming(first(t, loc), loc, now), false, ""
 	}
 	return time.Time{}, false, "Enter a date and time like 2026-12-24T09:00."
+}
+
+// first is the first instant that shows t's date and time in loc: of a
+// time the clocks go back over, parsing picks the first or the second
+// depending on the zone.
+func first(t time.Time, loc *time.Location) time.Time {
+	_, now := t.In(loc).Zone()
+	_, before := t.Add(-3 * time.Hour).In(loc).Zone() // no zone changes twice in three hours
+	if before > now {
+		if earlier := t.Add(-time.Duration(before-now) * time.Second); sameWallClock(earlier.In(loc), t.In(loc)) {
+			return earlier.UTC()
+		}
+	}
+	return t.UTC()
 }
 
 // upcoming is t, or when t has passed and its date and time come again
