@@ -20,7 +20,7 @@ type Message struct {
 func (f *Message) Validate() Errors {
 	errs := Errors{}
 	switch {
-	case strings.ContainsAny(f.Subject, "\r\n"):
+	case strings.ContainsAny(f.Subject, "\r\n\u0085\u2028\u2029"):
 		errs["subject"] = "The subject must be a single line."
 	default:
 		var msg string
@@ -60,17 +60,31 @@ func (f *Message) Model(ownerID int64) *model.Message {
 // around text without braces.
 var braces = regexp.MustCompile(`\{\{[^{}]*\}\}`)
 
+// singleBraces finds a placeholder's name in single braces ({name}).
+var singleBraces = regexp.MustCompile(`\{\s*(?:name|email)\s*\}`)
+
 // placeholderProblem names the first placeholder of s that is not one the
-// mail fills in ({{name}}, {{email}}, spaces inside allowed), or a "{{"
-// left unclosed: either would go out as typed to every recipient.
+// mail fills in ({{name}}, {{email}}, spaces inside allowed), one with a
+// brace too many or too few, or a "{{" left unclosed: each would go out
+// as typed (or with a stray brace) to every recipient.
 func placeholderProblem(s string) string {
 	const known = "Only {{name}} and {{email}} are filled in."
-	for _, m := range braces.FindAllString(s, -1) {
+	for _, at := range braces.FindAllStringIndex(s, -1) {
+		m := s[at[0]:at[1]]
 		if !mail.IsPlaceholder(m) { // the mail's own rule: a no-break space inside leaves it as typed
 			return "Unknown placeholder " + m + ". " + known
 		}
+		if at[0] > 0 && s[at[0]-1] == '{' || at[1] < len(s) && s[at[1]] == '}' {
+			return "A brace too many around " + m + ": write it with two on each side."
+		}
 	}
 	rest := braces.ReplaceAllString(s, "")
+	if m := singleBraces.FindString(rest); m != "" {
+		return "Write " + m + " with two braces on each side, like {{name}}: with one it goes out as typed."
+	}
+	if strings.Contains(rest, "}}") {
+		return "A placeholder is closed with }} but not opened with {{. " + known
+	}
 	if i := strings.Index(rest, "{{"); i >= 0 {
 		frag := rest[i:]
 		if j := strings.IndexAny(frag, " \t\n"); j >= 0 {
