@@ -99,6 +99,13 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		case errors.As(err, &perr):
 			row.Line = perr.StartLine
 			row.Problem = "not valid CSV: " + perr.Err.Error()
+			if errors.Is(perr.Err, csv.ErrQuote) && perr.Line > perr.StartLine {
+				// A quote left open reads the lines after it into this
+				// row, up to the next quote or the end of the file: they
+				// are not imported, and say so here.
+				row.Problem = fmt.Sprintf("not valid CSV: a quote opened on this line is not closed, so lines %d to %d were read as part of this row, and none of them was imported; close the quote and import the file again (clients imported already are updated, not doubled)",
+					perr.StartLine+1, perr.Line)
+			}
 		case err != nil:
 			return err
 		default:
@@ -181,8 +188,8 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 	}
 	if u := strings.TrimSpace(unsubscribed); u != "" {
 		t, err := time.Parse(time.RFC3339, u)
-		if err != nil {
-			return "unsubscribed_at: use a time like 2024-05-01T09:00:00Z, or leave it empty"
+		if err != nil || t.UTC().Year() < 1900 || t.After(time.Now().Add(24*time.Hour)) {
+			return "unsubscribed_at: use a past time like 2024-05-01T09:00:00Z, or leave it empty"
 		}
 		r.UnsubscribedAt = &t
 	}

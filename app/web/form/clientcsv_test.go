@@ -1,0 +1,46 @@
+package form
+
+import (
+	"strings"
+	"testing"
+)
+
+func readCSV(t *testing.T, data string) []CSVRow {
+	t.Helper()
+	var rows []CSVRow
+	if err := ReadClientsCSV(strings.NewReader(data), func(r CSVRow) error {
+		rows = append(rows, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// A quote left open reads the rest of the file into its row: the report
+// says which lines were not imported, instead of leaving them out without
+// a word.
+func TestClientsCSVUnclosedQuoteNamesTheLinesItTook(t *testing.T) {
+	rows := readCSV(t, "email,full_name\na1@example.com,Ann\na2@example.com,\"Smith, John\na3@example.com,Bo\na4@example.com,Cy\na5@example.com,Di\n")
+	if len(rows) != 2 || rows[0].Problem != "" {
+		t.Fatalf("rows %+v", rows)
+	}
+	bad := rows[1]
+	if bad.Line != 3 || !strings.Contains(bad.Problem, "lines 4 to 6") || !strings.Contains(bad.Problem, "none of them was imported") {
+		t.Errorf("the unclosed quote's row: line %d, %q", bad.Line, bad.Problem)
+	}
+}
+
+// An unsubscription time PostgreSQL cannot store (year 0), or one still to
+// come, rejects its row only, with a message: it stopped the whole import.
+func TestClientsCSVUnsubscribedAtBounds(t *testing.T) {
+	rows := readCSV(t, "email,unsubscribed_at\na@example.com,0000-06-01T00:00:00Z\nb@example.com,2999-01-01T00:00:00Z\nc@example.com,2024-05-01T09:00:00Z\n")
+	if len(rows) != 3 {
+		t.Fatalf("rows %+v", rows)
+	}
+	for i, want := range []bool{false, false, true} {
+		if ok := rows[i].Problem == ""; ok != want || (!ok && !strings.HasPrefix(rows[i].Problem, "unsubscribed_at:")) {
+			t.Errorf("line %d: %q", rows[i].Line, rows[i].Problem)
+		}
+	}
+}
