@@ -124,3 +124,66 @@ func TestRecipientEmailInternationalDomain(t *testing.T) {
 		}
 	}
 }
+
+// Of a time the clocks go back over, a new one is the first of the two
+// in every zone (parsing took the second east of UTC and the first west
+// of it), and one still to come when the first has passed.
+func TestLocalTimeTwiceIsTheFirst(t *testing.T) {
+	for _, tc := range []struct {
+		zone, wall string
+		want       time.Time
+	}{
+		{"Europe/Berlin", "2027-10-31T02:30", time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC)},
+		{"Europe/London", "2027-10-31T01:30", time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC)},
+		{"Australia/Sydney", "2027-04-04T02:30", time.Date(2027, 4, 3, 15, 30, 0, 0, time.UTC)},
+		{"America/New_York", "2027-11-07T01:30", time.Date(2027, 11, 7, 5, 30, 0, 0, time.UTC)},
+	} {
+		loc, err := time.LoadLocation(tc.zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, msg := localTime(tc.wall, loc, "the first send", nil, time.Time{}); msg != "" || !got.Equal(tc.want) {
+			t.Errorf("%s %s: %v %q, want the first, %v", tc.zone, tc.wall, got, msg, tc.want)
+		}
+	}
+}
+
+// A date the database could store but not give back (past 9999 in UTC) is
+// refused with a message, not a failure of the page.
+func TestLocalTimeFarFuture(t *testing.T) {
+	la, _ := time.LoadLocation("America/Los_Angeles")
+	if _, _, msg := localTime("9999-12-31T23:59", la, "the end of sending", nil, time.Time{}); !strings.Contains(msg, "before the year 9999") {
+		t.Errorf("9999-12-31 in Los Angeles: %q", msg)
+	}
+	if _, _, msg := localTime("2999-12-31T23:59", la, "the end of sending", nil, time.Time{}); msg != "" {
+		t.Errorf("2999-12-31: %q", msg)
+	}
+}
+
+// A message's subject is one line whatever the line break, and its
+// placeholders are written as the mail fills them in: one with a brace
+// too many or too few would go out with stray braces to everyone.
+func TestMessagePlaceholdersAndSubjectLine(t *testing.T) {
+	for body, ok := range map[string]bool{
+		"Dear {{name}},":                true,
+		"Dear {{ name }}, at {{email}}": true,
+		"Dear {name}},":                 false,
+		"Dear {{name}}},":               false,
+		"Dear {{{name}}},":              false,
+		"Dear {name},":                  false,
+		"Dear {{name},":                 false,
+		"Braces {} in text":             true,
+		"JSON {\"a\": {\"b\": 1}}":      false,
+	} {
+		m := &Message{Subject: "Hi", Body: body}
+		if errs := m.Validate(); (errs["body"] == "") != ok {
+			t.Errorf("body %q: %v", body, errs)
+		}
+	}
+	for _, subject := range []string{"Hi\u2028there", "Hi\u2029there", "Hi\u0085there"} {
+		m := &Message{Subject: subject, Body: "x"}
+		if errs := m.Validate(); errs["subject"] == "" {
+			t.Errorf("subject %q accepted", subject)
+		}
+	}
+}
