@@ -103,6 +103,10 @@ func TestMessagePlaceholdersChecked(t *testing.T) {
 		{"body", "Hello", "Dear {{first_name}},\nnews.", "{{first_name}}"},
 		{"body", "Hello", "Dear {{name},\nnews.", "{{name}"},
 		{"subject", "Hi {{ nmae }}", "Text", "{{ nmae }}"},
+		// A brace too many or too few goes out with a stray brace.
+		{"body", "Hello", "Dear {{{name}}},\nnews.", "{{name}}"},
+		{"body", "Hello", "Dear {name}},\nnews.", "}}"},
+		{"body", "Hello", "Dear {name},\nnews.", "{name}"},
 	} {
 		resp, body := c.post(t, "/messages", url.Values{"subject": {tc.subject}, "body": {tc.body}})
 		if resp.StatusCode != http.StatusUnprocessableEntity {
@@ -114,7 +118,7 @@ func TestMessagePlaceholdersChecked(t *testing.T) {
 		}
 	}
 	// Known ones, with spaces inside the braces, and lone braces pass.
-	resp, body := c.post(t, "/messages", url.Values{"subject": {"Hi {{ name }}"}, "body": {"{{email}}: {x} and {{{name}}}"}})
+	resp, body := c.post(t, "/messages", url.Values{"subject": {"Hi {{ name }}"}, "body": {"{{email}}: {x} and {{name}}, {}"}})
 	wantStatus(t, resp, body, http.StatusSeeOther)
 }
 
