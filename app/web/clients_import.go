@@ -294,6 +294,7 @@ wait:
 			tell() // rows rejected one after another
 		}
 		cols = store.ImportColumns{Name: r.HasName, Comment: r.HasComment}
+		report.Ignored = r.Ignored
 		if r.Problem != "" {
 			reject(report, r.Line, r.Email, r.Problem)
 			return nil

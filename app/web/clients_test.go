@@ -421,6 +421,35 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 	}
 }
 
+// A file exported by another tool names its columns its own way: a name
+// in two columns is joined, notes are the comment, and the columns that
+// are none of a client's are named in the report instead of dropped
+// without a word.
+func TestClientsImportOtherToolsColumns(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	created, _, rejected, body := importReport(t, c, "Email Address,First Name,Last Name,Notes,Tags\nlee@example.com,Ann,Lee,met in Riga,vip\nsolo@example.com,,Solo,,\n")
+	if created != "2" || rejected != "0" {
+		t.Fatalf("created %s rejected %s:\n%s", created, rejected, body)
+	}
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Email] = r.FullName + " / " + r.Comment
+	}
+	if got["lee@example.com"] != "Ann Lee / met in Riga" || got["solo@example.com"] != "Solo / " {
+		t.Errorf("imported %v", got)
+	}
+	if ignored := parseHTML(t, body).Find("[data-testid=import-ignored]").Text(); !strings.Contains(ignored, "Tags") || strings.Contains(ignored, "Notes") {
+		t.Errorf("the report on the columns not imported: %q", ignored)
+	}
+}
+
 // Google Sheets and Excel write an empty row of a sheet as ",,": a blank
 // line, not a rejected row.
 func TestClientsImportSkipsEmptySpreadsheetRows(t *testing.T) {

@@ -23,6 +23,9 @@ type CSVRow struct {
 	Problem        string // why the row is rejected, "" when valid
 	// HasName and HasComment say whether the file has these columns at all.
 	HasName, HasComment bool
+	// Ignored are the header's names of the columns that are none of
+	// these, in the file's order (the same for every row).
+	Ignored []string
 }
 
 // ErrCSVHeader is returned when the first line does not name an email column.
@@ -30,7 +33,8 @@ var ErrCSVHeader = errors.New(`the first line must name the columns, with at lea
 
 // ReadClientsCSV reads a clients CSV: UTF-8 with or without a BOM, comma
 // or semicolon separated (whichever the header uses), a header naming
-// email, full_name and comment in any order. It calls fn with each data
+// email, full_name (or first and last names) and comment in any order;
+// other columns are ignored, and named in each row's Ignored. It calls fn with each data
 // row, validated; a bad row is reported with its line number and never
 // stops the others. A file that is not CSV at all is an error.
 func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
@@ -65,7 +69,11 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	if err != nil {
 		return fmt.Errorf("line 1: %w", err)
 	}
-	col := map[string]int{"email": -1, "full_name": -1, "comment": -1, "unsubscribed_at": -1}
+	// Names as other tools export them (Mailchimp's "Email Address",
+	// "First Name" and "Last Name"; Google's "Given Name") are read too: a
+	// name in two columns is joined when the file has no full name.
+	col := map[string]int{"email": -1, "full_name": -1, "comment": -1, "unsubscribed_at": -1, "first_name": -1, "last_name": -1}
+	var ignored []string
 	for i, h := range header {
 		name := strings.ToLower(strings.TrimSpace(h))
 		name = strings.NewReplacer(" ", "_", "-", "_").Replace(name)
@@ -74,13 +82,28 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			name = "full_name"
 		case "e_mail", "email_address", "e_mail_address":
 			name = "email"
+		case "firstname", "given_name":
+			name = "first_name"
+		case "lastname", "surname", "family_name":
+			name = "last_name"
+		case "comments", "note", "notes":
+			name = "comment"
 		}
 		if _, ok := col[name]; ok && col[name] < 0 {
 			col[name] = i
+		} else if strings.TrimSpace(h) != "" {
+			ignored = append(ignored, strings.TrimSpace(h))
 		}
 	}
 	if col["email"] < 0 {
 		return ErrCSVHeader
+	}
+	if col["full_name"] >= 0 {
+		for _, part := range []string{"first_name", "last_name"} {
+			if col[part] >= 0 {
+				ignored = append(ignored, strings.TrimSpace(header[col[part]]))
+			}
+		}
 	}
 	get := func(rec []string, name string) string {
 		if i := col[name]; i >= 0 && i < len(rec) {
@@ -88,12 +111,19 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		}
 		return ""
 	}
+	hasName := col["full_name"] >= 0 || col["first_name"] >= 0 || col["last_name"] >= 0
+	fullName := func(rec []string) string {
+		if col["full_name"] >= 0 {
+			return get(rec, "full_name")
+		}
+		return strings.TrimSpace(strings.TrimSpace(get(rec, "first_name")) + " " + strings.TrimSpace(get(rec, "last_name")))
+	}
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		row := CSVRow{HasName: col["full_name"] >= 0, HasComment: col["comment"] >= 0}
+		row := CSVRow{HasName: hasName, HasComment: col["comment"] >= 0, Ignored: ignored}
 		var perr *csv.ParseError
 		switch {
 		case errors.As(err, &perr):
@@ -113,7 +143,7 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			if blankRecord(rec) {
 				continue // a blank line, or an empty row of a spreadsheet (",,")
 			}
-			row.Problem = row.validate(get(rec, "email"), get(rec, "full_name"), get(rec, "comment"), get(rec, "unsubscribed_at"))
+			row.Problem = row.validate(get(rec, "email"), fullName(rec), get(rec, "comment"), get(rec, "unsubscribed_at"))
 		}
 		if err := fn(row); err != nil {
 			return err
