@@ -238,6 +238,10 @@ func (s *Server) exportClients(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="clients-`+time.Now().UTC().Format("2006-01-02")+`.csv"`)
 	st := s.store
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		// A byte order mark first: Excel opens a CSV without one in the
+		// system's code page, and names in other scripts come out garbled.
+		// (The import skips it.)
+		_, _ = w.WriteString("\ufeff")
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"})
 		n := 0

@@ -263,7 +263,11 @@ func TestClientsImportExport(t *testing.T) {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
 		t.Errorf("export headers %v", resp.Header)
 	}
-	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	// A byte order mark first, for spreadsheets to read it as UTF-8.
+	if !strings.HasPrefix(body, "\ufeffemail,") {
+		t.Errorf("export starts %q, want a byte order mark and the header", body[:min(len(body), 12)])
+	}
+	recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "\ufeff"))).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
