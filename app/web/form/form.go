@@ -94,7 +94,43 @@ func RecipientEmail(raw string) (string, string) {
 	if at > MaxLocalPartLength {
 		return strings.TrimSpace(raw), "The part before the @ has at most 64 characters."
 	}
-	return s[:at+1] + unicodeDomain(s[at+1:]), ""
+	domain := unicodeDomain(s[at+1:])
+	if msg := domainProblem(domain); msg != "" {
+		return strings.TrimSpace(raw), msg
+	}
+	return s[:at+1] + domain, ""
+}
+
+// domainProblem says why mail cannot be delivered to a domain at all ("":
+// it may be): an address literal ([127.0.0.1]), a label longer than DNS
+// takes (63 octets in its ASCII form) or empty, one that starts or ends
+// with a hyphen, or a top-level name of digits only (123.456).
+func domainProblem(domain string) string {
+	const bad = "This domain cannot receive mail: "
+	if strings.HasPrefix(domain, "[") {
+		return bad + "use a name, like example.com, not an address."
+	}
+	labels := strings.Split(domain, ".")
+	for _, l := range labels {
+		ascii := l
+		if !isASCII(l) {
+			a, err := idna.Lookup.ToASCII(l)
+			if err != nil {
+				return bad + "check its spelling."
+			}
+			ascii = a
+		}
+		switch {
+		case ascii == "" || len(ascii) > 63:
+			return bad + "each part between dots has 1 to 63 characters."
+		case strings.HasPrefix(ascii, "-") || strings.HasSuffix(ascii, "-"):
+			return bad + "a part between dots cannot start or end with a hyphen."
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return bad + "its last part (like .com) cannot be only digits."
+	}
+	return ""
 }
 
 // Text trims s and checks it against a length limit; required fields must

@@ -125,6 +125,23 @@ func TestRecipientEmailInternationalDomain(t *testing.T) {
 	}
 }
 
+// A recipient's address whose domain can receive no mail is refused when
+// the client is saved, not found out by a failed send.
+func TestRecipientEmailUndeliverableDomain(t *testing.T) {
+	for _, in := range []string{
+		"ann@" + strings.Repeat("a", 64) + ".com", "ann@-bad-.com", "ann@bad-.com", "ann@123.456", "ann@[127.0.0.1]",
+	} {
+		if _, msg := RecipientEmail(in); !strings.Contains(msg, "cannot receive mail") {
+			t.Errorf("RecipientEmail(%q): %q", in, msg)
+		}
+	}
+	for _, in := range []string{"ann@" + strings.Repeat("a", 63) + ".com", "ann@1.example.com", "ann@x-y.example.com", "ann@my_host.example.com", "ann@пример.рф"} {
+		if _, msg := RecipientEmail(in); msg != "" {
+			t.Errorf("RecipientEmail(%q): %q", in, msg)
+		}
+	}
+}
+
 // Of a time the clocks go back over, a new one is the first of the two
 // in every zone (parsing took the second east of UTC and the first west
 // of it), and one still to come when the first has passed.
