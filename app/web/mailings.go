@@ -120,7 +120,10 @@ func formFromInput(id int64, in form.Mailing, p form.Parsed, errs form.Errors) m
 func (s *Server) newMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	loc := userLocation(u)
-	start := time.Now().In(loc).Add(time.Hour).Truncate(time.Hour)
+	// The next whole hour of the user's clock (Truncate would round on
+	// UTC's, half past in India).
+	n := time.Now().In(loc).Add(time.Hour)
+	start := time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), 0, 0, 0, loc)
 	f := mailings.Form{MessageID: c.Query("message_id"), Repeat: "once",
 		StartsAt: start.Format(form.DateTimeLocal), EndsAt: start.Add(24 * time.Hour).Format(form.DateTimeLocal)}
 	f, err := s.mailingForm(c, f)

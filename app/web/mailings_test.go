@@ -168,6 +168,21 @@ func (w *mailingWorld) create(t testing.TB) (string, int64) {
 	return loc, mustID(t, loc)
 }
 
+// The new mailing form offers the next whole hour of the user's clock,
+// in a zone half an hour off UTC's too.
+func TestNewMailingStartsOnTheHour(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, _ := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err := e.store.UpdateProfile(context.Background(), ann.ID, "Ann", "Asia/Kolkata"); err != nil {
+		t.Fatal(err)
+	}
+	_, body := c.get(t, "/mailings/new")
+	if start := inputValue(t, body, "starts_at"); !strings.HasSuffix(start, ":00") {
+		t.Errorf("the first send offered at %q, not on the hour", start)
+	}
+}
+
 // Another owner's client, chosen by a forged form, is answered as an id
 // that is no client at all: left out, or when it is the only one chosen,
 // refused alike. Refusing it alone told a forger which ids exist in other
