@@ -108,6 +108,7 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 		f.Messages = append(f.Messages, mailings.MessageOption{ID: m.ID, Subject: m.Subject})
 	}
 	f.TimeZone = u.TimeZone
+	f.MaxRecipients = form.MaxRecipients
 	return f, nil
 }
 

@@ -133,10 +133,21 @@ function initPicker(root) {
   root.dataset.pickerReady = "1";
   var hidden = root.querySelector("[data-picker-ids]");
   var count = root.querySelector("[data-picker-count]");
+  var note = root.querySelector("[data-picker-note]");
+  var max = note ? Number(note.dataset.pickerMax) : Infinity;
   var chosen = new Set(hidden.value ? hidden.value.split(",") : []);
+  // What "choose all" could not take, or a list over a mailing's limit,
+  // is said beside the count rather than found out on sending the form.
+  function tell(text) {
+    if (!note) return;
+    note.textContent = text;
+    note.hidden = !text;
+  }
   function sync() {
     hidden.value = Array.from(chosen).join(",");
     count.textContent = chosen.size;
+    if (chosen.size > max) tell("A mailing takes at most " + max.toLocaleString("en") + " recipients: choose fewer.");
+    else if (note && note.dataset.capped !== "1") tell("");
     root.querySelectorAll("[data-picker-id]").forEach(function (cb) {
       cb.checked = chosen.has(cb.value);
     });
@@ -150,16 +161,27 @@ function initPicker(root) {
   root.addEventListener("click", function (e) {
     if (e.target.matches("[data-picker-clear]")) {
       chosen.clear();
+      if (note) note.dataset.capped = "";
       sync();
     }
     if (e.target.matches("[data-picker-all]")) {
       var q = root.querySelector("[data-picker-search]").value;
       e.target.setAttribute("aria-busy", "true");
       fetch("/mailings/picker/ids?q=" + encodeURIComponent(q), { credentials: "same-origin" })
-        .then(function (r) { return r.json(); })
+        .then(function (r) {
+          if (!r.ok) throw new Error(r.status);
+          return r.json();
+        })
         .then(function (ids) {
           ids.forEach(function (id) { chosen.add(String(id)); });
+          if (note) note.dataset.capped = ids.length >= max ? "1" : "";
           sync();
+          if (ids.length >= max) {
+            tell("More clients match than a mailing takes: the newest " + max.toLocaleString("en") + " were chosen.");
+          }
+        })
+        .catch(function () {
+          showRequestError("Could not choose all matching clients. Check your connection and try again.");
         })
         .finally(function () { e.target.removeAttribute("aria-busy"); });
     }
