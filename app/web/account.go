@@ -2,6 +2,9 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -210,6 +213,9 @@ func (s *Server) login(c *fiber.Ctx) error {
 	}
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
+	}
+	if _, ok := s.device(c, f.Email); !ok {
+		s.setDevice(c, f.Email)
 	}
 	return redirect(c, f.Next)
 }
@@ -457,7 +463,7 @@ func (s *Server) unlinkIdentity(c *fiber.Ctx) error {
 // the check, so that parallel guesses cannot slip past it. Over the limit
 // it returns how long to wait (0: go on).
 func (s *Server) takeGuess(c *fiber.Ctx, email string) (time.Duration, error) {
-	return take(c, s.loginLimit, s.clientKey(c), "account:"+email)
+	return take(c, s.loginLimit, s.clientKey(c), s.accountKey(c, email))
 }
 
 // rightGuess gives back the attempt of a right password: the address's
@@ -466,7 +472,54 @@ func (s *Server) rightGuess(c *fiber.Ctx, email string) error {
 	if err := s.loginLimit.Release(c.UserContext(), s.clientKey(c)); err != nil {
 		return err
 	}
-	return s.loginLimit.Reset(c.UserContext(), "account:"+email)
+	return s.loginLimit.Reset(c.UserContext(), s.accountKey(c, email))
+}
+
+// accountKey names the count of guesses at email's password. A browser
+// that signed in to the account with its password before (deviceCookie)
+// has a count of its own: someone who keeps failing to sign in as the
+// account from elsewhere, holding the account's count over the limit,
+// does not lock its owner out of their own browser.
+func (s *Server) accountKey(c *fiber.Ctx, email string) string {
+	key := "account:" + email
+	if nonce, ok := s.device(c, email); ok {
+		key += "#device:" + nonce
+	}
+	return key
+}
+
+// deviceCookie marks a browser that signed in to an account with its
+// password (per account: the last one signed in to).
+const deviceCookie = "rassylka_device"
+
+// deviceMAC signs a device cookie's nonce for one account.
+func (s *Server) deviceMAC(email, nonce string) string {
+	m := hmac.New(sha256.New, []byte("device:"+s.cfg.SessionSecret))
+	m.Write([]byte(strings.ToLower(email) + "\x00" + nonce))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (s *Server) setDevice(c *fiber.Ctx, email string) {
+	nonce := auth.RandomString(16)
+	c.Cookie(&fiber.Cookie{
+		Name:     deviceCookie,
+		Value:    nonce + "." + s.deviceMAC(email, nonce),
+		Path:     "/",
+		Expires:  time.Now().AddDate(1, 0, 0),
+		HTTPOnly: true,
+		Secure:   s.cfg.SecureCookies(),
+		SameSite: fiber.CookieSameSiteLaxMode,
+	})
+}
+
+// device is the nonce of the browser's device cookie when it was set for
+// email's account.
+func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
+	nonce, mac, ok := strings.Cut(c.Cookies(deviceCookie), ".")
+	if !ok || nonce == "" || !hmac.Equal([]byte(mac), []byte(s.deviceMAC(email, nonce))) {
+		return "", false
+	}
+	return nonce, true
 }
 
 // minutes is d in whole minutes, rounded up.

@@ -338,6 +338,35 @@ func TestLoginThrottledPerAccount(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// Someone who keeps failing to sign in as an account from elsewhere,
+// holding its count over the limit, does not lock its owner out of a
+// browser that signed in to it with the password before.
+func TestLoginLockoutSparesTheOwnersBrowser(t *testing.T) {
+	e := throttleEnv(t)
+	newUser(t, e, "target@example.com", model.RoleUser)
+	owner := e.client()
+	owner.ip = "198.51.100.7"
+	resp, body := login(t, owner, "target@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	owner.post(t, "/logout", nil)
+	for i := 0; i < 11; i++ {
+		c := e.client()
+		c.ip = "203.0.113." + strconv.Itoa(i+1)
+		login(t, c, "target@example.com", "guess "+strconv.Itoa(i))
+	}
+	fresh := e.client()
+	fresh.ip = "198.51.100.8"
+	resp, body = login(t, fresh, "target@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	// Another account's device cookie, or a forged one, is no way round.
+	fresh.cookies["rassylka_device"] = "abc.forged"
+	resp, body = login(t, fresh, "target@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+
+	resp, body = login(t, owner, "target@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+}
+
 // Sign-ins with the right password do not count as guesses even while the
 // account cannot sign in: a new user trying before confirming is not
 // locked out once confirmed.

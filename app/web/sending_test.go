@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
@@ -34,7 +35,7 @@ func TestSendNowAsksHowManyItMails(t *testing.T) {
 	ids, _ := e.store.RecipientIDs(ctx, m.ID)
 	mark := func(col string, ids ...int64) {
 		t.Helper()
-		if _, err := e.db.NewRaw("UPDATE clients SET "+col+" = now() WHERE id IN (?)", bun.In(ids)).Exec(ctx); err != nil {
+		if _, err := e.db.NewRaw("UPDATE clients SET "+col+" = now() WHERE id = ANY(?)", pgdialect.Array(ids)).Exec(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
