@@ -302,3 +302,42 @@ func TestCacheEndsWhenAWindowCloses(t *testing.T) {
 		t.Fatalf("after the end: created %d, finished %d, row %q; want the mailing finished, not the cached figures", f.Created, f.Finished, status)
 	}
 }
+
+// Where the clocks go forward at midnight (Santiago, 8 September 2024),
+// the chart still has each day once, and the day before the change keeps
+// its sends of the last hour: the missing midnight was taken for 23:00 of
+// the day before, which doubled that day's bar and cut its end.
+func TestDaysWhereMidnightIsSkipped(t *testing.T) {
+	db := testkit.DB(t)
+	a := newSeed(t, db, "a@example.com", "America/Santiago", 2)
+	santiago, err := time.LoadLocation("America/Santiago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.attempt(t, 0, model.AttemptSuccess, time.Date(2024, 9, 7, 23, 30, 0, 0, santiago))
+	a.attempt(t, 1, model.AttemptSuccess, time.Date(2024, 9, 8, 12, 0, 0, 0, santiago))
+	for _, now := range []time.Time{time.Date(2024, 9, 10, 12, 0, 0, 0, santiago), time.Date(2024, 9, 7, 23, 45, 0, 0, santiago)} {
+		svc := &stats.Service{Store: a.st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+		ov, err := svc.Overview(context.Background(), store.Own(a.owner.ID), 7, santiago)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		var sent int64
+		for _, d := range ov.Days {
+			day := d.Day.In(santiago).Format(time.DateOnly)
+			if seen[day] {
+				t.Errorf("now %v: %s twice", now, day)
+			}
+			seen[day] = true
+			sent += d.Succeeded
+		}
+		want := int64(2)
+		if now.Day() == 7 {
+			want = 1
+		}
+		if len(ov.Days) != 7 || sent != want {
+			t.Errorf("now %v: %d days, %d sent; want 7 days, %d sent", now, len(ov.Days), sent, want)
+		}
+	}
+}

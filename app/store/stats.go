@@ -105,7 +105,7 @@ func (s *Store) AttemptsPerDay(ctx context.Context, sc Scope, mailingID int64, f
 		byDay[r.Day.Format(time.DateOnly)] = DayCount{Succeeded: r.Succeeded, Failed: r.Failed}
 	}
 	var out []DayCount
-	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+	for d := from; d.Before(to); d = midnight(time.Date(d.Year(), d.Month(), d.Day()+1, 12, 0, 0, 0, loc), loc) {
 		c := byDay[d.Format(time.DateOnly)]
 		c.Day = d
 		out = append(out, c)
@@ -113,10 +113,16 @@ func (s *Store) AttemptsPerDay(ctx context.Context, sc Scope, mailingID int64, f
 	return out, nil
 }
 
-// midnight is the start of t's day in loc.
+// midnight is the start of t's day in loc. Where the clocks go forward at
+// midnight (Chile, Cuba), the day starts at 01:00; time.Date gives 23:00
+// of the day before for a midnight that does not exist.
 func midnight(t time.Time, loc *time.Location) time.Time {
 	y, m, d := t.In(loc).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, loc)
+	start := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	for start.Day() != d {
+		start = start.Add(15 * time.Minute) // every offset is a multiple of 15 minutes
+	}
+	return start
 }
 
 // MailingFigures are one mailing's statistics.
