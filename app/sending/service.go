@@ -378,6 +378,9 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	if err != nil {
 		return err
 	}
+	// However the batch ends (done, handed over, stopped, failed), what it
+	// wrote since its last look shows in the statistics.
+	defer s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
 	msg, err := db.MessageByID(ctx, store.Everyone(0), m.MessageID)
 	if err != nil {
 		return err
@@ -430,7 +433,6 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		return err
 	}
 	_, err = db.CloseRunIfDone(ctx, runID)
-	s.Stats.Changed(context.WithoutCancel(ctx), m.OwnerID)
 	return err
 }
 
