@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun/driver/pgdriver"
 )
 
 // Config is everything the web and worker processes read from the environment.
@@ -215,27 +216,54 @@ func Load(getenv func(string) string) (Config, error) {
 		c.OAuth = append(c.OAuth, OAuthProvider{Name: p.name, Key: key, Secret: secret, Issuer: strings.TrimRight(issuer, "/")})
 	}
 
-	errs = append(errs, checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql"))
+	if err := checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql"); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, checkPostgresOptions(c.DatabaseURL))
+	}
 	errs = append(errs, checkURL("REDIS_URL", c.RedisURL, "redis", "rediss"))
 	errs = append(errs, checkURL("SMTP_URL", c.SMTPURL, "smtp", "smtps"))
 	errs = append(errs, checkURL("BASE_URL", c.BaseURL, "http", "https"))
 	return c, errors.Join(errs...)
 }
 
+// checkURL checks a setting's URL. Its messages never quote the URL as
+// given: it may hold a password, and they go to the log.
 func checkURL(key, raw string, schemes ...string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
+		var esc url.EscapeError
+		if errors.As(err, &esc) {
+			return fmt.Errorf("%s is not a URL: a %% must be followed by two hex digits (write a %% in a password as %%25)", key)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL
+		}
 		return fmt.Errorf("%s is not a URL: %w", key, err)
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {
 			if u.Host == "" {
-				return fmt.Errorf("%s has no host: %q", key, raw)
+				return fmt.Errorf("%s has no host: %q", key, u.Redacted())
 			}
 			return nil
 		}
 	}
 	return fmt.Errorf("%s must start with %s://", key, strings.Join(schemes, ":// or "))
+}
+
+// checkPostgresOptions reads DATABASE_URL's options as the driver will:
+// it panics on one it does not take (sslmode=bogus, a connect_timeout
+// that is no number).
+func checkPostgresOptions(raw string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("DATABASE_URL: %v", r)
+		}
+	}()
+	pgdriver.NewConnector(pgdriver.WithDSN(raw))
+	return nil
 }
 
 // Logger builds the process logger: text for people, JSON for collectors.

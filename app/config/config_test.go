@@ -60,23 +60,25 @@ func TestProductionRequiresSettings(t *testing.T) {
 
 func TestInvalidValues(t *testing.T) {
 	cases := map[string]map[string]string{
-		"short secret in production": {"APP_ENV": "production", "SESSION_SECRET": "short", "BASE_URL": "https://x.example", "SMTP_URL": "smtp://x.example:25"},
-		"unknown env":                {"APP_ENV": "staging"},
-		"bad SMTP scheme":            {"SMTP_URL": "http://localhost:25"},
-		"bad database URL":           {"DATABASE_URL": "mysql://localhost/x"},
-		"bad redis URL":              {"REDIS_URL": "localhost:6379"},
-		"BASE_URL without host":      {"BASE_URL": "http://"},
-		"negative rate":              {"MAIL_RATE": "-1"},
-		"rate not a number":          {"MAIL_RATE": "fast"},
-		"rate NaN":                   {"MAIL_RATE": "NaN"},
-		"rate infinite":              {"MAIL_RATE": "Inf"},
-		"rate overflowing":           {"MAIL_RATE": "1e30"},
-		"proxy not an IP":            {"PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "localhost"},
-		"proxy CIDR invalid":         {"PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "10.0.0.0/33"},
-		"zero concurrency":           {"MAIL_CONCURRENCY": "0"},
-		"worker concurrency text":    {"WORKER_CONCURRENCY": "many"},
-		"log format":                 {"LOG_FORMAT": "xml"},
-		"log level":                  {"LOG_LEVEL": "loud"},
+		"short secret in production":    {"APP_ENV": "production", "SESSION_SECRET": "short", "BASE_URL": "https://x.example", "SMTP_URL": "smtp://x.example:25"},
+		"unknown env":                   {"APP_ENV": "staging"},
+		"bad SMTP scheme":               {"SMTP_URL": "http://localhost:25"},
+		"bad database URL":              {"DATABASE_URL": "mysql://localhost/x"},
+		"bad redis URL":                 {"REDIS_URL": "localhost:6379"},
+		"database option unknown":       {"DATABASE_URL": "postgres://u:p@localhost/x?sslmode=bogus"},
+		"database timeout not a number": {"DATABASE_URL": "postgres://u:p@localhost/x?connect_timeout=abc"},
+		"BASE_URL without host":         {"BASE_URL": "http://"},
+		"negative rate":                 {"MAIL_RATE": "-1"},
+		"rate not a number":             {"MAIL_RATE": "fast"},
+		"rate NaN":                      {"MAIL_RATE": "NaN"},
+		"rate infinite":                 {"MAIL_RATE": "Inf"},
+		"rate overflowing":              {"MAIL_RATE": "1e30"},
+		"proxy not an IP":               {"PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "localhost"},
+		"proxy CIDR invalid":            {"PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "10.0.0.0/33"},
+		"zero concurrency":              {"MAIL_CONCURRENCY": "0"},
+		"worker concurrency text":       {"WORKER_CONCURRENCY": "many"},
+		"log format":                    {"LOG_FORMAT": "xml"},
+		"log level":                     {"LOG_LEVEL": "loud"},
 	}
 	for name, vars := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -84,6 +86,25 @@ func TestInvalidValues(t *testing.T) {
 				t.Fatalf("accepted %v", vars)
 			}
 		})
+	}
+}
+
+// A URL setting that is refused is never quoted with its password: the
+// message goes to the log.
+func TestURLErrorsKeepPasswordsOut(t *testing.T) {
+	for key, raw := range map[string]string{
+		"DATABASE_URL": "postgres://rassylka:sec%ret@127.0.0.1:5432/rassylka",
+		"SMTP_URL":     "smtp://mailer:sec%ret@mail.example.com:587",
+		"REDIS_URL":    "redis://:sec%ret@",
+	} {
+		_, err := Load(env(map[string]string{key: raw}))
+		if err == nil || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "sec") {
+			t.Errorf("%s=%s: %v", key, raw, err)
+		}
+	}
+	_, err := Load(env(map[string]string{"SMTP_URL": "smtp://mailer:secret@"}))
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("no host: %v", err)
 	}
 }
 
