@@ -88,6 +88,24 @@ func (s *Schema) Check(ctx context.Context) error {
 	return nil
 }
 
+// SchemaCurrent is Check for a readiness probe: it only reads (Check
+// creates the migrations' tables when they are missing), and a database
+// whose migrations' table is gone (rolled back whole) is an error too.
+func (s *Store) SchemaCurrent(ctx context.Context) error {
+	db, ok := s.db.(*bun.DB)
+	if !ok {
+		return fmt.Errorf("schema current: needs a database, not %T", s.db)
+	}
+	ms, err := migrate.NewMigrator(db, migrations.New()).MigrationsWithStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("schema current: %w", err)
+	}
+	if pending := ms.Unapplied(); len(pending) > 0 {
+		return &ErrSchemaBehind{Pending: names(pending)}
+	}
+	return nil
+}
+
 func names(ms migrate.MigrationSlice) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"regexp"
@@ -142,6 +143,28 @@ func TestReadyz(t *testing.T) {
 	}
 	if !strings.Contains(body, "redis") || strings.Contains(body, "postgres") {
 		t.Fatalf("503 body = %q, want it to name redis only", body)
+	}
+}
+
+// A schema rolled back under a running server (web migrate down) fails
+// every page: the server is not ready then, and says why.
+func TestReadyzNeedsTheSchema(t *testing.T) {
+	e := newEnv(t)
+	if resp, body := e.get(t, "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz = %d %q", resp.StatusCode, body)
+	}
+	if _, err := e.db.ExecContext(context.Background(), "DELETE FROM bun_migrations WHERE name = (SELECT max(name) FROM bun_migrations)"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.get(t, "/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "schema") || strings.Contains(body, "postgres") {
+		t.Fatalf("GET /readyz with a migration missing = %d %q, want 503 naming the schema", resp.StatusCode, body)
+	}
+	if _, err := e.db.ExecContext(context.Background(), "DROP TABLE bun_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := e.get(t, "/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz with no migrations' table = %d %q, want 503", resp.StatusCode, body)
 	}
 }
 
