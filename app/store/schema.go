@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -53,7 +54,24 @@ func (s *Schema) Down(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate down: %w", err)
 	}
-	return names(group.Migrations), nil
+	out := names(group.Migrations)
+	slices.Reverse(out) // rolled back the last first
+	return out, nil
+}
+
+// LastGroup names the migrations Down would roll back, in the order it
+// would (the last applied first).
+func (s *Schema) LastGroup(ctx context.Context) ([]string, error) {
+	if err := s.m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("init migrations: %w", err)
+	}
+	ms, err := s.m.MigrationsWithStatus(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	out := names(ms.LastGroup().Migrations)
+	slices.Reverse(out)
+	return out, nil
 }
 
 // Status lists every known migration and whether it is applied.

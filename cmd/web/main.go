@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,10 +42,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "web:", err)
+		if !errors.Is(err, errFlagsTold) {
+			fmt.Fprintln(os.Stderr, "web:", err)
+		}
 		os.Exit(1)
 	}
 }
+
+// errFlagsTold is a command's flags refused, which the flag package has
+// printed already with the flags' list.
+var errFlagsTold = errors.New("bad flags")
 
 // run carries out one command; serve stops when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -91,9 +98,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	app := web.New(web.Deps{Config: cfg, Store: store.New(db), Redis: rdb, Queue: queue, Log: log})
 
+	// Bound first, so that "listening" is said only when it is.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- app.Listen(cfg.Addr) }()
-	log.Info("web listening", "addr", cfg.Addr, "base_url", cfg.BaseURL)
+	go func() { errc <- app.Listener(ln) }()
+	log.Info("web listening", "addr", ln.Addr().String(), "base_url", cfg.BaseURL)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -107,8 +119,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 }
 
 func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+	all := len(args) == 2 && args[0] == "down" && args[1] == "--all"
+	if all {
+		args = args[:1]
+	}
 	if len(args) != 1 {
-		return errors.New("usage: web migrate up|down|status")
+		return errors.New("usage: web migrate up|down [--all]|status")
 	}
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
@@ -126,6 +142,16 @@ func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Wr
 			fmt.Fprintln(out, "applied", n)
 		}
 	case "down":
+		// A database migrated at once has every migration in one group:
+		// rolling it back drops every table, with all the data.
+		last, err := schema.LastGroup(ctx)
+		if err != nil {
+			return err
+		}
+		if len(last) > 1 && !all {
+			return fmt.Errorf("the last migrations were applied together (%s): rolling them back drops their tables and all their data; run `web migrate down --all` to do so",
+				strings.Join(last, ", "))
+		}
 		names, err := schema.Down(ctx)
 		if err != nil {
 			return err
@@ -167,7 +193,10 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 	name := fs.String("name", "", "full name (create)")
 	role := fs.String("role", "", "user or manager")
 	if err := fs.Parse(args[1:]); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // the flags were listed
+		}
+		return errFlagsTold // the flag package has said what is wrong
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (quote values with spaces)", fs.Arg(0))
@@ -194,6 +223,9 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 		}
 		if !r.Valid() {
 			return fmt.Errorf("--role must be user or manager, got %q", *role)
+		}
+		if *password == "" {
+			return errors.New("--password is required")
 		}
 		if problem := auth.PasswordProblem(*password, *email); problem != "" {
 			return fmt.Errorf("--password: %s", problem)

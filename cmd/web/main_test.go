@@ -95,11 +95,19 @@ func TestCommands(t *testing.T) {
 		{"user", "role", "--email", "nobody@example.com", "--role", "manager"},
 		{"user", "role", "--email", "boss@example.com", "--role", "admin"},
 		{"migrate", "sideways"},
+		{"user", "create", "--email", "nopass@example.com"},
 		{"frobnicate"},
 	} {
 		if _, err := cmd(args...); err == nil {
 			t.Errorf("%v succeeded, want an error", args)
 		}
+	}
+
+	if _, err := cmd("user", "create", "--email", "nopass@example.com"); err == nil || err.Error() != "--password is required" {
+		t.Errorf("user create without --password = %v", err)
+	}
+	if out, err := cmd("user", "create", "-h"); err != nil || !strings.Contains(out, "-email") {
+		t.Errorf("user create -h = %q, %v; want the flags listed, and no error", out, err)
 	}
 
 	// An unknown subcommand is named as such, whatever flags come with it.
@@ -119,8 +127,20 @@ func TestCommands(t *testing.T) {
 		t.Errorf("site statistics generation after user role = %d, want 2", n)
 	}
 
-	if out, err := cmd("migrate", "down"); err != nil || !strings.Contains(out, "rolled back") {
-		t.Fatalf("migrate down = %q, %v", out, err)
+	// The schema was migrated at once: rolling it back drops every table,
+	// which takes --all.
+	if out, err := cmd("migrate", "down"); err == nil || !strings.Contains(err.Error(), "migrate down --all") {
+		t.Fatalf("migrate down of every table without --all = %q, %v", out, err)
+	}
+	if out, err := cmd("migrate", "status"); err != nil || strings.Contains(out, "pending ") {
+		t.Fatalf("status after a refused down = %q, %v", out, err)
+	}
+	out, err = cmd("migrate", "down", "--all")
+	if err != nil || !strings.Contains(out, "rolled back") {
+		t.Fatalf("migrate down --all = %q, %v", out, err)
+	}
+	if first, last := strings.Index(out, "0005"), strings.Index(out, "0001"); first < 0 || last < first {
+		t.Errorf("migrate down --all lists %q: want the last migration, rolled back first, first", out)
 	}
 	if out, err := cmd("migrate", "status"); err != nil || strings.Contains(out, "applied ") {
 		t.Fatalf("status after down = %q, %v", out, err)
