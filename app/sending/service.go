@@ -199,6 +199,8 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	}
 	s.Stats.Changed(ctx, ownerID)
 	if len(batches) > 0 {
+		s.Log.InfoContext(ctx, "run started", "run_id", run.ID, "mailing_id", mailingID, "trigger", string(trigger),
+			"recipients", run.Total, "batches", len(batches))
 		if err := s.Queue.EnqueueBatches(ctx, batches, "0"); err != nil {
 			// The run has started: the reconciler enqueues the open batches
 			// of unfinished runs within its minute.
@@ -321,6 +323,7 @@ func (s *Service) ProcessBatch(ctx context.Context, runID int64, seq int) error 
 		return nil // another worker sends it; the reconciler comes back if it dies
 	case errors.Is(err, errHandOver):
 		// The lock is released: a task of its own sends the rest.
+		s.Log.InfoContext(ctx, "batch handed over", "run_id", runID, "seq", seq, "stopping", s.stopping())
 		gen := "handover-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		return s.Queue.EnqueueBatches(context.WithoutCancel(ctx), []model.RunBatch{{RunID: runID, Seq: seq}}, gen)
 	}
@@ -432,7 +435,13 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	if _, err := db.FinishBatch(ctx, run, b); err != nil {
 		return err
 	}
-	_, err = db.CloseRunIfDone(ctx, runID)
+	finished, err := db.CloseRunIfDone(ctx, runID)
+	if finished {
+		if r, err := db.RunByID(ctx, runID); err == nil {
+			s.Log.InfoContext(ctx, "run finished", "run_id", runID, "mailing_id", r.MailingID, "total", r.Total,
+				"succeeded", r.Succeeded, "failed", r.Failed, "skipped", r.Skipped)
+		}
+	}
 	return err
 }
 
