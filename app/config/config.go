@@ -247,6 +247,11 @@ func checkURL(key, raw string, schemes ...string) error {
 			if u.Host == "" {
 				return fmt.Errorf("%s has no host: %q", key, u.Redacted())
 			}
+			if p := u.Port(); p != "" {
+				if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+					return fmt.Errorf("%s: port %s is not one from 1 to 65535", key, p)
+				}
+			}
 			return nil
 		}
 	}

@@ -65,6 +65,8 @@ func TestInvalidValues(t *testing.T) {
 		"bad SMTP scheme":               {"SMTP_URL": "http://localhost:25"},
 		"bad database URL":              {"DATABASE_URL": "mysql://localhost/x"},
 		"bad redis URL":                 {"REDIS_URL": "localhost:6379"},
+		"SMTP port out of range":        {"SMTP_URL": "smtp://127.0.0.1:99999"},
+		"database port zero":            {"DATABASE_URL": "postgres://127.0.0.1:0/x"},
 		"database option unknown":       {"DATABASE_URL": "postgres://u:p@localhost/x?sslmode=bogus"},
 		"database timeout not a number": {"DATABASE_URL": "postgres://u:p@localhost/x?connect_timeout=abc"},
 		"BASE_URL without host":         {"BASE_URL": "http://"},
