@@ -41,12 +41,19 @@ func TestMigrationsUpDownUp(t *testing.T) {
 		t.Fatalf("second up = %v, %v; want nothing to do", again, err)
 	}
 
+	// Down names the group it would roll back, then rolls it back: the
+	// last applied first.
+	backwards := slices.Clone(applied)
+	slices.Reverse(backwards)
+	if last, err := schema.LastGroup(ctx); err != nil || !slices.Equal(last, backwards) {
+		t.Fatalf("last group = %v, %v; want %v", last, err, backwards)
+	}
 	rolled, err := schema.Down(ctx)
 	if err != nil {
 		t.Fatalf("down: %v", err)
 	}
-	if !slices.Equal(rolled, applied) {
-		t.Fatalf("down rolled back %v, want %v", rolled, applied)
+	if !slices.Equal(rolled, backwards) {
+		t.Fatalf("down rolled back %v, want %v", rolled, backwards)
 	}
 	assertTables(t, db, nil)
 	_, pending, err := schema.Status(ctx)
