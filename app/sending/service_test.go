@@ -1416,24 +1416,31 @@ func TestBounceOfAnAddressCorrectedMeanwhile(t *testing.T) {
 }
 
 // deferOne answers a temporary failure to the first try for one address
-// and calls hook before any later try for it.
+// (calling first, when set, before it answers) and calls hook, when set,
+// before any later try for it.
 type deferOne struct {
 	sending.Sender
 	to    string
 	class mail.Class // of the failure: Temporary (the default) or Unreachable
 	tries atomic.Int64
+	first func()
 	hook  func()
 }
 
 func (d *deferOne) Send(ctx context.Context, m mail.Message) mail.Result {
 	if m.To.Address == d.to {
 		if d.tries.Add(1) == 1 {
+			if d.first != nil {
+				d.first()
+			}
 			if d.class == mail.Unreachable {
 				return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused"}
 			}
 			return mail.Result{Class: mail.Temporary, Code: 451, Reply: "451 4.3.0 try again later"}
 		}
-		d.hook()
+		if d.hook != nil {
+			d.hook()
+		}
 	}
 	return d.Sender.Send(ctx, m)
 }
@@ -1633,7 +1640,7 @@ func TestARetryInPlaceChecksFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			target := w.clients[1]
-			w.svc.Sender = &failFirst{Sender: w.pool, to: target.Email, then: func() {
+			w.svc.Sender = &deferOne{Sender: w.pool, to: target.Email, class: mail.Unreachable, first: func() {
 				if _, err := w.db.ExecContext(context.Background(), change, target.ID); err != nil {
 					t.Error(err)
 				}
@@ -1653,21 +1660,4 @@ func TestARetryInPlaceChecksFirst(t *testing.T) {
 			}
 		})
 	}
-}
-
-// failFirst cannot reach the server for one address's first try, and
-// calls then before answering so.
-type failFirst struct {
-	sending.Sender
-	to    string
-	tries atomic.Int64
-	then  func()
-}
-
-func (f *failFirst) Send(ctx context.Context, m mail.Message) mail.Result {
-	if m.To.Address == f.to && f.tries.Add(1) == 1 {
-		f.then()
-		return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused"}
-	}
-	return f.Sender.Send(ctx, m)
 }
