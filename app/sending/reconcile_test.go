@@ -311,6 +311,34 @@ func TestTimeZoneChangeKeepsEachDayOnce(t *testing.T) {
 	}
 }
 
+// A daily run still sending when its owner moves east keeps sending until
+// the occurrence planned next, not until the new zone's occurrence of the
+// next day (an hour earlier): stopping there would skip its recipients for
+// a day, as the planned occurrence runs an hour later.
+func TestARunKeepsSendingUntilThePlannedNextAfterATimeZoneChange(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	start := time.Date(2027, 1, 1, 9, 0, 0, 0, time.UTC)
+	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.AddDate(1, 0, 0), model.RepeatDaily, &start
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2027, 6, 10, 9, 1, 0, 0, time.UTC)
+	w.svc.Now = func() time.Time { return now }
+	run, err := w.svc.StartScheduled(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// June 11's occurrence in Berlin is 08:00 UTC; the planned one, 09:00.
+	if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, "Europe/Berlin"); err != nil {
+		t.Fatal(err)
+	}
+	now = time.Date(2027, 6, 11, 8, 30, 0, 0, time.UTC)
+	if r := w.drain(t, run.ID); r.Succeeded != 3 || r.Skipped != 0 {
+		t.Fatalf("June 10's run resumed at 08:30 UTC on June 11, after a move to Berlin: %+v; want all 3 sent", r)
+	}
+}
+
 // refusingQueue is a task queue that cannot take batches (Redis down).
 type refusingQueue struct{ sending.Queue }
 

@@ -392,9 +392,15 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	// A scheduled run sends its occurrence until the next one is due: one
 	// resumed after downtime, or still sending a whole period later, then
 	// leaves the rest to the next occurrence's run (only the latest missed
-	// occurrence runs), rather than mail them twice in a row.
+	// occurrence runs), rather than mail them twice in a row. The next
+	// occurrence is the one planned when the run started (the owner's time
+	// zone may have moved the zone's occurrences since, not the plan).
 	var supersededAt time.Time
-	if run.Trigger == model.TriggerScheduled && run.DueAt != nil && m.Repeat != model.RepeatOnce {
+	switch {
+	case run.Trigger != model.TriggerScheduled || run.DueAt == nil || m.Repeat == model.RepeatOnce:
+	case m.NextRunAt != nil && m.NextRunAt.After(*run.DueAt):
+		supersededAt = *m.NextRunAt
+	default:
 		loc, _, err := s.location(ctx, db, m.OwnerID)
 		if err != nil {
 			return err
