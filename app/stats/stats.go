@@ -75,16 +75,14 @@ func owner(sc store.Scope) string {
 // Overview returns the scope's figures and its attempts per day over the
 // last days days (today included) in loc.
 func (s *Service) Overview(ctx context.Context, sc store.Scope, days int, loc *time.Location) (Overview, error) {
-	today := s.now().In(loc)
-	to := today.AddDate(0, 0, 1)
-	from := today.AddDate(0, 0, 1-days)
-	key := "overview:" + strconv.Itoa(days) + ":" + loc.String() + ":" + today.Format(time.DateOnly)
+	now := s.now()
+	key := "overview:" + strconv.Itoa(days) + ":" + loc.String() + ":" + now.In(loc).Format(time.DateOnly)
 	return cached(ctx, s, owner(sc), key, nil, func(v Overview) *time.Time { return v.Figures.NextEnd }, func() (Overview, error) {
 		f, err := s.Store.StatsFigures(ctx, sc)
 		if err != nil {
 			return Overview{}, err
 		}
-		d, err := s.Store.AttemptsPerDay(ctx, sc, 0, from, to, loc)
+		d, err := s.Store.AttemptsPerDay(ctx, sc, 0, now, days, loc)
 		return Overview{Figures: f, Days: d}, err
 	})
 }

@@ -306,7 +306,8 @@ func TestCacheEndsWhenAWindowCloses(t *testing.T) {
 // Where the clocks go forward at midnight (Santiago, 8 September 2024),
 // the chart still has each day once, and the day before the change keeps
 // its sends of the last hour: the missing midnight was taken for 23:00 of
-// the day before, which doubled that day's bar and cut its end.
+// the day before, which doubled that day's bar and cut its end. In the
+// first hour of that day before, the chart still ends with it.
 func TestDaysWhereMidnightIsSkipped(t *testing.T) {
 	db := testkit.DB(t)
 	a := newSeed(t, db, "a@example.com", "America/Santiago", 2)
@@ -316,7 +317,7 @@ func TestDaysWhereMidnightIsSkipped(t *testing.T) {
 	}
 	a.attempt(t, 0, model.AttemptSuccess, time.Date(2024, 9, 7, 23, 30, 0, 0, santiago))
 	a.attempt(t, 1, model.AttemptSuccess, time.Date(2024, 9, 8, 12, 0, 0, 0, santiago))
-	for _, now := range []time.Time{time.Date(2024, 9, 10, 12, 0, 0, 0, santiago), time.Date(2024, 9, 7, 23, 45, 0, 0, santiago)} {
+	for _, now := range []time.Time{time.Date(2024, 9, 10, 12, 0, 0, 0, santiago), time.Date(2024, 9, 7, 23, 45, 0, 0, santiago), time.Date(2024, 9, 7, 0, 30, 0, 0, santiago)} {
 		svc := &stats.Service{Store: a.st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
 		ov, err := svc.Overview(context.Background(), store.Own(a.owner.ID), 7, santiago)
 		if err != nil {

@@ -78,10 +78,11 @@ type DayCount struct {
 }
 
 // AttemptsPerDay counts the scope's (or one mailing's, when mailingID is
-// not 0) attempts per day of loc from the day of from to the day before
-// to. Every day of the range is returned, days without attempts as zeros.
-func (s *Store) AttemptsPerDay(ctx context.Context, sc Scope, mailingID int64, from, to time.Time, loc *time.Location) ([]DayCount, error) {
-	from, to = midnight(from, loc), midnight(to, loc)
+// not 0) attempts per day of loc over the last days days up to the day of
+// now (included). Every day of the range is returned, days without
+// attempts as zeros.
+func (s *Store) AttemptsPerDay(ctx context.Context, sc Scope, mailingID int64, now time.Time, days int, loc *time.Location) ([]DayCount, error) {
+	from, to := dayAfter(now, 1-days, loc), dayAfter(now, 1, loc)
 	owner, args := sc.cond("owner_id")
 	q := `SELECT (bucket AT TIME ZONE ?)::date AS day, sum(succeeded) AS succeeded, sum(failed) AS failed
 		FROM attempt_counts WHERE ` + owner + ` AND bucket >= ? AND bucket < ?`
@@ -105,12 +106,20 @@ func (s *Store) AttemptsPerDay(ctx context.Context, sc Scope, mailingID int64, f
 		byDay[r.Day.Format(time.DateOnly)] = DayCount{Succeeded: r.Succeeded, Failed: r.Failed}
 	}
 	var out []DayCount
-	for d := from; d.Before(to); d = midnight(time.Date(d.Year(), d.Month(), d.Day()+1, 12, 0, 0, 0, loc), loc) {
+	for d := from; d.Before(to); d = dayAfter(d, 1, loc) {
 		c := byDay[d.Format(time.DateOnly)]
 		c.Day = d
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// dayAfter is the start of the day n days after t's in loc (n may be
+// negative). The day is counted from its noon: counting from t's time of
+// day lands on the day before where that time does not exist.
+func dayAfter(t time.Time, n int, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	return midnight(time.Date(y, m, d+n, 12, 0, 0, 0, loc), loc)
 }
 
 // midnight is the start of t's day in loc. Where the clocks go forward at

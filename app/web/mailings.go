@@ -282,7 +282,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	if fig.LastRun != nil {
 		v.Figures.LastRun = formatTime(*fig.LastRun, u.TimeZone)
 		now := time.Now()
-		days, err := s.store.AttemptsPerDay(ctx, readScope(u), r.ID, now.AddDate(0, 0, -29), now.AddDate(0, 0, 1), userLocation(u))
+		days, err := s.store.AttemptsPerDay(ctx, readScope(u), r.ID, now, 30, userLocation(u))
 		if err != nil {
 			return err
 		}
