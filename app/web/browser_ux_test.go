@@ -815,26 +815,41 @@ func TestBrowserEmptyChartNoteStaysOnThePlot(t *testing.T) {
 
 // "Choose all matching" with more clients than a mailing takes chooses the
 // newest it takes and says so beside the count, rather than leave the
-// owner to find out which were left.
+// owner to find out which were left; with exactly as many it chooses them
+// all and says nothing.
 func TestBrowserPickerChooseAllSaysWhatItLeft(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	if _, err := e.db.ExecContext(context.Background(), `INSERT INTO clients (owner_id, email)
-		SELECT ?, 'c' || g || '@example.com' FROM generate_series(1, ?) AS g`, ann.ID, form.MaxRecipients+1); err != nil {
-		t.Fatal(err)
+	addClients := func(from, to int) {
+		t.Helper()
+		if _, err := e.db.ExecContext(context.Background(), `INSERT INTO clients (owner_id, email)
+			SELECT ?, 'c' || g || '@example.com' FROM generate_series(?::int, ?::int) AS g`, ann.ID, from, to); err != nil {
+			t.Fatal(err)
+		}
 	}
+	addClients(1, form.MaxRecipients)
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
 	b.signIn("ann@example.com")
 	b.do("new mailing", chromedp.Navigate(base+"/mailings/new"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
 	b.waitJS("picker loaded", `document.querySelectorAll("[data-testid=picker-option]").length > 0`)
 	b.settled("[data-testid=picker-all]")
-	b.do("choose all", chromedp.Click(chromedp.CSS("[data-testid=picker-all]")))
-	b.waitJS("chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "100000"`)
-	note, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(n => n.hidden ? "" : n.textContent)(document.querySelector("[data-testid=picker-note]"))`))
-	if err != nil {
-		t.Fatal(err)
+	chooseAll := func() string {
+		t.Helper()
+		b.do("clear", chromedp.Click(chromedp.CSS("[data-picker-clear]")))
+		b.waitJS("cleared", `document.querySelector("[data-testid=recipient-count]").textContent === "0"`)
+		b.do("choose all", chromedp.Click(chromedp.CSS("[data-testid=picker-all]")))
+		b.waitJS("chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "100000"`)
+		note, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(n => n.hidden ? "" : n.textContent)(document.querySelector("[data-testid=picker-note]"))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return note
 	}
-	if !strings.Contains(note, "the newest 100,000 were chosen") {
+	if note := chooseAll(); note != "" {
+		t.Errorf("choosing all of exactly 100,000 clients says %q", note)
+	}
+	addClients(form.MaxRecipients+1, form.MaxRecipients+1)
+	if note := chooseAll(); !strings.Contains(note, "the newest 100,000 were chosen") {
 		t.Errorf("choosing all of 100,001 clients says %q", note)
 	}
 }

@@ -607,9 +607,10 @@ func (s *Server) picker(c *fiber.Ctx) error {
 }
 
 // pickerIDs answers the ids of all the owner's clients matching ?q=, for
-// "choose all matching".
+// "choose all matching", newest first: one more than a mailing takes at
+// most, so that the page can tell "more match" from "exactly as many".
 func (s *Server) pickerIDs(c *fiber.Ctx) error {
-	ids, err := s.store.ClientIDs(c.UserContext(), auth.UserID(c), c.Query("q"), form.MaxRecipients)
+	ids, err := s.store.ClientIDs(c.UserContext(), auth.UserID(c), c.Query("q"), form.MaxRecipients+1)
 	if err != nil {
 		return err
 	}

@@ -173,10 +173,12 @@ function initPicker(root) {
           return r.json();
         })
         .then(function (ids) {
+          var capped = ids.length > max; // the server sends one more than a mailing takes
+          if (capped) ids = ids.slice(0, max);
           ids.forEach(function (id) { chosen.add(String(id)); });
-          if (note) note.dataset.capped = ids.length >= max ? "1" : "";
+          if (note) note.dataset.capped = capped ? "1" : "";
           sync();
-          if (ids.length >= max) {
+          if (capped) {
             tell("More clients match than a mailing takes: the newest " + max.toLocaleString("en") + " were chosen.");
           }
         })
