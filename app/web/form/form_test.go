@@ -190,7 +190,13 @@ func TestMessagePlaceholdersAndSubjectLine(t *testing.T) {
 		"Dear {name},":                  false,
 		"Dear {{name},":                 false,
 		"Braces {} in text":             true,
-		"JSON {\"a\": {\"b\": 1}}":      false,
+		"JSON {\"a\": {\"b\": 1}}":      true,
+		"Code: if a { if b { c() }}":    true,
+		"Templates {{ }} and {{1}}":     true,
+		"Dear {{first_name}},":          false,
+		"Dear {{name\u00a0}},":          false,
+		"Dear {{first_name,":            false,
+		"Dear {first_name}},":           false,
 	} {
 		m := &Message{Subject: "Hi", Body: body}
 		if errs := m.Validate(); (errs["body"] == "") != ok {

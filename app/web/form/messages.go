@@ -56,12 +56,19 @@ func (f *Message) Model(ownerID int64) *model.Message {
 	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body}
 }
 
-// braces finds what looks like a placeholder: a pair of double braces
-// around text without braces.
-var braces = regexp.MustCompile(`\{\{[^{}]*\}\}`)
-
-// singleBraces finds a placeholder's name in single braces ({name}).
-var singleBraces = regexp.MustCompile(`\{\s*(?:name|email)\s*\}`)
+// Braces in text (code, JSON) pass; what is checked is what looks like a
+// placeholder: a name (letters first) in double braces, in single ones, or
+// after a "{{" left open.
+var (
+	// braces finds a name in double braces ({{name}}, {{ first_name }}).
+	braces = regexp.MustCompile(`\{\{[\s\p{Z}]*[\p{L}_][\p{L}\p{N}_.\-\s\p{Z}]*\}\}`)
+	// singleBraces finds a placeholder's name in single braces ({name}).
+	singleBraces = regexp.MustCompile(`\{\s*(?:name|email)\s*\}`)
+	// closedOnly finds a name closed with "}}" but opened with one brace.
+	closedOnly = regexp.MustCompile(`\{\s*[\p{L}_][\p{L}\p{N}_]*\s*\}\}`)
+	// openOnly finds "{{" before a name, left unclosed.
+	openOnly = regexp.MustCompile(`\{\{\s*[\p{L}_]`)
+)
 
 // placeholderProblem names the first placeholder of s that is not one the
 // mail fills in ({{name}}, {{email}}, spaces inside allowed), one with a
@@ -82,11 +89,11 @@ func placeholderProblem(s string) string {
 	if m := singleBraces.FindString(rest); m != "" {
 		return "Write " + m + " with two braces on each side, like {{name}}: with one it goes out as typed."
 	}
-	if strings.Contains(rest, "}}") {
+	if closedOnly.MatchString(rest) {
 		return "A placeholder is closed with }} but not opened with {{. " + known
 	}
-	if i := strings.Index(rest, "{{"); i >= 0 {
-		frag := rest[i:]
+	if at := openOnly.FindStringIndex(rest); at != nil {
+		frag := rest[at[0]:]
 		if j := strings.IndexAny(frag, " \t\n"); j >= 0 {
 			frag = frag[:j]
 		}
