@@ -130,11 +130,16 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			row.Line = perr.StartLine
 			row.Problem = "not valid CSV: " + perr.Err.Error()
 			if errors.Is(perr.Err, csv.ErrQuote) && perr.Line > perr.StartLine {
-				// A quote left open reads the lines after it into this
-				// row, up to the next quote or the end of the file: they
-				// are not imported, and say so here.
-				row.Problem = fmt.Sprintf("not valid CSV: a quote opened on this line is not closed, so lines %d to %d were read as part of this row, and none of them was imported; close the quote and import the file again (clients imported already are updated, not doubled)",
-					perr.StartLine+1, perr.Line)
+				// A quoted field that runs on past its line (a quote left
+				// open, or closed with text after it) reads the lines
+				// after it into this row: they are not imported, and say
+				// so here.
+				lines := fmt.Sprintf("lines %d to %d were", perr.StartLine+1, perr.Line)
+				if perr.Line == perr.StartLine+1 {
+					lines = fmt.Sprintf("line %d was", perr.Line)
+				}
+				row.Problem = fmt.Sprintf("not valid CSV: a quoted field starting on this line runs on to line %d (a quote not closed, or text after a closing quote), so %s read as part of this row and not imported; fix the quotes and import the file again (clients imported already are updated, not doubled)",
+					perr.Line, lines)
 			}
 		case err != nil:
 			return err

@@ -26,8 +26,17 @@ func TestClientsCSVUnclosedQuoteNamesTheLinesItTook(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 	bad := rows[1]
-	if bad.Line != 3 || !strings.Contains(bad.Problem, "lines 4 to 6") || !strings.Contains(bad.Problem, "none of them was imported") {
+	if bad.Line != 3 || !strings.Contains(bad.Problem, "lines 4 to 6 were read as part of this row and not imported") {
 		t.Errorf("the unclosed quote's row: line %d, %q", bad.Line, bad.Problem)
+	}
+	// A quote closed a line later with text after it takes that one line;
+	// the lines after it are imported.
+	rows = readCSV(t, "email,full_name\na2@example.com,\"Smith, John\na3@example.com,Bo\"x\na4@example.com,Cy\n")
+	if len(rows) != 2 || rows[1].Problem != "" || rows[1].Line != 4 {
+		t.Fatalf("rows %+v", rows)
+	}
+	if bad := rows[0]; bad.Line != 2 || !strings.Contains(bad.Problem, "runs on to line 3") || !strings.Contains(bad.Problem, "line 3 was read as part of this row") {
+		t.Errorf("the quoted field's row: line %d, %q", bad.Line, bad.Problem)
 	}
 }
 
