@@ -183,6 +183,28 @@ func TestNewMailingStartsOnTheHour(t *testing.T) {
 	}
 }
 
+// The last evening of 9998 west of UTC is 9999 there: it is taken, and
+// the mailing's pages show it (a time past 9999 in UTC is refused, as the
+// database would not give it back).
+func TestMailingEndingInTheLastYear(t *testing.T) {
+	w := newMailingWorld(t)
+	if err := w.e.store.UpdateProfile(context.Background(), w.ann.ID, "Ann", "Pacific/Honolulu"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := w.c.post(t, "/mailings", w.form(func(v url.Values) {
+		v.Set("ends_at", "9998-12-31T20:00")
+		v.Set("repeat", "monthly")
+	}))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = w.c.get(t, resp.Header.Get("Location"))
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "9998") {
+		t.Errorf("the mailing's page does not show its end in 9998")
+	}
+	resp, body = w.c.get(t, "/mailings")
+	wantStatus(t, resp, body, http.StatusOK)
+}
+
 // Another owner's client, chosen by a forged form, is answered as an id
 // that is no client at all: left out, or when it is the only one chosen,
 // refused alike. Refusing it alone told a forger which ids exist in other

@@ -175,6 +175,16 @@ func TestLocalTimeFarFuture(t *testing.T) {
 	if _, _, msg := localTime("2999-12-31T23:59", la, "the end of sending", nil, time.Time{}); msg != "" {
 		t.Errorf("2999-12-31: %q", msg)
 	}
+	// The year is the one typed: the last evening of 9998 in Los Angeles
+	// (9999 in UTC) is before it, and the first minute of 9999 in Tokyo
+	// (9998 in UTC) is not.
+	if _, _, msg := localTime("9998-12-31T20:00", la, "the end of sending", nil, time.Time{}); msg != "" {
+		t.Errorf("9998-12-31 20:00 in Los Angeles: %q", msg)
+	}
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	if _, _, msg := localTime("9999-01-01T00:00", tokyo, "the end of sending", nil, time.Time{}); !strings.Contains(msg, "before the year 9999") {
+		t.Errorf("9999-01-01 00:00 in Tokyo: %q", msg)
+	}
 }
 
 // A message's subject is one line whatever the line break, and its

@@ -155,7 +155,9 @@ func localTime(v string, loc *time.Location, what string, stored *time.Time, now
 		if !sameWallClock(t.In(loc), wall) {
 			return time.Time{}, false, "This time does not exist in " + loc.String() + ": the clocks go forward over it."
 		}
-		if t.UTC().Year() > 9998 {
+		// The year as typed: the database gives back no time past 9999 in
+		// UTC, and 9998 in any zone is at most 14 hours into 9999 there.
+		if wall.Year() > 9998 {
 			return time.Time{}, false, "Enter a date before the year 9999."
 		}
 		return upcoming(first(t, loc), loc, now), false, ""
