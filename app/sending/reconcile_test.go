@@ -1,8 +1,10 @@
 package sending_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -369,6 +371,40 @@ func TestRunStartsWhenItsBatchesCannotBeQueued(t *testing.T) {
 	}
 	if r := w.drain(t, run.ID); r.Succeeded != 2 {
 		t.Fatalf("run %+v", r)
+	}
+}
+
+// A run whose last batch ended but which was never closed (the worker
+// died between the two writes) is closed by the reconciler, and its end is
+// logged with its counts once: not again when a batch of it is delivered
+// again or the reconciler looks once more.
+func TestReconcilerClosesARunLeftOpenAndLogsItsEndOnce(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, run.ID)
+	if _, err := w.db.ExecContext(ctx, "UPDATE runs SET finished_at = NULL WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	w.svc.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	for i := 0; i < 2; i++ {
+		if err := w.svc.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.st.RunByID(ctx, run.ID); err != nil || r.FinishedAt == nil || r.Succeeded != 2 {
+		t.Fatalf("run %+v, %v; want it finished with 2 sent", r, err)
+	}
+	want := "msg=\"run finished\" run_id=" + strconv.FormatInt(run.ID, 10)
+	if n := strings.Count(logged.String(), want); n != 1 || !strings.Contains(logged.String(), "succeeded=2") {
+		t.Errorf("%q logged %d times, want once with its counts:\n%s", want, n, logged.String())
 	}
 }
 

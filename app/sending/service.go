@@ -292,9 +292,11 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 		return err
 	}
 	for _, id := range idle {
-		if _, err := s.Store.RefreshRunCounts(ctx, id); err != nil {
+		finished, err := s.Store.RefreshRunCounts(ctx, id)
+		if err != nil {
 			return err
 		}
+		s.logFinished(ctx, s.Store, id, finished)
 	}
 	open, err := s.Store.OpenBatches(ctx)
 	if err != nil {
@@ -368,7 +370,8 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		return err
 	}
 	if b.DoneAt != nil || run.FinishedAt != nil {
-		_, err := db.CloseRunIfDone(ctx, runID)
+		finished, err := db.CloseRunIfDone(ctx, runID)
+		s.logFinished(ctx, db, runID, finished)
 		return err
 	}
 	if _, err := db.RecoverInterrupted(ctx, b); err != nil {
@@ -442,13 +445,21 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		return err
 	}
 	finished, err := db.CloseRunIfDone(ctx, runID)
-	if finished {
-		if r, err := db.RunByID(ctx, runID); err == nil {
-			s.Log.InfoContext(ctx, "run finished", "run_id", runID, "mailing_id", r.MailingID, "total", r.Total,
-				"succeeded", r.Succeeded, "failed", r.Failed, "skipped", r.Skipped)
-		}
-	}
+	s.logFinished(ctx, db, runID, finished)
 	return err
+}
+
+// logFinished logs the end of a run with its counts, when finished says
+// this process closed it (whichever path did: the last batch, a batch
+// delivered again, the reconciler).
+func (s *Service) logFinished(ctx context.Context, db *store.Store, runID int64, finished bool) {
+	if !finished {
+		return
+	}
+	if r, err := db.RunByID(ctx, runID); err == nil {
+		s.Log.InfoContext(ctx, "run finished", "run_id", runID, "mailing_id", r.MailingID, "total", r.Total,
+			"succeeded", r.Succeeded, "failed", r.Failed, "skipped", r.Skipped)
+	}
 }
 
 // sendRange claims, sends and records the batch's recipients a chunk at a

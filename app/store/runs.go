@@ -397,7 +397,8 @@ func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished boo
 	// committed: counting under the lock of the UPDATE alone would let a
 	// late refresh write counts from an older snapshot.
 	err = s.InTx(ctx, func(tx *Store) error {
-		if _, err := tx.db.ExecContext(ctx, "SELECT 1 FROM runs WHERE id = ? FOR UPDATE", runID); err != nil {
+		var open []bool
+		if err := tx.db.NewRaw("SELECT finished_at IS NULL FROM runs WHERE id = ? FOR UPDATE", runID).Scan(ctx, &open); err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return dbErr("refresh run counts", err)
 		}
 		var done []bool
@@ -419,7 +420,7 @@ func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished boo
 		if err != nil {
 			return dbErr("refresh run counts", err)
 		}
-		finished = len(done) == 1 && done[0]
+		finished = len(open) == 1 && open[0] && len(done) == 1 && done[0]
 		return nil
 	})
 	return finished, err
