@@ -92,10 +92,11 @@ func tokenNotice(err error, resend string) (int, account.Notice) {
 		return fiber.StatusGone, account.Notice{Title: "This link has expired",
 			Text: "Links we mail work for a limited time. Ask for a new one below.", Resend: resend}
 	case errors.Is(err, auth.ErrTokenUsed):
-		// Used, or replaced by a newer link mailed since (the address was
-		// registered again, or a new link was asked for).
+		// Used, retired by the use of another link of its kind, or
+		// replaced by a newer link (the address was registered again, the
+		// password changed).
 		return fiber.StatusGone, account.Notice{Title: "This link was already used",
-			Text: "Each link works once, and a newer link replaces older ones. If you used it, you are all set: sign in. " +
+			Text: "Each link works once, and using one ends the others mailed for the same purpose; registering the address again or changing the password ends the earlier ones too, for a newer link. If you used one, you are all set: sign in. " +
 				"Otherwise use the latest mail we sent, or ask for a new link below.",
 			LinkHref: "/login", LinkLabel: "Sign in", Resend: resend}
 	default:

@@ -876,6 +876,29 @@ func TestRegisterAgainBeforeConfirmation(t *testing.T) {
 	}
 }
 
+// Registering twice with the same password (a second click, a retry) is
+// the first registrant again: a second confirmation link comes, the first
+// still works, and the password chosen signs in. It used to end the first
+// link and drop the password, as for a contested address.
+func TestRegisterTwiceWithTheSamePassword(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "twice@example.com", "Twice")
+	_, first := e.waitMail(t, sink, 1)
+	register(t, c, "twice@example.com", "Twice")
+	m, second := e.waitMail(t, sink, 2)
+	if !strings.HasPrefix(first, "/confirm/") || !strings.HasPrefix(second, "/confirm/") || first == second {
+		t.Fatalf("links %q then %q; the second mail:\n%s", first, second, m.Body())
+	}
+	resp, body := c.get(t, first)
+	wantRedirect(t, resp, body, "/login")
+	resp, body = login(t, e.client(), "twice@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	resp, body = c.get(t, second) // using one ends the others
+	wantStatus(t, resp, body, http.StatusGone)
+}
+
 // A new confirmation link asked for after the address was registered
 // again lets the inbox choose the password too: the stored one may be a
 // planter's.

@@ -26,12 +26,15 @@ The address is not confirmed yet. If it was you, choose your password with
 this link; it confirms the address too (one hour, once):
 
 {{.Link}}
+
+Until then nobody can sign in to the account. If it was not you, ignore
+this mail.
 {{else}}
 If it was you, sign in at {{.Login}}
 or, if you forgot your password, set a new one at {{.Forgot}}
-{{end}}
+
 If it was not you, ignore this mail: nothing has changed.
-{{end}}
+{{end}}{{end}}
 
 {{define "confirmed"}}Hello{{with .Name}} {{.}}{{end}},
 
