@@ -12,6 +12,7 @@ import (
 	"github.com/markbates/goth/providers/openidConnect"
 
 	"rassylka/app/config"
+	"rassylka/app/model"
 )
 
 // ProviderInfo is an enabled sign-in provider as the login page lists it.
@@ -125,8 +126,13 @@ const gitlabProfileURL = "https://gitlab.com/api/v4/user"
 // vouches that the user owns it. GitHub only exposes verified addresses
 // (goth's GitHub provider picks the verified primary one); GitLab says when
 // the user confirmed it (confirmed_at); Google and OpenID Connect say so in
-// a claim.
-func VerifiedEmail(provider string, u goth.User) (string, bool) {
+// a claim. The address is canonical (model.CanonicalEmail).
+func VerifiedEmail(provider string, gu goth.User) (string, bool) {
+	addr, ok := verifiedEmail(provider, gu)
+	return model.CanonicalEmail(addr), ok
+}
+
+func verifiedEmail(provider string, u goth.User) (string, bool) {
 	if u.Email == "" {
 		return "", false
 	}

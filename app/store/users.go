@@ -38,10 +38,12 @@ func (s *Store) UserByID(ctx context.Context, id int64) (*model.User, error) {
 	return u, nil
 }
 
-// UserByEmail returns the user with email, in any letter case.
+// UserByEmail returns the user with email, in any letter case and either
+// form of an internationalized domain (model.EmailForms); of two accounts
+// saved under both forms before addresses were made canonical, the older.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*model.User, error) {
 	u := new(model.User)
-	err := s.db.NewSelect().Model(u).Where("lower(email) = lower(?)", strings.TrimSpace(email)).Scan(ctx)
+	err := s.db.NewSelect().Model(u).Where("lower(email) IN (?)", bun.In(model.EmailForms(email))).OrderExpr("id").Limit(1).Scan(ctx)
 	if err != nil {
 		return nil, dbErr("user by email", err)
 	}

@@ -130,6 +130,56 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 	}
 }
 
+// One mailbox is one account however its domain is written: registering
+// the ASCII form of an internationalized domain after its Unicode form
+// finds the account, and either form signs in, as does an account saved
+// under the ASCII form before addresses were made canonical. A new
+// account's address is one mail can reach.
+func TestAccountAddressesOneFormPerMailbox(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "idn@Пример.рф", "Idn")
+	m, link := e.waitMail(t, sink, 1)
+	if m.To[0] != "idn@xn--e1afmkfd.xn--p1ai" {
+		t.Errorf("the confirmation went to %v", m.To)
+	}
+	resp, body := c.post(t, "/register", url.Values{"email": {"idn@xn--e1afmkfd.xn--p1ai"}, "full_name": {"Other"}, "password": {"another one 123"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	m, choose := e.waitMail(t, sink, 2)
+	if subject := m.Header().Get("Subject"); subject != "Your Rassylka account" {
+		t.Errorf("registering the ASCII form mailed %q, want the mail for an address that has an account", subject)
+	}
+	var n int
+	if err := e.db.NewRaw("SELECT count(*) FROM users WHERE email LIKE 'idn@%'").Scan(context.Background(), &n); err != nil || n != 1 {
+		t.Fatalf("%d accounts, %v; want 1", n, err)
+	}
+
+	// The second registration was another password: the inbox chooses one.
+	if choose == link || !strings.HasPrefix(choose, "/password/reset/") {
+		t.Fatalf("the second mail's link %q", choose)
+	}
+	resp, body = c.post(t, choose, url.Values{"password": {"the owner's own"}})
+	wantRedirect(t, resp, body, "/")
+	for _, addr := range []string{"idn@пример.рф", "IDN@XN--E1AFMKFD.XN--P1AI"} {
+		resp, body = login(t, e.client(), addr, "the owner's own")
+		wantRedirect(t, resp, body, "/")
+	}
+
+	newUser(t, e, "old@xn--bcher-kva.de", model.RoleUser)
+	resp, body = login(t, e.client(), "old@Bücher.de", goodPassword)
+	wantRedirect(t, resp, body, "/")
+
+	long := strings.Repeat("a", 65) + "@example.com"
+	for _, addr := range []string{long, "a@[127.0.0.1]"} {
+		resp, body = c.post(t, "/register", url.Values{"email": {addr}, "full_name": {"X"}, "password": {goodPassword}})
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if inputValue(t, body, "email") != addr {
+			t.Errorf("the rejected address %q is not kept", addr)
+		}
+	}
+}
+
 func TestRegisterValidation(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()

@@ -205,8 +205,9 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 		return errors.New("--email is required")
 	}
 	// The same rules as the registration form: an address the sign-in form
-	// refuses would make an account no one can sign in to.
-	addr, problem := form.Email(*email)
+	// refuses would make an account no one can sign in to, and one mail
+	// cannot reach, an account no one can reset.
+	addr, problem := form.RecipientEmail(*email)
 	if problem != "" {
 		return fmt.Errorf("--email %q: %s", *email, problem)
 	}

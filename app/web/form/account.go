@@ -14,7 +14,7 @@ type Register struct {
 func (f *Register) Validate() Errors {
 	errs := Errors{}
 	var msg string
-	if f.Email, msg = Email(f.Email); msg != "" {
+	if f.Email, msg = RecipientEmail(f.Email); msg != "" { // the confirmation must reach it
 		errs["email"] = msg
 	}
 	if f.FullName, msg = Line(f.FullName, true, 200, "your name"); msg != "" {

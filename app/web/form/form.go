@@ -29,7 +29,8 @@ const MaxEmailLength = 254
 
 // Email checks and normalizes an address: a bare addr-spec (no display
 // name), at most 254 characters, with a dot in the domain; it is returned
-// trimmed and lower-cased. A rejected address comes back as typed (trimmed)
+// trimmed, lower-cased and with an internationalized domain in its
+// Unicode form (model.CanonicalEmail). A rejected address comes back as typed (trimmed)
 // with the message.
 func Email(raw string) (string, string) {
 	s := strings.TrimSpace(raw)
@@ -48,42 +49,17 @@ func Email(raw string) (string, string) {
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
 		return s, "Enter a valid email address, like name@example.com."
 	}
-	return strings.ToLower(s), ""
-}
-
-// unicodeDomain writes an internationalized domain one way: its ASCII form
-// (xn--bcher-kva.de) and its Unicode form, in any case (Bücher.de), become
-// bücher.de, so that one mailbox is one client whichever way it was typed
-// (the mail goes to the ASCII form: see mail.Sender.Build). A domain that
-// is not a valid internationalized name (an underscore, a bad xn-- label)
-// is left as it is.
-func unicodeDomain(domain string) string {
-	if !strings.Contains(strings.ToLower(domain), "xn--") && isASCII(domain) {
-		return domain
-	}
-	if u, err := idna.Lookup.ToUnicode(domain); err == nil {
-		return u
-	}
-	return domain
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
+	return model.CanonicalEmail(s), ""
 }
 
 // MaxLocalPartLength is the longest part before the @ a mail server must
 // take (RFC 5321, in octets).
 const MaxLocalPartLength = 64
 
-// RecipientEmail is Email for an address the app mails: a part before the
-// @ longer than mail servers take is refused too, and an internationalized
-// domain is written in its Unicode form (see unicodeDomain). (Accounts'
-// addresses are checked by Email alone, so that no existing account is
+// RecipientEmail is Email for an address the app is to mail (a client's,
+// a new account's): a part before the @ longer than mail servers take, or
+// a domain that cannot receive mail, is refused too. (Signing in and
+// asking for links check by Email alone, so that no existing account is
 // locked out.)
 func RecipientEmail(raw string) (string, string) {
 	s, msg := Email(raw)
@@ -94,11 +70,10 @@ func RecipientEmail(raw string) (string, string) {
 	if at > MaxLocalPartLength {
 		return strings.TrimSpace(raw), "The part before the @ has at most 64 characters."
 	}
-	domain := unicodeDomain(s[at+1:])
-	if msg := domainProblem(domain); msg != "" {
+	if msg := domainProblem(s[at+1:]); msg != "" {
 		return strings.TrimSpace(raw), msg
 	}
-	return s[:at+1] + domain, ""
+	return s, ""
 }
 
 // domainProblem says why mail cannot be delivered to a domain at all ("":
@@ -193,4 +168,13 @@ func itoa(n int) string {
 			return string(b[i:])
 		}
 	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
