@@ -63,11 +63,15 @@ func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Hand
 			sent = c.FormValue(CSRFField)
 		}
 		if sent == "" || !hmac.Equal([]byte(sent), []byte(token)) {
-			return fiber.NewError(fiber.StatusForbidden, "invalid CSRF token")
+			return ErrCSRF
 		}
 		return c.Next()
 	}
 }
+
+// ErrCSRF refuses a state-changing request without this site's token: a
+// form from a page loaded before the token changed, or from another site.
+var ErrCSRF = fiber.NewError(fiber.StatusForbidden, "invalid CSRF token")
 
 // CSRFCookieName is the token cookie's name: __Host- prefixed on https.
 func CSRFCookieName(secure bool) string { return hostCookie(CSRFCookie, secure) }

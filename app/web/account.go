@@ -106,13 +106,17 @@ func tokenNotice(err error, resend string) (int, account.Notice) {
 }
 
 func (s *Server) confirm(c *fiber.Ctx) error {
-	_, err := s.accounts.Confirm(c.UserContext(), c.Params("token"))
+	u, err := s.accounts.Confirm(c.UserContext(), c.Params("token"))
 	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
 		status, n := tokenNotice(err, "confirm")
 		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
 	}
 	if err != nil {
 		return fmt.Errorf("confirm email: %w", err)
+	}
+	if u.Blocked() {
+		s.setFlash(c, layout.FlashError, "Your email address is confirmed, but your account is blocked, so you cannot sign in.")
+		return redirect(c, "/login")
 	}
 	s.setFlash(c, layout.FlashSuccess, "Your email address is confirmed. You can sign in now.")
 	if auth.CurrentUser(c) != nil {

@@ -673,8 +673,13 @@ func TestCSRF(t *testing.T) {
 
 	resp, body := c.postRaw(t, "/login", form)
 	wantStatus(t, resp, body, http.StatusForbidden)
-	if parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 {
-		t.Fatalf("CSRF refusal is not a readable page:\n%s", body)
+	if parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 || !strings.Contains(body, "Reload the page") {
+		t.Fatalf("CSRF refusal is not a readable page that says what to do:\n%s", body)
+	}
+	// A refusal for who one is does not send one to reload the page.
+	_, body = signedIn(t, e, "bob@example.com", model.RoleUser).get(t, "/users")
+	if !strings.Contains(body, "You are not allowed to do that.") || strings.Contains(body, "eload the page") {
+		t.Errorf("a plain user's /users says:\n%s", body)
 	}
 	tok := c.csrf(t)
 	for _, bad := range []string{"x", tok + "x", strings.Replace(tok, ".", ".A", 1)} {
@@ -923,6 +928,33 @@ func TestRegisterAgainBeforeConfirmation(t *testing.T) {
 			resp, body = login(t, e.client(), "victim@example.com", "the owner's own")
 			wantRedirect(t, resp, body, "/")
 		})
+	}
+}
+
+// A blocked account's confirmation link confirms the address and says
+// the account is blocked, rather than invite a sign-in that is refused.
+func TestConfirmBlockedAccount(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := e.client()
+	register(t, c, "held@example.com", "Held")
+	_, link := e.waitMail(t, sink, 1)
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	u, err := e.store.UserByEmail(context.Background(), "held@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.SetBlocked(context.Background(), boss.ID, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := c.get(t, link)
+	wantRedirect(t, resp, body, "/login")
+	_, body = c.get(t, "/login")
+	if !strings.Contains(body, "account is blocked") || strings.Contains(body, "You can sign in now") {
+		t.Errorf("confirming a blocked account's address says:\n%s", body)
+	}
+	if u, _ = e.store.UserByEmail(context.Background(), "held@example.com"); u.EmailConfirmedAt == nil {
+		t.Error("the address is not confirmed")
 	}
 }
 

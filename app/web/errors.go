@@ -6,6 +6,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"rassylka/app/auth"
 	"rassylka/views/layout"
 )
 
@@ -28,6 +29,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		)
 	}
 	view := errorView(status)
+	if errors.Is(err, auth.ErrCSRF) {
+		view.Message = "This form has expired, or was sent from another page. Reload the page and try again."
+	}
 	c.Response().ResetBody()
 	p := s.page(c, view.Title)
 	if isHTMX(c) {
@@ -42,7 +46,7 @@ func errorView(status int) layout.ErrorView {
 	case fiber.StatusBadRequest:
 		v.Title, v.Message = "Bad request", "The request could not be understood. Please check what you sent and try again."
 	case fiber.StatusForbidden:
-		v.Title, v.Message = "Not allowed", "You are not allowed to do that. If you followed a form, reload the page and try again."
+		v.Title, v.Message = "Not allowed", "You are not allowed to do that."
 	case fiber.StatusNotFound:
 		v.Title, v.Message = "Page not found", "There is nothing here. It may have been deleted, or the address may be mistyped."
 	case fiber.StatusMethodNotAllowed:

@@ -56,6 +56,10 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 			retryOf = &last.ID
 		}
 		run, err := s.sending.StartManual(c.UserContext(), r.ID, retryOf)
+		if errors.Is(err, sending.ErrDisabled) && r.DisabledByManager {
+			s.setFlash(c, layout.FlashError, "A manager switched this mailing off; only a manager can switch it on again.")
+			return redirect(c, mailings.URL(r.ID))
+		}
 		if msg := runRefusal(err); msg != "" {
 			s.setFlash(c, layout.FlashError, msg)
 			return redirect(c, mailings.URL(r.ID))

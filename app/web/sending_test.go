@@ -152,6 +152,19 @@ func TestSendNowAndProgress(t *testing.T) {
 	}
 	resp, body = c.post(t, path+"/retry", nil)
 	wantRedirect(t, resp, body, path)
+
+	// Switched off by a manager, the owner is not told to switch it on.
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	for _, by := range []int64{ann.ID, boss.ID} {
+		if err := e.store.SetMailingDisabled(ctx, store.Everyone(0), o.mailing.ID, by, by == boss.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, body = c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	if _, body = c.get(t, path); !strings.Contains(body, "only a manager can switch it on again") || strings.Contains(body, "enable it to send") {
+		t.Errorf("the owner of a mailing a manager switched off is not told who can switch it on:\n%s", body)
+	}
 }
 
 func TestUnsubscribeLinks(t *testing.T) {
