@@ -36,6 +36,8 @@ const (
 	localUser   = "auth.user"
 	localEnded  = "auth.ended"
 	userSetsKey = "user-sessions:"
+	// endedKeyPrefix keeps why a session was ended by EndAllBecause.
+	endedKeyPrefix = "session-ended:"
 )
 
 // Users is what sessions need of the store.
@@ -87,6 +89,11 @@ func (s *Sessions) Load(c *fiber.Ctx) error {
 	}
 	uid, _ := sess.Get(keyUserID).(int64)
 	if uid == 0 {
+		// Ended elsewhere (EndAllBecause): the reason stays for the
+		// browser's next request, so that the sign-in page can say it.
+		if reason, err := s.rdb.Get(c.UserContext(), endedKeyPrefix+c.Cookies(s.cookie)).Result(); err == nil {
+			c.Locals(localEnded, reason)
+		}
 		return c.Next()
 	}
 	authAt, _ := sess.Get(keyAuthAt).(int64)
@@ -180,16 +187,29 @@ func (s *Sessions) SignOut(c *fiber.Ctx) error {
 
 // EndAll ends every session of the user, wherever it was opened.
 func (s *Sessions) EndAll(ctx context.Context, userID int64) error {
+	return s.EndAllBecause(ctx, userID, "")
+}
+
+// EndAllBecause ends every session of the user and, when reason is not
+// "", leaves it for each session's next request (EndedBecause), as Load
+// does for a session it ends itself: a user blocked while signed in is
+// told so on the sign-in page, not just sent there.
+func (s *Sessions) EndAllBecause(ctx context.Context, userID int64, reason string) error {
 	key := userSetsKey + strconv.FormatInt(userID, 10)
 	ids, err := s.rdb.SMembers(ctx, key).Result()
 	if err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
 	keys := []string{key}
+	pipe := s.rdb.TxPipeline()
 	for _, id := range ids {
 		keys = append(keys, sessionKeyPrefix+id)
+		if reason != "" {
+			pipe.Set(ctx, endedKeyPrefix+id, reason, IdleTimeout)
+		}
 	}
-	if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
+	pipe.Del(ctx, keys...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("end sessions: %w", err)
 	}
 	return nil

@@ -59,7 +59,7 @@ func (s *Server) setBlocked(blocked bool) fiber.Handler {
 			return fmt.Errorf("set blocked: %w", err)
 		}
 		if blocked {
-			if err := s.sessions.EndAll(ctx, u.ID); err != nil {
+			if err := s.sessions.EndAllBecause(ctx, u.ID, "blocked"); err != nil {
 				return err
 			}
 		}

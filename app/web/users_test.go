@@ -57,9 +57,13 @@ func TestUsersBlockInline(t *testing.T) {
 		t.Fatalf("blocked row:\n%s", body)
 	}
 	// Ann's open session ends at once.
+	// The session ended at once, and its next request is told why.
 	resp, _ = ann.get(t, "/clients")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
-		t.Fatalf("blocked user's session still works: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login?next=%2Fclients&ended=blocked" {
+		t.Fatalf("blocked user's next request: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, body = ann.get(t, resp.Header.Get("Location")); !strings.Contains(body, "Your account has been blocked") {
+		t.Errorf("the sign-in page does not say why:\n%s", body)
 	}
 	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
 	wantStatus(t, resp, body, http.StatusForbidden)
