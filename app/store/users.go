@@ -43,7 +43,7 @@ func (s *Store) UserByID(ctx context.Context, id int64) (*model.User, error) {
 // saved under both forms before addresses were made canonical, the older.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*model.User, error) {
 	u := new(model.User)
-	err := s.db.NewSelect().Model(u).Where("lower(email) IN (?)", bun.In(model.EmailForms(email))).OrderExpr("id").Limit(1).Scan(ctx)
+	err := s.db.NewSelect().Model(u).Where("lower(email) IN (?)", bun.List(model.EmailForms(email))).OrderExpr("id").Limit(1).Scan(ctx)
 	if err != nil {
 		return nil, dbErr("user by email", err)
 	}

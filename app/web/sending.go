@@ -100,11 +100,14 @@ func plural(n int, one, many string) string {
 
 // progressOf is the mailing's current run, or its last one.
 // While no run sends but one may start (the mailing is open: enabled, not
-// finished, inside its window), the box is Waiting and polls slowly, so a
-// scheduled run that starts shows without a reload.
+// finished, inside its window), the box is Waiting; while a scheduled run
+// is planned in the window too, it polls slowly, so that the run shows
+// when it starts without a reload. With none planned it does not poll: a
+// page left open on a mailing that sent its last run asks for nothing.
 func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (mailings.Progress, error) {
 	p := mailings.Progress{MailingID: m.ID}
 	p.Waiting = m.Status != model.StatusFinished && !m.Disabled() && time.Now().Before(m.EndsAt)
+	p.Planned = p.Waiting && m.NextRunAt != nil && m.NextRunAt.Before(m.EndsAt)
 	run, err := s.store.LatestRun(c.UserContext(), m.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return p, nil

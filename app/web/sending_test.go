@@ -76,10 +76,16 @@ func TestSendNowAndProgress(t *testing.T) {
 	if q, _ := parseHTML(t, body).Find("form:has([data-testid=send-now])").Attr("data-confirm"); q != "Send this mailing to its 1 recipient now?" {
 		t.Errorf("Send now asks %q first", q)
 	}
-	// Before any run, the box watches slowly for one to start (a scheduled
-	// run, or one started in another tab).
-	if !strings.Contains(body, `hx-trigger="every 10s"`) {
-		t.Fatalf("an open mailing's page does not watch for runs:\n%s", body)
+	// Before any run, with none planned, the box does not poll; with a
+	// scheduled run planned, it watches slowly for it to start.
+	if strings.Contains(body, "hx-trigger") {
+		t.Fatalf("the page of a mailing with no run planned polls:\n%s", body)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() + interval '1 hour' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, body = c.get(t, path); !strings.Contains(body, `hx-trigger="every 10s"`) {
+		t.Fatalf("the page of a mailing with a run planned does not watch for it:\n%s", body)
 	}
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
@@ -125,6 +131,14 @@ func TestSendNowAndProgress(t *testing.T) {
 	if doc.Find("[data-testid=progress-sent]").Text() != "1" || doc.Find("[data-testid=progress-total]").Text() != "1" ||
 		strings.Contains(body, "every 1s") || !strings.Contains(body, `hx-trigger="every 10s"`) {
 		t.Fatalf("final progress:\n%s", body)
+	}
+	// With no run planned any more (a one-off mailing's scheduled run has
+	// been), the box answered 286 does not poll again.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := c.request(t, "GET", path+"/progress", nil, true); resp.StatusCode != 286 || strings.Contains(body, "hx-trigger") {
+		t.Fatalf("the progress of a mailing with no run planned: %d\n%s", resp.StatusCode, body)
 	}
 	_, body = c.get(t, path)
 	if parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 || !strings.Contains(body, "250") {
