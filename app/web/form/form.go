@@ -85,6 +85,14 @@ func domainProblem(domain string) string {
 	if strings.HasPrefix(domain, "[") {
 		return bad + "use a name, like example.com, not an address."
 	}
+	// Mail goes to the ASCII form of a domain (mail.Sender.Build): one
+	// with none (a label like ex--ample beside a Unicode one) would go out
+	// in UTF-8, which a server without SMTPUTF8 refuses.
+	if !isASCII(domain) {
+		if _, err := idna.Lookup.ToASCII(domain); err != nil {
+			return bad + "check its spelling."
+		}
+	}
 	labels := strings.Split(domain, ".")
 	for _, l := range labels {
 		ascii := l
