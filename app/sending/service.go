@@ -26,6 +26,9 @@ var (
 	ErrRunActive  = errors.New("a run of the mailing is still sending")
 	ErrNotDue     = errors.New("the occurrence is not due")
 	ErrNoFailures = errors.New("the last run has no failures to retry")
+	// ErrNoRecipients refuses a manual run of a mailing with no recipients
+	// left (its clients deleted): it would only record an empty run.
+	ErrNoRecipients = errors.New("the mailing has no recipients")
 )
 
 // Queue puts a run's work on the task queue; app/task implements it.
@@ -190,6 +193,9 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			}
 			if retryOf != nil && r.Total == 0 {
 				return ErrNoFailures
+			}
+			if trigger == model.TriggerManual && r.Total == 0 {
+				return ErrNoRecipients
 			}
 		}
 		return tx.SetNextRun(ctx, m.ID, next, true)

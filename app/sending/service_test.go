@@ -569,6 +569,27 @@ func TestShutdownReleasesUnsentClaims(t *testing.T) {
 	}
 }
 
+// "Send now" on a mailing whose every recipient was deleted is refused:
+// it recorded an empty run and moved the mailing to running, which locks
+// its message and times for editing.
+func TestManualRunOfAMailingWithNoRecipientsIsRefused(t *testing.T) {
+	w := newWorld(t, 1)
+	ctx := context.Background()
+	if err := w.st.DeleteClient(ctx, w.owner.ID, w.clients[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.StartManual(ctx, w.mailing.ID, nil); !errors.Is(err, sending.ErrNoRecipients) {
+		t.Fatalf("start: %v, want ErrNoRecipients", err)
+	}
+	if _, err := w.st.LatestRun(ctx, w.mailing.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a run was recorded: %v", err)
+	}
+	m, err := w.st.Mailing(ctx, w.mailing.ID)
+	if err != nil || m.Status != model.StatusCreated {
+		t.Errorf("mailing %+v, %v; want it still created", m, err)
+	}
+}
+
 // Retry failed sends again only to those still among the recipients.
 func TestRetryLeavesOutRemovedRecipients(t *testing.T) {
 	w := newWorld(t, 3)

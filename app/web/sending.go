@@ -29,6 +29,8 @@ func runRefusal(err error) string {
 		return "This mailing's window has closed; it sends no more."
 	case errors.Is(err, sending.ErrRunActive):
 		return "A run of this mailing is still sending; wait until it is done."
+	case errors.Is(err, sending.ErrNoRecipients):
+		return "This mailing has no recipients left (their clients were deleted): choose some before sending."
 	case errors.Is(err, sending.ErrNoFailures):
 		return "Nothing to retry: the last run has no temporary failures to clients who can still be mailed."
 	}
@@ -77,8 +79,6 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 func sendingNotice(total, mailable int) string {
 	skipped := total - mailable
 	switch {
-	case total == 0:
-		return "This mailing has no recipients: the run sends nothing."
 	case mailable == 0 && total == 1:
 		return "No one to send to: the only recipient has unsubscribed or bounced, so the run skips them."
 	case mailable == 0:
