@@ -65,6 +65,9 @@ func TestClientsCRUD(t *testing.T) {
 	if !strings.Contains(fieldError(t, body, "email"), "already in your list") {
 		t.Fatalf("duplicate: %q", fieldError(t, body, "email"))
 	}
+	if got := inputValue(t, body, "email"); got != "BOB@example.com" {
+		t.Errorf("the rejected form shows %q, not the address as typed", got)
+	}
 	// Another owner may have the same address.
 	other := signedIn(t, e, "other@example.com", model.RoleUser)
 	resp, body = other.post(t, "/clients", url.Values{"email": {"bob@example.com"}})

@@ -8,16 +8,20 @@ import (
 
 // Client is the client form.
 type Client struct {
-	Email    string `form:"email"`
+	Email    string `form:"email"` // as typed (trimmed): a rejected form shows it so
 	FullName string `form:"full_name"`
 	Comment  string `form:"comment"`
+
+	email string // Email normalized by Validate, for Model
 }
 
-// Validate normalizes the fields and returns what is wrong.
+// Validate normalizes the fields and returns what is wrong. The address
+// is kept as typed for the form, and normalized for the client (Model).
 func (f *Client) Validate() Errors {
 	errs := Errors{}
 	var msg string
-	if f.Email, msg = RecipientEmail(f.Email); msg != "" {
+	f.Email = strings.TrimSpace(f.Email)
+	if f.email, msg = RecipientEmail(f.Email); msg != "" {
 		errs["email"] = msg
 	}
 	if f.FullName, msg = Line(f.FullName, false, 200, "a name"); msg != "" {
@@ -32,5 +36,5 @@ func (f *Client) Validate() Errors {
 
 // Model is the client the form describes, for owner.
 func (f *Client) Model(ownerID int64) *model.Client {
-	return &model.Client{OwnerID: ownerID, Email: f.Email, FullName: f.FullName, Comment: f.Comment}
+	return &model.Client{OwnerID: ownerID, Email: f.email, FullName: f.FullName, Comment: f.Comment}
 }
