@@ -71,6 +71,9 @@ func newChart(days []Day) chart {
 	y := func(v int64) float64 { return padTop + plotH - float64(v)/float64(top)*plotH }
 	for i := 0; i <= 2; i++ {
 		v := top * int64(i) / 2
+		if i == 1 && v == 0 {
+			continue // a top of 1 has no whole middle: 0 would be drawn twice
+		}
 		c.Ticks = append(c.Ticks, tick{Y: y(v), Label: short(v)})
 	}
 	if len(days) == 0 {

@@ -23,3 +23,23 @@ func TestRate(t *testing.T) {
 		}
 	}
 }
+
+// The y axis labels each value once: with one attempt at most, 0 and 1.
+func TestChartTicksOncePerValue(t *testing.T) {
+	for most, want := range map[int64][]string{1: {"0", "1"}, 2: {"0", "1", "2"}, 7: {"0", "5", "10"}} {
+		c := newChart([]Day{{Succeeded: most}})
+		var got []string
+		for _, tk := range c.Ticks {
+			got = append(got, tk.Label)
+		}
+		if len(got) != len(want) {
+			t.Errorf("busiest day %d: ticks %v, want %v", most, got, want)
+			continue
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("busiest day %d: ticks %v, want %v", most, got, want)
+			}
+		}
+	}
+}
