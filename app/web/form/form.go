@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // IANA zones on any host, even without /usr/share/zoneinfo
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
@@ -121,7 +122,7 @@ func domainProblem(domain string) string {
 func Text(s string, required bool, max int, what string) (string, string) {
 	s = strings.TrimSpace(s)
 	switch {
-	case required && s == "":
+	case required && blank(s):
 		return s, "Enter " + what + "."
 	case utf8.RuneCountInString(s) > max:
 		return s, "Use at most " + itoa(max) + " characters."
@@ -131,6 +132,12 @@ func Text(s string, required bool, max int, what string) (string, string) {
 		return s, controlProblem
 	}
 	return s, ""
+}
+
+// blank reports whether s shows nothing: only spaces and invisible
+// formatting characters (zero-width space and joiners, direction marks).
+func blank(s string) bool {
+	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }) == ""
 }
 
 // Line is Text for a single line (a name, a subject): line breaks are

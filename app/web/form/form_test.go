@@ -104,6 +104,13 @@ func TestLine(t *testing.T) {
 			t.Errorf("Line(%q): %q", in, msg)
 		}
 	}
+	// A required line that shows nothing (zero-width and direction marks
+	// only) is missing; one that shows something with them is kept.
+	for in, ok := range map[string]bool{"\u200b": false, " \u200e\u200f\u2060 ": false, "Bob\u200d": true, "\u200fשלום": true} {
+		if _, msg := Line(in, true, 100, "your name"); (msg == "") != ok {
+			t.Errorf("required Line(%q): %q", in, msg)
+		}
+	}
 }
 
 // One recipient's mailbox is one address however its internationalized
