@@ -17,7 +17,8 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
-	"golang.org/x/net/idna"
+
+	"rassylka/app/model"
 )
 
 // Message is one mail to one recipient.
@@ -110,7 +111,11 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
 	}
-	msg.AddToMailAddress(&netmail.Address{Name: OneLine(m.To.Name), Address: asciiDomain(to.Address)})
+	// The domain in its ASCII form: in UTF-8 it needs a server that
+	// announces SMTPUTF8, and one that does not may refuse it as bad
+	// syntax (a 5.1.3, which would mark the client hard-bounced). The part
+	// before the @ is left as it is: in UTF-8 it needs such a server anyway.
+	msg.AddToMailAddress(&netmail.Address{Name: OneLine(m.To.Name), Address: model.ASCIIEmail(to.Address)})
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("build mail: subject has a line break")
 	}
@@ -122,26 +127,6 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	return msg, nil
-}
-
-// asciiDomain writes an address's internationalized domain (пример.рф) in
-// its ASCII form (xn--e1afmkfd.xn--p1ai), which every mail server takes:
-// in UTF-8 it needs a server that announces SMTPUTF8, and one that does
-// not may refuse it as bad syntax (a 5.1.3, which would mark the client
-// hard-bounced). The part before the @ is left as it is: in UTF-8 it needs
-// such a server anyway.
-func asciiDomain(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	domain := addr[at+1:]
-	for i := 0; i < len(domain); i++ {
-		if domain[i] >= utf8.RuneSelf {
-			if a, err := idna.Lookup.ToASCII(domain); err == nil {
-				return addr[:at+1] + a
-			}
-			break
-		}
-	}
-	return addr
 }
 
 // OneLine puts s on one line, as a header's value must be: line breaks

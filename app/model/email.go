@@ -33,15 +33,37 @@ func CanonicalEmail(addr string) string {
 // is, and with its domain in ASCII form (rows saved before addresses were
 // made canonical).
 func EmailForms(addr string) []string {
-	forms := []string{CanonicalEmail(addr)}
-	at := strings.LastIndexByte(forms[0], '@')
-	if at < 0 || isASCII(forms[0][at+1:]) {
-		return forms
+	c := CanonicalEmail(addr)
+	if a := ASCIIEmail(c); a != c {
+		return []string{c, a}
 	}
-	if a, err := idna.Lookup.ToASCII(forms[0][at+1:]); err == nil {
-		forms = append(forms, forms[0][:at+1]+a)
+	return []string{c}
+}
+
+// ASCIIEmail writes an address's internationalized domain (пример.рф) in
+// its ASCII form (xn--e1afmkfd.xn--p1ai), which every mail server takes.
+// The part before the @ is left as it is, and so is a domain with no ASCII
+// form (see ASCIIDomain).
+func ASCIIEmail(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
 	}
-	return forms
+	if a, ok := ASCIIDomain(addr[at+1:]); ok {
+		return addr[:at+1] + a
+	}
+	return addr
+}
+
+// ASCIIDomain is domain's ASCII form; ok is false for a domain that has
+// none (a label like ex--ample beside a Unicode one), which mail could
+// only name in UTF-8.
+func ASCIIDomain(domain string) (ascii string, ok bool) {
+	if isASCII(domain) {
+		return domain, true
+	}
+	a, err := idna.Lookup.ToASCII(domain)
+	return a, err == nil
 }
 
 func isASCII(s string) bool {

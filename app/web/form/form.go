@@ -11,8 +11,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/net/idna"
-
 	"rassylka/app/model"
 )
 
@@ -88,26 +86,18 @@ func domainProblem(domain string) string {
 	}
 	// Mail goes to the ASCII form of a domain (mail.Sender.Build): one
 	// with none (a label like ex--ample beside a Unicode one) would go out
-	// in UTF-8, which a server without SMTPUTF8 refuses.
-	if !isASCII(domain) {
-		if _, err := idna.Lookup.ToASCII(domain); err != nil {
-			return bad + "check its spelling."
-		}
+	// in UTF-8, which a server without SMTPUTF8 refuses. The labels' limits
+	// hold for that form.
+	ascii, ok := model.ASCIIDomain(domain)
+	if !ok {
+		return bad + "check its spelling."
 	}
-	labels := strings.Split(domain, ".")
+	labels := strings.Split(ascii, ".")
 	for _, l := range labels {
-		ascii := l
-		if !isASCII(l) {
-			a, err := idna.Lookup.ToASCII(l)
-			if err != nil {
-				return bad + "check its spelling."
-			}
-			ascii = a
-		}
 		switch {
-		case ascii == "" || len(ascii) > 63:
+		case l == "" || len(l) > 63:
 			return bad + "each part between dots has 1 to 63 characters."
-		case strings.HasPrefix(ascii, "-") || strings.HasSuffix(ascii, "-"):
+		case strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-"):
 			return bad + "a part between dots cannot start or end with a hyphen."
 		}
 	}
@@ -183,13 +173,4 @@ func itoa(n int) string {
 			return string(b[i:])
 		}
 	}
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
