@@ -510,7 +510,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 			return fiber.ErrNotFound
 		}
 		if errors.Is(err, store.ErrDisabledByManager) {
-			s.setFlash(c, layout.FlashError, "A manager switched this mailing off; only a manager can switch it on again.")
+			s.setFlash(c, layout.FlashError, disabledByManager)
 			return redirect(c, mailings.URL(id))
 		}
 		if err != nil {

@@ -18,9 +18,14 @@ import (
 	"rassylka/views/unsubscribe"
 )
 
-// runRefusal is what a person is told when a run cannot start.
-func runRefusal(err error) string {
+// disabledByManager tells an owner why a mailing stays off.
+const disabledByManager = "A manager switched this mailing off; only a manager can switch it on again."
+
+// runRefusal is what a person is told when a run of m cannot start.
+func runRefusal(err error, m *store.MailingRow) string {
 	switch {
+	case errors.Is(err, sending.ErrDisabled) && m.DisabledByManager:
+		return disabledByManager
 	case errors.Is(err, sending.ErrDisabled):
 		return "This mailing is disabled; enable it to send."
 	case errors.Is(err, sending.ErrBlocked):
@@ -58,11 +63,7 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 			retryOf = &last.ID
 		}
 		run, err := s.sending.StartManual(c.UserContext(), r.ID, retryOf)
-		if errors.Is(err, sending.ErrDisabled) && r.DisabledByManager {
-			s.setFlash(c, layout.FlashError, "A manager switched this mailing off; only a manager can switch it on again.")
-			return redirect(c, mailings.URL(r.ID))
-		}
-		if msg := runRefusal(err); msg != "" {
+		if msg := runRefusal(err, r); msg != "" {
 			s.setFlash(c, layout.FlashError, msg)
 			return redirect(c, mailings.URL(r.ID))
 		}
