@@ -298,3 +298,22 @@ func TestSearchKeepsOwnerFilter(t *testing.T) {
 		}
 	}
 }
+
+// A manager's list narrowed to a user that does not exist answers 404, on
+// every list and on the statistics alike, not an empty list that looks
+// like a user without objects.
+func TestOwnerFilterOfAnUnknownUser(t *testing.T) {
+	e := newEnv(t)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	makeObjects(t, e, ann)
+	for _, path := range []string{"/clients", "/messages", "/mailings", "/stats"} {
+		resp, body := boss.get(t, path+"?scope=all&owner="+id(ann.ID))
+		wantStatus(t, resp, body, http.StatusOK)
+		if !strings.Contains(body, "ann@example.com") {
+			t.Errorf("%s narrowed to ann does not name her", path)
+		}
+		resp, body = boss.get(t, path+"?scope=all&owner=987654")
+		wantStatus(t, resp, body, http.StatusNotFound)
+	}
+}

@@ -32,6 +32,10 @@ func clientRow(r *store.ClientRow, viewer *model.User) clients.Row {
 func (s *Server) listClients(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	sc, all := listScope(c)
+	ownerEmail, err := s.ownerFilter(c, sc, all)
+	if err != nil {
+		return err
+	}
 	q := c.Query("q")
 	rows, page, err := s.store.ListClients(c.UserContext(), sc, q, pageNumber(c))
 	if err != nil {
@@ -42,11 +46,8 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 	for i := range rows {
 		v.Rows = append(v.Rows, clientRow(&rows[i], u))
 	}
-	if all && sc.Owner != 0 {
-		v.Owner = sc.Owner
-		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
-			v.OwnerEmail = owner.Email
-		}
+	if ownerEmail != "" {
+		v.Owner, v.OwnerEmail = sc.Owner, ownerEmail
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, clients.List(v))

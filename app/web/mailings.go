@@ -53,6 +53,10 @@ var statusFilters = []struct{ Value, Label string }{
 func (s *Server) listMailings(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	sc, all := listScope(c)
+	ownerEmail, err := s.ownerFilter(c, sc, all)
+	if err != nil {
+		return err
+	}
 	status := c.Query("status")
 	valid := false
 	for _, f := range statusFilters {
@@ -80,11 +84,8 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 			OwnerURL: "/mailings?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10), Editable: r.OwnerID == u.ID,
 		})
 	}
-	if all && sc.Owner != 0 {
-		v.Owner = sc.Owner
-		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
-			v.OwnerEmail = owner.Email
-		}
+	if ownerEmail != "" {
+		v.Owner, v.OwnerEmail = sc.Owner, ownerEmail
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.List(v))

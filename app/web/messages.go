@@ -27,6 +27,10 @@ func messageRow(r *store.MessageRow, viewer *model.User) messages.Row {
 func (s *Server) listMessages(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	sc, all := listScope(c)
+	ownerEmail, err := s.ownerFilter(c, sc, all)
+	if err != nil {
+		return err
+	}
 	q := c.Query("q")
 	rows, page, err := s.store.ListMessages(c.UserContext(), sc, q, pageNumber(c))
 	if err != nil {
@@ -37,11 +41,8 @@ func (s *Server) listMessages(c *fiber.Ctx) error {
 	for i := range rows {
 		v.Rows = append(v.Rows, messageRow(&rows[i], u))
 	}
-	if all && sc.Owner != 0 {
-		v.Owner = sc.Owner
-		if owner, err := s.store.UserByID(c.UserContext(), sc.Owner); err == nil {
-			v.OwnerEmail = owner.Email
-		}
+	if ownerEmail != "" {
+		v.Owner, v.OwnerEmail = sc.Owner, ownerEmail
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, messages.List(v))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -25,6 +26,23 @@ func listScope(c *fiber.Ctx) (store.Scope, bool) {
 		return store.Everyone(owner), true
 	}
 	return store.Own(u.ID), false
+}
+
+// ownerFilter is the address of the user a manager's list of everyone's
+// objects is narrowed to (?owner=), or "" when it is not narrowed. A user
+// that does not exist is not found, as their objects' pages would be.
+func (s *Server) ownerFilter(c *fiber.Ctx, sc store.Scope, all bool) (string, error) {
+	if !all || sc.Owner == 0 {
+		return "", nil
+	}
+	owner, err := s.store.UserByID(c.UserContext(), sc.Owner)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fiber.ErrNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	return owner.Email, nil
 }
 
 // readScope is whose object a page may show: managers read everyone's.

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -23,7 +22,11 @@ func (s *Server) statsPage(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	ctx := c.UserContext()
 	sc, all := listScope(c)
-	v := vstats.View{Manager: u.IsManager(), ScopeAll: all, MineURL: "/stats", AllURL: "/stats?scope=all"}
+	ownerEmail, err := s.ownerFilter(c, sc, all)
+	if err != nil {
+		return err
+	}
+	v := vstats.View{OwnerEmail: ownerEmail, Manager: u.IsManager(), ScopeAll: all, MineURL: "/stats", AllURL: "/stats?scope=all"}
 	everyone := all && sc.Owner == 0
 	target := ""
 	if isHTMX(c) {
@@ -46,16 +49,6 @@ func (s *Server) statsPage(c *fiber.Ctx) error {
 		}
 	}
 
-	if all && sc.Owner != 0 {
-		owner, err := s.store.UserByID(ctx, sc.Owner)
-		if errors.Is(err, store.ErrNotFound) {
-			return fiber.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		v.OwnerEmail = owner.Email
-	}
 	days, _ := strconv.Atoi(c.Query("range"))
 	v.Range = stats.ValidRange(days)
 	ov, err := s.stats.Overview(ctx, sc, v.Range, userLocation(u))
