@@ -20,13 +20,17 @@ const (
 
 // CSRF is middleware for signed double-submit tokens: the token lives in an
 // HttpOnly SameSite=Lax cookie and must come back, byte for byte, in the
-// X-CSRF-Token header or the _csrf field of every state-changing request.
-// The token is signed with the session secret, so only tokens this site
-// issued are accepted; on https the cookie is a __Host- cookie, which a
-// sibling subdomain or a plain-http page cannot plant. Anonymous visitors
-// need no server-side session. exempt lists requests that must work without
-// a token (RFC 8058 one-click unsubscribe).
-func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Handler {
+// X-CSRF-Token header or the _csrf field of every state-changing request,
+// which CheckCSRF checks. The token is signed with the session secret, so
+// only tokens this site issued are accepted; on https the cookie is a
+// __Host- cookie, which a sibling subdomain or a plain-http page cannot
+// plant. Anonymous visitors need no server-side session.
+//
+// CSRF only issues the token and finds it for the pages; each
+// state-changing route checks it, after routing, so that a request for a
+// path or method the site does not have is told so (404, 405) whatever
+// its token.
+func CSRF(secret string, secure bool) fiber.Handler {
 	cookie := CSRFCookieName(secure)
 	key := []byte("csrf:" + secret)
 	sign := func(nonce string) string {
@@ -50,23 +54,23 @@ func CSRF(secret string, secure bool, exempt func(c *fiber.Ctx) bool) fiber.Hand
 			token = strings.Clone(token) // out of Fiber's reused buffer
 		}
 		c.Locals(localCSRF, token)
-
-		switch c.Method() {
-		case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions, fiber.MethodTrace:
-			return c.Next()
-		}
-		if exempt != nil && exempt(c) {
-			return c.Next()
-		}
-		sent := c.Get(CSRFHeader)
-		if sent == "" {
-			sent = c.FormValue(CSRFField)
-		}
-		if sent == "" || !hmac.Equal([]byte(sent), []byte(token)) {
-			return ErrCSRF
-		}
 		return c.Next()
 	}
+}
+
+// CheckCSRF refuses a request that does not send back the token CSRF
+// issued, in the X-CSRF-Token header or the _csrf field. Every
+// state-changing route starts with it.
+func CheckCSRF(c *fiber.Ctx) error {
+	token := CSRFToken(c)
+	sent := c.Get(CSRFHeader)
+	if sent == "" {
+		sent = c.FormValue(CSRFField)
+	}
+	if token == "" || sent == "" || !hmac.Equal([]byte(sent), []byte(token)) {
+		return ErrCSRF
+	}
+	return c.Next()
 }
 
 // ErrCSRF refuses a state-changing request without this site's token: a

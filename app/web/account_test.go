@@ -710,6 +710,47 @@ func TestCSRF(t *testing.T) {
 	}
 }
 
+// Every state-changing route refuses a request without the token, but the
+// one-click unsubscribe, which mail providers post with none. The token is
+// checked after routing: a path or method the site does not have is told
+// so, token or not.
+func TestEveryStateChangingRouteChecksCSRF(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleManager)
+	c.csrf(t) // the cookie is there; only the token is left out
+	params := strings.NewReplacer(":id", "1", ":token", "x", ":provider", "github")
+	checked := 0
+	for _, r := range e.app.GetRoutes(true) {
+		if r.Method == fiber.MethodGet || r.Method == fiber.MethodHead || r.Method == fiber.MethodOptions {
+			continue
+		}
+		req, _ := http.NewRequest(r.Method, params.Replace(r.Path), strings.NewReader("a=b"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, body := c.send(t, req)
+		refused := resp.StatusCode == http.StatusForbidden && strings.Contains(body, "Reload the page")
+		if exempt := r.Path == "/u/:token"; refused == exempt {
+			t.Errorf("%s %s without a token = %d (exempt: %v)", r.Method, r.Path, resp.StatusCode, exempt)
+		}
+		checked++
+	}
+	if checked < 30 {
+		t.Fatalf("only %d state-changing routes found", checked)
+	}
+	for _, r := range []struct {
+		method, path string
+		want         int
+	}{
+		{"POST", "/no-such-page", http.StatusNotFound},
+		{"DELETE", "/clients/1/no-such-thing", http.StatusNotFound},
+		{"POST", "/stats", http.StatusMethodNotAllowed},
+		{"DELETE", "/clients", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(r.method, r.path, nil)
+		resp, body := c.send(t, req)
+		wantStatus(t, resp, body, r.want)
+	}
+}
+
 func TestNextRedirects(t *testing.T) {
 	e := newEnv(t)
 	newUser(t, e, "ann@example.com", model.RoleUser)

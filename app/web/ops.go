@@ -29,7 +29,7 @@ func (s *Server) mountOps(app *fiber.App) {
 		// managers read everyone's data but must never act as anyone.
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(redactPayload),
 	})
-	app.Use(queuesPath, auth.RequireUser, auth.RequireManager, adaptor.HTTPHandler(mon))
+	app.Use(queuesPath, auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(mon))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
 }
 
@@ -53,6 +53,19 @@ func redactPayload(taskType string, payload []byte) string {
 type sharedRedis struct{ c redis.UniversalClient }
 
 func (r sharedRedis) MakeRedisClient() any { return r.c }
+
+// queueCSRF checks the CSRF token of the dashboard's writes, except its
+// own (queueAction).
+func (s *Server) queueCSRF(c *fiber.Ctx) error {
+	switch c.Method() {
+	case fiber.MethodGet, fiber.MethodHead, fiber.MethodOptions:
+		return c.Next()
+	}
+	if s.queueAction(c) {
+		return c.Next()
+	}
+	return auth.CheckCSRF(c)
+}
 
 // queueAction reports whether a request is one of the dashboard's own
 // writes (retry, delete, pause…): its script sends them without our CSRF
