@@ -157,6 +157,26 @@ func (s *Server) checkMessage(c *fiber.Ctx, p form.Parsed, errs form.Errors) err
 	return err
 }
 
+// leftOut tells of the chosen clients the saved mailing does not have as
+// recipients (deleted since the form was opened, see setRecipients), to
+// follow the word that it was saved; "" when it has them all.
+func (s *Server) leftOut(c *fiber.Ctx, mailingID int64, chosen []int64) string {
+	if chosen == nil {
+		return ""
+	}
+	m, err := s.store.MailingByID(c.UserContext(), store.Own(auth.UserID(c)), mailingID)
+	if err != nil {
+		return ""
+	}
+	switch n := len(chosen) - m.Recipients; { // chosen: unique (form.Parsed)
+	case n == 1:
+		return " One of the chosen clients had been deleted meanwhile and is not a recipient."
+	case n > 1:
+		return fmt.Sprintf(" %d of the chosen clients had been deleted meanwhile and are not recipients.", n)
+	}
+	return ""
+}
+
 // recipientsRefusal is what the form says of chosen recipients the store
 // refused ("": none refused).
 func recipientsRefusal(err error) string {
@@ -206,7 +226,7 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "New mailing"), f))
 	}
 	s.plan(c, m.ID)
-	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+".")
+	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+"."+s.leftOut(c, m.ID, p.Recipients))
 	return redirect(c, mailings.URL(m.ID))
 }
 
@@ -452,7 +472,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		s.sending.Unplan(c.UserContext(), r.ID, r.NextRunAt)
 	}
 	s.plan(c, r.ID)
-	s.setFlash(c, layout.FlashSuccess, "Mailing saved.")
+	s.setFlash(c, layout.FlashSuccess, "Mailing saved."+s.leftOut(c, r.ID, p.Recipients))
 	return redirect(c, mailings.URL(r.ID))
 }
 

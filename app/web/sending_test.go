@@ -444,10 +444,10 @@ func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
 }
 
 // A form opened before one of its chosen clients was deleted (in another
-// tab) still saves: the deleted client is simply no longer a recipient.
-// It was refused as "not in your clients list" (choose every recipient
-// again) and, while a run sends, as a change of the recipients, though
-// only the end of sending was changed.
+// tab) still saves: the deleted client is simply no longer a recipient,
+// and the word that it was saved says so. It was refused as "not in your
+// clients list" (choose every recipient again) and, while a run sends, as
+// a change of the recipients, though only the end of sending was changed.
 func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
@@ -467,6 +467,33 @@ func TestMailingFormSavesAfterAChosenClientIsDeleted(t *testing.T) {
 	wantRedirect(t, resp, body, path)
 	if ids, _ := e.store.RecipientIDs(ctx, o.mailing.ID); len(ids) != 1 || ids[0] != o.client.ID {
 		t.Fatalf("recipients %v", ids)
+	}
+	if got := flashAfter(t, c, resp); got != "Mailing saved. One of the chosen clients had been deleted meanwhile and is not a recipient." {
+		t.Errorf("saved without a deleted client, the page says %q", got)
+	}
+	resp, body = c.post(t, path, form(o.mailing.EndsAt.Add(time.Hour)))
+	wantRedirect(t, resp, body, path)
+	if got := flashAfter(t, c, resp); got != "Mailing saved. One of the chosen clients had been deleted meanwhile and is not a recipient." {
+		t.Errorf("saved again with the same form, the page says %q", got)
+	}
+	form2 := form(o.mailing.EndsAt)
+	form2.Set("recipient_ids", id(o.client.ID))
+	resp, body = c.post(t, path, form2)
+	wantRedirect(t, resp, body, path)
+	if got := flashAfter(t, c, resp); got != "Mailing saved." {
+		t.Errorf("saved with every chosen client there, the page says %q", got)
+	}
+	gone3 := makeObjects(t, e, ann).client
+	gone4 := makeObjects(t, e, ann).client
+	for _, g := range []*model.Client{gone3, gone4} {
+		resp, body = c.post(t, "/clients/"+id(g.ID)+"/delete", nil)
+		wantRedirect(t, resp, body, "/clients")
+	}
+	form2.Set("recipient_ids", id(o.client.ID)+","+id(gone3.ID)+","+id(gone4.ID))
+	resp, body = c.post(t, "/mailings", form2)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if got := flashAfter(t, c, resp); !strings.HasSuffix(got, ". 2 of the chosen clients had been deleted meanwhile and are not recipients.") || !strings.HasPrefix(got, "Mailing created.") {
+		t.Errorf("created without two deleted clients, the page says %q", got)
 	}
 
 	// The same while a run sends: only the end changes, and it may.
