@@ -37,8 +37,12 @@ func (s *Server) register(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Register(s.page(c, "Create account"),
 			account.RegisterView{Email: f.Email, FullName: f.FullName, TimeZone: f.TimeZone, Errors: errs}))
 	}
-	if err := s.throttleAccountForm(c); err != nil {
-		return err
+	if refusal, err := s.throttleAccountForm(c); err != nil || refusal != "" {
+		if err != nil {
+			return err
+		}
+		return render(c, fiber.StatusTooManyRequests, account.Register(s.page(c, "Create account"),
+			account.RegisterView{Email: f.Email, FullName: f.FullName, TimeZone: f.TimeZone, Error: refusal}))
 	}
 	if err := s.accounts.Register(c.UserContext(), f.Email, f.FullName, f.Password, f.TimeZone); err != nil {
 		return fmt.Errorf("register: %w", err)
@@ -134,8 +138,12 @@ func (s *Server) resendConfirmation(c *fiber.Ctx) error {
 		n := account.Notice{Title: "Send a new confirmation link", Text: errs["email"], Resend: "confirm", Email: f.Email}
 		return render(c, fiber.StatusUnprocessableEntity, account.NoticePage(s.page(c, n.Title), n))
 	}
-	if err := s.throttleAccountForm(c); err != nil {
-		return err
+	if refusal, err := s.throttleAccountForm(c); err != nil || refusal != "" {
+		if err != nil {
+			return err
+		}
+		n := account.Notice{Title: "Send a new confirmation link", Text: refusal, Resend: "confirm", Email: f.Email}
+		return render(c, fiber.StatusTooManyRequests, account.NoticePage(s.page(c, n.Title), n))
 	}
 	// As for a reset link (forgot), the link is made and mailed after the
 	// answer: only an unconfirmed account has one to store and mail, and
@@ -246,8 +254,12 @@ func (s *Server) forgot(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Forgot(s.page(c, "Forgot password"),
 			account.ForgotView{Email: f.Email, Errors: errs}))
 	}
-	if err := s.throttleAccountForm(c); err != nil {
-		return err
+	if refusal, err := s.throttleAccountForm(c); err != nil || refusal != "" {
+		if err != nil {
+			return err
+		}
+		return render(c, fiber.StatusTooManyRequests, account.Forgot(s.page(c, "Forgot password"),
+			account.ForgotView{Email: f.Email, Error: refusal}))
 	}
 	// The link is made and mailed after the answer, so that the answer
 	// takes as long whether or not the address has an account (only then is

@@ -350,6 +350,60 @@ func throttleEnv(t testing.TB) *env {
 	return newEnvWith(t, cfg, testkit.Redis(t), nil)
 }
 
+// Over the limit of account forms from one network, a sign-up, a reset or
+// a new confirmation link is refused (429) on its own form, with what was
+// typed and the wait that Retry-After gives, not on an error page that
+// loses the form and says "a few minutes" for most of an hour.
+func TestAccountFormsOverTheLimitKeepWhatWasTyped(t *testing.T) {
+	e := throttleEnv(t)
+	c := e.client()
+	c.ip = "198.51.100.60"
+	for i := 0; ; i++ {
+		if i > 100 {
+			t.Fatal("no limit after 100 sign-ups")
+		}
+		resp, body := c.post(t, "/register", url.Values{"email": {"flood" + strconv.Itoa(i) + "@example.com"}, "full_name": {"Keep Me"},
+			"password": {goodPassword}, "time_zone": {"Asia/Tokyo"}})
+		if resp.StatusCode == http.StatusSeeOther {
+			continue
+		}
+		wantStatus(t, resp, body, http.StatusTooManyRequests)
+		wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if err != nil || wait < 60 {
+			t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+		}
+		minutes := (wait + 59) / 60
+		if v := inputValue(t, body, "email"); v != "flood"+strconv.Itoa(i)+"@example.com" {
+			t.Errorf("the refused sign-up lost the address typed: %q", v)
+		}
+		if v := inputValue(t, body, "full_name"); v != "Keep Me" {
+			t.Errorf("the refused sign-up lost the name typed: %q", v)
+		}
+		if v := inputValue(t, body, "time_zone"); v != "Asia/Tokyo" {
+			t.Errorf("the refused sign-up lost the time zone: %q", v)
+		}
+		want := "Please try again in " + strconv.Itoa(minutes) + " minutes."
+		if !strings.Contains(body, want) {
+			t.Errorf("the refused sign-up does not say %q:\n%s", want, body)
+		}
+		break
+	}
+	resp, body := c.post(t, "/password/forgot", url.Values{"email": {"someone@example.com"}})
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if v := inputValue(t, body, "email"); v != "someone@example.com" || !strings.Contains(body, "Please try again in") {
+		t.Errorf("the refused reset keeps %q and says:\n%s", v, body)
+	}
+	resp, body = c.post(t, "/confirm/resend", url.Values{"email": {"someone@example.com"}})
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if v := inputValue(t, body, "email"); v != "someone@example.com" || !strings.Contains(body, "Please try again in") {
+		t.Errorf("the refused confirmation link keeps %q and says:\n%s", v, body)
+	}
+	// Another network is not held up.
+	c.ip = "198.51.100.61"
+	resp, body = c.post(t, "/password/forgot", url.Values{"email": {"someone@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+}
+
 func TestLoginThrottledPerAccount(t *testing.T) {
 	e := throttleEnv(t)
 	newUser(t, e, "target@example.com", model.RoleUser)

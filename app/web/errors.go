@@ -54,7 +54,7 @@ func errorView(status int) layout.ErrorView {
 	case fiber.StatusRequestEntityTooLarge:
 		v.Title, v.Message = "Too large", "What you sent is larger than Rassylka accepts (a CSV import may be up to 20 MB)."
 	case fiber.StatusTooManyRequests:
-		v.Title, v.Message = "Too many attempts", "Please wait a few minutes before trying again."
+		v.Title, v.Message = "Too many attempts", "Please wait a while before trying again."
 	case fiber.StatusServiceUnavailable:
 		v.Title, v.Message = "Temporarily unavailable", "Rassylka cannot serve this right now. Please try again in a moment."
 	default:

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -227,16 +228,22 @@ func parseProxies(list []string) []netip.Prefix {
 }
 
 // throttleAccountForm counts a sign-up, reset or confirmation request of
-// the client's address and refuses it (429) over the limit: each one can
-// cost a password hash and queue a mail to an address of the sender's
-// choice. The answer does not depend on the address typed, so it tells
-// nothing about accounts.
-func (s *Server) throttleAccountForm(c *fiber.Ctx) error {
+// the client's address and, over the limit, says why it is refused, for
+// the form to show again with what was typed (429): each one can cost a
+// password hash and queue a mail to an address of the sender's choice.
+// The answer does not depend on the address typed, so it tells nothing
+// about accounts.
+func (s *Server) throttleAccountForm(c *fiber.Ctx) (string, error) {
 	wait, err := take(c, s.formLimit, s.clientKey(c))
-	if err == nil && wait > 0 {
-		err = fiber.ErrTooManyRequests
+	if err != nil || wait == 0 {
+		return "", err
 	}
-	return err
+	n := minutes(wait)
+	unit := "minutes"
+	if n == 1 {
+		unit = "minute"
+	}
+	return fmt.Sprintf("Too many requests from your network in the last hour. Please try again in %d %s.", n, unit), nil
 }
 
 // take counts a request under limit for each key. Over the limit it sets
