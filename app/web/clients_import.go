@@ -150,14 +150,14 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 		defer func() { <-s.importsHeld }()
 		done <- s.runImport(job, data)
 	}()
+	// A small file is imported before the answer, whose page is then the
+	// report rather than a progress bar; either way the answer is a
+	// redirect, so that reloading the page does not import the file again.
 	if s.importWait >= 0 {
 		wait := time.NewTimer(s.importWait)
 		defer wait.Stop()
 		select {
-		case j := <-done:
-			if j.State == importDone {
-				return render(c, fiber.StatusOK, clients.ImportPage(s.page(c, "Import clients"), importView(j, time.Now())))
-			}
+		case <-done:
 		case <-wait.C:
 		}
 	}
