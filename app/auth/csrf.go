@@ -16,6 +16,8 @@ const (
 	CSRFHeader = "X-CSRF-Token"
 	CSRFField  = "_csrf"
 	localCSRF  = "auth.csrf"
+
+	localCSRFRenew = "auth.csrf-renew"
 )
 
 // CSRF is middleware for signed double-submit tokens: the token lives in an
@@ -42,19 +44,31 @@ func CSRF(secret string, secure bool) fiber.Handler {
 		nonce, _, ok := strings.Cut(token, ".")
 		return ok && nonce != "" && hmac.Equal([]byte(sign(nonce)), []byte(token))
 	}
-	return func(c *fiber.Ctx) error {
-		token := c.Cookies(cookie)
-		if !valid(token) {
-			token = sign(RandomString(24))
-			c.Cookie(&fiber.Cookie{
-				Name: cookie, Value: token, Path: "/",
-				HTTPOnly: true, Secure: secure, SameSite: fiber.CookieSameSiteLaxMode,
-			})
-		} else {
-			token = strings.Clone(token) // out of Fiber's reused buffer
-		}
+	issue := func(c *fiber.Ctx) {
+		token := sign(RandomString(24))
+		c.Cookie(&fiber.Cookie{
+			Name: cookie, Value: token, Path: "/",
+			HTTPOnly: true, Secure: secure, SameSite: fiber.CookieSameSiteLaxMode,
+		})
 		c.Locals(localCSRF, token)
+	}
+	return func(c *fiber.Ctx) error {
+		c.Locals(localCSRFRenew, issue)
+		if token := c.Cookies(cookie); valid(token) {
+			c.Locals(localCSRF, strings.Clone(token)) // out of Fiber's reused buffer
+		} else {
+			issue(c)
+		}
 		return c.Next()
+	}
+}
+
+// RenewCSRF gives the browser a new token, for the pages from now on: a
+// session begins or ends with one of its own, so that a token learned
+// before (a planted cookie's, an anonymous page's) is worth nothing after.
+func RenewCSRF(c *fiber.Ctx) {
+	if issue, ok := c.Locals(localCSRFRenew).(func(*fiber.Ctx)); ok {
+		issue(c)
 	}
 }
 

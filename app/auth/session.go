@@ -159,6 +159,7 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 		return fmt.Errorf("sign in: index session: %w", err)
 	}
 	c.Locals(localUser, u)
+	RenewCSRF(c)
 	return nil
 }
 
@@ -182,6 +183,7 @@ func (s *Sessions) SignOut(c *fiber.Ctx) error {
 		}
 	}
 	c.Locals(localUser, nil)
+	RenewCSRF(c)
 	return nil
 }
 

@@ -754,6 +754,15 @@ func TestCSRF(t *testing.T) {
 	resp, body = c.send(t, req)
 	wantRedirect(t, resp, body, "/")
 
+	// Signing in gave the browser a token of its own: the anonymous
+	// pages' no longer works.
+	if c.csrf(t) == tok {
+		t.Fatal("the token did not change at sign-in")
+	}
+	resp, body = c.postRaw(t, "/clients", url.Values{"_csrf": {tok}, "email": {"x@example.com"}, "full_name": {"X"}})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	tok = c.csrf(t)
+
 	// The page carries the same token in the meta tag and the forms.
 	_, body = c.get(t, "/account")
 	doc := parseHTML(t, body)
@@ -761,6 +770,13 @@ func TestCSRF(t *testing.T) {
 	field, _ := doc.Find(`input[name="_csrf"]`).First().Attr("value")
 	if meta != tok || field != tok {
 		t.Fatalf("meta %q, field %q, cookie %q: want all equal", meta, field, tok)
+	}
+
+	// So does signing out.
+	resp, body = c.post(t, "/logout", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if c.csrf(t) == tok {
+		t.Error("the token did not change at sign-out")
 	}
 }
 
