@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/gob"
 	"fmt"
 	"net/http"
@@ -1171,5 +1172,45 @@ func TestCheckYourInboxNamesTheAddress(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 	if strings.Contains(body, "exmaple") {
 		t.Error("another browser sees the address")
+	}
+}
+
+// The notes a browser carries in cookies (a flash, the address a link
+// went to) are the site's words only when the site signed them: a cookie
+// planted by someone else shows nothing.
+func TestNotesAreSigned(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	register(t, c, "ann@example.com", "Ann")
+	signedSentTo := c.cookies["rassylka_sent_to"]
+	if signedSentTo == "" {
+		t.Fatal("registering left no note of the address")
+	}
+
+	plain := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, tc := range []struct{ name, cookie, value, page, unwanted string }{
+		{"forged flash", "rassylka_flash", plain("error\x00Your account is closed: call +1 555 0100"), "/login", "+1 555 0100"},
+		{"forged flash with a made-up signature", "rassylka_flash", plain("error\x00Call +1 555 0100") + ".c2lnbmVk", "/login", "+1 555 0100"},
+		{"forged address", "rassylka_sent_to", plain("mallory@example.net"), "/register/sent", "mallory@example.net"},
+		{"the site's address note under the flash's name", "rassylka_flash", signedSentTo, "/login", "ann@example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other := e.client()
+			other.cookies[tc.cookie] = tc.value
+			resp, body := other.get(t, tc.page)
+			wantStatus(t, resp, body, http.StatusOK)
+			if strings.Contains(body, tc.unwanted) {
+				t.Errorf("%s shows the planted %q", tc.page, tc.unwanted)
+			}
+		})
+	}
+
+	// The site's own note still works, in another browser too.
+	other := e.client()
+	other.cookies["rassylka_sent_to"] = signedSentTo
+	resp, body := other.get(t, "/register/sent")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "ann@example.com") {
+		t.Error("the site's signed note is not shown")
 	}
 }

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"strings"
 	"time"
@@ -41,11 +43,17 @@ func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
 }
 
 // setNote keeps a short note of this browser's (a flash, an address a link
-// went to) in a cookie until until; a past until clears it.
+// went to) in a cookie until until; a past until clears it. The note is
+// signed: a cookie set by anyone else (another site of the domain, a
+// plain-http answer) does not put words in the site's pages.
 func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
+	v := ""
+	if value != "" {
+		v = base64.RawURLEncoding.EncodeToString([]byte(value)) + "." + s.noteMAC(name, value)
+	}
 	c.Cookie(&fiber.Cookie{
 		Name:     name,
-		Value:    base64.RawURLEncoding.EncodeToString([]byte(value)),
+		Value:    v,
 		Path:     "/",
 		Expires:  until,
 		HTTPOnly: true,
@@ -54,11 +62,20 @@ func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
 	})
 }
 
-// note reads the note of setNote; ok is false when there is none.
+// note reads the note of setNote; ok is false when there is none, or its
+// signature is not the site's.
 func (s *Server) note(c *fiber.Ctx, name string) (value string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c.Cookies(name))
-	if err != nil || len(b) == 0 {
+	enc, mac, found := strings.Cut(c.Cookies(name), ".")
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if !found || err != nil || len(b) == 0 || !hmac.Equal([]byte(mac), []byte(s.noteMAC(name, string(b)))) {
 		return "", false
 	}
 	return string(b), true
+}
+
+// noteMAC signs a note's value for the cookie name.
+func (s *Server) noteMAC(name, value string) string {
+	m := hmac.New(sha256.New, []byte("note:"+s.cfg.SessionSecret))
+	m.Write([]byte(name + "\x00" + value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
