@@ -37,7 +37,24 @@ import (
 // (docs/benchmarks.md).
 const gcPercent = 800
 
+const usage = `usage: worker
+
+Runs the task server and the scheduler until SIGTERM or SIGINT. It takes
+no arguments: it is configured by the environment (DATABASE_URL,
+REDIS_URL, SMTP_URL, MAIL_FROM, MAIL_CONCURRENCY, MAIL_RATE,
+WORKER_CONCURRENCY, WORKER_METRICS_ADDR, ...; see the README).`
+
 func main() {
+	switch args := os.Args[1:]; {
+	case len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+		fmt.Println(usage)
+		return
+	case len(args) > 0:
+		// Anything else is a mistake: starting a worker that sends mail
+		// on a typo would be the worst answer to it.
+		fmt.Fprintf(os.Stderr, "worker: unexpected argument %q\n%s\n", args[0], usage)
+		os.Exit(2)
+	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,4 +166,46 @@ func lineWith(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+// TestWorkerArguments runs the worker binary with arguments: asking for
+// help prints the usage; anything else is refused at once, before a
+// worker starts and sends the run that is waiting.
+func TestWorkerArguments(t *testing.T) {
+	w := newSendingWorld(t, 1, "Hello")
+	w.startRun(t)
+	runBin := func(args ...string) (stdout, stderr string, code int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, w.bin, args...)
+		cmd.Env = w.env
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			t.Fatalf("worker %v was still running after 20 s", args)
+		}
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	}
+
+	for _, help := range []string{"--help", "-h", "help"} {
+		stdout, _, code := runBin(help)
+		if code != 0 || !strings.HasPrefix(stdout, "usage: worker") || !strings.Contains(stdout, "REDIS_URL") {
+			t.Errorf("worker %s = exit %d, %q; want the usage", help, code, stdout)
+		}
+	}
+	for _, bad := range [][]string{{"--halp"}, {"serve"}, {"--help", "now"}} {
+		_, stderr, code := runBin(bad...)
+		if code != 2 || !strings.Contains(stderr, "unexpected argument") || !strings.Contains(stderr, "usage: worker") {
+			t.Errorf("worker %v = exit %d, %q; want it refused with the usage", bad, code, stderr)
+		}
+	}
+	if got := len(w.sink.Messages()); got != 0 {
+		t.Errorf("%d messages sent by a worker given arguments", got)
+	}
 }
