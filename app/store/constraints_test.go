@@ -159,7 +159,8 @@ func TestConstraints(t *testing.T) {
 
 func TestUsers(t *testing.T) {
 	ctx := context.Background()
-	st := store.New(testkit.DB(t))
+	db := testkit.DB(t)
+	st := store.New(db)
 
 	u := &model.User{Email: "  Mixed.Case@Example.COM "}
 	if err := st.CreateUser(ctx, u); err != nil {
@@ -190,6 +191,18 @@ func TestUsers(t *testing.T) {
 	}
 	if _, err := st.SetUserRole(ctx, u.Email, "root"); err == nil {
 		t.Fatal("SetUserRole accepted an unknown role")
+	}
+
+	// A row saved before addresses were made canonical, with its domain in
+	// ASCII form, is found by either form, by both lookups.
+	if _, err := db.NewInsert().Model(&model.User{Email: "old@xn--bcher-kva.de", Role: model.RoleUser, TimeZone: "UTC"}).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.UserByEmail(ctx, "Old@Bücher.de"); err != nil || got.Email != "old@xn--bcher-kva.de" {
+		t.Fatalf("UserByEmail of an older row = %+v, %v", got, err)
+	}
+	if m, err := st.SetUserRole(ctx, "Old@Bücher.de", model.RoleManager); err != nil || m.Email != "old@xn--bcher-kva.de" || m.Role != model.RoleManager {
+		t.Fatalf("SetUserRole of an older row = %+v, %v", m, err)
 	}
 }
 

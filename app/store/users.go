@@ -50,7 +50,8 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*model.User, err
 	return u, nil
 }
 
-// SetUserRole changes the role of the user with email.
+// SetUserRole changes the role of the user with email (found as
+// UserByEmail finds it).
 func (s *Store) SetUserRole(ctx context.Context, email string, role model.Role) (*model.User, error) {
 	if !role.Valid() {
 		return nil, fmt.Errorf("set user role: unknown role %q", role)
@@ -59,7 +60,8 @@ func (s *Store) SetUserRole(ctx context.Context, email string, role model.Role) 
 	err := s.db.NewUpdate().Model(u).
 		Set("role = ?", role).
 		Set("updated_at = now()").
-		Where("lower(email) = lower(?)", strings.TrimSpace(email)).
+		Where("id = (?)", s.db.NewSelect().Model((*model.User)(nil)).Column("id").
+			Where("lower(email) IN (?)", bun.List(model.EmailForms(strings.TrimSpace(email)))).OrderExpr("id").Limit(1)).
 		Returning("*").
 		Scan(ctx)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Command web is Rassylka's web process and its admin commands.
 //
 //	web [serve]                                      serve HTTP (default)
-//	web migrate up|down|status                       manage the schema
+//	web migrate up|down [--all]|status               manage the schema
 //	web user create --email E --password P [--role R] [--name N]
 //	web user role --email E --role user|manager
 package main
@@ -34,7 +34,7 @@ import (
 
 const usage = `usage:
   web [serve]
-  web migrate up|down|status
+  web migrate up|down [--all]|status
   web user create --email EMAIL --password PASSWORD [--role user|manager] [--name NAME]
   web user role --email EMAIL --role user|manager`
 
@@ -55,6 +55,10 @@ var errFlagsTold = errors.New("bad flags")
 
 // run carries out one command; serve stops when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(out, usage) // needs no configuration
+		return nil
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -73,9 +77,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return migrateCmd(ctx, cfg, args, out)
 	case "user":
 		return userCmd(ctx, cfg, log, args, out)
-	case "help", "-h", "--help":
-		fmt.Fprintln(out, usage)
-		return nil
 	default:
 		fmt.Fprintln(out, usage)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -249,8 +250,15 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 		fmt.Fprintf(out, "created %s user %s (id %d)\n", u.Role, u.Email, u.ID)
 	case "role":
 		r := model.Role(*role)
+		if *role == "" {
+			return errors.New("--role is required: user or manager")
+		}
 		if !r.Valid() {
 			return fmt.Errorf("--role must be user or manager, got %q", *role)
+		}
+		if u, err := st.UserByEmail(ctx, *email); err == nil && u.Role == r {
+			fmt.Fprintf(out, "%s is already a %s\n", u.Email, u.Role)
+			return nil
 		}
 		u, err := st.SetUserRole(ctx, *email, r)
 		if errors.Is(err, store.ErrNotFound) {

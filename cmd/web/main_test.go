@@ -126,6 +126,12 @@ func TestCommands(t *testing.T) {
 	if n := siteGeneration(); n != 2 {
 		t.Errorf("site statistics generation after user role = %d, want 2", n)
 	}
+	if out, err := cmd("user", "role", "--email", "boss@example.com", "--role", "user"); err != nil || out != "boss@example.com is already a user\n" {
+		t.Errorf("user role to the role held = %q, %v; want it said so", out, err)
+	}
+	if _, err := cmd("user", "role", "--email", "boss@example.com"); err == nil || err.Error() != "--role is required: user or manager" {
+		t.Errorf("user role without --role = %v", err)
+	}
 
 	// The schema was migrated at once: rolling it back drops every table,
 	// which takes --all.
@@ -153,6 +159,20 @@ func TestProductionConfigErrorIsClear(t *testing.T) {
 	}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "SESSION_SECRET is required in production") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Help is given on a machine not configured yet, where an operator is
+// most likely to ask for it.
+func TestHelpNeedsNoConfiguration(t *testing.T) {
+	for _, arg := range []string{"help", "-h", "--help"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{arg}, func(k string) string {
+			return map[string]string{"APP_ENV": "production"}[k]
+		}, &out)
+		if err != nil || !strings.Contains(out.String(), "web migrate up|down [--all]|status") {
+			t.Errorf("web %s = %q, %v; want the usage", arg, out.String(), err)
+		}
 	}
 }
 
