@@ -174,9 +174,12 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	if !p.Active {
 		status = StatusStopPolling
 	}
-	// The run the box followed has ended: the whole page changes (its
-	// buttons, its runs table), so htmx reloads it.
-	if watched := c.Query("run"); watched != "" && (!p.Active || watched != strconv.FormatInt(p.RunID, 10)) {
+	// The run the box followed has ended, or a run has started since the
+	// page was shown: the whole page changes (its status, its buttons, its
+	// runs table), so htmx reloads it.
+	latest := strconv.FormatInt(p.RunID, 10)
+	watched, seen := c.Query("run"), c.Query("seen")
+	if (watched != "" && (!p.Active || watched != latest)) || (seen != "" && seen != latest) {
 		c.Set("HX-Refresh", "true")
 	}
 	return render(c, status, mailings.ProgressBox(p))

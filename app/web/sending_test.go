@@ -84,8 +84,18 @@ func TestSendNowAndProgress(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() + interval '1 hour' WHERE id = ?", o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, body = c.get(t, path); !strings.Contains(body, `hx-trigger="every 10s"`) {
+	if _, body = c.get(t, path); !strings.Contains(body, `hx-trigger="every 10s"`) || !strings.Contains(body, `hx-get="`+path+`/progress?seen=0"`) {
 		t.Fatalf("the page of a mailing with a run planned does not watch for it:\n%s", body)
+	}
+	// A run by hand does not replace the planned one: the question says so.
+	sendAsks := func() string {
+		t.Helper()
+		_, body := c.get(t, path)
+		q, _ := parseHTML(t, body).Find("form:has([data-testid=send-now])").Attr("data-confirm")
+		return q
+	}
+	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? The send planned for ") || !strings.HasSuffix(q, " still goes out.") {
+		t.Errorf("with a send planned, Send now asks %q", q)
 	}
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
@@ -120,7 +130,11 @@ func TestSendNowAndProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for poll, want := range map[string]string{path + "/progress?run=" + id(last.ID): "true", path + "/progress": ""} {
+	// So has a box polling slowly on a page shown before the run started
+	// (a scheduled run starts while the page is open): its status, runs
+	// table and buttons change.
+	for poll, want := range map[string]string{path + "/progress?run=" + id(last.ID): "true", path + "/progress": "",
+		path + "/progress?seen=0": "true", path + "/progress?seen=" + id(last.ID): ""} {
 		if resp, _ := c.request(t, "GET", poll, nil, true); resp.StatusCode != 286 || resp.Header.Get("HX-Refresh") != want {
 			t.Errorf("%s after the run: %d, HX-Refresh %q, want 286, %q", poll, resp.StatusCode, resp.Header.Get("HX-Refresh"), want)
 		}
@@ -143,6 +157,11 @@ func TestSendNowAndProgress(t *testing.T) {
 	_, body = c.get(t, path)
 	if parseHTML(t, body).Find("[data-testid=runs-table] tbody tr").Length() != 1 || !strings.Contains(body, "250") {
 		t.Fatalf("mailing page after the run:\n%s", body)
+	}
+	// Sending again (a second click once a short run has ended) is asked
+	// about as such.
+	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? It was last sent ") || !strings.HasSuffix(q, ": they will get it again.") {
+		t.Errorf("after a run, Send now asks %q", q)
 	}
 	// The progress URL opened as a page shows the mailing's whole page.
 	resp, body = c.get(t, path+"/progress")
