@@ -29,11 +29,18 @@ const (
 
 	// CookieName is the session cookie's name (__Host- prefixed on https).
 	CookieName = "rassylka_session"
+	// MarkCookieName holds a random mark of the browser's sign-in, which
+	// its signed-in pages carry too. It grants nothing and scripts may
+	// read it: a page brought back by "Back" whose mark is no longer the
+	// cookie's (signed out, or in as someone else since) reloads from the
+	// server instead of showing what the browser kept of it.
+	MarkCookieName = "rassylka_signed_in"
 
 	keyUserID = "uid"
 	keyAuthAt = "auth_at"
 
 	localUser   = "auth.user"
+	localMark   = "auth.mark"
 	localEnded  = "auth.ended"
 	userSetsKey = "user-sessions:"
 	// endedKeyPrefix keeps why a session was ended by EndAllBecause.
@@ -53,6 +60,8 @@ type Sessions struct {
 	users  Users
 	log    *slog.Logger
 	cookie string
+	mark   string // MarkCookieName, __Host- prefixed on https
+	secure bool
 
 	beforeSave func() // tests: what happens between reading a session and saving it
 }
@@ -73,7 +82,8 @@ func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.
 		CookiePath:     "/",
 		KeyGenerator:   func() string { return RandomString(32) },
 	})
-	return &Sessions{store: st, rdb: rdb, users: users, log: log, cookie: cookie}
+	return &Sessions{store: st, rdb: rdb, users: users, log: log, cookie: cookie,
+		mark: hostCookie(MarkCookieName, secure), secure: secure}
 }
 
 // Load is middleware that puts the signed-in user, if any, on the request.
@@ -114,6 +124,11 @@ func (s *Sessions) Load(c *fiber.Ctx) error {
 		return s.end(c, sess, uid)
 	}
 	c.Locals(localUser, u)
+	if m := c.Cookies(s.mark); m != "" && len(m) <= 64 {
+		c.Locals(localMark, m)
+	} else {
+		s.setMark(c, RandomString(16)) // a session older than the marks
+	}
 	// Use extends the idle lifetime. EXPIRE only touches a key that still
 	// exists, so a session ended meanwhile (sign-out elsewhere, a reset)
 	// does not come back, as a full save of the session would make it.
@@ -128,6 +143,7 @@ func (s *Sessions) end(c *fiber.Ctx, sess *session.Session, uid int64) error {
 	if err := sess.Destroy(); err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
+	s.setMark(c, "")
 	if err := s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id).Err(); err != nil {
 		s.log.WarnContext(c.UserContext(), "unindex ended session", "error", err.Error())
 	}
@@ -159,6 +175,7 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 		return fmt.Errorf("sign in: index session: %w", err)
 	}
 	c.Locals(localUser, u)
+	s.setMark(c, RandomString(16))
 	RenewCSRF(c)
 	return nil
 }
@@ -183,8 +200,28 @@ func (s *Sessions) SignOut(c *fiber.Ctx) error {
 		}
 	}
 	c.Locals(localUser, nil)
+	s.setMark(c, "")
 	RenewCSRF(c)
 	return nil
+}
+
+// setMark gives the browser a new mark of its sign-in ("": none, signed
+// out), which the pages of this request carry.
+func (s *Sessions) setMark(c *fiber.Ctx, mark string) {
+	ck := &fiber.Cookie{Name: s.mark, Value: mark, Path: "/", Secure: s.secure,
+		SameSite: fiber.CookieSameSiteLaxMode, Expires: time.Now().Add(AbsoluteTimeout)}
+	if mark == "" {
+		ck.Expires = time.Unix(0, 0)
+	}
+	c.Cookie(ck)
+	c.Locals(localMark, mark)
+}
+
+// SignInMark is the mark of the browser's sign-in that the request's page
+// carries ("": signed out).
+func SignInMark(c *fiber.Ctx) string {
+	m, _ := c.Locals(localMark).(string)
+	return m
 }
 
 // EndAll ends every session of the user, wherever it was opened.

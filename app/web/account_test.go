@@ -677,10 +677,36 @@ func TestSessionRotationAndLogout(t *testing.T) {
 		t.Errorf("session TTL in Redis = %v, %v; want the idle lifetime", ttl, err)
 	}
 
+	// The pages carry the mark of this sign-in, which the browser keeps
+	// in a cookie scripts can read (app.js compares them on "Back").
+	firstMark := c.cookies[auth.MarkCookieName]
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	sid = c.cookies[auth.CookieName]
+	mark := c.cookies[auth.MarkCookieName]
+	if firstMark == "" || mark == "" || mark == firstMark {
+		t.Errorf("sign-in marks %q then %q: want a new mark each time", firstMark, mark)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == auth.MarkCookieName && (ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode) {
+			t.Errorf("mark cookie %+v: want it readable by scripts, SameSite=Lax", ck)
+		}
+	}
+	_, body = c.get(t, "/clients")
+	if got, _ := parseHTML(t, body).Find("body").Attr("data-signed-in"); got != mark {
+		t.Errorf("a signed-in page carries the mark %q, want %q", got, mark)
+	}
+
 	resp, body = c.post(t, "/logout", nil)
 	wantRedirect(t, resp, body, "/")
 	if n, _ := e.redis.Exists(context.Background(), "session:"+sid).Result(); n != 0 {
 		t.Fatal("session still in Redis after sign-out")
+	}
+	if c.cookies[auth.MarkCookieName] != "" {
+		t.Error("the mark outlives the sign-out")
+	}
+	if _, body = c.get(t, "/"); strings.Contains(body, "data-signed-in") {
+		t.Error("a page after the sign-out carries a mark")
 	}
 	replay := e.client()
 	replay.cookies[auth.CookieName] = sid

@@ -117,4 +117,22 @@ func TestBrowserSignOutLeavesNoPrivatePages(t *testing.T) {
 		i := strings.Index(stored, "secret-")
 		t.Errorf("after sign-out the tab's storage still holds the user's clients: …%s…", stored[max(0, i-80):min(len(stored), i+40)])
 	}
+
+	// Nor does "Back" show them from the browser's caches (its HTTP cache,
+	// its back/forward cache of whole pages): each page back asks the
+	// server again, which now asks to sign in.
+	for i := range 2 {
+		// (history.back, as NavigateBack waits for a load that a page from
+		// the back/forward cache does not fire)
+		step("back", chromedp.Evaluate[chromedp.Void](`history.back()`))
+		time.Sleep(time.Second) // what the browser shows at once, and after any reload
+		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text, "secret-") {
+			t.Errorf("back %d after sign-out shows the user's clients:\n%.300s", i+1, text)
+		}
+		poll("the server asks to sign in", `!!document.querySelector("[data-testid=login-form]")`)
+	}
 }

@@ -47,7 +47,7 @@ func (s *Server) page(c *fiber.Ctx, title string) layout.Page {
 		if name == "" {
 			name = u.Email
 		}
-		p.Viewer = &layout.Viewer{Name: name, Email: u.Email, Manager: u.IsManager()}
+		p.Viewer = &layout.Viewer{Name: name, Email: u.Email, Manager: u.IsManager(), Mark: auth.SignInMark(c)}
 	}
 	return p
 }

@@ -90,6 +90,25 @@ document.addEventListener("submit", function (e) {
   f.dataset.submitting = "1";
   if (e.submitter) e.submitter.setAttribute("aria-busy", "true");
 });
+// A signed-in page brought back by Back or Forward (from the back/forward
+// cache, or from the HTTP cache, which history navigations take without
+// asking the server) is shown only while the browser is still signed in
+// as it was then: its mark is the sign-in cookie's. Otherwise (signed out,
+// or in as someone else) it is hidden and asked for again, and the server
+// answers as it does now.
+window.addEventListener("pageshow", function (e) {
+  var mark = document.body.dataset.signedIn;
+  if (!mark) return;
+  var nav = performance.getEntriesByType("navigation")[0];
+  if (!e.persisted && !(nav && nav.type === "back_forward")) return;
+  var current = document.cookie.split("; ").some(function (c) {
+    return c === "rassylka_signed_in=" + mark || c === "__Host-rassylka_signed_in=" + mark;
+  });
+  if (!current) {
+    document.documentElement.style.visibility = "hidden";
+    location.reload();
+  }
+});
 // A page brought back by Back (bfcache) may be posted again.
 window.addEventListener("pageshow", function (e) {
   if (!e.persisted) return;
