@@ -142,9 +142,11 @@ const maxLine = 998
 // foldable returns subject as encoded words (RFC 2047) of at most 45 bytes
 // each when a word of it is too long for a header line: go-mail folds only
 // at spaces, and left it on one line over 998 octets (placeholders filled
-// with long names, side by side). Other subjects are left to go-mail.
+// with long names, side by side). So it does when the subject holds what
+// a mail program would read as an encoded word ("=?utf-8?q?Hi?=" shows as
+// "Hi"): go-mail leaves ASCII as it is. Other subjects are left to go-mail.
 func foldable(subject string) string {
-	long := false
+	long := strings.Contains(subject, "=?")
 	if len("Subject: ")+len(subject) > maxLine {
 		for w := range strings.SplitSeq(subject, " ") {
 			long = long || len("Subject: ")+len(w) > maxLine

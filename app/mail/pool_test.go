@@ -274,14 +274,17 @@ func TestSenderWritesInternationalDomainsInASCII(t *testing.T) {
 
 // No line of a mail is over 998 octets (RFC 5322, 2.1.1), even a subject
 // with a word longer than that (placeholders filled with long names and
-// addresses, side by side), and the subject reads back as sent.
+// addresses, side by side), and the subject reads back as sent, even one
+// with text that looks like an encoded word (RFC 2047).
 func TestSenderFoldsLongSubjectWords(t *testing.T) {
 	sink := testkit.SMTP(t)
 	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	subjects := []string{strings.Repeat("a", 1100), "News for " + strings.Repeat("ann.lee-", 130) + " today", "Новости " + strings.Repeat("я", 600)}
+	subjects := []string{strings.Repeat("a", 1100), "News for " + strings.Repeat("ann.lee-", 130) + " today", "Новости " + strings.Repeat("я", 600),
+		// what reads as an encoded word goes encoded, to be read as typed
+		"=?utf-8?q?Hi?=", "About =?UTF-8?B?SGk=?= headers"}
 	for _, subject := range subjects {
 		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: subject, Text: "Hello"}); err != nil {
 			t.Fatal(err)
