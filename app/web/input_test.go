@@ -30,7 +30,7 @@ func TestNulInInput(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"/clients?q=", "/messages?q=", "/mailings/picker?picker_q=", "/mailings/picker/ids?q="} {
-		resp, body := c.get(t, p+"a%00")
+		resp, body := c.request(t, "GET", p+"a%00", nil, p == "/mailings/picker?picker_q=")
 		wantStatus(t, resp, body, http.StatusOK)
 	}
 	for _, list := range []struct{ path, row string }{{"/clients", "client-row"}, {"/messages", "message-row"}} {

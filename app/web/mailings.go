@@ -610,6 +610,11 @@ const pickerPage = 50
 // picker lists the owner's clients matching ?picker_q= for the recipient
 // picker, a page at a time.
 func (s *Server) picker(c *fiber.Ctx) error {
+	if !isHTMX(c) {
+		// A part of the mailing form, not a page: opened by hand, the
+		// form it belongs to is shown.
+		return c.Redirect("/mailings/new", fiber.StatusSeeOther)
+	}
 	q := c.Query("picker_q")
 	page := pageNumber(c)
 	page.PerPage = pickerPage

@@ -354,6 +354,9 @@ func TestMailingListFilterDisableAndPicker(t *testing.T) {
 	if opts.Length() != 1 || opts.AttrOr("value", "") != id(w.clientB.ID) {
 		t.Fatalf("picker for b@:\n%s", body)
 	}
+	// Opened by hand, the picker's part is not shown alone: its form is.
+	resp, body = c.get(t, "/mailings/picker?picker_q=b%40")
+	wantRedirect(t, resp, body, "/mailings/new")
 	resp, body = c.get(t, "/mailings/picker/ids?q=example")
 	wantStatus(t, resp, body, http.StatusOK)
 	var got []int64
