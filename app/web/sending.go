@@ -185,16 +185,21 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	return render(c, status, mailings.ProgressBox(p))
 }
 
+// errUnsubscribeLink is an unsubscribe link that leads to no client: cut
+// short or altered, not signed here, or for a client deleted or an address
+// changed since.
+var errUnsubscribeLink = errors.New("unsubscribe link leads to no client")
+
 // unsubscribeTarget reads the client of a signed unsubscribe link.
 func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
 	token := c.Params("token")
 	clientID, ownerID, err := mail.ParseUnsubscribeToken(token)
 	if err != nil {
-		return nil, nil, fiber.ErrNotFound
+		return nil, nil, errUnsubscribeLink
 	}
 	cl, err := s.store.ClientByID(c.UserContext(), store.Own(ownerID), clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fiber.ErrNotFound
+		return nil, nil, errUnsubscribeLink
 	}
 	if err != nil {
 		return nil, nil, err
@@ -202,7 +207,7 @@ func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User,
 	// Signed for the address the mail went to: once the owner changed it,
 	// the link is not the new address's to see or unsubscribe.
 	if !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email) {
-		return nil, nil, fiber.ErrNotFound
+		return nil, nil, errUnsubscribeLink
 	}
 	owner, err := s.store.UserByID(c.UserContext(), ownerID)
 	if err != nil {
@@ -222,6 +227,9 @@ func senderName(u *model.User) string {
 // unsubscribe: mail scanners follow links).
 func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
 	cl, owner, err := s.unsubscribeTarget(c)
+	if errors.Is(err, errUnsubscribeLink) {
+		return s.badUnsubscribeLink(c)
+	}
 	if err != nil {
 		return err
 	}
@@ -233,6 +241,13 @@ func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
 // session, no CSRF token: the signed link is the authority).
 func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	cl, owner, err := s.unsubscribeTarget(c)
+	if errors.Is(err, errUnsubscribeLink) {
+		if c.FormValue("List-Unsubscribe") == "One-Click" {
+			// a mail provider, not a person: answered as the success is
+			return c.Status(fiber.StatusNotFound).Type("txt").SendString("no such subscription\n")
+		}
+		return s.badUnsubscribeLink(c)
+	}
 	if err != nil {
 		return err
 	}
@@ -244,6 +259,12 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 		return c.Type("txt").SendString("unsubscribed\n")
 	}
 	return redirect(c, "/u/"+c.Params("token")) // which now says it is done
+}
+
+// badUnsubscribeLink tells the recipient what may be wrong with the link
+// and what to do, with 404: the link leads to nothing here.
+func (s *Server) badUnsubscribeLink(c *fiber.Ctx) error {
+	return render(c, fiber.StatusNotFound, unsubscribe.Page(s.page(c, "Unsubscribe"), unsubscribe.View{Invalid: true}))
 }
 
 func (s *Server) clearBounce(c *fiber.Ctx) error {

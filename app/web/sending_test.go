@@ -253,10 +253,21 @@ func TestUnsubscribeLinks(t *testing.T) {
 	} else {
 		altered[i] = 'A'
 	}
-	for _, bad := range []string{"nope", string(altered), mail.UnsubscribeToken("another secret", o.client.ID, ann.ID, o.client.Email)} {
-		resp, _ := e.client().get(t, "/u/"+bad)
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("token %q: %d", bad, resp.StatusCode)
+	// The recipient is told what may be wrong with the link (cut short on
+	// its way) and what to do, on the page and after the form's POST; a
+	// mail provider's one-click POST just gets 404.
+	for _, bad := range []string{"nope", string(altered), mail.UnsubscribeToken("another secret", o.client.ID, ann.ID, o.client.Email), token[:len(token)-5]} {
+		resp, body := e.client().get(t, "/u/"+bad)
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") || !strings.Contains(body, "cut short") {
+			t.Errorf("token %q: %d\n%.600s", bad, resp.StatusCode, body)
+		}
+		resp, body = e.client().postRaw(t, "/u/"+bad, url.Values{})
+		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") {
+			t.Errorf("form POST of token %q: %d", bad, resp.StatusCode)
+		}
+		resp, body = e.client().postRaw(t, "/u/"+bad, url.Values{"List-Unsubscribe": {"One-Click"}})
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(body, "<html") {
+			t.Errorf("one-click POST of token %q: %d %.100s", bad, resp.StatusCode, body)
 		}
 	}
 	// Another owner's id in a valid token's place does not reach the client.
