@@ -189,6 +189,10 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-show]")),
 	)
 	ann.waitJS("two recipients", `document.querySelectorAll("[data-testid=recipients-table] tbody tr").length === 2`)
+	// Off the mailing's page, whose box polls for its runs: a poll after
+	// the block below would send her to the sign-in page on its own, at a
+	// moment of its own.
+	ann.do("the messages", chromedp.Navigate(base+"/messages"), chromedp.WaitVisible(chromedp.CSS("[data-testid=messages-table]")))
 
 	// The manager disables it inline and blocks Ann inline.
 	boss := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
