@@ -624,7 +624,8 @@ func (s *Server) picker(c *fiber.Ctx) error {
 	}
 	res := mailings.PickerResults{Total: page.Total, Q: q, More: page.Number > 1}
 	for _, r := range rows {
-		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName})
+		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName,
+			Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil})
 	}
 	if page.Number < page.Pages() {
 		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + strconv.Itoa(page.Number+1)

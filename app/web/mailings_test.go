@@ -354,6 +354,21 @@ func TestMailingListFilterDisableAndPicker(t *testing.T) {
 	if opts.Length() != 1 || opts.AttrOr("value", "") != id(w.clientB.ID) {
 		t.Fatalf("picker for b@:\n%s", body)
 	}
+	// A client that runs skip is marked so where it is chosen.
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE clients SET unsubscribed_at = now() WHERE id = ?", w.clientB.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, body = c.request(t, "GET", "/mailings/picker?picker_q=example", nil, true)
+	for _, o := range []struct {
+		c    *model.Client
+		mark string
+	}{{w.clientA, ""}, {w.clientB, "unsubscribed"}} {
+		label := parseHTML(t, body).Find(`label:has([data-testid=picker-option][value="` + id(o.c.ID) + `"])`)
+		if got := label.Find("[data-testid=badge]").Text(); got != o.mark {
+			t.Errorf("the picker marks %s %q, want %q", o.c.Email, got, o.mark)
+		}
+	}
+
 	// Opened by hand, the picker's part is not shown alone: its form is.
 	resp, body = c.get(t, "/mailings/picker?picker_q=b%40")
 	wantRedirect(t, resp, body, "/mailings/new")
