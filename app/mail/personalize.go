@@ -21,3 +21,9 @@ func Personalize(text, name, email string) string {
 // IsPlaceholder reports whether s is, whole, a placeholder Personalize
 // fills in.
 func IsPlaceholder(s string) bool { return placeholder.FindString(s) == s }
+
+// WithFooter ends a mailing's body with the unsubscribe link, visible to
+// every mail program (the List-Unsubscribe header is not shown by all).
+func WithFooter(body, unsubscribeLink string) string {
+	return body + "\n\n--\nTo stop receiving these mails: " + unsubscribeLink + "\n"
+}

@@ -915,7 +915,7 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) rmail.Message {
 	name := c.FullName
 	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID, c.Email)
-	body := rmail.Personalize(msg.Body, name, c.Email) + "\n\n--\nTo stop receiving these mails: " + link + "\n"
+	body := rmail.WithFooter(rmail.Personalize(msg.Body, name, c.Email), link)
 	return rmail.Message{
 		To:      mail.Address{Name: name, Address: c.Email},
 		Subject: rmail.Personalize(msg.Subject, rmail.OneLine(name), c.Email), // a name must not break the subject line

@@ -104,7 +104,9 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone),
 		PreviewTo:      to,
 		PreviewSubject: mail.Personalize(r.Subject, sample.FullName, sample.Email),
-		PreviewBody:    mail.Personalize(r.Body, sample.FullName, sample.Email),
+		// With the footer each mail gets, its link the recipient's own
+		// (none is made here: one opened from the preview would work).
+		PreviewBody: mail.WithFooter(mail.Personalize(r.Body, sample.FullName, sample.Email), s.cfg.BaseURL+"/u/…"),
 	}
 	return render(c, fiber.StatusOK, messages.Show(s.page(c, r.Subject), v))
 }
