@@ -162,7 +162,7 @@ func Load(getenv func(string) string) (Config, error) {
 		// NaN and infinities parse, and rates beyond these bounds overflow
 		// the limiter's window arithmetic (1e30 became 1 message a second).
 		if err != nil || math.IsNaN(r) || r < 0 || (r > 0 && r < minMailRate) || r > maxMailRate {
-			errs = append(errs, fmt.Errorf("MAIL_RATE must be 0 (no limit) or a number of messages per second from %g to %g, got %q", minMailRate, maxMailRate, v))
+			errs = append(errs, fmt.Errorf("MAIL_RATE must be 0 (no limit) or messages per second from 0.0000116 (one a day) to 1000000 (0.5: one every 2 seconds), got %q", v))
 		} else {
 			c.MailRate = r
 		}

@@ -152,3 +152,15 @@ func TestProxyHeaderNeedsTrustedProxies(t *testing.T) {
 		t.Fatalf("TrustedProxies = %v, %v", c.TrustedProxies, err)
 	}
 }
+
+// The rate's bounds are said as they can be typed, and the lowest said is
+// taken.
+func TestMailRateBounds(t *testing.T) {
+	if c, err := Load(env(map[string]string{"MAIL_RATE": "0.0000116"})); err != nil || c.MailRate != 0.0000116 {
+		t.Errorf("the lowest rate the message gives: %v, %v", c.MailRate, err)
+	}
+	_, err := Load(env(map[string]string{"MAIL_RATE": "0.00001"}))
+	if err == nil || !strings.Contains(err.Error(), "from 0.0000116 (one a day) to 1000000") || strings.Contains(err.Error(), "e-05") {
+		t.Errorf("below the lowest rate: %v", err)
+	}
+}
