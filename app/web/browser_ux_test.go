@@ -857,3 +857,54 @@ func TestBrowserPickerChooseAllSaysWhatItLeft(t *testing.T) {
 		t.Errorf("choosing all of 100,001 clients says %q", note)
 	}
 }
+
+// Keyboard users keep their place in a list htmx replaces: a row deleted
+// moves the focus to the same button of the row that takes its place
+// (and keeps it there when the list reloads after it), and a list paged
+// keeps it on its pager. It used to fall to the page, and the next Tab
+// started over from the top.
+func TestBrowserListKeepsTheFocus(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	twoPagesOfClients(t, e, ann, "kept-%02d@example.com")
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
+	b.settled("[data-testid=delete-client]")
+	b.acceptConfirms()
+	focused := func() string {
+		t.Helper()
+		s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(function () {
+			var a = document.activeElement;
+			var same = Array.from(document.querySelectorAll('[data-testid="' + a.dataset.testid + '"]'));
+			return (a.dataset.testid || a.tagName) + " " + same.indexOf(a) + " " + ((a.closest("tr") || {}).textContent || "").trim().split(/\s+/)[0];
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	second, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelectorAll("[data-testid=client-row]")[1].textContent.trim().split(/\s+/)[0]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelectorAll("[data-testid=client-row]")[2].textContent.trim().split(/\s+/)[0]`))
+	b.do("delete the second row by keyboard",
+		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("[data-testid=delete-client]")[1].focus()`),
+		chromedp.KeyEvent("\r"))
+	b.waitJS("deleted and the list reloaded", `!document.getElementById("clients-list").textContent.includes("`+second+`") &&
+		document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping") === null`)
+	time.Sleep(300 * time.Millisecond) // the reload after the delete
+	b.settled("#clients-list")
+	if got, want := focused(), "delete-client 1 "+third; got != want {
+		t.Errorf("after deleting a row the focus is on %q, want %q", got, want)
+	}
+
+	b.do("next page by keyboard", chromedp.Evaluate[chromedp.Void](`document.querySelector("[data-testid=next-page]").focus()`), chromedp.KeyEvent("\r"))
+	b.waitJS("second page", `location.search.includes("page=2") && !!document.querySelector("[data-testid=prev-page]")`)
+	b.settled("#clients-list")
+	if got := focused(); got != "prev-page 0 " {
+		t.Errorf("after paging the focus is on %q, want the pager's Previous (Next is gone)", got)
+	}
+}

@@ -262,3 +262,52 @@ document.addEventListener("htmx:afterSettle", function () {
   var b = el.querySelector("button") || el.querySelector("a[href], input:not([type=hidden]), select, textarea");
   if (b) b.focus();
 });
+
+// A region htmx replaces while the focus is in it keeps the focus at the
+// same place, instead of dropping it to the page (the next Tab would start
+// over from the top): a list paged keeps it on its pager, a list reloaded
+// on the same control of the same row, and a row deleted moves it to the
+// same control of the next row (or the one before). What is the same place
+// is told by data-testid and position; failing that, the region's first
+// control, or the region itself.
+var kept = null;
+function focusIn(region, testid, nth, pager) {
+  var same = testid ? region.querySelectorAll('[data-testid="' + testid + '"]') : [];
+  var el = same.length ? same[Math.min(nth, same.length - 1)] :
+    (pager && region.querySelector("a[rel=prev], a[rel=next]")) || // "Next" on the last page is gone
+    region.querySelector("a[href], button:not([disabled]), input:not([type=hidden]), select, textarea");
+  if (!el) {
+    el = region;
+    if (!el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
+  }
+  el.focus();
+}
+document.addEventListener("htmx:beforeSwap", function (e) {
+  var t = e.detail.target, a = document.activeElement;
+  if (!t || !a || a === document.body || !t.contains(a) || e.detail.shouldSwap === false) return;
+  var testid = a.dataset.testid || "";
+  if (e.detail.serverResponse.trim() === "" && t.matches("tr")) {
+    var row = t.nextElementSibling || t.previousElementSibling;
+    kept = { was: a, at: Date.now(), next: row, testid: testid };
+    setTimeout(restoreFocus, 0); // htmx tells the settle of a removal to the removed row only
+    return;
+  }
+  if (!t.id || t.matches("[data-refocus]")) return; // rows swapped in place: see refocus
+  var nth = testid ? Array.prototype.indexOf.call(t.querySelectorAll('[data-testid="' + testid + '"]'), a) : 0;
+  kept = { was: a, at: Date.now(), id: t.id, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
+});
+document.addEventListener("htmx:afterSettle", restoreFocus);
+function restoreFocus() {
+  if (kept && Date.now() - kept.at > 5000) kept = null; // a swap that left it in place
+  if (!kept || kept.was.isConnected) return; // another swap settled first
+  var k = kept;
+  kept = null;
+  var a = document.activeElement;
+  if (a && a !== document.body && a.isConnected) return; // something took the focus itself
+  if (k.id) {
+    var region = document.getElementById(k.id);
+    if (region) focusIn(region, k.testid, k.nth, k.pager);
+  } else if (k.next && k.next.isConnected) {
+    focusIn(k.next, k.testid, 0);
+  }
+}
