@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,11 +31,11 @@ const (
 
 	// CookieName is the session cookie's name (__Host- prefixed on https).
 	CookieName = "rassylka_session"
-	// MarkCookieName holds a random mark of the browser's sign-in, which
-	// its signed-in pages carry too. It grants nothing and scripts may
-	// read it: a page brought back by "Back" whose mark is no longer the
-	// cookie's (signed out, or in as someone else since) reloads from the
-	// server instead of showing what the browser kept of it.
+	// MarkCookieName holds a mark of the browser's session (a hash of its
+	// id), which its signed-in pages carry too. It grants nothing and
+	// scripts may read it: a page brought back by "Back" whose mark is no
+	// longer the cookie's (the session ended, however, or another began)
+	// reloads from the server instead of showing what the browser kept.
 	MarkCookieName = "rassylka_signed_in"
 
 	keyUserID = "uid"
@@ -91,6 +93,7 @@ func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.
 // lifetime, is ended here, on its next request.
 func (s *Sessions) Load(c *fiber.Ctx) error {
 	if c.Cookies(s.cookie) == "" {
+		s.clearMark(c)
 		return c.Next()
 	}
 	sess, err := s.store.Get(c)
@@ -99,6 +102,7 @@ func (s *Sessions) Load(c *fiber.Ctx) error {
 	}
 	uid, _ := sess.Get(keyUserID).(int64)
 	if uid == 0 {
+		s.clearMark(c) // ended elsewhere, or gone idle
 		// Ended elsewhere (EndAllBecause): the reason stays for the
 		// browser's next request, so that the sign-in page can say it.
 		if reason, err := s.rdb.Get(c.UserContext(), endedKeyPrefix+c.Cookies(s.cookie)).Result(); err == nil {
@@ -124,11 +128,10 @@ func (s *Sessions) Load(c *fiber.Ctx) error {
 		return s.end(c, sess, uid)
 	}
 	c.Locals(localUser, u)
-	if m := c.Cookies(s.mark); m != "" && len(m) <= 64 {
-		c.Locals(localMark, m)
-	} else {
-		s.setMark(c, RandomString(16)) // a session older than the marks
-	}
+	// Use extends the idle lifetime of the browser's cookies too (Fiber
+	// sets the session's only when it saves it, at sign-in: an active
+	// user was signed out IdleTimeout after signing in).
+	s.setCookies(c, sess.ID())
 	// Use extends the idle lifetime. EXPIRE only touches a key that still
 	// exists, so a session ended meanwhile (sign-out elsewhere, a reset)
 	// does not come back, as a full save of the session would make it.
@@ -143,7 +146,7 @@ func (s *Sessions) end(c *fiber.Ctx, sess *session.Session, uid int64) error {
 	if err := sess.Destroy(); err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
-	s.setMark(c, "")
+	s.clearMark(c)
 	if err := s.rdb.SRem(c.UserContext(), userSetsKey+strconv.FormatInt(uid, 10), id).Err(); err != nil {
 		s.log.WarnContext(c.UserContext(), "unindex ended session", "error", err.Error())
 	}
@@ -175,13 +178,14 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 		return fmt.Errorf("sign in: index session: %w", err)
 	}
 	c.Locals(localUser, u)
-	s.setMark(c, RandomString(16))
+	s.setCookies(c, id)
 	RenewCSRF(c)
 	return nil
 }
 
 // SignOut ends the request's session.
 func (s *Sessions) SignOut(c *fiber.Ctx) error {
+	s.clearMark(c)
 	if c.Cookies(s.cookie) == "" {
 		return nil
 	}
@@ -200,21 +204,38 @@ func (s *Sessions) SignOut(c *fiber.Ctx) error {
 		}
 	}
 	c.Locals(localUser, nil)
-	s.setMark(c, "")
 	RenewCSRF(c)
 	return nil
 }
 
-// setMark gives the browser a new mark of its sign-in ("": none, signed
-// out), which the pages of this request carry.
-func (s *Sessions) setMark(c *fiber.Ctx, mark string) {
-	ck := &fiber.Cookie{Name: s.mark, Value: mark, Path: "/", Secure: s.secure,
-		SameSite: fiber.CookieSameSiteLaxMode, Expires: time.Now().Add(AbsoluteTimeout)}
-	if mark == "" {
-		ck.Expires = time.Unix(0, 0)
-	}
-	c.Cookie(ck)
+// setCookies gives the browser the session's cookie and its mark, both
+// for IdleTimeout from now; the request's pages carry the mark.
+func (s *Sessions) setCookies(c *fiber.Ctx, id string) {
+	until := time.Now().Add(IdleTimeout)
+	c.Cookie(&fiber.Cookie{Name: s.cookie, Value: id, Path: "/", MaxAge: int(IdleTimeout.Seconds()), Expires: until,
+		Secure: s.secure, HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode})
+	mark := markOf(id)
+	c.Cookie(&fiber.Cookie{Name: s.mark, Value: mark, Path: "/", MaxAge: int(IdleTimeout.Seconds()), Expires: until,
+		Secure: s.secure, SameSite: fiber.CookieSameSiteLaxMode})
 	c.Locals(localMark, mark)
+}
+
+// clearMark takes the mark away from a browser with no session (signed
+// out, or its session ended elsewhere or gone idle), if it has one.
+func (s *Sessions) clearMark(c *fiber.Ctx) {
+	c.Locals(localMark, "")
+	if c.Cookies(s.mark) == "" {
+		return
+	}
+	c.Cookie(&fiber.Cookie{Name: s.mark, Value: "", Path: "/", Expires: time.Unix(0, 0), MaxAge: -1,
+		Secure: s.secure, SameSite: fiber.CookieSameSiteLaxMode})
+}
+
+// markOf is the mark of a session: a hash of its id, which tells nothing
+// of the id.
+func markOf(id string) string {
+	sum := sha256.Sum256([]byte("rassylka-mark:" + id))
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // SignInMark is the mark of the browser's sign-in that the request's page

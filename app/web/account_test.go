@@ -714,6 +714,63 @@ func TestSessionRotationAndLogout(t *testing.T) {
 	wantRedirect(t, resp, body, "/login?next=%2Faccount")
 }
 
+// The browser's cookies live as long as the session does: each signed-in
+// request renews them (the session cookie used to expire IdleTimeout after
+// signing in, however active the user), and a session that ended without
+// a sign-out (ended elsewhere, gone idle) takes the mark with it, so that
+// app.js reloads the pages kept of it.
+func TestSessionCookiesFollowTheSession(t *testing.T) {
+	e := newEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	c := e.client()
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	mark := c.cookies[auth.MarkCookieName]
+	resp, _ = c.get(t, "/clients")
+	renewed := map[string]*http.Cookie{}
+	for _, ck := range resp.Cookies() {
+		renewed[ck.Name] = ck
+	}
+	for _, name := range []string{auth.CookieName, auth.MarkCookieName} {
+		ck := renewed[name]
+		if ck == nil || ck.MaxAge != int(auth.IdleTimeout.Seconds()) {
+			t.Errorf("a signed-in request renews %s as %+v, want Max-Age of the idle lifetime", name, ck)
+		}
+	}
+	if ck := renewed[auth.CookieName]; ck != nil && (ck.Value != c.cookies[auth.CookieName] || !ck.HttpOnly) {
+		t.Errorf("the session cookie renewed as %+v", ck)
+	}
+	if ck := renewed[auth.MarkCookieName]; ck != nil && ck.Value != mark {
+		t.Errorf("the mark changed within a session: %q, then %q", mark, ck.Value)
+	}
+
+	// Ended elsewhere (a manager blocked her): the mark goes on the next
+	// request.
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	c.get(t, "/clients")
+	if c.cookies[auth.MarkCookieName] != "" {
+		t.Error("the mark outlives a session ended elsewhere")
+	}
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	// Gone idle (its key expired in Redis).
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	if c.cookies[auth.MarkCookieName] == "" || c.cookies[auth.MarkCookieName] == mark {
+		t.Fatalf("a new sign-in's mark %q (the last one %q)", c.cookies[auth.MarkCookieName], mark)
+	}
+	if err := e.redis.Del(context.Background(), "session:"+c.cookies[auth.CookieName]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.get(t, "/")
+	if c.cookies[auth.MarkCookieName] != "" {
+		t.Error("the mark outlives a session gone idle")
+	}
+}
+
 func TestSecureCookieOnHTTPS(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.BaseURL = "https://mail.example.com"
