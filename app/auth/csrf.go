@@ -92,13 +92,13 @@ func CheckCSRF(c *fiber.Ctx) error {
 var ErrCSRF = fiber.NewError(fiber.StatusForbidden, "invalid CSRF token")
 
 // CSRFCookieName is the token cookie's name: __Host- prefixed on https.
-func CSRFCookieName(secure bool) string { return hostCookie(CSRFCookie, secure) }
+func CSRFCookieName(secure bool) string { return HostCookie(CSRFCookie, secure) }
 
-// hostCookie is a cookie's name, __Host- prefixed on https: the browser
+// HostCookie is a cookie's name, __Host- prefixed on https: the browser
 // then takes it only from this host over https, for the whole site, so
 // that neither a sibling subdomain nor a plain-http answer (a network
 // attacker's) can plant it.
-func hostCookie(name string, secure bool) string {
+func HostCookie(name string, secure bool) string {
 	if secure {
 		return "__Host-" + name
 	}

@@ -73,7 +73,7 @@ type Sessions struct {
 func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.Logger) *Sessions {
 	// __Host- on https: a session planted in a browser would work in its
 	// planter's name (see hostCookie).
-	cookie := hostCookie(CookieName, secure)
+	cookie := HostCookie(CookieName, secure)
 	st := session.New(session.Config{
 		Storage:        redisStorage{rdb: rdb},
 		Expiration:     IdleTimeout,
@@ -85,7 +85,7 @@ func NewSessions(rdb redis.UniversalClient, users Users, secure bool, log *slog.
 		KeyGenerator:   func() string { return RandomString(32) },
 	})
 	return &Sessions{store: st, rdb: rdb, users: users, log: log, cookie: cookie,
-		mark: hostCookie(MarkCookieName, secure), secure: secure}
+		mark: HostCookie(MarkCookieName, secure), secure: secure}
 }
 
 // Load is middleware that puts the signed-in user, if any, on the request.

@@ -801,6 +801,31 @@ func TestSecureCookieOnHTTPS(t *testing.T) {
 	planted.cookies[auth.CookieName] = sid
 	resp, body := planted.get(t, "/account")
 	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	// So are the cookies of the site's notes (a flash, the address a link
+	// went to) and of the sign-in mark: every cookie the site sets.
+	c := e.client()
+	names := map[string]bool{}
+	set := func(resp *http.Response) {
+		for _, ck := range resp.Cookies() {
+			names[ck.Name] = true
+		}
+	}
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	set(resp)
+	resp, _ = c.post(t, "/logout", nil)
+	set(resp)
+	resp, _ = c.post(t, "/register", url.Values{"email": {"bob@example.com"}, "full_name": {"Bob"}, "password": {goodPassword}})
+	set(resp)
+	for name := range names {
+		if !strings.HasPrefix(name, "__Host-") {
+			t.Errorf("cookie %s on https is not __Host-", name)
+		}
+	}
+	if !names["__Host-rassylka_flash"] || !names["__Host-rassylka_signed_in"] || !names["__Host-rassylka_sent_to"] {
+		t.Errorf("cookies seen %v, want the notes and the mark among them", names)
+	}
 }
 
 func TestCSRF(t *testing.T) {
@@ -1271,11 +1296,24 @@ func TestNotesAreSigned(t *testing.T) {
 	}
 
 	plain := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	// laterLimit moves a note's time limit (value.limit.signature) on a year.
+	laterLimit := func(note string) string {
+		parts := strings.Split(note, ".")
+		if len(parts) != 3 {
+			t.Fatalf("a note of %d parts: %q", len(parts), note)
+		}
+		exp, err := strconv.ParseInt(parts[1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parts[0] + "." + strconv.FormatInt(exp+365*24*3600, 10) + "." + parts[2]
+	}
 	for _, tc := range []struct{ name, cookie, value, page, unwanted string }{
 		{"forged flash", "rassylka_flash", plain("error\x00Your account is closed: call +1 555 0100"), "/login", "+1 555 0100"},
 		{"forged flash with a made-up signature", "rassylka_flash", plain("error\x00Call +1 555 0100") + ".c2lnbmVk", "/login", "+1 555 0100"},
 		{"forged address", "rassylka_sent_to", plain("mallory@example.net"), "/register/sent", "mallory@example.net"},
 		{"the site's address note under the flash's name", "rassylka_flash", signedSentTo, "/login", "ann@example.com"},
+		{"the site's address note with its time limit moved", "rassylka_sent_to", laterLimit(signedSentTo), "/register/sent", "ann@example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			other := e.client()

@@ -4,11 +4,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"rassylka/app/auth"
 	"rassylka/views/layout"
 )
 
@@ -23,7 +25,7 @@ func (s *Server) setFlash(c *fiber.Ctx, kind layout.FlashKind, text string) {
 
 // takeFlash reads and clears the pending message.
 func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
-	if c.Cookies(flashCookie) == "" {
+	if c.Cookies(s.noteCookie(flashCookie)) == "" {
 		return nil
 	}
 	b, ok := s.note(c, flashCookie)
@@ -44,15 +46,18 @@ func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
 
 // setNote keeps a short note of this browser's (a flash, an address a link
 // went to) in a cookie until until; a past until clears it. The note is
-// signed: a cookie set by anyone else (another site of the domain, a
-// plain-http answer) does not put words in the site's pages.
+// signed with its time limit, and its cookie named __Host- on https: a
+// cookie set by anyone else (another site of the domain, a plain-http
+// answer, a note of the site's kept past its time) puts no words in the
+// site's pages.
 func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
 	v := ""
 	if value != "" {
-		v = base64.RawURLEncoding.EncodeToString([]byte(value)) + "." + s.noteMAC(name, value)
+		exp := strconv.FormatInt(until.Unix(), 10)
+		v = base64.RawURLEncoding.EncodeToString([]byte(value)) + "." + exp + "." + s.noteMAC(name, exp, value)
 	}
 	c.Cookie(&fiber.Cookie{
-		Name:     name,
+		Name:     s.noteCookie(name),
 		Value:    v,
 		Path:     "/",
 		Expires:  until,
@@ -62,20 +67,28 @@ func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
 	})
 }
 
-// note reads the note of setNote; ok is false when there is none, or its
-// signature is not the site's.
+// note reads the note of setNote; ok is false when there is none, its
+// time is up, or its signature is not the site's.
 func (s *Server) note(c *fiber.Ctx, name string) (value string, ok bool) {
-	enc, mac, found := strings.Cut(c.Cookies(name), ".")
-	b, err := base64.RawURLEncoding.DecodeString(enc)
-	if !found || err != nil || len(b) == 0 || !hmac.Equal([]byte(mac), []byte(s.noteMAC(name, string(b)))) {
+	parts := strings.Split(c.Cookies(s.noteCookie(name)), ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[0])
+	exp, expErr := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || expErr != nil || len(b) == 0 || time.Now().Unix() >= exp ||
+		!hmac.Equal([]byte(parts[2]), []byte(s.noteMAC(name, parts[1], string(b)))) {
 		return "", false
 	}
 	return string(b), true
 }
 
-// noteMAC signs a note's value for the cookie name.
-func (s *Server) noteMAC(name, value string) string {
+// noteCookie is the cookie of the note name.
+func (s *Server) noteCookie(name string) string { return auth.HostCookie(name, s.cfg.SecureCookies()) }
+
+// noteMAC signs a note's value for the cookie name, until exp.
+func (s *Server) noteMAC(name, exp, value string) string {
 	m := hmac.New(sha256.New, []byte("note:"+s.cfg.SessionSecret))
-	m.Write([]byte(name + "\x00" + value))
+	m.Write([]byte(name + "\x00" + exp + "\x00" + value))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
