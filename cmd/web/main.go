@@ -55,33 +55,47 @@ var errFlagsTold = errors.New("bad flags")
 
 // run carries out one command; serve stops when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintln(out, usage) // needs no configuration
-		return nil
+	// The configuration is read once a command's arguments are found
+	// right: asking for help, or mistyping, needs none (an operator is most
+	// likely to on a machine not configured yet).
+	load := func() (config.Config, *slog.Logger, error) {
+		cfg, err := config.Load(getenv)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("configuration: %w", err)
+		}
+		log := cfg.Logger(os.Stderr)
+		config.Adopt(log, cfg)
+		return cfg, log, nil
 	}
-	cfg, err := config.Load(getenv)
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	log := cfg.Logger(os.Stderr)
-	config.Adopt(log, cfg)
-
 	cmd := "serve"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprintln(out, usage)
+		return nil
 	case "serve":
+		if len(args) > 0 {
+			return fmt.Errorf("unexpected argument %q: serve takes none", args[0])
+		}
+		cfg, log, err := load()
+		if err != nil {
+			return err
+		}
 		return serve(ctx, cfg, log)
 	case "migrate":
-		return migrateCmd(ctx, cfg, args, out)
+		return migrateCmd(ctx, load, args, out)
 	case "user":
-		return userCmd(ctx, cfg, log, args, out)
+		return userCmd(ctx, load, args, out)
 	default:
 		fmt.Fprintln(out, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 }
+
+// settings reads the configuration (run's load).
+type settings func() (config.Config, *slog.Logger, error)
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	db := store.Open(cfg.DatabaseURL)
@@ -119,13 +133,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return nil
 }
 
-func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
+func migrateCmd(ctx context.Context, load settings, args []string, out io.Writer) error {
+	const usage = "usage: web migrate up|down [--all]|status"
 	all := len(args) == 2 && args[0] == "down" && args[1] == "--all"
 	if all {
 		args = args[:1]
 	}
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(out, usage)
+		return nil
+	}
 	if len(args) != 1 {
-		return errors.New("usage: web migrate up|down [--all]|status")
+		return errors.New(usage)
+	}
+	if args[0] != "up" && args[0] != "down" && args[0] != "status" {
+		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
+	}
+	cfg, _, err := load()
+	if err != nil {
+		return err
 	}
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
@@ -174,15 +200,17 @@ func migrateCmd(ctx context.Context, cfg config.Config, args []string, out io.Wr
 		for _, n := range pending {
 			fmt.Fprintln(out, "pending ", n)
 		}
-	default:
-		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
 	}
 	return nil
 }
 
-func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, out io.Writer) error {
+func userCmd(ctx context.Context, load settings, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("usage: web user create|role --email EMAIL")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(out, "usage: web user create|role --email EMAIL ... (web user create -h lists the flags)")
+		return nil
 	}
 	if args[0] != "create" && args[0] != "role" {
 		return fmt.Errorf("unknown user command %q: want create or role", args[0])
@@ -213,6 +241,10 @@ func userCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 		return fmt.Errorf("--email %q: %s", *email, problem)
 	}
 	*email = addr
+	cfg, log, err := load()
+	if err != nil {
+		return err
+	}
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
 	st := store.New(db)

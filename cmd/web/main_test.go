@@ -165,13 +165,27 @@ func TestProductionConfigErrorIsClear(t *testing.T) {
 // Help is given on a machine not configured yet, where an operator is
 // most likely to ask for it.
 func TestHelpNeedsNoConfiguration(t *testing.T) {
-	for _, arg := range []string{"help", "-h", "--help"} {
+	unconfigured := func(k string) string { return map[string]string{"APP_ENV": "production"}[k] }
+	for args, want := range map[string]string{
+		"help": "web migrate up|down [--all]|status", "-h": "web migrate up|down [--all]|status", "--help": "web migrate up|down [--all]|status",
+		"migrate -h": "usage: web migrate up|down [--all]|status", "migrate --help": "usage: web migrate up|down [--all]|status",
+		"user -h": "usage: web user create|role", "user create -h": "-email", "user role --help": "-role",
+	} {
 		var out bytes.Buffer
-		err := run(context.Background(), []string{arg}, func(k string) string {
-			return map[string]string{"APP_ENV": "production"}[k]
-		}, &out)
-		if err != nil || !strings.Contains(out.String(), "web migrate up|down [--all]|status") {
-			t.Errorf("web %s = %q, %v; want the usage", arg, out.String(), err)
+		err := run(context.Background(), strings.Fields(args), unconfigured, &out)
+		if err != nil || !strings.Contains(out.String(), want) {
+			t.Errorf("web %s = %q, %v; want the usage", args, out.String(), err)
+		}
+	}
+	// So are mistakes.
+	for args, want := range map[string]string{
+		"frobnicate": `unknown command "frobnicate"`, "migrate sideways": `unknown migrate command "sideways"`,
+		"user delete": `unknown user command "delete"`, "serve now": `unexpected argument "now"`,
+		"user create --email nobody": `--email "nobody"`,
+	} {
+		err := run(context.Background(), strings.Fields(args), unconfigured, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("web %s = %v, want %s", args, err, want)
 		}
 	}
 }

@@ -45,14 +45,19 @@ REDIS_URL, SMTP_URL, MAIL_FROM, MAIL_CONCURRENCY, MAIL_RATE,
 WORKER_CONCURRENCY, WORKER_METRICS_ADDR, ...; see the README).`
 
 func main() {
+	help := func(a string) bool { return a == "help" || a == "-h" || a == "--help" }
 	switch args := os.Args[1:]; {
-	case len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+	case len(args) == 1 && help(args[0]):
 		fmt.Println(usage)
 		return
 	case len(args) > 0:
 		// Anything else is a mistake: starting a worker that sends mail
 		// on a typo would be the worst answer to it.
-		fmt.Fprintf(os.Stderr, "worker: unexpected argument %q\n%s\n", args[0], usage)
+		bad := args[0]
+		if help(bad) {
+			bad = args[1]
+		}
+		fmt.Fprintf(os.Stderr, "worker: unexpected argument %q\n%s\n", bad, usage)
 		os.Exit(2)
 	}
 	if os.Getenv("GOGC") == "" {

@@ -201,7 +201,7 @@ func TestWorkerArguments(t *testing.T) {
 	}
 	for _, bad := range [][]string{{"--halp"}, {"serve"}, {"--help", "now"}} {
 		_, stderr, code := runBin(bad...)
-		if code != 2 || !strings.Contains(stderr, "unexpected argument") || !strings.Contains(stderr, "usage: worker") {
+		if code != 2 || !strings.Contains(stderr, `unexpected argument "`+bad[len(bad)-1]+`"`) || !strings.Contains(stderr, "usage: worker") {
 			t.Errorf("worker %v = exit %d, %q; want it refused with the usage", bad, code, stderr)
 		}
 	}
