@@ -159,8 +159,18 @@ func TestMailRateBounds(t *testing.T) {
 	if c, err := Load(env(map[string]string{"MAIL_RATE": "0.0000116"})); err != nil || c.MailRate != 0.0000116 {
 		t.Errorf("the lowest rate the message gives: %v, %v", c.MailRate, err)
 	}
-	_, err := Load(env(map[string]string{"MAIL_RATE": "0.00001"}))
-	if err == nil || !strings.Contains(err.Error(), "from 0.0000116 (one a day) to 1000000") || strings.Contains(err.Error(), "e-05") {
-		t.Errorf("below the lowest rate: %v", err)
+	if c, err := Load(env(map[string]string{"MAIL_RATE": "1000000"})); err != nil || c.MailRate != 1e6 {
+		t.Errorf("the highest rate the message gives: %v, %v", c.MailRate, err)
+	}
+	for _, v := range []string{"0.00001", "1000001"} {
+		_, err := Load(env(map[string]string{"MAIL_RATE": v}))
+		if err == nil || !strings.Contains(err.Error(), "from 0.0000116 (one a day) to 1000000") || strings.Contains(err.Error(), "e-05") {
+			t.Errorf("MAIL_RATE=%s, beyond the rates the message gives: %v", v, err)
+		}
+	}
+	// What the message says is what the bounds are: "one a day" is within
+	// a percent of the lowest.
+	if 0.0000116 < minMailRate || 0.0000116*86400 > 1.01 || maxMailRate != 1000000 {
+		t.Errorf("the message's bounds are not the bounds (%g, %g)", minMailRate, maxMailRate)
 	}
 }

@@ -160,7 +160,7 @@ func TestSendNowAndProgress(t *testing.T) {
 	}
 	// Sending again (a second click once a short run has ended) is asked
 	// about as such.
-	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? It was last sent ") || !strings.HasSuffix(q, ": they will get it again.") {
+	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? It was last sent ") || !strings.HasSuffix(q, ": those it reached then will get it again.") {
 		t.Errorf("after a run, Send now asks %q", q)
 	}
 	// The progress URL opened as a page shows the mailing's whole page.

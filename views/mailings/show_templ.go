@@ -105,7 +105,7 @@ func sendQuestion(v ShowView) string {
 			" now? " + plural(unmailable, "has", "have") + " unsubscribed or bounced and will be skipped."
 	}
 	if v.Figures.LastRun != "" {
-		q += " It was last sent " + v.Figures.LastRun + ": they will get it again."
+		q += " It was last sent " + v.Figures.LastRun + ": those it reached then will get it again."
 	}
 	switch v.Next {
 	case "":

@@ -64,7 +64,7 @@ func Page(p layout.Page, v View) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if v.Invalid {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, "<h1>This unsubscribe link does not work</h1><p>It may have been cut short or changed on its way: open it again from the mail, or copy all of it into the address bar.</p><p>If the sender has removed or changed your address since that mail, the link no longer applies: to stop newer mails, use the link in the latest one, or reply to the sender.</p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 2, "<h1>This unsubscribe link does not work</h1><p>It may have been cut short or changed on its way: open it again from the mail, or copy all of it into the address bar.</p><p>If the sender has removed or changed your address since that mail, the link no longer applies: to stop newer mails, use the link at the end of the latest one.</p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
