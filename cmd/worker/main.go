@@ -37,6 +37,10 @@ import (
 // (docs/benchmarks.md).
 const gcPercent = 800
 
+// accountMailSlots are the task slots kept for account mail, besides
+// WORKER_CONCURRENCY's (which take it too).
+const accountMailSlots = 2
+
 const usage = `usage: worker
 
 Runs the task server and the scheduler until SIGTERM or SIGINT. It takes
@@ -153,6 +157,18 @@ func run(ctx context.Context, getenv func(string) string) error {
 		// now" instead of up to a second later. One small Redis call each.
 		TaskCheckInterval: 50 * time.Millisecond,
 	})
+	// Account mail (a confirmation, a reset link someone waits for) has
+	// task slots of its own: a mailing's batches may hold all the others
+	// for as long as the run's pace or a slow mail server makes them last.
+	accountSrv := asynq.NewServer(conn, asynq.Config{
+		Concurrency:       accountMailSlots,
+		Queues:            map[string]int{task.QueueCritical: 1},
+		ShutdownTimeout:   30 * time.Second,
+		Logger:            task.Logger(log),
+		ErrorHandler:      task.ErrorHandler(log),
+		RetryDelayFunc:    task.RetryDelay,
+		TaskCheckInterval: 50 * time.Millisecond,
+	})
 	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
 		Logger:   task.Logger(log),
@@ -163,8 +179,13 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start task server: %w", err)
 	}
+	if err := accountSrv.Start(mux); err != nil {
+		srv.Shutdown()
+		return fmt.Errorf("start account mail server: %w", err)
+	}
 	if err := sched.Start(); err != nil {
 		srv.Shutdown()
+		accountSrv.Shutdown()
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency)
@@ -177,7 +198,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	<-ctx.Done()
 	log.Info("worker shutting down")
 	srv.Stop() // no new task from now on (a batch taken now would be refused)
+	accountSrv.Stop()
 	sched.Shutdown()
 	srv.Shutdown() // waits up to ShutdownTimeout, then hands unfinished tasks back
+	accountSrv.Shutdown()
 	return nil
 }

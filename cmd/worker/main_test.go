@@ -209,3 +209,46 @@ func TestWorkerArguments(t *testing.T) {
 		t.Errorf("%d messages sent by a worker given arguments", got)
 	}
 }
+
+// Account mail (a confirmation, a reset link a person waits for) does not
+// wait behind a mailing's batches, even when they hold every task slot
+// of the worker for a long while (here one slot, held by a batch paced
+// at two messages a second).
+func TestAccountMailIsNotHeldUpByARun(t *testing.T) {
+	db, dsn := testkit.DBWithURL(t)
+	redisURL := testkit.RedisURL(t)
+	w := newSendingWorldOn(t, db, dsn, redisURL, "", 200, "Hello", "")
+	w.startRun(t)
+	w.worker(t, "WORKER_CONCURRENCY=1", "MAIL_RATE=2", "WORKER_METRICS_ADDR=off", "LOG_LEVEL=warn")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := w.sink.Wait(ctx, 2); err != nil { // the run's batch is sending
+		t.Fatal(err)
+	}
+	conn, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(conn)
+	defer client.Close()
+	tk, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: "waiting@example.com", Subject: "Your link", Text: "Hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	if _, err := client.Enqueue(tk); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		for _, m := range w.sink.Messages() {
+			if len(m.To) == 1 && m.To[0] == "waiting@example.com" {
+				t.Logf("account mail delivered %v after it was asked for, beside the run", time.Since(asked).Round(time.Millisecond))
+				return
+			}
+		}
+		if time.Since(asked) > 15*time.Second {
+			t.Fatalf("account mail not delivered in 15 s while a run's batch held the worker (%d of the run's mails sent)", len(w.sink.Messages()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
