@@ -23,7 +23,8 @@ func Personalize(text, name, email string) string {
 func IsPlaceholder(s string) bool { return placeholder.FindString(s) == s }
 
 // WithFooter ends a mailing's body with the unsubscribe link, visible to
-// every mail program (the List-Unsubscribe header is not shown by all).
+// every mail program (the List-Unsubscribe header is not shown by all),
+// after the signature separator "-- ", which mail programs set apart.
 func WithFooter(body, unsubscribeLink string) string {
-	return body + "\n\n--\nTo stop receiving these mails: " + unsubscribeLink + "\n"
+	return body + "\n\n-- \nTo stop receiving these mails: " + unsubscribeLink + "\n"
 }

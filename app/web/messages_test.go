@@ -52,7 +52,7 @@ func TestMessagesCRUD(t *testing.T) {
 	}
 	// The body ends with the footer each mail gets, without a link that
 	// would work.
-	if got, want := doc.Find("[data-testid=preview-body]").Text(), "Dear Jane Doe,\nyour address is jane.doe@example.com.\n\n--\nTo stop receiving these mails: "+e.cfg.BaseURL+"/u/…\n"; got != want {
+	if got, want := doc.Find("[data-testid=preview-body]").Text(), "Dear Jane Doe,\nyour address is jane.doe@example.com.\n\n-- \nTo stop receiving these mails: "+e.cfg.BaseURL+"/u/…\n"; got != want {
 		t.Errorf("preview body %q, want %q", got, want)
 	}
 	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "zoe@example.com", FullName: "Zoë"}); err != nil {
@@ -156,7 +156,7 @@ func TestMessageBodyKeepsLeadingBlankLines(t *testing.T) {
 	loc := resp.Header.Get("Location")
 
 	_, body = c.get(t, loc)
-	if got := parseHTML(t, body).Find("[data-testid=preview-body]").Text(); !strings.HasPrefix(got, "\n\nDear Jane Doe,\nnews.\n\n--\n") {
+	if got := parseHTML(t, body).Find("[data-testid=preview-body]").Text(); !strings.HasPrefix(got, "\n\nDear Jane Doe,\nnews.\n\n-- \n") {
 		t.Errorf("preview body %q, want the blank lines the mail has", got)
 	}
 	_, body = c.get(t, loc+"/edit")
