@@ -519,7 +519,7 @@ func (s *Server) deviceMAC(email, nonce string) string {
 func (s *Server) setDevice(c *fiber.Ctx, email string) {
 	nonce := auth.RandomString(16)
 	c.Cookie(&fiber.Cookie{
-		Name:     auth.HostCookie(deviceCookie, s.cfg.SecureCookies()),
+		Name:     s.cookieName(deviceCookie),
 		Value:    nonce + "." + s.deviceMAC(email, nonce),
 		Path:     "/",
 		Expires:  time.Now().AddDate(1, 0, 0),
@@ -532,7 +532,7 @@ func (s *Server) setDevice(c *fiber.Ctx, email string) {
 // device is the nonce of the browser's device cookie when it was set for
 // email's account.
 func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
-	nonce, mac, ok := strings.Cut(c.Cookies(auth.HostCookie(deviceCookie, s.cfg.SecureCookies())), ".")
+	nonce, mac, ok := strings.Cut(c.Cookies(s.cookieName(deviceCookie)), ".")
 	if !ok || nonce == "" || !hmac.Equal([]byte(mac), []byte(s.deviceMAC(email, nonce))) {
 		return "", false
 	}

@@ -25,7 +25,7 @@ func (s *Server) setFlash(c *fiber.Ctx, kind layout.FlashKind, text string) {
 
 // takeFlash reads and clears the pending message.
 func (s *Server) takeFlash(c *fiber.Ctx) []layout.Flash {
-	if c.Cookies(s.noteCookie(flashCookie)) == "" {
+	if c.Cookies(s.cookieName(flashCookie)) == "" {
 		return nil
 	}
 	b, ok := s.note(c, flashCookie)
@@ -57,7 +57,7 @@ func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
 		v = base64.RawURLEncoding.EncodeToString([]byte(value)) + "." + exp + "." + s.noteMAC(name, exp, value)
 	}
 	c.Cookie(&fiber.Cookie{
-		Name:     s.noteCookie(name),
+		Name:     s.cookieName(name),
 		Value:    v,
 		Path:     "/",
 		Expires:  until,
@@ -70,7 +70,7 @@ func (s *Server) setNote(c *fiber.Ctx, name, value string, until time.Time) {
 // note reads the note of setNote; ok is false when there is none, its
 // time is up, or its signature is not the site's.
 func (s *Server) note(c *fiber.Ctx, name string) (value string, ok bool) {
-	parts := strings.Split(c.Cookies(s.noteCookie(name)), ".")
+	parts := strings.Split(c.Cookies(s.cookieName(name)), ".")
 	if len(parts) != 3 {
 		return "", false
 	}
@@ -83,8 +83,9 @@ func (s *Server) note(c *fiber.Ctx, name string) (value string, ok bool) {
 	return string(b), true
 }
 
-// noteCookie is the cookie of the note name.
-func (s *Server) noteCookie(name string) string { return auth.HostCookie(name, s.cfg.SecureCookies()) }
+// cookieName is the name of the site's cookie name: __Host- prefixed on
+// https (auth.HostCookie).
+func (s *Server) cookieName(name string) string { return auth.HostCookie(name, s.cfg.SecureCookies()) }
 
 // noteMAC signs a note's value for the cookie name, until exp.
 func (s *Server) noteMAC(name, exp, value string) string {

@@ -240,9 +240,10 @@ func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
 // unsubscribe takes the confirmation and the RFC 8058 one-click POST (no
 // session, no CSRF token: the signed link is the authority).
 func (s *Server) unsubscribe(c *fiber.Ctx) error {
+	oneClick := c.FormValue("List-Unsubscribe") == "One-Click" // RFC 8058, from a mail provider
 	cl, owner, err := s.unsubscribeTarget(c)
 	if errors.Is(err, errUnsubscribeLink) {
-		if c.FormValue("List-Unsubscribe") == "One-Click" {
+		if oneClick {
 			// a mail provider, not a person: answered as the success is
 			return c.Status(fiber.StatusNotFound).Type("txt").SendString("no such subscription\n")
 		}
@@ -255,7 +256,7 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 		return fmt.Errorf("unsubscribe: %w", err)
 	}
 	s.stats.Changed(c.UserContext(), owner.ID)
-	if c.FormValue("List-Unsubscribe") == "One-Click" {
+	if oneClick {
 		return c.Type("txt").SendString("unsubscribed\n")
 	}
 	return redirect(c, "/u/"+c.Params("token")) // which now says it is done

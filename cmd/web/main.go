@@ -71,10 +71,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "help", "-h", "--help":
+	if isHelp(cmd) {
 		fmt.Fprintln(out, usage)
 		return nil
+	}
+	switch cmd {
 	case "serve":
 		if len(args) > 0 {
 			return fmt.Errorf("unexpected argument %q: serve takes none", args[0])
@@ -93,6 +94,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 }
+
+// isHelp reports whether a command's argument asks for its usage.
+func isHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" }
 
 // settings reads the configuration (run's load).
 type settings func() (config.Config, *slog.Logger, error)
@@ -139,7 +143,7 @@ func migrateCmd(ctx context.Context, load settings, args []string, out io.Writer
 	if all {
 		args = args[:1]
 	}
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+	if len(args) == 1 && isHelp(args[0]) {
 		fmt.Fprintln(out, usage)
 		return nil
 	}
@@ -208,7 +212,7 @@ func userCmd(ctx context.Context, load settings, args []string, out io.Writer) e
 	if len(args) == 0 {
 		return errors.New("usage: web user create|role --email EMAIL")
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if isHelp(args[0]) {
 		fmt.Fprintln(out, "usage: web user create|role --email EMAIL ... (web user create -h lists the flags)")
 		return nil
 	}

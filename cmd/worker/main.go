@@ -145,30 +145,26 @@ func run(ctx context.Context, getenv func(string) string) error {
 		}()
 	}
 
-	srv := asynq.NewServer(conn, asynq.Config{
-		Concurrency:     cfg.WorkerConcurrency,
-		Queues:          task.Queues,
-		ShutdownTimeout: 30 * time.Second,
-		Logger:          task.Logger(log),
-		ErrorHandler:    task.ErrorHandler(log),
-		RetryDelayFunc:  task.RetryDelay,
-		// An idle worker looks for new tasks twenty times a second (Asynq's
-		// default is once): a run's batches start within 50 ms of "Send
-		// now" instead of up to a second later. One small Redis call each.
-		TaskCheckInterval: 50 * time.Millisecond,
-	})
+	taskServer := func(concurrency int, queues map[string]int) *asynq.Server {
+		return asynq.NewServer(conn, asynq.Config{
+			Concurrency:     concurrency,
+			Queues:          queues,
+			ShutdownTimeout: 30 * time.Second,
+			Logger:          task.Logger(log),
+			ErrorHandler:    task.ErrorHandler(log),
+			RetryDelayFunc:  task.RetryDelay,
+			// An idle worker looks for new tasks twenty times a second
+			// (Asynq's default is once): a run's batches start within 50 ms
+			// of "Send now" instead of up to a second later. One small
+			// Redis call each.
+			TaskCheckInterval: 50 * time.Millisecond,
+		})
+	}
+	srv := taskServer(cfg.WorkerConcurrency, task.Queues)
 	// Account mail (a confirmation, a reset link someone waits for) has
 	// task slots of its own: a mailing's batches may hold all the others
 	// for as long as the run's pace or a slow mail server makes them last.
-	accountSrv := asynq.NewServer(conn, asynq.Config{
-		Concurrency:       accountMailSlots,
-		Queues:            map[string]int{task.QueueCritical: 1},
-		ShutdownTimeout:   30 * time.Second,
-		Logger:            task.Logger(log),
-		ErrorHandler:      task.ErrorHandler(log),
-		RetryDelayFunc:    task.RetryDelay,
-		TaskCheckInterval: 50 * time.Millisecond,
-	})
+	accountSrv := taskServer(accountMailSlots, map[string]int{task.QueueCritical: 1})
 	sched := asynq.NewScheduler(conn, &asynq.SchedulerOpts{
 		Location: time.UTC,
 		Logger:   task.Logger(log),
