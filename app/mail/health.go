@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,12 @@ type Health struct {
 	// unended is when ending the trouble last failed (Redis failing): the
 	// next try waits a few seconds, not for the next message.
 	unended time.Time
+
+	log *slog.Logger
+	// out is when this process first failed to reach the server since it
+	// last delivered (zero: it reaches it), for the log: one line when an
+	// outage begins and one when it ends, whatever Redis does.
+	out time.Time
 }
 
 // Trouble is the mail server's state as the workers last reported it.
@@ -45,6 +52,13 @@ const (
 // NewHealth reports to, and reads from, rdb.
 func NewHealth(rdb redis.UniversalClient) *Health { return &Health{rdb: rdb} }
 
+// LogTo logs to l when this process can no longer reach the mail server
+// (a warning, with the reason) and when it delivers again.
+func (h *Health) LogTo(l *slog.Logger) *Health {
+	h.log = l
+	return h
+}
+
 // failed reports that a connection could not be opened. Errors of Redis
 // are ignored: the state is only told, never relied upon.
 func (h *Health) failed(ctx context.Context, reason string) {
@@ -53,6 +67,12 @@ func (h *Health) failed(ctx context.Context, reason string) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.out.IsZero() {
+		h.out = time.Now()
+		if h.log != nil {
+			h.log.WarnContext(ctx, "mail server unreachable", "reason", reason)
+		}
+	}
 	if h.down.Load() && time.Since(h.written) < troubleRewrite {
 		return
 	}
@@ -79,6 +99,12 @@ func (h *Health) delivered(ctx context.Context) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.out.IsZero() {
+		if h.log != nil {
+			h.log.InfoContext(ctx, "mail server reachable again", "unreachable_for", now.Sub(h.out).Round(time.Second).String())
+		}
+		h.out = time.Time{}
+	}
 	ownNow := h.down.Load() && now.Sub(h.unended) >= troubleRewrite
 	if !ownNow && now.UnixNano() < h.look.Load() {
 		return

@@ -1,7 +1,9 @@
 package mail_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,8 @@ import (
 )
 
 // A pool that cannot reach the server tells so through Redis, where the
-// web process reads it, and its next delivered message ends it.
+// web process reads it, and its next delivered message ends it. The
+// worker's log says when the outage began and when it ended, once each.
 func TestPoolReportsTheServerUnreachable(t *testing.T) {
 	ctx := context.Background()
 	sink := testkit.SMTP(t)
@@ -20,7 +23,8 @@ func TestPoolReportsTheServerUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb := testkit.Redis(t)
-	health := rmail.NewHealth(rdb)
+	var logged bytes.Buffer
+	health := rmail.NewHealth(rdb).LogTo(slog.New(slog.NewTextHandler(&logged, nil)))
 	pool := rmail.NewPool(sender.WithTimeout(time.Second), 2, nil).ReportTo(health)
 	t.Cleanup(pool.Close)
 	msg := rmail.Message{Subject: "Hi", Text: "Hello"}
@@ -57,6 +61,12 @@ func TestPoolReportsTheServerUnreachable(t *testing.T) {
 	}
 	if _, ok, err := health.Trouble(ctx); ok || err != nil {
 		t.Fatalf("trouble after a delivery: %v %v", ok, err)
+	}
+	pool.Send(ctx, msg)
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `level=WARN msg="mail server unreachable" reason=`) || !strings.Contains(lines[0], "refused") ||
+		!strings.Contains(lines[1], `level=INFO msg="mail server reachable again" unreachable_for=`) {
+		t.Errorf("log:\n%s\nwant a warning when the server became unreachable and a line when it was reached again", logged.String())
 	}
 }
 

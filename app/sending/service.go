@@ -380,8 +380,13 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		s.logFinished(ctx, db, runID, finished)
 		return err
 	}
-	if _, err := db.RecoverInterrupted(ctx, b); err != nil {
+	lost, err := db.RecoverInterrupted(ctx, b)
+	if err != nil {
 		return err
+	}
+	if lost > 0 {
+		s.Log.WarnContext(ctx, "sends interrupted, outcome unknown: recorded as failures, not sent again",
+			"run_id", runID, "seq", seq, "recipients", lost)
 	}
 	m, err := db.Mailing(ctx, run.MailingID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -1,12 +1,15 @@
 package sending_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -259,25 +262,64 @@ func TestServerDownAndStalled(t *testing.T) {
 	}
 }
 
+// A send whose outcome a dead worker took with it is recorded as a failure
+// with unknown outcome, dated when it was sent (the claim's time, or the
+// pending try's), not when a worker finds it, and is said in the log.
 func TestInterruptedSendIsNotRepeated(t *testing.T) {
-	w := newWorld(t, 3)
-	// A worker claimed the first recipient and died before writing the outcome.
-	run, _, c := w.claimFirst(t, 1)
+	w := newWorld(t, 4)
+	w.svc.BatchSize = 10 // one batch
+	ctx := context.Background()
+	// A worker claimed the first two recipients, and was trying the
+	// second again after a deferral, when it died.
+	claimedFrom := time.Now()
+	run, _, c := w.claimFirst(t, 2)
+	claimedTo := time.Now()
 	if c[0].ClientID != w.clients[0].ID {
 		t.Fatalf("claim %+v", c)
 	}
+	deferred := store.AttemptResult{ClientID: c[1].ClientID, Email: c[1].Email, Status: model.AttemptFailure, Code: 450, Response: "450 busy", Tries: 1, At: time.Now()}
+	id, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, deferred, store.AttemptResult{})
+	if err != nil || !ok {
+		t.Fatalf("write attempt: %v, %v", ok, err)
+	}
+	retried := deferred
+	retried.ID, retried.Status, retried.Tries, retried.At = id, model.AttemptPending, 2, time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	if _, ok, err := w.st.WriteAttempt(ctx, run.ID, w.mailing.ID, retried, deferred); err != nil || !ok {
+		t.Fatalf("pending again: %v, %v", ok, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the worker finds them later
+	var logged bytes.Buffer
+	w.svc.Log = slog.New(slog.NewTextHandler(&logged, nil))
+
 	r := w.drain(t, run.ID)
 	got := received(w.sink)
-	if got[w.clients[0].Email] != 0 || got[w.clients[1].Email] != 1 || got[w.clients[2].Email] != 1 {
+	if got[w.clients[0].Email] != 0 || got[w.clients[1].Email] != 0 || got[w.clients[2].Email] != 1 || got[w.clients[3].Email] != 1 {
 		t.Fatalf("received %v", got)
 	}
 	for _, a := range w.attempts(t, run.ID) {
-		if a.Email == w.clients[0].Email && (a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown") {
-			t.Fatalf("interrupted attempt %+v", a)
+		switch a.Email {
+		case w.clients[0].Email:
+			if a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown" {
+				t.Errorf("interrupted attempt %+v", a)
+			}
+			if a.AttemptedAt.Before(claimedFrom.Add(-time.Second)) || a.AttemptedAt.After(claimedTo) {
+				t.Errorf("interrupted send dated %v, want when it was claimed (%v to %v)", a.AttemptedAt, claimedFrom, claimedTo)
+			}
+		case w.clients[1].Email:
+			if a.Status != model.AttemptFailure || a.Response != "interrupted: outcome unknown" || a.Tries != 2 {
+				t.Errorf("interrupted try %+v", a)
+			}
+			if !a.AttemptedAt.Equal(retried.At) {
+				t.Errorf("interrupted try dated %v, want when it was made (%v)", a.AttemptedAt, retried.At)
+			}
 		}
 	}
-	if r.Succeeded != 2 || r.Failed != 1 || r.FinishedAt == nil {
+	if r.Succeeded != 2 || r.Failed != 2 || r.FinishedAt == nil {
 		t.Fatalf("run %+v", r)
+	}
+	want := "sends interrupted, outcome unknown: recorded as failures, not sent again\" run_id=" + strconv.FormatInt(run.ID, 10) + " seq=0 recipients=2"
+	if !strings.Contains(logged.String(), want) {
+		t.Errorf("log %q, want a warning with %q", logged.String(), want)
 	}
 }
 

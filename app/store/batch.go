@@ -189,7 +189,7 @@ func recordSQL(parts int) string {
 		WHERE ` + mailable + `
 	), claim AS (
 		UPDATE run_batches SET claimed = ARRAY(SELECT id FROM next ORDER BY id),
-			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id)
+			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id), claimed_at = now()
 		WHERE run_id = $9::bigint AND seq = $11::int
 	)
 	SELECT ` + status + `, 0::bigint, '', '' FROM added`

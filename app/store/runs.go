@@ -174,7 +174,8 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 // sent) that have no attempt, and the attempts of its range still pending
 // (a send tried again after a temporary failure), are recorded as failures
 // with unknown outcome, and added to the run's failures, in one statement
-// that also clears the claim. Only one task runs a batch at a time, so a
+// that also clears the claim. Each is dated when it was sent, as far as
+// the batch knows: the claim's time, or the pending try's. Only one task runs a batch at a time, so a
 // claim found when the batch starts is an orphan.
 func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
 	// The batch's range is written as row comparisons on (run_id,
@@ -187,12 +188,12 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 		to = *b.ToID
 	}
 	const q = `WITH batch AS (
-			SELECT claimed, claimed_emails FROM run_batches WHERE run_id = ? AND seq = ? FOR UPDATE
+			SELECT claimed, claimed_emails, claimed_at FROM run_batches WHERE run_id = ? AND seq = ? FOR UPDATE
 		), cleared AS (
-			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}' WHERE run_id = ? AND seq = ? AND claimed <> '{}'
+			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}', claimed_at = NULL WHERE run_id = ? AND seq = ? AND claimed <> '{}'
 		), unwritten AS (
 			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries, attempted_at)
-			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', 'interrupted: outcome unknown', 1, now()
+			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', 'interrupted: outcome unknown', 1, coalesce(batch.claimed_at, now())
 			FROM batch CROSS JOIN unnest(batch.claimed, batch.claimed_emails) AS x(client_id, email)
 			JOIN runs AS r ON r.id = ? LEFT JOIN clients AS c ON c.id = x.client_id
 			WHERE c.id IS NOT NULL OR NOT EXISTS (
@@ -200,7 +201,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			ON CONFLICT (run_id, client_id) DO NOTHING
 			RETURNING 1
 		), pending AS (
-			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown', attempted_at = now()
+			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown'
 			WHERE id IN (
 				SELECT id FROM attempts
 				WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'

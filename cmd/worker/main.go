@@ -117,7 +117,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if cfg.MailRate > 0 {
 		pace = mail.NewSharedRate(rdb, "send", cfg.MailRate)
 	}
-	pool := mail.NewPool(sender, cfg.MailConcurrency, pace).ReportTo(mail.NewHealth(rdb))
+	pool := mail.NewPool(sender, cfg.MailConcurrency, pace).ReportTo(mail.NewHealth(rdb).LogTo(log))
 	defer pool.Close()
 	st := store.New(db)
 	reg := metrics.New(inspector)
