@@ -83,7 +83,10 @@ func (s *Schema) Status(ctx context.Context) (applied, pending []string, err err
 	if err != nil {
 		return nil, nil, fmt.Errorf("migration status: %w", err)
 	}
-	return names(ms.Applied()), names(ms.Unapplied()), nil
+	// Applied() lists the newest first; both are told oldest first.
+	applied = names(ms.Applied())
+	slices.Sort(applied)
+	return applied, names(ms.Unapplied()), nil
 }
 
 // ErrSchemaBehind is returned by Check when migrations are pending.

@@ -283,7 +283,7 @@ func userCmd(ctx context.Context, load settings, args []string, out io.Writer) e
 			}
 			return err
 		}
-		fmt.Fprintf(out, "created %s user %s (id %d)\n", u.Role, u.Email, u.ID)
+		fmt.Fprintf(out, "created %s, a %s (id %d)\n", u.Email, u.Role, u.ID)
 	case "role":
 		r := model.Role(*role)
 		if *role == "" {
