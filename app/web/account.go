@@ -298,10 +298,11 @@ func (s *Server) resetToken(c *fiber.Ctx) (email string, done bool, err error) {
 }
 
 func (s *Server) resetForm(c *fiber.Ctx) error {
-	if _, done, err := s.resetToken(c); done {
+	email, done, err := s.resetToken(c)
+	if done {
 		return err
 	}
-	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Set a new password"), account.ResetView{Token: c.Params("token")}))
+	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Set a new password"), account.ResetView{Token: c.Params("token"), Email: email}))
 }
 
 func (s *Server) reset(c *fiber.Ctx) error {
@@ -316,7 +317,7 @@ func (s *Server) reset(c *fiber.Ctx) error {
 	}
 	if errs := f.Validate(email); errs.Any() {
 		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Set a new password"),
-			account.ResetView{Token: token, Errors: errs}))
+			account.ResetView{Token: token, Email: email, Errors: errs}))
 	}
 	u, unlinked, err := s.accounts.ResetPassword(c.UserContext(), token, f.Password)
 	switch {

@@ -82,11 +82,13 @@ func TestPasswordReset(t *testing.T) {
 
 	resp, body = c.get(t, link)
 	wantStatus(t, resp, body, http.StatusOK)
+	wantUsername(t, body, "reset-form", "ann@example.com")
 	resp, body = c.post(t, link, url.Values{"password": {"short"}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	if fieldError(t, body, "password") == "" {
 		t.Fatalf("no password error:\n%s", body)
 	}
+	wantUsername(t, body, "reset-form", "ann@example.com")
 	resp, body = c.post(t, link, url.Values{"password": {"ann@example.com"}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	if !strings.Contains(fieldError(t, body, "password"), "email address") {
@@ -150,6 +152,7 @@ func TestAccountPage(t *testing.T) {
 	if got := parseHTML(t, body).Find("[data-testid=account-email]").Text(); got != "ann@example.com" {
 		t.Fatalf("account page email %q", got)
 	}
+	wantUsername(t, body, "password-form", "ann@example.com")
 
 	resp, body = c.post(t, "/account", url.Values{"full_name": {"Ann Smith"}, "time_zone": {"Mars/Olympus"}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
@@ -404,5 +407,22 @@ func TestChangePasswordToTheSameRefused(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	if fieldError(t, body, "password") == "" {
 		t.Fatalf("no message beside the new password\n%s", body)
+	}
+}
+
+// wantUsername checks that a form setting a password names the account
+// to password managers (autocomplete "username"), which a page that does
+// not ask for the address must do for them to save the new password under
+// it, and that the field is never sent.
+func wantUsername(t *testing.T, body, form, email string) {
+	t.Helper()
+	in := parseHTML(t, body).Find("[data-testid=" + form + "] input[autocomplete=username]")
+	if in.Length() != 1 || in.AttrOr("value", "") != email || in.AttrOr("name", "") != "" {
+		t.Fatalf("%s: want one unnamed username field holding %s, got %d (value %q, name %q)", form, email, in.Length(), in.AttrOr("value", ""), in.AttrOr("name", ""))
+	}
+	if form == "reset-form" {
+		if got := parseHTML(t, body).Find("[data-testid=reset-email]").Text(); got != email {
+			t.Fatalf("the reset page is for %q, want %s", got, email)
+		}
 	}
 }
