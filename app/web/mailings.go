@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -609,11 +610,19 @@ const pickerPage = 50
 
 // picker lists the owner's clients matching ?picker_q= for the recipient
 // picker, a page at a time.
+// mailingForm matches the paths of the forms the picker is part of.
+var mailingForm = regexp.MustCompile(`^/mailings/(new|[1-9][0-9]*/edit)$`)
+
 func (s *Server) picker(c *fiber.Ctx) error {
 	if !isHTMX(c) {
 		// A part of the mailing form, not a page: opened by hand, the
-		// form it belongs to is shown.
-		return c.Redirect("/mailings/new", fiber.StatusSeeOther)
+		// form it belongs to is shown (the one it was opened from, the
+		// Referer tells; only its path is taken).
+		to := "/mailings/new"
+		if u, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && mailingForm.MatchString(u.Path) {
+			to = u.Path
+		}
+		return c.Redirect(to, fiber.StatusSeeOther)
 	}
 	q := c.Query("picker_q")
 	page := pageNumber(c)

@@ -372,6 +372,18 @@ func TestMailingListFilterDisableAndPicker(t *testing.T) {
 	// Opened by hand, the picker's part is not shown alone: its form is.
 	resp, body = c.get(t, "/mailings/picker?picker_q=b%40")
 	wantRedirect(t, resp, body, "/mailings/new")
+	for referer, want := range map[string]string{
+		c.e.cfg.BaseURL + "/mailings/12/edit?x=1": "/mailings/12/edit", // the form it was opened from
+		c.e.cfg.BaseURL + "/mailings/new":         "/mailings/new",
+		c.e.cfg.BaseURL + "/mailings/12":          "/mailings/new", // not a form
+		"https://elsewhere.example//evil.example": "/mailings/new",
+		"/mailings/0/edit":                        "/mailings/new",
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "/mailings/picker?page=2", nil)
+		req.Header.Set("Referer", referer)
+		resp, body = c.send(t, req)
+		wantRedirect(t, resp, body, want)
+	}
 	resp, body = c.get(t, "/mailings/picker/ids?q=example")
 	wantStatus(t, resp, body, http.StatusOK)
 	var got []int64
