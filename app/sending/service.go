@@ -604,7 +604,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			continue
 		}
 		var deferred int
-		sent, deferred = s.sendChunk(ctx, m, msg, claims, due, !holding, writeAttempt, &waits)
+		sent, deferred = s.sendChunk(ctx, m, msg, claims, due, !holding, !handingOver, writeAttempt, &waits)
 		holding = 2*deferred > len(claims)+len(due)
 	}
 }
@@ -775,7 +775,7 @@ func (s *Service) chunk() int {
 // waiting for its next try in place. deferred counts the sends whose first
 // try here failed for the time being. A claim not yet sent when ctx ends
 // gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, park bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int) {
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, park, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int) {
 	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	n := len(claims) + len(due)
@@ -801,7 +801,7 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}
-				results[i] = s.sendOne(ctx, m, msg, c, w, park, write, waits)
+				results[i] = s.sendOne(ctx, m, msg, c, w, park, outlast, write, waits)
 			}
 		}()
 	}
@@ -833,8 +833,9 @@ type attemptWriter func(r, prev store.AttemptResult) (id int64, written bool, er
 // sendOne sends to one recipient, claimed or waiting (w), trying again
 // after temporary failures while the window is open, and returns the final
 // outcome; with park, a recipient the server told to try later is added to
-// waits instead (its attempt says the failure meanwhile).
-func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, park bool, write attemptWriter, waits *waitList) (result sendResult) {
+// waits instead (its attempt says the failure meanwhile); with outlast, so
+// is one whose tries found no server, for as long as the window is open.
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, park, outlast bool, write attemptWriter, waits *waitList) (result sendResult) {
 	message := s.Compose(m, msg, c)
 	var last sendResult
 	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
@@ -877,10 +878,20 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 		out.Status = model.AttemptFailure
 		deferred = deferred || first
 		last = out
-		if try > len(s.RetryDelays) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return out
 		}
-		delay := s.RetryDelays[try-1]
+		// A server that cannot be reached is no fault of the recipient's:
+		// past its tries, the recipient waits for the server in the
+		// batch's list, tried again at the last delay while the window is
+		// open, and the batch claims no one new meanwhile: an outage (or
+		// a wrong SMTP password) costs time, not the run's recipients.
+		// Not when the batch hands over: its task is about to end.
+		outlasting := try > len(s.RetryDelays)
+		if outlasting && !(outlast && res.Class == rmail.Unreachable && len(s.RetryDelays) > 0) {
+			return out
+		}
+		delay := s.RetryDelays[min(try, len(s.RetryDelays))-1]
 		if !s.now().Add(delay).Before(m.EndsAt) {
 			return out
 		}
@@ -896,8 +907,8 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 		last.ID = id
 		// A server that answered, and said to try this one later, is
 		// asked again when the batch comes back to it; one that cannot be
-		// reached is waited for here.
-		if park && res.Class == rmail.Temporary {
+		// reached is waited for here, then in the list.
+		if (park && res.Class == rmail.Temporary) || outlasting {
 			waits.add(waiting{claim: c, tries: try, written: last.AttemptResult, due: s.now().Add(delay)})
 			return sendResult{parked: true}
 		}

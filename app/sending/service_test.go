@@ -225,37 +225,118 @@ func TestReplyClasses(t *testing.T) {
 	}
 }
 
-func TestServerDownAndStalled(t *testing.T) {
-	w := newWorld(t, 2)
+// A server that cannot be reached costs the run time, not recipients:
+// past their tries, the recipients being sent wait for it, and no one new
+// is claimed, until it answers again or the window closes.
+func TestServerDownIsWaitedFor(t *testing.T) {
+	w := newWorld(t, 6)
+	w.svc.BatchSize = 10 // one batch, chunks of 2
 	ctx := context.Background()
-	if err := w.sink.Down(); err != nil {
-		t.Fatal(err)
-	}
-	run, _ := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	r := w.drain(t, run.ID)
-	for _, a := range w.attempts(t, run.ID) {
-		if a.Status != model.AttemptFailure || a.Tries != 3 || !strings.Contains(a.Response, "refused") || a.Code != nil {
-			t.Errorf("server down: %+v", a)
+	var later atomic.Int64 // how far the service's clock is ahead
+	w.svc.Now = func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
+	down := func() {
+		if err := w.sink.Down(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if r.Failed != 2 {
-		t.Fatalf("run %+v", r)
+	// tried waits until the run's attempts say that many tries at least,
+	// and returns them.
+	tried := func(runID int64, tries int) []model.Attempt {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			as := w.attempts(t, runID)
+			if len(as) > 0 && slices.IndexFunc(as, func(a model.Attempt) bool { return a.Tries < tries }) < 0 {
+				return as
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("attempts never reached %d tries: %+v", tries, as)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	drained := func(runID int64) <-chan *model.Run {
+		out := make(chan *model.Run, 1)
+		go func() { out <- w.drain(t, runID) }()
+		return out
 	}
 
-	// A server that stalls past the timeout: the outcome is unknown, so it
-	// is not tried again.
-	if err := w.sink.Up(); err != nil {
-		t.Fatal(err)
-	}
-	sender, _ := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
-	w.svc.Sender = mail.NewPool(sender.WithTimeout(300*time.Millisecond), 2, nil)
-	w.sink.Stall(2 * time.Second)
-	run2, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID)
+	// The server comes back: everyone is mailed once, the first chunk
+	// after many more tries than the retry delays allow a recipient's
+	// own trouble.
+	down()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.drain(t, run2.ID)
-	for _, a := range w.attempts(t, run2.ID) {
+	end := drained(run.ID)
+	as := tried(run.ID, 6)
+	if len(as) != 2 {
+		t.Fatalf("attempts while the server is down: %+v; want the first chunk's only", as)
+	}
+	for _, a := range as {
+		if a.Status == model.AttemptSuccess || !strings.Contains(a.Response, "refused") {
+			t.Errorf("waiting for the server: %+v", a)
+		}
+	}
+	if err := w.sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-end
+	if r.Succeeded != 6 || r.Failed != 0 || r.FinishedAt == nil {
+		t.Fatalf("run once the server is back %+v", r)
+	}
+	for addr, n := range received(w.sink) {
+		if n != 1 {
+			t.Errorf("%s received %d", addr, n)
+		}
+	}
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Status != model.AttemptSuccess || (a.Tries > 1) != (a.Email == w.clients[0].Email || a.Email == w.clients[1].Email) {
+			t.Errorf("once the server is back: %+v", a)
+		}
+	}
+
+	// The window closes first: those waiting keep their failure, the
+	// others are skipped.
+	down()
+	run, err = w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end = drained(run.ID)
+	tried(run.ID, 4)
+	later.Store(int64(2 * time.Hour))
+	select {
+	case r = <-end:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run did not stop when its window closed")
+	}
+	as = w.attempts(t, run.ID)
+	for _, a := range as {
+		if a.Status != model.AttemptFailure || a.Tries < 4 || !strings.Contains(a.Response, "refused") || a.Code != nil {
+			t.Errorf("server down until the window closed: %+v", a)
+		}
+	}
+	if len(as) != 2 || r.Failed != 2 || r.Skipped != 4 || r.FinishedAt == nil {
+		t.Fatalf("run %+v, attempts %+v", r, as)
+	}
+}
+
+func TestServerStalled(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+
+	// A server that stalls past the timeout: the outcome is unknown, so it
+	// is not tried again.
+	sender, _ := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	w.svc.Sender = mail.NewPool(sender.WithTimeout(300*time.Millisecond), 2, nil)
+	w.sink.Stall(2 * time.Second)
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, run.ID)
+	for _, a := range w.attempts(t, run.ID) {
 		if a.Status != model.AttemptFailure || a.Tries != 1 || !strings.Contains(strings.ToLower(a.Response), "timeout") {
 			t.Errorf("stalled server: %+v", a)
 		}
