@@ -488,7 +488,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
 	var sent []store.AttemptResult
-	progress := false       // this task has sent something
+	progress := false       // this task has sent something, or has recipients waiting for a try
 	var lastCheck time.Time // zero: check before the first chunk
 	// The batch's statements run to their end even when ctx ends (the
 	// driver would abandon the lock's connection mid-statement, and with it
@@ -526,7 +526,10 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	claimed := false     // the batch's row holds a claim
 	handingOver := false // the task nears its deadline: the waiting recipients' tries come first
 	for {
-		progress = progress || len(sent) > 0
+		// Waiting counts: a batch waiting for a server that cannot be
+		// reached, since its start, still hands over before its deadline
+		// (trying those waiting once more) rather than be cut off by it.
+		progress = progress || len(sent) > 0 || waits.len() > 0
 		stop, err := s.stopSending(ctx, dbCtx, db, run, m, supersededAt, progress, unadded, &lastCheck)
 		if errors.Is(err, errHandOver) && !s.stopping() && waits.len() > 0 {
 			// A task near its deadline claims no one new, and tries the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"rassylka/app/mail"
@@ -1297,6 +1298,49 @@ func TestBatchHandsOverAfterTheWaitingRecipients(t *testing.T) {
 		if a.Email == w.clients[0].Email && (a.Status != model.AttemptSuccess || a.Tries != 2) {
 			t.Errorf("the deferred recipient: %s after %d tries, want success after 2", a.Status, a.Tries)
 		}
+	}
+}
+
+// A batch waiting for a server that cannot be reached since it started
+// hands over before its task's deadline all the same: those waiting are
+// tried once more and keep their failure, and a new task has the rest.
+func TestBatchWaitingForTheServerHandsOver(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
+	w.svc.HandOver = 2 * time.Hour // near the deadline, once something is sent or waits
+	if err := w.sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("the batch waited for the server past its hand-over, until its task's deadline")
+	}
+	as := w.attempts(t, run.ID)
+	if len(as) != 1 || as[0].Email != w.clients[0].Email || as[0].Status != model.AttemptFailure || as[0].Tries != len(w.svc.RetryDelays)+2 {
+		t.Fatalf("attempts %+v; want the first recipient's failure, tried once more before the hand-over", as)
+	}
+	pending, err := w.queue.ListPendingTasks("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(pending, func(ti *asynq.TaskInfo) bool {
+		return strings.HasPrefix(ti.ID, task.BatchTaskID(run.ID, 0, "handover-"))
+	}) {
+		t.Fatalf("no hand-over task queued: %v", pending)
 	}
 }
 
