@@ -37,8 +37,8 @@ func TestPoolReportsTheServerUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	began := time.Now()
-	if r := pool.Send(ctx, msg); r.Class != rmail.Unreachable {
-		t.Fatalf("send to a server down: %+v", r)
+	if r := pool.Send(ctx, msg); r.Class != rmail.Unreachable || !r.NoServer {
+		t.Fatalf("send to a server down: %+v; want it unreachable, with no connection opened", r)
 	}
 	first, ok, err := health.Trouble(ctx)
 	if !ok || err != nil || !strings.Contains(first.Reason, "refused") || first.Since.Before(began.Add(-time.Second)) {

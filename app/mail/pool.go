@@ -33,6 +33,10 @@ type Result struct {
 	Class Class
 	Code  int    // SMTP reply code, 0 when there was none
 	Reply string // the server's reply, or the error text
+	// NoServer: Unreachable because no connection could be opened (refused,
+	// no answer, TLS, a refused sign-in), not because one broke: no
+	// message can be sent until the server is reached again.
+	NoServer bool
 }
 
 // Retryable reports whether sending again cannot deliver twice.
@@ -143,7 +147,7 @@ func (p *Pool) unreachable(ctx context.Context, err error) Result {
 	if ctx.Err() == nil {
 		p.health.failed(context.WithoutCancel(ctx), bounded(err.Error()))
 	}
-	return Result{Class: Unreachable, Reply: err.Error()}
+	return Result{Class: Unreachable, Reply: err.Error(), NoServer: true}
 }
 
 // conn takes an idle connection, or dials a new one; reused tells which.

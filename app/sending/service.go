@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/mail"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -499,12 +500,8 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	// worker may have resumed the batch and recorded the attempt as it
 	// was) must not mark it pending again and send. The senders take the
 	// connection in turn: it serves one statement at a time.
-	// A send about to wait in place before trying again (the server
-	// cannot be reached, or the batch holds) holds up its whole chunk, for
-	// minutes: the tally of what was recorded before goes to the run's
-	// counters first, or the progress box would show the figure of the
-	// last check meanwhile. (The loop does not touch unadded while the
-	// chunk sends.)
+	// The tally of what was recorded before goes to the run's counters
+	// first. (The loop does not touch unadded while the chunk sends.)
 	var writing sync.Mutex
 	writeAttempt := func(r, prev store.AttemptResult) (int64, bool, error) {
 		writing.Lock()
@@ -514,13 +511,14 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		}
 		return db.WriteAttempt(dbCtx, run.ID, m.ID, r, prev)
 	}
-	// Recipients a server told to try later wait for their next try
-	// without holding up the others: the batch goes on with its next
-	// chunks and sends them again when they are due. While most of a
-	// chunk's sends fail for the time being (the server itself refuses or
-	// cannot be reached), the batch holds: it claims nothing new, and its
-	// sends wait for their next tries in place, so an outage costs the
-	// tries of a few recipients, not of the whole run.
+	// Recipients a server told to try later, or that found no server,
+	// wait for their next try without holding up the others: the batch
+	// goes on with its next chunks and sends them again when they are
+	// due. While most of a chunk's sends fail for the time being (the
+	// server itself refuses or cannot be reached), the batch holds: it
+	// claims nothing new until they are sent, so an outage costs time,
+	// not the run's recipients, and a server that cannot be reached is
+	// asked by one of them at a time (waitList.due).
 	var waits waitList
 	holding := false
 	claimed := false     // the batch's row holds a claim
@@ -554,7 +552,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 				next, ahead = ahead[:n], ahead[n:]
 			}
 			if err == nil {
-				due = waits.due(s.now())
+				due = waits.due(s.now(), holding, s.lastDelay())
 			}
 		}
 		// The waiting recipients due are claimed with the next chunk: a
@@ -607,8 +605,12 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			continue
 		}
 		var deferred int
-		sent, deferred = s.sendChunk(ctx, m, msg, claims, due, !holding, !handingOver, writeAttempt, &waits)
+		var reached bool
+		sent, deferred, reached = s.sendChunk(ctx, m, msg, claims, due, !handingOver, writeAttempt, &waits)
 		holding = 2*deferred > len(claims)+len(due)
+		if reached {
+			waits.wake() // those waiting for the server: it answers
+		}
 	}
 }
 
@@ -641,13 +643,24 @@ func splitDue(claims []store.Claim, due []waiting) ([]store.Claim, []waiting) {
 	return fresh, retry
 }
 
+// lastDelay is the wait before the last of a recipient's tries, and
+// between those that find no server past them.
+func (s *Service) lastDelay() time.Duration {
+	if len(s.RetryDelays) == 0 {
+		return 0
+	}
+	return s.RetryDelays[len(s.RetryDelays)-1]
+}
+
 // waiting is a recipient whose send failed for the time being, waiting for
 // its next try; its attempt says the failure meanwhile.
 type waiting struct {
-	claim   store.Claim
-	tries   int                 // made so far
-	written store.AttemptResult // the attempt as written (with its ID)
-	due     time.Time
+	claim       store.Claim
+	tries       int                 // made so far
+	deferrals   int                 // of them, those the server answered "try later"
+	unreachable bool                // the last one could not open a connection
+	written     store.AttemptResult // the attempt as written (with its ID)
+	due         time.Time
 }
 
 // waitList holds a batch's waiting recipients; its senders add to it.
@@ -668,8 +681,12 @@ func (l *waitList) len() int {
 	return len(l.items)
 }
 
-// due takes the recipients whose next try is due at now.
-func (l *waitList) due(now time.Time) []waiting {
+// due takes the recipients whose next try is due at now. With probe (the
+// batch holds), when each of them last found no server, it takes one
+// only, and the others wait again, for wait or until wake: a server that
+// cannot be reached is asked once, not once per recipient (with each try
+// taking a connection's slot, up to the dial's timeout).
+func (l *waitList) due(now time.Time, probe bool, wait time.Duration) []waiting {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var due []waiting
@@ -681,8 +698,27 @@ func (l *waitList) due(now time.Time) []waiting {
 			due = append(due, w)
 		}
 	}
+	if probe && len(due) > 1 && !slices.ContainsFunc(due, func(w waiting) bool { return !w.unreachable }) {
+		for _, w := range due[1:] {
+			w.due = now.Add(wait)
+			kept = append(kept, w)
+		}
+		due = due[:1]
+	}
 	l.items = kept
 	return due
+}
+
+// wake makes due at once the recipients waiting for a server that could
+// not be reached: it answers again.
+func (l *waitList) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.items {
+		if l.items[i].unreachable {
+			l.items[i].due = time.Time{}
+		}
+	}
 }
 
 // sleep waits until the first recipient is due, at most max, or ctx ends.
@@ -773,12 +809,12 @@ func (s *Service) chunk() int {
 }
 
 // sendChunk sends to the claimed recipients and the waiting ones now due
-// at once (bounded by Concurrency) and returns the outcomes it has. With
-// park, a recipient the server tells to try later joins waits instead of
-// waiting for its next try in place. deferred counts the sends whose first
-// try here failed for the time being. A claim not yet sent when ctx ends
-// gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, park, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int) {
+// at once (bounded by Concurrency) and returns the outcomes it has; a
+// recipient whose send fails for the time being joins waits (see
+// sendOne). deferred counts the sends that failed for the time being;
+// reached tells whether the server answered any. A claim not yet sent
+// when ctx ends gets no outcome: the batch sends it when it resumes.
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int, reached bool) {
 	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	n := len(claims) + len(due)
@@ -804,7 +840,7 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}
-				results[i] = s.sendOne(ctx, m, msg, c, w, park, outlast, write, waits)
+				results[i] = s.sendOne(ctx, m, msg, c, w, outlast, write, waits)
 			}
 		}()
 	}
@@ -814,11 +850,12 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 		if r.deferred {
 			deferred++
 		}
+		reached = reached || r.reached
 		if !r.unsent && !r.parked && !r.left {
 			done = append(done, r.AttemptResult)
 		}
 	}
-	return done, deferred
+	return done, deferred, reached
 }
 
 type sendResult struct {
@@ -826,107 +863,89 @@ type sendResult struct {
 	unsent   bool // never sent: ctx ended before the first try reached the server
 	parked   bool // waiting for its next try (in the batch's waits)
 	left     bool // a waiting recipient not tried again: its attempt stays as written
-	deferred bool // its first try here failed for the time being
+	deferred bool // its try failed for the time being
+	reached  bool // the server answered
 }
 
 // attemptWriter writes a recipient's attempt between tries (see
 // store.WriteAttempt) for the batch sending to it.
 type attemptWriter func(r, prev store.AttemptResult) (id int64, written bool, err error)
 
-// sendOne sends to one recipient, claimed or waiting (w), trying again
-// after temporary failures while the window is open, and returns the final
-// outcome; with park, a recipient the server told to try later is added to
-// waits instead (its attempt says the failure meanwhile); with outlast, so
-// is one whose tries found no server, for as long as the window is open.
-func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, park, outlast bool, write attemptWriter, waits *waitList) (result sendResult) {
+// sendOne tries one recipient, claimed or waiting (w), once, and returns
+// the outcome. One that failed for the time being is added to waits for
+// its next try, while the window is open, instead: its attempt says the
+// failure meanwhile. A server that answered "try later" is asked again
+// at the retry delays, at most as many times as they are, as is a send
+// whose connection broke; a server to which no connection can be opened
+// is no fault of the recipient's, and with outlast it is waited for past
+// them, at the last delay, for as long as the window is open: an outage
+// (or a wrong SMTP password) costs time, not the run's recipients. Not
+// when the batch hands over: its task is about to end.
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, outlast bool, write attemptWriter, waits *waitList) sendResult {
 	message := s.Compose(m, msg, c)
-	var last sendResult
 	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
-	try := 1
+	try, deferrals := 1, 0
 	if w != nil {
 		// Pending again while the next try sends, so a crash then leaves
 		// it unknown; not when someone else recorded it meanwhile.
-		last.AttemptResult, try = w.written, w.tries+1
-		pending := last.AttemptResult
+		try, deferrals = w.tries+1, w.deferrals
+		pending := w.written
 		pending.Status, pending.At = model.AttemptPending, s.now()
-		if _, ok, err := write(pending, last.AttemptResult); err != nil || !ok {
+		if _, ok, err := write(pending, w.written); err != nil || !ok {
 			return sendResult{left: true}
 		}
 		written = pending
 	}
-	deferred := false // the first try here failed for the time being
-	defer func() { result.deferred = deferred }()
-	for first := true; ; try, first = try+1, false {
-		res := s.Sender.Send(ctx, message)
-		if res.Class == rmail.Unreachable && ctx.Err() != nil {
-			// Shutting down before talking to the server: nothing was sent.
-			if try == 1 {
-				return sendResult{unsent: true}
-			}
-			return last
+	res := s.Sender.Send(ctx, message)
+	if res.Class == rmail.Unreachable && ctx.Err() != nil {
+		// Shutting down before talking to the server: nothing was sent.
+		if w == nil {
+			return sendResult{unsent: true}
 		}
-		out := sendResult{AttemptResult: store.AttemptResult{ID: written.ID, ClientID: c.ClientID, Email: c.Email,
-			Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}}
-		switch res.Class {
-		case rmail.Delivered:
-			out.Status = model.AttemptSuccess
-			return out
-		case rmail.NoSuchUser:
-			out.Status, out.Bounced = model.AttemptFailure, true
-			return out
-		case rmail.Permanent, rmail.Unknown:
-			out.Status = model.AttemptFailure
-			return out
-		}
-		out.Status = model.AttemptFailure
-		deferred = deferred || first
-		last = out
-		if ctx.Err() != nil {
-			return out
-		}
-		// A server that cannot be reached is no fault of the recipient's:
-		// past its tries, the recipient waits for the server in the
-		// batch's list, tried again at the last delay while the window is
-		// open, and the batch claims no one new meanwhile: an outage (or
-		// a wrong SMTP password) costs time, not the run's recipients.
-		// Not when the batch hands over: its task is about to end.
-		outlasting := try > len(s.RetryDelays)
-		if outlasting && !(outlast && res.Class == rmail.Unreachable && len(s.RetryDelays) > 0) {
-			return out
-		}
-		delay := s.RetryDelays[min(try, len(s.RetryDelays))-1]
-		if !s.now().Add(delay).Before(m.EndsAt) {
-			return out
-		}
-		// Between tries the attempt says what happened (not delivered), so
-		// a crash meanwhile leaves the truth; it is pending again while the
-		// next try sends, so a crash then leaves it unknown. Each write
-		// changes only what this send wrote before: when another worker
-		// has recorded the attempt meanwhile, this one stops trying.
-		id, ok, err := write(out.AttemptResult, written)
-		if err != nil || !ok {
-			return out // the chunk's write records it, unless someone did
-		}
-		last.ID = id
-		// A server that answered, and said to try this one later, is
-		// asked again when the batch comes back to it; one that cannot be
-		// reached is waited for here, then in the list.
-		if (park && res.Class == rmail.Temporary) || outlasting {
-			waits.add(waiting{claim: c, tries: try, written: last.AttemptResult, due: s.now().Add(delay)})
-			return sendResult{parked: true}
-		}
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
-			return last
-		}
-		pending := last.AttemptResult
-		pending.Status, pending.At = model.AttemptPending, s.now()
-		if _, ok, err := write(pending, last.AttemptResult); err != nil || !ok {
-			return last
-		}
-		written = pending
+		return sendResult{AttemptResult: w.written}
 	}
+	out := sendResult{AttemptResult: store.AttemptResult{ID: written.ID, ClientID: c.ClientID, Email: c.Email,
+		Code: res.Code, Response: res.Reply, Tries: try, At: s.now()}, reached: res.Class != rmail.Unreachable}
+	switch res.Class {
+	case rmail.Delivered:
+		out.Status = model.AttemptSuccess
+		return out
+	case rmail.NoSuchUser:
+		out.Status, out.Bounced = model.AttemptFailure, true
+		return out
+	case rmail.Permanent, rmail.Unknown:
+		out.Status = model.AttemptFailure
+		return out
+	}
+	out.Status, out.deferred = model.AttemptFailure, true
+	if ctx.Err() != nil || len(s.RetryDelays) == 0 {
+		return out
+	}
+	n := try - deferrals // the tries that found no server
+	if res.Class == rmail.Temporary {
+		deferrals++
+		n = deferrals // the server's "try later"s
+	}
+	if n > len(s.RetryDelays) && !(outlast && res.NoServer) {
+		return out
+	}
+	delay := s.RetryDelays[min(n, len(s.RetryDelays))-1]
+	if !s.now().Add(delay).Before(m.EndsAt) {
+		return out
+	}
+	// Between tries the attempt says what happened (not delivered), so a
+	// crash meanwhile leaves the truth; it is pending again while the next
+	// try sends, so a crash then leaves it unknown. Each write changes only
+	// what this send wrote before: when another worker has recorded the
+	// attempt meanwhile, this one stops trying.
+	id, ok, err := write(out.AttemptResult, written)
+	if err != nil || !ok {
+		return out // the chunk's write records it, unless someone did
+	}
+	out.ID = id
+	waits.add(waiting{claim: c, tries: try, deferrals: deferrals, unreachable: res.NoServer,
+		written: out.AttemptResult, due: s.now().Add(delay)})
+	return sendResult{parked: true, deferred: true}
 }
 
 // Compose builds one recipient's mail: {{name}} and {{email}} filled in, a

@@ -1301,6 +1301,81 @@ func TestBatchHandsOverAfterTheWaitingRecipients(t *testing.T) {
 	}
 }
 
+// scriptedServer answers every send with the class its phase says:
+// Unreachable, Temporary (451), or through the pool (delivered). It
+// counts the sends, and the most under way at once since reset.
+type scriptedServer struct {
+	sending.Sender
+	phase    atomic.Int32 // 0: cannot be reached, 1: "try later", 2: delivers
+	sends    atomic.Int64
+	inFlight atomic.Int64
+	most     atomic.Int64
+}
+
+func (s *scriptedServer) Send(ctx context.Context, m mail.Message) mail.Result {
+	s.sends.Add(1)
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for most := s.most.Load(); n > most && !s.most.CompareAndSwap(most, n); most = s.most.Load() {
+	}
+	time.Sleep(5 * time.Millisecond) // sends of one round overlap
+	switch s.phase.Load() {
+	case 0:
+		return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused", NoServer: true}
+	case 1:
+		return mail.Result{Class: mail.Temporary, Code: 451, Reply: "451 4.3.0 try again later"}
+	}
+	return s.Sender.Send(ctx, m)
+}
+
+// While a batch waits for a server that cannot be reached, it asks it by
+// one recipient at a time, not by each of those waiting (every try takes
+// a connection's slot, up to the dial's timeout); and once the server
+// answers, a "try later" gets the tries it always gets, however many
+// tries found no server before.
+func TestServerDownIsAskedByOneAndThenTriedAsUsual(t *testing.T) {
+	w := newWorld(t, 4)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 4, 4
+	w.svc.RetryDelays = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond}
+	server := &scriptedServer{Sender: w.pool}
+	w.svc.Sender = server
+	run, err := w.svc.StartManual(context.Background(), w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *model.Run, 1)
+	go func() { done <- w.drain(t, run.ID) }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+		}
+	}
+	// The chunk's four first tries and their two more each, then the
+	// waiting: one at a time.
+	waitFor("the recipients' own tries", func() bool { return server.sends.Load() >= 12 })
+	server.most.Store(0)
+	waitFor("a while of waiting", func() bool { return server.sends.Load() >= 40 })
+	if most := server.most.Load(); most != 1 {
+		t.Errorf("%d sends at once to a server that cannot be reached, want 1", most)
+	}
+	// It answers "try later" for a while, then takes everything.
+	server.phase.Store(1)
+	waitFor("the server's answers (a run that gave up on everyone sends no more)", func() bool { return server.sends.Load() >= 46 })
+	server.phase.Store(2)
+	var r *model.Run
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run did not end once the server took the mail")
+	}
+	if r.Succeeded != 4 || r.Failed != 0 {
+		t.Fatalf("run %+v, attempts %+v: want everyone mailed once the server answers", r, w.attempts(t, run.ID))
+	}
+}
+
 // A batch waiting for a server that cannot be reached since it started
 // hands over before its task's deadline all the same: those waiting are
 // tried once more and keep their failure, and a new task has the rest.
@@ -1330,8 +1405,8 @@ func TestBatchWaitingForTheServerHandsOver(t *testing.T) {
 		t.Fatal("the batch waited for the server past its hand-over, until its task's deadline")
 	}
 	as := w.attempts(t, run.ID)
-	if len(as) != 1 || as[0].Email != w.clients[0].Email || as[0].Status != model.AttemptFailure || as[0].Tries != len(w.svc.RetryDelays)+2 {
-		t.Fatalf("attempts %+v; want the first recipient's failure, tried once more before the hand-over", as)
+	if len(as) != 1 || as[0].Email != w.clients[0].Email || as[0].Status != model.AttemptFailure || as[0].Tries != len(w.svc.RetryDelays)+1 {
+		t.Fatalf("attempts %+v; want the first recipient's failure, after its tries (no more) before the hand-over", as)
 	}
 	pending, err := w.queue.ListPendingTasks("default")
 	if err != nil {
@@ -1622,7 +1697,7 @@ func (d *deferOne) Send(ctx context.Context, m mail.Message) mail.Result {
 				d.first()
 			}
 			if d.class == mail.Unreachable {
-				return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused"}
+				return mail.Result{Class: mail.Unreachable, Reply: "connect to mail.example.test:25: connection refused", NoServer: true}
 			}
 			return mail.Result{Class: mail.Temporary, Code: 451, Reply: "451 4.3.0 try again later"}
 		}
@@ -1640,12 +1715,12 @@ func (d *deferOne) Send(ctx context.Context, m mail.Message) mail.Result {
 func TestRunCountersMoveBeforeARetryWaits(t *testing.T) {
 	for _, tc := range []struct {
 		class mail.Class
-		// r00 to r03 are recorded (two chunks) before r05's chunk. A
-		// server that answered waits for r05 without holding its chunk:
-		// r04 is recorded before r05's next try. One that could not be
-		// reached is waited for in place: r04 is sent, not yet recorded.
+		// r00 to r03 are recorded (two chunks) before r05's chunk. The
+		// batch waits for r05 without holding its chunk, whether the
+		// server answered or could not be reached: r04 is recorded
+		// before r05's next try.
 		want int
-	}{{mail.Temporary, 5}, {mail.Unreachable, 4}} {
+	}{{mail.Temporary, 5}, {mail.Unreachable, 5}} {
 		w := newWorld(t, 6)
 		w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
 		w.svc.RetryDelays = []time.Duration{50 * time.Millisecond}

@@ -305,7 +305,7 @@ func ProgressBox(p Progress) templ.Component {
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "). The run waits for it: the recipients being sent are tried again every 2 minutes, and the rest are not started until it answers. If the sending window closes first, those not reached are counted as failed or skipped, and “Retry failed” sends to the failed ones again.</p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 22, "). The run waits for it: the server is asked again every 2 minutes, and no one new is mailed until it answers. If the sending window closes first, those not reached are counted as failed or skipped, and “Retry failed” sends to the failed ones again.</p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
