@@ -316,13 +316,24 @@ var brokeAt = map[gomail.SendErrReason]string{
 }
 
 // noSuchUser reports whether a 5xx reply says the recipient's address does
-// not exist: an enhanced code 5.1.x (RFC 3463) at the start of one of its
-// lines, but for 5.1.7 and 5.1.8, which are about the sender's address.
+// not exist: an enhanced code (RFC 3463) at the start of one of its lines
+// that is about the recipient's address (5.1.1 no such mailbox, 5.1.2 no
+// such domain, 5.1.3 bad address syntax, 5.1.6 moved, 5.1.10 a null MX),
+// and no word of the sender's address: servers refuse an unknown sender
+// at RCPT with 5.1.0 or 5.1.1 ("Sender address rejected", Postfix), which
+// would mark every recipient of a run bounced.
 func noSuchUser(reply string) bool {
 	_, text, _ := strings.Cut(reply, " ")
+	if strings.Contains(strings.ToLower(text), "sender") {
+		return false
+	}
 	for line := range strings.SplitSeq(text, "\n") {
 		if m := enhancedCode.FindStringSubmatch(line); m != nil {
-			return m[1] != "7" && m[1] != "8"
+			switch m[1] {
+			case "1", "2", "3", "6", "10":
+				return true
+			}
+			return false
 		}
 	}
 	return false

@@ -437,6 +437,31 @@ func TestPoolSenderAddressRefusalIsNoBounce(t *testing.T) {
 	if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.Permanent {
 		t.Fatalf("RCPT TO answered 550 5.1.7: %+v, want a permanent failure that is no bounce", r)
 	}
+	// Postfix refuses an unknown sender at RCPT (reject_unlisted_sender,
+	// reject_unverified_sender) with codes that, alone, would say the
+	// recipient does not exist; a code of no address (5.1.0) says nothing
+	// of the recipient either. Each would mark a whole run's recipients
+	// bounced.
+	for _, refusal := range []*smtp.SMTPError{
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "<no-reply@localhost>: Sender address rejected: User unknown in local recipient table"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<news@shop.example>: Sender address rejected: undeliverable address: host shop.example said: 550 5.1.1 unknown user"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "Address rejected"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 4}, Message: "Ambiguous address"},
+	} {
+		sink.RejectRcpt(func(string) *smtp.SMTPError { return refusal })
+		if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.Permanent {
+			t.Errorf("RCPT TO answered %d %v %s: %+v, want a permanent failure that is no bounce", refusal.Code, refusal.EnhancedCode, refusal.Message, r)
+		}
+	}
+	// What says the recipient's address does not exist is a bounce.
+	for _, ec := range []smtp.EnhancedCode{{5, 1, 1}, {5, 1, 2}, {5, 1, 3}, {5, 1, 6}, {5, 1, 10}} {
+		sink.RejectRcpt(func(string) *smtp.SMTPError {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: ec, Message: "<a@example.com>: Recipient address rejected"}
+		})
+		if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.NoSuchUser {
+			t.Errorf("RCPT TO answered 550 %v: %+v, want the address marked as not existing", ec, r)
+		}
+	}
 }
 
 // A server that refuses the connection in its greeting (421: too many
