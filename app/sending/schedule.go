@@ -126,6 +126,9 @@ func NextAfter(start, end time.Time, r model.Repeat, loc *time.Location, t time.
 // changed: the planned one while it is still inside the window, else, when
 // none was left, the first after now in the new window (nil: none).
 func NextInWindow(start, end time.Time, r model.Repeat, loc *time.Location, planned *time.Time, now time.Time) *time.Time {
+	if planned == nil && r == model.RepeatOnce {
+		return nil // its one send has gone (or a send by hand took its place)
+	}
 	if planned != nil {
 		if planned.Before(end) {
 			return planned

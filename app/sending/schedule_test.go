@@ -155,4 +155,8 @@ func TestNextInWindowAfterAnEdit(t *testing.T) {
 	if got := NextInWindow(start, planned.Add(48*time.Hour), model.RepeatOnce, loc, nil, now); got != nil {
 		t.Fatalf("a one-off mailing got another occurrence: %v", got)
 	}
+	// Sent by hand before its first send, which that replaced.
+	if got := NextInWindow(start, planned.Add(48*time.Hour), model.RepeatOnce, loc, nil, start.Add(-time.Hour)); got != nil {
+		t.Fatalf("a one-off mailing sent by hand got its first send again: %v", got)
+	}
 }

@@ -128,6 +128,7 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	var run *model.Run
 	var batches []model.RunBatch
 	var ownerID int64
+	var replaced *time.Time // the planned send a manual run takes the place of
 	err := s.Store.InTx(ctx, func(tx *store.Store) error {
 		m, err := tx.LockMailing(ctx, mailingID)
 		if err != nil {
@@ -168,8 +169,12 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, after); ok {
 				next = &n
 			}
-		} else {
+		} else if m.Repeat != model.RepeatOnce {
 			next = m.NextRunAt
+		} else if m.NextRunAt != nil {
+			// A one-off mailing sent by hand before its send: the run
+			// takes that send's place, which would mail everyone again.
+			replaced = m.NextRunAt
 		}
 		// One run of a mailing sends at a time: a manual run is refused, and
 		// a due occurrence waits (next_run_at stays, so the reconciler
@@ -213,6 +218,9 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			// of unfinished runs within its minute.
 			s.Log.WarnContext(ctx, "enqueue batches (the reconciler will)", "run_id", run.ID, "error", err.Error())
 		}
+	}
+	if replaced != nil {
+		s.Unplan(ctx, mailingID, replaced)
 	}
 	if err := s.planNext(ctx, mailingID); err != nil {
 		s.Log.WarnContext(ctx, "plan next run", "mailing_id", mailingID, "error", err.Error())

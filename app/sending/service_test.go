@@ -696,6 +696,45 @@ func TestShutdownReleasesUnsentClaims(t *testing.T) {
 // "Send now" on a mailing whose every recipient was deleted is refused:
 // it recorded an empty run and moved the mailing to running, which locks
 // its message and times for editing.
+// "Send now" on a one-off mailing before its send takes that send's
+// place: when it comes due, no one is mailed again. A repeating
+// mailing's planned send still goes.
+func TestSendNowTakesTheOneOffSendsPlace(t *testing.T) {
+	for _, repeat := range []model.Repeat{model.RepeatOnce, model.RepeatDaily} {
+		w := newWorld(t, 2)
+		ctx := context.Background()
+		start := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET repeat = ?, starts_at = ?, next_run_at = ?, ends_at = ? WHERE id = ?",
+			repeat, start, start, start.Add(72*time.Hour), w.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+		run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.drain(t, run.ID)
+		m, err := w.st.Mailing(ctx, w.mailing.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (m.NextRunAt == nil) != (repeat == model.RepeatOnce) {
+			t.Fatalf("%s: the send planned after Send now: %v", repeat, m.NextRunAt)
+		}
+		// The planned send's time comes.
+		w.svc.Now = func() time.Time { return start.Add(time.Minute) }
+		if err := w.svc.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, page, err := w.st.RunsPage(ctx, w.mailing.ID, store.NewPage(1, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[model.Repeat]int{model.RepeatOnce: 1, model.RepeatDaily: 2}[repeat]; page.Total != want {
+			t.Errorf("%s: %d runs once the planned send came due, want %d", repeat, page.Total, want)
+		}
+	}
+}
+
 func TestManualRunOfAMailingWithNoRecipientsIsRefused(t *testing.T) {
 	w := newWorld(t, 1)
 	ctx := context.Background()

@@ -15,6 +15,7 @@ import (
 	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/app/testkit"
 )
 
@@ -87,19 +88,57 @@ func TestSendNowAndProgress(t *testing.T) {
 	if _, body = c.get(t, path); !strings.Contains(body, `hx-trigger="every 10s"`) || !strings.Contains(body, `hx-get="`+path+`/progress?seen=0"`) {
 		t.Fatalf("the page of a mailing with a run planned does not watch for it:\n%s", body)
 	}
-	// A run by hand does not replace the planned one: the question says so.
+	// A run by hand of a repeating mailing does not replace the planned
+	// one; of a one-off mailing, it takes the place of its one send
+	// (which would mail everyone again): the question says which.
 	sendAsks := func() string {
 		t.Helper()
 		_, body := c.get(t, path)
 		q, _ := parseHTML(t, body).Find("form:has([data-testid=send-now])").Attr("data-confirm")
 		return q
 	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET repeat = 'daily' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
 	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? The send planned for ") || !strings.HasSuffix(q, " still goes out.") {
-		t.Errorf("with a send planned, Send now asks %q", q)
+		t.Errorf("with a send planned, Send now of a repeating mailing asks %q", q)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET repeat = 'once' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? It takes the place of the send planned for ") {
+		t.Errorf("with its send planned, Send now of a one-off mailing asks %q", q)
+	}
+	planned, err := e.store.MailingByID(ctx, store.Own(ann.ID), o.mailing.ID)
+	if err != nil || planned.NextRunAt == nil {
+		t.Fatalf("mailing %+v, %v: want its send planned", planned, err)
+	}
+	if err := (task.Queue{Client: e.deps.Queue}).PlanRun(ctx, o.mailing.ID, *planned.NextRunAt); err != nil {
+		t.Fatal(err)
+	}
+	ro := e.redis.Options()
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: ro.Addr, DB: ro.DB})
+	defer insp.Close()
+	plannedTasks := func() int {
+		t.Helper()
+		tasks, err := insp.ListScheduledTasks("default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(tasks)
+	}
+	if n := plannedTasks(); n != 1 {
+		t.Fatalf("%d planned tasks, want the send's", n)
 	}
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
 	e.waitMail(t, sink, 1)
+	if m, err := e.store.MailingByID(ctx, store.Own(ann.ID), o.mailing.ID); err != nil || m.NextRunAt != nil {
+		t.Fatalf("mailing %+v, %v after Send now: want no send planned any more", m, err)
+	}
+	if n := plannedTasks(); n != 0 {
+		t.Error("the planned send's task is still queued after Send now took its place")
+	}
 
 	// The progress fragment polls (where the box says) until the run is
 	// done, then answers 286, and has the page reloaded: its buttons and
@@ -139,9 +178,13 @@ func TestSendNowAndProgress(t *testing.T) {
 			t.Errorf("%s after the run: %d, HX-Refresh %q, want 286, %q", poll, resp.StatusCode, resp.Header.Get("HX-Refresh"), want)
 		}
 	}
-	doc := parseHTML(t, body)
 	// Done: no more fast polling; the open mailing is watched slowly for
-	// its next run.
+	// its next run, when one is planned (a repeating mailing's).
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET repeat = 'daily', next_run_at = now() + interval '1 hour' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, body = c.request(t, "GET", path+"/progress", nil, true)
+	doc := parseHTML(t, body)
 	if doc.Find("[data-testid=progress-sent]").Text() != "1" || doc.Find("[data-testid=progress-total]").Text() != "1" ||
 		strings.Contains(body, "every 1s") || !strings.Contains(body, `hx-trigger="every 10s"`) {
 		t.Fatalf("final progress:\n%s", body)
