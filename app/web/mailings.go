@@ -341,7 +341,7 @@ func nextSend(r *store.MailingRow, u *model.User, now time.Time) string {
 const runsPerPage = 20
 
 func runView(r model.Run, u *model.User) mailings.Run {
-	v := mailings.Run{ID: r.ID, Trigger: string(r.Trigger), Started: formatTime(r.StartedAt, u.TimeZone),
+	v := mailings.Run{ID: r.ID, Trigger: runTrigger(r), Started: formatTime(r.StartedAt, u.TimeZone),
 		Total: r.Total, Succeeded: r.Succeeded, Failed: r.Failed, Skipped: r.Skipped}
 	if r.FinishedAt != nil {
 		v.Finished = formatTime(*r.FinishedAt, u.TimeZone)
@@ -610,6 +610,15 @@ const pickerPage = 50
 
 // picker lists the owner's clients matching ?picker_q= for the recipient
 // picker, a page at a time.
+// runTrigger says what started a run: "retry" for Retry failed (a manual
+// run of the failures of the one before).
+func runTrigger(r model.Run) string {
+	if r.RetryOf != nil {
+		return "retry"
+	}
+	return string(r.Trigger)
+}
+
 // mailingForm matches the paths of the forms the picker is part of.
 var mailingForm = regexp.MustCompile(`^/mailings/(new|[1-9][0-9]*/edit)$`)
 

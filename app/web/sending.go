@@ -116,7 +116,7 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 	if err != nil {
 		return p, err
 	}
-	p.RunID, p.Active, p.Trigger = run.ID, run.FinishedAt == nil, string(run.Trigger)
+	p.RunID, p.Active, p.Trigger = run.ID, run.FinishedAt == nil, runTrigger(*run)
 	p.Started = formatTime(run.StartedAt, u.TimeZone)
 	p.Sent, p.Failed, p.Skipped, p.Total = run.Succeeded, run.Failed, run.Skipped, run.Total
 	p.SkippedWhy = skippedWhy(run, m, u)

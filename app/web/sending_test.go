@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -790,5 +791,58 @@ func sendableNow(t *testing.T, e *env, mailingID int64) {
 	t.Helper()
 	if _, err := e.db.ExecContext(context.Background(), "UPDATE mailings SET starts_at = now() - interval '1 minute', next_run_at = NULL WHERE id = ?", mailingID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The mailing page tells what its runs were and what a delete costs: a
+// window that passed with no run says so (not "the first starts at the
+// first send"), a Retry failed run is called a retry, and deleting a
+// mailing while it sends says the run stops and its record goes.
+func TestMailingPageTellsItsRuns(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID)
+	doc := func() *goquery.Document {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	if got := doc().Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "the first starts at the first send") {
+		t.Errorf("before any run: %q", got)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET status = 'finished', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc().Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "window passed without one") {
+		t.Errorf("a window passed with no run: %q", got)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running' WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	fin := time.Now().Add(-time.Minute)
+	first := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1}
+	if _, err := e.db.NewInsert().Model(first).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	retry := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), RetryOf: &first.ID, Total: 1}
+	if _, err := e.db.NewInsert().Model(retry).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page := doc()
+	var triggers []string
+	page.Find("[data-testid=runs-table] tbody td[data-label=Trigger]").Each(func(_ int, s *goquery.Selection) { triggers = append(triggers, s.Text()) })
+	if strings.Join(triggers, ",") != "retry,manual" {
+		t.Errorf("runs table triggers %v, want the retry called so", triggers)
+	}
+	if q, _ := page.Find("form[action$='/delete']").Attr("data-confirm"); !strings.HasPrefix(q, "This mailing is sending now: deleting it stops the run") {
+		t.Errorf("delete while a run sends asks %q", q)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", retry.ID); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := doc().Find("form[action$='/delete']").Attr("data-confirm"); q != "Delete this mailing with its runs and attempt log?" {
+		t.Errorf("delete with no run sending asks %q", q)
 	}
 }
