@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -25,7 +26,8 @@ func TestCrashSafety(t *testing.T) {
 		waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		if _, err := sink.Wait(waitCtx, received); err != nil {
-			t.Fatalf("before the kill: %v", err)
+			b, _ := os.ReadFile(w.logs)
+			t.Fatalf("before the kill: %v\nworker log:\n%s", err, b)
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
