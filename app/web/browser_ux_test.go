@@ -425,7 +425,7 @@ func TestBrowserSendNowProgress(t *testing.T) {
 	waitAcrossNavigation(t, b.ctx, `document.querySelector("[data-testid=progress-bar]").value === 5 && document.querySelector("[data-testid=progress-sent]").textContent === "5"`)
 	waitAcrossNavigation(t, b.ctx, `document.querySelectorAll("[data-testid=attempt-row]").length === 5`)
 	// Asked once the page has reloaded (the run over), not while it may.
-	if asked, want := b.asked(), "Send this mailing to its 5 recipients now? The send planned for "; len(asked) != 1 || !strings.HasPrefix(asked[0], want) {
+	if asked, want := b.asked(), "Send this mailing to its 5 recipients now? It takes the place of the send planned for "; len(asked) != 1 || !strings.HasPrefix(asked[0], want) {
 		t.Errorf("Send now asked %q first, want %q", asked, want)
 	}
 	b.do("attempt log", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d/attempts?status=failure", base, m.ID)))

@@ -3,16 +3,19 @@ package web
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/hibiken/asynq"
 
 	"rassylka/app/auth"
 	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/sending"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
 	"rassylka/views/unsubscribe"
@@ -125,8 +128,23 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 		if t, ok, err := s.mailHealth.Trouble(c.UserContext()); err == nil && ok {
 			p.Trouble, p.TroubleSince = t.Reason, formatTime(t.Since, u.TimeZone)
 		}
+		p.NoWorker = !s.workerRuns()
 	}
 	return p, nil
+}
+
+// workerRuns reports whether a worker process takes the mailings' tasks,
+// as the workers tell Redis every few seconds (true when Redis cannot
+// say: the notice is told only, never relied upon).
+func (s *Server) workerRuns() bool {
+	servers, err := s.inspector.Servers()
+	if err != nil {
+		return true
+	}
+	return slices.ContainsFunc(servers, func(si *asynq.ServerInfo) bool {
+		_, ok := si.Queues[task.QueueDefault]
+		return ok && si.Status != "stopped"
+	})
 }
 
 // skippedWhy explains a finished run's skipped recipients.

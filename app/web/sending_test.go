@@ -846,3 +846,35 @@ func TestMailingPageTellsItsRuns(t *testing.T) {
 		t.Errorf("delete with no run sending asks %q", q)
 	}
 }
+
+// A run that sends while no worker runs says so on its progress, rather
+// than show "0 sent" for ever; once a worker runs, the notice goes.
+func TestProgressTellsNoWorkerRuns(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 1}
+	if _, err := e.db.NewInsert().Model(run).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID) + "/progress"
+	notice := func() string {
+		t.Helper()
+		resp, body := c.request(t, "GET", path, nil, true)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body).Find("[data-testid=progress-no-worker]").Text()
+	}
+	if got := notice(); !strings.Contains(got, "No worker is running") {
+		t.Errorf("progress with no worker running: %q", got)
+	}
+	e.withWorker(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for notice() != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the notice stays while a worker runs")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -51,6 +51,7 @@ type Server struct {
 
 	sending    *sending.Service
 	mailHealth *mail.Health // what the workers say of the mail server
+	inspector  *asynq.Inspector
 	stats      *stats.Service
 	metrics    *metrics.Registry
 	sessions   *auth.Sessions
@@ -126,6 +127,7 @@ func New(d Deps) *fiber.App {
 		BaseURL: d.Config.BaseURL, Secret: d.Config.SessionSecret, Stats: s.stats}
 	s.metrics = metrics.New(inspector)
 	s.mailHealth = mail.NewHealth(d.Redis)
+	s.inspector = inspector
 	app := fiber.New(fiber.Config{
 		AppName:               "rassylka",
 		ErrorHandler:          s.handleError,
