@@ -125,6 +125,24 @@ func TestMailingCreate(t *testing.T) {
 		t.Fatalf("rejected forms created %d mailings", n)
 	}
 
+	// The minute under way is not past (a form holds minutes): a mailing
+	// can start now; the minute before is refused.
+	if s := time.Now().Second(); s >= 57 {
+		time.Sleep(time.Duration(61-s) * time.Second)
+	}
+	minute := time.Now().In(w.tokyo).Truncate(time.Minute)
+	resp, body = c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("starts_at", minute.Add(-time.Minute).Format("2006-01-02T15:04")) }))
+	if wantStatus(t, resp, body, http.StatusUnprocessableEntity); fieldError(t, body, "starts_at") != "The first send must be now or later." {
+		t.Errorf("a start a minute ago: %q", fieldError(t, body, "starts_at"))
+	}
+	resp, body = c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("starts_at", minute.Format("2006-01-02T15:04")) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if now, err := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mustID(t, resp.Header.Get("Location"))); err != nil || !now.StartsAt.Equal(minute) {
+		t.Fatalf("a mailing starting in the minute under way: %+v, %v", now, err)
+	} else if _, err := w.e.store.DeleteMailing(ctx, w.ann.ID, now.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	resp, body = c.post(t, "/mailings", w.form(nil))
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	loc := resp.Header.Get("Location")

@@ -101,8 +101,10 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 		switch {
 		case msg != "":
 			errs["starts_at"] = msg
-		case start.Before(r.Now) && !kept:
-			errs["starts_at"] = "The first send must be in the future."
+		case start.Before(r.Now.Truncate(time.Minute)) && !kept:
+			// The minute under way is not past: a form holds minutes, and
+			// a send "now" is due at once.
+			errs["starts_at"] = "The first send must be now or later."
 		}
 		p.StartsAt = start
 	}
