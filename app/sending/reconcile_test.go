@@ -161,6 +161,11 @@ func TestPlannedRunTask(t *testing.T) {
 func TestScheduledOccurrenceWaitsForActiveRun(t *testing.T) {
 	w := newWorld(t, 2)
 	ctx := context.Background()
+	// A repeating mailing: a run by hand of a one-off mailing takes the
+	// place of its send (TestSendNowTakesTheOneOffSendsPlace).
+	if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET repeat = 'daily' WHERE id = ?", w.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
 	manual, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	if err != nil {
 		t.Fatal(err)
