@@ -589,7 +589,7 @@ func flashAfter(t testing.TB, c *client, resp *http.Response) string {
 		return ""
 	}
 	_, body := c.get(t, to)
-	return strings.TrimSpace(parseHTML(t, body).Find(".flash").Text())
+	return strings.TrimSpace(parseHTML(t, body).Find("#flash .flash").Text())
 }
 
 // Filtering the list by status with htmx swaps the list: the filter the
