@@ -560,7 +560,9 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 				next, ahead = ahead[:n], ahead[n:]
 			}
 			if err == nil {
-				due = waits.due(s.now(), holding, s.lastDelay())
+				// Handing over, each waiting recipient has its last try
+				// now: one at a time, they would outlast the task.
+				due = waits.due(s.now(), holding && !handingOver, s.lastDelay())
 			}
 		}
 		// The waiting recipients due are claimed with the next chunk: a

@@ -1419,9 +1419,13 @@ func TestServerDownIsAskedByOneAndThenTriedAsUsual(t *testing.T) {
 // hands over before its task's deadline all the same: those waiting are
 // tried once more and keep their failure, and a new task has the rest.
 func TestBatchWaitingForTheServerHandsOver(t *testing.T) {
-	w := newWorld(t, 3)
-	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 1, 1
+	w := newWorld(t, 4)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 10, 3, 3
 	w.svc.HandOver = 2 * time.Hour // near the deadline, once something is sent or waits
+	// The last delay is long (past the window's end: the second try is the
+	// last): those waiting are tried together before the hand-over, not
+	// one at a time each that long apart.
+	w.svc.RetryDelays = []time.Duration{10 * time.Millisecond, 2 * time.Hour}
 	if err := w.sink.Down(); err != nil {
 		t.Fatal(err)
 	}
@@ -1444,8 +1448,13 @@ func TestBatchWaitingForTheServerHandsOver(t *testing.T) {
 		t.Fatal("the batch waited for the server past its hand-over, until its task's deadline")
 	}
 	as := w.attempts(t, run.ID)
-	if len(as) != 1 || as[0].Email != w.clients[0].Email || as[0].Status != model.AttemptFailure || as[0].Tries != len(w.svc.RetryDelays)+1 {
-		t.Fatalf("attempts %+v; want the first recipient's failure, after its tries (no more) before the hand-over", as)
+	if len(as) != 3 {
+		t.Fatalf("attempts %+v; want the first chunk's", as)
+	}
+	for _, a := range as {
+		if a.Status != model.AttemptFailure || a.Tries != 2 {
+			t.Errorf("attempt %+v; want a failure after its tries (no more) before the hand-over", a)
+		}
 	}
 	pending, err := w.queue.ListPendingTasks("default")
 	if err != nil {
