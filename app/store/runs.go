@@ -175,8 +175,9 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 // (a send tried again after a temporary failure), are recorded as failures
 // with unknown outcome, and added to the run's failures, in one statement
 // that also clears the claim. Each is dated when it was sent, as far as
-// the batch knows: the claim's time, or the pending try's. Only one task runs a batch at a time, so a
-// claim found when the batch starts is an orphan.
+// the batch knows: the claim's time, or the pending try's. Only one task
+// runs a batch at a time, so a claim found when the batch starts is an
+// orphan.
 func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int64, error) {
 	// The batch's range is written as row comparisons on (run_id,
 	// client_id), which only the attempts' unique key can serve: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -135,16 +136,32 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 
 // workerRuns reports whether a worker process takes the mailings' tasks,
 // as the workers tell Redis every few seconds (true when Redis cannot
-// say: the notice is told only, never relied upon).
+// say: the notice is told only, never relied upon). The answer is kept
+// as long as a worker's beat: every open page of a sending run asks each
+// second, and Asynq reads every server's and worker's record to answer.
 func (s *Server) workerRuns() bool {
-	servers, err := s.inspector.Servers()
-	if err != nil {
-		return true
+	w := &s.workersSeen
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.at) < workerBeat {
+		return w.runs
 	}
-	return slices.ContainsFunc(servers, func(si *asynq.ServerInfo) bool {
+	servers, err := s.inspector.Servers()
+	w.at, w.runs = time.Now(), err != nil || slices.ContainsFunc(servers, func(si *asynq.ServerInfo) bool {
 		_, ok := si.Queues[task.QueueDefault]
 		return ok && si.Status != "stopped"
 	})
+	return w.runs
+}
+
+// workerBeat is how often an Asynq server tells Redis it runs.
+const workerBeat = 5 * time.Second
+
+// workersSeen is the last answer of workerRuns, and when it was had.
+type workersSeen struct {
+	mu   sync.Mutex
+	at   time.Time
+	runs bool
 }
 
 // skippedWhy explains a finished run's skipped recipients.

@@ -49,16 +49,17 @@ type Server struct {
 	queue *asynq.Client
 	log   *slog.Logger
 
-	sending    *sending.Service
-	mailHealth *mail.Health // what the workers say of the mail server
-	inspector  *asynq.Inspector
-	stats      *stats.Service
-	metrics    *metrics.Registry
-	sessions   *auth.Sessions
-	accounts   *auth.Accounts
-	providers  *auth.Providers
-	loginLimit *auth.Limiter
-	formLimit  *auth.Limiter
+	sending     *sending.Service
+	mailHealth  *mail.Health // what the workers say of the mail server
+	inspector   *asynq.Inspector
+	workersSeen workersSeen // whether a worker runs, as last asked (workerRuns)
+	stats       *stats.Service
+	metrics     *metrics.Registry
+	sessions    *auth.Sessions
+	accounts    *auth.Accounts
+	providers   *auth.Providers
+	loginLimit  *auth.Limiter
+	formLimit   *auth.Limiter
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
 	// after is the work done after an answer (account mails, imports),
