@@ -173,10 +173,15 @@ type Run struct {
 	StartedAt  time.Time  `bun:"started_at,notnull,default:current_timestamp"`
 	FinishedAt *time.Time `bun:"finished_at"`
 	RetryOf    *int64     `bun:"retry_of"` // a retry of this run's temporary failures
+	RestOf     *int64     `bun:"rest_of"`  // sends to those this full run (and those after it) did not reach
 	Total      int        `bun:"total,notnull"`
 	Succeeded  int        `bun:"succeeded,notnull"`
 	Failed     int        `bun:"failed,notnull"`
 	Skipped    int        `bun:"skipped,notnull"`
+	// Unreached is how many of Skipped could have been mailed but were not
+	// reached before the run stopped (switched off, owner blocked, window
+	// closed).
+	Unreached int `bun:"unreached,notnull"`
 	// Mailable is, on a run just started, how many of Total it may mail:
 	// the others have unsubscribed or bounced, and are skipped. Not stored.
 	Mailable int `bun:"-"`
@@ -218,4 +223,6 @@ type RunBatch struct {
 	ToID    *int64     `bun:"to_id"`           // inclusive; nil = open
 	DoneAt  *time.Time `bun:"done_at"`
 	Skipped int        `bun:"skipped,notnull"`
+	// Unreached is how many of Skipped were mailable but not reached.
+	Unreached int `bun:"unreached,notnull"`
 }

@@ -27,6 +27,9 @@ var (
 	ErrRunActive  = errors.New("a run of the mailing is still sending")
 	ErrNotDue     = errors.New("the occurrence is not due")
 	ErrNoFailures = errors.New("the last run has no failures to retry")
+	// ErrNoRest refuses "Send to the rest" when the last run reached
+	// everyone it could, or those it left can no longer be mailed.
+	ErrNoRest = errors.New("the last run left no one to send to")
 	// ErrNoRecipients refuses a manual run of a mailing with no recipients
 	// left (its clients deleted): it would only record an empty run.
 	ErrNoRecipients = errors.New("the mailing has no recipients")
@@ -113,17 +116,25 @@ func (s *Service) location(ctx context.Context, st *store.Store, ownerID int64) 
 // (the latest one, if several were missed). Starting it twice, from any
 // number of workers, makes one run.
 func (s *Service) StartScheduled(ctx context.Context, mailingID int64) (*model.Run, error) {
-	return s.start(ctx, mailingID, model.TriggerScheduled, nil)
+	return s.start(ctx, mailingID, model.TriggerScheduled, nil, false)
 }
 
 // StartManual starts a run now ("Send now"), or with retryOf set, a run for
 // the clients whose attempt in that run failed with a temporary or unknown
 // error ("Retry failed").
 func (s *Service) StartManual(ctx context.Context, mailingID int64, retryOf *int64) (*model.Run, error) {
-	return s.start(ctx, mailingID, model.TriggerManual, retryOf)
+	return s.start(ctx, mailingID, model.TriggerManual, retryOf, false)
 }
 
-func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trigger, retryOf *int64) (*model.Run, error) {
+// StartRest starts a run for the recipients the mailing's last run did
+// not reach before it stopped (switched off, its owner blocked), and that
+// may still be mailed ("Send to the rest"): those no run since its full
+// run has mailed.
+func (s *Service) StartRest(ctx context.Context, mailingID int64) (*model.Run, error) {
+	return s.start(ctx, mailingID, model.TriggerManual, nil, true)
+}
+
+func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trigger, retryOf *int64, rest bool) (*model.Run, error) {
 	now := s.now()
 	var run *model.Run
 	var batches []model.RunBatch
@@ -169,7 +180,7 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, after); ok {
 				next = &n
 			}
-		} else if m.Repeat != model.RepeatOnce {
+		} else if m.Repeat != model.RepeatOnce || retryOf != nil || rest {
 			next = m.NextRunAt
 		} else if m.NextRunAt != nil {
 			// A one-off mailing sent by hand before its send: the run
@@ -188,6 +199,15 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if rest {
+			full, _, err := tx.RestToSend(ctx, m.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return ErrNoRest
+			} else if err != nil {
+				return err
+			}
+			r.RestOf = &full
+		}
 		created, err := tx.CreateRun(ctx, r)
 		if err != nil {
 			return err
@@ -199,6 +219,9 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			}
 			if retryOf != nil && r.Total == 0 {
 				return ErrNoFailures
+			}
+			if rest && r.Total == 0 {
+				return ErrNoRest
 			}
 			if trigger == model.TriggerManual && r.Total == 0 {
 				return ErrNoRecipients

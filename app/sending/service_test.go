@@ -649,6 +649,106 @@ func TestDisabledBlockedAndWindowEnd(t *testing.T) {
 	}
 }
 
+// A run stopped before it reached everyone (the mailing switched off)
+// counts those it left as unreached, and "Send to the rest" mails only
+// them, once: not those reached, not those who unsubscribed, and a rest
+// stopped in turn leaves a rest of its own, of the same full run.
+func TestSendToTheRest(t *testing.T) {
+	w := newWorld(t, 10) // batches of 3
+	ctx := context.Background()
+	if err := w.st.Unsubscribe(ctx, w.owner.ID, w.clients[9].ID); err != nil {
+		t.Fatal(err)
+	}
+	disable := func(off bool) {
+		t.Helper()
+		if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// stoppedAfterFirstBatch sends the run's first batch, then switches
+	// the mailing off and lets the other batches stop.
+	stoppedAfterFirstBatch := func(run *model.Run) *model.Run {
+		t.Helper()
+		if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		disable(true)
+		defer disable(false)
+		return w.drain(t, run.ID)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
+		t.Fatalf("rest before any run: %v", err)
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stoppedAfterFirstBatch(run)
+	if r.Succeeded != 3 || r.Skipped != 7 || r.Unreached != 6 {
+		t.Fatalf("run switched off after its first batch: %+v, want 3 sent, 7 skipped of which 6 unreached", r)
+	}
+	if full, n, err := w.st.RestToSend(ctx, w.mailing.ID); err != nil || full != run.ID || n != 6 {
+		t.Fatalf("rest to send: %d, %d, %v", full, n, err)
+	}
+	disable(true)
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrDisabled) {
+		t.Fatalf("rest of a mailing switched off: %v", err)
+	}
+	disable(false)
+
+	rest, err := w.svc.StartRest(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest.Total != 6 || rest.RestOf == nil || *rest.RestOf != run.ID || rest.Trigger != model.TriggerManual {
+		t.Fatalf("rest run %+v", rest)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrRunActive) {
+		t.Fatalf("rest while the rest sends: %v", err)
+	}
+	if r := stoppedAfterFirstBatch(rest); r.Succeeded != 3 || r.Skipped != 3 || r.Unreached != 3 {
+		t.Fatalf("rest switched off after its first batch: %+v", r)
+	}
+	// Of the three left, one unsubscribes: the next rest leaves them out.
+	if err := w.st.Unsubscribe(ctx, w.owner.ID, w.clients[8].ID); err != nil {
+		t.Fatal(err)
+	}
+	rest2, err := w.svc.StartRest(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rest2.RestOf == nil || *rest2.RestOf != run.ID {
+		t.Fatalf("a rest of a rest is of the full run %d: %+v", run.ID, rest2)
+	}
+	if r := w.drain(t, rest2.ID); r.Total != 2 || r.Succeeded != 2 || r.Skipped != 0 || r.Unreached != 0 {
+		t.Fatalf("second rest %+v", r)
+	}
+	got := received(w.sink)
+	for i, c := range w.clients {
+		if want := btoi(i < 8); got[c.Email] != want {
+			t.Errorf("%s received %d messages, want %d", c.Email, got[c.Email], want)
+		}
+	}
+	if _, _, err := w.st.RestToSend(ctx, w.mailing.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rest to send once everyone is reached: %v", err)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
+		t.Errorf("rest once everyone is reached: %v", err)
+	}
+	// A run that reached everyone it could leaves no rest, though it
+	// skipped those who unsubscribed.
+	full, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, full.ID); r.Succeeded != 8 || r.Skipped != 2 || r.Unreached != 0 {
+		t.Fatalf("full run %+v", r)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
+		t.Errorf("rest of a run that reached everyone: %v", err)
+	}
+}
+
 // A worker shutting down mid-batch records what it sent and releases what
 // it claimed but never sent: nothing is marked failed for the shutdown,
 // and the batch resumed later mails each recipient once.

@@ -94,8 +94,12 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 			WHERE f.run_id = ` + param(*r.RetryOf) + ` AND ` + retryableFailure + ` AND f.client_id > $1::bigint`
 	} else {
 		key = "src.client_id"
+		mailing := param(r.MailingID)
 		src = `SELECT c.id AS client_id FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
-			WHERE src.mailing_id = ` + param(r.MailingID) + ` AND src.client_id > $1::bigint`
+			WHERE src.mailing_id = ` + mailing + ` AND src.client_id > $1::bigint`
+		if r.RestOf != nil {
+			src += ` AND NOT ` + reachedSince("c.id", mailing, param(*r.RestOf), "$3::bigint")
+		}
 	}
 	// The range is repeated on the clients' key: the planner does not carry
 	// an inequality across the join, and a merge join would otherwise read
@@ -113,9 +117,10 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 
 // Next reads the batch's next recipients after the client id after, up to
 // limit, that may be mailed (not unsubscribed, not bounced) and have no
-// attempt in this run yet, in client id order. It walks the source by its
-// index from the cursor (the recipients' primary key, or the retried run's
-// attempts), never the whole list, so the cost of a read does not grow
+// attempt in this run yet (nor, for a rest, in the runs since its full
+// run), in client id order. It walks the source by its index from the
+// cursor (the recipients' primary key, or the retried run's attempts),
+// never the whole list, so the cost of a read does not grow
 // with the run. Nothing is claimed: Record claims them.
 func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]int64, error) {
 	args := append([]any{max(after, p.batch.FromID), limit}, p.nextArgs...)

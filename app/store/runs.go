@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -80,14 +81,62 @@ func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, err
 	return r, nil
 }
 
-// sourceSQL selects the client ids a run sends to: the mailing's recipients,
-// or for a retry the clients whose attempt in the earlier run failed with a
-// temporary (4xx) or unknown error.
+// RestToSend finds what "Send to the rest" would follow: the mailing's
+// newest run that is not a retry, finished, having left recipients
+// unreached when it stopped (switched off, its owner blocked). It returns
+// the full run those recipients were of (that run, or the one the run
+// was the rest of) and how many the run left unreached. ErrNotFound: no
+// such run, or none of those it left can still be mailed (they
+// unsubscribed, bounced or were removed since, or another run reached
+// them).
+func (s *Store) RestToSend(ctx context.Context, mailingID int64) (fullRunID int64, unreached int, err error) {
+	last := new(model.Run)
+	err = s.db.NewSelect().Model(last).Where("mailing_id = ? AND retry_of IS NULL", mailingID).
+		OrderExpr("id DESC").Limit(1).Scan(ctx)
+	if err != nil {
+		return 0, 0, dbErr("rest to send", err)
+	}
+	if last.FinishedAt == nil || last.Unreached == 0 {
+		return 0, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
+	}
+	fullRunID = last.ID
+	if last.RestOf != nil {
+		fullRunID = *last.RestOf
+	}
+	src, args := sourceSQL(&model.Run{MailingID: mailingID, RestOf: &fullRunID, ID: math.MaxInt64})
+	var any bool
+	if err := s.db.NewRaw("SELECT EXISTS ("+src+")", args...).Scan(ctx, &any); err != nil {
+		return 0, 0, dbErr("rest to send", err)
+	}
+	if !any {
+		return 0, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
+	}
+	return fullRunID, last.Unreached, nil
+}
+
+// sourceSQL selects the client ids a run sends to: the mailing's recipients;
+// for a retry the clients whose attempt in the earlier run failed with a
+// temporary (4xx) or unknown error; for a rest the mailable recipients
+// that no run from the full run on has reached.
 func sourceSQL(r *model.Run) (string, []any) {
-	if r.RetryOf != nil {
+	switch {
+	case r.RetryOf != nil:
 		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND ` + retryableMailable, []any{*r.RetryOf}
+	case r.RestOf != nil:
+		return `SELECT mr.client_id FROM mailing_recipients AS mr JOIN clients AS c ON c.id = mr.client_id
+			WHERE mr.mailing_id = ? AND ` + mailable + ` AND NOT ` + reachedSince("mr.client_id", "?", "?", "?"),
+			[]any{r.MailingID, r.MailingID, *r.RestOf, r.ID}
 	}
 	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
+}
+
+// reachedSince is the condition that the client (the expression client) has
+// an attempt in a run of the mailing from the full run from on, before the
+// run before: what a rest run leaves out. The runs are found on the
+// mailing's index of runs, and each one's attempt by its unique key.
+func reachedSince(client, mailing, from, before string) string {
+	return `EXISTS (SELECT 1 FROM runs AS pr JOIN attempts AS pa ON pa.run_id = pr.id AND pa.client_id = ` + client + `
+		WHERE pr.mailing_id = ` + mailing + ` AND pr.id >= ` + from + ` AND pr.id < ` + before + `)`
 }
 
 // retryableFailure keeps, of a run's attempts (alias f), those "Retry failed"
@@ -332,14 +381,16 @@ func (s *Store) MarkBounced(ctx context.Context, clientIDs []int64) error {
 }
 
 // FinishBatch marks a batch done, counting as skipped the recipients of its
-// range that got no attempt (unsubscribed, bounced, or left when the window
-// closed), and adds them to the run's skips in the same statement. It
-// reports whether this call finished it.
+// range that got no attempt (unsubscribed, bounced, or left when the run
+// stopped), and as unreached those of them who could have been mailed,
+// and adds both to the run's in the same statement. It reports whether
+// this call finished it.
 func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch) (bool, error) {
 	src, args := sourceSQL(r)
-	q := `WITH done AS (
-			UPDATE run_batches SET done_at = now(), skipped = (
-				SELECT count(*) FROM (` + src + `) AS src WHERE src.client_id > ?`
+	q := `WITH rest AS (
+			SELECT count(*) AS skipped, count(*) FILTER (WHERE ` + mailable + `) AS unreached
+			FROM (` + src + `) AS src JOIN clients AS c ON c.id = src.client_id
+			WHERE src.client_id > ?`
 	args = append(args, b.FromID)
 	if b.ToID != nil {
 		q += ` AND src.client_id <= ?`
@@ -355,10 +406,13 @@ func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch
 		args = append(args, *b.ToID)
 	}
 	q += `)
-			) WHERE run_id = ? AND seq = ? AND done_at IS NULL
-			RETURNING skipped
+		), done AS (
+			UPDATE run_batches SET done_at = now(), skipped = rest.skipped, unreached = rest.unreached
+			FROM rest WHERE run_id = ? AND seq = ? AND done_at IS NULL
+			RETURNING run_batches.skipped, run_batches.unreached
 		)
-		UPDATE runs SET skipped = runs.skipped + done.skipped FROM done WHERE runs.id = ?`
+		UPDATE runs SET skipped = runs.skipped + done.skipped, unreached = runs.unreached + done.unreached
+		FROM done WHERE runs.id = ?`
 	args = append(args, r.ID, b.Seq, r.ID)
 	res, err := s.db.NewRaw(q, args...).Exec(ctx)
 	if err != nil {
@@ -411,9 +465,11 @@ func (s *Store) RefreshRunCounts(ctx context.Context, runID int64) (finished boo
 				       count(*) AS all
 				FROM attempts WHERE run_id = ?0
 			), b AS (
-				SELECT coalesce(sum(skipped), 0) AS skipped, count(*) FILTER (WHERE done_at IS NULL) AS open FROM run_batches WHERE run_id = ?0
+				SELECT coalesce(sum(skipped), 0) AS skipped, coalesce(sum(unreached), 0) AS unreached,
+				       count(*) FILTER (WHERE done_at IS NULL) AS open
+				FROM run_batches WHERE run_id = ?0
 			)
-			UPDATE runs SET succeeded = a.ok, failed = a.failed,
+			UPDATE runs SET succeeded = a.ok, failed = a.failed, unreached = b.unreached,
 				skipped = CASE WHEN b.open = 0 THEN greatest(b.skipped, runs.total - a.all) ELSE b.skipped END,
 				total = greatest(runs.total, a.all + b.skipped),
 				finished_at = CASE WHEN b.open = 0 AND runs.finished_at IS NULL THEN greatest(now(), runs.started_at) ELSE runs.finished_at END

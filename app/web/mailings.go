@@ -321,6 +321,9 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
 			return err
 		}
+		if _, v.RestUnreached, err = s.store.RestToSend(ctx, r.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 	}
 	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
 }
@@ -611,10 +614,13 @@ const pickerPage = 50
 // picker lists the owner's clients matching ?picker_q= for the recipient
 // picker, a page at a time.
 // runTrigger says what started a run: "retry" for Retry failed (a manual
-// run of the failures of the one before).
+// run of the failures of the one before), "rest" for Send to the rest.
 func runTrigger(r model.Run) string {
-	if r.RetryOf != nil {
+	switch {
+	case r.RetryOf != nil:
 		return "retry"
+	case r.RestOf != nil:
+		return "rest"
 	}
 	return string(r.Trigger)
 }

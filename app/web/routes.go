@@ -82,8 +82,9 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/mailings/:id/attempts", auth.RequireUser, s.listAttempts)
 
 	// Sending (sending.go)
-	post("/mailings/:id/send", auth.RequireUser, s.startRun(false))
-	post("/mailings/:id/retry", auth.RequireUser, s.startRun(true))
+	post("/mailings/:id/send", auth.RequireUser, s.startRun(toEveryone))
+	post("/mailings/:id/retry", auth.RequireUser, s.startRun(toFailed))
+	post("/mailings/:id/rest", auth.RequireUser, s.startRun(toRest))
 	app.Get("/mailings/:id/progress", auth.RequireUser, s.runProgress)
 	post("/clients/:id/bounce/clear", auth.RequireUser, s.clearBounce)
 	app.Get("/u/:token", s.unsubscribeForm)

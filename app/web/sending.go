@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"rassylka/app/task"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
+	"rassylka/views/stats"
 	"rassylka/views/unsubscribe"
 )
 
@@ -42,21 +44,35 @@ func runRefusal(err error, m *store.MailingRow) string {
 		return "This mailing has no recipients left (their clients were deleted): choose some before sending."
 	case errors.Is(err, sending.ErrNoFailures):
 		return "Nothing to retry: the last run has no temporary failures to clients who can still be mailed."
+	case errors.Is(err, sending.ErrNoRest):
+		return "No one left to send to: the last run reached everyone it could, or those it did not reach have unsubscribed, bounced or been removed since."
 	}
 	return ""
 }
 
-// startRun starts a manual run ("Send now", or "Retry failed" of the last
-// finished run) and goes back to the mailing's page.
-func (s *Server) startRun(retry bool) fiber.Handler {
+// runSource is whom a manual run sends to.
+type runSource int
+
+const (
+	toEveryone runSource = iota // Send now
+	toFailed                    // Retry failed: the last run's temporary failures
+	toRest                      // Send to the rest: those the last run did not reach
+)
+
+// startRun starts a manual run ("Send now", "Retry failed" of the last
+// finished run, or "Send to the rest" of it) and goes back to the
+// mailing's page.
+func (s *Server) startRun(to runSource) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		r, err := s.ownMailing(c)
 		if err != nil {
 			return err
 		}
-		var retryOf *int64
-		if retry {
-			last, err := s.store.LatestRun(c.UserContext(), r.ID)
+		var run *model.Run
+		switch to {
+		case toFailed:
+			var last *model.Run
+			last, err = s.store.LatestRun(c.UserContext(), r.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				s.setFlash(c, layout.FlashError, "There is no run to retry yet.")
 				return redirect(c, mailings.URL(r.ID))
@@ -64,9 +80,12 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 			if err != nil {
 				return err
 			}
-			retryOf = &last.ID
+			run, err = s.sending.StartManual(c.UserContext(), r.ID, &last.ID)
+		case toRest:
+			run, err = s.sending.StartRest(c.UserContext(), r.ID)
+		default:
+			run, err = s.sending.StartManual(c.UserContext(), r.ID, nil)
 		}
-		run, err := s.sending.StartManual(c.UserContext(), r.ID, retryOf)
 		if msg := runRefusal(err, r); msg != "" {
 			s.setFlash(c, layout.FlashError, msg)
 			return redirect(c, mailings.URL(r.ID))
@@ -74,7 +93,12 @@ func (s *Server) startRun(retry bool) fiber.Handler {
 		if err != nil {
 			return fmt.Errorf("start run: %w", err)
 		}
-		s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
+		if to == toRest {
+			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %d %s the last run did not reach.",
+				run.Total, plural(run.Total, "recipient", "recipients")))
+		} else {
+			s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
+		}
 		return redirect(c, mailings.URL(r.ID))
 	}
 }
@@ -164,18 +188,40 @@ type workersSeen struct {
 	runs bool
 }
 
-// skippedWhy explains a finished run's skipped recipients.
+// skippedWhy explains a finished run's skipped recipients: how many of
+// them the run did not reach before it stopped, why it stopped (as far as
+// the mailing tells now) and how to reach them, and what the others were.
 func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
-	switch {
-	case run.FinishedAt == nil || run.Skipped == 0:
+	if run.FinishedAt == nil || run.Skipped == 0 {
 		return ""
-	case !run.FinishedAt.Before(m.EndsAt):
+	}
+	closed := !run.FinishedAt.Before(m.EndsAt)
+	if closed && run.Unreached == 0 { // also a run from before unreached recipients were counted
 		return "Sending stopped when the window closed at " + formatTime(m.EndsAt, u.TimeZone) +
 			": recipients not reached by then count as skipped, as do those who had unsubscribed, bounced or been deleted."
-	case m.Disabled():
-		return "Skipped recipients got no mail: they had unsubscribed, bounced or been deleted, or the mailing was switched off before their turn."
 	}
-	return "Skipped recipients got no mail: they had unsubscribed or bounced, or were removed or deleted before their turn."
+	var parts []string
+	if run.Unreached > 0 {
+		n := stats.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
+		switch {
+		case run.RetryOf != nil: // their failures stay in the run retried: "Retry failed" of a run takes only its own
+			parts = append(parts, "Sending stopped before "+n+" retried.")
+		case closed:
+			parts = append(parts, "Sending stopped when the window closed at "+formatTime(m.EndsAt, u.TimeZone)+": "+n+" not reached.")
+		case m.Disabled():
+			parts = append(parts, "The mailing was switched off before "+n+" reached; once it is switched on again, “Send to the rest” mails them.")
+		default:
+			parts = append(parts, n+" not reached (the mailing was switched off or its owner blocked while it sent, or they were added to it meanwhile); “Send to the rest” mails them.")
+		}
+	}
+	if others := run.Skipped - run.Unreached; others > 0 {
+		who := "Skipped recipients"
+		if run.Unreached > 0 {
+			who = "The other " + stats.Count(int64(others)) + " skipped"
+		}
+		parts = append(parts, who+" had unsubscribed, bounced or been deleted, or were removed from the mailing before their turn.")
+	}
+	return strings.Join(parts, " ")
 }
 
 // StatusStopPolling is htmx's "stop polling" status.

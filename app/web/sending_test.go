@@ -847,6 +847,100 @@ func TestMailingPageTellsItsRuns(t *testing.T) {
 	}
 }
 
+// A run switched off before it reached everyone says how many it left,
+// and "Send to the rest" starts a run of only them (once the mailing may
+// send); a run that reached everyone it could offers nothing.
+func TestSendToTheRestButton(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sendableNow(t, e, o.mailing.ID)
+	left := &model.Client{OwnerID: ann.ID, Email: "left@example.com"}
+	if err := e.store.CreateClient(ctx, left); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "INSERT INTO mailing_recipients (mailing_id, client_id) VALUES (?, ?)", o.mailing.ID, left.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The first recipient was mailed, then the mailing was switched off.
+	fin := time.Now().Add(-time.Minute)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
+		Total: 2, Succeeded: 1, Skipped: 1, Unreached: 1}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+		Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
+	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	page := func() *goquery.Document {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	setDisabled := func(off bool) {
+		t.Helper()
+		if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setDisabled(true)
+	doc := page()
+	if doc.Find("[data-testid=send-rest]").Length() != 0 {
+		t.Errorf("Send to the rest offered while the mailing is switched off")
+	}
+	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.Contains(why, "switched off before 1 recipient was reached; once it is switched on again") {
+		t.Errorf("a run switched off explains its skipped as %q", why)
+	}
+	setDisabled(false)
+	doc = page()
+	if doc.Find("[data-testid=send-rest]").Length() != 1 {
+		t.Fatalf("no Send to the rest after a run left a recipient unreached")
+	}
+	if q, _ := doc.Find("form:has([data-testid=send-rest])").Attr("data-confirm"); !strings.Contains(q, "did not reach (1 recipient when it stopped)") {
+		t.Errorf("Send to the rest asks %q", q)
+	}
+	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.HasPrefix(why, "1 recipient was not reached") || !strings.Contains(why, "“Send to the rest” mails them") {
+		t.Errorf("skipped explained as %q", why)
+	}
+
+	// Once that recipient unsubscribed there is no one left to send to.
+	if err := e.store.Unsubscribe(ctx, ann.ID, left.ID); err != nil {
+		t.Fatal(err)
+	}
+	if page().Find("[data-testid=send-rest]").Length() != 0 {
+		t.Errorf("Send to the rest offered though the one not reached has unsubscribed")
+	}
+	resp, body := c.post(t, path+"/rest", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "No one left to send to") {
+		t.Errorf("rest with no one left says %q", flash)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE clients SET unsubscribed_at = NULL WHERE id = ?", left.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	resp, body = c.post(t, path+"/rest", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); flash != "Sending to the 1 recipient the last run did not reach." {
+		t.Errorf("Send to the rest says %q", flash)
+	}
+	rest, err := e.store.LatestRun(ctx, o.mailing.ID)
+	if err != nil || rest.ID == run.ID || rest.RestOf == nil || *rest.RestOf != run.ID || rest.Total != 1 {
+		t.Fatalf("the run started: %+v, %v", rest, err)
+	}
+	doc = page()
+	if got := doc.Find("[data-testid=runs-table] tbody td[data-label=Trigger]").First().Text(); got != "rest" {
+		t.Errorf("the rest's trigger shows as %q", got)
+	}
+	if doc.Find("[data-testid=send-rest]").Length() != 0 {
+		t.Errorf("Send to the rest offered while the rest sends")
+	}
+}
+
 // A run that sends while no worker runs says so on its progress, rather
 // than show "0 sent" for ever; once a worker runs, the notice goes.
 func TestProgressTellsNoWorkerRuns(t *testing.T) {
