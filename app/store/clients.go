@@ -27,18 +27,36 @@ const clientSearchExpr = "lower(c.email || ' ' || c.full_name || ' ' || c.commen
 // walking the clients newest first.
 const fewMatches = 5000
 
-// ListClients returns one page of the scope's clients, newest first,
-// matching q (a substring of email, name or comment) when it is not empty.
+// ClientState narrows a list of clients to those who unsubscribed, or
+// those whose address bounced ("": everyone).
+type ClientState string
+
+// Client states.
+const (
+	ClientsUnsubscribed ClientState = "unsubscribed"
+	ClientsBounced      ClientState = "bounced"
+)
+
+// ListClients returns one page of the scope's clients in the state (""
+// any), newest first, matching q (a substring of email, name or comment)
+// when it is not empty. The states are found on partial indexes of their
+// own.
 //
 // The page's ids are skipped to on an index (a deep page reads index
 // entries, not rows) and only the page's rows are fetched. A search with
 // few matches reads them all from the search index and sorts them: left to
 // itself the planner walked the clients newest first for the page's 50,
 // which for matches among the oldest clients read nearly all of them.
-func (s *Store) ListClients(ctx context.Context, sc Scope, q string, page Page) ([]ClientRow, Page, error) {
+func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q string, page Page) ([]ClientRow, Page, error) {
 	search := strings.TrimSpace(q) != ""
 	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
 		sc.where(query, "c.owner_id")
+		switch state {
+		case ClientsUnsubscribed:
+			query.Where("c.unsubscribed_at IS NOT NULL")
+		case ClientsBounced:
+			query.Where("c.bounced_at IS NOT NULL")
+		}
 		if search {
 			query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
 		}
@@ -120,6 +138,19 @@ func (s *Store) DeleteClient(ctx context.Context, ownerID, id int64) error {
 		return fmt.Errorf("delete client: %w", ErrNotFound)
 	}
 	return nil
+}
+
+// ClearBounces clears the hard bounce of every client of the owner, and
+// returns how many there were.
+func (s *Store) ClearBounces(ctx context.Context, ownerID int64) (int64, error) {
+	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("bounced_at = NULL").Set("updated_at = now()").
+		Where("owner_id = ? AND bounced_at IS NOT NULL", ownerID).Exec(ctx)
+	if err != nil {
+		return 0, dbErr("clear bounces", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
 }
 
 // ClearBounce makes a hard-bounced client mailable again.

@@ -40,7 +40,7 @@ func TestPagePastTheEndShowsTheLastPage(t *testing.T) {
 	own := store.Own(f.owner.ID)
 	lists := map[string]func() (int, store.Page, error){ // 5 rows each: the last page is the third, with one row
 		"clients": func() (int, store.Page, error) {
-			rows, p, err := st.ListClients(ctx, own, "", past)
+			rows, p, err := st.ListClients(ctx, own, "", "", past)
 			return len(rows), p, err
 		},
 		"messages": func() (int, store.Page, error) {

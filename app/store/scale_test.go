@@ -168,10 +168,10 @@ func TestListsReadAboutWhatTheyShow(t *testing.T) {
 			return counted(st.RecipientsOfMailing(ctx, f.mailing.ID, store.NewPage(400, page)))
 		}, "clients", 200, page, page, 20003},
 		{"clients, a search matching the oldest three", func() (int, int, error) {
-			return counted(st.ListClients(ctx, own, "needle", store.NewPage(1, page)))
+			return counted(st.ListClients(ctx, own, "", "needle", store.NewPage(1, page)))
 		}, "clients", 500, page, 3, 3},
 		{"everyone's clients, a search matching the oldest three (manager)", func() (int, int, error) {
-			return counted(st.ListClients(ctx, store.Everyone(0), "needle", store.NewPage(1, page)))
+			return counted(st.ListClients(ctx, store.Everyone(0), "", "needle", store.NewPage(1, page)))
 		}, "clients", 500, page, 3, 3},
 		{"mailings, page 2", func() (int, int, error) {
 			return counted(st.ListMailings(ctx, own, "", "", store.NewPage(2, page)))
@@ -286,7 +286,7 @@ func TestClientSearchPages(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []int{1, 2, len(want)/50 + 1} {
-			rows, p, err := st.ListClients(ctx, store.Own(f.owner.ID), q, store.NewPage(n, 50))
+			rows, p, err := st.ListClients(ctx, store.Own(f.owner.ID), "", q, store.NewPage(n, 50))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -127,6 +127,8 @@ func TestAccessMatrix(t *testing.T) {
 		"send to the rest": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/rest" }, want: ok(s303, s404, s404)},
 		"progress":         {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/progress" }, htmx: true, want: ok(286, s404, 286)},
 		"clear bounce":     {method: "POST", path: func(o objects) string { return "/clients/" + id(o.client.ID) + "/bounce/clear" }, want: ok(s303, s404, s404)},
+		"clear bounces":    {method: "POST", path: p("/clients/bounces/clear"), want: all(s303)},
+		"bounced clients":  {method: "GET", path: p("/clients?scope=all&state=bounced"), want: all(s200)},
 		"picker":           {method: "GET", path: p("/mailings/picker?picker_q=secret"), htmx: true, want: all(s200)},
 		"picker ids":       {method: "GET", path: p("/mailings/picker/ids?q=secret"), want: all(s200)},
 

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,12 +38,23 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 		return err
 	}
 	q := c.Query("q")
-	rows, page, err := s.store.ListClients(c.UserContext(), sc, q, pageNumber(c))
+	state := store.ClientState(c.Query("state"))
+	if !slices.ContainsFunc(stateFilters, func(f filterChoice) bool { return f.Value == string(state) }) {
+		state = ""
+	}
+	rows, page, err := s.store.ListClients(c.UserContext(), sc, state, q, pageNumber(c))
 	if err != nil {
 		return err
 	}
-	v := clients.ListView{Q: q, AllUsers: all, Manager: u.IsManager(), CanCreate: true,
+	v := clients.ListView{Q: q, State: string(state), AllUsers: all, Manager: u.IsManager(), CanCreate: true,
 		Pager: pager(c, "/clients", page, "clients", clients.ListID), URL: listURL(c, "/clients")}
+	for _, f := range stateFilters {
+		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label,
+			URL: linkWith(c, "/clients", "state", f.Value, "page"), Active: f.Value == string(state)})
+	}
+	if state == store.ClientsBounced && !all && q == "" {
+		v.Bounced, v.CSRF = page.Total, auth.CSRFToken(c)
+	}
 	for i := range rows {
 		v.Rows = append(v.Rows, clientRow(&rows[i], u))
 	}
@@ -56,6 +68,30 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 		v.Importing = s.importUnderWay(c.UserContext(), u.ID)
 	}
 	return render(c, fiber.StatusOK, clients.Page(s.page(c, "Clients"), v))
+}
+
+// filterChoice is one choice of a list's filter.
+type filterChoice struct{ Value, Label string }
+
+// stateFilters narrow the clients list to those a run skips.
+var stateFilters = []filterChoice{
+	{"", "All"}, {string(store.ClientsUnsubscribed), "Unsubscribed"}, {string(store.ClientsBounced), "Bounced"},
+}
+
+// clearBounces clears the hard bounce of every client of the user: after
+// a mail server's outage that refused good addresses, or once the
+// addresses are corrected.
+func (s *Server) clearBounces(c *fiber.Ctx) error {
+	n, err := s.store.ClearBounces(c.UserContext(), auth.UserID(c))
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		s.setFlash(c, layout.FlashInfo, "No client has a bounce to clear.")
+	} else {
+		s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("The bounces of %d %s are cleared; they get mailings again.", n, plural(int(n), "client", "clients")))
+	}
+	return redirect(c, "/clients?state="+string(store.ClientsBounced))
 }
 
 func (s *Server) newClient(c *fiber.Ctx) error {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"rassylka/app/model"
 	"rassylka/app/store"
 )
@@ -132,7 +134,7 @@ func TestClientsCRUD(t *testing.T) {
 
 	// Delete with htmx (the row goes) and with a plain form.
 	cl, _ := e.store.UserByEmail(ctx, "ann@example.com")
-	rows, _, _ := e.store.ListClients(ctx, store.Own(cl.ID), "carol", store.NewPage(1, 10))
+	rows, _, _ := e.store.ListClients(ctx, store.Own(cl.ID), "", "carol", store.NewPage(1, 10))
 	resp, body = c.request(t, "DELETE", "/clients/"+id(rows[0].ID), nil, true)
 	wantStatus(t, resp, body, http.StatusOK)
 	if strings.TrimSpace(body) != "" || resp.Header.Get("HX-Trigger") != "list-changed" {
@@ -140,7 +142,7 @@ func TestClientsCRUD(t *testing.T) {
 	}
 	resp, body = c.post(t, loc+"/delete", nil)
 	wantRedirect(t, resp, body, "/clients")
-	if _, page, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10)); page.Total != 0 {
+	if _, page, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", "", store.NewPage(1, 10)); page.Total != 0 {
 		t.Fatalf("%d clients left", page.Total)
 	}
 	resp, body = c.get(t, loc)
@@ -253,7 +255,7 @@ func TestClientsImportExport(t *testing.T) {
 	if len(wantLines) != 0 {
 		t.Errorf("rows not reported: %v\n%s", wantLines, body)
 	}
-	u, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "old@", store.NewPage(1, 5))
+	u, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", "old@", store.NewPage(1, 5))
 	if err != nil || len(u) != 1 || u[0].FullName != "Old Renamed" {
 		t.Fatalf("existing client not updated: %+v %v", u, err)
 	}
@@ -398,7 +400,7 @@ func TestClientsExportNeutralizesFormulas(t *testing.T) {
 	if created != "0" || updated != "0" || unchanged != strconv.Itoa(len(names)) || rejected != "0" {
 		t.Fatalf("re-import: created %s updated %s rejected %s\n%s", created, updated, rejected, rbody)
 	}
-	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 10))
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", "", store.NewPage(1, 10))
 	if err != nil || len(rows) != len(names) {
 		t.Fatalf("clients after the round trip: %d, %v; want %d", len(rows), err, len(names))
 	}
@@ -420,7 +422,7 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	one := func() store.ClientRow {
-		rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "old@", store.NewPage(1, 5))
+		rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", "old@", store.NewPage(1, 5))
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("%v %v", rows, err)
 		}
@@ -455,7 +457,7 @@ func TestClientsImportOtherToolsColumns(t *testing.T) {
 	if created != "2" || rejected != "0" {
 		t.Fatalf("created %s rejected %s:\n%s", created, rejected, body)
 	}
-	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", store.NewPage(1, 5))
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", "", store.NewPage(1, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +603,7 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 	if created, _, rejected, body := importReport(t, c, export); created != "1" || rejected != "0" {
 		t.Fatalf("restore: created %s rejected %s\n%s", created, rejected, body)
 	}
-	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	rows, _, _ := e.store.ListClients(ctx, store.Own(ann.ID), "", o.client.Email, store.NewPage(1, 5))
 	if len(rows) != 1 || rows[0].UnsubscribedAt == nil {
 		t.Fatalf("restored client %+v is mailable again, want it unsubscribed", rows)
 	}
@@ -610,7 +612,7 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 		importCount(t, body, "unchanged") != "1" {
 		t.Fatalf("file with the column empty: updated %s rejected %s\n%s", updated, rejected, body)
 	}
-	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), o.client.Email, store.NewPage(1, 5))
+	rows, _, err := e.store.ListClients(ctx, store.Own(ann.ID), "", o.client.Email, store.NewPage(1, 5))
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("%v %v", rows, err)
 	}
@@ -651,5 +653,101 @@ func TestPagerCountOfOne(t *testing.T) {
 		if got != want {
 			t.Errorf("%s: pager says %q, want %q", path, got, want)
 		}
+	}
+}
+
+// The clients list narrows to those who unsubscribed or bounced, and the
+// bounced may all be mailed again at once (after a mail server refused
+// good addresses by mistake, one POST per client was the only way).
+func TestClientsByStateAndClearingBounces(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	bob := newUser(t, e, "bob@example.com", model.RoleUser)
+	add := func(owner int64, email string) *model.Client {
+		t.Helper()
+		cl := &model.Client{OwnerID: owner, Email: email}
+		if err := e.store.CreateClient(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	add(ann.ID, "plain@example.com")
+	gone := add(ann.ID, "gone@example.com")
+	b1, b2 := add(ann.ID, "b1@example.com"), add(ann.ID, "b2@example.com")
+	bobs := add(bob.ID, "bobs@example.com")
+	if err := e.store.Unsubscribe(ctx, ann.ID, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.MarkBounced(ctx, []int64{b1.ID, b2.ID, bobs.ID}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(c *client, path string, htmx bool) *goquery.Document {
+		t.Helper()
+		resp, body := c.request(t, "GET", path, nil, htmx)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	emails := func(doc *goquery.Document) string {
+		var out []string
+		doc.Find("[data-testid=client-row] td.address a").Each(func(_ int, s *goquery.Selection) { out = append(out, s.Text()) })
+		return strings.Join(out, ",")
+	}
+
+	doc := list(c, "/clients?state=bounced", false)
+	if got := emails(doc); got != "b2@example.com,b1@example.com" {
+		t.Errorf("bounced clients listed: %s", got)
+	}
+	if got := doc.Find("nav[aria-label='Filter by state'] [aria-current]").Text(); got != "Bounced" {
+		t.Errorf("the filter marked is %q", got)
+	}
+	if q, _ := doc.Find("form:has([data-testid=clear-bounces])").Attr("data-confirm"); !strings.HasPrefix(q, "Mail all 2 bounced clients again?") {
+		t.Errorf("Mail them all again asks %q", q)
+	}
+	if doc.Find("form:has([data-testid=clear-bounces]) input[name=_csrf]").Length() != 1 {
+		t.Errorf("the clear form carries no CSRF token")
+	}
+	doc = list(c, "/clients?state=unsubscribed", true)
+	if got := emails(doc); got != "gone@example.com" || doc.Find("[data-testid=clear-bounces]").Length() != 0 {
+		t.Errorf("unsubscribed clients listed (htmx): %s", got)
+	}
+	if got := emails(list(c, "/clients?state=nonsense", false)); got != "b2@example.com,b1@example.com,gone@example.com,plain@example.com" {
+		t.Errorf("an unknown state lists %s, want everyone", got)
+	}
+	if got := emails(list(c, "/clients?state=bounced&q=b2", false)); got != "b2@example.com" {
+		t.Errorf("bounced clients searched: %s", got)
+	}
+	if href, _ := list(c, "/clients?q=b&page=1", false).Find("a[data-filter=bounced]").Attr("href"); href != "/clients?q=b&state=bounced" {
+		t.Errorf("the bounced filter links to %q, want the search kept and page 1", href)
+	}
+
+	resp, body := c.post(t, "/clients/bounces/clear", nil)
+	wantRedirect(t, resp, body, "/clients?state=bounced")
+	if flash := flashAfter(t, c, resp); flash != "The bounces of 2 clients are cleared; they get mailings again." {
+		t.Errorf("clearing says %q", flash)
+	}
+	for _, cl := range []*model.Client{b1, b2, bobs} {
+		got, err := e.store.ClientByID(ctx, store.Everyone(0), cl.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got.BouncedAt == nil) != (cl.OwnerID == ann.ID) {
+			t.Errorf("%s bounced at %v after ann cleared her bounces", cl.Email, got.BouncedAt)
+		}
+	}
+	resp, _ = c.post(t, "/clients/bounces/clear", nil)
+	if flash := flashAfter(t, c, resp); flash != "No client has a bounce to clear." {
+		t.Errorf("clearing with none says %q", flash)
+	}
+	if doc := list(c, "/clients?state=bounced", false); doc.Find("[data-testid=empty]").Text() != "No client's address has bounced." {
+		t.Errorf("no bounced client: %q", doc.Find("[data-testid=empty]").Text())
+	}
+
+	// A manager sees everyone's bounced clients, read-only.
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	doc = list(boss, "/clients?scope=all&state=bounced", false)
+	if got := emails(doc); got != "bobs@example.com" || doc.Find("[data-testid=clear-bounces]").Length() != 0 {
+		t.Errorf("the manager's bounced clients: %s, clear offered %d", got, doc.Find("[data-testid=clear-bounces]").Length())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
 	"rassylka/views/messages"
@@ -47,7 +48,7 @@ func window(r *store.MailingRow, u *model.User) string {
 	return formatTime(r.StartsAt, u.TimeZone) + " → " + formatTime(r.EndsAt, u.TimeZone)
 }
 
-var statusFilters = []struct{ Value, Label string }{
+var statusFilters = []filterChoice{
 	{"", "All"}, {"created", "Created"}, {"running", "Running"}, {"finished", "Finished"}, {"disabled", "Disabled"},
 }
 
@@ -75,7 +76,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID), URL: listURL(c, "/mailings")}
 	for _, f := range statusFilters {
 		link := linkWith(c, "/mailings", "status", f.Value, "page")
-		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})
+		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})
 	}
 	for i := range rows {
 		r := &rows[i]
@@ -570,7 +571,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 	}
 }
 
-var attemptFilters = []struct{ Value, Label string }{{"", "All"}, {"success", "Success"}, {"failure", "Failure"}}
+var attemptFilters = []filterChoice{{"", "All"}, {"success", "Success"}, {"failure", "Failure"}}
 
 func (s *Server) listAttempts(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
@@ -601,7 +602,7 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 		if f.Value != "" {
 			link += "?status=" + f.Value
 		}
-		v.Filters = append(v.Filters, mailings.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == string(status)})
+		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == string(status)})
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.AttemptLog(v))
@@ -642,7 +643,7 @@ func (s *Server) picker(c *fiber.Ctx) error {
 	q := c.Query("picker_q")
 	page := pageNumber(c)
 	page.PerPage = pickerPage
-	rows, page, err := s.store.ListClients(c.UserContext(), store.Own(auth.UserID(c)), q, page)
+	rows, page, err := s.store.ListClients(c.UserContext(), store.Own(auth.UserID(c)), "", q, page)
 	if err != nil {
 		return err
 	}

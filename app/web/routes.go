@@ -87,6 +87,7 @@ func (s *Server) routes(app *fiber.App) {
 	post("/mailings/:id/rest", auth.RequireUser, s.startRun(toRest))
 	app.Get("/mailings/:id/progress", auth.RequireUser, s.runProgress)
 	post("/clients/:id/bounce/clear", auth.RequireUser, s.clearBounce)
+	post("/clients/bounces/clear", auth.RequireUser, s.clearBounces)
 	app.Get("/u/:token", s.unsubscribeForm)
 	app.Post("/u/:token", s.unsubscribe) // no CSRF token: RFC 8058 one-click, sent by mail providers
 
