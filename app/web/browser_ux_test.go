@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -430,6 +431,62 @@ func TestBrowserSendNowProgress(t *testing.T) {
 	}
 	b.do("attempt log", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d/attempts?status=failure", base, m.ID)))
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=empty]")`)
+	if errs := got(); len(errs) > 0 {
+		t.Errorf("console: %v", errs)
+	}
+}
+
+// A run switched off after 2 of its 5 recipients: "Send to the rest"
+// asks first, the worker mails only the 3 not reached, and the page
+// shows the rest run as it ends.
+func TestBrowserSendToTheRest(t *testing.T) {
+	e, base := servedEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 5)
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 hour', next_run_at = NULL, status = 'running' WHERE id = ?", m.ID); err != nil {
+		t.Fatal(err)
+	}
+	fin := time.Now().Add(-time.Minute)
+	run := &model.Run{MailingID: m.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
+		Total: 5, Succeeded: 2, Skipped: 3, Unreached: 3}
+	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, `INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries)
+		SELECT ?, ?, id, email, 'success', '250 ok', 1 FROM clients WHERE email IN ('r000@example.com', 'r001@example.com')`, run.ID, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	got := consoleErrors(b.ctx)
+	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", base, m.ID)),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-rest]")))
+	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.acceptConfirms()
+	b.do("send to the rest", chromedp.Click(chromedp.CSS("[data-testid=send-rest]")))
+	wait, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := sink.Wait(wait, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=runs-table]") && !document.querySelector("[data-testid=runs-table]").textContent.includes("sending…")`)
+	waitAcrossNavigation(t, b.ctx, `document.querySelector("[data-testid=progress-sent]").textContent === "3" && document.querySelector("[data-testid=run-progress]").textContent.includes("rest run")`)
+	var to []string
+	for _, r := range sink.Messages() {
+		to = append(to, r.To...)
+	}
+	slices.Sort(to)
+	if strings.Join(to, ",") != "r002@example.com,r003@example.com,r004@example.com" {
+		t.Errorf("the rest mailed %v, want the 3 not reached", to)
+	}
+	if asked := b.asked(); len(asked) != 1 || !strings.Contains(asked[0], "did not reach (3 recipients when it stopped)") {
+		t.Errorf("Send to the rest asked %q first", asked)
+	}
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=send-rest]").length`)); err != nil || n != 0 {
+		t.Errorf("Send to the rest still offered once everyone is reached (%d, %v)", n, err)
+	}
 	if errs := got(); len(errs) > 0 {
 		t.Errorf("console: %v", errs)
 	}
