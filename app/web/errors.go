@@ -16,7 +16,11 @@ import (
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	status := fiber.StatusInternalServerError
 	var fe *fiber.Error
-	if errors.As(err, &fe) {
+	var r refusal
+	switch {
+	case errors.As(err, &r):
+		status = r.status
+	case errors.As(err, &fe):
 		status = fe.Code
 	}
 	if status >= 500 {
@@ -32,6 +36,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if errors.Is(err, auth.ErrCSRF) {
 		view.Message = "This form has expired, or was sent from another page. Reload the page and try again."
 	}
+	if r.message != "" {
+		view.Message = r.message
+	}
 	c.Response().ResetBody()
 	p := s.page(c, view.Title)
 	if isHTMX(c) {
@@ -39,6 +46,15 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	}
 	return render(c, status, layout.ErrorPage(p, view))
 }
+
+// refusal is an error whose message is meant for the person refused:
+// the error page says it instead of its status's general words.
+type refusal struct {
+	status  int
+	message string
+}
+
+func (r refusal) Error() string { return r.message }
 
 func errorView(status int) layout.ErrorView {
 	v := layout.ErrorView{Status: status}

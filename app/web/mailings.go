@@ -25,8 +25,10 @@ import (
 
 func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZone) }
 
-func mailingStatus(r *store.MailingRow, viewer *model.User) mailings.Status {
-	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(),
+// mailingStatus is the mailing's status and its switch; csrf is the
+// switch's form's token.
+func mailingStatus(r *store.MailingRow, viewer *model.User, csrf string) mailings.Status {
+	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(), CSRF: csrf,
 		CanToggle: viewer.IsManager() || r.OwnerID == viewer.ID && !(r.Disabled() && r.DisabledByManager)}
 	if r.Status == model.StatusFinished && !r.Disabled() {
 		st.CanToggle = false // it sends no more: there is nothing to switch off
@@ -81,7 +83,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	for i := range rows {
 		r := &rows[i]
 		v.Rows = append(v.Rows, mailings.Row{
-			Status: mailingStatus(r, u), Subject: r.Subject, Window: window(r, u), Repeat: string(r.Repeat),
+			Status: mailingStatus(r, u, auth.CSRFToken(c)), Subject: r.Subject, Window: window(r, u), Repeat: string(r.Repeat),
 			Recipients: r.Recipients, OwnerEmail: r.OwnerEmail,
 			OwnerURL: "/mailings?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10), Editable: r.OwnerID == u.ID,
 		})
@@ -247,7 +249,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		return err
 	}
 	v := mailings.ShowView{
-		Status: mailingStatus(r, u), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
+		Status: mailingStatus(r, u, auth.CSRFToken(c)), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
 		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
 		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
 		Next: nextSend(r, u, time.Now()),
@@ -558,7 +560,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 			if cur, err := url.Parse(c.Get("HX-Current-URL")); err == nil && cur.Path == mailings.URL(id) {
 				c.Set("HX-Refresh", "true")
 			}
-			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u)))
+			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u, auth.CSRFToken(c))))
 		}
 		if disabled {
 			s.setFlash(c, layout.FlashSuccess, "Mailing disabled: it will not send until enabled again.")

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"rassylka/app/model"
 	"rassylka/app/store"
 )
@@ -846,5 +848,58 @@ func TestMailingEndedIsFinishedBeforeTheWorkerRecordsIt(t *testing.T) {
 	}
 	if got := doc.Find("[data-testid=stats-mailing] [data-testid=badge]").Text(); got != "finished" {
 		t.Errorf("statistics per mailing say %q", got)
+	}
+}
+
+// submit sends the page's form found by sel as a browser without script
+// would: to its action, with its named inputs as they are.
+func submit(t *testing.T, c *client, doc *goquery.Document, sel string) (*http.Response, string) {
+	t.Helper()
+	f := doc.Find(sel)
+	if f.Length() != 1 || !strings.EqualFold(f.AttrOr("method", ""), "post") {
+		t.Fatalf("no plain form %s (%d found)", sel, f.Length())
+	}
+	vals := url.Values{}
+	f.Find("input[name]").Each(func(_ int, in *goquery.Selection) { vals.Add(in.AttrOr("name", ""), in.AttrOr("value", "")) })
+	return c.postRaw(t, f.AttrOr("action", ""), vals)
+}
+
+// The switch of a mailing is a form: without script it posts, with its
+// CSRF token, and the page shows the mailing switched. (It was a button
+// only htmx made do anything.) The figures say "1 run", not "1 runs".
+func TestMailingSwitchWorksWithoutScript(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID)
+	page := func() *goquery.Document {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	resp, body := submit(t, c, page(), "form:has([data-testid=disable-mailing])")
+	wantRedirect(t, resp, body, path)
+	if m, _ := e.store.MailingByID(ctx, store.Own(o.mailing.OwnerID), o.mailing.ID); !m.Disabled() {
+		t.Fatal("the plain Disable form did not switch the mailing off")
+	}
+	resp, body = submit(t, c, page(), "form:has([data-testid=enable-mailing])")
+	wantRedirect(t, resp, body, path)
+	if m, _ := e.store.MailingByID(ctx, store.Own(o.mailing.OwnerID), o.mailing.ID); m.Disabled() {
+		t.Fatal("the plain Enable form did not switch the mailing on")
+	}
+	// The list's switches are forms too.
+	resp, body = c.get(t, "/mailings")
+	wantStatus(t, resp, body, http.StatusOK)
+	if parseHTML(t, body).Find("form[method=post]:has([data-testid=disable-mailing]) input[name=_csrf]").Length() != 1 {
+		t.Errorf("the list's Disable is no plain form")
+	}
+
+	fin := time.Now()
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin, FinishedAt: &fin, Total: 1, Succeeded: 1}
+	if _, err := e.db.NewInsert().Model(run).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(page().Find("article:has([data-testid=mailing-runs])").Text()), " "); got != "1 run" {
+		t.Errorf("the runs figure reads %q", got)
 	}
 }

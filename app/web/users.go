@@ -53,8 +53,10 @@ func (s *Server) setBlocked(blocked bool) fiber.Handler {
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return fiber.ErrNotFound
+		case errors.Is(err, store.ErrNotBlockable) && u.ID == viewer.ID:
+			return refusal{fiber.StatusForbidden, "You cannot block or unblock yourself."}
 		case errors.Is(err, store.ErrNotBlockable):
-			return fiber.NewError(fiber.StatusForbidden, "managers cannot be blocked")
+			return refusal{fiber.StatusForbidden, "Managers cannot be blocked."}
 		case err != nil:
 			return fmt.Errorf("set blocked: %w", err)
 		}

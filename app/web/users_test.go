@@ -68,9 +68,12 @@ func TestUsersBlockInline(t *testing.T) {
 	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
 	wantStatus(t, resp, body, http.StatusForbidden)
 
-	for _, target := range []int64{bossUser.ID, otherMgr.ID} {
+	for target, why := range map[int64]string{bossUser.ID: "You cannot block or unblock yourself.", otherMgr.ID: "Managers cannot be blocked."} {
 		resp, body = boss.request(t, "POST", "/users/"+id(target)+"/block", nil, true)
 		wantStatus(t, resp, body, http.StatusForbidden)
+		if !strings.Contains(body, why) {
+			t.Errorf("blocking user %d is refused without saying %q:\n%s", target, why, body)
+		}
 	}
 	if u, _ := e.store.UserByID(ctx, otherMgr.ID); u.Blocked() {
 		t.Fatal("a manager was blocked")
