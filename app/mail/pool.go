@@ -13,6 +13,8 @@ import (
 
 	gomail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
+
+	"rassylka/app/model"
 )
 
 // Class sorts the outcome of one send.
@@ -60,8 +62,9 @@ type Pool struct {
 // conn is one open connection: go-mail's client with its settings, and the
 // SMTP conversation it dialled, kept to close it whatever QUIT gets.
 type conn struct {
-	c  *gomail.Client
-	sc *smtp.Client
+	c    *gomail.Client
+	sc   *smtp.Client
+	utf8 bool // the server announced SMTPUTF8
 }
 
 // NewPool opens at most size connections with s's settings, each send
@@ -106,11 +109,21 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 	}
 	defer func() { <-p.slots }()
 
+	// An address with more than ASCII before the @ (its domain is sent in
+	// ASCII) may be sent only to a server that announces SMTPUTF8, which
+	// go-mail then asks for: to another, it would break the protocol.
+	utf8Needed := !isASCII(model.ASCIIEmail(m.To.Address))
+	send := func(c *conn) error {
+		if utf8Needed && !c.utf8 {
+			return errNoSMTPUTF8
+		}
+		return c.c.SendWithSMTPClient(c.sc, msg)
+	}
 	c, reused, err := p.conn(ctx)
 	if err != nil {
 		return p.unreachable(ctx, err)
 	}
-	err = c.c.SendWithSMTPClient(c.sc, msg)
+	err = send(c)
 	if err != nil && reused && stale(err) {
 		// The server closed the connection while it sat in the pool (an
 		// idle timeout): nothing was sent on it, so the message goes again
@@ -119,9 +132,12 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 		if c, err = p.dial(ctx); err != nil {
 			return p.unreachable(ctx, err)
 		}
-		err = c.c.SendWithSMTPClient(c.sc, msg)
+		err = send(c)
 	}
 	switch {
+	case errors.Is(err, errNoSMTPUTF8):
+		p.release(c) // nothing was said on it
+		return Result{Class: Permanent, Reply: err.Error()}
 	case err == nil:
 		p.release(c)
 	case msg.IsDelivered():
@@ -139,6 +155,18 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 		code, reply = 250, strings.TrimSpace("250 "+reply)
 	}
 	return Result{Class: Delivered, Code: code, Reply: reply}
+}
+
+// errNoSMTPUTF8 refuses a send the server could not take as it is.
+var errNoSMTPUTF8 = errors.New("not sent: the address has letters beyond ASCII before the @, and the mail server does not take such addresses (it does not announce SMTPUTF8)")
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // unreachable is the outcome of a send that found no connection, which
@@ -180,6 +208,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("connect to %s: %w", gc.ServerAddr(), unquoted(err))
 	}
 	c := &conn{c: gc, sc: sc}
+	c.utf8, _ = sc.Extension("SMTPUTF8")
 	p.mu.Lock()
 	p.all[c] = true
 	p.mu.Unlock()

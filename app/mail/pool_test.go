@@ -519,3 +519,49 @@ func TestPoolHangUpInWords(t *testing.T) {
 		}
 	}
 }
+
+// An address with more than ASCII before the @ goes to a server that
+// announces SMTPUTF8, asking for it; to one that does not, it is not sent
+// (a permanent failure that says why, not a bounce: the address may
+// exist), where it went in breach of the protocol and a server refused it
+// as a bad address (553), marking the client bounced. ASCII addresses go
+// on the same connection as ever.
+func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
+	defer pool.Close()
+	send := func(to string) rmail.Result {
+		return pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: to}, Subject: "Hi", Text: "Hello"})
+	}
+	if r := send("ünï@пример.рф"); r.Class != rmail.Delivered {
+		t.Fatalf("to a server with SMTPUTF8: %+v", r)
+	}
+	if got := sink.Messages(); len(got) != 1 || got[0].To[0] != "ünï@xn--e1afmkfd.xn--p1ai" {
+		t.Fatalf("received %+v", got)
+	}
+
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	sink.OfferSMTPUTF8(false)
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
+	}
+	r := send("ünï@пример.рф")
+	if r.Class != rmail.Permanent || r.Code != 0 || !strings.Contains(r.Reply, "does not announce SMTPUTF8") {
+		t.Errorf("to a server without SMTPUTF8: %+v", r)
+	}
+	if r := send("plain@example.com"); r.Class != rmail.Delivered {
+		t.Errorf("an ASCII address after it: %+v", r)
+	}
+	if r := send("ünï@пример.рф"); r.Class != rmail.Permanent {
+		t.Errorf("again, on a connection open: %+v", r)
+	}
+	if got := sink.Messages(); len(got) != 2 || got[1].To[0] != "plain@example.com" {
+		t.Errorf("received %+v", got)
+	}
+}

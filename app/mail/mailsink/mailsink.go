@@ -12,8 +12,10 @@ import (
 	"io"
 	"net"
 	netmail "net/mail"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 )
@@ -65,6 +67,7 @@ type Server struct {
 	cut      func(to []string) Cut
 	delay    time.Duration
 	idle     time.Duration // 0: a minute
+	noUTF8   bool          // SMTPUTF8 not announced
 	notify   chan struct{}
 	sessions int
 	open     int
@@ -92,6 +95,7 @@ func (s *Server) listen(addr string) error {
 	srv.WriteTimeout = 60 * time.Second
 	s.mu.Lock()
 	srv.ReadTimeout = s.idle
+	srv.EnableSMTPUTF8 = !s.noUTF8
 	if srv.ReadTimeout == 0 {
 		srv.ReadTimeout = 60 * time.Second
 	}
@@ -133,6 +137,16 @@ func (s *Server) Down() error { return s.Close() }
 
 // Up listens again on the same address after Down.
 func (s *Server) Up() error { return s.listen(s.Addr()) }
+
+// OfferSMTPUTF8 makes the server announce SMTPUTF8 (as it does unless told
+// otherwise, like Postfix) or not, from the next Up on. Not announced, or
+// not asked for in MAIL, an address with more than ASCII is refused at
+// RCPT (553 5.6.7), as RFC 6531 has it.
+func (s *Server) OfferSMTPUTF8(on bool) {
+	s.mu.Lock()
+	s.noUTF8 = !on
+	s.mu.Unlock()
+}
 
 // IdleTimeout makes the server close connections that sent nothing for d,
 // saying so ("421 4.4.2 Idle timeout"), from the next Up on.
@@ -272,9 +286,10 @@ type session struct {
 	conn *smtp.Conn
 	from string
 	to   []string
+	utf8 bool // MAIL asked for SMTPUTF8
 }
 
-func (se *session) Reset() { se.from, se.to = "", nil }
+func (se *session) Reset() { se.from, se.to, se.utf8 = "", nil, false }
 
 // Logout is called when the connection closes.
 func (se *session) Logout() error {
@@ -284,18 +299,21 @@ func (se *session) Logout() error {
 	return nil
 }
 
-func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	se.s.mu.Lock()
 	err := se.s.mailErr
 	se.s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	se.from = from
+	se.from, se.utf8 = from, opts != nil && opts.UTF8
 	return nil
 }
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !se.utf8 && strings.IndexFunc(to, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address without SMTPUTF8"}
+	}
 	se.s.mu.Lock()
 	rule := se.s.rcptRule
 	se.s.mu.Unlock()
