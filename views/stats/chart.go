@@ -70,10 +70,10 @@ func newChart(days []Day) chart {
 	plotW := chartW - padLeft - padRight
 	y := func(v int64) float64 { return padTop + plotH - float64(v)/float64(top)*plotH }
 	for i := 0; i <= 2; i++ {
-		v := top * int64(i) / 2
-		if i == 1 && v == 0 {
-			continue // a top of 1 has no whole middle: 0 would be drawn twice
+		if top*int64(i)%2 != 0 {
+			continue // an odd top (1, 5) has no whole middle: 2 of 5 drew a line out of step
 		}
+		v := top * int64(i) / 2
 		c.Ticks = append(c.Ticks, tick{Y: y(v), Label: short(v)})
 	}
 	if len(days) == 0 {

@@ -24,9 +24,10 @@ func TestRate(t *testing.T) {
 	}
 }
 
-// The y axis labels each value once: with one attempt at most, 0 and 1.
+// The y axis labels each value once, at even steps: with one attempt at
+// most 0 and 1, with four 0 and 5 (not 0, 2, 5).
 func TestChartTicksOncePerValue(t *testing.T) {
-	for most, want := range map[int64][]string{1: {"0", "1"}, 2: {"0", "1", "2"}, 7: {"0", "5", "10"}} {
+	for most, want := range map[int64][]string{1: {"0", "1"}, 2: {"0", "1", "2"}, 4: {"0", "5"}, 7: {"0", "5", "10"}} {
 		c := newChart([]Day{{Succeeded: most}})
 		var got []string
 		for _, tk := range c.Ticks {
