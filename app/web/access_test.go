@@ -144,7 +144,9 @@ func TestAccessMatrix(t *testing.T) {
 		"stats mailings page (htmx)": {method: "GET", path: p("/stats?page=1"), htmx: true, want: all(s200)},
 		"queue dashboard":            {method: "GET", path: p("/ops/queues"), want: ok(s403, s403, s200)},
 		"queue dashboard API":        {method: "GET", path: p("/ops/queues/api/queues"), want: ok(s403, s403, s200)},
-		"queue action (read-only)":   {method: "POST", path: p("/ops/queues/api/queues/default:pause"), want: ok(s403, s403, http.StatusMethodNotAllowed)},
+		"a path only like the dashboard's": {method: "GET", path: p("/ops/queuesX"),
+			want: map[string]int{anon: s404, owner: s404, other: s404, manager: s404, blocked: s404}},
+		"queue action (read-only)": {method: "POST", path: p("/ops/queues/api/queues/default:pause"), want: ok(s403, s403, http.StatusMethodNotAllowed)},
 	}
 
 	for name, rt := range routes {

@@ -29,8 +29,20 @@ func (s *Server) mountOps(app *fiber.App) {
 		// managers read everyone's data but must never act as anyone.
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(redactPayload),
 	})
-	app.Use(queuesPath, auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(mon))
+	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(mon))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
+}
+
+// onlyUnder answers 404 for a path that merely starts like prefix
+// (/ops/queuesX), which Fiber's Use matches too: only prefix itself and
+// the paths under it are the mount's.
+func onlyUnder(prefix string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if p := c.Path(); p != prefix && !strings.HasPrefix(p, prefix+"/") {
+			return fiber.ErrNotFound
+		}
+		return c.Next()
+	}
 }
 
 // redactPayload shows a task's payload on the dashboard, with the text of
