@@ -113,6 +113,10 @@ func (s *Server) importClients(c *fiber.Ctx) error {
 	// A file that is no clients CSV at all is refused at once.
 	errFirstRow := errors.New("the first row is read")
 	err = form.ReadClientsCSV(bytes.NewReader(data), func(form.CSVRow) error { return errFirstRow })
+	var notCSV *form.NotCSVError
+	if errors.As(err, &notCSV) {
+		return refuse(fiber.StatusUnprocessableEntity, notCSV.Why)
+	}
 	if errors.Is(err, form.ErrCSVHeader) {
 		return refuse(fiber.StatusUnprocessableEntity, "This does not look like a clients CSV: "+err.Error()+".")
 	}

@@ -514,6 +514,43 @@ func TestClientsImportMalformedHeader(t *testing.T) {
 	}
 }
 
+// A file that is no CSV text is told for what it is, with what to do:
+// every one of them was "the first line must name the columns".
+func TestClientsImportSaysWhatAFileIs(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	utf16 := []byte{0xFF, 0xFE}
+	for _, r := range "email\na@example.com\n" {
+		utf16 = append(utf16, byte(r), 0)
+	}
+	latin1 := []byte("email,full_name\nb@example.com,Ren\xe9e\n")
+	// A UTF-8 file whose first 4 KB (what is looked at) end inside a letter.
+	var long []byte
+	for pad := 0; len(long) < 4096 || long[4095] < 0xC0; pad++ {
+		long = []byte("email,full_name" + strings.Repeat(" ", pad) + "\n" + strings.Repeat("c@example.com,Анна\n", 200))
+	}
+	for name, tc := range map[string]struct {
+		file []byte
+		want string
+	}{
+		"empty":   {[]byte(" \n"), "The file is empty."},
+		"xlsx":    {[]byte("PK\x03\x04\x14\x00\x06\x00 rest of a zip"), "spreadsheet's own file"},
+		"xls":     {[]byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}, "spreadsheet's own file"},
+		"UTF-16":  {utf16, "UTF-16 text"},
+		"binary":  {[]byte("\x7fELF\x00\x01\x02"), "not a text file"},
+		"Latin-1": {latin1, "not UTF-8 text"},
+	} {
+		resp, body := multipartCSV(t, c, tc.file)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if msg := parseHTML(t, body).Find("[data-testid=form-error]").Text(); !strings.Contains(msg, tc.want) || (name != "empty" && !strings.Contains(msg, "“CSV UTF-8”")) {
+			t.Errorf("%s: message %q, want %q and what to do", name, msg, tc.want)
+		}
+	}
+	if resp, body := importedReport(t, c, long); resp.StatusCode != http.StatusOK || parseHTML(t, body).Find("[data-testid=import-created]").Text() != "1" {
+		t.Errorf("a UTF-8 file whose first 4 KB end inside a letter: %d\n%.600s", resp.StatusCode, body)
+	}
+}
+
 // Common spellings of the email column header (Excel, Outlook, Google
 // Forms) are understood like the name column's.
 func TestClientsImportEmailHeaderVariants(t *testing.T) {

@@ -31,12 +31,49 @@ type CSVRow struct {
 // ErrCSVHeader is returned when the first line does not name an email column.
 var ErrCSVHeader = errors.New(`the first line must name the columns, with at least "email"`)
 
+// NotCSVError is a file that is no CSV text at all, with what it is
+// instead and what to do, said as a sentence.
+type NotCSVError struct{ Why string }
+
+func (e *NotCSVError) Error() string { return e.Why }
+
+// saveAsCSV is what to do with a file that is no CSV text.
+const saveAsCSV = "save it from the spreadsheet as “CSV UTF-8” and import that."
+
+// notCSV tells what the start of a file (head, up to the read-ahead full)
+// is when it is no CSV text: empty, a spreadsheet's own file, UTF-16, or
+// text in another encoding than UTF-8. nil: it may be CSV.
+func notCSV(head []byte, full bool) error {
+	switch {
+	case len(bytes.TrimSpace(head)) == 0:
+		return &NotCSVError{"The file is empty."}
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte{0xD0, 0xCF, 0x11, 0xE0}):
+		return &NotCSVError{"This is a spreadsheet's own file (.xlsx, .xls or .ods), not CSV text: " + saveAsCSV}
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}),
+		len(head) >= 4 && (head[1] == 0 && head[3] == 0 || head[0] == 0 && head[2] == 0):
+		return &NotCSVError{"The file is UTF-16 text (as Excel saves “Unicode text”): " + saveAsCSV}
+	case bytes.IndexByte(head, 0) >= 0:
+		return &NotCSVError{"This is not a text file: " + saveAsCSV}
+	}
+	if full { // the read-ahead may end inside a character
+		for i := 0; i < utf8.UTFMax-1 && !utf8.Valid(head); i++ {
+			head = head[:len(head)-1]
+		}
+	}
+	if !utf8.Valid(head) {
+		return &NotCSVError{"The file is not UTF-8 text (it may be Windows-1251 or Latin-1, as older spreadsheets save CSV): " + saveAsCSV}
+	}
+	return nil
+}
+
 // ReadClientsCSV reads a clients CSV: UTF-8 with or without a BOM, comma
 // or semicolon separated (whichever the header uses), a header naming
 // email, full_name (or first and last names) and comment in any order;
 // other columns are ignored, and named in each row's Ignored. It calls fn with each data
 // row, validated; a bad row is reported with its line number and never
-// stops the others. A file that is not CSV at all is an error.
+// stops the others. A file that is not CSV at all is an error: a
+// *NotCSVError when it is no CSV text, ErrCSVHeader when its first line
+// names no email column.
 func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if bom, err := br.Peek(3); err == nil && bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
@@ -44,6 +81,9 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 	}
 	head, err := br.Peek(4096)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return err
+	}
+	if err := notCSV(head, len(head) == 4096); err != nil {
 		return err
 	}
 	var src io.Reader = br
