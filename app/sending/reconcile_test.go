@@ -238,7 +238,7 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.st.FinishBatch(ctx, run, b); err != nil {
+		if _, err := w.st.FinishBatch(ctx, run, b, false); err != nil {
 			t.Fatal(err)
 		}
 	}

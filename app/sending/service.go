@@ -30,6 +30,9 @@ var (
 	// ErrNoRest refuses "Send to the rest" when the last run reached
 	// everyone it could, or those it left can no longer be mailed.
 	ErrNoRest = errors.New("the last run left no one to send to")
+	// ErrScheduledDue refuses "Send to the rest" while a scheduled send,
+	// which mails everyone, is due.
+	ErrScheduledDue = errors.New("a scheduled send is due")
 	// ErrNoRecipients refuses a manual run of a mailing with no recipients
 	// left (its clients deleted): it would only record an empty run.
 	ErrNoRecipients = errors.New("the mailing has no recipients")
@@ -128,8 +131,9 @@ func (s *Service) StartManual(ctx context.Context, mailingID int64, retryOf *int
 
 // StartRest starts a run for the recipients the mailing's last run did
 // not reach before it stopped (switched off, its owner blocked), and that
-// may still be mailed ("Send to the rest"): those no run since its full
-// run has mailed.
+// may still be mailed ("Send to the rest"): those with no settled attempt
+// since its full run (see store.RestToSend), which takes in those whose
+// send failed for the time being.
 func (s *Service) StartRest(ctx context.Context, mailingID int64) (*model.Run, error) {
 	return s.start(ctx, mailingID, model.TriggerManual, nil, true)
 }
@@ -200,13 +204,18 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			return err
 		}
 		if rest {
+			// A scheduled send due now mails everyone: the rest would get
+			// this mailing twice in a row.
+			if m.NextRunAt != nil && !m.NextRunAt.After(now) && m.NextRunAt.Before(m.EndsAt) {
+				return ErrScheduledDue
+			}
 			full, _, err := tx.RestToSend(ctx, m.ID)
 			if errors.Is(err, store.ErrNotFound) {
 				return ErrNoRest
 			} else if err != nil {
 				return err
 			}
-			r.RestOf = &full
+			r.RestOf = &full.ID
 		}
 		created, err := tx.CreateRun(ctx, r)
 		if err != nil {
@@ -469,7 +478,8 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		defer cancel()
 		defer context.AfterFunc(s.Stopping, cancel)()
 	}
-	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, supersededAt, &unadded)
+	var stopped bool // by the mailing (switched off, its owner blocked, its window closed)
+	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, supersededAt, &unadded, &stopped)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
 	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, &unadded); err == nil {
@@ -484,7 +494,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		}
 		return err
 	}
-	if _, err := db.FinishBatch(ctx, run, b); err != nil {
+	if _, err := db.FinishBatch(ctx, run, b, stopped); err != nil {
 		return err
 	}
 	finished, err := db.CloseRunIfDone(ctx, runID)
@@ -507,7 +517,8 @@ func (s *Service) logFinished(ctx context.Context, db *store.Store, runID int64,
 
 // sendRange claims, sends and records the batch's recipients a chunk at a
 // time, and sends again those told to try later when they are due, until
-// none is left, the window closes or the mailing is switched off.
+// none is left, the window closes or the mailing is switched off (which
+// set stopped).
 // Recipients are read ahead several chunks at a time; each chunk's
 // outcomes are written by the statement that claims the next chunk. The
 // results it writes are tallied in unadded, which it adds to the run's
@@ -515,7 +526,7 @@ func (s *Service) logFinished(ctx context.Context, db *store.Store, runID int64,
 // chunk: every batch of the run updating the one run row with each chunk
 // would make them queue on its lock. A crash loses the tally of the last
 // second from the counters until the run's end recounts them.
-func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, supersededAt time.Time, unadded *store.RunCounts) error {
+func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, supersededAt time.Time, unadded *store.RunCounts, stopped *bool) error {
 	cursor := b.FromID
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
@@ -624,7 +635,9 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		if stop || (len(claims) == 0 && len(due) == 0 && len(ahead) == 0 && !more && waits.len() == 0) {
 			// Sent, or the rest skipped (window closed, switched off). A
 			// recipient still waiting for a try keeps the failure its
-			// attempt says.
+			// attempt says. Those the next occurrence's run mails are
+			// not the stopped run's to reach.
+			*stopped = stop && (supersededAt.IsZero() || s.now().Before(supersededAt))
 			return nil
 		}
 		if handingOver && len(claims) == 0 && len(due) == 0 && waits.len() == 0 {

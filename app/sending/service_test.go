@@ -676,19 +676,23 @@ func TestSendToTheRest(t *testing.T) {
 		defer disable(false)
 		return w.drain(t, run.ID)
 	}
-	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
-		t.Fatalf("rest before any run: %v", err)
+	// Its one send is due: that mails everyone, and a rest is refused.
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrScheduledDue) {
+		t.Fatalf("rest before any run, the send due: %v", err)
 	}
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil) // takes the one-off send's place
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrRunActive) {
+		t.Fatalf("rest while the run sends: %v", err)
 	}
 	r := stoppedAfterFirstBatch(run)
 	if r.Succeeded != 3 || r.Skipped != 7 || r.Unreached != 6 {
 		t.Fatalf("run switched off after its first batch: %+v, want 3 sent, 7 skipped of which 6 unreached", r)
 	}
-	if full, n, err := w.st.RestToSend(ctx, w.mailing.ID); err != nil || full != run.ID || n != 6 {
-		t.Fatalf("rest to send: %d, %d, %v", full, n, err)
+	if full, n, err := w.st.RestToSend(ctx, w.mailing.ID); err != nil || full.ID != run.ID || n != 6 {
+		t.Fatalf("rest to send: %+v, %d, %v", full, n, err)
 	}
 	disable(true)
 	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrDisabled) {
@@ -746,6 +750,160 @@ func TestSendToTheRest(t *testing.T) {
 	}
 	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
 		t.Errorf("rest of a run that reached everyone: %v", err)
+	}
+}
+
+// The rest takes in the sends that failed for the time being, so that
+// neither order of "Retry failed" and "Send to the rest" loses them: a
+// rest sent first left the full run's failures out, and a retry of the
+// rest took only its own. A retry switched off part-way is followed by a
+// rest too, which mails the failures it did not get to (a retry of it
+// took only its own failures, and those were forgotten).
+func TestRestTakesTemporaryFailuresAndStoppedRetries(t *testing.T) {
+	w := newWorld(t, 7) // batches of 3
+	ctx := context.Background()
+	w.svc.RetryDelays = nil // a temporary failure is recorded at once
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to == w.clients[0].Email || to == w.clients[1].Email {
+			return busy
+		}
+		return nil
+	})
+	disable := func(off bool) {
+		t.Helper()
+		if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(ctx, run.ID, 0); err != nil { // 0, 1 fail for now, 2 delivered
+		t.Fatal(err)
+	}
+	disable(true)
+	if r := w.drain(t, run.ID); r.Failed != 2 || r.Succeeded != 1 || r.Unreached != 4 {
+		t.Fatalf("run switched off: %+v", r)
+	}
+	disable(false)
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to == w.clients[1].Email {
+			return busy
+		}
+		return nil
+	})
+	rest, err := w.svc.StartRest(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, rest.ID); r.Total != 6 || r.Succeeded != 5 || r.Failed != 1 {
+		t.Fatalf("the rest, with the two failed for now: %+v", r)
+	}
+	w.sink.RejectRcpt(nil)
+	retry, err := w.svc.StartManual(ctx, w.mailing.ID, &rest.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, retry.ID); r.Total != 1 || r.Succeeded != 1 {
+		t.Fatalf("retry of the rest: %+v", r)
+	}
+	got := received(w.sink)
+	for _, c := range w.clients {
+		if got[c.Email] != 1 {
+			t.Errorf("%s received %d messages, want 1", c.Email, got[c.Email])
+		}
+	}
+
+	// A full run whose four first recipients fail for now; their retry is
+	// switched off after its first batch; the rest mails the one it left.
+	w.sink.Reset()
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to <= w.clients[3].Email {
+			return busy
+		}
+		return nil
+	})
+	full, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, full.ID); r.Failed != 4 || r.Unreached != 0 {
+		t.Fatalf("full run %+v", r)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrNoRest) {
+		t.Fatalf("rest of a run that stopped nowhere: %v", err)
+	}
+	w.sink.RejectRcpt(nil)
+	retry, err = w.svc.StartManual(ctx, w.mailing.ID, &full.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.ProcessBatch(ctx, retry.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	disable(true)
+	if r := w.drain(t, retry.ID); r.Succeeded != 3 || r.Unreached != 1 {
+		t.Fatalf("retry switched off: %+v", r)
+	}
+	disable(false)
+	rest, err = w.svc.StartRest(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatalf("rest after a retry switched off: %v", err)
+	}
+	if r := w.drain(t, rest.ID); r.Total != 1 || r.Succeeded != 1 {
+		t.Fatalf("the rest of the retry: %+v", r)
+	}
+	got = received(w.sink)
+	for _, c := range w.clients { // 4 to 6 by the full run, 0 to 2 by the retry, 3 by the rest
+		if got[c.Email] != 1 {
+			t.Errorf("%s received %d messages from the full run, its retry and the rest, want 1", c.Email, got[c.Email])
+		}
+	}
+}
+
+// Only a run stopped by its mailing counts those it did not reach: one
+// that went to its end counts none, even when a skipped recipient may be
+// mailed again by then (a bounce cleared meanwhile). And no rest starts
+// while a scheduled send, which mails everyone, is due.
+func TestUnreachedOnlyWhenStopped(t *testing.T) {
+	w := newWorld(t, 3)
+	ctx := context.Background()
+	if err := w.st.MarkBounced(ctx, []int64{w.clients[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(int64) {
+		if err := w.st.ClearBounce(ctx, w.owner.ID, w.clients[0].ID); err != nil {
+			t.Error(err)
+		}
+	}}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.drain(t, run.ID); r.Succeeded != 2 || r.Skipped != 1 || r.Unreached != 0 {
+		t.Fatalf("a run that went to its end: %+v", r)
+	}
+	if _, _, err := w.st.RestToSend(ctx, w.mailing.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("rest offered after a run that went to its end: %v", err)
+	}
+
+	// Left unreached by a switch-off, with a scheduled send due.
+	if _, err := w.db.ExecContext(ctx, "UPDATE runs SET unreached = 1 WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() - interval '1 second' WHERE id = ?", w.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.StartRest(ctx, w.mailing.ID); !errors.Is(err, sending.ErrScheduledDue) {
+		t.Errorf("rest while a scheduled send is due: %v", err)
+	}
+	if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = NULL WHERE id = ?", w.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := w.svc.StartRest(ctx, w.mailing.ID)
+	if err != nil || rest.Total != 1 {
+		t.Fatalf("rest %+v, %v", rest, err)
 	}
 }
 

@@ -98,7 +98,7 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 		src = `SELECT c.id AS client_id FROM mailing_recipients AS src JOIN clients AS c ON c.id = src.client_id
 			WHERE src.mailing_id = ` + mailing + ` AND src.client_id > $1::bigint`
 		if r.RestOf != nil {
-			src += ` AND NOT ` + reachedSince("c.id", mailing, param(*r.RestOf), "$3::bigint")
+			src += ` AND NOT ` + settledSince("c.id", mailing, param(*r.RestOf), "$3::bigint")
 		}
 	}
 	// The range is repeated on the clients' key: the planner does not carry
@@ -117,8 +117,8 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 
 // Next reads the batch's next recipients after the client id after, up to
 // limit, that may be mailed (not unsubscribed, not bounced) and have no
-// attempt in this run yet (nor, for a rest, in the runs since its full
-// run), in client id order. It walks the source by its index from the
+// attempt in this run yet (nor, for a rest, a settled one in the runs
+// since its full run), in client id order. It walks the source by its index from the
 // cursor (the recipients' primary key, or the retried run's attempts),
 // never the whole list, so the cost of a read does not grow
 // with the run. Nothing is claimed: Record claims them.

@@ -81,37 +81,41 @@ func (s *Store) LatestRun(ctx context.Context, mailingID int64) (*model.Run, err
 	return r, nil
 }
 
-// RestToSend finds what "Send to the rest" would follow: the mailing's
-// newest run that is not a retry, finished, having left recipients
-// unreached when it stopped (switched off, its owner blocked). It returns
-// the full run those recipients were of (that run, or the one the run
-// was the rest of) and how many the run left unreached. ErrNotFound: no
-// such run, or none of those it left can still be mailed (they
-// unsubscribed, bounced or were removed since, or another run reached
-// them).
-func (s *Store) RestToSend(ctx context.Context, mailingID int64) (fullRunID int64, unreached int, err error) {
-	last := new(model.Run)
-	err = s.db.NewSelect().Model(last).Where("mailing_id = ? AND retry_of IS NULL", mailingID).
+// interrupted is the response of an attempt whose send a crash cut off.
+const interrupted = "interrupted: outcome unknown"
+
+// RestToSend finds what "Send to the rest" follows: the mailing's newest
+// full run (neither a retry nor a rest), when it or the run after it, the
+// newest, stopped before it reached everyone (switched off, its owner
+// blocked), and the newest has finished. It returns that full run and how
+// many the stopped run left unreached. ErrNotFound: there is no such run.
+// Whether anyone is left to mail is not looked up (it reads the
+// recipients): a rest with no one answers ErrNoRest when started.
+func (s *Store) RestToSend(ctx context.Context, mailingID int64) (*model.Run, int, error) {
+	var runs []model.Run // the newest run, and the newest that is not a retry
+	err := s.db.NewRaw(`(SELECT * FROM runs WHERE mailing_id = ? ORDER BY id DESC LIMIT 1)
+		UNION (SELECT * FROM runs WHERE mailing_id = ? AND retry_of IS NULL ORDER BY id DESC LIMIT 1)
+		ORDER BY id DESC`, mailingID, mailingID).Scan(ctx, &runs)
+	if err != nil {
+		return nil, 0, dbErr("rest to send", err)
+	}
+	if len(runs) == 0 || runs[0].FinishedAt == nil {
+		return nil, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
+	}
+	unreached := runs[0].Unreached
+	if unreached == 0 {
+		unreached = runs[len(runs)-1].Unreached
+	}
+	if unreached == 0 {
+		return nil, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
+	}
+	full := new(model.Run)
+	err = s.db.NewSelect().Model(full).Where("mailing_id = ? AND retry_of IS NULL AND rest_of IS NULL", mailingID).
 		OrderExpr("id DESC").Limit(1).Scan(ctx)
 	if err != nil {
-		return 0, 0, dbErr("rest to send", err)
+		return nil, 0, dbErr("rest to send", err)
 	}
-	if last.FinishedAt == nil || last.Unreached == 0 {
-		return 0, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
-	}
-	fullRunID = last.ID
-	if last.RestOf != nil {
-		fullRunID = *last.RestOf
-	}
-	src, args := sourceSQL(&model.Run{MailingID: mailingID, RestOf: &fullRunID, ID: math.MaxInt64})
-	var any bool
-	if err := s.db.NewRaw("SELECT EXISTS ("+src+")", args...).Scan(ctx, &any); err != nil {
-		return 0, 0, dbErr("rest to send", err)
-	}
-	if !any {
-		return 0, 0, fmt.Errorf("rest to send: %w", ErrNotFound)
-	}
-	return fullRunID, last.Unreached, nil
+	return full, unreached, nil
 }
 
 // sourceSQL selects the client ids a run sends to: the mailing's recipients;
@@ -124,19 +128,25 @@ func sourceSQL(r *model.Run) (string, []any) {
 		return `SELECT client_id FROM attempts AS f WHERE run_id = ? AND ` + retryableMailable, []any{*r.RetryOf}
 	case r.RestOf != nil:
 		return `SELECT mr.client_id FROM mailing_recipients AS mr JOIN clients AS c ON c.id = mr.client_id
-			WHERE mr.mailing_id = ? AND ` + mailable + ` AND NOT ` + reachedSince("mr.client_id", "?", "?", "?"),
+			WHERE mr.mailing_id = ? AND ` + mailable + ` AND NOT ` + settledSince("mr.client_id", "?", "?", "?"),
 			[]any{r.MailingID, r.MailingID, *r.RestOf, r.ID}
 	}
 	return `SELECT client_id FROM mailing_recipients WHERE mailing_id = ?`, []any{r.MailingID}
 }
 
-// reachedSince is the condition that the client (the expression client) has
-// an attempt in a run of the mailing from the full run from on, before the
-// run before: what a rest run leaves out. The runs are found on the
-// mailing's index of runs, and each one's attempt by its unique key.
-func reachedSince(client, mailing, from, before string) string {
+// settledSince is the condition that the client (the expression client)
+// has a settled attempt in a run of the mailing from the full run from
+// on, before the run before: what a rest run leaves out. Settled is
+// delivered, refused for good (5xx), or cut off by a crash (it may have
+// arrived: only "Retry failed" sends it again, saying so). A failure for
+// the time being (4xx, no server) is not: the rest sends to it, and a
+// "Retry failed" of the rest then covers it too, whichever ran first.
+// The runs are found on the mailing's index of runs, and each one's
+// attempt by its unique key.
+func settledSince(client, mailing, from, before string) string {
 	return `EXISTS (SELECT 1 FROM runs AS pr JOIN attempts AS pa ON pa.run_id = pr.id AND pa.client_id = ` + client + `
-		WHERE pr.mailing_id = ` + mailing + ` AND pr.id >= ` + from + ` AND pr.id < ` + before + `)`
+		WHERE pr.mailing_id = ` + mailing + ` AND pr.id >= ` + from + ` AND pr.id < ` + before + `
+		AND (pa.status <> 'failure' OR pa.code >= 500 OR pa.response = '` + interrupted + `'))`
 }
 
 // retryableFailure keeps, of a run's attempts (alias f), those "Retry failed"
@@ -243,7 +253,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}', claimed_at = NULL WHERE run_id = ? AND seq = ? AND claimed <> '{}'
 		), unwritten AS (
 			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries, attempted_at)
-			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', 'interrupted: outcome unknown', 1, coalesce(batch.claimed_at, now())
+			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', '`+interrupted+`', 1, coalesce(batch.claimed_at, now())
 			FROM batch CROSS JOIN unnest(batch.claimed, batch.claimed_emails) AS x(client_id, email)
 			JOIN runs AS r ON r.id = ? LEFT JOIN clients AS c ON c.id = x.client_id
 			WHERE c.id IS NOT NULL OR NOT EXISTS (
@@ -251,7 +261,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			ON CONFLICT (run_id, client_id) DO NOTHING
 			RETURNING 1
 		), pending AS (
-			UPDATE attempts SET status = 'failure', response = 'interrupted: outcome unknown'
+			UPDATE attempts SET status = 'failure', response = '`+interrupted+`'
 			WHERE id IN (
 				SELECT id FROM attempts
 				WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'
@@ -382,15 +392,17 @@ func (s *Store) MarkBounced(ctx context.Context, clientIDs []int64) error {
 
 // FinishBatch marks a batch done, counting as skipped the recipients of its
 // range that got no attempt (unsubscribed, bounced, or left when the run
-// stopped), and as unreached those of them who could have been mailed,
+// stopped), and, when it stopped (switched off, its owner blocked, the
+// window closed), as unreached those of them who could have been mailed,
 // and adds both to the run's in the same statement. It reports whether
 // this call finished it.
-func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch) (bool, error) {
+func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch, stopped bool) (bool, error) {
 	src, args := sourceSQL(r)
 	q := `WITH rest AS (
-			SELECT count(*) AS skipped, count(*) FILTER (WHERE ` + mailable + `) AS unreached
+			SELECT count(*) AS skipped, count(*) FILTER (WHERE ?::boolean AND ` + mailable + `) AS unreached
 			FROM (` + src + `) AS src JOIN clients AS c ON c.id = src.client_id
 			WHERE src.client_id > ?`
+	args = append([]any{stopped}, args...)
 	args = append(args, b.FromID)
 	if b.ToID != nil {
 		q += ` AND src.client_id <= ?`

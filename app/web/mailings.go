@@ -324,8 +324,15 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
 			return err
 		}
-		if _, v.RestUnreached, err = s.store.RestToSend(ctx, r.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+		// Not while a scheduled send is due: it mails everyone.
+		if r.NextRunAt == nil || r.NextRunAt.After(time.Now()) || !r.NextRunAt.Before(r.EndsAt) {
+			full, n, err := s.store.RestToSend(ctx, r.ID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				v.RestUnreached, v.RestSince = n, formatTime(full.StartedAt, u.TimeZone)
+			}
 		}
 	}
 	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))

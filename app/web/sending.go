@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +45,8 @@ func runRefusal(err error, m *store.MailingRow) string {
 		return "Nothing to retry: the last run has no temporary failures to clients who can still be mailed."
 	case errors.Is(err, sending.ErrNoRest):
 		return "No one left to send to: the last run reached everyone it could, or those it did not reach have unsubscribed, bounced or been removed since."
+	case errors.Is(err, sending.ErrScheduledDue):
+		return "A scheduled send of this mailing is due now, and mails everyone: the rest get it then, once."
 	}
 	return ""
 }
@@ -94,7 +95,7 @@ func (s *Server) startRun(to runSource) fiber.Handler {
 			return fmt.Errorf("start run: %w", err)
 		}
 		if to == toRest {
-			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %d %s the last run did not reach.",
+			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %d %s not reached yet.",
 				run.Total, plural(run.Total, "recipient", "recipients")))
 		} else {
 			s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
@@ -190,38 +191,42 @@ type workersSeen struct {
 
 // skippedWhy explains a finished run's skipped recipients: how many of
 // them the run did not reach before it stopped, why it stopped (as far as
-// the mailing tells now) and how to reach them, and what the others were.
+// the mailing tells now) and, to its owner while the mailing may send, how
+// to reach them; and what the others were.
 func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
 	if run.FinishedAt == nil || run.Skipped == 0 {
 		return ""
 	}
 	closed := !run.FinishedAt.Before(m.EndsAt)
-	if closed && run.Unreached == 0 { // also a run from before unreached recipients were counted
-		return "Sending stopped when the window closed at " + formatTime(m.EndsAt, u.TimeZone) +
-			": recipients not reached by then count as skipped, as do those who had unsubscribed, bounced or been deleted."
-	}
-	var parts []string
-	if run.Unreached > 0 {
-		n := stats.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
+	if run.Unreached == 0 { // also a run from before unreached recipients were counted
 		switch {
-		case run.RetryOf != nil: // their failures stay in the run retried: "Retry failed" of a run takes only its own
-			parts = append(parts, "Sending stopped before "+n+" retried.")
 		case closed:
-			parts = append(parts, "Sending stopped when the window closed at "+formatTime(m.EndsAt, u.TimeZone)+": "+n+" not reached.")
+			return "Sending stopped when the window closed at " + formatTime(m.EndsAt, u.TimeZone) +
+				": recipients not reached by then count as skipped, as do those who had unsubscribed, bounced or been deleted."
 		case m.Disabled():
-			parts = append(parts, "The mailing was switched off before "+n+" reached; once it is switched on again, “Send to the rest” mails them.")
-		default:
-			parts = append(parts, n+" not reached (the mailing was switched off or its owner blocked while it sent, or they were added to it meanwhile); “Send to the rest” mails them.")
+			return "Skipped recipients got no mail: they had unsubscribed, bounced or been deleted, or the mailing was switched off before their turn."
 		}
+		return "Skipped recipients got no mail: they had unsubscribed or bounced, or were removed or deleted before their turn."
+	}
+	n := stats.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
+	var why string
+	switch {
+	case closed:
+		why = "Sending stopped when the window closed at " + formatTime(m.EndsAt, u.TimeZone) + ": " + n + " not reached."
+	case m.Disabled():
+		why = "The mailing was switched off before " + n + " reached."
+	default:
+		why = n + " not reached: the mailing was switched off, or its owner blocked, while it sent."
+	}
+	if mayRest := !closed && m.Status != model.StatusFinished && m.OwnerID == u.ID; mayRest && m.Disabled() {
+		why += " Once it is switched on again, “Send to the rest” mails them."
+	} else if mayRest {
+		why += " “Send to the rest” mails them."
 	}
 	if others := run.Skipped - run.Unreached; others > 0 {
-		who := "Skipped recipients"
-		if run.Unreached > 0 {
-			who = "The other " + stats.Count(int64(others)) + " skipped"
-		}
-		parts = append(parts, who+" had unsubscribed, bounced or been deleted, or were removed from the mailing before their turn.")
+		why += " The other " + stats.Count(int64(others)) + " skipped had unsubscribed, bounced or been deleted, or were removed from the mailing before their turn."
 	}
-	return strings.Join(parts, " ")
+	return why
 }
 
 // StatusStopPolling is htmx's "stop polling" status.

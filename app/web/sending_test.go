@@ -892,7 +892,7 @@ func TestSendToTheRestButton(t *testing.T) {
 	if doc.Find("[data-testid=send-rest]").Length() != 0 {
 		t.Errorf("Send to the rest offered while the mailing is switched off")
 	}
-	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.Contains(why, "switched off before 1 recipient was reached; once it is switched on again") {
+	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.Contains(why, "switched off before 1 recipient was reached. Once it is switched on again, “Send to the rest” mails them.") {
 		t.Errorf("a run switched off explains its skipped as %q", why)
 	}
 	setDisabled(false)
@@ -900,21 +900,35 @@ func TestSendToTheRestButton(t *testing.T) {
 	if doc.Find("[data-testid=send-rest]").Length() != 1 {
 		t.Fatalf("no Send to the rest after a run left a recipient unreached")
 	}
-	if q, _ := doc.Find("form:has([data-testid=send-rest])").Attr("data-confirm"); !strings.Contains(q, "did not reach (1 recipient when it stopped)") {
+	if q, _ := doc.Find("form:has([data-testid=send-rest])").Attr("data-confirm"); !strings.Contains(q, "not reached since the run of ") || !strings.Contains(q, ": 1 recipient it did not get to when it stopped, those whose send failed for the time being") {
 		t.Errorf("Send to the rest asks %q", q)
 	}
 	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.HasPrefix(why, "1 recipient was not reached") || !strings.Contains(why, "“Send to the rest” mails them") {
 		t.Errorf("skipped explained as %q", why)
 	}
 
-	// Once that recipient unsubscribed there is no one left to send to.
-	if err := e.store.Unsubscribe(ctx, ann.ID, left.ID); err != nil {
+	// Not while a scheduled send, which mails everyone, is due.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() - interval '1 second' WHERE id = ?", o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
 	if page().Find("[data-testid=send-rest]").Length() != 0 {
-		t.Errorf("Send to the rest offered though the one not reached has unsubscribed")
+		t.Errorf("Send to the rest offered while a scheduled send is due")
 	}
 	resp, body := c.post(t, path+"/rest", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "A scheduled send of this mailing is due now") {
+		t.Errorf("rest with a scheduled send due says %q", flash)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Once that recipient unsubscribed there is no one left to send to
+	// (which the page does not look up: it would read every recipient).
+	if err := e.store.Unsubscribe(ctx, ann.ID, left.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, path+"/rest", nil)
 	wantRedirect(t, resp, body, path)
 	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "No one left to send to") {
 		t.Errorf("rest with no one left says %q", flash)
@@ -925,7 +939,7 @@ func TestSendToTheRestButton(t *testing.T) {
 
 	resp, body = c.post(t, path+"/rest", nil)
 	wantRedirect(t, resp, body, path)
-	if flash := flashAfter(t, c, resp); flash != "Sending to the 1 recipient the last run did not reach." {
+	if flash := flashAfter(t, c, resp); flash != "Sending to the 1 recipient not reached yet." {
 		t.Errorf("Send to the rest says %q", flash)
 	}
 	rest, err := e.store.LatestRun(ctx, o.mailing.ID)
