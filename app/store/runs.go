@@ -253,7 +253,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}', claimed_at = NULL WHERE run_id = ? AND seq = ? AND claimed <> '{}'
 		), unwritten AS (
 			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries, attempted_at)
-			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', '`+interrupted+`', 1, coalesce(batch.claimed_at, now())
+			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', '` + interrupted + `', 1, coalesce(batch.claimed_at, now())
 			FROM batch CROSS JOIN unnest(batch.claimed, batch.claimed_emails) AS x(client_id, email)
 			JOIN runs AS r ON r.id = ? LEFT JOIN clients AS c ON c.id = x.client_id
 			WHERE c.id IS NOT NULL OR NOT EXISTS (
@@ -261,7 +261,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 			ON CONFLICT (run_id, client_id) DO NOTHING
 			RETURNING 1
 		), pending AS (
-			UPDATE attempts SET status = 'failure', response = '`+interrupted+`'
+			UPDATE attempts SET status = 'failure', response = '` + interrupted + `'
 			WHERE id IN (
 				SELECT id FROM attempts
 				WHERE (run_id, client_id) > (?, ?) AND (run_id, client_id) <= (?, ?) AND status = 'pending'
