@@ -51,6 +51,14 @@ func (c *client) get(t testing.TB, path string) (*http.Response, string) {
 	return c.send(t, req)
 }
 
+// page gets path as a whole page, which must answer 200, and parses it.
+func (c *client) page(t testing.TB, path string) *goquery.Document {
+	t.Helper()
+	resp, body := c.get(t, path)
+	wantStatus(t, resp, body, http.StatusOK)
+	return parseHTML(t, body)
+}
+
 // csrf is the token the pages carry; a GET first gets one.
 func (c *client) csrf(t testing.TB) string {
 	t.Helper()

@@ -871,18 +871,12 @@ func TestMailingSwitchWorksWithoutScript(t *testing.T) {
 	e, c, _, o := signedInWithObjects(t)
 	ctx := context.Background()
 	path := "/mailings/" + id(o.mailing.ID)
-	page := func() *goquery.Document {
-		t.Helper()
-		resp, body := c.get(t, path)
-		wantStatus(t, resp, body, http.StatusOK)
-		return parseHTML(t, body)
-	}
-	resp, body := submit(t, c, page(), "form:has([data-testid=disable-mailing])")
+	resp, body := submit(t, c, c.page(t, path), "form:has([data-testid=disable-mailing])")
 	wantRedirect(t, resp, body, path)
 	if m, _ := e.store.MailingByID(ctx, store.Own(o.mailing.OwnerID), o.mailing.ID); !m.Disabled() {
 		t.Fatal("the plain Disable form did not switch the mailing off")
 	}
-	resp, body = submit(t, c, page(), "form:has([data-testid=enable-mailing])")
+	resp, body = submit(t, c, c.page(t, path), "form:has([data-testid=enable-mailing])")
 	wantRedirect(t, resp, body, path)
 	if m, _ := e.store.MailingByID(ctx, store.Own(o.mailing.OwnerID), o.mailing.ID); m.Disabled() {
 		t.Fatal("the plain Enable form did not switch the mailing on")
@@ -899,7 +893,7 @@ func TestMailingSwitchWorksWithoutScript(t *testing.T) {
 	if _, err := e.db.NewInsert().Model(run).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(strings.Fields(page().Find("article:has([data-testid=mailing-runs])").Text()), " "); got != "1 run" {
+	if got := strings.Join(strings.Fields(c.page(t, path).Find("article:has([data-testid=mailing-runs])").Text()), " "); got != "1 run" {
 		t.Errorf("the runs figure reads %q", got)
 	}
 }

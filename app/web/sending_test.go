@@ -802,19 +802,13 @@ func TestMailingPageTellsItsRuns(t *testing.T) {
 	e, c, _, o := signedInWithObjects(t)
 	ctx := context.Background()
 	path := "/mailings/" + id(o.mailing.ID)
-	doc := func() *goquery.Document {
-		t.Helper()
-		resp, body := c.get(t, path)
-		wantStatus(t, resp, body, http.StatusOK)
-		return parseHTML(t, body)
-	}
-	if got := doc().Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "the first starts at the first send") {
+	if got := c.page(t, path).Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "the first starts at the first send") {
 		t.Errorf("before any run: %q", got)
 	}
 	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET status = 'finished', next_run_at = NULL WHERE id = ?", o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got := doc().Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "window passed without one") {
+	if got := c.page(t, path).Find("#mailing-runs [data-testid=empty]").Text(); !strings.Contains(got, "window passed without one") {
 		t.Errorf("a window passed with no run: %q", got)
 	}
 	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET status = 'running' WHERE id = ?", o.mailing.ID); err != nil {
@@ -830,7 +824,7 @@ func TestMailingPageTellsItsRuns(t *testing.T) {
 	if _, err := e.db.NewInsert().Model(retry).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
-	page := doc()
+	page := c.page(t, path)
 	var triggers []string
 	page.Find("[data-testid=runs-table] tbody td[data-label=Trigger]").Each(func(_ int, s *goquery.Selection) { triggers = append(triggers, s.Text()) })
 	if strings.Join(triggers, ",") != "retry,manual" {
@@ -842,7 +836,7 @@ func TestMailingPageTellsItsRuns(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", retry.ID); err != nil {
 		t.Fatal(err)
 	}
-	if q, _ := doc().Find("form[action$='/delete']").Attr("data-confirm"); q != "Delete this mailing with its runs and attempt log?" {
+	if q, _ := c.page(t, path).Find("form[action$='/delete']").Attr("data-confirm"); q != "Delete this mailing with its runs and attempt log?" {
 		t.Errorf("delete with no run sending asks %q", q)
 	}
 }
@@ -874,12 +868,6 @@ func TestSendToTheRestButton(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := "/mailings/" + id(o.mailing.ID)
-	page := func() *goquery.Document {
-		t.Helper()
-		resp, body := c.get(t, path)
-		wantStatus(t, resp, body, http.StatusOK)
-		return parseHTML(t, body)
-	}
 	setDisabled := func(off bool) {
 		t.Helper()
 		if err := e.store.SetMailingDisabled(ctx, store.Own(ann.ID), o.mailing.ID, ann.ID, off); err != nil {
@@ -888,7 +876,7 @@ func TestSendToTheRestButton(t *testing.T) {
 	}
 
 	setDisabled(true)
-	doc := page()
+	doc := c.page(t, path)
 	if doc.Find("[data-testid=send-rest]").Length() != 0 {
 		t.Errorf("Send to the rest offered while the mailing is switched off")
 	}
@@ -896,7 +884,7 @@ func TestSendToTheRestButton(t *testing.T) {
 		t.Errorf("a run switched off explains its skipped as %q", why)
 	}
 	setDisabled(false)
-	doc = page()
+	doc = c.page(t, path)
 	if doc.Find("[data-testid=send-rest]").Length() != 1 {
 		t.Fatalf("no Send to the rest after a run left a recipient unreached")
 	}
@@ -911,7 +899,7 @@ func TestSendToTheRestButton(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET next_run_at = now() - interval '1 second' WHERE id = ?", o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if page().Find("[data-testid=send-rest]").Length() != 0 {
+	if c.page(t, path).Find("[data-testid=send-rest]").Length() != 0 {
 		t.Errorf("Send to the rest offered while a scheduled send is due")
 	}
 	resp, body := c.post(t, path+"/rest", nil)
@@ -946,7 +934,7 @@ func TestSendToTheRestButton(t *testing.T) {
 	if err != nil || rest.ID == run.ID || rest.RestOf == nil || *rest.RestOf != run.ID || rest.Total != 1 {
 		t.Fatalf("the run started: %+v, %v", rest, err)
 	}
-	doc = page()
+	doc = c.page(t, path)
 	if got := doc.Find("[data-testid=runs-table] tbody td[data-label=Trigger]").First().Text(); got != "rest" {
 		t.Errorf("the rest's trigger shows as %q", got)
 	}
