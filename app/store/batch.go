@@ -118,10 +118,10 @@ func nextSQL(r *model.Run, b *model.RunBatch) (string, []any) {
 // Next reads the batch's next recipients after the client id after, up to
 // limit, that may be mailed (not unsubscribed, not bounced) and have no
 // attempt in this run yet (nor, for a rest, a settled one in the runs
-// since its full run), in client id order. It walks the source by its index from the
-// cursor (the recipients' primary key, or the retried run's attempts),
-// never the whole list, so the cost of a read does not grow
-// with the run. Nothing is claimed: Record claims them.
+// since its full run), in client id order. It walks the source by its
+// index from the cursor (the recipients' primary key, or the retried
+// run's attempts), never the whole list, so the cost of a read does not
+// grow with the run. Nothing is claimed: Record claims them.
 func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]int64, error) {
 	args := append([]any{max(after, p.batch.FromID), limit}, p.nextArgs...)
 	rows, err := p.next.QueryContext(ctx, args...)

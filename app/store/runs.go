@@ -121,7 +121,7 @@ func (s *Store) RestToSend(ctx context.Context, mailingID int64) (*model.Run, in
 // sourceSQL selects the client ids a run sends to: the mailing's recipients;
 // for a retry the clients whose attempt in the earlier run failed with a
 // temporary (4xx) or unknown error; for a rest the mailable recipients
-// that no run from the full run on has reached.
+// with no settled attempt in the runs from the full run on.
 func sourceSQL(r *model.Run) (string, []any) {
 	switch {
 	case r.RetryOf != nil:
