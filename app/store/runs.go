@@ -398,15 +398,26 @@ func (s *Store) MarkBounced(ctx context.Context, clientIDs []int64) error {
 // this call finished it.
 func (s *Store) FinishBatch(ctx context.Context, r *model.Run, b *model.RunBatch, stopped bool) (bool, error) {
 	src, args := sourceSQL(r)
+	// Who of them could have been mailed is asked of the clients only
+	// when the batch stopped; their range is repeated on the clients'
+	// key, which the planner would otherwise read whole.
 	q := `WITH rest AS (
-			SELECT count(*) AS skipped, count(*) FILTER (WHERE ?::boolean AND ` + mailable + `) AS unreached
-			FROM (` + src + `) AS src JOIN clients AS c ON c.id = src.client_id
-			WHERE src.client_id > ?`
-	args = append([]any{stopped}, args...)
+			SELECT count(*) AS skipped, 0 AS unreached FROM (` + src + `) AS src WHERE src.client_id > ?`
 	args = append(args, b.FromID)
+	if stopped {
+		q = `WITH rest AS (
+			SELECT count(*) AS skipped, count(*) FILTER (WHERE ` + mailable + `) AS unreached
+			FROM (` + src + `) AS src JOIN clients AS c ON c.id = src.client_id
+			WHERE src.client_id > ? AND c.id > ?`
+		args = append(args, b.FromID)
+	}
 	if b.ToID != nil {
 		q += ` AND src.client_id <= ?`
 		args = append(args, *b.ToID)
+		if stopped {
+			q += ` AND c.id <= ?`
+			args = append(args, *b.ToID)
+		}
 	}
 	// The attempts looked up are bounded by the range too: the planner has
 	// no statistics yet of the run being sent, and may otherwise hash every
