@@ -174,7 +174,8 @@ func (s *Server) loginForm(c *fiber.Ctx) error {
 	}
 	switch c.Query("ended") {
 	case "blocked":
-		v.Error = "Your account has been blocked, so you were signed out. Ask a manager if you think this is a mistake."
+		// Told when the session ended, which may be after an unblock.
+		v.Error = "You were signed out because your account was blocked. If it has been unblocked since, sign in again; if not, ask a manager."
 	case "expired":
 		v.Error = "Your session has expired. Please sign in again."
 	}

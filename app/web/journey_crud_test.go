@@ -223,7 +223,7 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 	// signing in again tells her in its own words (waited for by its text:
 	// the form error of the page being left is on screen until then).
 	ann.do("ann is out", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=login-form]")))
-	if got := ann.text("[data-testid=form-error]"); !strings.Contains(got, "blocked, so you were signed out") {
+	if got := ann.text("[data-testid=form-error]"); !strings.Contains(got, "You were signed out because your account was blocked.") {
 		t.Fatalf("signed-out user not told why: %q", got)
 	}
 	ann.do("ann tries again",

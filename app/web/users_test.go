@@ -62,7 +62,7 @@ func TestUsersBlockInline(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login?next=%2Fclients&ended=blocked" {
 		t.Fatalf("blocked user's next request: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if _, body = ann.get(t, resp.Header.Get("Location")); !strings.Contains(body, "Your account has been blocked") {
+	if _, body = ann.get(t, resp.Header.Get("Location")); !strings.Contains(body, "You were signed out because your account was blocked.") {
 		t.Errorf("the sign-in page does not say why:\n%s", body)
 	}
 	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
