@@ -38,12 +38,7 @@ func TestPoolReplacesConnectionsTheServerClosed(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-			if err != nil {
-				t.Fatal(err)
-			}
-			pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
-			defer pool.Close()
+			pool := onePool(t, sink, 2*time.Second)
 			send := func(to string) rmail.Result {
 				return pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: to}, Subject: "Hi", Text: "Hello"})
 			}
@@ -214,10 +209,7 @@ func TestSenderSendsNoResetAfterDelivery(t *testing.T) {
 // the mail fail for good.
 func TestSenderQuotesRecipientNames(t *testing.T) {
 	sink := testkit.SMTP(t)
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := shopSender(t, sink, "shop.example")
 	names := []string{`Ann "Nan" Lee`, `O"Brien`, `Ann\`, `Doe, John <john@example.org>`, `Ёжик, "Колючий"`, "A\x7fB", "Ann"}
 	for _, name := range names {
 		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Name: name, Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}); err != nil {
@@ -244,10 +236,7 @@ func TestSenderQuotesRecipientNames(t *testing.T) {
 // address goes as it is.
 func TestSenderWritesInternationalDomainsInASCII(t *testing.T) {
 	sink := testkit.SMTP(t)
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := shopSender(t, sink, "shop.example")
 	for addr, want := range map[string]string{
 		"ann@пример.рф":     "ann@xn--e1afmkfd.xn--p1ai",
 		"ann@bücher.de":     "ann@xn--bcher-kva.de",
@@ -278,10 +267,7 @@ func TestSenderWritesInternationalDomainsInASCII(t *testing.T) {
 // with text that looks like an encoded word (RFC 2047).
 func TestSenderFoldsLongSubjectWords(t *testing.T) {
 	sink := testkit.SMTP(t)
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := shopSender(t, sink, "shop.example")
 	subjects := []string{strings.Repeat("a", 1100), "News for " + strings.Repeat("ann.lee-", 130) + " today", "Новости " + strings.Repeat("я", 600),
 		// what reads as an encoded word goes encoded, to be read as typed
 		"=?utf-8?q?Hi?=", "About =?UTF-8?B?SGk=?= headers"}
@@ -311,10 +297,7 @@ func TestSenderFoldsLongSubjectWords(t *testing.T) {
 func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 	sink := testkit.SMTP(t)
 	for _, host := range []string{"shop.example", "192.0.2.7", "::1"} {
-		sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", host)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sender := shopSender(t, sink, host)
 		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}); err != nil {
 			t.Fatal(err)
 		}
@@ -338,12 +321,7 @@ func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 func TestPoolClosesConnectionsItDrops(t *testing.T) {
 	sink := testkit.SMTP(t)
 	sink.Stall(700 * time.Millisecond)
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := rmail.NewPool(sender.WithTimeout(200*time.Millisecond), 1, nil)
-	defer pool.Close()
+	pool := onePool(t, sink, 200*time.Millisecond)
 	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com"} {
 		r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: to}, Subject: "Hi", Text: "Hello"})
 		if r.Class != rmail.Unknown {
@@ -399,12 +377,7 @@ func TestPoolReplyIsTheServersWords(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			sink := testkit.SMTP(t)
 			c.set(sink)
-			sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-			if err != nil {
-				t.Fatal(err)
-			}
-			pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
-			defer pool.Close()
+			pool := onePool(t, sink, 2*time.Second)
 			r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
 			if r.Class != c.class || r.Code != c.code || r.Reply != c.want {
 				t.Fatalf("got %v %d %q\nwant %v %d %q", r.Class, r.Code, r.Reply, c.class, c.code, c.want)
@@ -419,12 +392,7 @@ func TestPoolReplyIsTheServersWords(t *testing.T) {
 func TestPoolSenderAddressRefusalIsNoBounce(t *testing.T) {
 	sink := testkit.SMTP(t)
 	sink.RejectMail(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 8}, Message: "Sender address rejected: Domain not found"})
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
-	defer pool.Close()
+	pool := onePool(t, sink, 2*time.Second)
 	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
 	if r.Class != rmail.Permanent || r.Code != 553 {
 		t.Fatalf("MAIL FROM answered 553 5.1.8: %+v, want a permanent failure that is no bounce", r)
@@ -528,12 +496,7 @@ func TestPoolHangUpInWords(t *testing.T) {
 // on the same connection as ever.
 func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	sink := testkit.SMTP(t)
-	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", "shop.example")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := rmail.NewPool(sender.WithTimeout(2*time.Second), 1, nil)
-	defer pool.Close()
+	pool := onePool(t, sink, 2*time.Second)
 	send := func(to string) rmail.Result {
 		return pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: to}, Subject: "Hi", Text: "Hello"})
 	}
@@ -564,4 +527,23 @@ func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	if got := sink.Messages(); len(got) != 2 || got[1].To[0] != "plain@example.com" {
 		t.Errorf("received %+v", got)
 	}
+}
+
+// shopSender is a sender to sink, from the shop, with Message-IDs on host.
+func shopSender(t *testing.T, sink *mailsink.Server, host string) *rmail.Sender {
+	t.Helper()
+	sender, err := rmail.NewSender(sink.URL(), "Shop <news@shop.example>", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sender
+}
+
+// onePool is a pool of one connection to sink, each send given timeout,
+// closed when the test ends.
+func onePool(t *testing.T, sink *mailsink.Server, timeout time.Duration) *rmail.Pool {
+	t.Helper()
+	pool := rmail.NewPool(shopSender(t, sink, "shop.example").WithTimeout(timeout), 1, nil)
+	t.Cleanup(pool.Close)
+	return pool
 }

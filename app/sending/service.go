@@ -637,7 +637,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			// recipient still waiting for a try keeps the failure its
 			// attempt says. Those the next occurrence's run mails are
 			// not the stopped run's to reach.
-			*stopped = stop && (supersededAt.IsZero() || s.now().Before(supersededAt))
+			*stopped = stop && !s.superseded(supersededAt)
 			return nil
 		}
 		if handingOver && len(claims) == 0 && len(due) == 0 && waits.len() == 0 {
@@ -814,7 +814,7 @@ func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *
 	if err != nil {
 		return true, err // the task's own end: it comes back and resumes here
 	}
-	if !supersededAt.IsZero() && !s.now().Before(supersededAt) {
+	if s.superseded(supersededAt) {
 		return true, nil // the next occurrence is due: its run mails the rest
 	}
 	// The window's end is read again before the batch stops for it: the
@@ -846,6 +846,11 @@ func (s *Service) stopSending(ctx, dbCtx context.Context, db *store.Store, run *
 	*lastCheck = time.Now()
 	return false, nil
 }
+
+// superseded reports whether a run's next occurrence, due at (zero: none
+// to wait for), has come: the run stops, and that occurrence's run mails
+// the rest.
+func (s *Service) superseded(at time.Time) bool { return !at.IsZero() && !s.now().Before(at) }
 
 func (s *Service) chunk() int {
 	if s.Chunk > 0 {

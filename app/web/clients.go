@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -38,20 +37,14 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 		return err
 	}
 	q := c.Query("q")
-	state := store.ClientState(c.Query("state"))
-	if !slices.ContainsFunc(stateFilters, func(f filterChoice) bool { return f.Value == string(state) }) {
-		state = ""
-	}
+	chosen, filters := chosenFilter(c, "/clients", "state", stateFilters)
+	state := store.ClientState(chosen)
 	rows, page, err := s.store.ListClients(c.UserContext(), sc, state, q, pageNumber(c))
 	if err != nil {
 		return err
 	}
-	v := clients.ListView{Q: q, State: string(state), AllUsers: all, Manager: u.IsManager(), CanCreate: true,
+	v := clients.ListView{Q: q, State: chosen, Filters: filters, AllUsers: all, Manager: u.IsManager(), CanCreate: true,
 		Pager: pager(c, "/clients", page, "clients", clients.ListID), URL: listURL(c, "/clients")}
-	for _, f := range stateFilters {
-		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label,
-			URL: linkWith(c, "/clients", "state", f.Value, "page"), Active: f.Value == string(state)})
-	}
 	if state == store.ClientsBounced && !all && q == "" {
 		v.Bounced, v.CSRF = page.Total, auth.CSRFToken(c)
 	}
@@ -69,9 +62,6 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 	}
 	return render(c, fiber.StatusOK, clients.Page(s.page(c, "Clients"), v))
 }
-
-// filterChoice is one choice of a list's filter.
-type filterChoice struct{ Value, Label string }
 
 // stateFilters narrow the clients list to those a run skips.
 var stateFilters = []filterChoice{

@@ -17,7 +17,6 @@ import (
 	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
-	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
 	"rassylka/views/messages"
@@ -61,25 +60,14 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	status := c.Query("status")
-	valid := false
-	for _, f := range statusFilters {
-		valid = valid || f.Value == status
-	}
-	if !valid {
-		status = ""
-	}
+	status, filters := chosenFilter(c, "/mailings", "status", statusFilters)
 	search := c.Query("q")
 	rows, page, err := s.store.ListMailings(c.UserContext(), sc, status, search, pageNumber(c))
 	if err != nil {
 		return err
 	}
-	v := mailings.ListView{Q: search, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
+	v := mailings.ListView{Q: search, Filters: filters, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
 		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID), URL: listURL(c, "/mailings")}
-	for _, f := range statusFilters {
-		link := linkWith(c, "/mailings", "status", f.Value, "page")
-		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == status})
-	}
 	for i := range rows {
 		r := &rows[i]
 		v.Rows = append(v.Rows, mailings.Row{
@@ -580,7 +568,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 	}
 }
 
-var attemptFilters = []filterChoice{{"", "All"}, {"success", "Success"}, {"failure", "Failure"}}
+var attemptFilters = []filterChoice{{"", "All"}, {string(model.AttemptSuccess), "Success"}, {string(model.AttemptFailure), "Failure"}}
 
 func (s *Server) listAttempts(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
@@ -595,24 +583,15 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	status := model.AttemptStatus(c.Query("status"))
-	if status != model.AttemptSuccess && status != model.AttemptFailure {
-		status = ""
-	}
+	base := mailings.URL(r.ID) + "/attempts"
+	chosen, filters := chosenFilter(c, base, "status", attemptFilters)
+	status := model.AttemptStatus(chosen)
 	as, page, err := s.store.AttemptsOfMailing(c.UserContext(), r.ID, status, pageNumber(c))
 	if err != nil {
 		return err
 	}
-	base := mailings.URL(r.ID) + "/attempts"
-	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: string(status), Attempts: attemptViews(as, u),
+	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: chosen, Filters: filters, Attempts: attemptViews(as, u),
 		Pager: pager(c, base, page, "attempts", mailings.AttemptsID)}
-	for _, f := range attemptFilters {
-		link := base
-		if f.Value != "" {
-			link += "?status=" + f.Value
-		}
-		v.Filters = append(v.Filters, component.Filter{Value: f.Value, Label: f.Label, URL: link, Active: f.Value == string(status)})
-	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.AttemptLog(v))
 	}

@@ -123,3 +123,22 @@ func linkWith(c *fiber.Ctx, path, param, value string, drop ...string) string {
 }
 
 func urlQuery(s string) string { return url.QueryEscape(s) }
+
+// filterChoice is one choice of a list's filter.
+type filterChoice struct{ Value, Label string }
+
+// chosenFilter reads a list's filter (param; a value not among choices is
+// none, "") and returns it with the filter's links, which keep the list's
+// other parameters and go back to its first page.
+func chosenFilter(c *fiber.Ctx, path, param string, choices []filterChoice) (string, []component.Filter) {
+	value := c.Query(param)
+	if !slices.ContainsFunc(choices, func(f filterChoice) bool { return f.Value == value }) {
+		value = ""
+	}
+	links := make([]component.Filter, 0, len(choices))
+	for _, f := range choices {
+		links = append(links, component.Filter{Value: f.Value, Label: f.Label,
+			URL: linkWith(c, path, param, f.Value, "page"), Active: f.Value == value})
+	}
+	return value, links
+}
