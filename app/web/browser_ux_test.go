@@ -398,6 +398,36 @@ func TestBrowserClientsHistory(t *testing.T) {
 	}
 }
 
+// A search typed while the list is filtered keeps the filter, and a
+// filter chosen after the search keeps the search.
+func TestBrowserSearchKeepsTheFilter(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	var bounced []int64
+	for _, email := range []string{"zed@one.test", "zed@two.test", "amy@one.test"} {
+		cl := &model.Client{OwnerID: ann.ID, Email: email}
+		if err := e.store.CreateClient(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+		if email != "zed@two.test" {
+			bounced = append(bounced, cl.ID)
+		}
+	}
+	if err := e.store.MarkBounced(ctx, bounced); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("bounced clients", chromedp.Navigate(base+"/clients?state=bounced"), chromedp.WaitVisible(chromedp.CSS("[data-testid=clients-table]")))
+	b.settled("[data-testid=client-search]")
+	b.do("search", chromedp.SendKeys(chromedp.CSS("[data-testid=client-search]"), "zed"))
+	b.waitJS("searched among the bounced", `location.search === "?q=zed&state=bounced" && document.querySelectorAll("[data-testid=client-row]").length === 1`)
+	b.settled("a[data-filter='']")
+	b.do("everyone", chromedp.Click(chromedp.CSS("a[data-filter='']")))
+	b.waitJS("everyone searched", `location.search === "?q=zed" && document.querySelectorAll("[data-testid=client-row]").length === 2`)
+}
+
 // Send now with a worker: the progress box fills, the page reloads once
 // the run has ended, the runs table and the attempt log show the sends.
 func TestBrowserSendNowProgress(t *testing.T) {

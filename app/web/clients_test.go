@@ -758,6 +758,16 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 	if href, _ := list(c, "/clients?q=b&page=1", false).Find("a[data-filter=bounced]").Attr("href"); href != "/clients?q=b&state=bounced" {
 		t.Errorf("the bounced filter links to %q, want the search kept and page 1", href)
 	}
+	// A search keeps the filter: the filter's choice is a field of the
+	// search form (outside it, swapped with the list).
+	doc = list(c, "/clients?state=bounced", false)
+	formID, _ := doc.Find("form[role=search]").Attr("id")
+	if got := doc.Find(`input[name=state][form="` + formID + `"]`).AttrOr("value", ""); formID == "" || got != "bounced" {
+		t.Errorf("the search form (id %q) sends the state %q, want bounced", formID, got)
+	}
+	if list(c, "/clients", false).Find(`input[name=state]`).Length() != 0 {
+		t.Errorf("with no state chosen the search sends one")
+	}
 
 	resp, body := c.post(t, "/clients/bounces/clear", nil)
 	wantRedirect(t, resp, body, "/clients?state=bounced")

@@ -458,6 +458,11 @@ func TestMailingListSearch(t *testing.T) {
 	if href, _ := doc.Find(`[data-filter=running]`).Attr("href"); !strings.Contains(href, "q=spring") {
 		t.Errorf("the running filter links to %q, dropping the search", href)
 	}
+	_, body = c.get(t, "/mailings?status=created")
+	doc = parseHTML(t, body)
+	if formID := doc.Find("form[role=search]").AttrOr("id", ""); formID == "" || doc.Find(`input[name=status][value=created][form="`+formID+`"]`).Length() != 1 {
+		t.Errorf("the search form (id %q) does not send the status chosen", formID)
+	}
 }
 
 func TestMailingTenThousandRecipients(t *testing.T) {

@@ -137,7 +137,7 @@ func chosenFilter(c *fiber.Ctx, path, param string, choices []filterChoice) (str
 	}
 	links := make([]component.Filter, 0, len(choices))
 	for _, f := range choices {
-		links = append(links, component.Filter{Value: f.Value, Label: f.Label,
+		links = append(links, component.Filter{Param: param, Value: f.Value, Label: f.Label,
 			URL: linkWith(c, path, param, f.Value, "page"), Active: f.Value == value})
 	}
 	return value, links
