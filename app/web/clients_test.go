@@ -762,7 +762,7 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 	// search form (outside it, swapped with the list).
 	doc = list(c, "/clients?state=bounced", false)
 	formID, _ := doc.Find("form[role=search]").Attr("id")
-	if got := doc.Find(`input[name=state][form="` + formID + `"]`).AttrOr("value", ""); formID == "" || got != "bounced" {
+	if got := doc.Find(`input[name=state][form="`+formID+`"]`).AttrOr("value", ""); formID == "" || got != "bounced" {
 		t.Errorf("the search form (id %q) sends the state %q, want bounced", formID, got)
 	}
 	if list(c, "/clients", false).Find(`input[name=state]`).Length() != 0 {
