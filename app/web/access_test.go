@@ -104,6 +104,7 @@ func TestAccessMatrix(t *testing.T) {
 		"show message":   {method: "GET", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, want: ok(s200, s404, s200)},
 		"edit message":   {method: "GET", path: func(o objects) string { return "/messages/" + id(o.message.ID) + "/edit" }, want: ok(s200, s404, s404)},
 		"update message": {method: "POST", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, form: messageForm, want: ok(s303, s404, s404)},
+		"test of message": {method: "POST", path: func(o objects) string { return "/messages/" + id(o.message.ID) + "/test" }, want: ok(s303, s404, s404)},
 		"delete used message (htmx)": {method: "DELETE", path: func(o objects) string { return "/messages/" + id(o.message.ID) }, htmx: true,
 			want: ok(s422, s404, s404)},
 		"delete message": {method: "POST", path: func(o objects) string { return "/messages/" + id(o.message.ID) + "/delete" }, want: ok(s303, s404, s404)},

@@ -11,6 +11,7 @@ import (
 	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/store"
+	"rassylka/app/task"
 	"rassylka/app/web/form"
 	"rassylka/views/layout"
 	"rassylka/views/messages"
@@ -101,7 +102,7 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 		to = sample.FullName + " <" + sample.Email + ">"
 	}
 	v := messages.ShowView{
-		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone),
+		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone), TestTo: u.Email,
 		PreviewTo:      to,
 		PreviewSubject: mail.Personalize(r.Subject, sample.FullName, sample.Email),
 		// With the footer each mail gets, its link the recipient's own
@@ -110,6 +111,45 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 	}
 	return render(c, fiber.StatusOK, messages.Show(s.page(c, r.Subject), v))
 }
+
+// sendTest mails the message to its owner, filled in as if they were a
+// recipient, with "[Test]" before its subject: what a recipient gets, but
+// for the unsubscribe link, which is each recipient's own. Like account
+// mail it goes by the worker, and counts toward no run or statistics.
+func (s *Server) sendTest(c *fiber.Ctx) error {
+	r, err := s.ownMessage(c)
+	if err != nil {
+		return err
+	}
+	u := auth.CurrentUser(c)
+	wait, err := take(c, s.testLimit, strconv.FormatInt(u.ID, 10))
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		n := minutes(wait)
+		s.setFlash(c, layout.FlashError, fmt.Sprintf("You have sent %d tests in the last hour. Please try again in %d %s.",
+			testMails, n, plural(n, "minute", "minutes")))
+		return redirect(c, messages.URL(r.ID))
+	}
+	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{
+		To: u.Email, ToName: u.FullName,
+		Subject: "[Test] " + mail.Personalize(r.Subject, u.FullName, u.Email),
+		Text:    mail.WithFooter(mail.Personalize(r.Body, u.FullName, u.Email), testUnsubscribeLink),
+	})
+	if err != nil {
+		return fmt.Errorf("test mail: %w", err)
+	}
+	if _, err := s.queue.EnqueueContext(c.UserContext(), t); err != nil {
+		return fmt.Errorf("enqueue test mail: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "A test of this message is on its way to "+u.Email+".")
+	return redirect(c, messages.URL(r.ID))
+}
+
+// testUnsubscribeLink stands in a test mail for the link each recipient
+// gets.
+const testUnsubscribeLink = "[each recipient's own link]"
 
 func (s *Server) ownMessage(c *fiber.Ctx) (*store.MessageRow, error) {
 	id, err := pathID(c)

@@ -2,10 +2,12 @@ package web_test
 
 import (
 	"context"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
@@ -186,3 +188,75 @@ func TestMessageUsedByOneMailing(t *testing.T) {
 		t.Errorf("the page says %q, want Used by 1 mailing · …", got)
 	}
 }
+
+// "Send me a test" mails the message to its owner, filled in for them,
+// through the worker; it is no run, is the owner's alone, and is limited.
+func TestSendMeATest(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	m := &model.Message{OwnerID: ann.ID, Subject: "Hi {{name}}", Body: "Dear {{name}},\nthis goes to {{ email }}."}
+	if err := e.store.CreateMessage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	page := "/messages/" + itoa(m.ID)
+	_, body := c.get(t, page)
+	form := parseHTML(t, body).Find(`form[action="` + page + `/test"]`)
+	if form.Find("[data-testid=send-test]").Length() != 1 || form.Find("input[name=_csrf]").Length() != 1 || !strings.Contains(form.Text(), "To ann@example.com") {
+		t.Fatalf("no test form on the message page:\n%s", body)
+	}
+
+	resp, body := c.post(t, page+"/test", nil)
+	wantRedirect(t, resp, body, page)
+	if flash := flashAfter(t, c, resp); flash != "A test of this message is on its way to ann@example.com." {
+		t.Errorf("after the test: %q", flash)
+	}
+	got, _ := e.waitMail(t, sink, 1)
+	h := got.Header()
+	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
+	if strings.Join(got.To, ",") != "ann@example.com" || subject != "[Test] Hi ann" || h.Get("Message-Id") == "" {
+		t.Errorf("test mail to %v, subject %q, Message-ID %q", got.To, subject, h.Get("Message-Id"))
+	}
+	if body, want := strings.ReplaceAll(got.Body(), "\r\n", "\n"), "Dear ann,\nthis goes to ann@example.com.\n\n-- \nTo stop receiving these mails: [each recipient's own link]\n"; body != want {
+		t.Errorf("test mail body %q, want %q", body, want)
+	}
+	var runs int
+	if err := e.db.NewSelect().TableExpr("runs").ColumnExpr("count(*)").Scan(ctx, &runs); err != nil || runs != 0 {
+		t.Errorf("a test made %d runs (%v)", runs, err)
+	}
+
+	// Another's message is not found, for a manager too (who reads it
+	// without the button); without the CSRF token nothing is sent.
+	bob := signedIn(t, e, "bob@example.com", model.RoleUser)
+	resp, body = bob.post(t, page+"/test", nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	_, body = boss.get(t, page)
+	if parseHTML(t, body).Find("[data-testid=send-test]").Length() != 0 {
+		t.Error("a manager is offered a test of another's message")
+	}
+	resp, body = boss.post(t, page+"/test", nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
+	resp, body = c.post(t, page+"/test", url.Values{"_csrf": {"forged"}})
+	wantStatus(t, resp, body, http.StatusForbidden)
+
+	// Ten an hour: the eleventh is refused, saying until when.
+	for i := 2; i <= 10; i++ {
+		resp, body = c.post(t, page+"/test", nil)
+		wantRedirect(t, resp, body, page)
+	}
+	resp, body = c.post(t, page+"/test", nil)
+	wantRedirect(t, resp, body, page)
+	if flash := flashAfter(t, c, resp); flash != "You have sent 10 tests in the last hour. Please try again in 60 minutes." || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the eleventh test: %q (Retry-After %q)", flash, resp.Header.Get("Retry-After"))
+	}
+	e.waitMail(t, sink, 10)
+	wait, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if msgs, err := sink.Wait(wait, 11); err == nil {
+		t.Errorf("%d test mails sent, want 10", len(msgs))
+	}
+}
+

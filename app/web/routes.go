@@ -65,6 +65,7 @@ func (s *Server) routes(app *fiber.App) {
 	post("/messages/:id", auth.RequireUser, s.updateMessage)
 	del("/messages/:id", auth.RequireUser, s.deleteMessage)
 	post("/messages/:id/delete", auth.RequireUser, s.deleteMessage)
+	post("/messages/:id/test", auth.RequireUser, s.sendTest)
 
 	// Mailings (mailings.go)
 	app.Get("/mailings", auth.RequireUser, s.listMailings)

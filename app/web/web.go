@@ -60,6 +60,7 @@ type Server struct {
 	providers   *auth.Providers
 	loginLimit  *auth.Limiter
 	formLimit   *auth.Limiter
+	testLimit   *auth.Limiter // tests of a message a user mails themselves
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
 	// after is the work done after an answer (account mails, imports),
@@ -100,6 +101,8 @@ const (
 	accountMails = 5
 	// sign-ups, reset and confirmation requests per client address per hour
 	accountForms = 20
+	// tests of their messages a user mails themselves per hour
+	testMails = 10
 )
 
 // New builds the Fiber app with every route mounted.
@@ -120,6 +123,7 @@ func New(d Deps) *fiber.App {
 	}
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	s.formLimit = auth.NewLimiter(d.Redis, "account-form", accountForms, time.Hour)
+	s.testLimit = auth.NewLimiter(d.Redis, "test-mail", testMails, time.Hour)
 	s.proxies = parseProxies(d.Config.TrustedProxies)
 	// The web process starts runs and plans occurrences; it never sends.
 	s.stats = &stats.Service{Store: d.Store, Redis: d.Redis, Log: d.Log}
