@@ -259,4 +259,3 @@ func TestSendMeATest(t *testing.T) {
 		t.Errorf("%d test mails sent, want 10", len(msgs))
 	}
 }
-
