@@ -89,6 +89,39 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 	return rows, page, nil
 }
 
+// ClientMail is an attempt to mail a client, with the subject of its
+// mailing's message.
+type ClientMail struct {
+	MailingID   int64               `bun:"mailing_id"`
+	Subject     string              `bun:"subject"`
+	Email       string              `bun:"email"`
+	Status      model.AttemptStatus `bun:"status"`
+	Response    string              `bun:"response"`
+	Tries       int                 `bun:"tries"`
+	AttemptedAt time.Time           `bun:"attempted_at"`
+}
+
+// MailsOfClient returns one page of the attempts to mail a client, newest
+// first. A client has at most one attempt a run: the attempts' client
+// index finds them all, and only the page's rows are joined to their
+// mailings.
+func (s *Store) MailsOfClient(ctx context.Context, clientID int64, page Page) ([]ClientMail, Page, error) {
+	var total int
+	if err := s.db.NewRaw(`SELECT count(*) FROM attempts WHERE client_id = ?`, clientID).Scan(ctx, &total); err != nil {
+		return nil, page, dbErr("mails of client", err)
+	}
+	page.SetTotal(total)
+	var rows []ClientMail
+	err := s.db.NewRaw(`SELECT a.mailing_id, msg.subject, a.email, a.status, a.response, a.tries, a.attempted_at
+		FROM (SELECT * FROM attempts WHERE client_id = ? ORDER BY id DESC LIMIT ? OFFSET ?) AS a
+		JOIN mailings AS m ON m.id = a.mailing_id JOIN messages AS msg ON msg.id = m.message_id
+		ORDER BY a.id DESC`, clientID, page.PerPage, page.Offset()).Scan(ctx, &rows)
+	if err != nil {
+		return nil, page, dbErr("mails of client", err)
+	}
+	return rows, page, nil
+}
+
 // ClientByID returns a client visible in the scope.
 func (s *Store) ClientByID(ctx context.Context, sc Scope, id int64) (*ClientRow, error) {
 	row := new(ClientRow)

@@ -18,6 +18,7 @@ import (
 	"rassylka/views/clients"
 	"rassylka/views/component"
 	"rassylka/views/layout"
+	"rassylka/views/mailings"
 )
 
 func clientRow(r *store.ClientRow, viewer *model.User) clients.Row {
@@ -145,10 +146,23 @@ func (s *Server) showClient(c *fiber.Ctx) error {
 		return err
 	}
 	row := clientRow(r, u)
-	if isHTMX(c) {
+	paging := isHTMX(c) && c.Get("HX-Target") == clients.MailsID
+	if isHTMX(c) && !paging {
 		return render(c, fiber.StatusOK, clients.RowView(row, false))
 	}
 	v := clients.ShowView{Row: row, Created: formatTime(r.CreatedAt, u.TimeZone), Updated: formatTime(r.UpdatedAt, u.TimeZone)}
+	mails, page, err := s.store.MailsOfClient(c.UserContext(), r.ID, pageNumber(c))
+	if err != nil {
+		return err
+	}
+	v.MailsPager = pager(c, clients.URL(r.ID), page, "mails", clients.MailsID)
+	for _, m := range mails {
+		v.Mails = append(v.Mails, clients.Mail{At: formatTime(m.AttemptedAt, u.TimeZone), Subject: m.Subject,
+			MailingURL: mailings.URL(m.MailingID), Email: m.Email, Status: string(m.Status), Response: m.Response, Tries: m.Tries})
+	}
+	if paging {
+		return render(c, fiber.StatusOK, clients.Mails(v))
+	}
 	if r.UnsubscribedAt != nil {
 		v.Unsubscribed = formatTime(*r.UnsubscribedAt, u.TimeZone)
 	}

@@ -798,3 +798,70 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 		t.Errorf("the manager's bounced clients: %s, clear offered %d", got, doc.Find("[data-testid=clear-bounces]").Length())
 	}
 }
+
+// A client's page lists what was sent to them, newest first, with each
+// server's reply, paged (with htmx, the section alone).
+func TestClientMails(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	code := 550
+	for i := 1; i <= 51; i++ {
+		run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+		if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+			Status: model.AttemptSuccess, Response: fmt.Sprintf("250 2.0.0 queued as Q%d", i), Tries: 1}
+		if i == 51 {
+			a.Email, a.Status, a.Code, a.Response, a.Tries = "old@example.com", model.AttemptFailure, &code, "550 5.1.1 no such user", 3
+		}
+		if _, err := w.e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := "/clients/" + id(o.client.ID)
+	doc := w.c.page(t, page)
+	rows := doc.Find("[data-testid=client-mail]")
+	if rows.Length() != 50 {
+		t.Fatalf("%d mails on the first page, want 50", rows.Length())
+	}
+	first := rows.First()
+	for _, want := range []string{"550 5.1.1 no such user", "3 tries", "to old@example.com", "failure"} {
+		if !strings.Contains(first.Text(), want) {
+			t.Errorf("the newest mail lacks %q: %s", want, first.Text())
+		}
+	}
+	if href, _ := first.Find("a").Attr("href"); href != "/mailings/"+id(o.mailing.ID) {
+		t.Errorf("the mail links to %q, want its mailing", href)
+	}
+	if strings.Contains(rows.Eq(1).Text(), "to "+o.client.Email) || !strings.Contains(rows.Eq(1).Text(), "queued as Q50") {
+		t.Errorf("the second mail: %s", rows.Eq(1).Text())
+	}
+	next, _ := doc.Find("#client-mails [data-testid=next-page]").Attr("href")
+	if next != page+"?page=2" {
+		t.Fatalf("the mails' next page links to %q", next)
+	}
+	req, _ := http.NewRequest("GET", next, nil)
+	req.Header.Set("HX-Request", "true")
+	req.Header.Set("HX-Target", "client-mails")
+	resp, body := w.c.send(t, req)
+	wantStatus(t, resp, body, http.StatusOK)
+	if d := parseHTML(t, body); d.Find("#client-mails [data-testid=client-mail]").Length() != 1 || !strings.Contains(body, "queued as Q1<") || d.Find("[data-testid=client-show]").Length() != 0 {
+		t.Errorf("htmx page 2 of the mails:\n%.2000s", body)
+	}
+	// The row fragment in-place editing asks for is still the row.
+	resp, body = w.c.request(t, "GET", page, nil, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.HasPrefix(strings.TrimSpace(body), "<tr ") || !strings.Contains(body, `data-testid="client-row"`) || strings.Contains(body, "client-mails") {
+		t.Errorf("htmx row of the client:\n%.2000s", body)
+	}
+	// A manager reads them; a client never mailed says so.
+	boss := signedIn(t, w.e, "boss@example.com", model.RoleManager)
+	if n := boss.page(t, page).Find("[data-testid=client-mail]").Length(); n != 50 {
+		t.Errorf("the manager sees %d mails", n)
+	}
+	if got := strings.TrimSpace(w.c.page(t, "/clients/"+id(w.clientA.ID)).Find("#client-mails [data-testid=empty]").Text()); got != "No mail has been sent to this client yet." {
+		t.Errorf("a client never mailed: %q", got)
+	}
+}
