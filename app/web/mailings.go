@@ -600,8 +600,6 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 
 const pickerPage = 50
 
-// picker lists the owner's clients matching ?picker_q= for the recipient
-// picker, a page at a time.
 // runTrigger says what started a run: "retry" for Retry failed (a manual
 // run of the failures of the one before), "rest" for Send to the rest.
 func runTrigger(r model.Run) string {
@@ -617,6 +615,8 @@ func runTrigger(r model.Run) string {
 // mailingForm matches the paths of the forms the picker is part of.
 var mailingForm = regexp.MustCompile(`^/mailings/(new|[1-9][0-9]*/edit)$`)
 
+// picker lists the owner's clients matching ?picker_q= for the recipient
+// picker, a page at a time.
 func (s *Server) picker(c *fiber.Ctx) error {
 	if !isHTMX(c) {
 		// A part of the mailing form, not a page: opened by hand, the
