@@ -114,6 +114,7 @@ func TestAccessMatrix(t *testing.T) {
 		"create mailing": {method: "POST", path: p("/mailings"), form: mailingForm, want: ok(s303, s422, s422)},
 		"show mailing":   {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, want: ok(s200, s404, s200)},
 		"edit mailing":   {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/edit" }, want: ok(s200, s404, s404)},
+		"copy mailing":   {method: "GET", path: func(o objects) string { return "/mailings/new?copy=" + id(o.mailing.ID) }, want: ok(s200, s404, s404)},
 		"update mailing": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, form: mailingForm, want: ok(s303, s404, s404)},
 		"delete mailing (htmx)": {method: "DELETE", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) }, htmx: true,
 			want: ok(s200, s404, s404)},

@@ -120,11 +120,42 @@ func (s *Server) newMailing(c *fiber.Ctx) error {
 	start := time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), 0, 0, 0, loc)
 	f := mailings.Form{MessageID: c.Query("message_id"), Repeat: "once",
 		StartsAt: start.Format(form.DateTimeLocal), EndsAt: start.Add(24 * time.Hour).Format(form.DateTimeLocal)}
+	if c.Query("copy") != "" {
+		if err := s.copyMailing(c, &f, start); err != nil {
+			return err
+		}
+	}
 	f, err := s.mailingForm(c, f)
 	if err != nil {
 		return err
 	}
 	return render(c, fiber.StatusOK, mailings.FormPage(s.page(c, "New mailing"), f))
+}
+
+// copyMailing fills the new mailing's form from the viewer's mailing
+// ?copy= names: its message, repeat and recipients, and a window as long
+// as its own from start. Anyone else's answers 404.
+func (s *Server) copyMailing(c *fiber.Ctx, f *mailings.Form, start time.Time) error {
+	id, err := strconv.ParseInt(c.Query("copy"), 10, 64)
+	if err != nil || id < 1 {
+		return fiber.ErrNotFound
+	}
+	r, err := s.store.MailingByID(c.UserContext(), store.Own(auth.UserID(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	ids, err := s.store.RecipientIDs(c.UserContext(), r.ID)
+	if err != nil {
+		return err
+	}
+	f.MessageID, f.Repeat = strconv.FormatInt(r.MessageID, 10), string(r.Repeat)
+	f.RecipientIDs, f.Count = form.JoinIDs(ids), len(ids)
+	f.EndsAt = start.Add(r.EndsAt.Sub(r.StartsAt)).Format(form.DateTimeLocal)
+	f.CopyOf, f.CopyOfURL = r.Subject, mailings.URL(r.ID)
+	return nil
 }
 
 // parseMailing reads the form: the picker's ids and repeated checkboxes.

@@ -902,3 +902,68 @@ func TestMailingSwitchWorksWithoutScript(t *testing.T) {
 		t.Errorf("the runs figure reads %q", got)
 	}
 }
+
+// Copy on a mailing's page opens a new mailing's form with its message,
+// repeat and recipients, and a window as long as its own; the copy is a
+// mailing of its own once saved. Only the owner's mailing can be copied.
+func TestMailingCopy(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	resp, body := w.c.post(t, "/mailings", w.form(nil)) // weekly, a window of 72 hours, clients A and B
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	orig := mustID(t, resp.Header.Get("Location"))
+	page := w.c.page(t, "/mailings/"+id(orig))
+	href, _ := page.Find("[data-testid=copy-mailing]").Attr("href")
+	if href != "/mailings/new?copy="+id(orig) {
+		t.Fatalf("Copy links to %q", href)
+	}
+	doc := w.c.page(t, href)
+	if got := doc.Find(`select[name=message_id] option[selected]`).AttrOr("value", ""); got != id(w.msg.ID) {
+		t.Errorf("the copy's message is %q", got)
+	}
+	if got := doc.Find(`select[name=repeat] option[selected]`).AttrOr("value", ""); got != "weekly" {
+		t.Errorf("the copy repeats %q", got)
+	}
+	ids := doc.Find(`input[name=recipient_ids]`).AttrOr("value", "")
+	if ids != id(w.clientA.ID)+","+id(w.clientB.ID) {
+		t.Errorf("the copy's recipients are %q", ids)
+	}
+	starts, err1 := time.ParseInLocation("2006-01-02T15:04", doc.Find(`input[name=starts_at]`).AttrOr("value", ""), w.tokyo)
+	ends, err2 := time.ParseInLocation("2006-01-02T15:04", doc.Find(`input[name=ends_at]`).AttrOr("value", ""), w.tokyo)
+	if err1 != nil || err2 != nil || ends.Sub(starts) != 72*time.Hour || !starts.After(time.Now()) {
+		t.Errorf("the copy's window: %v to %v (%v, %v)", starts, ends, err1, err2)
+	}
+	if !strings.Contains(doc.Find("[data-testid=copy-of]").Text(), "Spring sale") {
+		t.Errorf("the form does not say what it copies")
+	}
+
+	// Saved as it is, the copy is a new mailing with the same recipients.
+	resp, body = w.c.post(t, "/mailings", url.Values{"message_id": {id(w.msg.ID)}, "repeat": {"weekly"}, "recipient_ids": {ids},
+		"starts_at": {starts.Format("2006-01-02T15:04")}, "ends_at": {ends.Format("2006-01-02T15:04")}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	copied := mustID(t, resp.Header.Get("Location"))
+	if copied == orig {
+		t.Fatal("the copy saved over the original")
+	}
+	got, err := w.e.store.RecipientIDs(ctx, copied)
+	if err != nil || len(got) != 2 {
+		t.Errorf("the copy's recipients: %v (%v)", got, err)
+	}
+
+	// Another's mailing, a manager's view of it, or no mailing: 404.
+	boss := signedIn(t, w.e, "boss@example.com", model.RoleManager)
+	for _, tc := range []struct {
+		c    *client
+		path string
+	}{
+		{w.c, "/mailings/new?copy=" + id(w.foreign.mailing.ID)},
+		{w.c, "/mailings/new?copy=abc"},
+		{boss, "/mailings/new?copy=" + id(orig)},
+	} {
+		resp, body := tc.c.get(t, tc.path)
+		wantStatus(t, resp, body, http.StatusNotFound)
+	}
+	if boss.page(t, "/mailings/"+id(orig)).Find("[data-testid=copy-mailing]").Length() != 0 {
+		t.Error("a manager is offered to copy another's mailing")
+	}
+}
