@@ -124,6 +124,7 @@ func TestAccessMatrix(t *testing.T) {
 			want: ok(s200, s404, s200)},
 		"enable mailing":   {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/enable" }, want: ok(s303, s404, s303)},
 		"attempt log":      {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/attempts?status=failure" }, want: ok(s200, s404, s200)},
+		"attempt log CSV":  {method: "GET", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/attempts.csv" }, want: ok(s200, s404, s200)},
 		"send now":         {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/send" }, want: ok(s303, s404, s404)},
 		"retry failed":     {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/retry" }, want: ok(s303, s404, s404)},
 		"send to the rest": {method: "POST", path: func(o objects) string { return "/mailings/" + id(o.mailing.ID) + "/rest" }, want: ok(s303, s404, s404)},

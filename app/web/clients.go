@@ -1,9 +1,7 @@
 package web
 
 import (
-	"bufio"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"strconv"
@@ -275,39 +273,15 @@ func rowRemoved(c *fiber.Ctx) error {
 func (s *Server) exportClients(c *fiber.Ctx) error {
 	uid := auth.UserID(c)
 	ctx := c.UserContext()
-	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
-	c.Set(fiber.HeaderContentDisposition, `attachment; filename="clients-`+time.Now().UTC().Format("2006-01-02")+`.csv"`)
 	st := s.store
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		// A byte order mark first: Excel opens a CSV without one in the
-		// system's code page, and names in other scripts come out garbled.
-		// (The import skips it.)
-		_, _ = w.WriteString("\ufeff")
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"})
-		n := 0
-		err := st.EachClient(ctx, uid, func(cl *model.Client) error {
-			if err := cw.Write([]string{form.EscapeFormula(cl.Email), form.EscapeFormula(cl.FullName), form.EscapeFormula(cl.Comment), csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt),
-				cl.CreatedAt.UTC().Format(time.RFC3339)}); err != nil {
-				return err
-			}
-			if n++; n%1000 == 0 { // hand a batch to the client
-				cw.Flush()
-				if err := cw.Error(); err != nil {
-					return err
-				}
-				return w.Flush()
-			}
-			return nil
+	s.streamCSV(c, "clients-"+time.Now().UTC().Format("2006-01-02")+".csv",
+		[]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"},
+		func(write func([]string) error) error {
+			return st.EachClient(ctx, uid, func(cl *model.Client) error {
+				return write([]string{form.EscapeFormula(cl.Email), form.EscapeFormula(cl.FullName), form.EscapeFormula(cl.Comment),
+					csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt), cl.CreatedAt.UTC().Format(time.RFC3339)})
+			})
 		})
-		cw.Flush()
-		if err == nil {
-			err = w.Flush()
-		}
-		if err != nil {
-			s.log.Error("export clients", "user_id", uid, "error", err.Error())
-		}
-	})
 	return nil
 }
 

@@ -601,6 +601,38 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 
 var attemptFilters = []filterChoice{{"", "All"}, {string(model.AttemptSuccess), "Success"}, {string(model.AttemptFailure), "Failure"}}
 
+// exportAttempts downloads a mailing's attempt log as CSV, oldest first,
+// of the status chosen (?status=, as the log's filter).
+func (s *Server) exportAttempts(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fiber.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	status, _ := chosenFilter(c, "", "status", attemptFilters)
+	ctx, st := c.UserContext(), s.store
+	name := fmt.Sprintf("attempts-%d-%s.csv", r.ID, time.Now().UTC().Format("2006-01-02"))
+	s.streamCSV(c, name, []string{"attempted_at", "email", "status", "code", "response", "tries"},
+		func(write func([]string) error) error {
+			return st.EachAttempt(ctx, r.ID, model.AttemptStatus(status), func(a *model.Attempt) error {
+				code := ""
+				if a.Code != nil {
+					code = strconv.Itoa(*a.Code)
+				}
+				return write([]string{a.AttemptedAt.UTC().Format(time.RFC3339), form.EscapeFormula(a.Email), string(a.Status), code,
+					form.EscapeFormula(a.Response), strconv.Itoa(a.Tries)})
+			})
+		})
+	return nil
+}
+
 func (s *Server) listAttempts(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	id, err := pathID(c)
@@ -622,6 +654,7 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 		return err
 	}
 	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: chosen, Filters: filters, Attempts: attemptViews(as, u),
+		CSVURL: linkWith(c, base+".csv", "page", ""),
 		Pager: pager(c, base, page, "attempts", mailings.AttemptsID)}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.AttemptLog(v))

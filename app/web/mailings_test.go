@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -966,4 +967,70 @@ func TestMailingCopy(t *testing.T) {
 	if boss.page(t, "/mailings/"+id(orig)).Find("[data-testid=copy-mailing]").Length() != 0 {
 		t.Error("a manager is offered to copy another's mailing")
 	}
+}
+
+// The attempt log downloads as CSV, oldest first, of the status chosen,
+// read in batches past the first thousand; a reply a spreadsheet would run
+// as a formula is written inert.
+func TestAttemptLogCSV(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rows []store.ImportRow
+	for i := 0; i < 1200; i++ {
+		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("r%04d@example.com", i)})
+	}
+	if _, _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
+		t.Fatal(err)
+	}
+	// 1,200 attempts in client order, every hundredth a failure whose reply
+	// starts like a formula.
+	if _, err := w.e.db.ExecContext(ctx, `INSERT INTO attempts (run_id, mailing_id, client_id, email, status, code, response, tries, attempted_at)
+		SELECT ?, ?, id, email, CASE WHEN n % 100 = 0 THEN 'failure' ELSE 'success' END, CASE WHEN n % 100 = 0 THEN 550 ELSE 250 END,
+			CASE WHEN n % 100 = 0 THEN '-ERR 5.1.1 no such user' ELSE '250 ok' END, 1, '2026-11-01 10:00:00+00'::timestamptz + n * interval '1 second'
+		FROM (SELECT id, email, row_number() OVER (ORDER BY id) AS n FROM clients WHERE owner_id = ? AND email LIKE 'r%') AS c`,
+		run.ID, o.mailing.ID, w.ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	base := "/mailings/" + id(o.mailing.ID) + "/attempts"
+	if href, _ := w.c.page(t, base+"?status=failure&page=1").Find("[data-testid=attempts-csv]").Attr("href"); href != base+".csv?status=failure" {
+		t.Errorf("the log's CSV link is %q", href)
+	}
+	read := func(c *client, path string) [][]string {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, http.StatusOK)
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") {
+			t.Errorf("%s: %s, %s", path, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"))
+		}
+		recs, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(body, "\ufeff"))).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
+	all := read(w.c, base+".csv")
+	if len(all) != 1201 || strings.Join(all[0], ",") != "attempted_at,email,status,code,response,tries" {
+		t.Fatalf("%d lines, header %v", len(all), all[0])
+	}
+	if got := strings.Join(all[1], ","); got != "2026-11-01T10:00:01Z,r0000@example.com,success,250,250 ok,1" {
+		t.Errorf("first row %s", got)
+	}
+	if got := strings.Join(all[1200], ","); got != "2026-11-01T10:20:00Z,r1199@example.com,failure,550,'-ERR 5.1.1 no such user,1" {
+		t.Errorf("last row %s", got)
+	}
+	failed := read(w.c, base+".csv?status=failure")
+	if len(failed) != 13 || failed[1][1] != "r0099@example.com" {
+		t.Errorf("failures: %d lines, first %v", len(failed), failed[1])
+	}
+	boss := signedIn(t, w.e, "boss@example.com", model.RoleManager)
+	if n := len(read(boss, base+".csv")); n != 1201 {
+		t.Errorf("the manager's download has %d lines", n)
+	}
+	resp, body := w.c.get(t, "/mailings/"+id(w.foreign.mailing.ID)+"/attempts.csv")
+	wantStatus(t, resp, body, http.StatusNotFound)
 }

@@ -81,6 +81,7 @@ func (s *Server) routes(app *fiber.App) {
 	post("/mailings/:id/disable", auth.RequireUser, s.setDisabled(true))
 	post("/mailings/:id/enable", auth.RequireUser, s.setDisabled(false))
 	app.Get("/mailings/:id/attempts", auth.RequireUser, s.listAttempts)
+	app.Get("/mailings/:id/attempts.csv", auth.RequireUser, s.exportAttempts)
 
 	// Sending (sending.go)
 	post("/mailings/:id/send", auth.RequireUser, s.startRun(toEveryone))
