@@ -320,6 +320,21 @@ func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error 
 	return nil
 }
 
+// Resubscribe clears a client's unsubscription: the recipient's own
+// choice, from the link in a mail (the owner has no way to).
+func (s *Store) Resubscribe(ctx context.Context, ownerID, clientID int64) error {
+	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("unsubscribed_at = NULL").Set("updated_at = now()").
+		Where("id = ? AND owner_id = ? AND unsubscribed_at IS NOT NULL", clientID, ownerID).Exec(ctx)
+	if err != nil {
+		return dbErr("resubscribe", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("resubscribe: %w", ErrNotFound)
+	}
+	return nil
+}
+
 // HasRetryableFailures reports whether a run has failures with a temporary
 // or unknown cause, to clients still among the recipients and still
 // mailable: what "Retry failed" sends again.

@@ -655,7 +655,7 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 	}
 	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: chosen, Filters: filters, Attempts: attemptViews(as, u),
 		CSVURL: linkWith(c, base+".csv", "page", ""),
-		Pager: pager(c, base, page, "attempts", mailings.AttemptsID)}
+		Pager:  pager(c, base, page, "attempts", mailings.AttemptsID)}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.AttemptLog(v))
 	}

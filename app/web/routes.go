@@ -92,6 +92,7 @@ func (s *Server) routes(app *fiber.App) {
 	post("/clients/bounces/clear", auth.RequireUser, s.clearBounces)
 	app.Get("/u/:token", s.unsubscribeForm)
 	app.Post("/u/:token", s.unsubscribe) // no CSRF token: RFC 8058 one-click, sent by mail providers
+	post("/u/:token/resubscribe", s.resubscribe)
 
 	// Statistics (stats.go)
 	app.Get("/stats", auth.RequireUser, s.statsPage)

@@ -348,6 +348,26 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	return redirect(c, "/u/"+c.Params("token")) // which now says it is done
 }
 
+// resubscribe undoes an unsubscription, from the page that confirmed it:
+// the recipient's own choice, asked for on that page (a plain form with
+// its CSRF token, never the one-click POST a mail provider makes).
+func (s *Server) resubscribe(c *fiber.Ctx) error {
+	cl, owner, err := s.unsubscribeTarget(c)
+	if errors.Is(err, errUnsubscribeLink) {
+		return s.badUnsubscribeLink(c)
+	}
+	if err != nil {
+		return err
+	}
+	err = s.store.Resubscribe(c.UserContext(), owner.ID, cl.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) { // not unsubscribed (any more): nothing to undo
+		return fmt.Errorf("resubscribe: %w", err)
+	}
+	s.stats.Changed(c.UserContext(), owner.ID)
+	s.setFlash(c, layout.FlashSuccess, "You are subscribed again: "+cl.Email+" gets mailings from "+senderName(owner)+".")
+	return redirect(c, "/u/"+c.Params("token"))
+}
+
 // badUnsubscribeLink tells the recipient what may be wrong with the link
 // and what to do, with 404: the link leads to nothing here.
 func (s *Server) badUnsubscribeLink(c *fiber.Ctx) error {

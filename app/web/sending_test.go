@@ -974,3 +974,44 @@ func TestProgressTellsNoWorkerRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The page that confirms an unsubscription offers to undo it: a plain
+// form with its CSRF token, which the recipient alone reaches (the link is
+// signed for their address); after it they are mailable again.
+func TestResubscribe(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	token := mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, ann.ID, o.client.Email)
+	v := e.client()
+	resp, body := v.post(t, "/u/"+token, nil)
+	wantRedirect(t, resp, body, "/u/"+token)
+	doc := v.page(t, "/u/"+token)
+	if doc.Find(`[data-testid=resubscribe-form][action="/u/`+token+`/resubscribe"] input[name=_csrf]`).Length() != 1 {
+		t.Fatal("the unsubscribed page offers no way back")
+	}
+	resp, body = v.postRaw(t, "/u/"+token+"/resubscribe", url.Values{})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt == nil {
+		t.Fatal("resubscribed without the CSRF token")
+	}
+	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	wantRedirect(t, resp, body, "/u/"+token)
+	if flash := flashAfter(t, v, resp); !strings.HasPrefix(flash, "You are subscribed again: "+o.client.Email) {
+		t.Errorf("after resubscribing: %q", flash)
+	}
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+		t.Fatal("still unsubscribed")
+	}
+	if v.page(t, "/u/"+token).Find("[data-testid=unsubscribe-form]").Length() != 1 {
+		t.Error("after resubscribing the page does not offer to unsubscribe")
+	}
+	// Twice is harmless; a bad link is the bad link's page.
+	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	wantRedirect(t, resp, body, "/u/"+token)
+	resp, body = v.post(t, "/u/"+token[:len(token)-5]+"/resubscribe", nil)
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") {
+		t.Errorf("a cut link: %d", resp.StatusCode)
+	}
+}
