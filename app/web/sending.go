@@ -276,6 +276,10 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 // changed since.
 var errUnsubscribeLink = errors.New("unsubscribe link leads to no client")
 
+// errUnsubscribeGone is an unsubscribe link, whole, whose client is no
+// more: deleted, it gets no mail.
+var errUnsubscribeGone = fmt.Errorf("%w: the client is deleted", errUnsubscribeLink)
+
 // unsubscribeTarget reads the client of a signed unsubscribe link.
 func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
 	token := c.Params("token")
@@ -285,7 +289,7 @@ func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User,
 	}
 	cl, err := s.store.ClientByID(c.UserContext(), store.Own(ownerID), clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errUnsubscribeLink
+		return nil, nil, errUnsubscribeGone
 	}
 	if err != nil {
 		return nil, nil, err
@@ -329,8 +333,13 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	oneClick := c.FormValue("List-Unsubscribe") == "One-Click" // RFC 8058, from a mail provider
 	cl, owner, err := s.unsubscribeTarget(c)
 	if errors.Is(err, errUnsubscribeLink) {
+		// A mail provider, not a person, is answered in plain text. A
+		// client deleted since the mail gets no more mail: the one-click
+		// POST has what it asks for.
+		if oneClick && errors.Is(err, errUnsubscribeGone) {
+			return c.Type("txt").SendString("unsubscribed\n")
+		}
 		if oneClick {
-			// a mail provider, not a person: answered as the success is
 			return c.Status(fiber.StatusNotFound).Type("txt").SendString("no such subscription\n")
 		}
 		return s.badUnsubscribeLink(c)
