@@ -352,7 +352,7 @@ func TestAccountTimeZoneOnlyIANANames(t *testing.T) {
 	ctx := context.Background()
 	resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"Europe/Berlin"}})
 	wantRedirect(t, resp, body, "/account")
-	for _, tz := range []string{"./UTC", "Europe//Berlin", "Europe/./Berlin", "localtime", "posixrules", "right/UTC", "posix/Europe/Berlin"} {
+	for _, tz := range []string{"./UTC", "Europe//Berlin", "Europe/./Berlin", "localtime", "posixrules", "right/UTC", "posix/Europe/Berlin", "local", "", "  "} {
 		resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {tz}})
 		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 		if fieldError(t, body, "time_zone") == "" {
@@ -368,6 +368,14 @@ func TestAccountTimeZoneOnlyIANANames(t *testing.T) {
 		for _, path := range []string{"/", "/stats"} {
 			resp, body := c.get(t, path)
 			wantStatus(t, resp, body, http.StatusOK)
+		}
+	}
+	// Typed in another letter case, a name is stored as the database has it.
+	for tz, want := range map[string]string{"utc": "UTC", "europe/berlin": "Europe/Berlin", "AMERICA/NEW_YORK": "America/New_York"} {
+		resp, body := c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {tz}})
+		wantRedirect(t, resp, body, "/account")
+		if u, _ := e.store.UserByEmail(ctx, "ann@example.com"); u.TimeZone != want {
+			t.Errorf("%q stored as %q, want %q", tz, u.TimeZone, want)
 		}
 	}
 	// A name saved before is shown in UTC rather than breaking the pages.

@@ -1,6 +1,10 @@
 package form
 
-import "rassylka/app/auth"
+import (
+	"strings"
+
+	"rassylka/app/auth"
+)
 
 // Register is the sign-up form.
 type Register struct {
@@ -92,7 +96,9 @@ func (f *Profile) Validate() Errors {
 	if f.FullName, msg = Line(f.FullName, true, 200, "your name"); msg != "" {
 		errs["full_name"] = msg
 	}
-	if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
+	if strings.TrimSpace(f.TimeZone) == "" {
+		errs["time_zone"] = "Choose a time zone such as Europe/Berlin."
+	} else if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
 		errs["time_zone"] = msg
 	}
 	return errs

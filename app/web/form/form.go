@@ -147,7 +147,8 @@ func control(r rune) bool {
 
 const controlProblem = "Remove the control characters (such as NUL) from the text."
 
-// TimeZone checks an IANA zone name; "" becomes UTC.
+// TimeZone checks an IANA zone name; "" becomes UTC. A name typed in
+// other letter case is taken in the database's ("utc", "europe/berlin").
 func TimeZone(tz string) (string, string) {
 	tz = strings.TrimSpace(tz)
 	if tz == "" {
@@ -156,10 +157,24 @@ func TimeZone(tz string) (string, string) {
 	if !model.ZoneName(tz) {
 		return tz, "Choose a time zone such as Europe/Berlin."
 	}
-	if _, err := time.LoadLocation(tz); err != nil {
-		return tz, "Unknown time zone; use a name such as Europe/Berlin."
+	for _, name := range []string{tz, strings.ToUpper(tz), zoneCase(tz)} {
+		if _, err := time.LoadLocation(name); err == nil && model.ZoneName(name) { // "local" is no "Local"
+			return name, ""
+		}
 	}
-	return tz, ""
+	return tz, "Unknown time zone; use a name such as Europe/Berlin."
+}
+
+// zoneCase writes a zone name as most are: each word capitalized
+// ("america/new_york" → "America/New_York").
+func zoneCase(tz string) string {
+	b := []byte(strings.ToLower(tz))
+	for i := range b {
+		if i == 0 || b[i-1] == '/' || b[i-1] == '_' {
+			b[i] = byte(unicode.ToUpper(rune(b[i])))
+		}
+	}
+	return string(b)
 }
 
 func itoa(n int) string {
