@@ -169,6 +169,9 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		case errors.As(err, &perr):
 			row.Line = perr.StartLine
 			row.Problem = "not valid CSV: " + perr.Err.Error()
+			if errors.Is(perr.Err, csv.ErrBareQuote) {
+				row.Problem = fmt.Sprintf(`not valid CSV: a quote inside field %d, which does not start with one; put the whole field in quotes and double the quote inside (a,"He said ""hi""",b)`, perr.Column)
+			}
 			if errors.Is(perr.Err, csv.ErrQuote) && perr.Line > perr.StartLine {
 				// A quoted field that runs on past its line (a quote left
 				// open, or closed with text after it) reads the lines
@@ -262,11 +265,25 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 		return "comment: " + msg
 	}
 	if u := strings.TrimSpace(unsubscribed); u != "" {
-		t, err := time.Parse(time.RFC3339, u)
-		if err != nil || t.UTC().Year() < 1900 || t.After(time.Now().Add(24*time.Hour)) {
-			return "unsubscribed_at: use a past time like 2024-05-01T09:00:00Z, or leave it empty"
+		t, ok := csvTime(u)
+		if !ok || t.UTC().Year() < 1900 || t.After(time.Now().Add(24*time.Hour)) {
+			return "unsubscribed_at: use a past date or time like 2024-05-01 or 2024-05-01T09:00:00Z, or leave it empty"
 		}
 		r.UnsubscribedAt = &t
 	}
 	return ""
+}
+
+// csvTimeLayouts are the times an import reads: the export's (RFC 3339),
+// and a date or a date and time without a zone, as spreadsheets write them
+// (taken as UTC).
+var csvTimeLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"}
+
+func csvTime(s string) (time.Time, bool) {
+	for _, layout := range csvTimeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }

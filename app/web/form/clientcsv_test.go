@@ -53,3 +53,34 @@ func TestClientsCSVUnsubscribedAtBounds(t *testing.T) {
 		}
 	}
 }
+
+// An unsubscription is read as the export writes it and as a spreadsheet
+// does: a date, or a date and time without a zone (UTC).
+func TestClientsCSVUnsubscribedAtForms(t *testing.T) {
+	rows := readCSV(t, "email,unsubscribed_at\na@example.com,2024-05-01\nb@example.com,2024-05-01 09:30\nc@example.com,2024-05-01 09:30:15\nd@example.com,2024-05-01T09:30:15\ne@example.com,2024-05-01T09:30:15+02:00\nf@example.com,01.05.2024\n")
+	want := []string{"2024-05-01T00:00:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:30:15Z", "2024-05-01T09:30:15Z", "2024-05-01T07:30:15Z", ""}
+	if len(rows) != len(want) {
+		t.Fatalf("rows %+v", rows)
+	}
+	for i, w := range want {
+		got := ""
+		if rows[i].UnsubscribedAt != nil {
+			got = rows[i].UnsubscribedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		if got != w || (w == "") != strings.HasPrefix(rows[i].Problem, "unsubscribed_at:") {
+			t.Errorf("line %d: %s, problem %q; want %s", rows[i].Line, got, rows[i].Problem, w)
+		}
+	}
+}
+
+// A quote inside a field that does not start with one says how to write
+// it, rather than the parser's own words.
+func TestClientsCSVBareQuoteSaysHowToQuote(t *testing.T) {
+	rows := readCSV(t, "email,full_name\na@example.com,He said \"hi\" there\nb@example.com,Bo\n")
+	if len(rows) != 2 || rows[1].Problem != "" {
+		t.Fatalf("rows %+v", rows)
+	}
+	if p := rows[0].Problem; rows[0].Line != 2 || !strings.Contains(p, "a quote inside field 2") || !strings.Contains(p, `double the quote inside`) {
+		t.Errorf("line %d: %q", rows[0].Line, p)
+	}
+}
