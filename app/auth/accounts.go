@@ -94,16 +94,22 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		if !a.mayMail(ctx, existing) {
 			return nil
 		}
-		link := ""
+		link, name := "", existing.FullName
 		if existing.EmailConfirmedAt == nil {
 			// Nobody has proved to own this address yet. Whoever owns the
 			// inbox chooses the password, with a link mailed there (which
 			// confirms the address too): neither the password of whoever
 			// registered first nor that of whoever registers now is kept by
 			// the owner's click. The stored password goes, and earlier
-			// confirmation links stop working: they would confirm it.
+			// confirmation links stop working: they would confirm it. So
+			// does the name, which is no more the owner's than the
+			// password: the mail greets no one by it, nor does the account.
+			name = ""
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
 				if err := tx.DropPassword(ctx, existing.ID); err != nil {
+					return err
+				}
+				if err := tx.UpdateProfile(ctx, existing.ID, "", existing.TimeZone); err != nil {
 					return err
 				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
@@ -117,7 +123,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 				return fmt.Errorf("register again: %w", err)
 			}
 		}
-		subject, text := email.AlreadyRegistered(existing.FullName, link, a.BaseURL)
+		subject, text := email.AlreadyRegistered(name, link, a.BaseURL)
 		return a.enqueueMail(ctx, existing, subject, text)
 	case !errors.Is(err, store.ErrNotFound):
 		return err

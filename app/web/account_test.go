@@ -1133,6 +1133,14 @@ func TestRegisterAgainBeforeConfirmation(t *testing.T) {
 			if !strings.HasPrefix(first, "/confirm/") || !strings.HasPrefix(second, "/password/reset/") {
 				t.Fatalf("links %q then %q; the second mail:\n%s", first, second, m.Body())
 			}
+			// Neither registrant's name is the owner's for sure: the mail
+			// greets no one by it, and the account keeps none.
+			if !strings.HasPrefix(m.Body(), "Hello,") {
+				t.Errorf("the mail to the inbox greets %.40q", m.Body())
+			}
+			if u, _ := e.store.UserByEmail(context.Background(), "victim@example.com"); u.FullName != "" {
+				t.Errorf("the contested account keeps the name %q", u.FullName)
+			}
 			resp, body := owner.get(t, first)
 			wantStatus(t, resp, body, http.StatusGone)
 			if doc := parseHTML(t, body); !strings.Contains(body, "newer link") || doc.Find("[data-testid=resend-form]").Length() != 1 {
