@@ -255,15 +255,8 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 
 func (s *Server) showMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.UserContext()
-	r, err := s.store.MailingByID(ctx, readScope(u), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fiber.ErrNotFound
-	}
+	r, err := s.readableMailing(c)
 	if err != nil {
 		return err
 	}
@@ -388,6 +381,20 @@ func attemptViews(as []model.Attempt, u *model.User) []mailings.Attempt {
 			Status: string(a.Status), Response: a.Response, Tries: a.Tries})
 	}
 	return out
+}
+
+// readableMailing loads a mailing the viewer may read (a manager reads
+// everyone's); anyone else's answers 404.
+func (s *Server) readableMailing(c *fiber.Ctx) (*store.MailingRow, error) {
+	id, err := pathID(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.store.MailingByID(c.UserContext(), readScope(auth.CurrentUser(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fiber.ErrNotFound
+	}
+	return r, err
 }
 
 // ownMailing loads a mailing the viewer owns; anyone else's answers 404.
@@ -604,15 +611,7 @@ var attemptFilters = []filterChoice{{"", "All"}, {string(model.AttemptSuccess), 
 // exportAttempts downloads a mailing's attempt log as CSV, oldest first,
 // of the status chosen (?status=, as the log's filter).
 func (s *Server) exportAttempts(c *fiber.Ctx) error {
-	u := auth.CurrentUser(c)
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fiber.ErrNotFound
-	}
+	r, err := s.readableMailing(c)
 	if err != nil {
 		return err
 	}
@@ -635,14 +634,7 @@ func (s *Server) exportAttempts(c *fiber.Ctx) error {
 
 func (s *Server) listAttempts(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fiber.ErrNotFound
-	}
+	r, err := s.readableMailing(c)
 	if err != nil {
 		return err
 	}

@@ -239,14 +239,10 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 		return s.showMailing(c)
 	}
 	u := auth.CurrentUser(c)
-	id, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	m, err := s.store.MailingByID(c.UserContext(), readScope(u), id)
-	if errors.Is(err, store.ErrNotFound) {
+	m, err := s.readableMailing(c)
+	if errors.Is(err, fiber.ErrNotFound) {
 		c.Set("HX-Refresh", "true") // a box left polling a mailing deleted since: the page says it is gone
-		return fiber.ErrNotFound
+		return err
 	} else if err != nil {
 		return err
 	}
