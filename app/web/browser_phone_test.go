@@ -125,10 +125,7 @@ func TestBrowserDesktopTablesFit(t *testing.T) {
 	}
 	// An attempt with a long reply, beside the owner's common address.
 	fin := time.Now()
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1})
 	code := 550
 	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptFailure, Code: &code,
 		Response: "550 5.1.1 <" + o.client.Email + ">: Recipient address rejected: User unknown in virtual mailbox table; see https://support.example.com/smtp/550-5-1-1 for details", Tries: 1}

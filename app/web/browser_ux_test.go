@@ -479,11 +479,8 @@ func TestBrowserSendToTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	fin := time.Now().Add(-time.Minute)
-	run := &model.Run{MailingID: m.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
-		Total: 5, Succeeded: 2, Skipped: 3, Unreached: 3}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := e.insertRun(t, &model.Run{MailingID: m.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
+		Total: 5, Succeeded: 2, Skipped: 3, Unreached: 3})
 	if _, err := e.db.ExecContext(ctx, `INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries)
 		SELECT ?, ?, id, email, 'success', '250 ok', 1 FROM clients WHERE email IN ('r000@example.com', 'r001@example.com')`, run.ID, m.ID); err != nil {
 		t.Fatal(err)

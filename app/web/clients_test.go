@@ -807,10 +807,7 @@ func TestClientMails(t *testing.T) {
 	o := makeObjects(t, w.e, w.ann)
 	code := 550
 	for i := 1; i <= 51; i++ {
-		run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
-		if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
+		run := w.e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
 		a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
 			Status: model.AttemptSuccess, Response: fmt.Sprintf("250 2.0.0 queued as Q%d", i), Tries: 1}
 		if i == 51 {

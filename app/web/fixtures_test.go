@@ -59,3 +59,13 @@ func signedInWithObjects(t testing.TB) (e *env, c *client, ann *model.User, o ob
 	}
 	return e, c, ann, makeObjects(t, e, ann)
 }
+
+// insertRun writes a run as given (a run the worker would have made) and
+// returns it with its id.
+func (e *env) insertRun(t testing.TB, r *model.Run) *model.Run {
+	t.Helper()
+	if _, err := e.db.NewInsert().Model(r).Returning("*").Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

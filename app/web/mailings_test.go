@@ -511,10 +511,7 @@ func TestAttemptLog(t *testing.T) {
 	w := newMailingWorld(t)
 	ctx := context.Background()
 	o := makeObjects(t, w.e, w.ann)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
-	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := w.e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
 	code := 550
 	for _, a := range []*model.Attempt{
 		{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptSuccess, Response: "250 2.0.0 queued as ABC", Tries: 1},
@@ -628,15 +625,11 @@ func TestMailingListFilterMarksCurrentAfterSwap(t *testing.T) {
 // a page at a time: the figures count 25 runs, the table must reach them.
 func TestMailingRunsTablePaged(t *testing.T) {
 	w := newMailingWorld(t)
-	ctx := context.Background()
 	o := makeObjects(t, w.e, w.ann)
 	for i := range 25 {
 		started := time.Now().Add(-time.Duration(25-i) * time.Hour)
 		fin := started.Add(time.Minute)
-		run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: started, FinishedAt: &fin, Total: 1, Succeeded: 1}
-		if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
+		w.e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: started, FinishedAt: &fin, Total: 1, Succeeded: 1})
 	}
 	loc := "/mailings/" + id(o.mailing.ID)
 	resp, body := w.c.get(t, loc)
@@ -764,10 +757,7 @@ func TestAttemptLogEmptyFilterSaysWhat(t *testing.T) {
 	w := newMailingWorld(t)
 	ctx := context.Background()
 	o := makeObjects(t, w.e, w.ann)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
-	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := w.e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
 	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email, Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
 	if _, err := w.e.db.NewInsert().Model(a).Exec(ctx); err != nil {
 		t.Fatal(err)
@@ -976,10 +966,7 @@ func TestAttemptLogCSV(t *testing.T) {
 	w := newMailingWorld(t)
 	ctx := context.Background()
 	o := makeObjects(t, w.e, w.ann)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
-	if _, err := w.e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := w.e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
 	var rows []store.ImportRow
 	for i := 0; i < 1200; i++ {
 		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("r%04d@example.com", i)})

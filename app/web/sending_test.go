@@ -649,10 +649,7 @@ func TestRetryFailedLeavesOutUnsubscribed(t *testing.T) {
 		t.Fatal(err)
 	}
 	fin := time.Now().Add(-time.Minute)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin, Total: 1, Failed: 1})
 	code := 451
 	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
 		Status: model.AttemptFailure, Code: &code, Response: "451 4.7.1 try again later", Tries: 1}
@@ -728,11 +725,8 @@ func TestProgressExplainsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	fin, due := ends.Add(time.Second), ends.Add(-time.Hour)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerScheduled, DueAt: &due, StartedAt: due, FinishedAt: &fin,
-		Total: 3, Succeeded: 1, Skipped: 2}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerScheduled, DueAt: &due, StartedAt: due, FinishedAt: &fin,
+		Total: 3, Succeeded: 1, Skipped: 2})
 	resp, body := c.request(t, "GET", "/mailings/"+id(o.mailing.ID)+"/progress", nil, true)
 	wantStatus(t, resp, body, 286)
 	why := parseHTML(t, body).Find("[data-testid=progress-skipped-why]").Text()
@@ -873,11 +867,8 @@ func TestSendToTheRestButton(t *testing.T) {
 	}
 	// The first recipient was mailed, then the mailing was switched off.
 	fin := time.Now().Add(-time.Minute)
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
-		Total: 2, Succeeded: 1, Skipped: 1, Unreached: 1}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: fin.Add(-time.Minute), FinishedAt: &fin,
+		Total: 2, Succeeded: 1, Skipped: 1, Unreached: 1})
 	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
 		Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
 	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {

@@ -320,10 +320,7 @@ func TestUsersUnblockInlineShowsUnblocked(t *testing.T) {
 func TestDashboardKeepsSendsAfterClientsDeleted(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
-	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
-	if _, err := e.db.NewInsert().Model(run).Returning("*").Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
 	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
 		Status: model.AttemptSuccess, Response: "250 OK", Tries: 1, AttemptedAt: time.Now()}
 	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
