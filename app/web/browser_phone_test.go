@@ -32,12 +32,18 @@ func phonePages(t *testing.T) (*browserUser, []string) {
 	if err := e.store.CreateClient(context.Background(), long); err != nil {
 		t.Fatal(err)
 	}
+	// A mail to the client, with a long reply, on the client's page.
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()})
+	if _, err := e.db.NewInsert().Model(&model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+		Status: model.AttemptFailure, Response: "451 4.7.1 Greylisted: please try again later, see https://mail.example.org/greylisting-explained", Tries: 3}).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
 	b.signIn("boss@example.com")
 	b.onPhone()
 	m := "/mailings/" + id(o.mailing.ID)
-	return b, []string{"/", "/clients", "/clients?scope=all", "/clients/import", "/messages", "/messages?scope=all", "/messages/" + id(o.message.ID),
-		"/mailings", "/mailings?scope=all", "/mailings/new", m, m + "/attempts", "/stats", "/stats?scope=all", "/users", "/account"}
+	return b, []string{"/", "/clients", "/clients?scope=all", "/clients/import", "/clients/" + id(o.client.ID), "/messages", "/messages?scope=all", "/messages/" + id(o.message.ID),
+		"/mailings", "/mailings?scope=all", "/mailings/new", "/mailings/new?copy=" + id(o.mailing.ID), m, m + "/attempts", "/stats", "/stats?scope=all", "/users", "/account"}
 }
 
 // No page scrolls sideways on a phone: what is wider than the screen
