@@ -146,7 +146,11 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 		p.drop(c)
 	default:
 		p.drop(c)
-		return classify(err)
+		r := classify(err)
+		if r.NoServer && ctx.Err() == nil {
+			p.health.failed(context.WithoutCancel(ctx), bounded(r.Reply))
+		}
+		return r
 	}
 	p.health.delivered(ctx)
 	reply := strings.TrimSpace(msg.ServerResponse())
@@ -276,6 +280,12 @@ func classify(err error) Result {
 		code := se.ErrorCode()
 		text := sendErrorText(se)
 		switch {
+		case refusesSender(se):
+			// Not the recipient's fault, and the same for every one: like
+			// a server that cannot be reached (a refused sign-in), the
+			// send is not made, and waits for the server (or its
+			// settings) to change, rather than fail the recipient for good.
+			return Result{Class: Unreachable, Reply: "not sent, the server refuses mail from us: " + text, NoServer: true}
 		case code >= 500 && se.Reason != gomail.ErrSMTPMailFrom && noSuchUser(text):
 			return Result{Class: NoSuchUser, Code: code, Reply: text}
 		case code >= 500:
@@ -343,6 +353,27 @@ var brokeAt = map[gomail.SendErrReason]string{
 	gomail.ErrSMTPReset:     "no answer to RSET",
 	gomail.ErrConnCheck:     "the connection failed its check",
 }
+
+// refusesSender reports whether a 5xx reply refuses the sender, not the
+// recipient: any refusal of MAIL FROM (its sender, or the sign-in it
+// wants), a sign-in asked for at any step (530), a sender's address
+// refused at RCPT (5.1.7, 5.1.8, "Sender address rejected"), or a server
+// that does not relay for us. Each is the same for every recipient, and
+// comes of the server's settings or ours (SMTP_URL's credentials,
+// MAIL_FROM).
+func refusesSender(se *gomail.SendError) bool {
+	code := se.ErrorCode()
+	if code < 500 || code > 599 {
+		return false
+	}
+	if se.Reason == gomail.ErrSMTPMailFrom || code == 530 {
+		return true
+	}
+	_, text, _ := strings.Cut(sendErrorText(se), " ")
+	return senderRefusal.MatchString(text)
+}
+
+var senderRefusal = regexp.MustCompile(`(?im)^5\.1\.[78]\b|authentication required|sender address rejected|relay(ing)?( access)? (denied|not permitted|prohibited|not allowed)|unable to relay|not permitted to relay`)
 
 // noSuchUser reports whether a 5xx reply says the recipient's address does
 // not exist: an enhanced code (RFC 3463) at the start of one of its lines

@@ -3,6 +3,7 @@ package mail_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"mime"
 	"net"
 	"net/mail"
@@ -386,38 +387,57 @@ func TestPoolReplyIsTheServersWords(t *testing.T) {
 	}
 }
 
-// A 5.1.x answer to MAIL FROM is about the sender's address (5.1.7, 5.1.8:
-// the From domain does not resolve): it is no hard bounce of the
-// recipient, or one misconfigured From would mark the whole list bounced.
-func TestPoolSenderAddressRefusalIsNoBounce(t *testing.T) {
+// A refusal of the sender, not of the recipient, is the same for every
+// recipient and comes of settings (SMTP_URL's sign-in, MAIL_FROM, a server
+// that does not relay for us): it fails no one for good and marks no one
+// bounced, but is not sent, like a server that cannot be reached, and the
+// pool's health says why. Any 5xx to MAIL FROM is one; at RCPT, a sign-in
+// asked for (530), a sender's address refused (5.1.7, 5.1.8, Postfix's
+// "Sender address rejected", whose 5.1.0 or 5.1.1 alone would say the
+// recipient does not exist), or relaying denied.
+func TestPoolSenderRefusalIsNoFailureOfTheRecipient(t *testing.T) {
 	sink := testkit.SMTP(t)
-	sink.RejectMail(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 8}, Message: "Sender address rejected: Domain not found"})
 	pool := onePool(t, sink, 2*time.Second)
-	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
-	if r.Class != rmail.Permanent || r.Code != 553 {
-		t.Fatalf("MAIL FROM answered 553 5.1.8: %+v, want a permanent failure that is no bounce", r)
+	send := func() rmail.Result {
+		return pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
 	}
-	// A 5.1.7 or 5.1.8 to RCPT is about the sender too.
-	sink.RejectMail(nil)
-	sink.RejectRcpt(func(string) *smtp.SMTPError {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
-	})
-	if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.Permanent {
-		t.Fatalf("RCPT TO answered 550 5.1.7: %+v, want a permanent failure that is no bounce", r)
+	held := func(what string, r rmail.Result, reply string) {
+		t.Helper()
+		if r.Class != rmail.Unreachable || !r.NoServer || r.Code != 0 || r.Reply != "not sent, the server refuses mail from us: "+reply {
+			t.Errorf("%s: %+v, want it not sent, waiting for the server, with %q", what, r, reply)
+		}
 	}
-	// Postfix refuses an unknown sender at RCPT (reject_unlisted_sender,
-	// reject_unverified_sender) with codes that, alone, would say the
-	// recipient does not exist; a code of no address (5.1.0) says nothing
-	// of the recipient either. Each would mark a whole run's recipients
-	// bounced.
 	for _, refusal := range []*smtp.SMTPError{
+		{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 8}, Message: "Sender address rejected: Domain not found"},
+		{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender not allowed"},
+	} {
+		sink.RejectMail(refusal)
+		held(fmt.Sprintf("MAIL FROM answered %d %v", refusal.Code, refusal.EnhancedCode), send(),
+			fmt.Sprintf("%d %d.%d.%d %s", refusal.Code, refusal.EnhancedCode[0], refusal.EnhancedCode[1], refusal.EnhancedCode[2], refusal.Message))
+	}
+	sink.RejectMail(nil)
+	for _, refusal := range []*smtp.SMTPError{
+		{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"},
 		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "<no-reply@localhost>: Sender address rejected: User unknown in local recipient table"},
 		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<news@shop.example>: Sender address rejected: undeliverable address: host shop.example said: 550 5.1.1 unknown user"},
-		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "Address rejected"},
-		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 4}, Message: "Ambiguous address"},
+		{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "<a@example.com>: Relay access denied"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Unable to relay"},
 	} {
 		sink.RejectRcpt(func(string) *smtp.SMTPError { return refusal })
-		if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.Permanent {
+		held(fmt.Sprintf("RCPT TO answered %d %v %s", refusal.Code, refusal.EnhancedCode, refusal.Message), send(),
+			fmt.Sprintf("%d %d.%d.%d %s", refusal.Code, refusal.EnhancedCode[0], refusal.EnhancedCode[1], refusal.EnhancedCode[2], refusal.Message))
+	}
+	// A code of no address (5.1.0) says nothing of the recipient, nor of
+	// the sender: a permanent failure, no bounce.
+	for _, refusal := range []*smtp.SMTPError{
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "Address rejected"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 4}, Message: "Ambiguous address"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message refused by policy"},
+	} {
+		sink.RejectRcpt(func(string) *smtp.SMTPError { return refusal })
+		if r := send(); r.Class != rmail.Permanent {
 			t.Errorf("RCPT TO answered %d %v %s: %+v, want a permanent failure that is no bounce", refusal.Code, refusal.EnhancedCode, refusal.Message, r)
 		}
 	}
@@ -426,7 +446,7 @@ func TestPoolSenderAddressRefusalIsNoBounce(t *testing.T) {
 		sink.RejectRcpt(func(string) *smtp.SMTPError {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: ec, Message: "<a@example.com>: Recipient address rejected"}
 		})
-		if r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); r.Class != rmail.NoSuchUser {
+		if r := send(); r.Class != rmail.NoSuchUser {
 			t.Errorf("RCPT TO answered 550 %v: %+v, want the address marked as not existing", ec, r)
 		}
 	}

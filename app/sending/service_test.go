@@ -323,6 +323,56 @@ func TestServerDownIsWaitedFor(t *testing.T) {
 	}
 }
 
+// A server that refuses the sender (here: it wants a sign-in the
+// settings lack) refuses every recipient alike: like a server that cannot
+// be reached, it costs the run time, not recipients, who wait for it
+// with no failure for good and no bounce, and are mailed once it takes
+// mail again.
+func TestServerRefusingUsIsWaitedFor(t *testing.T) {
+	w := newWorld(t, 6)
+	w.svc.BatchSize = 10 // one batch, chunks of 2
+	ctx := context.Background()
+	w.sink.RejectMail(&smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"})
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := make(chan *model.Run, 1)
+	go func() { end <- w.drain(t, run.ID) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		as := w.attempts(t, run.ID)
+		if len(as) > 0 && slices.IndexFunc(as, func(a model.Attempt) bool { return a.Tries < 5 }) < 0 {
+			if len(as) != 2 {
+				t.Fatalf("attempts while the server refuses us: %+v; want the first chunk's only", as)
+			}
+			for _, a := range as {
+				if a.Status == model.AttemptSuccess || a.Code != nil || !strings.Contains(a.Response, "refuses mail from us: 530 5.7.0 Authentication required") {
+					t.Errorf("waiting for the server to take our mail: %+v", a)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempts never reached 5 tries: %+v", as)
+		}
+	}
+	w.sink.RejectMail(nil)
+	r := <-end
+	if r.Succeeded != 6 || r.Failed != 0 || r.FinishedAt == nil {
+		t.Fatalf("run once the server takes our mail %+v", r)
+	}
+	for addr, n := range received(w.sink) {
+		if n != 1 {
+			t.Errorf("%s received %d", addr, n)
+		}
+	}
+	for _, cl := range w.clients {
+		if got, _ := w.st.ClientByID(ctx, store.Everyone(0), cl.ID); got.BouncedAt != nil {
+			t.Errorf("%s marked bounced", cl.Email)
+		}
+	}
+}
+
 func TestServerStalled(t *testing.T) {
 	w := newWorld(t, 2)
 	ctx := context.Background()

@@ -187,6 +187,19 @@ func TestEmailDeliverPermanentRefusalIsNotRetried(t *testing.T) {
 	}
 }
 
+// A server that refuses the sender (a sign-in the settings lack) refuses
+// every mail alike until its settings or ours change: the mail is tried
+// again, not dropped.
+func TestEmailDeliverSenderRefusalIsRetried(t *testing.T) {
+	sink := testkit.SMTP(t)
+	h := newHandler(t, sink)
+	sink.RejectMail(&smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"})
+	err := h.HandleEmailDeliver(context.Background(), deliverTask(t))
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("530 answer: err = %v, want a retryable error", err)
+	}
+}
+
 func TestEmailDeliverStalledServerTimesOut(t *testing.T) {
 	sink := testkit.SMTP(t)
 	h := newHandler(t, sink)

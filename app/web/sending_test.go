@@ -771,7 +771,7 @@ func TestProgressTellsTheMailServerUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool.Send(ctx, msg)
-	if got := trouble(); !strings.Contains(got, "could not be reached") || !strings.Contains(got, "connection refused") {
+	if got := trouble(); !strings.Contains(got, "has taken no mail since") || !strings.Contains(got, "connection refused") {
 		t.Fatalf("progress while the server is down: %q", got)
 	}
 	if err := sink.Up(); err != nil {
