@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/PuerkitoBio/goquery"
+	"github.com/emersion/go-smtp"
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -782,6 +783,16 @@ func TestProgressTellsTheMailServerUnreachable(t *testing.T) {
 	}
 	if got := trouble(); got != "" {
 		t.Fatalf("progress once mail goes again: %q", got)
+	}
+	// A server that refuses the sender holds up sending the same way.
+	sink.RejectMail(&smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"})
+	pool.Send(ctx, msg)
+	if got := trouble(); !strings.Contains(got, "has taken no mail since") || !strings.Contains(got, "530 5.7.0 Authentication required") {
+		t.Fatalf("progress while the server refuses the sender: %q", got)
+	}
+	sink.RejectMail(nil)
+	if r := pool.Send(ctx, msg); r.Class != mail.Delivered || trouble() != "" {
+		t.Fatalf("send: %+v; trouble %q", r, trouble())
 	}
 	if err := sink.Down(); err != nil {
 		t.Fatal(err)
