@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -222,9 +223,36 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, checkPostgresOptions(c.DatabaseURL))
 	}
 	errs = append(errs, checkURL("REDIS_URL", c.RedisURL, "redis", "rediss"))
-	errs = append(errs, checkURL("SMTP_URL", c.SMTPURL, "smtp", "smtps"))
-	errs = append(errs, checkURL("BASE_URL", c.BaseURL, "http", "https"))
+	errs = append(errs, checkServerURL("SMTP_URL", c.SMTPURL, "smtp", "smtps"))
+	errs = append(errs, checkServerURL("BASE_URL", c.BaseURL, "http", "https"))
+	errs = append(errs, checkListenAddr("WORKER_METRICS_ADDR", c.WorkerMetricsAddr))
 	return c, errors.Join(errs...)
+}
+
+// checkServerURL is checkURL for a URL that names a server alone: SMTP_URL
+// has nothing else to say, and BASE_URL is the site's root, which mailed
+// links and sign-in callbacks add their paths to (the app serves at /).
+func checkServerURL(key, raw string, schemes ...string) error {
+	if err := checkURL(key, raw, schemes...); err != nil {
+		return err
+	}
+	u, _ := url.Parse(raw)
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		return fmt.Errorf("%s must name the server alone, with no path, query or fragment: %q", key, u.Redacted())
+	}
+	return nil
+}
+
+// checkListenAddr checks an address to listen on, host:port ("off": none).
+func checkListenAddr(key, addr string) error {
+	if addr == "off" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s must be host:port (such as 127.0.0.1:9464, or :9464 for every interface), or off: %q", key, addr)
+	}
+	return nil
 }
 
 // checkURL checks a setting's URL. Its messages never quote the URL as
@@ -244,7 +272,7 @@ func checkURL(key, raw string, schemes ...string) error {
 	}
 	for _, s := range schemes {
 		if u.Scheme == s {
-			if u.Host == "" {
+			if u.Hostname() == "" {
 				return fmt.Errorf("%s has no host: %q", key, u.Redacted())
 			}
 			if p := u.Port(); p != "" {
@@ -293,7 +321,8 @@ func (c Config) Warnings() []string {
 }
 
 // Adopt makes log the logger of the libraries that log on their own: the
-// standard library's log (Asynq's metrics collector) and go-redis's pool.
+// standard library's log (Asynq's metrics collector), go-redis's pool and
+// bun's PostgreSQL driver.
 // Without it their plain-text lines break a JSON log stream exactly when
 // Redis is down. It then logs the configuration's Warnings.
 func Adopt(log *slog.Logger, c Config) {
@@ -302,9 +331,11 @@ func Adopt(log *slog.Logger, c Config) {
 		log.Warn(w)
 	}
 	redis.SetLogger(printfLogger{log.With("component", "redis")})
+	pgdriver.Logger = printfLogger{log.With("component", "postgres")}
 }
 
-// printfLogger logs go-redis's Printf-style messages as warnings.
+// printfLogger logs go-redis's and bun's driver's Printf-style messages
+// as warnings.
 type printfLogger struct{ log *slog.Logger }
 
 func (p printfLogger) Printf(ctx context.Context, format string, v ...any) {

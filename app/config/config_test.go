@@ -1,8 +1,14 @@
 package config
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/uptrace/bun/driver/pgdriver"
 )
 
 func env(m map[string]string) func(string) string {
@@ -70,6 +76,14 @@ func TestInvalidValues(t *testing.T) {
 		"database option unknown":       {"DATABASE_URL": "postgres://u:p@localhost/x?sslmode=bogus"},
 		"database timeout not a number": {"DATABASE_URL": "postgres://u:p@localhost/x?connect_timeout=abc"},
 		"BASE_URL without host":         {"BASE_URL": "http://"},
+		"BASE_URL with a path":          {"BASE_URL": "http://example.com/app"},
+		"BASE_URL with a query":         {"BASE_URL": "http://example.com/?x=1"},
+		"BASE_URL with a fragment":      {"BASE_URL": "http://example.com#frag"},
+		"SMTP_URL with a port alone":    {"SMTP_URL": "smtp://:25"},
+		"SMTP_URL with a path":          {"SMTP_URL": "smtp://mail.example.com:25/path"},
+		"SMTP_URL with a query":         {"SMTP_URL": "smtp://mail.example.com:25?x=1"},
+		"metrics address no address":    {"WORKER_METRICS_ADDR": "nonsense"},
+		"metrics port out of range":     {"WORKER_METRICS_ADDR": "127.0.0.1:99999"},
 		"negative rate":                 {"MAIL_RATE": "-1"},
 		"rate not a number":             {"MAIL_RATE": "fast"},
 		"rate NaN":                      {"MAIL_RATE": "NaN"},
@@ -107,6 +121,22 @@ func TestURLErrorsKeepPasswordsOut(t *testing.T) {
 	_, err := Load(env(map[string]string{"SMTP_URL": "smtp://mailer:secret@"}))
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("no host: %v", err)
+	}
+	_, err = Load(env(map[string]string{"SMTP_URL": "smtp://mailer:secret@mail.example.com:587/x"}))
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "no path") {
+		t.Errorf("a path: %v", err)
+	}
+}
+
+// A site's root with its slash, and the metrics served on every interface
+// or not at all, are taken.
+func TestServerURLsAndListenAddresses(t *testing.T) {
+	c, err := Load(env(map[string]string{"BASE_URL": "https://mail.example.com/", "SMTP_URL": "smtps://u:p@mail.example.com", "WORKER_METRICS_ADDR": ":9464"}))
+	if err != nil || c.BaseURL != "https://mail.example.com" {
+		t.Fatalf("%q: %v", c.BaseURL, err)
+	}
+	if _, err := Load(env(map[string]string{"WORKER_METRICS_ADDR": "off"})); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -172,5 +202,20 @@ func TestMailRateBounds(t *testing.T) {
 	// a percent of the lowest.
 	if 0.0000116 < minMailRate || 0.0000116*86400 > 1.01 || maxMailRate != 1000000 {
 		t.Errorf("the message's bounds are not the bounds (%g, %g)", minMailRate, maxMailRate)
+	}
+}
+
+// The drivers' own messages (a connection to PostgreSQL or Redis lost)
+// go to the process's log, as JSON when it logs JSON, not to stderr as
+// lines of their own.
+func TestAdoptTakesTheDriversLogs(t *testing.T) {
+	var out bytes.Buffer
+	prev := slog.Default()
+	Adopt(slog.New(slog.NewJSONHandler(&out, nil)), Config{Env: "development"})
+	t.Cleanup(func() { Adopt(prev, Config{Env: "development"}) })
+	pgdriver.Logger.Printf(context.Background(), "Conn.Write failed: %s", "broken pipe")
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil || line["component"] != "postgres" || line["msg"] != "Conn.Write failed: broken pipe" {
+		t.Errorf("the driver's message logged as %q (%v)", out.String(), err)
 	}
 }
