@@ -7,6 +7,9 @@ package metrics
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,21 +58,35 @@ func (r *Registry) Handler(token string) http.Handler {
 }
 
 // Serve serves /metrics on addr until ctx ends (the worker, which has no
-// web server of its own).
-func (r *Registry) Serve(ctx context.Context, addr, token string) error {
+// web server of its own). An address it cannot listen on (taken by the
+// worker this one replaces, still stopping) is tried again, a second and
+// then up to a minute apart, each time with a warning in log: metrics are
+// not worth stopping the sending for.
+func (r *Registry) Serve(ctx context.Context, addr, token string, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", r.Handler(token))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shut)
 	}()
-	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
-		return err
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server", "addr", addr, "error", err.Error())
+			}
+			return
+		}
+		log.Warn("metrics server cannot listen; trying again", "addr", addr, "in", wait.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
-	return nil
 }
 
 // HTTP counts the web's requests and their latencies by route pattern

@@ -1,12 +1,15 @@
 package metrics_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,21 +37,24 @@ func TestWorkerMetrics(t *testing.T) {
 	var none *metrics.Sends
 	none.Add("success", 1) // a service without metrics counts nothing, and does not fail
 
+	// The address is taken when the worker starts (the worker it replaces
+	// is still stopping): it is tried again, with a warning, and served
+	// once free.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	logs := &lockedBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- reg.Serve(ctx, addr, "tok") }()
+	done := make(chan struct{})
+	go func() { reg.Serve(ctx, addr, "tok", slog.New(slog.NewTextHandler(logs, nil))); close(done) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
+		<-done
 	}()
+	time.Sleep(200 * time.Millisecond)
+	l.Close()
 
 	get := func(token string) (int, string) {
 		t.Helper()
@@ -59,7 +65,7 @@ func TestWorkerMetrics(t *testing.T) {
 		var resp *http.Response
 		for i := 0; ; i++ { // the server may still be starting
 			resp, err = http.DefaultClient.Do(req)
-			if err == nil || i == 50 {
+			if err == nil || i == 250 {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -73,6 +79,9 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 	if code, _ := get(""); code != http.StatusUnauthorized {
 		t.Fatalf("without the token: %d", code)
+	}
+	if !strings.Contains(logs.String(), "metrics server cannot listen; trying again") {
+		t.Errorf("no warning while the address was taken: %s", logs.String())
 	}
 	if code, _ := get("wrong"); code != http.StatusUnauthorized {
 		t.Fatalf("with a wrong token: %d", code)
@@ -92,4 +101,22 @@ func TestWorkerMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// lockedBuffer is a log's output read while it is written.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -137,12 +137,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	mux.Use(reg.Tasks())
 	h.Register(mux)
 	if cfg.WorkerMetricsAddr != "off" {
-		go func() {
-			// Metrics are not worth stopping the sending for.
-			if err := reg.Serve(ctx, cfg.WorkerMetricsAddr, cfg.MetricsToken); err != nil {
-				log.Error("metrics server", "addr", cfg.WorkerMetricsAddr, "error", err.Error())
-			}
-		}()
+		go reg.Serve(ctx, cfg.WorkerMetricsAddr, cfg.MetricsToken, log)
 	}
 
 	taskServer := func(concurrency int, queues map[string]int) *asynq.Server {
