@@ -185,6 +185,9 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil && !msg.IsDelivered() {
+		if errors.Is(err, gomail.ErrNoSupportedAuthDiscovered) {
+			err = errNoSignIn
+		}
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
 	return msg.ServerResponse(), nil

@@ -209,7 +209,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	defer cancel()
 	sc, err := gc.DialToSMTPClientWithContext(dctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", gc.ServerAddr(), unquoted(err))
+		return nil, fmt.Errorf("connect to %s: %w", gc.ServerAddr(), explained(err))
 	}
 	c := &conn{c: gc, sc: sc}
 	c.utf8, _ = sc.Extension("SMTPUTF8")
@@ -403,6 +403,20 @@ var enhancedCode = regexp.MustCompile(`^5\.1\.(\d{1,3})\b`)
 
 // unquoted writes a server's reply within err (a refused greeting, a failed
 // AUTH) as the server said it, rather than quoted, as net/textproto does.
+// explained is a failure to connect in the words of the server, or, for
+// a sign-in none could be made (go-mail's own words name no cause), why.
+func explained(err error) error {
+	if errors.Is(err, gomail.ErrNoSupportedAuthDiscovered) {
+		return errNoSignIn
+	}
+	return unquoted(err)
+}
+
+// errNoSignIn: SMTP_URL has a user and password, and the server offers no
+// way to sign in that sends them safely.
+var errNoSignIn = errors.New("cannot sign in: the server offers no sign-in method to send SMTP_URL's password by, or offers it only without TLS " +
+	"(a password is never sent unencrypted: use a server that offers STARTTLS, or smtps://)")
+
 func unquoted(err error) error {
 	var te *textproto.Error
 	if !errors.As(err, &te) {

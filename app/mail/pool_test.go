@@ -567,3 +567,24 @@ func onePool(t *testing.T, sink *mailsink.Server, timeout time.Duration) *rmail.
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// SMTP_URL with a user and password, and a server that offers no sign-in
+// (or none over TLS): the failure says why, in words, not go-mail's.
+func TestPoolNoSignInSaysWhy(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sink.OfferPlainAuth(true)
+	u := strings.Replace(sink.URL(), "smtp://", "smtp://mailer:secret@", 1)
+	sender, err := rmail.NewSender(u, "Shop <news@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender, 1, nil)
+	t.Cleanup(pool.Close)
+	r := pool.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"})
+	if r.Class != rmail.Unreachable || !r.NoServer || !strings.Contains(r.Reply, "cannot sign in") || !strings.Contains(r.Reply, "never sent unencrypted") {
+		t.Errorf("send with a password to a server that takes none: %+v", r)
+	}
+	if _, err := sender.Send(context.Background(), rmail.Message{To: mail.Address{Address: "a@example.com"}, Subject: "Hi", Text: "Hello"}); err == nil || !strings.Contains(err.Error(), "cannot sign in") || rmail.IsPermanent(err) {
+		t.Errorf("account mail with a password to a server that takes none: %v", err)
+	}
+}

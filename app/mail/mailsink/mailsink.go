@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -68,6 +69,7 @@ type Server struct {
 	delay    time.Duration
 	idle     time.Duration // 0: a minute
 	noUTF8   bool          // SMTPUTF8 not announced
+	auth     bool          // AUTH PLAIN offered (over plain TCP too)
 	notify   chan struct{}
 	sessions int
 	open     int
@@ -145,6 +147,14 @@ func (s *Server) Up() error { return s.listen(s.Addr()) }
 func (s *Server) OfferSMTPUTF8(on bool) {
 	s.mu.Lock()
 	s.noUTF8 = !on
+	s.mu.Unlock()
+}
+
+// OfferPlainAuth makes the server offer AUTH PLAIN, on connections
+// without TLS too, and take any user and password.
+func (s *Server) OfferPlainAuth(on bool) {
+	s.mu.Lock()
+	s.auth = on
 	s.mu.Unlock()
 }
 
@@ -290,6 +300,21 @@ type session struct {
 }
 
 func (se *session) Reset() { se.from, se.to, se.utf8 = "", nil, false }
+
+// AuthMechanisms offers PLAIN when OfferPlainAuth says so.
+func (se *session) AuthMechanisms() []string {
+	se.s.mu.Lock()
+	defer se.s.mu.Unlock()
+	if se.s.auth {
+		return []string{sasl.Plain}
+	}
+	return nil
+}
+
+// Auth takes any user and password.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, username, password string) error { return nil }), nil
+}
 
 // Logout is called when the connection closes.
 func (se *session) Logout() error {
