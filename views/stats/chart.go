@@ -139,10 +139,14 @@ func Rate(ok, bad int64) string {
 	if ok+bad == 0 {
 		return "—"
 	}
-	// Tenths are cut, not rounded: 99.95 % with failures reads 99.9 %, as
-	// "100.0 %" would say none failed (and 0.0 % that none went).
-	tenths := ok * 1000 / (ok + bad)
-	if ok > 0 && tenths == 0 {
+	// Rounded to tenths, but never to "100.0 %" with failures (99.96 %
+	// reads 99.9 %), nor to "0.0 %" with sends that went.
+	n := ok + bad
+	tenths := (ok*2000 + n) / (2 * n)
+	switch {
+	case bad > 0 && tenths == 1000:
+		tenths = 999
+	case ok > 0 && tenths == 0:
 		tenths = 1
 	}
 	return strconv.FormatInt(tenths/10, 10) + "." + strconv.FormatInt(tenths%10, 10) + " %"

@@ -2,8 +2,8 @@ package stats
 
 import "testing"
 
-// A rate says 100.0 % only when nothing failed, and 0.0 % only when
-// nothing succeeded.
+// A rate is rounded to tenths, and says 100.0 % only when nothing failed,
+// and 0.0 % only when nothing succeeded.
 func TestRate(t *testing.T) {
 	for _, c := range []struct {
 		ok, bad int64
@@ -15,8 +15,12 @@ func TestRate(t *testing.T) {
 		{6012, 3, "99.9 %"},
 		{1, 1999, "0.1 %"},
 		{1, 2, "33.3 %"},
-		{2, 1, "66.6 %"},
+		{2, 1, "66.7 %"},
+		{5, 4, "55.6 %"},
+		{2372, 128, "94.9 %"},
 		{999, 1, "99.9 %"},
+		{99999, 1, "99.9 %"},
+		{1, 99999, "0.1 %"},
 	} {
 		if got := Rate(c.ok, c.bad); got != c.want {
 			t.Errorf("Rate(%d, %d) = %q, want %q", c.ok, c.bad, got, c.want)
