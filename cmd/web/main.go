@@ -41,17 +41,13 @@ const usage = `usage:
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// What was asked for (help, a status) goes to stdout; a mistake, with
+	// the usage that helps mend it, to stderr.
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		if !errors.Is(err, errFlagsTold) {
-			fmt.Fprintln(os.Stderr, "web:", err)
-		}
+		fmt.Fprintln(os.Stderr, "web:", err)
 		os.Exit(1)
 	}
 }
-
-// errFlagsTold is a command's flags refused, which the flag package has
-// printed already with the flags' list.
-var errFlagsTold = errors.New("bad flags")
 
 // run carries out one command; serve stops when ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -90,8 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case "user":
 		return userCmd(ctx, load, args, out)
 	default:
-		fmt.Fprintln(out, usage)
-		return fmt.Errorf("unknown command %q", cmd)
+		return fmt.Errorf("unknown command %q\n%s", cmd, usage)
 	}
 }
 
@@ -220,16 +215,18 @@ func userCmd(ctx context.Context, load settings, args []string, out io.Writer) e
 		return fmt.Errorf("unknown user command %q: want create or role", args[0])
 	}
 	fs := flag.NewFlagSet("user "+args[0], flag.ContinueOnError)
-	fs.SetOutput(out)
+	var told strings.Builder // the flag package's words, and the flags' list
+	fs.SetOutput(&told)
 	email := fs.String("email", "", "email address")
 	password := fs.String("password", "", "password (create)")
 	name := fs.String("name", "", "full name (create)")
 	role := fs.String("role", "", "user or manager")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil // the flags were listed
+			fmt.Fprint(out, told.String()) // asked for
+			return nil
 		}
-		return errFlagsTold // the flag package has said what is wrong
+		return errors.New(strings.TrimSpace(told.String()))
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (quote values with spaces)", fs.Arg(0))

@@ -177,16 +177,25 @@ func TestHelpNeedsNoConfiguration(t *testing.T) {
 			t.Errorf("web %s = %q, %v; want the usage", args, out.String(), err)
 		}
 	}
-	// So are mistakes.
+	// So are mistakes, with the usage that mends them, in the error (for
+	// stderr) and nothing for stdout.
 	for args, want := range map[string]string{
 		"frobnicate": `unknown command "frobnicate"`, "migrate sideways": `unknown migrate command "sideways"`,
 		"user delete": `unknown user command "delete"`, "serve now": `unexpected argument "now"`,
 		"user create --email nobody": `--email "nobody"`,
+		"user create --bogus":        "flag provided but not defined: -bogus",
 	} {
-		err := run(context.Background(), strings.Fields(args), unconfigured, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("web %s = %v, want %s", args, err, want)
+		var out bytes.Buffer
+		err := run(context.Background(), strings.Fields(args), unconfigured, &out)
+		if err == nil || !strings.Contains(err.Error(), want) || out.Len() != 0 {
+			t.Errorf("web %s = %v, printing %q; want %s, and nothing printed", args, err, out.String(), want)
 		}
+	}
+	if err := run(context.Background(), []string{"frobnicate"}, unconfigured, io.Discard); err == nil || !strings.Contains(err.Error(), "web migrate up|down") {
+		t.Errorf("an unknown command's error lacks the usage: %v", err)
+	}
+	if err := run(context.Background(), []string{"user", "create", "--bogus"}, unconfigured, io.Discard); err == nil || !strings.Contains(err.Error(), "-email") {
+		t.Errorf("a bad flag's error lacks the flags: %v", err)
 	}
 }
 
