@@ -272,10 +272,6 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 // changed since.
 var errUnsubscribeLink = errors.New("unsubscribe link leads to no client")
 
-// errUnsubscribeGone is an unsubscribe link, whole, whose client is no
-// more: deleted, it gets no mail.
-var errUnsubscribeGone = fmt.Errorf("%w: the client is deleted", errUnsubscribeLink)
-
 // unsubscribeTarget reads the client of a signed unsubscribe link.
 func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
 	token := c.Params("token")
@@ -285,7 +281,7 @@ func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User,
 	}
 	cl, err := s.store.ClientByID(c.UserContext(), store.Own(ownerID), clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errUnsubscribeGone
+		return nil, nil, errUnsubscribeLink
 	}
 	if err != nil {
 		return nil, nil, err
@@ -329,14 +325,13 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	oneClick := c.FormValue("List-Unsubscribe") == "One-Click" // RFC 8058, from a mail provider
 	cl, owner, err := s.unsubscribeTarget(c)
 	if errors.Is(err, errUnsubscribeLink) {
-		// A mail provider, not a person, is answered in plain text. A
-		// client deleted since the mail gets no more mail: the one-click
-		// POST has what it asks for.
-		if oneClick && errors.Is(err, errUnsubscribeGone) {
-			return c.Type("txt").SendString("unsubscribed\n")
-		}
+		// A mail provider, not a person, is answered in plain text, and
+		// alike whatever the trouble: a client deleted since the mail gets
+		// no more mail, which is what it asks for, and a link made up
+		// learns nothing (a 404 for some ids and not others would tell
+		// which clients exist).
 		if oneClick {
-			return c.Status(fiber.StatusNotFound).Type("txt").SendString("no such subscription\n")
+			return c.Type("txt").SendString("unsubscribed\n")
 		}
 		return s.badUnsubscribeLink(c)
 	}
@@ -369,7 +364,12 @@ func (s *Server) resubscribe(c *fiber.Ctx) error {
 		return fmt.Errorf("resubscribe: %w", err)
 	}
 	s.stats.Changed(c.UserContext(), owner.ID)
-	s.setFlash(c, layout.FlashSuccess, "You are subscribed again: "+cl.Email+" gets mailings from "+senderName(owner)+".")
+	msg := "You are subscribed again: " + cl.Email + " gets mailings from " + senderName(owner) + "."
+	if cl.BouncedAt != nil {
+		msg = "You are subscribed again, but mail to " + cl.Email + " has bounced, so mailings from " + senderName(owner) +
+			" skip it until they clear the bounce."
+	}
+	s.setFlash(c, layout.FlashSuccess, msg)
 	return redirect(c, "/u/"+c.Params("token"))
 }
 

@@ -300,7 +300,11 @@ func TestUnsubscribeLinks(t *testing.T) {
 	}
 	// The recipient is told what may be wrong with the link (cut short on
 	// its way) and what to do, on the page and after the form's POST; a
-	// mail provider's one-click POST just gets 404.
+	// mail provider's one-click POST gets the answer any gets, which tells
+	// nothing of the ids in the link, and changes nothing.
+	if err := e.store.Resubscribe(ctx, ann.ID, o.client.ID); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range []string{"nope", string(altered), mail.UnsubscribeToken("another secret", o.client.ID, ann.ID, o.client.Email), token[:len(token)-5]} {
 		resp, body := e.client().get(t, "/u/"+bad)
 		if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") || !strings.Contains(body, "cut short") {
@@ -311,13 +315,15 @@ func TestUnsubscribeLinks(t *testing.T) {
 			t.Errorf("form POST of token %q: %d", bad, resp.StatusCode)
 		}
 		resp, body = e.client().postRaw(t, "/u/"+bad, url.Values{"List-Unsubscribe": {"One-Click"}})
-		if resp.StatusCode != http.StatusNotFound || strings.Contains(body, "<html") {
+		if resp.StatusCode != http.StatusOK || body != "unsubscribed\n" {
 			t.Errorf("one-click POST of token %q: %d %.100s", bad, resp.StatusCode, body)
 		}
+		if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+			t.Fatalf("token %q unsubscribed the client", bad)
+		}
 	}
-	// A client deleted since the mail (or ids that lead to none): a mail
-	// provider's one-click POST has what it asks for (no more mail), a
-	// person the link's page.
+	// A client deleted since the mail: a mail provider's one-click POST
+	// has what it asks for (no more mail), a person the link's page.
 	gone := makeObjects(t, e, ann)
 	goneToken := mail.UnsubscribeToken(e.cfg.SessionSecret, gone.client.ID, ann.ID, gone.client.Email)
 	if err := e.store.DeleteClient(ctx, ann.ID, gone.client.ID); err != nil {
@@ -1024,6 +1030,16 @@ func TestResubscribe(t *testing.T) {
 	}
 	if v.page(t, "/u/"+token).Find("[data-testid=unsubscribe-form]").Length() != 1 {
 		t.Error("after resubscribing the page does not offer to unsubscribe")
+	}
+	// A bounced address is subscribed again, and told it still gets no mail.
+	resp, body = v.post(t, "/u/"+token, nil)
+	wantRedirect(t, resp, body, "/u/"+token)
+	if err := e.store.MarkBounced(ctx, []int64{o.client.ID}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	if flash := flashAfter(t, v, resp); !strings.Contains(flash, "has bounced") {
+		t.Errorf("resubscribing a bounced address: %q", flash)
 	}
 	// Twice is harmless; a bad link is the bad link's page.
 	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
