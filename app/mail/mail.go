@@ -201,9 +201,9 @@ func newMessageID(host string) string {
 
 // IsPermanent reports whether err is a 5xx answer of the mail server: sending
 // the same message again will not help. A refusal of the sender (see
-// refusesSender) is not: it lasts until the server's settings or ours
-// change.
+// refusesSender, mayRefuseSender) is not: it lasts until the server's
+// settings or ours change.
 func IsPermanent(err error) bool {
 	var se *gomail.SendError
-	return errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600 && !refusesSender(se)
+	return errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600 && !refusesSender(se) && !mayRefuseSender(sendErrorText(se))
 }

@@ -286,6 +286,14 @@ func classify(err error) Result {
 			// send is not made, and waits for the server (or its
 			// settings) to change, rather than fail the recipient for good.
 			return Result{Class: Unreachable, Reply: "not sent, the server refuses mail from us: " + text, NoServer: true}
+		case code >= 500 && mayRefuseSender(text):
+			// Most likely the same (our sign-in, a server that does not
+			// relay for us), but a server may say so of one recipient
+			// (a list that only signed-in senders may mail, a domain it
+			// does not relay to): tried again at the usual delays, not
+			// waited for, and failed with no code, so that "Retry failed"
+			// takes it once the settings are mended.
+			return Result{Class: Unreachable, Reply: "not sent, the server refuses mail from us: " + text}
 		case code >= 500 && se.Reason != gomail.ErrSMTPMailFrom && noSuchUser(text):
 			return Result{Class: NoSuchUser, Code: code, Reply: text}
 		case code >= 500:
@@ -356,11 +364,10 @@ var brokeAt = map[gomail.SendErrReason]string{
 
 // refusesSender reports whether a 5xx reply refuses the sender, not the
 // recipient: any refusal of MAIL FROM (its sender, or the sign-in it
-// wants), a sign-in asked for at any step (530), a sender's address
-// refused at RCPT (5.1.7, 5.1.8, "Sender address rejected"), or a server
-// that does not relay for us. Each is the same for every recipient, and
-// comes of the server's settings or ours (SMTP_URL's credentials,
-// MAIL_FROM).
+// wants), a sign-in asked for at any step (530), or a sender's address
+// refused at RCPT (5.1.7, 5.1.8, Postfix's "Sender address rejected").
+// Each is the same for every recipient, and comes of the server's
+// settings or ours (SMTP_URL's credentials, MAIL_FROM).
 func refusesSender(se *gomail.SendError) bool {
 	code := se.ErrorCode()
 	if code < 500 || code > 599 {
@@ -373,7 +380,17 @@ func refusesSender(se *gomail.SendError) bool {
 	return senderRefusal.MatchString(text)
 }
 
-var senderRefusal = regexp.MustCompile(`(?im)^5\.1\.[78]\b|authentication required|sender address rejected|relay(ing)?( access)? (denied|not permitted|prohibited|not allowed)|unable to relay|not permitted to relay`)
+var senderRefusal = regexp.MustCompile(`(?im)^5\.1\.[78]\b|sender address rejected`)
+
+// mayRefuseSender reports whether a 5xx reply's words speak of a sign-in
+// or of relaying, which most often means the server will take no mail from
+// us, but may be said of one recipient.
+func mayRefuseSender(reply string) bool {
+	_, text, _ := strings.Cut(reply, " ")
+	return signInOrRelay.MatchString(text)
+}
+
+var signInOrRelay = regexp.MustCompile(`(?i)authentication required|relay(ing)?( access)? (denied|not permitted|prohibited|not allowed)|unable to relay|not permitted to relay`)
 
 // noSuchUser reports whether a 5xx reply says the recipient's address does
 // not exist: an enhanced code (RFC 3463) at the start of one of its lines

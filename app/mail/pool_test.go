@@ -392,9 +392,11 @@ func TestPoolReplyIsTheServersWords(t *testing.T) {
 // that does not relay for us): it fails no one for good and marks no one
 // bounced, but is not sent, like a server that cannot be reached, and the
 // pool's health says why. Any 5xx to MAIL FROM is one; at RCPT, a sign-in
-// asked for (530), a sender's address refused (5.1.7, 5.1.8, Postfix's
+// asked for (530), or a sender's address refused (5.1.7, 5.1.8, Postfix's
 // "Sender address rejected", whose 5.1.0 or 5.1.1 alone would say the
-// recipient does not exist), or relaying denied.
+// recipient does not exist). Words of a sign-in or of relaying, which a
+// server may say of one recipient, are not sent either, but only tried
+// again at the usual delays, not waited for.
 func TestPoolSenderRefusalIsNoFailureOfTheRecipient(t *testing.T) {
 	sink := testkit.SMTP(t)
 	pool := onePool(t, sink, 2*time.Second)
@@ -422,12 +424,21 @@ func TestPoolSenderRefusalIsNoFailureOfTheRecipient(t *testing.T) {
 		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"},
 		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 0}, Message: "<no-reply@localhost>: Sender address rejected: User unknown in local recipient table"},
 		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<news@shop.example>: Sender address rejected: undeliverable address: host shop.example said: 550 5.1.1 unknown user"},
-		{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "<a@example.com>: Relay access denied"},
-		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Unable to relay"},
 	} {
 		sink.RejectRcpt(func(string) *smtp.SMTPError { return refusal })
 		held(fmt.Sprintf("RCPT TO answered %d %v %s", refusal.Code, refusal.EnhancedCode, refusal.Message), send(),
 			fmt.Sprintf("%d %d.%d.%d %s", refusal.Code, refusal.EnhancedCode[0], refusal.EnhancedCode[1], refusal.EnhancedCode[2], refusal.Message))
+	}
+	for _, refusal := range []*smtp.SMTPError{
+		{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "<a@example.com>: Relay access denied"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Unable to relay"},
+		{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "RESOLVER.RST.AuthRequired; authentication required"},
+	} {
+		sink.RejectRcpt(func(string) *smtp.SMTPError { return refusal })
+		want := fmt.Sprintf("not sent, the server refuses mail from us: %d %d.%d.%d %s", refusal.Code, refusal.EnhancedCode[0], refusal.EnhancedCode[1], refusal.EnhancedCode[2], refusal.Message)
+		if r := send(); r.Class != rmail.Unreachable || r.NoServer || r.Code != 0 || r.Reply != want {
+			t.Errorf("RCPT TO answered %d %v %s: %+v, want it not sent and tried again at the usual delays", refusal.Code, refusal.EnhancedCode, refusal.Message, r)
+		}
 	}
 	// A code of no address (5.1.0) says nothing of the recipient, nor of
 	// the sender: a permanent failure, no bounce.
