@@ -142,7 +142,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.DatabaseURL = get("DATABASE_URL", DefaultDatabaseURL)
 	c.RedisURL = get("REDIS_URL", DefaultRedisURL)
 	c.SMTPURL = required("SMTP_URL", DefaultSMTPURL)
-	c.BaseURL = strings.TrimRight(required("BASE_URL", DefaultBaseURL), "/")
+	c.BaseURL = lowerScheme(strings.TrimRight(required("BASE_URL", DefaultBaseURL), "/"))
 	c.SessionSecret = required("SESSION_SECRET", devSessionSecret)
 	if prod && c.SessionSecret != "" && len(c.SessionSecret) < minSessionSecretSize {
 		errs = append(errs, fmt.Errorf("SESSION_SECRET must be at least %d characters", minSessionSecretSize))
@@ -238,7 +238,9 @@ func checkServerURL(key, raw string, schemes ...string) error {
 	}
 	u, _ := url.Parse(raw)
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
-		return fmt.Errorf("%s must name the server alone, with no path, query or fragment: %q", key, u.Redacted())
+		// Not quoted: a / ? or # in a password ends the password there,
+		// and the rest would be shown as a path.
+		return fmt.Errorf("%s must name the server alone, with no path, query or fragment (a / ? or # in a password is written %%2F %%3F %%23)", key)
 	}
 	return nil
 }
@@ -273,7 +275,7 @@ func checkURL(key, raw string, schemes ...string) error {
 	for _, s := range schemes {
 		if u.Scheme == s {
 			if u.Hostname() == "" {
-				return fmt.Errorf("%s has no host: %q", key, u.Redacted())
+				return fmt.Errorf("%s has no host", key)
 			}
 			if p := u.Port(); p != "" {
 				if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -340,4 +342,13 @@ type printfLogger struct{ log *slog.Logger }
 
 func (p printfLogger) Printf(ctx context.Context, format string, v ...any) {
 	p.log.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
+// lowerScheme writes a URL's scheme in lower case, as the URL parser reads
+// it ("HTTPS://…" is https: its cookies are Secure).
+func lowerScheme(u string) string {
+	if scheme, rest, ok := strings.Cut(u, "://"); ok {
+		return strings.ToLower(scheme) + "://" + rest
+	}
+	return u
 }

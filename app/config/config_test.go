@@ -122,9 +122,13 @@ func TestURLErrorsKeepPasswordsOut(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("no host: %v", err)
 	}
-	_, err = Load(env(map[string]string{"SMTP_URL": "smtp://mailer:secret@mail.example.com:587/x"}))
-	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "no path") {
-		t.Errorf("a path: %v", err)
+	// A / in a password ends it there: the rest reads as a path, and
+	// would be quoted as one.
+	for _, raw := range []string{"smtp://mailer:secret@mail.example.com:587/x", "smtp://mailer:/secret@mail.example.com:587", "smtp://mailer:42#secret@mail.example.com"} {
+		_, err = Load(env(map[string]string{"SMTP_URL": raw}))
+		if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "no path") {
+			t.Errorf("%s: %v", raw, err)
+		}
 	}
 }
 
@@ -137,6 +141,10 @@ func TestServerURLsAndListenAddresses(t *testing.T) {
 	}
 	if _, err := Load(env(map[string]string{"WORKER_METRICS_ADDR": "off"})); err != nil {
 		t.Fatal(err)
+	}
+	// A scheme in capitals is the same scheme: https cookies are Secure.
+	if c, err := Load(env(map[string]string{"BASE_URL": "HTTPS://mail.example.com"})); err != nil || !c.SecureCookies() || c.BaseURL != "https://mail.example.com" {
+		t.Errorf("%q, Secure %v: %v", c.BaseURL, c.SecureCookies(), err)
 	}
 }
 
