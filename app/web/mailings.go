@@ -147,6 +147,10 @@ func (s *Server) copyMailing(c *fiber.Ctx, f *mailings.Form, start time.Time) er
 	if err != nil {
 		return err
 	}
+	if r.Disabled() && r.DisabledByManager {
+		// Its owner cannot switch it on again: nor send it as a copy.
+		return refusal{fiber.StatusForbidden, "A manager switched this mailing off, so it cannot be copied."}
+	}
 	ids, err := s.store.RecipientIDs(c.UserContext(), r.ID)
 	if err != nil {
 		return err

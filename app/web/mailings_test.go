@@ -957,6 +957,18 @@ func TestMailingCopy(t *testing.T) {
 	if boss.page(t, "/mailings/"+id(orig)).Find("[data-testid=copy-mailing]").Length() != 0 {
 		t.Error("a manager is offered to copy another's mailing")
 	}
+	// What a manager switched off, its owner can neither switch on again
+	// nor send as a copy.
+	resp, body = boss.post(t, "/mailings/"+id(orig)+"/disable", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if w.c.page(t, "/mailings/"+id(orig)).Find("[data-testid=copy-mailing]").Length() != 0 {
+		t.Error("the owner is offered to copy a mailing a manager switched off")
+	}
+	resp, body = w.c.get(t, "/mailings/new?copy="+id(orig))
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if !strings.Contains(body, "A manager switched this mailing off, so it cannot be copied.") {
+		t.Errorf("the refusal does not say why:\n%.1500s", body)
+	}
 }
 
 // The attempt log downloads as CSV, oldest first, of the status chosen,
