@@ -70,7 +70,7 @@ func (h *Health) failed(ctx context.Context, reason string) {
 	if h.out.IsZero() {
 		h.out = time.Now()
 		if h.log != nil {
-			h.log.WarnContext(ctx, "mail server unreachable", "reason", reason)
+			h.log.WarnContext(ctx, "mail server takes no mail", "reason", reason)
 		}
 	}
 	if h.down.Load() && time.Since(h.written) < troubleRewrite {

@@ -64,7 +64,7 @@ func TestPoolReportsTheServerUnreachable(t *testing.T) {
 	}
 	pool.Send(ctx, msg)
 	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `level=WARN msg="mail server unreachable" reason=`) || !strings.Contains(lines[0], "refused") ||
+	if len(lines) != 2 || !strings.Contains(lines[0], `level=WARN msg="mail server takes no mail" reason=`) || !strings.Contains(lines[0], "refused") ||
 		!strings.Contains(lines[1], `level=INFO msg="mail server reachable again" unreachable_for=`) {
 		t.Errorf("log:\n%s\nwant a warning when the server became unreachable and a line when it was reached again", logged.String())
 	}

@@ -418,8 +418,6 @@ func noSuchUser(reply string) bool {
 
 var enhancedCode = regexp.MustCompile(`^5\.1\.(\d{1,3})\b`)
 
-// unquoted writes a server's reply within err (a refused greeting, a failed
-// AUTH) as the server said it, rather than quoted, as net/textproto does.
 // explained is a failure to connect in the words of the server, or, for
 // a sign-in none could be made (go-mail's own words name no cause), why.
 func explained(err error) error {
@@ -434,6 +432,8 @@ func explained(err error) error {
 var errNoSignIn = errors.New("cannot sign in: the server offers no sign-in method to send SMTP_URL's password by, or offers it only without TLS " +
 	"(a password is never sent unencrypted: use a server that offers STARTTLS, or smtps://)")
 
+// unquoted writes a server's reply within err (a refused greeting, a failed
+// AUTH) as the server said it, rather than quoted, as net/textproto does.
 func unquoted(err error) error {
 	var te *textproto.Error
 	if !errors.As(err, &te) {

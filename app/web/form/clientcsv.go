@@ -170,7 +170,7 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			row.Line = perr.StartLine
 			row.Problem = "not valid CSV: " + perr.Err.Error()
 			if errors.Is(perr.Err, csv.ErrBareQuote) {
-				row.Problem = fmt.Sprintf(`not valid CSV: a quote inside field %d, which does not start with one; put the whole field in quotes and double the quote inside (a,"He said ""hi""",b)`, perr.Column)
+				row.Problem = fmt.Sprintf(`not valid CSV: a quote at character %d of the line, inside a field that does not start with one; put the whole field in quotes and double the quote inside (a,"He said ""hi""",b)`, perr.Column)
 			}
 			if errors.Is(perr.Err, csv.ErrQuote) && perr.Line > perr.StartLine {
 				// A quoted field that runs on past its line (a quote left
