@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,13 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"rassylka/app/metrics"
+	"rassylka/app/testkit"
 )
 
 // The worker's metrics: tasks by type and outcome, sends by outcome,
@@ -45,7 +44,7 @@ func TestWorkerMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { reg.Serve(ctx, addr, "tok", slog.New(slog.NewTextHandler(logs, nil))); close(done) }()
@@ -101,22 +100,4 @@ func TestWorkerMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-}
-
-// lockedBuffer is a log's output read while it is written.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

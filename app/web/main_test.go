@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ type env struct {
 	redis *redis.Client
 	db    *bun.DB
 	store *store.Store
-	logs  *syncBuffer
+	logs  *testkit.Buffer
 	cfg   config.Config
 	hook  *queryHook
 	deps  web.Deps // what app was built from
@@ -78,7 +77,7 @@ func newEnv(t testing.TB) *env {
 
 func newEnvWith(t testing.TB, cfg config.Config, rdb *redis.Client, providers *auth.Providers, opts ...func(*web.Deps)) *env {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	queue := asynq.NewClientFromRedisClient(rdb)
 	hook := &queryHook{}
 	db := testkit.DB(t).WithQueryHook(hook)
@@ -165,21 +164,4 @@ func parseHTML(t testing.TB, body string) *goquery.Document {
 		t.Fatal(err)
 	}
 	return doc
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
