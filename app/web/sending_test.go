@@ -1038,6 +1038,7 @@ func TestResubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	wantRedirect(t, resp, body, "/u/"+token)
 	if flash := flashAfter(t, v, resp); !strings.Contains(flash, "has bounced") {
 		t.Errorf("resubscribing a bounced address: %q", flash)
 	}
