@@ -755,6 +755,9 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 	if got := emails(list(c, "/clients?state=bounced&q=b2", false)); got != "b2@example.com" {
 		t.Errorf("bounced clients searched: %s", got)
 	}
+	if got := strings.TrimSpace(list(c, "/clients?state=bounced&q=plain", false).Find("[data-testid=empty]").Text()); got != "No bounced clients match “plain”." {
+		t.Errorf("a search with nothing under the filter says %q", got)
+	}
 	if href, _ := list(c, "/clients?q=b&page=1", false).Find("a[data-filter=bounced]").Attr("href"); href != "/clients?q=b&state=bounced" {
 		t.Errorf("the bounced filter links to %q, want the search kept and page 1", href)
 	}

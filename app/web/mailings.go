@@ -66,7 +66,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	v := mailings.ListView{Q: search, Filters: filters, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
+	v := mailings.ListView{Q: search, Status: status, Filters: filters, AllUsers: all, Manager: u.IsManager(), Filtered: status != "" || search != "",
 		Pager: pager(c, "/mailings", page, "mailings", mailings.ListID), URL: listURL(c, "/mailings")}
 	for i := range rows {
 		r := &rows[i]

@@ -459,6 +459,9 @@ func TestMailingListSearch(t *testing.T) {
 	if href, _ := doc.Find(`[data-filter=running]`).Attr("href"); !strings.Contains(href, "q=spring") {
 		t.Errorf("the running filter links to %q, dropping the search", href)
 	}
+	if got := strings.TrimSpace(c.page(t, "/mailings?q=spring&status=finished").Find("[data-testid=empty]").Text()); got != "No finished mailings match “spring”." {
+		t.Errorf("a search with nothing under the filter says %q", got)
+	}
 	_, body = c.get(t, "/mailings?status=created")
 	doc = parseHTML(t, body)
 	if formID := doc.Find("form[role=search]").AttrOr("id", ""); formID == "" || doc.Find(`input[name=status][value=created][form="`+formID+`"]`).Length() != 1 {
