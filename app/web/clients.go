@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"rassylka/app/auth"
+	"rassylka/app/mail"
 	"rassylka/app/model"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
@@ -155,7 +156,8 @@ func (s *Server) showClient(c *fiber.Ctx) error {
 	}
 	v.MailsPager = pager(c, clients.URL(r.ID), page, "mails", clients.MailsID)
 	for _, m := range mails {
-		v.Mails = append(v.Mails, clients.Mail{At: formatTime(m.AttemptedAt, u.TimeZone), Subject: m.Subject,
+		// The subject as this client got it (its text now, filled in).
+		v.Mails = append(v.Mails, clients.Mail{At: formatTime(m.AttemptedAt, u.TimeZone), Subject: mail.Personalize(m.Subject, r.FullName, m.Email),
 			MailingURL: mailings.URL(m.MailingID), Email: m.Email, Status: string(m.Status), Response: m.Response, Tries: m.Tries})
 	}
 	if paging {

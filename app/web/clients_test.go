@@ -820,9 +820,15 @@ func TestClientMails(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE messages SET subject = 'News for {{name}}' WHERE id = ?", o.message.ID); err != nil {
+		t.Fatal(err)
+	}
 	page := "/clients/" + id(o.client.ID)
 	doc := w.c.page(t, page)
 	rows := doc.Find("[data-testid=client-mail]")
+	if got, want := rows.First().Find("a").Text(), "News for "+o.client.FullName; got != want {
+		t.Errorf("the mailing is named %q, want the subject as the client got it, %q", got, want)
+	}
 	if rows.Length() != 50 {
 		t.Fatalf("%d mails on the first page, want 50", rows.Length())
 	}

@@ -612,8 +612,9 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 
 var attemptFilters = []filterChoice{{"", "All"}, {string(model.AttemptSuccess), "Success"}, {string(model.AttemptFailure), "Failure"}}
 
-// exportAttempts downloads a mailing's attempt log as CSV, oldest first,
-// of the status chosen (?status=, as the log's filter).
+// exportAttempts downloads a mailing's attempt log as CSV, in the order
+// the attempts were recorded (the log's, oldest first), of the status
+// chosen (?status=, as the log's filter), which its file's name says.
 func (s *Server) exportAttempts(c *fiber.Ctx) error {
 	r, err := s.readableMailing(c)
 	if err != nil {
@@ -622,6 +623,9 @@ func (s *Server) exportAttempts(c *fiber.Ctx) error {
 	status, _ := chosenFilter(c, "", "status", attemptFilters)
 	ctx, st := c.UserContext(), s.store
 	name := fmt.Sprintf("attempts-%d-%s.csv", r.ID, time.Now().UTC().Format("2006-01-02"))
+	if status != "" {
+		name = fmt.Sprintf("attempts-%d-%s-%s.csv", r.ID, status, time.Now().UTC().Format("2006-01-02"))
+	}
 	s.streamCSV(c, name, []string{"attempted_at", "email", "status", "code", "response", "tries"},
 		func(write func([]string) error) error {
 			return st.EachAttempt(ctx, r.ID, model.AttemptStatus(status), func(a *model.Attempt) error {

@@ -1025,6 +1025,10 @@ func TestAttemptLogCSV(t *testing.T) {
 	if got := strings.Join(all[1200], ","); got != "2026-11-01T10:20:00Z,r1199@example.com,failure,550,'-ERR 5.1.1 no such user,1" {
 		t.Errorf("last row %s", got)
 	}
+	resp, body := w.c.get(t, base+".csv?status=failure")
+	if cd := resp.Header.Get("Content-Disposition"); !strings.Contains(cd, fmt.Sprintf(`filename="attempts-%d-failure-`, o.mailing.ID)) || !strings.Contains(body, "tries\r\n") {
+		t.Errorf("the failures' file: %s, lines %q", cd, body[:min(len(body), 80)])
+	}
 	failed := read(w.c, base+".csv?status=failure")
 	if len(failed) != 13 || failed[1][1] != "r0099@example.com" {
 		t.Errorf("failures: %d lines, first %v", len(failed), failed[1])
@@ -1033,6 +1037,6 @@ func TestAttemptLogCSV(t *testing.T) {
 	if n := len(read(boss, base+".csv")); n != 1201 {
 		t.Errorf("the manager's download has %d lines", n)
 	}
-	resp, body := w.c.get(t, "/mailings/"+id(w.foreign.mailing.ID)+"/attempts.csv")
+	resp, body = w.c.get(t, "/mailings/"+id(w.foreign.mailing.ID)+"/attempts.csv")
 	wantStatus(t, resp, body, http.StatusNotFound)
 }

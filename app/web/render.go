@@ -58,8 +58,9 @@ func (s *Server) page(c *fiber.Ctx, title string) layout.Page {
 // streamCSV answers a CSV download named filename: a byte order mark
 // first (Excel opens a CSV without one in the system's code page, and names
 // in other scripts come out garbled; the import skips it), the header, and
-// the rows each writes, handed to the client a thousand at a time. The
-// rows are read after the handler returns, as the client takes them.
+// the rows each writes, lines ended with CRLF (RFC 4180), handed to the
+// client a thousand at a time. The rows are read after the handler
+// returns, as the client takes them.
 func (s *Server) streamCSV(c *fiber.Ctx, filename string, header []string, each func(write func([]string) error) error) {
 	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+filename+`"`)
@@ -67,6 +68,7 @@ func (s *Server) streamCSV(c *fiber.Ctx, filename string, header []string, each 
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		_, _ = w.WriteString("\ufeff")
 		cw := csv.NewWriter(w)
+		cw.UseCRLF = true
 		_ = cw.Write(header)
 		n := 0
 		err := each(func(row []string) error {
