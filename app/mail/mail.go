@@ -205,5 +205,9 @@ func newMessageID(host string) string {
 // settings or ours change.
 func IsPermanent(err error) bool {
 	var se *gomail.SendError
-	return errors.As(err, &se) && se.ErrorCode() >= 500 && se.ErrorCode() < 600 && !refusesSender(se) && !mayRefuseSender(sendErrorText(se))
+	if !errors.As(err, &se) || se.ErrorCode() < 500 || se.ErrorCode() > 599 {
+		return false
+	}
+	reply := sendErrorText(se)
+	return !refusesSender(se, reply) && !mayRefuseSender(reply)
 }

@@ -147,8 +147,8 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 	default:
 		p.drop(c)
 		r := classify(err)
-		if r.NoServer && ctx.Err() == nil {
-			p.health.failed(context.WithoutCancel(ctx), bounded(r.Reply))
+		if r.NoServer {
+			return p.noServer(ctx, r) // a server refusing the sender
 		}
 		return r
 	}
@@ -173,13 +173,19 @@ func isASCII(s string) bool {
 	return true
 }
 
-// unreachable is the outcome of a send that found no connection, which
-// the health is told of (unless the send was called off).
+// unreachable is the outcome of a send that found no connection.
 func (p *Pool) unreachable(ctx context.Context, err error) Result {
+	return p.noServer(ctx, Result{Class: Unreachable, Reply: err.Error(), NoServer: true})
+}
+
+// noServer returns r, the outcome of a send no server takes mail for (none
+// reached, or one refusing the sender), and tells the health why (unless
+// the send was called off).
+func (p *Pool) noServer(ctx context.Context, r Result) Result {
 	if ctx.Err() == nil {
-		p.health.failed(context.WithoutCancel(ctx), bounded(err.Error()))
+		p.health.failed(context.WithoutCancel(ctx), bounded(r.Reply))
 	}
-	return Result{Class: Unreachable, Reply: err.Error(), NoServer: true}
+	return r
 }
 
 // conn takes an idle connection, or dials a new one; reused tells which.
@@ -280,7 +286,7 @@ func classify(err error) Result {
 		code := se.ErrorCode()
 		text := sendErrorText(se)
 		switch {
-		case refusesSender(se):
+		case refusesSender(se, text):
 			// Not the recipient's fault, and the same for every one: like
 			// a server that cannot be reached (a refused sign-in), the
 			// send is not made, and waits for the server (or its
@@ -368,7 +374,8 @@ var brokeAt = map[gomail.SendErrReason]string{
 // refused at RCPT (5.1.7, 5.1.8, Postfix's "Sender address rejected").
 // Each is the same for every recipient, and comes of the server's
 // settings or ours (SMTP_URL's credentials, MAIL_FROM).
-func refusesSender(se *gomail.SendError) bool {
+// (reply is sendErrorText's.)
+func refusesSender(se *gomail.SendError, reply string) bool {
 	code := se.ErrorCode()
 	if code < 500 || code > 599 {
 		return false
@@ -376,7 +383,7 @@ func refusesSender(se *gomail.SendError) bool {
 	if se.Reason == gomail.ErrSMTPMailFrom || code == 530 {
 		return true
 	}
-	_, text, _ := strings.Cut(sendErrorText(se), " ")
+	_, text, _ := strings.Cut(reply, " ")
 	return senderRefusal.MatchString(text)
 }
 
