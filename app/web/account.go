@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func (s *Server) login(c *fiber.Ctx) error {
 		return err
 	}
 	if wait > 0 {
-		v.Error = fmt.Sprintf("Too many failed sign-ins. Please wait %d minutes and try again, or reset your password.", minutes(wait))
+		v.Error = fmt.Sprintf("Too many failed sign-ins. Please wait %s and try again, or reset your password.", minutes(wait))
 		return render(c, fiber.StatusTooManyRequests, account.Login(p, v))
 	}
 
@@ -443,7 +444,7 @@ func (s *Server) newPassword(c *fiber.Ctx, u *model.User, f form.ChangePassword)
 		wait, err := s.takeGuess(c, u.Email)
 		if err != nil || wait > 0 {
 			return fiber.StatusTooManyRequests, form.FieldErr("current_password",
-				fmt.Sprintf("Too many wrong passwords. Please wait %d minutes and try again.", minutes(wait))), err
+				fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))), err
 		}
 	}
 	err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)
@@ -541,5 +542,8 @@ func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
 	return nonce, true
 }
 
-// minutes is d in whole minutes, rounded up.
-func minutes(d time.Duration) int { return int(math.Ceil(d.Minutes())) }
+// minutes says d in whole minutes, rounded up ("1 minute", "15 minutes").
+func minutes(d time.Duration) string {
+	n := int(math.Ceil(d.Minutes()))
+	return strconv.Itoa(n) + " " + plural(n, "minute", "minutes")
+}

@@ -127,9 +127,7 @@ func (s *Server) sendTest(c *fiber.Ctx) error {
 		return err
 	}
 	if wait > 0 {
-		n := minutes(wait)
-		s.setFlash(c, layout.FlashError, fmt.Sprintf("You have sent %d tests in the last hour. Please try again in %d %s.",
-			testMails, n, plural(n, "minute", "minutes")))
+		s.setFlash(c, layout.FlashError, fmt.Sprintf("You have sent %d tests in the last hour. Please try again in %s.", testMails, minutes(wait)))
 		return redirect(c, messages.URL(r.ID))
 	}
 	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{

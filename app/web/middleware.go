@@ -238,12 +238,7 @@ func (s *Server) throttleAccountForm(c *fiber.Ctx) (string, error) {
 	if err != nil || wait == 0 {
 		return "", err
 	}
-	n := minutes(wait)
-	unit := "minutes"
-	if n == 1 {
-		unit = "minute"
-	}
-	return fmt.Sprintf("Too many requests from your network in the last hour. Please try again in %d %s.", n, unit), nil
+	return fmt.Sprintf("Too many requests from your network in the last hour. Please try again in %s.", minutes(wait)), nil
 }
 
 // take counts a request under limit for each key. Over the limit it sets
