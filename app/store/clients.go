@@ -217,24 +217,32 @@ func (s *Store) ClientIDs(ctx context.Context, ownerID int64, q string, limit in
 // EachClient calls fn for every client of the owner, oldest first, reading
 // them in batches by keyset so memory stays flat however long the list.
 func (s *Store) EachClient(ctx context.Context, ownerID int64, fn func(*model.Client) error) error {
+	return eachByID(ctx, s.db, "each client", func(q *bun.SelectQuery) { q.Where("owner_id = ?", ownerID) },
+		func(c *model.Client) int64 { return c.ID }, fn)
+}
+
+// eachByID calls fn for every row of T (a table's model) that where keeps,
+// oldest first, reading them a thousand at a time by keyset on the id, so
+// that memory stays flat however many there are.
+func eachByID[T any](ctx context.Context, db bun.IDB, what string, where func(*bun.SelectQuery), id func(*T) int64, fn func(*T) error) error {
 	const batch = 1000
 	var after int64
 	for {
-		var cs []model.Client
-		err := s.db.NewSelect().Model(&cs).Where("owner_id = ? AND id > ?", ownerID, after).
-			OrderExpr("id").Limit(batch).Scan(ctx)
-		if err != nil {
-			return dbErr("each client", err)
+		var rows []T
+		q := db.NewSelect().Model(&rows).Where("id > ?", after)
+		where(q)
+		if err := q.OrderExpr("id").Limit(batch).Scan(ctx); err != nil {
+			return dbErr(what, err)
 		}
-		for i := range cs {
-			if err := fn(&cs[i]); err != nil {
+		for i := range rows {
+			if err := fn(&rows[i]); err != nil {
 				return err
 			}
 		}
-		if len(cs) < batch {
+		if len(rows) < batch {
 			return nil
 		}
-		after = cs[len(cs)-1].ID
+		after = id(&rows[len(rows)-1])
 	}
 }
 

@@ -336,27 +336,12 @@ func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]mod
 // given, oldest first, reading them in batches by keyset on the mailing's
 // index so memory stays flat however many there are.
 func (s *Store) EachAttempt(ctx context.Context, mailingID int64, status model.AttemptStatus, fn func(*model.Attempt) error) error {
-	const batch = 1000
-	var after int64
-	for {
-		var as []model.Attempt
-		q := s.db.NewSelect().Model(&as).Where("mailing_id = ? AND id > ?", mailingID, after)
+	return eachByID(ctx, s.db, "each attempt", func(q *bun.SelectQuery) {
+		q.Where("mailing_id = ?", mailingID)
 		if status != "" {
 			q.Where("status = ?", status)
 		}
-		if err := q.OrderExpr("id").Limit(batch).Scan(ctx); err != nil {
-			return dbErr("each attempt", err)
-		}
-		for i := range as {
-			if err := fn(&as[i]); err != nil {
-				return err
-			}
-		}
-		if len(as) < batch {
-			return nil
-		}
-		after = as[len(as)-1].ID
-	}
+	}, func(a *model.Attempt) int64 { return a.ID }, fn)
 }
 
 // AttemptsOfMailing returns one page of a mailing's attempts, newest first,
