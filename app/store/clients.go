@@ -139,13 +139,19 @@ func (s *Store) ClientByID(ctx context.Context, sc Scope, id int64) (*ClientRow,
 }
 
 // CreateClient inserts c; an email already in the owner's list, in any
-// letter case, is ErrConflict.
+// letter case, is ErrConflict. An address that unsubscribed from the owner
+// before (a client since deleted) is added unsubscribed.
 func (s *Store) CreateClient(ctx context.Context, c *model.Client) error {
 	_, err := s.db.NewInsert().Model(c).
-		ExcludeColumn("id", "created_at", "updated_at", "unsubscribed_at", "bounced_at").
+		ExcludeColumn("id", "created_at", "updated_at", "bounced_at").
+		Value("unsubscribed_at", unsubscribedAt, c.OwnerID, c.Email).
 		Returning("*").Exec(ctx)
 	return dbErr("create client", err)
 }
+
+// unsubscribedAt is when the address (the second argument) unsubscribed
+// from the owner (the first), or NULL.
+const unsubscribedAt = `(SELECT u.unsubscribed_at FROM unsubscribes u WHERE u.owner_id = ? AND u.email = lower(?))`
 
 // UpdateClient saves the email, name and comment of the owner's client.
 func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client) error {
@@ -155,6 +161,9 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		Set("comment = ?", c.Comment).
 		// A hard bounce is the old address's: a corrected one is mailable.
 		Set("bounced_at = CASE WHEN lower(email) = lower(?) THEN bounced_at END", c.Email).
+		// An unsubscription is the person's: it stays with the client, and
+		// an address that unsubscribed before brings its own.
+		Set("unsubscribed_at = coalesce(unsubscribed_at, "+unsubscribedAt+")", ownerID, c.Email).
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", c.ID, ownerID).
 		Returning("*").Scan(ctx)
@@ -265,15 +274,24 @@ type ImportColumns struct {
 // in one statement. Emails must be unique within rows. It returns how many
 // were created and updated; the others were listed already as they are
 // (left alone: not even their time of change moves).
-func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (created, updated int, err error) {
+func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (Upserted, error) {
 	return s.UpsertClientsColumns(ctx, ownerID, rows, ImportColumns{Name: true, Comment: true})
+}
+
+// Upserted counts what an upsert of clients did.
+type Upserted struct {
+	Created, Updated int
+	// Unsubscribed counts the clients created unsubscribed: by the file,
+	// or because their address had unsubscribed before.
+	Unsubscribed int
 }
 
 // UpsertClientsColumns is UpsertClients updating only the columns cols
 // names.
-func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []ImportRow, cols ImportColumns) (created, updated int, err error) {
+func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []ImportRow, cols ImportColumns) (Upserted, error) {
+	var n Upserted
 	if len(rows) == 0 {
-		return 0, 0, nil
+		return n, nil
 	}
 	emails := make([]string, len(rows))
 	names := make([]string, len(rows))
@@ -285,10 +303,18 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 			unsubscribed[i] = r.UnsubscribedAt.UTC().Format(time.RFC3339Nano)
 		}
 	}
-	var inserted []bool
-	err = s.db.NewRaw(`
+	// A new client whose address unsubscribed from the owner before is
+	// added unsubscribed; an unsubscription the file brings is kept in
+	// unsubscribes too, as the recipient's own would be.
+	var out []struct {
+		Created, Unsubscribed bool
+	}
+	err := s.db.NewRaw(`
+		WITH up AS (
 		INSERT INTO clients (owner_id, email, full_name, comment, unsubscribed_at)
-		SELECT ?2, e, n, c, NULLIF(u, '')::timestamptz FROM unnest(?3::text[], ?4::text[], ?5::text[], ?6::text[]) AS r(e, n, c, u)
+		SELECT ?2, e, n, c, coalesce(NULLIF(u, '')::timestamptz,
+				(SELECT x.unsubscribed_at FROM unsubscribes x WHERE x.owner_id = ?2 AND x.email = lower(e)))
+			FROM unnest(?3::text[], ?4::text[], ?5::text[], ?6::text[]) AS r(e, n, c, u)
 		ON CONFLICT (owner_id, lower(email)) DO UPDATE
 			SET unsubscribed_at = coalesce(clients.unsubscribed_at, EXCLUDED.unsubscribed_at),
 				full_name = CASE WHEN ?0 THEN EXCLUDED.full_name ELSE clients.full_name END,
@@ -297,47 +323,74 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 			WHERE (clients.unsubscribed_at IS NULL AND EXCLUDED.unsubscribed_at IS NOT NULL)
 				OR (?0 AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
 				OR (?1 AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
-		RETURNING (xmax = 0)`,
+		RETURNING (xmax = 0) AS created, owner_id, lower(email) AS email, unsubscribed_at
+		), marks AS (
+		INSERT INTO unsubscribes (owner_id, email, unsubscribed_at)
+		SELECT owner_id, email, unsubscribed_at FROM up WHERE unsubscribed_at IS NOT NULL
+		ON CONFLICT DO NOTHING
+		)
+		SELECT created, unsubscribed_at IS NOT NULL AS unsubscribed FROM up`,
 		cols.Name, cols.Comment, ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
-		pgdialect.Array(unsubscribed)).Scan(ctx, &inserted)
+		pgdialect.Array(unsubscribed)).Scan(ctx, &out)
 	if err != nil {
-		return 0, 0, dbErr("upsert clients", err)
+		return n, dbErr("upsert clients", err)
 	}
-	for _, ins := range inserted {
-		if ins {
-			created++
-		} else {
-			updated++
+	for _, r := range out {
+		switch {
+		case r.Created && r.Unsubscribed:
+			n.Created++
+			n.Unsubscribed++
+		case r.Created:
+			n.Created++
+		default:
+			n.Updated++
 		}
 	}
-	return created, updated, nil
+	return n, nil
 }
 
 // Unsubscribe marks the owner's client unsubscribed (once; the first time
-// is kept).
+// is kept), and its address with it: the client deleted and added again
+// is added unsubscribed.
 func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error {
-	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
-		Set("unsubscribed_at = coalesce(unsubscribed_at, now())").Set("updated_at = now()").
-		Where("id = ? AND owner_id = ?", clientID, ownerID).Exec(ctx)
+	var n int
+	err := s.db.NewRaw(`
+		WITH c AS (
+			UPDATE clients SET unsubscribed_at = coalesce(unsubscribed_at, now()), updated_at = now()
+			WHERE id = ? AND owner_id = ?
+			RETURNING owner_id, lower(email) AS email, unsubscribed_at
+		), mark AS (
+			INSERT INTO unsubscribes (owner_id, email, unsubscribed_at) SELECT * FROM c
+			ON CONFLICT DO NOTHING
+		)
+		SELECT count(*) FROM c`, clientID, ownerID).Scan(ctx, &n)
 	if err != nil {
 		return dbErr("unsubscribe", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return fmt.Errorf("unsubscribe: %w", ErrNotFound)
 	}
 	return nil
 }
 
-// Resubscribe clears a client's unsubscription: the recipient's own
-// choice, from the link in a mail (the owner has no way to).
+// Resubscribe clears a client's unsubscription, and its address's: the
+// recipient's own choice, from the link in a mail (the owner has no way
+// to).
 func (s *Store) Resubscribe(ctx context.Context, ownerID, clientID int64) error {
-	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
-		Set("unsubscribed_at = NULL").Set("updated_at = now()").
-		Where("id = ? AND owner_id = ? AND unsubscribed_at IS NOT NULL", clientID, ownerID).Exec(ctx)
+	var n int
+	err := s.db.NewRaw(`
+		WITH c AS (
+			UPDATE clients SET unsubscribed_at = NULL, updated_at = now()
+			WHERE id = ? AND owner_id = ? AND unsubscribed_at IS NOT NULL
+			RETURNING owner_id, lower(email) AS email
+		), unmark AS (
+			DELETE FROM unsubscribes u USING c WHERE u.owner_id = c.owner_id AND u.email = c.email
+		)
+		SELECT count(*) FROM c`, clientID, ownerID).Scan(ctx, &n)
 	if err != nil {
 		return dbErr("resubscribe", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if n == 0 {
 		return fmt.Errorf("resubscribe: %w", ErrNotFound)
 	}
 	return nil

@@ -63,7 +63,7 @@ func seedClients(b *testing.B, e *env, n int) (*client, *model.User) {
 			rows = append(rows, store.ImportRow{Email: fmt.Sprintf("person%06d@example.com", j), FullName: fmt.Sprintf("Person %d", j),
 				Comment: strings.Repeat("note ", j%5)})
 		}
-		if _, _, err := e.store.UpsertClients(ctx, u.ID, rows); err != nil {
+		if _, err := e.store.UpsertClients(ctx, u.ID, rows); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -125,10 +125,20 @@ func (s *Server) createClient(c *fiber.Ctx) error {
 		// that the first client replaces "No clients yet" and the count
 		// follows.
 		c.Set("HX-Trigger", component.ListChanged)
-		return render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, cl.Email))
+		return render(c, fiber.StatusOK, clients.NewForm(auth.CSRFToken(c), clients.Form{}, added(cl, u.TimeZone)))
 	}
-	s.setFlash(c, layout.FlashSuccess, "Client "+cl.Email+" added.")
+	s.setFlash(c, layout.FlashSuccess, added(cl, u.TimeZone))
 	return redirect(c, clients.URL(cl.ID))
+}
+
+// added says that cl was added, and when its address had unsubscribed
+// before (as a client since deleted), that it stays unsubscribed.
+func added(cl *model.Client, zone string) string {
+	if cl.UnsubscribedAt == nil {
+		return cl.Email + " was added."
+	}
+	return cl.Email + " was added as unsubscribed: this address unsubscribed from your mailings on " +
+		formatDate(*cl.UnsubscribedAt, zone) + ", and gets none unless it subscribes again from the link in a mail."
 }
 
 func (s *Server) showClient(c *fiber.Ctx) error {

@@ -280,13 +280,14 @@ wait:
 		}
 		// The batch under way is written whole, even while the process
 		// stops: the job's end then counts it.
-		created, updated, err := s.store.UpsertClientsColumns(context.WithoutCancel(ctx), job.Owner, batch, cols)
+		n, err := s.store.UpsertClientsColumns(context.WithoutCancel(ctx), job.Owner, batch, cols)
 		if err != nil {
 			return err
 		}
-		report.Created += created
-		report.Updated += updated
-		report.Unchanged += len(batch) - created - updated
+		report.Created += n.Created
+		report.Unsubscribed += n.Unsubscribed
+		report.Updated += n.Updated
+		report.Unchanged += len(batch) - n.Created - n.Updated
 		batch = batch[:0]
 		job.Line, job.LineRejected, listed = line, report.RejectedTotal, len(report.Rejected)
 		tell()

@@ -157,7 +157,7 @@ func TestClientsPaging(t *testing.T) {
 	for i := 0; i < 120; i++ {
 		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("c%03d@example.com", i)})
 	}
-	if _, _, err := e.store.UpsertClients(context.Background(), ann.ID, rows); err != nil {
+	if _, err := e.store.UpsertClients(context.Background(), ann.ID, rows); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}

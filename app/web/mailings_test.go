@@ -476,7 +476,7 @@ func TestMailingTenThousandRecipients(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("r%05d@example.com", i)})
 	}
-	if _, _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
+	if _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
 		t.Fatal(err)
 	}
 	ids, err := w.e.store.ClientIDs(ctx, w.ann.ID, "", 20000)
@@ -986,7 +986,7 @@ func TestAttemptLogCSV(t *testing.T) {
 	for i := 0; i < 1200; i++ {
 		rows = append(rows, store.ImportRow{Email: fmt.Sprintf("r%04d@example.com", i)})
 	}
-	if _, _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
+	if _, err := w.e.store.UpsertClients(ctx, w.ann.ID, rows); err != nil {
 		t.Fatal(err)
 	}
 	// 1,200 attempts in client order, every hundredth a failure whose reply

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -1048,5 +1049,96 @@ func TestResubscribe(t *testing.T) {
 	resp, body = v.post(t, "/u/"+token[:len(token)-5]+"/resubscribe", nil)
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") {
 		t.Errorf("a cut link: %d", resp.StatusCode)
+	}
+}
+
+// An unsubscription is the address's: the owner cannot undo it by deleting
+// the client and adding it again, by hand, by an import or by giving
+// another client the address. Only the recipient's "Subscribe again" does,
+// and another owner's list is not concerned.
+func TestUnsubscribeOutlivesTheClient(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	cl := &model.Client{OwnerID: ann.ID, Email: "Gone@Example.com", FullName: "Gone"}
+	if err := e.store.CreateClient(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.client().post(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, cl.ID, ann.ID, cl.Email), nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+
+	// unsubscribed reads the state of ann's client with the address.
+	unsubscribed := func(email string) (id int64, at *time.Time) {
+		t.Helper()
+		err := e.db.NewRaw("SELECT id, unsubscribed_at FROM clients WHERE owner_id = ? AND lower(email) = lower(?)", ann.ID, email).
+			Scan(ctx, &id, &at)
+		if err != nil {
+			t.Fatalf("%s: %v", email, err)
+		}
+		return id, at
+	}
+	remove := func(email string) {
+		t.Helper()
+		id, _ := unsubscribed(email)
+		resp, body := c.post(t, "/clients/"+strconv.FormatInt(id, 10)+"/delete", nil)
+		wantStatus(t, resp, body, http.StatusSeeOther)
+	}
+
+	// Added again by hand, in other letters: unsubscribed, and told so.
+	remove("gone@example.com")
+	resp, body = c.post(t, "/clients", url.Values{"email": {"gone@EXAMPLE.com"}, "full_name": {"Back"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "was added as unsubscribed") {
+		t.Errorf("adding an unsubscribed address says %q", flash)
+	}
+	if _, at := unsubscribed("gone@example.com"); at == nil {
+		t.Fatal("deleting and adding the client again subscribed it again")
+	}
+
+	// Imported again: unsubscribed, and the report says so.
+	remove("gone@example.com")
+	_, _, _, body = importReport(t, c, "email,full_name\ngone@example.com,Imported\nnew@example.com,New\n")
+	if got := parseHTML(t, body).Find("[data-testid=import-created]").Parent().Text(); !strings.Contains(got, "2 created (1 of them unsubscribed, who get no mailings), 0 updated") {
+		t.Errorf("the import's report says %q of the unsubscribed", got)
+	}
+	if _, at := unsubscribed("gone@example.com"); at == nil {
+		t.Fatal("deleting and importing the client again subscribed it again")
+	}
+
+	// Given to another client: that client is unsubscribed.
+	remove("gone@example.com")
+	other, _ := unsubscribed("new@example.com")
+	resp, body = c.post(t, "/clients/"+strconv.FormatInt(other, 10), url.Values{"email": {"gone@example.com"}, "full_name": {"Other"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	id, at := unsubscribed("gone@example.com")
+	if at == nil || id != other {
+		t.Fatal("an address that unsubscribed, given to another client, is mailable")
+	}
+
+	// Another owner's list is its own.
+	bob := newUser(t, e, "bob@example.com", model.RoleUser)
+	bobs := &model.Client{OwnerID: bob.ID, Email: "gone@example.com"}
+	if err := e.store.CreateClient(ctx, bobs); err != nil {
+		t.Fatal(err)
+	}
+	if bobs.UnsubscribedAt != nil {
+		t.Fatal("an unsubscription from ann unsubscribed the address from bob")
+	}
+
+	// The recipient's own "Subscribe again" lifts it for good.
+	v := e.client()
+	token := mail.UnsubscribeToken(e.cfg.SessionSecret, id, ann.ID, "gone@example.com")
+	v.page(t, "/u/"+token)
+	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	remove("gone@example.com")
+	resp, body = c.post(t, "/clients", url.Values{"email": {"gone@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if flash := flashAfter(t, c, resp); flash != "gone@example.com was added." {
+		t.Errorf("adding an address subscribed again says %q", flash)
+	}
+	if _, at := unsubscribed("gone@example.com"); at != nil {
+		t.Fatal("subscribed again, the address is still unsubscribed once added again")
 	}
 }

@@ -67,7 +67,7 @@ func newSendingWorldOn(tb testing.TB, db *bun.DB, dsn, redisURL, prefix string, 
 		for j := i; j < min(i+10000, n); j++ {
 			rows = append(rows, store.ImportRow{Email: prefix + benchAddress(j), FullName: "Reader"})
 		}
-		if _, _, err := st.UpsertClients(ctx, owner.ID, rows); err != nil {
+		if _, err := st.UpsertClients(ctx, owner.ID, rows); err != nil {
 			tb.Fatal(err)
 		}
 	}
