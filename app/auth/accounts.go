@@ -86,7 +86,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		if err != nil {
 			return err
 		}
-		subject, text := email.Confirm(existing.FullName, link)
+		subject, text := email.Confirm(greeted(existing), link)
 		return a.mail(ctx, existing, subject, text)
 	case err == nil:
 		// Nothing changes unless the mail can go: a dropped mail must not
@@ -94,7 +94,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		if !a.mayMail(ctx, existing) {
 			return nil
 		}
-		link, name := "", existing.FullName
+		link, name := "", greeted(existing)
 		if existing.EmailConfirmedAt == nil {
 			// Nobody has proved to own this address yet. Whoever owns the
 			// inbox chooses the password, with a link mailed there (which
@@ -103,8 +103,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			// the owner's click. The stored password goes, and earlier
 			// confirmation links stop working: they would confirm it. So
 			// does the name, which is no more the owner's than the
-			// password: the mail greets no one by it, nor does the account.
-			name = ""
+			// password: the account keeps it no more than the mail greets by it.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
 				if err := tx.DropPassword(ctx, existing.ID); err != nil {
 					return err
@@ -146,7 +145,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	subject, text := email.Confirm(u.FullName, link)
+	subject, text := email.Confirm(greeted(u), link)
 	return a.mail(ctx, u, subject, text)
 }
 
@@ -165,7 +164,7 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 		// Confirmed since the link was asked for (a reset link or a
 		// provider confirms too): the inbox learns where to sign in, as
 		// the answer promised a mail.
-		subject, text := email.AlreadyConfirmed(u.FullName, a.BaseURL)
+		subject, text := email.AlreadyConfirmed(greeted(u), a.BaseURL)
 		return a.mail(ctx, u, subject, text)
 	}
 	// An account without a password (registered again before anyone
@@ -176,14 +175,14 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 		if err != nil {
 			return err
 		}
-		subject, text := email.ChoosePassword(u.FullName, link)
+		subject, text := email.ChoosePassword(greeted(u), link)
 		return a.mail(ctx, u, subject, text)
 	}
 	link, err := a.newLink(ctx, u.ID, model.TokenConfirmEmail, "/confirm/")
 	if err != nil {
 		return err
 	}
-	subject, text := email.Confirm(u.FullName, link)
+	subject, text := email.Confirm(greeted(u), link)
 	return a.mail(ctx, u, subject, text)
 }
 
@@ -261,7 +260,7 @@ func (a *Accounts) RequestReset(ctx context.Context, emailAddr string) error {
 	if err != nil {
 		return err
 	}
-	subject, text := email.Reset(u.FullName, link)
+	subject, text := email.Reset(greeted(u), link)
 	return a.mail(ctx, u, subject, text)
 }
 
@@ -389,9 +388,15 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 				return ErrPasswordAccount
 			}
 			if u.EmailConfirmedAt == nil {
-				// The provider proved the address; the password was set by
-				// someone who never did, so it goes (a reset can set one).
+				// The provider proved the address; the password, name and
+				// time zone were set by someone who never did, so they go
+				// (a reset can set a password): the account starts as one
+				// the provider's sign-in creates.
 				if err := tx.DropPassword(ctx, u.ID); err != nil {
+					return err
+				}
+				u.FullName, u.TimeZone = providerName(gu), model.DefaultTimeZone
+				if err := tx.UpdateProfile(ctx, u.ID, u.FullName, u.TimeZone); err != nil {
 					return err
 				}
 			}
@@ -400,14 +405,7 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 			}
 		case errors.Is(err, store.ErrNotFound):
 			now := time.Now()
-			name := strings.TrimSpace(gu.Name)
-			if name == "" {
-				name = strings.TrimSpace(gu.FirstName + " " + gu.LastName)
-			}
-			if name == "" {
-				name = gu.NickName
-			}
-			u = &model.User{Email: addr, FullName: truncate(oneLine(name), 200), EmailConfirmedAt: &now}
+			u = &model.User{Email: addr, FullName: providerName(gu), EmailConfirmedAt: &now}
 			if err := tx.CreateUser(ctx, u); err != nil {
 				return err
 			}
@@ -423,6 +421,19 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		return u, ErrBlocked
 	}
 	return u, nil
+}
+
+// providerName is the name a provider gives for its user, fit for a
+// profile.
+func providerName(gu goth.User) string {
+	name := strings.TrimSpace(gu.Name)
+	if name == "" {
+		name = strings.TrimSpace(gu.FirstName + " " + gu.LastName)
+	}
+	if name == "" {
+		name = gu.NickName
+	}
+	return truncate(oneLine(name), 200)
 }
 
 // OAuthLink links a provider's account to the signed-in user u (its
@@ -534,6 +545,17 @@ func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, 
 	return t, nil
 }
 
+// greeted is the name u's mail greets, in its text and its To: none until
+// the address is confirmed. Anyone can register any address, and the name
+// they give would otherwise be their own words in a mail from us to it ("your
+// account is suspended, go to …").
+func greeted(u *model.User) string {
+	if u.EmailConfirmedAt == nil {
+		return ""
+	}
+	return u.FullName
+}
+
 // mail enqueues one transactional mail to u, unless the address already
 // got MailLimit's worth recently (then it is dropped and logged: the
 // answer to the visitor stays the same).
@@ -564,7 +586,7 @@ func (a *Accounts) mayMail(ctx context.Context, u *model.User) bool {
 
 // enqueueMail queues a mail to u.
 func (a *Accounts) enqueueMail(ctx context.Context, u *model.User, subject, text string) error {
-	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: u.FullName, Subject: subject, Text: text})
+	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: greeted(u), Subject: subject, Text: text})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,9 @@ import (
 	"time"
 )
 
+// DefaultTimeZone is an account's zone until its user chooses one.
+const DefaultTimeZone = "UTC"
+
 // ZoneName reports whether tz is shaped as an IANA zone name: segments of
 // letters, digits, '_', '-' and '+', each starting with a letter, joined by
 // single slashes. time.LoadLocation also opens whatever file of the host's

@@ -22,7 +22,7 @@ func (s *Store) CreateUser(ctx context.Context, u *model.User) error {
 		u.Role = model.RoleUser
 	}
 	if u.TimeZone == "" {
-		u.TimeZone = "UTC"
+		u.TimeZone = model.DefaultTimeZone
 	}
 	_, err := s.db.NewInsert().Model(u).Returning("*").Exec(ctx)
 	return dbErr("create user", err)

@@ -75,6 +75,12 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 	if m.To[0] != "new.person@example.com" || !strings.HasPrefix(link, "/confirm/") {
 		t.Fatalf("confirmation mail to %v with link %q", m.To, link)
 	}
+	// Anyone can register any address: the name given is not put in the
+	// mail to it (a registrant's words, in a mail from us), until the
+	// address is confirmed.
+	if to := m.Header().Get("To"); strings.Contains(to, "New Person") || strings.Contains(m.Body(), "New Person") {
+		t.Errorf("the mail to an unconfirmed address carries the name given: To %q\n%s", to, m.Body())
+	}
 	u, err := e.store.UserByEmail(context.Background(), "new.person@example.com")
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,15 @@ func (s *Server) oauthBegin(c *fiber.Ctx) error {
 		s.log.ErrorContext(c.UserContext(), "oauth provider unavailable", "provider", name, "error", err.Error(), "request_id", RequestID(c))
 		return fiber.ErrServiceUnavailable
 	}
+	// Each round trip keeps its state in a session: a visitor starting
+	// them by the thousand would fill Redis.
+	if wait, err := take(c, s.oauthLimit, s.clientKey(c)); err != nil || wait > 0 {
+		if err != nil {
+			return err
+		}
+		return s.oauthRefused(c, fiber.StatusTooManyRequests, "Too many sign-ins",
+			fmt.Sprintf("Too many sign-ins were started from your network in the last hour. Please try again in %s.", minutes(wait)))
+	}
 	state := auth.RandomString(32)
 	gs, err := gp.BeginAuth(state)
 	if err != nil {
@@ -93,7 +102,7 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 		return s.oauthRefused(c, fiber.StatusBadGateway, "Sign-in failed",
 			"We could not complete the sign-in with the provider. Please try again in a moment.")
 	}
-	gu, err := gp.FetchUser(gs)
+	gu, err := fetchUser(gp, gs)
 	if errors.Is(err, github.ErrNoVerifiedGitHubPrimaryEmail) && gu.UserID != "" {
 		// Not an outage: the user is known, only without a verified
 		// address. A linked identity still signs in; otherwise
@@ -127,6 +136,18 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 		return err
 	}
 	return c.Redirect(auth.SafeNext(next), fiber.StatusSeeOther)
+}
+
+// fetchUser is gp.FetchUser, with a malformed answer of the provider's an
+// error like any other: goth's checks of an id_token panic on some (an
+// "exp" that is no number).
+func fetchUser(gp goth.Provider, gs goth.Session) (gu goth.User, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the provider's answer could not be read: %v", r)
+		}
+	}()
+	return gp.FetchUser(gs)
 }
 
 // oauthLink links the provider's account to the signed-in user, who stays

@@ -34,6 +34,7 @@ type fakeOIDC struct {
 type oidcUser struct {
 	Sub, Email, Name string
 	Verified         bool
+	BadExp           bool // the id_token's exp is no number
 }
 
 const oidcClientID, oidcSecret = "rassylka-client", "rassylka-secret"
@@ -68,6 +69,9 @@ func newFakeOIDC(t testing.TB) *fakeOIDC {
 		}
 		claims := map[string]any{"iss": f.srv.URL, "aud": oidcClientID, "sub": u.Sub, "exp": time.Now().Add(time.Hour).Unix(),
 			"email": u.Email, "email_verified": u.Verified, "name": u.Name}
+		if u.BadExp {
+			claims["exp"] = "soon"
+		}
 		writeJSON(w, map[string]any{"access_token": "at-" + u.Sub, "token_type": "Bearer", "expires_in": 3600, "id_token": jwt(claims)})
 	})
 	mux.HandleFunc("GET /userinfo", func(w http.ResponseWriter, r *http.Request) {
@@ -255,10 +259,11 @@ func TestOAuthUnknownProvider(t *testing.T) {
 func TestOAuthPlantedAccount(t *testing.T) {
 	e, f := oidcEnv(t)
 	attacker := e.client()
-	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	resp, body := attacker.post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"},
+		"time_zone": {"Asia/Tokyo"}})
 	wantRedirect(t, resp, body, "/register/sent")
 
-	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "v1", Email: "victim@example.com", Verified: true})
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "v1", Email: "victim@example.com", Name: "Vic Tim", Verified: true})
 	wantRedirect(t, resp, body, "/")
 	u, err := e.store.UserByEmail(context.Background(), "victim@example.com")
 	if err != nil {
@@ -266,6 +271,10 @@ func TestOAuthPlantedAccount(t *testing.T) {
 	}
 	if u.PasswordHash != nil || u.EmailConfirmedAt == nil {
 		t.Fatalf("planted account after the owner's OAuth sign-in: password kept %v, confirmed %v", u.PasswordHash != nil, u.EmailConfirmedAt != nil)
+	}
+	// Nor does the planter's profile stay: the account is the provider's.
+	if u.FullName != "Vic Tim" || u.TimeZone != "UTC" {
+		t.Errorf("planted account after the owner's OAuth sign-in: name %q, time zone %q", u.FullName, u.TimeZone)
 	}
 	// The planter's password no longer opens the account.
 	resp, body = login(t, e.client(), "victim@example.com", "attacker secret 1")
@@ -293,6 +302,42 @@ func TestOAuthPlantedConfirmed(t *testing.T) {
 	u, _ := e.store.UserByEmail(ctx, "victim@example.com")
 	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 0 {
 		t.Fatalf("the owner's provider account was linked to the planted account: %+v", ids)
+	}
+}
+
+// A provider's malformed answer is a failed sign-in, not a crash of the
+// request (goth's claim checks panic on an exp that is no number).
+func TestOAuthMalformedAnswer(t *testing.T) {
+	e, f := oidcEnv(t)
+	resp, body := oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "m1", Email: "m@example.com", Verified: true, BadExp: true})
+	wantStatus(t, resp, body, http.StatusBadGateway)
+	if !strings.Contains(body, "Sign-in failed") {
+		t.Errorf("a malformed answer of the provider shows:\n%s", body)
+	}
+	if _, err := e.store.UserByEmail(context.Background(), "m@example.com"); err == nil {
+		t.Error("an account was made from a malformed answer")
+	}
+}
+
+// Every sign-in started with a provider keeps its state in a session of
+// its own: a network starting them by the thousand is stopped, and told.
+func TestOAuthStartsLimited(t *testing.T) {
+	e, _ := oidcEnv(t)
+	c := e.client()
+	for i := range 60 {
+		if resp, body := c.get(t, "/auth/oidc"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("start %d: %d\n%s", i+1, resp.StatusCode, body)
+		}
+	}
+	keys := func() int64 { n, _ := e.redis.DBSize(context.Background()).Result(); return n }
+	before := keys()
+	resp, body := e.client().get(t, "/auth/oidc")
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if !strings.Contains(body, "Too many sign-ins") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the 61st start: Retry-After %q\n%s", resp.Header.Get("Retry-After"), body)
+	}
+	if after := keys(); after > before {
+		t.Errorf("a refused start stored %d keys", after-before)
 	}
 }
 

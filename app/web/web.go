@@ -61,6 +61,7 @@ type Server struct {
 	loginLimit  *auth.Limiter
 	formLimit   *auth.Limiter
 	testLimit   *auth.Limiter // tests of a message a user mails themselves
+	oauthLimit  *auth.Limiter // sign-ins with a provider started
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
 	// after is the work done after an answer (account mails, imports),
@@ -103,6 +104,8 @@ const (
 	accountForms = 20
 	// tests of their messages a user mails themselves per hour
 	testMails = 10
+	// sign-ins with a provider started per client address per hour
+	oauthStarts = 60
 )
 
 // New builds the Fiber app with every route mounted.
@@ -124,6 +127,7 @@ func New(d Deps) *fiber.App {
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	s.formLimit = auth.NewLimiter(d.Redis, "account-form", accountForms, time.Hour)
 	s.testLimit = auth.NewLimiter(d.Redis, "test-mail", testMails, time.Hour)
+	s.oauthLimit = auth.NewLimiter(d.Redis, "oauth-start", oauthStarts, time.Hour)
 	s.proxies = parseProxies(d.Config.TrustedProxies)
 	// The web process starts runs and plans occurrences; it never sends.
 	s.stats = &stats.Service{Store: d.Store, Redis: d.Redis, Log: d.Log}

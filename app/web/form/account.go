@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"rassylka/app/auth"
+	"rassylka/app/model"
 )
 
 // Register is the sign-up form.
@@ -28,7 +29,7 @@ func (f *Register) Validate() Errors {
 		errs["password"] = msg
 	}
 	if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
-		f.TimeZone = "UTC" // the zone comes from the browser; never block sign-up on it
+		f.TimeZone = model.DefaultTimeZone // the zone comes from the browser; never block sign-up on it
 	}
 	return errs
 }

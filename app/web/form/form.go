@@ -152,7 +152,7 @@ const controlProblem = "Remove the control characters (such as NUL) from the tex
 func TimeZone(tz string) (string, string) {
 	tz = strings.TrimSpace(tz)
 	if tz == "" {
-		return "UTC", ""
+		return model.DefaultTimeZone, ""
 	}
 	if !model.ZoneName(tz) {
 		return tz, "Choose a time zone such as Europe/Berlin."
