@@ -73,18 +73,31 @@ func RenewCSRF(c *fiber.Ctx) {
 }
 
 // CheckCSRF refuses a request that does not send back the token CSRF
-// issued, in the X-CSRF-Token header or the _csrf field. Every
+// issued, in the X-CSRF-Token header or the _csrf field of the body (not
+// the query: a token in a URL is kept by histories and logs). Every
 // state-changing route starts with it.
 func CheckCSRF(c *fiber.Ctx) error {
 	token := CSRFToken(c)
 	sent := c.Get(CSRFHeader)
 	if sent == "" {
-		sent = c.FormValue(CSRFField)
+		sent = bodyValue(c, CSRFField)
 	}
 	if token == "" || sent == "" || !hmac.Equal([]byte(sent), []byte(token)) {
 		return ErrCSRF
 	}
 	return c.Next()
+}
+
+// bodyValue is the form field key of the request's body, urlencoded or
+// multipart ("" when it has none).
+func bodyValue(c *fiber.Ctx, key string) string {
+	if v := c.Request().PostArgs().Peek(key); len(v) > 0 {
+		return string(v)
+	}
+	if f, err := c.MultipartForm(); err == nil && len(f.Value[key]) > 0 {
+		return f.Value[key][0]
+	}
+	return ""
 }
 
 // ErrCSRF refuses a state-changing request without this site's token: a

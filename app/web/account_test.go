@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/gob"
 	"fmt"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -877,6 +878,19 @@ func TestCSRF(t *testing.T) {
 	resp, body = c.postRaw(t, "/clients", url.Values{"_csrf": {tok}, "email": {"x@example.com"}, "full_name": {"X"}})
 	wantStatus(t, resp, body, http.StatusForbidden)
 	tok = c.csrf(t)
+	// The token counts in the body, not in the URL (kept by histories and
+	// logs); a multipart body is a body too.
+	resp, body = c.postRaw(t, "/clients?_csrf="+url.QueryEscape(tok), url.Values{"email": {"x@example.com"}})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	var mp bytes.Buffer
+	w := multipart.NewWriter(&mp)
+	_ = w.WriteField("_csrf", tok)
+	_ = w.WriteField("email", "x@example.com")
+	_ = w.Close()
+	req, _ = http.NewRequest(http.MethodPost, "/clients", &mp)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	resp, body = c.send(t, req)
+	wantStatus(t, resp, body, http.StatusSeeOther)
 
 	// The page carries the same token in the meta tag and the forms.
 	_, body = c.get(t, "/account")
