@@ -319,6 +319,9 @@ func (c Config) Warnings() []string {
 	if c.Production() && !c.SecureCookies() {
 		w = append(w, "BASE_URL is not https: session cookies are not marked Secure, and the unsubscribe links mailed (List-Unsubscribe, which RFC 8058 wants on https) go over plain http")
 	}
+	if c.Production() && c.MetricsToken == "" {
+		w = append(w, "METRICS_TOKEN is not set: /metrics answers anyone who reaches it, on the web's public address too (queue sizes, request counts and times)")
+	}
 	return w
 }
 

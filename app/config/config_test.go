@@ -43,6 +43,7 @@ func TestProductionRequiresSettings(t *testing.T) {
 		"SESSION_SECRET": strings.Repeat("s", 40),
 		"BASE_URL":       "https://mail.example.com/",
 		"SMTP_URL":       "smtps://user:pass@smtp.example.com:465",
+		"METRICS_TOKEN":  "m",
 	}))
 	if err != nil {
 		t.Fatalf("complete production config: %v", err)
@@ -58,9 +59,14 @@ func TestProductionRequiresSettings(t *testing.T) {
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "BASE_URL is not https") {
 		t.Errorf("warnings of a production config on http: %q", w)
 	}
-	c.Env = "development"
+	// So is /metrics open to anyone.
+	c.BaseURL, c.MetricsToken = "https://mail.example.com", ""
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "METRICS_TOKEN is not set") {
+		t.Errorf("warnings of a production config without METRICS_TOKEN: %q", w)
+	}
+	c.Env, c.BaseURL = "development", "http://mail.example.com"
 	if w := c.Warnings(); len(w) != 0 {
-		t.Errorf("warnings of a development config on http: %q", w)
+		t.Errorf("warnings of a development config on http without METRICS_TOKEN: %q", w)
 	}
 }
 
