@@ -379,11 +379,12 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 		return nil, ErrNoVerifiedEmail
 	}
 	var u *model.User
+	linked := false // to an account that was there before
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		existing, err := tx.UserByEmail(ctx, addr)
 		switch {
 		case err == nil:
-			u = existing
+			u, linked = existing, existing.EmailConfirmedAt != nil
 			if u.EmailConfirmedAt != nil && u.PasswordHash != nil {
 				return ErrPasswordAccount
 			}
@@ -416,6 +417,9 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oauth sign-in: %w", err)
+	}
+	if linked {
+		a.tellLinked(ctx, u, provider, addr)
 	}
 	if u.Blocked() {
 		return u, ErrBlocked
@@ -462,7 +466,22 @@ func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string
 	if errors.Is(err, store.ErrConflict) {
 		return ErrIdentityTaken // linked by a concurrent request
 	}
+	if err == nil {
+		a.tellLinked(ctx, u, provider, addr)
+	}
 	return err
+}
+
+// tellLinked mails u that the provider's account (identity: its address)
+// now signs in to theirs. A sign-in by a provider's account that gives the
+// address of an account is linked to it at once, so whoever owns the
+// address learns of every new way in. The sign-in goes on when the mail
+// cannot be queued.
+func (a *Accounts) tellLinked(ctx context.Context, u *model.User, provider, identity string) {
+	subject, text := email.Linked(greeted(u), Label(provider), identity, a.BaseURL)
+	if err := a.mail(ctx, u, subject, text); err != nil {
+		a.Log.WarnContext(ctx, "mail about a linked sign-in not queued", "user_id", u.ID, "error", err.Error())
+	}
 }
 
 // oneLine makes a name from a provider fit a name field: control

@@ -28,6 +28,14 @@ var labels = map[string]string{
 	"oidc":   "single sign-on",
 }
 
+// Label is how a provider is named to people ("GitHub").
+func Label(provider string) string {
+	if l, ok := labels[provider]; ok {
+		return l
+	}
+	return provider
+}
+
 // Providers holds the OAuth providers enabled by configuration. goth's
 // providers are used directly (no gothic, no global registry); the OAuth
 // state lives in our own Redis session.

@@ -505,3 +505,44 @@ func TestOAuthRoundTripSessionsShortLived(t *testing.T) {
 		t.Fatalf("the signed-in session lives %v, want %v", ttl, auth.IdleTimeout)
 	}
 }
+
+// A provider's account that gives the address of an account signs in to
+// it, and is linked to it: the address's owner is told of every such new
+// way in, and of one linked from the account page. An account a
+// provider's sign-in creates gets no such mail.
+func TestOAuthNewWayInIsMailed(t *testing.T) {
+	e, f := oidcEnv(t)
+	sink := e.withWorker(t)
+
+	resp, body := oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "o1", Email: "olga@example.com", Name: "Olga", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	pat := newUser(t, e, "pat@example.com", model.RoleUser)
+	pc := e.client()
+	resp, body = login(t, pc, "pat@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = oauthSignIn(t, pc, f, "/account", oidcUser{Sub: "p1", Email: "pat.work@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/account")
+	m, _ := e.waitMail(t, sink, 1)
+	if m.To[0] != pat.Email || m.Header().Get("Subject") != "A new way to sign in to Rassylka" ||
+		!strings.Contains(m.Body(), "with single sign-on\r\n(pat.work@example.com)") || !strings.Contains(m.Body(), testBaseURL+"/account") {
+		t.Fatalf("the mail about a linked provider, to %v:\n%s", m.To, m.Body())
+	}
+
+	// Another account at the provider with Olga's address gets in: Olga
+	// is told.
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "o2", Email: "OLGA@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	m, _ = e.waitMail(t, sink, 2)
+	if m.To[0] != "olga@example.com" || !strings.HasPrefix(m.Body(), "Hello Olga,") || !strings.Contains(m.Body(), "(olga@example.com)") {
+		t.Fatalf("the mail about a second provider account, to %v:\n%s", m.To, m.Body())
+	}
+	// Signing in again with either is no news.
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "o2", Email: "olga@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "o1", Email: "olga@example.com", Verified: true})
+	wantRedirect(t, resp, body, "/")
+	time.Sleep(500 * time.Millisecond)
+	if got := sink.Messages(); len(got) != 2 {
+		t.Fatalf("%d mails, want 2", len(got))
+	}
+}

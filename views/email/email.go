@@ -57,6 +57,16 @@ link (it works for one hour and only once):
 If you did not ask for it, ignore this mail.
 {{end}}
 
+{{define "linked"}}Hello{{with .Name}} {{.}}{{end}},
+
+you can now sign in to your Rassylka account with {{.Provider}}
+({{.Identity}}).
+
+If that was you, there is nothing to do. If it was not, remove it on your
+account page, {{.Account}}
+and reset your password at {{.Forgot}}
+{{end}}
+
 {{define "reset"}}Hello{{with .Name}} {{.}}{{end}},
 
 to set a new password for Rassylka, open this link:
@@ -70,6 +80,7 @@ this mail: your password has not changed.
 
 type data struct {
 	Name, Link, Login, Forgot string
+	Provider, Identity, Account string
 }
 
 func render(name string, d data) string {
@@ -111,4 +122,13 @@ func ChoosePassword(name, link string) (subject, text string) {
 // Reset is the mail with the password-reset link.
 func Reset(name, link string) (subject, text string) {
 	return "Reset your password", render("reset", data{Name: name, Link: link})
+}
+
+// Linked tells the owner of an account that a provider's account was
+// linked to it (identity: the address the provider gave): a way into the
+// account they should know of.
+func Linked(name, provider, identity, baseURL string) (subject, text string) {
+	return "A new way to sign in to Rassylka", render("linked", data{
+		Name: name, Provider: provider, Identity: identity, Account: baseURL + "/account", Forgot: baseURL + "/password/forgot",
+	})
 }
