@@ -78,10 +78,14 @@ start_postgres() {
     || { cat "$dir/server.log" >&2; die "PostgreSQL did not start"; }
 }
 
+# stop_postgres DIR [immediate]: stops the server of DIR, after its
+# sessions end and its data is written (a clean stop: the next start needs
+# no recovery, and sequences go on where they were), or at once for data
+# thrown away.
 stop_postgres() {
-  local dir=$1 bin
+  local dir=$1 mode=${2:-fast} bin
   bin=$(pg_bindir) || return 0
-  [ -f "$dir/postmaster.pid" ] && as_postgres "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
+  [ -f "$dir/postmaster.pid" ] && as_postgres "$bin/pg_ctl" -D "$dir" -m "$mode" -w stop >/dev/null 2>&1 || true
 }
 
 # start_redis DIR PORT [ephemeral]: a Redis server on 127.0.0.1:PORT keeping

@@ -138,8 +138,20 @@ func start(p proc, color string, width int, out io.Writer) *exec.Cmd {
 		fmt.Fprintf(out, "%s cannot start: %v\n", prefix, err)
 		return nil
 	}
-	fmt.Fprintf(out, "%sstarted: %s (pid %d)\n", prefix, p.command, cmd.Process.Pid)
+	fmt.Fprintf(out, "%sstarted: %s (pid %d)\n", prefix, expand(p.command, os.Getenv), cmd.Process.Pid)
 	return cmd
+}
+
+// expand is command with its variables ($NAME, ${NAME}, ${NAME:-default})
+// filled in as the shell that runs it fills them, for the log.
+func expand(command string, getenv func(string) string) string {
+	return os.Expand(command, func(name string) string {
+		name, def, hasDef := strings.Cut(name, ":-")
+		if v := getenv(name); v != "" || !hasDef {
+			return v
+		}
+		return def
+	})
 }
 
 // stop sends SIGTERM to each process group, waits for the remaining exits

@@ -248,6 +248,9 @@ func userCmd(ctx context.Context, load settings, args []string, out io.Writer) e
 	}
 	db := store.Open(cfg.DatabaseURL)
 	defer db.Close()
+	if err := store.NewSchema(db).Check(ctx); err != nil {
+		return err
+	}
 	st := store.New(db)
 
 	switch args[0] {

@@ -49,6 +49,16 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("serve with the schema behind = %v, want one line telling to migrate", err)
 	}
 
+	// So does a user command: its statements would fail on tables not made.
+	for _, args := range [][]string{
+		{"user", "create", "--email", "early@example.com", "--password", "long enough pass"},
+		{"user", "role", "--email", "early@example.com", "--role", "manager"},
+	} {
+		if _, err = cmd(args...); !errors.As(err, &behind) {
+			t.Fatalf("%s with the schema behind = %v, want one line telling to migrate", strings.Join(args[:2], " "), err)
+		}
+	}
+
 	if out, err := cmd("migrate", "up"); err != nil || !strings.Contains(out, "applied") {
 		t.Fatalf("migrate up = %q, %v", out, err)
 	}
