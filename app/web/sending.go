@@ -218,7 +218,9 @@ func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
 	default:
 		why = n + " not reached: the mailing was switched off, or its owner blocked, while it sent."
 	}
-	if mayRest := !closed && m.Status != model.StatusFinished && m.OwnerID == u.ID; mayRest && m.Disabled() {
+	if mayRest := !closed && m.Status != model.StatusFinished && m.OwnerID == u.ID; mayRest && m.Disabled() && m.DisabledByManager {
+		why += " A manager switched it off: once a manager switches it on again, “Send to the rest” mails them."
+	} else if mayRest && m.Disabled() {
 		why += " Once it is switched on again, “Send to the rest” mails them."
 	} else if mayRest {
 		why += " “Send to the rest” mails them."

@@ -908,7 +908,18 @@ func TestSendToTheRestButton(t *testing.T) {
 	if why := doc.Find("[data-testid=progress-skipped-why]").Text(); !strings.Contains(why, "switched off before 1 recipient was reached. Once it is switched on again, “Send to the rest” mails them.") {
 		t.Errorf("a run switched off explains its skipped as %q", why)
 	}
+	// Switched off by a manager, it is theirs to switch on.
 	setDisabled(false)
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	if err := e.store.SetMailingDisabled(ctx, store.Everyone(boss.ID), o.mailing.ID, boss.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if why := c.page(t, path).Find("[data-testid=progress-skipped-why]").Text(); !strings.Contains(why, "A manager switched it off: once a manager switches it on again, “Send to the rest” mails them.") {
+		t.Errorf("a run a manager switched off explains its skipped to the owner as %q", why)
+	}
+	if err := e.store.SetMailingDisabled(ctx, store.Everyone(boss.ID), o.mailing.ID, boss.ID, false); err != nil {
+		t.Fatal(err)
+	}
 	doc = c.page(t, path)
 	if doc.Find("[data-testid=send-rest]").Length() != 1 {
 		t.Fatalf("no Send to the rest after a run left a recipient unreached")
