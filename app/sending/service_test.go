@@ -1932,8 +1932,8 @@ func TestRetryableFailuresLeaveOutRemovedRecipients(t *testing.T) {
 	if r := w.drain(t, run.ID); r.Failed != 1 {
 		t.Fatalf("run %+v", r)
 	}
-	if ok, err := w.st.HasRetryableFailures(ctx, run.ID); err != nil || !ok {
-		t.Fatalf("retryable failures: %v, %v; want one", ok, err)
+	if n, cut, err := w.st.RetryableFailures(ctx, run.ID); err != nil || n != 1 || cut != 0 {
+		t.Fatalf("retryable failures: %d (%d cut off), %v; want one", n, cut, err)
 	}
 	m, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
 	if err != nil {
@@ -1942,8 +1942,8 @@ func TestRetryableFailuresLeaveOutRemovedRecipients(t *testing.T) {
 	if err := w.st.UpdateMailing(ctx, w.owner.ID, &m.Mailing, []int64{w.clients[1].ID}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := w.st.HasRetryableFailures(ctx, run.ID); err != nil || ok {
-		t.Fatalf("retryable failures after the client left: %v, %v; want none", ok, err)
+	if n, _, err := w.st.RetryableFailures(ctx, run.ID); err != nil || n != 0 {
+		t.Fatalf("retryable failures after the client left: %d, %v; want none", n, err)
 	}
 	if _, err := w.svc.StartManual(ctx, w.mailing.ID, &run.ID); !errors.Is(err, sending.ErrNoFailures) {
 		t.Fatalf("retry: %v, want ErrNoFailures as the button's absence says", err)

@@ -396,11 +396,12 @@ func (s *Store) Resubscribe(ctx context.Context, ownerID, clientID int64) error 
 	return nil
 }
 
-// HasRetryableFailures reports whether a run has failures with a temporary
-// or unknown cause, to clients still among the recipients and still
-// mailable: what "Retry failed" sends again.
-func (s *Store) HasRetryableFailures(ctx context.Context, runID int64) (bool, error) {
-	var ok bool
-	err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM attempts AS f WHERE f.run_id = ? AND `+retryableMailable+`)`, runID).Scan(ctx, &ok)
-	return ok, dbErr("retryable failures", err)
+// RetryableFailures counts a run's failures with a temporary or unknown
+// cause, to clients still among the recipients and still mailable: what
+// "Retry failed" sends again; and of them, the sends a crash cut off,
+// which may have arrived.
+func (s *Store) RetryableFailures(ctx context.Context, runID int64) (n, cut int, err error) {
+	err = s.db.NewRaw(`SELECT count(*), count(*) FILTER (WHERE f.response = ?) FROM attempts AS f WHERE f.run_id = ? AND `+retryableMailable,
+		interrupted, runID).Scan(ctx, &n, &cut)
+	return n, cut, dbErr("retryable failures", err)
 }

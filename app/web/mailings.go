@@ -337,7 +337,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		}
 	}
 	if v.Editable && open && v.Progress.RunID != 0 && !v.Progress.Active {
-		if v.CanRetry, err = s.store.HasRetryableFailures(ctx, v.Progress.RunID); err != nil {
+		if v.Retryable, v.RetryableCut, err = s.store.RetryableFailures(ctx, v.Progress.RunID); err != nil {
 			return err
 		}
 		// Not while a scheduled send is due: it mails everyone.
