@@ -928,7 +928,7 @@ func TestBrowserPickerChooseAllSaysWhatItLeft(t *testing.T) {
 		b.do("clear", chromedp.Click(chromedp.CSS("[data-picker-clear]")))
 		b.waitJS("cleared", `document.querySelector("[data-testid=recipient-count]").textContent === "0"`)
 		b.do("choose all", chromedp.Click(chromedp.CSS("[data-testid=picker-all]")))
-		b.waitJS("chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "100000"`)
+		b.waitJS("chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "100\u202f000"`)
 		note, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(n => n.hidden ? "" : n.textContent)(document.querySelector("[data-testid=picker-note]"))`))
 		if err != nil {
 			t.Fatal(err)
@@ -939,7 +939,7 @@ func TestBrowserPickerChooseAllSaysWhatItLeft(t *testing.T) {
 		t.Errorf("choosing all of exactly 100,000 clients says %q", note)
 	}
 	addClients(form.MaxRecipients+1, form.MaxRecipients+1)
-	if note := chooseAll(); !strings.Contains(note, "the newest 100,000 were chosen") {
+	if note := chooseAll(); !strings.Contains(note, "the newest 100\u202f000 were chosen") {
 		t.Errorf("choosing all of 100,001 clients says %q", note)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"rassylka/app/model"
+	"rassylka/views/stats"
 )
 
 // DateTimeLocal is the format of <input type="datetime-local">.
@@ -129,7 +130,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	case len(ids) == 0:
 		errs["recipients"] = "Choose at least one recipient."
 	case len(ids) > MaxRecipients:
-		errs["recipients"] = "A mailing can have at most 100000 recipients."
+		errs["recipients"] = "A mailing can have at most " + stats.Count(MaxRecipients) + " recipients."
 	}
 	p.Recipients = ids
 	return p, errs

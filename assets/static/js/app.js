@@ -147,6 +147,12 @@ document.addEventListener("change", function (e) {
 
 // Recipient picker: the chosen ids live in one hidden field (comma
 // separated); checkboxes of the shown results mirror it.
+// figure writes a count as the pages do: thousands apart by a narrow
+// no-break space (1 234 567).
+function figure(n) {
+  return String(n).replace(/\B(?=(\d{3})+$)/g, "\u202f");
+}
+
 function initPicker(root) {
   if (root.dataset.pickerReady) return;
   root.dataset.pickerReady = "1";
@@ -164,8 +170,8 @@ function initPicker(root) {
   }
   function sync() {
     hidden.value = Array.from(chosen).join(",");
-    count.textContent = chosen.size;
-    if (chosen.size > max) tell("A mailing takes at most " + max.toLocaleString("en") + " recipients: choose fewer.");
+    count.textContent = figure(chosen.size);
+    if (chosen.size > max) tell("A mailing takes at most " + figure(max) + " recipients: choose fewer.");
     else if (note && note.dataset.capped !== "1") tell("");
     root.querySelectorAll("[data-picker-id]").forEach(function (cb) {
       cb.checked = chosen.has(cb.value);
@@ -198,7 +204,7 @@ function initPicker(root) {
           if (note) note.dataset.capped = capped ? "1" : "";
           sync();
           if (capped) {
-            tell("More clients match than a mailing takes: the newest " + max.toLocaleString("en") + " were chosen.");
+            tell("More clients match than a mailing takes: the newest " + figure(max) + " were chosen.");
           }
         })
         .catch(function () {
