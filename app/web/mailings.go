@@ -457,9 +457,10 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 	if r.Status == model.StatusFinished {
 		errs = form.Errors{"ends_at": finishedReadOnly}
 	} else if running && lockedChanged(in, r, userLocation(u)) {
-		// A form opened before the first run started: what it changed of
-		// the locked fields would be dropped without a word.
-		errs["starts_at"] = startedMeanwhile
+		// A form opened before the first run started (or not this site's):
+		// what it changed of the locked fields would be dropped without a
+		// word.
+		errs["starts_at"] = lockedSinceStarted
 	}
 	if err := s.checkMessage(c, p, errs); err != nil {
 		return err
@@ -521,6 +522,10 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 }
 
 const startedMeanwhile = "The mailing started sending meanwhile: reload the page to see what can still change."
+
+// lockedSinceStarted refuses a change of what a mailing that has started
+// sending keeps.
+const lockedSinceStarted = "The message, first send and repeat can no longer change: the mailing has started sending. Reload the page to see what still can."
 
 // lockedChanged reports whether a form posted for a running mailing changes
 // its message, first send or repeat. The running form does not post them

@@ -578,7 +578,7 @@ func TestMailingEditFormStaleAfterRunStarted(t *testing.T) {
 		t.Fatalf("status %d (flash: %q), want 422 saying the mailing started meanwhile; stored message %d (typed %d), repeat %s (typed daily)",
 			resp.StatusCode, flashAfter(t, w.c, resp), m.MessageID, other.ID, m.Repeat)
 	}
-	if !strings.Contains(body, "started sending meanwhile") {
+	if !strings.Contains(body, "can no longer change: the mailing has started sending") {
 		t.Errorf("refusal not explained:\n%.3000s", body)
 	}
 	if m.MessageID != w.msg.ID || m.Repeat != model.RepeatWeekly {
