@@ -122,7 +122,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 				return fmt.Errorf("register again: %w", err)
 			}
 		}
-		subject, text := email.AlreadyRegistered(name, link, a.BaseURL)
+		subject, text := email.AlreadyRegistered(name, link, a.BaseURL, existing.Blocked())
 		return a.enqueueMail(ctx, existing, subject, text)
 	case !errors.Is(err, store.ErrNotFound):
 		return err
@@ -164,7 +164,7 @@ func (a *Accounts) ResendConfirmation(ctx context.Context, emailAddr string) err
 		// Confirmed since the link was asked for (a reset link or a
 		// provider confirms too): the inbox learns where to sign in, as
 		// the answer promised a mail.
-		subject, text := email.AlreadyConfirmed(greeted(u), a.BaseURL)
+		subject, text := email.AlreadyConfirmed(greeted(u), a.BaseURL, u.Blocked())
 		return a.mail(ctx, u, subject, text)
 	}
 	// An account without a password (registered again before anyone

@@ -236,12 +236,27 @@ func TestRegisterExistingEmailDoesNotTell(t *testing.T) {
 	resp, body := c.post(t, "/register", url.Values{"email": {"TAKEN@example.com"}, "full_name": {"Impostor"}, "password": {goodPassword}})
 	wantRedirect(t, resp, body, "/register/sent")
 	m, _ := e.waitMail(t, sink, 1)
-	if m.To[0] != "taken@example.com" || !strings.Contains(m.Body(), "already has one") {
+	if m.To[0] != "taken@example.com" || !strings.Contains(m.Body(), "already has one") || !strings.Contains(m.Body(), "sign in at") {
 		t.Fatalf("owner not told: to %v\n%s", m.To, m.Body())
 	}
 	var n int
 	if err := e.db.NewRaw("SELECT count(*) FROM users").Scan(context.Background(), &n); err != nil || n != 1 {
 		t.Fatalf("users = %d, %v; want the one", n, err)
+	}
+	// A blocked account's owner is told why signing in will not do, in
+	// this mail and in the one a confirmation asked for gets.
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE users SET blocked_at = now()"); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, "/register", url.Values{"email": {"taken@example.com"}, "full_name": {"Impostor"}, "password": {goodPassword}})
+	wantRedirect(t, resp, body, "/register/sent")
+	resp, body = c.post(t, "/confirm/resend", url.Values{"email": {"taken@example.com"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	for i := 2; i <= 3; i++ {
+		m, _ = e.waitMail(t, sink, i)
+		if body := m.Body(); !strings.Contains(body, "has blocked the account") || strings.Contains(body, "sign in at") || strings.Contains(body, "Sign in at") {
+			t.Errorf("mail %d to a blocked account's owner:\n%s", i, body)
+		}
 	}
 }
 

@@ -29,6 +29,9 @@ this link; it confirms the address too (one hour, once):
 
 Until then nobody can sign in to the account. If it was not you, ignore
 this mail.
+{{else if .Blocked}}
+{{template "blocked"}}
+If it was not you, ignore this mail: nothing has changed.
 {{else}}
 If it was you, sign in at {{.Login}}
 or, if you forgot your password, set a new one at {{.Forgot}}
@@ -36,14 +39,19 @@ or, if you forgot your password, set a new one at {{.Forgot}}
 If it was not you, ignore this mail: nothing has changed.
 {{end}}{{end}}
 
+{{define "blocked"}}A manager of this Rassylka has blocked the account: nobody can sign in to
+it until a manager unblocks it.
+{{end}}
+
 {{define "confirmed"}}Hello{{with .Name}} {{.}}{{end}},
 
 someone — maybe you — asked for a link to confirm this address for
 Rassylka, but it is confirmed already: there is nothing left to do.
-
+{{if .Blocked}}
+{{template "blocked"}}{{else}}
 Sign in at {{.Login}}
 or, if you forgot your password, set a new one at {{.Forgot}}
-
+{{end}}
 If it was not you, ignore this mail: nothing has changed.
 {{end}}
 
@@ -81,6 +89,7 @@ this mail: your password has not changed.
 type data struct {
 	Name, Link, Login, Forgot string
 	Provider, Identity, Account string
+	Blocked                     bool // the account: sign-in is refused
 }
 
 func render(name string, d data) string {
@@ -98,18 +107,20 @@ func Confirm(name, link string) (subject, text string) {
 
 // AlreadyRegistered tells the owner of an address that someone tried to
 // register it again; passwordLink (a password-reset link, which confirms
-// the address) is set when the address is unconfirmed.
-func AlreadyRegistered(name, passwordLink, baseURL string) (subject, text string) {
+// the address) is set when the address is unconfirmed. A blocked account's
+// owner is told why signing in will not do.
+func AlreadyRegistered(name, passwordLink, baseURL string, blocked bool) (subject, text string) {
 	return "Your Rassylka account", render("exists", data{
-		Name: name, Link: passwordLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
+		Name: name, Link: passwordLink, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot", Blocked: blocked,
 	})
 }
 
 // AlreadyConfirmed answers a request for a confirmation link of an
-// address confirmed already: where to sign in instead.
-func AlreadyConfirmed(name, baseURL string) (subject, text string) {
+// address confirmed already: where to sign in instead (or that a manager
+// blocked the account).
+func AlreadyConfirmed(name, baseURL string, blocked bool) (subject, text string) {
 	return "Your Rassylka account", render("confirmed", data{
-		Name: name, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot",
+		Name: name, Login: baseURL + "/login", Forgot: baseURL + "/password/forgot", Blocked: blocked,
 	})
 }
 
