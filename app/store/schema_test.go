@@ -15,7 +15,7 @@ import (
 	"rassylka/app/testkit"
 )
 
-var tables = []string{"users", "identities", "tokens", "clients", "messages", "mailings", "mailing_recipients", "runs", "run_batches", "attempts", "attempt_counts"}
+var tables = []string{"users", "identities", "tokens", "clients", "messages", "mailings", "mailing_recipients", "runs", "run_batches", "attempts", "attempt_counts", "unsubscribes"}
 
 func TestMigrationsUpDownUp(t *testing.T) {
 	ctx := context.Background()

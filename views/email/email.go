@@ -87,7 +87,7 @@ this mail: your password has not changed.
 `))
 
 type data struct {
-	Name, Link, Login, Forgot string
+	Name, Link, Login, Forgot   string
 	Provider, Identity, Account string
 	Blocked                     bool // the account: sign-in is refused
 }
