@@ -17,6 +17,7 @@ import (
 	"rassylka/app/model"
 	"rassylka/app/testkit"
 	"rassylka/app/web"
+	"rassylka/views/component"
 )
 
 // clientsCSV is a file of n clients; every hundredth row has a bad address.
@@ -155,7 +156,7 @@ func TestClientsImportInTheBackground(t *testing.T) {
 	}
 	got := func(id string) string { return box.Find("[data-testid=" + id + "]").Text() }
 	bad := rows / 100
-	if got("import-created") != strconv.Itoa(rows-bad) || got("import-rejected") != strconv.Itoa(bad) ||
+	if got("import-created") != component.Count(int64(rows-bad)) || got("import-rejected") != component.Count(int64(bad)) ||
 		box.Find("[data-testid=rejected-row]").Length() != bad {
 		t.Fatalf("report: created %s rejected %s (%d listed)", got("import-created"), got("import-rejected"), box.Find("[data-testid=rejected-row]").Length())
 	}
@@ -200,12 +201,12 @@ func TestClientsImportStopsWithTheServer(t *testing.T) {
 	e.app = web.New(e.deps)
 	box, _ := pollImport(t, c, page)
 	stopped := box.Find("[data-testid=import-stopped]").Text()
-	m := regexp.MustCompile(`after line (\d+)`).FindStringSubmatch(stopped)
+	m := regexp.MustCompile(`after line ([\d\x{202f}]+)`).FindStringSubmatch(strings.ReplaceAll(stopped, "\u202f", ""))
 	if m == nil || !strings.Contains(stopped, "the server was restarting") {
 		t.Fatalf("the page of an import stopped by a shutdown says %q", stopped)
 	}
 	line, _ := strconv.Atoi(m[1])
-	created, _ := strconv.Atoi(box.Find("[data-testid=import-created]").Text())
+	created := figureOf(box.Find("[data-testid=import-created]").Text())
 	// Line 1 is the header; every hundredth row is rejected.
 	if wantRows := line - 1; line <= 1 || line > rows || created != wantRows-wantRows/100 {
 		t.Fatalf("stopped after line %d with %d created; the rows up to it are %d, of them %d good", line, created, wantRows, wantRows-wantRows/100)
@@ -216,20 +217,20 @@ func TestClientsImportStopsWithTheServer(t *testing.T) {
 	// The rejected rows counted and listed are those up to that line too:
 	// the rows read after it are not imported, and importing the file
 	// again reports them.
-	rejected, _ := strconv.Atoi(box.Find("[data-testid=import-rejected]").Text())
+	rejected := figureOf(box.Find("[data-testid=import-rejected]").Text())
 	if want := (line - 1) / 100; rejected != want {
 		t.Errorf("stopped after line %d with %d rejected, want the %d rejected up to it", line, rejected, want)
 	}
 	box.Find("[data-testid=rejected-row] td:first-child").Each(func(_ int, td *goquerySelection) {
-		if n, _ := strconv.Atoi(td.Text()); n > line {
+		if n := figureOf(td.Text()); n > line {
 			t.Errorf("stopped after line %d, the report lists a rejected line %d", line, n)
 		}
 	})
 
 	// Importing the file again finishes it.
 	box, _ = pollImport(t, c, startImport(t, c, file))
-	unchanged, _ := strconv.Atoi(box.Find("[data-testid=import-unchanged]").Text())
-	again, _ := strconv.Atoi(box.Find("[data-testid=import-created]").Text())
+	unchanged := figureOf(box.Find("[data-testid=import-unchanged]").Text())
+	again := figureOf(box.Find("[data-testid=import-created]").Text())
 	if unchanged != created || again != rows-rows/100-created {
 		t.Fatalf("the second import: %d created, %d unchanged; the first created %d", again, unchanged, created)
 	}
@@ -256,7 +257,7 @@ func TestBrowserImportProgress(t *testing.T) {
 	b.waitJS("mark the page", `(window.sameImportPage = true)`)
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=import-report]")`)
 	if !strings.Contains(b.text("[data-testid=import-report]"), "Import finished") ||
-		b.text("[data-testid=import-created]") != strconv.Itoa(rows-rows/100) {
+		b.text("[data-testid=import-created]") != component.Count(int64(rows-rows/100)) {
 		t.Errorf("the report: %q", b.text("[data-testid=import-report]"))
 	}
 	b.waitJS("the report came without a reload", `window.sameImportPage === true`)
@@ -320,4 +321,10 @@ func TestClientsImportsHeldAtOnceBounded(t *testing.T) {
 		pollImport(t, users[i], p)
 	}
 	pollImport(t, users[4], startImport(t, users[4], []byte("email\nx@example.com\n")))
+}
+
+// figureOf reads a count as the pages write it, thousands apart (1 234).
+func figureOf(s string) int {
+	n, _ := strconv.Atoi(strings.ReplaceAll(s, "\u202f", ""))
+	return n
 }

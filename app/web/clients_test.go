@@ -329,7 +329,7 @@ func TestClientsImportLarge(t *testing.T) {
 	}
 	resp, body := importedReport(t, c, []byte(b.String()))
 	wantStatus(t, resp, body, http.StatusOK)
-	if got := parseHTML(t, body).Find("[data-testid=import-created]").Text(); got != "50000" {
+	if got := parseHTML(t, body).Find("[data-testid=import-created]").Text(); got != "50\u202f000" {
 		t.Fatalf("created %s of 50000", got)
 	}
 	resp, body = c.get(t, "/clients/export.csv")
@@ -869,5 +869,31 @@ func TestClientMails(t *testing.T) {
 	}
 	if got := strings.TrimSpace(w.c.page(t, "/clients/"+id(w.clientA.ID)).Find("#client-mails [data-testid=empty]").Text()); got != "No mail has been sent to this client yet." {
 		t.Errorf("a client never mailed: %q", got)
+	}
+}
+
+// Without JavaScript, a list's Edit is a link and its Delete a form that
+// posts (htmx makes them swaps in place): both worked only with htmx.
+func TestListActionsWithoutJavaScript(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	cl := "/clients/" + id(o.client.ID)
+	doc := c.page(t, "/clients")
+	if href, _ := doc.Find("[data-testid=edit-client]").Attr("href"); href != cl+"/edit" {
+		t.Errorf("the row's Edit leads to %q", href)
+	}
+	for list, action := range map[string]string{"/clients": cl + "/delete", "/messages": "/messages/" + id(o.message.ID) + "/delete",
+		"/mailings": "/mailings/" + id(o.mailing.ID) + "/delete"} {
+		f := c.page(t, list).Find(`form[method=post][action="` + action + `"]`)
+		token, _ := f.Find("input[name=_csrf]").Attr("value")
+		if f.Find("button[type=submit]").Length() != 1 || token != c.csrf(t) {
+			t.Errorf("%s: no Delete form posting to %s with the token", list, action)
+		}
+	}
+	// Posted as a browser without JavaScript would: the row's own form.
+	resp, body := c.postRaw(t, cl+"/delete", url.Values{"_csrf": {c.csrf(t)}})
+	wantRedirect(t, resp, body, "/clients")
+	if _, err := e.store.ClientByID(ctx, store.Everyone(0), o.client.ID); err == nil {
+		t.Error("the client is still there")
 	}
 }

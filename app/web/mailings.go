@@ -271,12 +271,16 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		Next: nextSend(r, u, time.Now()),
 	}
 	// Paging the recipients or the runs with htmx swaps just their section,
-	// and reads nothing else.
+	// and reads little else; so does renewing the runs, the figures or the
+	// latest attempts while a run sends.
 	fragment := ""
 	if isHTMX(c) {
-		fragment = c.Get("HX-Target")
+		switch t := c.Get("HX-Target"); t {
+		case mailings.RecipientsID, mailings.RunsID, mailings.FiguresID, mailings.LatestID:
+			fragment = t
+		}
 	}
-	if fragment != mailings.RunsID {
+	if fragment == "" || fragment == mailings.RecipientsID {
 		recips, rpage, err := s.store.RecipientsOfMailing(ctx, r.ID, pageNumber(c))
 		if err != nil {
 			return err
@@ -289,32 +293,40 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		if fragment == mailings.RecipientsID {
 			return render(c, fiber.StatusOK, mailings.Recipients(v))
 		}
-		// The progress box is read before the runs and the attempts: a
-		// run that ends between the reads then shows as sending in the
-		// box, whose next poll reloads the page. Read after them, the box
-		// could say the run is over while the runs table says it sends,
-		// and nothing would reload the page.
-		if v.Progress, err = s.progressOf(c, r, u); err != nil {
+	}
+	// The progress box is read before the runs and the attempts: a run
+	// that ends between the reads then shows as sending in the box, whose
+	// next poll reloads the page. Read after them, the box could say the
+	// run is over while the runs table says it sends, and nothing would
+	// reload the page. The sections a page renews while a run sends (runs,
+	// figures, latest attempts) read it too: whether to go on.
+	if v.Progress, err = s.progressOf(c, r, u); err != nil {
+		return err
+	}
+	if fragment == "" || fragment == mailings.RunsID {
+		runs, runsPage, err := s.store.RunsPage(ctx, r.ID, pageNumberOf(c, "runs_page", runsPerPage))
+		if err != nil {
 			return err
 		}
+		v.RunsPager = pagerOf(c, mailings.URL(r.ID), "runs_page", runsPage, "runs", mailings.RunsID)
+		for _, run := range runs {
+			v.Runs = append(v.Runs, runView(run, u))
+		}
+		if fragment == mailings.RunsID {
+			return render(c, fiber.StatusOK, mailings.Runs(v))
+		}
 	}
-	runs, runsPage, err := s.store.RunsPage(ctx, r.ID, pageNumberOf(c, "runs_page", runsPerPage))
-	if err != nil {
-		return err
+	if fragment == "" || fragment == mailings.LatestID {
+		attempts, apage, err := s.store.AttemptsOfMailing(ctx, r.ID, "", store.NewPage(1, 10))
+		if err != nil {
+			return err
+		}
+		v.AttemptsTotal = apage.Total
+		v.Attempts = attemptViews(attempts, u)
+		if fragment == mailings.LatestID {
+			return render(c, fiber.StatusOK, mailings.Latest(v))
+		}
 	}
-	v.RunsPager = pagerOf(c, mailings.URL(r.ID), "runs_page", runsPage, "runs", mailings.RunsID)
-	for _, run := range runs {
-		v.Runs = append(v.Runs, runView(run, u))
-	}
-	if fragment == mailings.RunsID {
-		return render(c, fiber.StatusOK, mailings.Runs(v))
-	}
-	attempts, apage, err := s.store.AttemptsOfMailing(ctx, r.ID, "", store.NewPage(1, 10))
-	if err != nil {
-		return err
-	}
-	v.AttemptsTotal = apage.Total
-	v.Attempts = attemptViews(attempts, u)
 	fig, err := s.store.MailingTotals(ctx, r.ID)
 	if err != nil {
 		return err
@@ -328,6 +340,9 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 			return err
 		}
 		v.Days = chartDays(days)
+	}
+	if fragment == mailings.FiguresID {
+		return render(c, fiber.StatusOK, mailings.FiguresSection(v))
 	}
 	open := v.Progress.Waiting // not finished, not switched off, inside the window
 	v.CanSend = v.Editable && open && !v.Progress.Active

@@ -16,7 +16,7 @@ import (
 
 	"rassylka/app/model"
 	"rassylka/app/store"
-	"rassylka/views/stats"
+	"rassylka/views/component"
 )
 
 type mailingWorld struct {
@@ -501,7 +501,7 @@ func TestMailingTenThousandRecipients(t *testing.T) {
 	resp, body = w.c.get(t, loc+"/edit")
 	wantStatus(t, resp, body, http.StatusOK)
 	doc := parseHTML(t, body)
-	if doc.Find("[data-testid=recipient-count]").Text() != stats.Count(int64(len(ids))) || doc.Find("input[type=checkbox]").Length() != 0 {
+	if doc.Find("[data-testid=recipient-count]").Text() != component.Count(int64(len(ids))) || doc.Find("input[type=checkbox]").Length() != 0 {
 		t.Fatalf("edit form: count %q, %d checkboxes", doc.Find("[data-testid=recipient-count]").Text(), doc.Find("input[type=checkbox]").Length())
 	}
 	resp, body = w.c.get(t, loc)

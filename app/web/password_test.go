@@ -180,6 +180,10 @@ func TestAccountPage(t *testing.T) {
 	if fieldError(t, body, "current_password") == "" {
 		t.Fatalf("wrong current password not flagged\n%s", body)
 	}
+	// The refusal is shown at the form's address; opened from there, it
+	// is the account page.
+	resp, body = c.get(t, "/account/password")
+	wantRedirect(t, resp, body, "/account")
 	resp, body = c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"12345678"}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	resp, body = c.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"another fine secret"}})

@@ -8,6 +8,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"rassylka/app/auth"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 )
 
@@ -15,7 +16,7 @@ import (
 func render(c *fiber.Ctx, status int, comp templ.Component) error {
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	return comp.Render(c.UserContext(), c.Response().BodyWriter())
+	return comp.Render(component.WithCSRF(c.UserContext(), auth.CSRFToken(c)), c.Response().BodyWriter())
 }
 
 // isHTMX reports whether htmx made the request and wants a fragment. When

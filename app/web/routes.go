@@ -40,6 +40,9 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/account", auth.RequireUser, s.accountPage)
 	post("/account", auth.RequireUser, s.updateProfile)
 	post("/account/password", auth.RequireUser, s.changePassword)
+	// A refused change is shown at its form's address: Enter in the
+	// address bar there opens the account page.
+	app.Get("/account/password", auth.RequireUser, func(c *fiber.Ctx) error { return c.Redirect("/account", fiber.StatusSeeOther) })
 	post("/account/identities/:id/delete", auth.RequireUser, s.unlinkIdentity)
 
 	// Clients (clients.go, clients_import.go)

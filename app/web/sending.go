@@ -17,9 +17,9 @@ import (
 	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/task"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
-	"rassylka/views/stats"
 	"rassylka/views/unsubscribe"
 )
 
@@ -208,7 +208,7 @@ func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
 		}
 		return "Skipped recipients got no mail: they had unsubscribed or bounced, or were removed or deleted before their turn."
 	}
-	n := stats.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
+	n := component.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
 	var why string
 	switch {
 	case closed:
@@ -226,7 +226,7 @@ func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
 		why += " “Send to the rest” mails them."
 	}
 	if others := run.Skipped - run.Unreached; others > 0 {
-		why += " The other " + stats.Count(int64(others)) + " skipped had unsubscribed, bounced or been deleted, or were removed from the mailing before their turn."
+		why += " The other " + component.Count(int64(others)) + " skipped had unsubscribed, bounced or been deleted, or were removed from the mailing before their turn."
 	}
 	return why
 }

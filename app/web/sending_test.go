@@ -1165,3 +1165,66 @@ func TestUnsubscribeOutlivesTheClient(t *testing.T) {
 		t.Fatal("subscribed again, the address is still unsubscribed once added again")
 	}
 }
+
+// While a run sends, the mailing's page renews its runs, figures and
+// latest attempts every few seconds (htmx asks for each section by its
+// id), not only the progress box: they said "0 sent" beside a box at 250.
+// Once the run has ended they are still again.
+func TestMailingPageRenewsWhileSending(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sendableNow(t, e, o.mailing.ID)
+	path := "/mailings/" + id(o.mailing.ID)
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now().Add(-time.Minute), Total: 1})
+	doc := c.page(t, path)
+	for _, sec := range []string{"mailing-figures", "mailing-runs", "mailing-latest"} {
+		s := doc.Find("#" + sec)
+		if trig, _ := s.Attr("hx-trigger"); trig != "every 5s" {
+			t.Errorf("#%s while a run sends: hx-trigger %q", sec, trig)
+		}
+	}
+	if get, _ := doc.Find("#mailing-runs").Attr("hx-get"); get != path+"?runs_page=1" {
+		t.Errorf("the runs renew from %q, not their page", get)
+	}
+
+	// The run sends: each section asked for alone says so.
+	a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+		Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
+	if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET succeeded = 1 WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	section := func(target string) *goquery.Document {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("HX-Request", "true")
+		req.Header.Set("HX-Target", target)
+		resp, body := c.send(t, req)
+		wantStatus(t, resp, body, http.StatusOK)
+		d := parseHTML(t, body)
+		if d.Find("#"+target).Length() != 1 || d.Find("h1").Length() != 0 {
+			t.Fatalf("asked for #%s alone:\n%s", target, body)
+		}
+		return d
+	}
+	if got := section("mailing-figures").Find("[data-testid=mailing-sent]").Text(); got != "1" {
+		t.Errorf("renewed figures say %q sent", got)
+	}
+	if got := section("mailing-latest").Find("td.address").Text(); got != o.client.Email {
+		t.Errorf("renewed latest attempts list %q", got)
+	}
+	if got := section("mailing-runs").Find("td[data-label=Sent]").Text(); got != "1" {
+		t.Errorf("renewed runs say %q sent", got)
+	}
+
+	// Ended, the page renews nothing.
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	doc = c.page(t, path)
+	if n := doc.Find("[hx-trigger='every 5s']").Length(); n != 0 {
+		t.Errorf("%d sections renew after the run ended", n)
+	}
+}

@@ -151,19 +151,3 @@ func Rate(ok, bad int64) string {
 	}
 	return strconv.FormatInt(tenths/10, 10) + "." + strconv.FormatInt(tenths%10, 10) + " %"
 }
-
-// Count writes a count with thin separators of thousands: 1 234 567.
-func Count(v int64) string {
-	s := strconv.FormatInt(v, 10)
-	if v < 0 {
-		return s
-	}
-	out := make([]byte, 0, len(s)+len(s)/3)
-	for i := range len(s) {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, "\u202f"...)
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
-}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"rassylka/app/model"
-	"rassylka/views/stats"
+	"rassylka/views/component"
 )
 
 // DateTimeLocal is the format of <input type="datetime-local">.
@@ -130,7 +130,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	case len(ids) == 0:
 		errs["recipients"] = "Choose at least one recipient."
 	case len(ids) > MaxRecipients:
-		errs["recipients"] = "A mailing can have at most " + stats.Count(MaxRecipients) + " recipients."
+		errs["recipients"] = "A mailing can have at most " + component.Count(MaxRecipients) + " recipients."
 	}
 	p.Recipients = ids
 	return p, errs

@@ -7,7 +7,7 @@ import (
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
-	"rassylka/views/stats"
+	"rassylka/views/component"
 )
 
 // Message is the message form.
@@ -39,7 +39,7 @@ func (f *Message) Validate() Errors {
 	case strings.TrimSpace(f.Body) == "":
 		errs["body"] = "Enter the text of the message."
 	case utf8.RuneCountInString(f.Body) > 100000:
-		errs["body"] = "Use at most " + stats.Count(100000) + " characters."
+		errs["body"] = "Use at most " + component.Count(100000) + " characters."
 	case !utf8.ValidString(f.Body):
 		errs["body"] = "Use valid UTF-8 text."
 	case strings.ContainsFunc(f.Body, control):

@@ -265,7 +265,7 @@ document.addEventListener("htmx:afterSettle", function () {
   refocus = "";
   var a = document.activeElement;
   if (!el || (a && a !== document.body)) return;
-  var b = el.querySelector("button") || el.querySelector("a[href], input:not([type=hidden]), select, textarea");
+  var b = el.querySelector("button, [role=button]") || el.querySelector("a[href], input:not([type=hidden]), select, textarea");
   if (b) b.focus();
 });
 
