@@ -345,7 +345,7 @@ func TestBrowserValidationFocusesTheFieldInError(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#field-starts_at"), start.Format("2006-01-02T15:04")),
 		chromedp.SetValue(chromedp.CSS("#field-ends_at"), start.Add(-time.Hour).Format("2006-01-02T15:04")),
 		chromedp.Click(chromedp.CSS("[data-testid=picker-option]")),
-		chromedp.Click(chromedp.CSS("[data-testid=mailing-form] button[type=submit]")),
+		chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")),
 		chromedp.WaitVisible(chromedp.CSS(`[data-field-error="ends_at"]`)),
 	)
 	b.waitJS("scripts ran", `document.documentElement.dataset.htmx === "ready"`)

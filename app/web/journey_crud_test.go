@@ -136,7 +136,7 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 	// Edit inline.
 	ann.settled("[data-testid=clients-table]")
 	ann.do("edit first inline",
-		chromedp.Click(chromedp.Search(`//tr[contains(., "first@example.com")]//button[@data-testid="edit-client"]`)),
+		chromedp.Click(chromedp.Search(`//tr[contains(., "first@example.com")]//a[@data-testid="edit-client"]`)),
 	)
 	ann.settled("[data-testid=client-edit-row] input[name=full_name]")
 	ann.do("save first inline",
@@ -185,7 +185,7 @@ func TestJourneyClientsMessagesMailings(t *testing.T) {
 		t.Fatalf("picker count %q", got)
 	}
 	ann.do("save mailing",
-		chromedp.Click(chromedp.CSS("[data-testid=mailing-form] button[type=submit]")),
+		chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")),
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-show]")),
 	)
 	ann.waitJS("two recipients", `document.querySelectorAll("[data-testid=recipients-table] tbody tr").length === 2`)

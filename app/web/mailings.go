@@ -17,6 +17,7 @@ import (
 	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/web/form"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 	"rassylka/views/mailings"
 	"rassylka/views/messages"
@@ -102,13 +103,77 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 	}
 	f.TimeZone = u.TimeZone
 	f.MaxRecipients = form.MaxRecipients
+	// The picker's first page is part of the form: without JavaScript
+	// nothing would load it.
+	res, err := s.pickerResults(c, f.PickerQ, store.NewPage(1, pickerPage))
+	if err != nil {
+		return f, err
+	}
+	picked := map[int64]bool{}
+	for _, id := range form.SplitIDs(f.RecipientIDs) {
+		picked[id] = true
+	}
+	for i := range res.Options {
+		res.Options[i].Chosen = picked[res.Options[i].ID]
+	}
+	f.Results = &res
 	return f, nil
+}
+
+// pick answers a picker's button pressed without JavaScript (search,
+// choose all matching, clear), which sends the whole form: the form again
+// as typed, with the recipients chosen so far and the search's first page.
+// Nothing is saved.
+func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
+	ids := in.Chosen()
+	switch in.Picker {
+	case form.PickClear:
+		ids = nil
+	case form.PickAll:
+		more, err := s.store.ClientIDs(c.UserContext(), auth.UserID(c), in.PickerQ, form.MaxRecipients+1)
+		if err != nil {
+			return err
+		}
+		seen := make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			seen[id] = true
+		}
+		for _, id := range more {
+			if !seen[id] && len(ids) < form.MaxRecipients {
+				ids = append(ids, id)
+			}
+		}
+		if len(more) > form.MaxRecipients {
+			f.Errors = form.Errors{"recipients": "More clients match than a mailing takes: the newest " + component.Count(form.MaxRecipients) + " were chosen."}
+		}
+	}
+	f.RecipientIDs, f.Count, f.PickerQ = form.JoinIDs(ids), len(ids), in.PickerQ
+	f, err := s.mailingForm(c, f)
+	if err != nil {
+		return err
+	}
+	title := "New mailing"
+	if f.ID != 0 {
+		title = "Edit mailing"
+	}
+	return render(c, fiber.StatusOK, mailings.FormPage(s.page(c, title), f))
 }
 
 func formFromInput(id int64, in form.Mailing, p form.Parsed, errs form.Errors) mailings.Form {
 	return mailings.Form{ID: id, MessageID: in.MessageID, NewSubject: in.NewSubject, NewBody: in.NewBody,
 		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat,
-		RecipientIDs: form.JoinIDs(p.Recipients), Count: len(p.Recipients), Errors: errs}
+		RecipientIDs: form.JoinIDs(p.Recipients), Count: len(p.Recipients), PickerQ: in.PickerQ, Errors: errs}
+}
+
+// editedForm is the form of mailing r as sent (in, p, errs); a running
+// mailing's locked fields are shown as they are.
+func editedForm(r *store.MailingRow, in form.Mailing, p form.Parsed, errs form.Errors, loc *time.Location) mailings.Form {
+	f := formFromInput(r.ID, in, p, errs)
+	f.Running = r.Status == model.StatusRunning
+	if f.Running {
+		f.MessageID, f.StartsAt, f.Repeat = strconv.FormatInt(r.MessageID, 10), r.StartsAt.In(loc).Format(form.DateTimeLocal), string(r.Repeat)
+	}
+	return f
 }
 
 func (s *Server) newMailing(c *fiber.Ctx) error {
@@ -219,6 +284,9 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 	in, err := parseMailing(c)
 	if err != nil {
 		return err
+	}
+	if in.Picker != "" {
+		return s.pick(c, formFromInput(0, in, form.Parsed{}, nil), in)
 	}
 	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u)})
 	if err := s.checkMessage(c, p, errs); err != nil {
@@ -467,6 +535,9 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		return err
 	}
 	running := r.Status == model.StatusRunning
+	if in.Picker != "" && r.Status != model.StatusFinished {
+		return s.pick(c, editedForm(r, in, form.Parsed{}, nil, userLocation(u)), in)
+	}
 	stored, storedEnd := r.StartsAt, r.EndsAt
 	p, errs := in.Validate(form.Rules{Now: time.Now(), Location: userLocation(u), Running: running, StoredStart: &stored, StoredEnd: &storedEnd})
 	if r.Status == model.StatusFinished {
@@ -516,13 +587,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		}
 	}
 	if errs.Any() {
-		f := formFromInput(r.ID, in, p, errs)
-		f.Running = running
-		if running {
-			loc := userLocation(u)
-			f.MessageID, f.StartsAt, f.Repeat = strconv.FormatInt(r.MessageID, 10), r.StartsAt.In(loc).Format(form.DateTimeLocal), string(r.Repeat)
-		}
-		f, err := s.mailingForm(c, f)
+		f, err := s.mailingForm(c, editedForm(r, in, p, errs, userLocation(u)))
 		if err != nil {
 			return err
 		}
@@ -712,12 +777,21 @@ func (s *Server) picker(c *fiber.Ctx) error {
 		}
 		return c.Redirect(to, fiber.StatusSeeOther)
 	}
-	q := c.Query("picker_q")
 	page := pageNumber(c)
 	page.PerPage = pickerPage
-	rows, page, err := s.store.ListClients(c.UserContext(), store.Own(auth.UserID(c)), "", q, page)
+	res, err := s.pickerResults(c, c.Query("picker_q"), page)
 	if err != nil {
 		return err
+	}
+	return render(c, fiber.StatusOK, mailings.Results(res))
+}
+
+// pickerResults is a page of the owner's clients matching q, to choose
+// recipients from.
+func (s *Server) pickerResults(c *fiber.Ctx, q string, page store.Page) (mailings.PickerResults, error) {
+	rows, page, err := s.store.ListClients(c.UserContext(), store.Own(auth.UserID(c)), "", q, page)
+	if err != nil {
+		return mailings.PickerResults{}, err
 	}
 	res := mailings.PickerResults{Total: page.Total, Q: q, More: page.Number > 1}
 	for _, r := range rows {
@@ -727,7 +801,7 @@ func (s *Server) picker(c *fiber.Ctx) error {
 	if page.Number < page.Pages() {
 		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + strconv.Itoa(page.Number+1)
 	}
-	return render(c, fiber.StatusOK, mailings.Results(res))
+	return res, nil
 }
 
 // pickerIDs answers the ids of all the owner's clients matching ?q=, for

@@ -1041,3 +1041,65 @@ func TestAttemptLogCSV(t *testing.T) {
 	resp, body = w.c.get(t, "/mailings/"+id(w.foreign.mailing.ID)+"/attempts.csv")
 	wantStatus(t, resp, body, http.StatusNotFound)
 }
+
+// Without JavaScript the picker still chooses: its first page comes with
+// the form, and its buttons (search, choose all matching, clear) send the
+// form, which comes back as typed with the choice made, saving nothing.
+// Enter in a field still saves. Before, the results came only by htmx:
+// a mailing could not be made without JavaScript.
+func TestMailingPickerWithoutJavaScript(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	doc := w.c.page(t, "/mailings/new")
+	if n := doc.Find("#picker-results [data-testid=picker-option]").Length(); n != 2 {
+		t.Fatalf("the form comes with %d clients to choose, want 2", n)
+	}
+	if first := doc.Find("[data-testid=mailing-form] button[type=submit]").First(); first.AttrOr("name", "") != "" || !strings.Contains(first.Text(), "Save") {
+		t.Errorf("the form's first button, which Enter presses, is %q (name %q)", first.Text(), first.AttrOr("name", ""))
+	}
+	_, before, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50))
+	post := func(path string, mod func(url.Values)) *goquery.Document {
+		t.Helper()
+		resp, body := w.c.post(t, path, w.form(mod))
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	count := func(d *goquery.Document) string { return d.Find("[data-testid=recipient-count]").Text() }
+
+	// Search: the results match, what was typed and chosen stays.
+	d := post("/mailings", func(v url.Values) {
+		v.Set("picker", "search")
+		v.Set("picker_q", "b@")
+		v.Set("recipient_ids", id(w.clientA.ID))
+		v.Del("recipients")
+	})
+	if got := d.Find("[data-testid=picker-option]").Length(); got != 1 || d.Find("[data-testid=picker-search]").AttrOr("value", "") != "b@" {
+		t.Errorf("a search for b@ shows %d clients", got)
+	}
+	if count(d) != "1" || d.Find("select[name=repeat] option[selected]").AttrOr("value", "") != "weekly" || d.Find("[data-field-error]").Length() != 0 {
+		t.Errorf("after a search: %s chosen, repeat %q, %d errors", count(d), d.Find("select[name=repeat] option[selected]").AttrOr("value", ""), d.Find("[data-field-error]").Length())
+	}
+	// Choose all matching, then clear.
+	d = post("/mailings", func(v url.Values) { v.Set("picker", "all"); v.Set("picker_q", ""); v.Del("recipients"); v.Del("recipient_ids") })
+	if count(d) != "2" || d.Find("[data-testid=picker-option][checked]").Length() != 2 {
+		t.Errorf("choose all: %s chosen, %d ticked", count(d), d.Find("[data-testid=picker-option][checked]").Length())
+	}
+	if d = post("/mailings", func(v url.Values) { v.Set("picker", "clear") }); count(d) != "0" {
+		t.Errorf("clear: %s chosen", count(d))
+	}
+	if _, after, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50)); after.Total != before.Total {
+		t.Fatal("a picker's button saved a mailing")
+	}
+
+	// The same on an edit: nothing changes until it is saved.
+	resp, body := w.c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	mid := mustID(t, resp.Header.Get("Location"))
+	d = post("/mailings/"+id(mid), func(v url.Values) { v.Set("picker", "clear"); v.Set("repeat", "daily") })
+	if count(d) != "0" || d.Find("select[name=repeat] option[selected]").AttrOr("value", "") != "daily" {
+		t.Errorf("clear on an edit: %s chosen", count(d))
+	}
+	if m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid); m.Recipients != 2 || m.Repeat != model.RepeatWeekly {
+		t.Errorf("a picker's button changed the mailing: %d recipients, %s", m.Recipients, m.Repeat)
+	}
+}

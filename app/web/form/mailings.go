@@ -24,6 +24,31 @@ type Mailing struct {
 	Repeat       string   `form:"repeat"`
 	Recipients   []string `form:"recipients"`
 	RecipientIDs string   `form:"recipient_ids"`
+	// PickerQ is the recipients' search; Picker the picker's button that
+	// sent the form without JavaScript (PickSearch, PickAll, PickClear),
+	// "" when the form is to be saved.
+	PickerQ string `form:"picker_q"`
+	Picker  string `form:"picker"`
+}
+
+// The picker's buttons, which send the form without JavaScript.
+const (
+	PickSearch = "search"
+	PickAll    = "all"
+	PickClear  = "clear"
+)
+
+// SplitIDs is the ids of a joined list (JoinIDs), those not valid left
+// out.
+func SplitIDs(joined string) []int64 {
+	ids, _ := parseIDs(nil, joined)
+	return ids
+}
+
+// Chosen is the recipients chosen so far, those not valid left out.
+func (f Mailing) Chosen() []int64 {
+	ids, _ := parseIDs(f.Recipients, f.RecipientIDs)
+	return ids
 }
 
 // NewMessageChoice is the message_id value that writes a message inline.

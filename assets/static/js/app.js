@@ -183,7 +183,10 @@ function initPicker(root) {
     else chosen.delete(e.target.value);
     sync();
   });
+  // The buttons that send the form without JavaScript act in place.
+  root.querySelectorAll("[data-picker-nojs]").forEach(function (b) { b.hidden = true; });
   root.addEventListener("click", function (e) {
+    if (e.target.matches("[data-picker-clear], [data-picker-all]")) e.preventDefault();
     if (e.target.matches("[data-picker-clear]")) {
       chosen.clear();
       if (note) note.dataset.capped = "";
