@@ -1080,7 +1080,12 @@ func TestMailingPickerWithoutJavaScript(t *testing.T) {
 		t.Errorf("after a search: %s chosen, repeat %q, %d errors", count(d), d.Find("select[name=repeat] option[selected]").AttrOr("value", ""), d.Find("[data-field-error]").Length())
 	}
 	// Choose all matching, then clear.
-	d = post("/mailings", func(v url.Values) { v.Set("picker", "all"); v.Set("picker_q", ""); v.Del("recipients"); v.Del("recipient_ids") })
+	d = post("/mailings", func(v url.Values) {
+		v.Set("picker", "all")
+		v.Set("picker_q", "")
+		v.Del("recipients")
+		v.Del("recipient_ids")
+	})
 	if count(d) != "2" || d.Find("[data-testid=picker-option][checked]").Length() != 2 {
 		t.Errorf("choose all: %s chosen, %d ticked", count(d), d.Find("[data-testid=picker-option][checked]").Length())
 	}
