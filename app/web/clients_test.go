@@ -882,13 +882,28 @@ func TestListActionsWithoutJavaScript(t *testing.T) {
 	if href, _ := doc.Find("[data-testid=edit-client]").Attr("href"); href != cl+"/edit" {
 		t.Errorf("the row's Edit leads to %q", href)
 	}
-	for list, action := range map[string]string{"/clients": cl + "/delete", "/messages": "/messages/" + id(o.message.ID) + "/delete",
-		"/mailings": "/mailings/" + id(o.mailing.ID) + "/delete"} {
+	for list, action := range map[string]string{"/clients": cl + "/delete", "/mailings": "/mailings/" + id(o.mailing.ID) + "/delete"} {
 		f := c.page(t, list).Find(`form[method=post][action="` + action + `"]`)
 		token, _ := f.Find("input[name=_csrf]").Attr("value")
 		if f.Find("button[type=submit]").Length() != 1 || token != c.csrf(t) {
 			t.Errorf("%s: no Delete form posting to %s with the token", list, action)
 		}
+	}
+	// A message a mailing uses offers no Delete, which would be refused
+	// only after its question, and says why.
+	msg := "/messages/" + id(o.message.ID)
+	if c.page(t, "/messages").Find(`form[action="`+msg+`/delete"]`).Length() != 0 {
+		t.Error("the list offers to delete a message a mailing uses")
+	}
+	if d := c.page(t, msg); d.Find(`form[action="`+msg+`/delete"]`).Length() != 0 ||
+		!strings.Contains(d.Find("[data-testid=delete-in-use]").Text(), "delete the mailing or give it another message") {
+		t.Error("the message's page offers to delete it while a mailing uses it, or does not say why not")
+	}
+	if _, err := e.store.DeleteMailing(ctx, o.mailing.OwnerID, o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c.page(t, "/messages").Find(`form[method=post][action="`+msg+`/delete"] button[type=submit]`).Length() != 1 {
+		t.Error("no Delete form for a message no mailing uses")
 	}
 	// Posted as a browser without JavaScript would: the row's own form.
 	resp, body := c.postRaw(t, cl+"/delete", url.Values{"_csrf": {c.csrf(t)}})
