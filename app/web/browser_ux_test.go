@@ -207,6 +207,13 @@ func TestBrowserNoConsoleErrors(t *testing.T) {
 			t.Fatalf("console on %s: %v", p, errs)
 		}
 	}
+	// The queue dashboard draws itself under its policy, which keeps its
+	// fonts from Google.
+	b.do("open the queue dashboard", chromedp.Navigate(base+"/ops/queues"))
+	b.waitJS("the dashboard drawn", `document.body.innerText.includes("Queues")`)
+	if errs := got(); len(errs) > 0 {
+		t.Errorf("console on the queue dashboard: %v", errs)
+	}
 }
 
 // slowProxy sits between the browser and the app and holds every answer

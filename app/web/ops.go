@@ -2,7 +2,10 @@ package web
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -29,8 +32,36 @@ func (s *Server) mountOps(app *fiber.App) {
 		// managers read everyone's data but must never act as anyone.
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(redactPayload),
 	})
-	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(mon))
+	// A browser asks for the page's web-app manifest without cookies: it
+	// is the dashboard's own static file, and would otherwise be the
+	// sign-in page (a "syntax error" in the console).
+	app.Get(queuesPath+"/manifest.json", adaptor.HTTPHandler(mon))
+	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(withoutRemoteFonts(mon)))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
+}
+
+// remoteFonts are the dashboard page's stylesheets from Google's fonts,
+// which would tell Google of every manager who opens it (and fail on a
+// host without internet): the page is drawn in the system's fonts.
+var remoteFonts = regexp.MustCompile(`<link rel="stylesheet" href="https://fonts\.googleapis\.com/[^"]*"/>`)
+
+// withoutRemoteFonts serves the dashboard with its page's remote fonts
+// left out (its other answers pass as they are).
+func withoutRemoteFonts(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+			body = remoteFonts.ReplaceAll(body, nil)
+			rec.Header().Del("Content-Length")
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	})
 }
 
 // onlyUnder answers 404 for a path that merely starts like prefix

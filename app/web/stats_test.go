@@ -212,6 +212,17 @@ func TestQueueDashboard(t *testing.T) {
 	if !strings.Contains(body, "/ops/queues") || !strings.Contains(strings.ToLower(body), "asynq") {
 		t.Fatalf("dashboard page:\n%.500s", body)
 	}
+	// Its fonts are not fetched from Google, and frames are refused.
+	if strings.Contains(body, "fonts.googleapis.com") {
+		t.Error("the dashboard's page loads Google's fonts")
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "style-src 'self' 'unsafe-inline';") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("the dashboard's policy: %q", csp)
+	}
+	// The manifest a browser asks for without cookies is the dashboard's.
+	if mresp, manifest := e.client().get(t, "/ops/queues/manifest.json"); mresp.StatusCode != http.StatusOK || !strings.Contains(manifest, `"short_name"`) {
+		t.Errorf("the manifest asked for without cookies: %d\n%.300s", mresp.StatusCode, manifest)
+	}
 	// Its scripts come from under the same path.
 	scripts := parseHTML(t, body).Find("script[src]")
 	if scripts.Length() == 0 {
