@@ -269,6 +269,14 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	return render(c, status, mailings.ProgressBox(p))
 }
 
+// recipientPage is the layout of the unsubscribe pages, which a mail's
+// recipient opens: no user of the site, offered no sign-in.
+func (s *Server) recipientPage(c *fiber.Ctx) layout.Page {
+	p := s.page(c, "Unsubscribe")
+	p.Recipient = true
+	return p
+}
+
 // errUnsubscribeLink is an unsubscribe link that leads to no client: cut
 // short or altered, not signed here, or for a client deleted or an address
 // changed since.
@@ -318,7 +326,7 @@ func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
 		return err
 	}
 	v := unsubscribe.View{Token: c.Params("token"), Email: cl.Email, Sender: senderName(owner), Done: cl.UnsubscribedAt != nil}
-	return render(c, fiber.StatusOK, unsubscribe.Page(s.page(c, "Unsubscribe"), v))
+	return render(c, fiber.StatusOK, unsubscribe.Page(s.recipientPage(c), v))
 }
 
 // unsubscribe takes the confirmation and the RFC 8058 one-click POST (no
@@ -378,7 +386,7 @@ func (s *Server) resubscribe(c *fiber.Ctx) error {
 // badUnsubscribeLink tells the recipient what may be wrong with the link
 // and what to do, with 404: the link leads to nothing here.
 func (s *Server) badUnsubscribeLink(c *fiber.Ctx) error {
-	return render(c, fiber.StatusNotFound, unsubscribe.Page(s.page(c, "Unsubscribe"), unsubscribe.View{Invalid: true}))
+	return render(c, fiber.StatusNotFound, unsubscribe.Page(s.recipientPage(c), unsubscribe.View{Invalid: true}))
 }
 
 func (s *Server) clearBounce(c *fiber.Ctx) error {

@@ -1039,6 +1039,10 @@ func TestResubscribe(t *testing.T) {
 	if doc.Find(`[data-testid=resubscribe-form][action="/u/`+token+`/resubscribe"] input[name=_csrf]`).Length() != 1 {
 		t.Fatal("the unsubscribed page offers no way back")
 	}
+	// A recipient is no user of the site: no sign-in, account or status.
+	if n := doc.Find(`a[href="/login"], a[href="/register"], a[href="/healthz"]`).Length(); n != 0 {
+		t.Errorf("the unsubscribe page offers a recipient %d of the site's own links", n)
+	}
 	resp, body = v.postRaw(t, "/u/"+token+"/resubscribe", url.Values{})
 	wantStatus(t, resp, body, http.StatusForbidden)
 	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt == nil {
