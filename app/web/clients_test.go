@@ -185,6 +185,13 @@ func TestClientsPaging(t *testing.T) {
 	if n := doc.Find("[data-testid=client-row]").Length(); n != 20 || doc.Find("[data-testid=next-page]").Length() != 0 || doc.Find("[data-testid=prev-page]").Length() != 1 {
 		t.Errorf("page 99 of 3 shows %d clients, want the last page's 20:\n%s", n, body)
 	}
+	// The first page leads to the last, the last back to the first.
+	if last, _ := c.page(t, "/clients").Find("[data-testid=last-page]").Attr("href"); last != "/clients?page=3" {
+		t.Errorf("the first page's link to the last: %q", last)
+	}
+	if first, _ := c.page(t, "/clients?page=3").Find("[data-testid=first-page]").Attr("href"); first != "/clients" {
+		t.Errorf("the last page's link to the first: %q", first)
+	}
 }
 
 func multipartCSV(t testing.TB, c *client, content []byte) (*http.Response, string) {

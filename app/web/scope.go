@@ -97,6 +97,12 @@ func pagerOf(c *fiber.Ctx, path, param string, p store.Page, noun, target string
 	if p.Number < p.Pages() {
 		pg.NextURL = link(p.Number + 1)
 	}
+	if p.Number > 2 {
+		pg.FirstURL = link(1)
+	}
+	if p.Number < p.Pages()-1 {
+		pg.LastURL = link(p.Pages())
+	}
 	return pg
 }
 
