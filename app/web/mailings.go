@@ -249,6 +249,19 @@ func (s *Server) checkMessage(c *fiber.Ctx, p form.Parsed, errs form.Errors) err
 	return err
 }
 
+// sendsOnce warns, after the word that a repeating mailing was saved, when
+// its window closes before its second send ("" otherwise): a month's
+// repeat in a window of two hours sends once.
+func sendsOnce(m *model.Mailing, loc *time.Location) string {
+	if m.Repeat == model.RepeatOnce {
+		return ""
+	}
+	if _, ok := sending.NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, m.StartsAt); ok {
+		return ""
+	}
+	return " Its window closes before a second send, so it sends once: make the end of sending later for it to repeat."
+}
+
 // leftOut tells of the chosen clients the saved mailing does not have as
 // recipients (deleted since the form was opened, see setRecipients), to
 // follow the word that it was saved; "" when it has them all.
@@ -321,7 +334,7 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, mailings.FormPage(s.page(c, "New mailing"), f))
 	}
 	s.plan(c, m.ID)
-	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+"."+s.leftOut(c, m.ID, p.Recipients))
+	s.setFlash(c, layout.FlashSuccess, "Mailing created. It sends from "+formatTime(m.StartsAt, u.TimeZone)+"."+sendsOnce(m, userLocation(u))+s.leftOut(c, m.ID, p.Recipients))
 	return redirect(c, mailings.URL(m.ID))
 }
 
@@ -597,7 +610,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		s.sending.Unplan(c.UserContext(), r.ID, r.NextRunAt)
 	}
 	s.plan(c, r.ID)
-	s.setFlash(c, layout.FlashSuccess, "Mailing saved."+s.leftOut(c, r.ID, p.Recipients))
+	s.setFlash(c, layout.FlashSuccess, "Mailing saved."+sendsOnce(&m, userLocation(u))+s.leftOut(c, r.ID, p.Recipients))
 	return redirect(c, mailings.URL(r.ID))
 }
 

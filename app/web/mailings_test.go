@@ -1111,3 +1111,27 @@ func TestMailingPickerWithoutJavaScript(t *testing.T) {
 		t.Errorf("a picker's button changed the mailing: %d recipients, %s", m.Recipients, m.Repeat)
 	}
 }
+
+// A repeat longer than the window sends once: saving it says so (the
+// page would otherwise say "Every month" of a mailing that sends once).
+func TestMailingRepeatLongerThanItsWindow(t *testing.T) {
+	w := newMailingWorld(t)
+	short := w.start.Add(2 * time.Hour).Format("2006-01-02T15:04")
+	resp, body := w.c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("repeat", "monthly"); v.Set("ends_at", short) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if got := flashAfter(t, w.c, resp); !strings.Contains(got, "Its window closes before a second send, so it sends once") {
+		t.Errorf("a monthly mailing with a window of two hours saved: %q", got)
+	}
+	long := w.start.Add(40 * 24 * time.Hour).Format("2006-01-02T15:04")
+	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("repeat", "monthly"); v.Set("ends_at", long) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if got := flashAfter(t, w.c, resp); strings.Contains(got, "sends once") {
+		t.Errorf("a monthly mailing with a window of 40 days saved: %q", got)
+	}
+	// An edit that shortens the window is told too.
+	resp, body = w.c.post(t, resp.Header.Get("Location"), w.form(func(v url.Values) { v.Set("repeat", "monthly"); v.Set("ends_at", short) }))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if got := flashAfter(t, w.c, resp); !strings.HasPrefix(got, "Mailing saved. Its window closes before a second send") {
+		t.Errorf("an edit to a short window saved: %q", got)
+	}
+}
