@@ -19,7 +19,11 @@ type ClientRow struct {
 	OwnerEmail   string `bun:"owner_email"`
 }
 
-const clientSearchExpr = "lower(c.email || ' ' || c.full_name || ' ' || c.comment)"
+// clientSearch is what a search of the clients (alias a) matches, the
+// expression of their search index.
+func clientSearch(a string) string {
+	return "lower(" + a + ".email || ' ' || " + a + ".full_name || ' ' || " + a + ".comment)"
+}
 
 // fewMatches is how many matches of a search ListClients sorts itself:
 // up to it, all the matches are read from the search index and the page
@@ -51,15 +55,7 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 	search := strings.TrimSpace(q) != ""
 	filter := func(query *bun.SelectQuery) *bun.SelectQuery {
 		sc.where(query, "c.owner_id")
-		switch state {
-		case ClientsUnsubscribed:
-			query.Where("c.unsubscribed_at IS NOT NULL")
-		case ClientsBounced:
-			query.Where("c.bounced_at IS NOT NULL")
-		}
-		if search {
-			query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
-		}
+		clientFilter(query, "c", state, q)
 		return query
 	}
 	// The count needs no join: it runs on the owner index (or the search
@@ -214,9 +210,7 @@ func (s *Store) ClearBounce(ctx context.Context, ownerID, id int64) error {
 func (s *Store) ClientIDs(ctx context.Context, ownerID int64, q string, limit int) ([]int64, error) {
 	var ids []int64
 	query := s.db.NewSelect().TableExpr("clients AS c").Column("c.id").Where("c.owner_id = ?", ownerID)
-	if strings.TrimSpace(q) != "" {
-		query.Where(clientSearchExpr+" LIKE ?", likePattern(q))
-	}
+	clientFilter(query, "c", "", q)
 	if err := query.OrderExpr("c.id DESC").Limit(int64(limit)).Scan(ctx, &ids); err != nil {
 		return nil, dbErr("client ids", err)
 	}
@@ -225,9 +219,25 @@ func (s *Store) ClientIDs(ctx context.Context, ownerID int64, q string, limit in
 
 // EachClient calls fn for every client of the owner, oldest first, reading
 // them in batches by keyset so memory stays flat however long the list.
-func (s *Store) EachClient(ctx context.Context, ownerID int64, fn func(*model.Client) error) error {
-	return eachByID(ctx, s.db, "each client", func(q *bun.SelectQuery) { q.Where("owner_id = ?", ownerID) },
-		func(c *model.Client) int64 { return c.ID }, fn)
+func (s *Store) EachClient(ctx context.Context, ownerID int64, state ClientState, q string, fn func(*model.Client) error) error {
+	return eachByID(ctx, s.db, "each client", func(query *bun.SelectQuery) {
+		query.Where("client.owner_id = ?", ownerID)
+		clientFilter(query, "client", state, q)
+	}, func(c *model.Client) int64 { return c.ID }, fn)
+}
+
+// clientFilter keeps, of the clients (alias a) query reads, those in state
+// and matching the search q (all when empty), as the clients list does.
+func clientFilter(query *bun.SelectQuery, a string, state ClientState, q string) {
+	switch state {
+	case ClientsUnsubscribed:
+		query.Where(a + ".unsubscribed_at IS NOT NULL")
+	case ClientsBounced:
+		query.Where(a + ".bounced_at IS NOT NULL")
+	}
+	if strings.TrimSpace(q) != "" {
+		query.Where(clientSearch(a)+" LIKE ?", likePattern(q))
+	}
 }
 
 // eachByID calls fn for every row of T (a table's model) that where keeps,

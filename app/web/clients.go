@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -45,6 +46,9 @@ func (s *Server) listClients(c *fiber.Ctx) error {
 	}
 	v := clients.ListView{Q: q, State: chosen, Filters: filters, AllUsers: all, Manager: u.IsManager(), CanCreate: true,
 		Pager: pager(c, "/clients", page, "clients", clients.ListID), URL: listURL(c, "/clients")}
+	if !all && (chosen != "" || strings.TrimSpace(q) != "") {
+		v.ExportURL = linkWith(c, "/clients/export.csv", "", "", "page")
+	}
 	if state == store.ClientsBounced && !all && q == "" {
 		v.Bounced, v.CSRF = page.Total, auth.CSRFToken(c)
 	}
@@ -286,10 +290,20 @@ func (s *Server) exportClients(c *fiber.Ctx) error {
 	uid := auth.UserID(c)
 	ctx := c.UserContext()
 	st := s.store
-	s.streamCSV(c, "clients-"+time.Now().UTC().Format("2006-01-02")+".csv",
+	// The list's filter and search, when the export is of what it shows.
+	q := c.Query("q")
+	state, _ := chosenFilter(c, "/clients", "state", stateFilters)
+	name := "clients"
+	if state != "" {
+		name += "-" + state
+	}
+	if strings.TrimSpace(q) != "" {
+		name += "-matching"
+	}
+	s.streamCSV(c, name+"-"+time.Now().UTC().Format("2006-01-02")+".csv",
 		[]string{"email", "full_name", "comment", "unsubscribed_at", "bounced_at", "created_at"},
 		func(write func([]string) error) error {
-			return st.EachClient(ctx, uid, func(cl *model.Client) error {
+			return st.EachClient(ctx, uid, store.ClientState(state), q, func(cl *model.Client) error {
 				return write([]string{form.EscapeFormula(cl.Email), form.EscapeFormula(cl.FullName), form.EscapeFormula(cl.Comment),
 					csvTime(cl.UnsubscribedAt), csvTime(cl.BouncedAt), cl.CreatedAt.UTC().Format(time.RFC3339)})
 			})

@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -917,5 +918,54 @@ func TestListActionsWithoutJavaScript(t *testing.T) {
 	wantRedirect(t, resp, body, "/clients")
 	if _, err := e.store.ClientByID(ctx, store.Everyone(0), o.client.ID); err == nil {
 		t.Error("the client is still there")
+	}
+}
+
+// A search or a filter of the clients offers to export what it shows; the
+// export took everyone whatever the list showed.
+func TestClientsExportFollowsTheList(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	for _, m := range []string{"gone@example.com", "bee@example.com", "sea@example.com"} {
+		if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE clients SET unsubscribed_at = now() WHERE email = 'gone@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	exported := func(list string) []string {
+		t.Helper()
+		href, ok := c.page(t, list).Find("[data-testid=export-these]").Attr("href")
+		if list == "/clients" {
+			if ok {
+				t.Errorf("the whole list offers a second export: %q", href)
+			}
+			href = "/clients/export.csv"
+		}
+		resp, body := c.get(t, href)
+		wantStatus(t, resp, body, http.StatusOK)
+		rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var emails []string
+		for _, r := range rows[1:] {
+			emails = append(emails, r[0])
+		}
+		slices.Sort(emails)
+		return emails
+	}
+	for list, want := range map[string][]string{
+		"/clients":                    {"bee@example.com", "gone@example.com", "sea@example.com"},
+		"/clients?state=unsubscribed": {"gone@example.com"},
+		"/clients?q=bee":              {"bee@example.com"},
+		"/clients?q=example&page=1":   {"bee@example.com", "gone@example.com", "sea@example.com"},
+	} {
+		if got := exported(list); !slices.Equal(got, want) {
+			t.Errorf("%s exports %v, want %v", list, got, want)
+		}
 	}
 }
