@@ -418,7 +418,7 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 	if err != nil {
 		return nil, fmt.Errorf("oauth sign-in: %w", err)
 	}
-	if linked {
+	if linked && !u.Blocked() {
 		a.tellLinked(ctx, u, provider, addr)
 	}
 	if u.Blocked() {

@@ -163,6 +163,12 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", c.ID, ownerID).
 		Returning("*").Scan(ctx)
+	if err == nil && c.UnsubscribedAt != nil {
+		// An unsubscribed client's new address is unsubscribed too: deleted
+		// and added again, it stays so.
+		_, err = s.db.NewRaw(`INSERT INTO unsubscribes (owner_id, email, unsubscribed_at) VALUES (?, lower(?), ?) ON CONFLICT DO NOTHING`,
+			ownerID, c.Email, *c.UnsubscribedAt).Exec(ctx)
+	}
 	return dbErr("update client", err)
 }
 

@@ -904,7 +904,7 @@ func TestListActionsWithoutJavaScript(t *testing.T) {
 		t.Error("the list offers to delete a message a mailing uses")
 	}
 	if d := c.page(t, msg); d.Find(`form[action="`+msg+`/delete"]`).Length() != 0 ||
-		!strings.Contains(d.Find("[data-testid=delete-in-use]").Text(), "delete the mailing or give it another message") {
+		!strings.Contains(d.Find("[data-testid=delete-in-use]").Text(), "delete the mailing, or give it another message if it has not started sending") {
 		t.Error("the message's page offers to delete it while a mailing uses it, or does not say why not")
 	}
 	if _, err := e.store.DeleteMailing(ctx, o.mailing.OwnerID, o.mailing.ID); err != nil {

@@ -138,13 +138,19 @@ func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 		for _, id := range ids {
 			seen[id] = true
 		}
+		left := 0 // matching, not chosen: no room
 		for _, id := range more {
-			if !seen[id] && len(ids) < form.MaxRecipients {
+			switch {
+			case seen[id]:
+			case len(ids) < form.MaxRecipients:
 				ids = append(ids, id)
+			default:
+				left++
 			}
 		}
-		if len(more) > form.MaxRecipients {
-			f.Errors = form.Errors{"recipients": "More clients match than a mailing takes: the newest " + component.Count(form.MaxRecipients) + " were chosen."}
+		if left > 0 {
+			f.Errors = form.Errors{"recipients": "A mailing takes at most " + component.Count(form.MaxRecipients) +
+				" recipients: the newest matching clients were chosen until it was full, and the others left out."}
 		}
 	}
 	f.RecipientIDs, f.Count, f.PickerQ = form.JoinIDs(ids), len(ids), in.PickerQ

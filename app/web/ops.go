@@ -35,7 +35,13 @@ func (s *Server) mountOps(app *fiber.App) {
 	// A browser asks for the page's web-app manifest without cookies: it
 	// is the dashboard's own static file, and would otherwise be the
 	// sign-in page (a "syntax error" in the console).
-	app.Get(queuesPath+"/manifest.json", adaptor.HTTPHandler(mon))
+	manifest := adaptor.HTTPHandler(mon)
+	app.Get(queuesPath+"/manifest.json", func(c *fiber.Ctx) error {
+		if c.Path() != queuesPath+"/manifest.json" { // routes match in any letter case
+			return c.Next()
+		}
+		return manifest(c)
+	})
 	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(withoutRemoteFonts(mon)))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
 }

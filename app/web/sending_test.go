@@ -1143,6 +1143,20 @@ func TestUnsubscribeOutlivesTheClient(t *testing.T) {
 		t.Fatal("an address that unsubscribed, given to another client, is mailable")
 	}
 
+	// An unsubscribed client given a new address: that address stays
+	// unsubscribed when the client is deleted and added again.
+	resp, body = c.post(t, "/clients/"+strconv.FormatInt(id, 10), url.Values{"email": {"moved@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	remove("moved@example.com")
+	resp, body = c.post(t, "/clients", url.Values{"email": {"moved@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if _, at := unsubscribed("moved@example.com"); at == nil {
+		t.Fatal("an unsubscribed client's new address, deleted and added again, is mailable")
+	}
+	resp, body = c.post(t, "/clients", url.Values{"email": {"gone@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	id, _ = unsubscribed("gone@example.com")
+
 	// Another owner's list is its own.
 	bob := newUser(t, e, "bob@example.com", model.RoleUser)
 	bobs := &model.Client{OwnerID: bob.ID, Email: "gone@example.com"}

@@ -30,21 +30,21 @@ func RowID(id int64) string { return "message-" + strconv.FormatInt(id, 10) }
 func URL(id int64) string { return "/messages/" + strconv.FormatInt(id, 10) }
 
 // mailingCount is "1 mailing", "2 mailings".
-// inUse says why a message used by n mailings offers no Delete: the
-// store refuses it while any mailing sends it.
-func inUse(n int) string {
-	if n == 1 {
-		return "It can be deleted once no mailing uses it: delete the mailing or give it another message (a running mailing keeps its own)."
-	}
-	return "It can be deleted once no mailing uses it: delete the " + mailingCount(n) +
-		" or give them another message (a running mailing keeps its own)."
-}
-
 func mailingCount(n int) string {
 	if n == 1 {
 		return "1 mailing"
 	}
 	return component.Count(int64(n)) + " mailings"
+}
+
+// inUse says why a message used by n mailings offers no Delete: the
+// store refuses it while any mailing, finished ones too, has it.
+func inUse(n int) string {
+	if n == 1 {
+		return "It can be deleted once no mailing uses it: delete the mailing, or give it another message if it has not started sending."
+	}
+	return "It can be deleted once no mailing uses it: delete the " + mailingCount(n) +
+		", or give another message to those that have not started sending."
 }
 
 // Row is one message in the list.

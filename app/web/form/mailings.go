@@ -1,6 +1,7 @@
 package form
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,9 @@ type Mailing struct {
 	// "" when the form is to be saved.
 	PickerQ string `form:"picker_q"`
 	Picker  string `form:"picker"`
+	// PickerShown is the ids whose boxes the page showed without
+	// JavaScript: of them, only those ticked (Recipients) stay chosen.
+	PickerShown string `form:"picker_shown"`
 }
 
 // The picker's buttons, which send the form without JavaScript.
@@ -47,8 +51,29 @@ func SplitIDs(joined string) []int64 {
 
 // Chosen is the recipients chosen so far, those not valid left out.
 func (f Mailing) Chosen() []int64 {
-	ids, _ := parseIDs(f.Recipients, f.RecipientIDs)
+	ids, _ := f.chosen()
 	return ids
+}
+
+// chosen is the recipients chosen: the boxes ticked and the ids of the
+// hidden list, but those of the list whose boxes were shown unticked (a
+// choice undone without JavaScript); bad reports ids not valid.
+func (f Mailing) chosen() ([]int64, bool) {
+	joined := f.RecipientIDs
+	if shown, _ := parseIDs(nil, f.PickerShown); len(shown) > 0 {
+		unticked := make(map[int64]bool, len(shown))
+		for _, id := range shown {
+			unticked[id] = true
+		}
+		ticked, _ := parseIDs(f.Recipients, "")
+		for _, id := range ticked {
+			delete(unticked, id)
+		}
+		listed, _ := parseIDs(nil, joined)
+		listed = slices.DeleteFunc(listed, func(id int64) bool { return unticked[id] })
+		joined = JoinIDs(listed)
+	}
+	return parseIDs(f.Recipients, joined)
 }
 
 // NewMessageChoice is the message_id value that writes a message inline.
@@ -148,7 +173,7 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	}
 	p.EndsAt = end
 
-	ids, bad := parseIDs(f.Recipients, f.RecipientIDs)
+	ids, bad := f.chosen()
 	switch {
 	case bad:
 		errs["recipients"] = "Some recipients are not valid; choose them again."

@@ -183,8 +183,11 @@ function initPicker(root) {
     else chosen.delete(e.target.value);
     sync();
   });
-  // The buttons that send the form without JavaScript act in place.
+  // The buttons that send the form without JavaScript act in place, and
+  // Enter in a field saves (the form's first button searched without it).
   root.querySelectorAll("[data-picker-nojs]").forEach(function (b) { b.hidden = true; });
+  var first = root.closest("form").querySelector("[data-picker-default]");
+  if (first) first.removeAttribute("name");
   root.addEventListener("click", function (e) {
     if (e.target.matches("[data-picker-clear], [data-picker-all]")) e.preventDefault();
     if (e.target.matches("[data-picker-clear]")) {
@@ -232,7 +235,7 @@ function initPicker(root) {
   });
   // Only the hidden list is sent: checkboxes would repeat part of it.
   root.closest("form").addEventListener("submit", function () {
-    root.querySelectorAll("[data-picker-id]").forEach(function (cb) { cb.disabled = true; });
+    root.querySelectorAll("[data-picker-id], [data-picker-shown]").forEach(function (cb) { cb.disabled = true; });
   });
   sync();
 }
