@@ -157,18 +157,13 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		Set("comment = ?", c.Comment).
 		// A hard bounce is the old address's: a corrected one is mailable.
 		Set("bounced_at = CASE WHEN lower(email) = lower(?) THEN bounced_at END", c.Email).
-		// An unsubscription is the person's: it stays with the client, and
-		// an address that unsubscribed before brings its own.
+		// An unsubscription is the person's: it stays with the client (and
+		// marks its new address: see unsubscribes), and an address that
+		// unsubscribed before brings its own.
 		Set("unsubscribed_at = coalesce(unsubscribed_at, "+unsubscribedAt+")", ownerID, c.Email).
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", c.ID, ownerID).
 		Returning("*").Scan(ctx)
-	if err == nil && c.UnsubscribedAt != nil {
-		// An unsubscribed client's new address is unsubscribed too: deleted
-		// and added again, it stays so.
-		_, err = s.db.NewRaw(`INSERT INTO unsubscribes (owner_id, email, unsubscribed_at) VALUES (?, lower(?), ?) ON CONFLICT DO NOTHING`,
-			ownerID, c.Email, *c.UnsubscribedAt).Exec(ctx)
-	}
 	return dbErr("update client", err)
 }
 
@@ -320,13 +315,12 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 		}
 	}
 	// A new client whose address unsubscribed from the owner before is
-	// added unsubscribed; an unsubscription the file brings is kept in
-	// unsubscribes too, as the recipient's own would be.
+	// added unsubscribed; an unsubscription the file brings marks its
+	// address too, as the recipient's own does (see unsubscribes).
 	var out []struct {
 		Created, Unsubscribed bool
 	}
 	err := s.db.NewRaw(`
-		WITH up AS (
 		INSERT INTO clients (owner_id, email, full_name, comment, unsubscribed_at)
 		SELECT ?2, e, n, c, coalesce(NULLIF(u, '')::timestamptz,
 				(SELECT x.unsubscribed_at FROM unsubscribes x WHERE x.owner_id = ?2 AND x.email = lower(e)))
@@ -339,13 +333,7 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 			WHERE (clients.unsubscribed_at IS NULL AND EXCLUDED.unsubscribed_at IS NOT NULL)
 				OR (?0 AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
 				OR (?1 AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
-		RETURNING (xmax = 0) AS created, owner_id, lower(email) AS email, unsubscribed_at
-		), marks AS (
-		INSERT INTO unsubscribes (owner_id, email, unsubscribed_at)
-		SELECT owner_id, email, unsubscribed_at FROM up WHERE unsubscribed_at IS NOT NULL
-		ON CONFLICT DO NOTHING
-		)
-		SELECT created, unsubscribed_at IS NOT NULL AS unsubscribed FROM up`,
+		RETURNING (xmax = 0) AS created, unsubscribed_at IS NOT NULL AS unsubscribed`,
 		cols.Name, cols.Comment, ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
 		pgdialect.Array(unsubscribed)).Scan(ctx, &out)
 	if err != nil {
@@ -366,24 +354,16 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 }
 
 // Unsubscribe marks the owner's client unsubscribed (once; the first time
-// is kept), and its address with it: the client deleted and added again
-// is added unsubscribed.
+// is kept), and its address with it (see unsubscribes): the client deleted
+// and added again is added unsubscribed.
 func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error {
-	var n int
-	err := s.db.NewRaw(`
-		WITH c AS (
-			UPDATE clients SET unsubscribed_at = coalesce(unsubscribed_at, now()), updated_at = now()
-			WHERE id = ? AND owner_id = ?
-			RETURNING owner_id, lower(email) AS email, unsubscribed_at
-		), mark AS (
-			INSERT INTO unsubscribes (owner_id, email, unsubscribed_at) SELECT * FROM c
-			ON CONFLICT DO NOTHING
-		)
-		SELECT count(*) FROM c`, clientID, ownerID).Scan(ctx, &n)
+	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
+		Set("unsubscribed_at = coalesce(unsubscribed_at, now())").Set("updated_at = now()").
+		Where("id = ? AND owner_id = ?", clientID, ownerID).Exec(ctx)
 	if err != nil {
 		return dbErr("unsubscribe", err)
 	}
-	if n == 0 {
+	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("unsubscribe: %w", ErrNotFound)
 	}
 	return nil

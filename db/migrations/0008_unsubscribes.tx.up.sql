@@ -12,3 +12,19 @@ CREATE TABLE unsubscribes (
 INSERT INTO unsubscribes (owner_id, email, unsubscribed_at)
 SELECT owner_id, lower(email), unsubscribed_at FROM clients WHERE unsubscribed_at IS NOT NULL
 ON CONFLICT DO NOTHING;
+
+-- Every unsubscribed client's address is marked, however the client came
+-- to be so (its link, an import, an address changed since): one rule for
+-- every statement that writes clients. The first mark of an address is
+-- kept.
+CREATE FUNCTION unsubscribes_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO unsubscribes (owner_id, email, unsubscribed_at)
+    VALUES (NEW.owner_id, lower(NEW.email), NEW.unsubscribed_at)
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER clients_unsubscribes_mark AFTER INSERT OR UPDATE OF unsubscribed_at, email ON clients
+    FOR EACH ROW WHEN (NEW.unsubscribed_at IS NOT NULL) EXECUTE FUNCTION unsubscribes_mark();
