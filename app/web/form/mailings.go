@@ -56,24 +56,23 @@ func (f Mailing) Chosen() []int64 {
 }
 
 // chosen is the recipients chosen: the boxes ticked and the ids of the
-// hidden list, but those of the list whose boxes were shown unticked (a
-// choice undone without JavaScript); bad reports ids not valid.
+// hidden list, but those whose boxes were shown unticked (a choice undone
+// without JavaScript); bad reports ids not valid.
 func (f Mailing) chosen() ([]int64, bool) {
-	joined := f.RecipientIDs
-	if shown, _ := parseIDs(nil, f.PickerShown); len(shown) > 0 {
-		unticked := make(map[int64]bool, len(shown))
-		for _, id := range shown {
-			unticked[id] = true
-		}
-		ticked, _ := parseIDs(f.Recipients, "")
-		for _, id := range ticked {
-			delete(unticked, id)
-		}
-		listed, _ := parseIDs(nil, joined)
-		listed = slices.DeleteFunc(listed, func(id int64) bool { return unticked[id] })
-		joined = JoinIDs(listed)
+	ids, bad := parseIDs(f.Recipients, f.RecipientIDs)
+	shown, _ := parseIDs(nil, f.PickerShown)
+	if len(shown) == 0 {
+		return ids, bad
 	}
-	return parseIDs(f.Recipients, joined)
+	unticked := make(map[int64]bool, len(shown))
+	for _, id := range shown {
+		unticked[id] = true
+	}
+	ticked, _ := parseIDs(f.Recipients, "")
+	for _, id := range ticked {
+		delete(unticked, id)
+	}
+	return slices.DeleteFunc(ids, func(id int64) bool { return unticked[id] }), bad
 }
 
 // NewMessageChoice is the message_id value that writes a message inline.
