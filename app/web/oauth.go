@@ -38,10 +38,11 @@ func (s *Server) oauthBegin(c *fiber.Ctx) error {
 	}
 	// Each round trip keeps its state in a session: a visitor starting
 	// them by the thousand would fill Redis.
-	if wait, err := take(c, s.oauthLimit, s.clientKey(c)); err != nil || wait > 0 {
-		if err != nil {
-			return err
-		}
+	wait, err := take(c, s.oauthLimit, s.clientKey(c))
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
 		return s.oauthRefused(c, fiber.StatusTooManyRequests, "Too many sign-ins",
 			fmt.Sprintf("Too many sign-ins were started from your network in the last hour. Please try again in %s.", minutes(wait)))
 	}
