@@ -12,40 +12,63 @@ import (
 // ErrBadUnsubscribeToken is returned for a token this site did not sign.
 var ErrBadUnsubscribeToken = errors.New("unsubscribe token not valid")
 
+// UnsubscribeLink is what an unsubscribe token names: one address of one
+// owner's list, and the client it was mailed to.
+type UnsubscribeLink struct {
+	ClientID, OwnerID int64
+	// Email is the address the mail went to, lower-cased: an
+	// unsubscription holds for it even once its client is deleted or given
+	// another address. Empty for a token made before tokens carried it,
+	// whose address is its client's (VerifyUnsubscribeToken).
+	Email string
+}
+
 // UnsubscribeToken is the opaque, signed token of one client's unsubscribe
-// link: the client and owner ids with an HMAC under secret of the ids and
-// the address the mail goes to, so that the link stops working (rather
-// than reaching someone else) once the owner changes the client's
-// address. It never expires, as RFC 8058 links must keep working.
+// link: the client and owner ids, an HMAC under secret of the ids and the
+// address the mail goes to, and that address. It never expires, as RFC
+// 8058 links must keep working.
 func UnsubscribeToken(secret string, clientID, ownerID int64, email string) string {
-	b := make([]byte, 16, 16+16)
+	email = canonical(email)
+	b := make([]byte, 16, 32+len(email))
 	binary.BigEndian.PutUint64(b[:8], uint64(clientID))
 	binary.BigEndian.PutUint64(b[8:], uint64(ownerID))
 	b = append(b, unsubscribeMAC(secret, b, email)...)
+	b = append(b, email...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// ParseUnsubscribeToken returns the client and owner a token names. It
-// checks only the token's shape: VerifyUnsubscribeToken checks it was
-// signed for that client's current address.
-func ParseUnsubscribeToken(token string) (clientID, ownerID int64, err error) {
+// ReadUnsubscribeToken returns what token names. A token that carries its
+// address is checked here; one made before tokens did (Email empty) only
+// for its shape, and VerifyUnsubscribeToken checks it against its
+// client's current address.
+func ReadUnsubscribeToken(secret, token string) (UnsubscribeLink, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != 32 {
-		return 0, 0, ErrBadUnsubscribeToken
+	if err != nil || len(b) < 32 {
+		return UnsubscribeLink{}, ErrBadUnsubscribeToken
 	}
-	return int64(binary.BigEndian.Uint64(b[:8])), int64(binary.BigEndian.Uint64(b[8:16])), nil
+	l := UnsubscribeLink{ClientID: int64(binary.BigEndian.Uint64(b[:8])), OwnerID: int64(binary.BigEndian.Uint64(b[8:16]))}
+	if len(b) == 32 {
+		return l, nil
+	}
+	l.Email = string(b[32:])
+	if l.Email != canonical(l.Email) || !hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], l.Email)) {
+		return UnsubscribeLink{}, ErrBadUnsubscribeToken
+	}
+	return l, nil
 }
 
 // VerifyUnsubscribeToken reports whether token was signed under secret for
 // the client and owner it names and the address email.
 func VerifyUnsubscribeToken(secret, token, email string) bool {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	return err == nil && len(b) == 32 && hmac.Equal(b[16:], unsubscribeMAC(secret, b[:16], email))
+	return err == nil && len(b) >= 32 && hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], canonical(email)))
 }
+
+func canonical(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
 func unsubscribeMAC(secret string, ids []byte, email string) []byte {
 	m := hmac.New(sha256.New, []byte("unsubscribe:"+secret))
 	m.Write(ids)
-	m.Write([]byte(strings.ToLower(strings.TrimSpace(email))))
+	m.Write([]byte(email))
 	return m.Sum(nil)[:16]
 }

@@ -353,36 +353,44 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 	return n, nil
 }
 
-// Unsubscribe marks the owner's client unsubscribed (once; the first time
-// is kept), and its address with it (see unsubscribes): the client deleted
-// and added again is added unsubscribed.
-func (s *Store) Unsubscribe(ctx context.Context, ownerID, clientID int64) error {
-	res, err := s.db.NewUpdate().Model((*model.Client)(nil)).
-		Set("unsubscribed_at = coalesce(unsubscribed_at, now())").Set("updated_at = now()").
-		Where("id = ? AND owner_id = ?", clientID, ownerID).Exec(ctx)
-	if err != nil {
-		return dbErr("unsubscribe", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("unsubscribe: %w", ErrNotFound)
-	}
-	return nil
+// Unsubscribe marks an address of the owner's list unsubscribed (once;
+// the first time is kept): its client, if the list has one, and the
+// address itself (see unsubscribes), so that a client deleted and added
+// again, or given the address later, is added unsubscribed.
+func (s *Store) Unsubscribe(ctx context.Context, ownerID int64, email string) error {
+	_, err := s.db.NewRaw(`
+		WITH c AS (
+			UPDATE clients SET unsubscribed_at = coalesce(unsubscribed_at, now()), updated_at = now()
+			WHERE owner_id = ?0 AND lower(email) = lower(?1)
+		)
+		INSERT INTO unsubscribes (owner_id, email, unsubscribed_at) VALUES (?0, lower(?1), now())
+		ON CONFLICT DO NOTHING`, ownerID, email).Exec(ctx)
+	return dbErr("unsubscribe", err)
 }
 
-// Resubscribe clears a client's unsubscription, and its address's: the
+// IsUnsubscribed reports whether an address of the owner's list is
+// unsubscribed.
+func (s *Store) IsUnsubscribed(ctx context.Context, ownerID int64, email string) (bool, error) {
+	var yes bool
+	err := s.db.NewRaw(`SELECT EXISTS (SELECT FROM unsubscribes WHERE owner_id = ? AND email = lower(?))`, ownerID, email).Scan(ctx, &yes)
+	return yes, dbErr("is unsubscribed", err)
+}
+
+// Resubscribe clears an address's unsubscription, and its client's: the
 // recipient's own choice, from the link in a mail (the owner has no way
-// to).
-func (s *Store) Resubscribe(ctx context.Context, ownerID, clientID int64) error {
+// to). ErrNotFound: the address was not unsubscribed.
+func (s *Store) Resubscribe(ctx context.Context, ownerID int64, email string) error {
 	var n int
 	err := s.db.NewRaw(`
 		WITH c AS (
 			UPDATE clients SET unsubscribed_at = NULL, updated_at = now()
-			WHERE id = ? AND owner_id = ? AND unsubscribed_at IS NOT NULL
-			RETURNING owner_id, lower(email) AS email
+			WHERE owner_id = ?0 AND lower(email) = lower(?1) AND unsubscribed_at IS NOT NULL
+			RETURNING 1
 		), unmark AS (
-			DELETE FROM unsubscribes u USING c WHERE u.owner_id = c.owner_id AND u.email = c.email
+			DELETE FROM unsubscribes WHERE owner_id = ?0 AND email = lower(?1)
+			RETURNING 1
 		)
-		SELECT count(*) FROM c`, clientID, ownerID).Scan(ctx, &n)
+		SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM unmark)`, ownerID, email).Scan(ctx, &n)
 	if err != nil {
 		return dbErr("resubscribe", err)
 	}

@@ -637,7 +637,7 @@ func TestClientsEmailChangeClearsBounce(t *testing.T) {
 func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
-	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.Email); err != nil {
 		t.Fatal(err)
 	}
 	resp, export := c.get(t, "/clients/export.csv")
@@ -722,7 +722,7 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 	gone := add(ann.ID, "gone@example.com")
 	b1, b2 := add(ann.ID, "b1@example.com"), add(ann.ID, "b2@example.com")
 	bobs := add(bob.ID, "bobs@example.com")
-	if err := e.store.Unsubscribe(ctx, ann.ID, gone.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, gone.Email); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.MarkBounced(ctx, []int64{b1.ID, b2.ID, bobs.ID}); err != nil {

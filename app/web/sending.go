@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -277,35 +278,56 @@ func (s *Server) recipientPage(c *fiber.Ctx) layout.Page {
 	return p
 }
 
-// errUnsubscribeLink is an unsubscribe link that leads to no client: cut
-// short or altered, not signed here, or for a client deleted or an address
+// errUnsubscribeLink is an unsubscribe link that leads to no address: cut
+// short or altered, not signed here, for an owner gone since, or (made
+// before links carried their address) for a client deleted or an address
 // changed since.
-var errUnsubscribeLink = errors.New("unsubscribe link leads to no client")
+var errUnsubscribeLink = errors.New("unsubscribe link leads to no address")
 
-// unsubscribeTarget reads the client of a signed unsubscribe link.
-func (s *Server) unsubscribeTarget(c *fiber.Ctx) (*store.ClientRow, *model.User, error) {
-	token := c.Params("token")
-	clientID, ownerID, err := mail.ParseUnsubscribeToken(token)
+// unsubscribeTarget is the address of one owner's list a signed
+// unsubscribe link names, and its client while it has that address (nil
+// once deleted, or given another).
+type unsubscribeTarget struct {
+	owner  *model.User
+	email  string
+	client *store.ClientRow
+}
+
+// readUnsubscribeLink reads the address of a signed unsubscribe link. The
+// address is the one the mail went to, wherever its client is since: the
+// link unsubscribes that address, never the client's new one.
+func (s *Server) readUnsubscribeLink(c *fiber.Ctx) (unsubscribeTarget, error) {
+	ctx, token := c.UserContext(), c.Params("token")
+	l, err := mail.ReadUnsubscribeToken(s.cfg.SessionSecret, token)
 	if err != nil {
-		return nil, nil, errUnsubscribeLink
+		return unsubscribeTarget{}, errUnsubscribeLink
 	}
-	cl, err := s.store.ClientByID(c.UserContext(), store.Own(ownerID), clientID)
+	cl, err := s.store.ClientByID(ctx, store.Own(l.OwnerID), l.ClientID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		cl = nil
+	case err != nil:
+		return unsubscribeTarget{}, err
+	}
+	if l.Email == "" {
+		// A link made before links carried their address names it through
+		// its client, signed for the address the mail went to: once that
+		// changed, the link is not the new address's to see or unsubscribe.
+		if cl == nil || !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email) {
+			return unsubscribeTarget{}, errUnsubscribeLink
+		}
+		l.Email = strings.ToLower(cl.Email)
+	} else if cl != nil && !strings.EqualFold(cl.Email, l.Email) {
+		cl = nil
+	}
+	owner, err := s.store.UserByID(ctx, l.OwnerID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errUnsubscribeLink
+		return unsubscribeTarget{}, errUnsubscribeLink
 	}
 	if err != nil {
-		return nil, nil, err
+		return unsubscribeTarget{}, err
 	}
-	// Signed for the address the mail went to: once the owner changed it,
-	// the link is not the new address's to see or unsubscribe.
-	if !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email) {
-		return nil, nil, errUnsubscribeLink
-	}
-	owner, err := s.store.UserByID(c.UserContext(), ownerID)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cl, owner, nil
+	return unsubscribeTarget{owner: owner, email: l.Email, client: cl}, nil
 }
 
 func senderName(u *model.User) string {
@@ -318,28 +340,32 @@ func senderName(u *model.User) string {
 // unsubscribeForm asks the recipient to confirm (a GET must not
 // unsubscribe: mail scanners follow links).
 func (s *Server) unsubscribeForm(c *fiber.Ctx) error {
-	cl, owner, err := s.unsubscribeTarget(c)
+	t, err := s.readUnsubscribeLink(c)
 	if errors.Is(err, errUnsubscribeLink) {
 		return s.badUnsubscribeLink(c)
 	}
 	if err != nil {
 		return err
 	}
-	v := unsubscribe.View{Token: c.Params("token"), Email: cl.Email, Sender: senderName(owner), Done: cl.UnsubscribedAt != nil}
+	done, err := s.store.IsUnsubscribed(c.UserContext(), t.owner.ID, t.email)
+	if err != nil {
+		return err
+	}
+	v := unsubscribe.View{Token: c.Params("token"), Email: t.email, Sender: senderName(t.owner), Done: done}
 	return render(c, fiber.StatusOK, unsubscribe.Page(s.recipientPage(c), v))
 }
 
 // unsubscribe takes the confirmation and the RFC 8058 one-click POST (no
-// session, no CSRF token: the signed link is the authority).
+// session, no CSRF token: the signed link is the authority). The address
+// is unsubscribed even when its client has been deleted since the mail:
+// added again, the client is added unsubscribed.
 func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	oneClick := c.FormValue("List-Unsubscribe") == "One-Click" // RFC 8058, from a mail provider
-	cl, owner, err := s.unsubscribeTarget(c)
+	t, err := s.readUnsubscribeLink(c)
 	if errors.Is(err, errUnsubscribeLink) {
 		// A mail provider, not a person, is answered in plain text, and
-		// alike whatever the trouble: a client deleted since the mail gets
-		// no more mail, which is what it asks for, and a link made up
-		// learns nothing (a 404 for some ids and not others would tell
-		// which clients exist).
+		// alike whatever the trouble: a link made up learns nothing (a
+		// 404 for some ids and not others would tell which clients exist).
 		if oneClick {
 			return c.Type("txt").SendString("unsubscribed\n")
 		}
@@ -348,10 +374,10 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.Unsubscribe(c.UserContext(), owner.ID, cl.ID); err != nil {
+	if err := s.store.Unsubscribe(c.UserContext(), t.owner.ID, t.email); err != nil {
 		return fmt.Errorf("unsubscribe: %w", err)
 	}
-	s.stats.Changed(c.UserContext(), owner.ID)
+	s.stats.Changed(c.UserContext(), t.owner.ID)
 	if oneClick {
 		return c.Type("txt").SendString("unsubscribed\n")
 	}
@@ -362,21 +388,24 @@ func (s *Server) unsubscribe(c *fiber.Ctx) error {
 // the recipient's own choice, asked for on that page (a plain form with
 // its CSRF token, never the one-click POST a mail provider makes).
 func (s *Server) resubscribe(c *fiber.Ctx) error {
-	cl, owner, err := s.unsubscribeTarget(c)
+	t, err := s.readUnsubscribeLink(c)
 	if errors.Is(err, errUnsubscribeLink) {
 		return s.badUnsubscribeLink(c)
 	}
 	if err != nil {
 		return err
 	}
-	err = s.store.Resubscribe(c.UserContext(), owner.ID, cl.ID)
+	err = s.store.Resubscribe(c.UserContext(), t.owner.ID, t.email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // not unsubscribed (any more): nothing to undo
 		return fmt.Errorf("resubscribe: %w", err)
 	}
-	s.stats.Changed(c.UserContext(), owner.ID)
-	msg := "You are subscribed again: " + cl.Email + " gets mailings from " + senderName(owner) + "."
-	if cl.BouncedAt != nil {
-		msg = "You are subscribed again, but mail to " + cl.Email + " has bounced, so mailings from " + senderName(owner) +
+	s.stats.Changed(c.UserContext(), t.owner.ID)
+	msg := "You are subscribed again: " + t.email + " gets mailings from " + senderName(t.owner) + "."
+	switch {
+	case t.client == nil:
+		msg = "You are subscribed again: " + senderName(t.owner) + " may add " + t.email + " to their mailings again."
+	case t.client.BouncedAt != nil:
+		msg = "You are subscribed again, but mail to " + t.email + " has bounced, so mailings from " + senderName(t.owner) +
 			" skip it until they clear the bounce."
 	}
 	s.setFlash(c, layout.FlashSuccess, msg)

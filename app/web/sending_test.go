@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -303,7 +304,7 @@ func TestUnsubscribeLinks(t *testing.T) {
 	// its way) and what to do, on the page and after the form's POST; a
 	// mail provider's one-click POST gets the answer any gets, which tells
 	// nothing of the ids in the link, and changes nothing.
-	if err := e.store.Resubscribe(ctx, ann.ID, o.client.ID); err != nil {
+	if err := e.store.Resubscribe(ctx, ann.ID, o.client.Email); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"nope", string(altered), mail.UnsubscribeToken("another secret", o.client.ID, ann.ID, o.client.Email), token[:len(token)-5]} {
@@ -323,26 +324,49 @@ func TestUnsubscribeLinks(t *testing.T) {
 			t.Fatalf("token %q unsubscribed the client", bad)
 		}
 	}
-	// A client deleted since the mail: a mail provider's one-click POST
-	// has what it asks for (no more mail), a person the link's page.
-	gone := makeObjects(t, e, ann)
-	goneToken := mail.UnsubscribeToken(e.cfg.SessionSecret, gone.client.ID, ann.ID, gone.client.Email)
-	if err := e.store.DeleteClient(ctx, ann.ID, gone.client.ID); err != nil {
-		t.Fatal(err)
+	// A client deleted since the mail: its address is unsubscribed all the
+	// same, by a mail provider's one-click POST as by the page's form, and
+	// the client added again (the list imported again) is added
+	// unsubscribed.
+	for _, oneClick := range []bool{true, false} {
+		gone := makeObjects(t, e, ann)
+		goneToken := mail.UnsubscribeToken(e.cfg.SessionSecret, gone.client.ID, ann.ID, gone.client.Email)
+		if err := e.store.DeleteClient(ctx, ann.ID, gone.client.ID); err != nil {
+			t.Fatal(err)
+		}
+		if oneClick {
+			resp, body = e.client().postRaw(t, "/u/"+goneToken, url.Values{"List-Unsubscribe": {"One-Click"}})
+			if resp.StatusCode != http.StatusOK || body != "unsubscribed\n" {
+				t.Errorf("one-click POST for a deleted client: %d %q", resp.StatusCode, body)
+			}
+		} else {
+			v := e.client()
+			doc := v.page(t, "/u/"+goneToken)
+			if !strings.Contains(doc.Text(), "Stop mailings from") || !strings.Contains(doc.Text(), gone.client.Email) {
+				t.Fatalf("the page of a deleted client's link:\n%s", doc.Text())
+			}
+			resp, body = v.post(t, "/u/"+goneToken, nil)
+			wantRedirect(t, resp, body, "/u/"+goneToken)
+		}
+		if _, body = e.client().get(t, "/u/"+goneToken); !strings.Contains(body, "You are unsubscribed") {
+			t.Errorf("one-click %v: after unsubscribing a deleted client's address, its page:\n%s", oneClick, body)
+		}
+		again := &model.Client{OwnerID: ann.ID, Email: gone.client.Email}
+		if err := e.store.CreateClient(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		if again.UnsubscribedAt == nil {
+			t.Errorf("one-click %v: a deleted client's address unsubscribed by its link is mailable once added again", oneClick)
+		}
 	}
-	resp, body = e.client().postRaw(t, "/u/"+goneToken, url.Values{"List-Unsubscribe": {"One-Click"}})
-	if resp.StatusCode != http.StatusOK || body != "unsubscribed\n" {
-		t.Errorf("one-click POST for a deleted client: %d %q", resp.StatusCode, body)
-	}
-	resp, body = e.client().get(t, "/u/"+goneToken)
-	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "This unsubscribe link does not work") {
-		t.Errorf("the page of a deleted client's link: %d", resp.StatusCode)
-	}
-	// Another owner's id in a valid token's place does not reach the client.
+	// A link of another owner's list naming the client's id and address
+	// is that list's: it does not reach the client.
 	other := newUser(t, e, "eve@example.com", model.RoleUser)
-	resp, _ = e.client().get(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, other.ID, o.client.Email))
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("mismatched owner: %d", resp.StatusCode)
+	resp, body = e.client().postRaw(t, "/u/"+mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, other.ID, o.client.Email),
+		url.Values{"List-Unsubscribe": {"One-Click"}})
+	wantStatus(t, resp, body, http.StatusOK)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+		t.Error("another owner's link unsubscribed the client")
 	}
 }
 
@@ -539,6 +563,51 @@ func TestUnsubscribeLinkAfterAddressChange(t *testing.T) {
 	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
 		t.Error("the old recipient's one-click unsubscribed the new address")
 	}
+	// It unsubscribed the old one, the address it was mailed to: given
+	// to a client again, it is not mailed.
+	if _, body = v.get(t, path); !strings.Contains(body, "You are unsubscribed") || !strings.Contains(body, o.client.Email) {
+		t.Errorf("the old recipient's page after the one-click:\n%s", body)
+	}
+	again := &model.Client{OwnerID: ann.ID, Email: o.client.Email}
+	if err := e.store.CreateClient(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if again.UnsubscribedAt == nil {
+		t.Error("the address the old recipient unsubscribed is mailable once given to a client")
+	}
+}
+
+// Links mailed before links carried their address (the ids and the
+// signature alone) keep working while their client has the address they
+// were mailed to, and lead nowhere once it changed.
+func TestUnsubscribeLinkWithoutItsAddress(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	raw, err := base64.RawURLEncoding.DecodeString(mail.UnsubscribeToken(e.cfg.SessionSecret, o.client.ID, ann.ID, o.client.Email))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/u/" + base64.RawURLEncoding.EncodeToString(raw[:32])
+	v := e.client()
+	if doc := v.page(t, path); !strings.Contains(doc.Text(), o.client.Email) {
+		t.Fatalf("an old link's page:\n%s", doc.Text())
+	}
+	resp, body := v.post(t, path, nil)
+	wantRedirect(t, resp, body, path)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt == nil {
+		t.Fatal("an old link did not unsubscribe")
+	}
+	resp, body = v.post(t, path+"/resubscribe", nil)
+	wantRedirect(t, resp, body, path)
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.UnsubscribedAt != nil {
+		t.Fatal("an old link's Subscribe again did not")
+	}
+
+	resp, body = c.post(t, "/clients/"+id(o.client.ID), url.Values{"email": {"bob@elsewhere.example"}})
+	wantRedirect(t, resp, body, "/clients/"+id(o.client.ID))
+	if resp, body := e.client().get(t, path); resp.StatusCode != http.StatusNotFound || strings.Contains(body, "bob@elsewhere.example") {
+		t.Errorf("an old link once its client's address changed: %d\n%s", resp.StatusCode, body)
+	}
 }
 
 // A form opened before one of its chosen clients was deleted (in another
@@ -684,7 +753,7 @@ func TestRetryFailedLeavesOutUnsubscribed(t *testing.T) {
 	if q := question(); q != "Send again to the 1 recipient of the last run whose send a crash cut off? A send cut off may have arrived: that recipient could get the mail twice." {
 		t.Errorf("Retry failed of a send cut off asks %q first", q)
 	}
-	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.Email); err != nil {
 		t.Fatal(err)
 	}
 	if _, body := c.get(t, path); parseHTML(t, body).Find("[data-testid=retry-failed]").Length() != 0 {
@@ -713,7 +782,7 @@ func TestSendNowSaysWhoIsSkipped(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "INSERT INTO mailing_recipients (mailing_id, client_id) VALUES (?, ?)", o.mailing.ID, other.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, o.client.Email); err != nil {
 		t.Fatal(err)
 	}
 	path := "/mailings/" + id(o.mailing.ID)
@@ -725,7 +794,7 @@ func TestSendNowSaysWhoIsSkipped(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE mailing_id = ?", o.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Unsubscribe(ctx, ann.ID, other.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, other.Email); err != nil {
 		t.Fatal(err)
 	}
 	resp, _ = c.post(t, path+"/send", nil)
@@ -961,7 +1030,7 @@ func TestSendToTheRestButton(t *testing.T) {
 
 	// Once that recipient unsubscribed there is no one left to send to
 	// (which the page does not look up: it would read every recipient).
-	if err := e.store.Unsubscribe(ctx, ann.ID, left.ID); err != nil {
+	if err := e.store.Unsubscribe(ctx, ann.ID, left.Email); err != nil {
 		t.Fatal(err)
 	}
 	resp, body = c.post(t, path+"/rest", nil)
