@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun/driver/pgdriver"
+	"golang.org/x/net/idna"
 )
 
 // Config is everything the web and worker processes read from the environment.
@@ -224,7 +225,11 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	errs = append(errs, checkURL("REDIS_URL", c.RedisURL, "redis", "rediss"))
 	errs = append(errs, checkServerURL("SMTP_URL", c.SMTPURL, "smtp", "smtps"))
-	errs = append(errs, checkServerURL("BASE_URL", c.BaseURL, "http", "https"))
+	if err := checkServerURL("BASE_URL", c.BaseURL, "http", "https"); err != nil {
+		errs = append(errs, err)
+	} else if c.BaseURL, err = asciiHost("BASE_URL", c.BaseURL); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, checkListenAddr("WORKER_METRICS_ADDR", c.WorkerMetricsAddr))
 	return c, errors.Join(errs...)
 }
@@ -243,6 +248,36 @@ func checkServerURL(key, raw string, schemes ...string) error {
 		return fmt.Errorf("%s must name the server alone, with no path, query or fragment (a / ? or # in a password is written %%2F %%3F %%23)", key)
 	}
 	return nil
+}
+
+// asciiHost writes the host of a server's URL in its ASCII form
+// (https://рассылка.рф → https://xn--80aa3adxha4f.xn--p1ai): the site's host
+// goes into mail headers (Message-ID, List-Unsubscribe) and is what a
+// browser sends as Origin, and either takes only ASCII.
+func asciiHost(key, raw string) (string, error) {
+	u, _ := url.Parse(raw)
+	host := u.Hostname()
+	if !needsASCII(host) {
+		return raw, nil
+	}
+	a, err := idna.Lookup.ToASCII(host)
+	if err != nil {
+		return "", fmt.Errorf("%s's host %q has no ASCII form (IDNA): %v", key, host, err)
+	}
+	if p := u.Port(); p != "" {
+		a = net.JoinHostPort(a, p)
+	}
+	u.Host = a
+	return u.String(), nil
+}
+
+func needsASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkListenAddr checks an address to listen on, host:port ("off": none).

@@ -51,6 +51,17 @@ func TestProductionRequiresSettings(t *testing.T) {
 	if c.BaseURL != "https://mail.example.com" || c.LogFormat != "json" {
 		t.Fatalf("production config = %+v, want trimmed BASE_URL and JSON logs", c)
 	}
+	// An internationalized host is kept in its ASCII form: it goes into
+	// mail headers and is what browsers send as Origin.
+	for raw, want := range map[string]string{
+		"https://Рассылка.рф/":        "https://xn--80aa3adxha4f.xn--p1ai",
+		"http://почта.пример.рф:8080": "http://xn--80a1acny.xn--e1afmkfd.xn--p1ai:8080",
+	} {
+		idn, err := Load(env(map[string]string{"BASE_URL": raw}))
+		if err != nil || idn.BaseURL != want {
+			t.Errorf("BASE_URL %q = %q, %v; want %q", raw, idn.BaseURL, err, want)
+		}
+	}
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("warnings of a production config on https: %q", w)
 	}
@@ -85,6 +96,7 @@ func TestInvalidValues(t *testing.T) {
 		"BASE_URL with a path":          {"BASE_URL": "http://example.com/app"},
 		"BASE_URL with a query":         {"BASE_URL": "http://example.com/?x=1"},
 		"BASE_URL with a fragment":      {"BASE_URL": "http://example.com#frag"},
+		"BASE_URL host with no ASCII":   {"BASE_URL": "http://ex--ample.рф"},
 		"SMTP_URL with a port alone":    {"SMTP_URL": "smtp://:25"},
 		"SMTP_URL with a path":          {"SMTP_URL": "smtp://mail.example.com:25/path"},
 		"SMTP_URL with a query":         {"SMTP_URL": "smtp://mail.example.com:25?x=1"},

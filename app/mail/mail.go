@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	netmail "net/mail"
 	"net/url"
 	"strconv"
@@ -54,13 +55,25 @@ func NewSender(smtpURL, from, messageIDHost string) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse MAIL_FROM %q: %w", from, err)
 	}
-	s := &Sender{host: u.Hostname(), from: *fromAddr, idHost: messageIDHost, timeout: DefaultTimeout}
-	switch {
-	case s.idHost == "":
-		s.idHost = "localhost"
-	case strings.Contains(s.idHost, ":"):
-		s.idHost = "[" + s.idHost + "]" // an IPv6 address is a domain literal (RFC 5322, 3.6.4)
+	// The From domain in its ASCII form, as recipients' are (see Build):
+	// in UTF-8 it would need a server that announces SMTPUTF8.
+	fromAddr.Address = model.ASCIIEmail(fromAddr.Address)
+	host := messageIDHost
+	if a, ok := model.ASCIIDomain(host); ok {
+		host = a
 	}
+	s := &Sender{host: u.Hostname(), from: *fromAddr, idHost: host, timeout: DefaultTimeout}
+	helo := host // the site's host names us to servers (EHLO), not the machine's name
+	switch {
+	case host == "":
+		s.idHost, helo = "localhost", "localhost"
+	case strings.Contains(host, ":"):
+		s.idHost = "[" + host + "]"  // an IPv6 address is a domain literal (RFC 5322, 3.6.4)
+		helo = "[IPv6:" + host + "]" // (RFC 5321, 4.1.3)
+	case net.ParseIP(host) != nil:
+		helo = "[" + host + "]"
+	}
+	s.opts = append(s.opts, gomail.WithHELO(helo))
 	port := 0
 	if p := u.Port(); p != "" {
 		if port, err = strconv.Atoi(p); err != nil {
@@ -119,7 +132,7 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("build mail: subject has a line break")
 	}
-	msg.Subject(foldable(m.Subject))
+	msg.Subject(foldable(OneLine(m.Subject)))
 	msg.SetDate()
 	msg.SetMessageIDWithValue(newMessageID(s.idHost))
 	for k, v := range m.Headers {
@@ -130,10 +143,15 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 }
 
 // OneLine puts s on one line, as a header's value must be: line breaks
-// become spaces (a name with one would otherwise fail every mail to it).
-func OneLine(s string) string { return oneLine.Replace(s) }
+// become spaces (a name with one would otherwise fail every mail to it),
+// and every run of spaces one space (a header is folded at spaces, and a
+// run longer than a line would leave a line of spaces alone, which RFC
+// 5322 does not allow).
+func OneLine(s string) string { return strings.Join(strings.FieldsFunc(s, isFoldingSpace), " ") }
 
-var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
+// isFoldingSpace is a space a header may be folded at, or a line break.
+// (Other spaces, such as a no-break space, are the text's own.)
+func isFoldingSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' }
 
 // maxLine is the longest a line of a mail may be, CRLF apart (RFC 5322,
 // 2.1.1).
@@ -184,10 +202,21 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil && !msg.IsDelivered() {
-		if errors.Is(err, gomail.ErrNoSupportedAuthDiscovered) {
-			err = errNoSignIn
+	sc, err := c.DialToSMTPClientWithContext(ctx)
+	if err != nil {
+		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, explained(err))
+	}
+	defer func() {
+		if err := sc.Quit(); err != nil {
+			_ = sc.Close()
 		}
+	}()
+	// An address with more than ASCII before the @ only to a server that
+	// takes it (see Pool.Send).
+	if utf8, _ := sc.Extension("SMTPUTF8"); !utf8 && !isASCII(model.ASCIIEmail(m.To.Address)) {
+		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, errNoSMTPUTF8)
+	}
+	if err := c.SendWithSMTPClient(sc, msg); err != nil && !msg.IsDelivered() {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
 	return msg.ServerResponse(), nil
@@ -204,6 +233,9 @@ func newMessageID(host string) string {
 // refusesSender, mayRefuseSender) is not: it lasts until the server's
 // settings or ours change.
 func IsPermanent(err error) bool {
+	if errors.Is(err, errNoSMTPUTF8) {
+		return true
+	}
 	var se *gomail.SendError
 	if !errors.As(err, &se) || se.ErrorCode() < 500 || se.ErrorCode() > 599 {
 		return false

@@ -304,6 +304,7 @@ func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 		}
 	}
 	want := []string{"@shop.example>", "@192.0.2.7>", "@[::1]>"}
+	helo := []string{"shop.example", "[192.0.2.7]", "[IPv6:::1]"} // RFC 5321, 4.1.3
 	msgs := sink.Messages()
 	if len(msgs) != len(want) {
 		t.Fatalf("%d messages received, want %d", len(msgs), len(want))
@@ -312,6 +313,70 @@ func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
 		if id := m.Header().Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, want[i]) {
 			t.Errorf("Message-ID %q, want one ending %q", id, want[i])
 		}
+		if m.Helo != helo[i] {
+			t.Errorf("EHLO %q, want %q (the site's host, not the machine's name)", m.Helo, helo[i])
+		}
+	}
+}
+
+// A site on an internationalized domain names itself in ASCII: in the
+// envelope's and the header's From, the Message-ID and EHLO. In UTF-8
+// they would need a server that announces SMTPUTF8 (the envelope), or be
+// no valid header at all (the Message-ID, encoded as a word).
+func TestSenderNamesAnInternationalSiteInASCII(t *testing.T) {
+	sink := testkit.SMTP(t)
+	noSMTPUTF8(t, sink)
+	sender, err := rmail.NewSender(sink.URL(), "Рассылка <no-reply@рассылка.рф>", "рассылка.рф")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages received", len(msgs))
+	}
+	const host = "xn--80aa3adxha4f.xn--p1ai"
+	m := msgs[0]
+	from, err := m.Header().AddressList("From")
+	if m.From != "no-reply@"+host || err != nil || len(from) != 1 || from[0].Address != "no-reply@"+host || from[0].Name != "Рассылка" {
+		t.Errorf("envelope from %q, From %q reads %v, %v", m.From, m.Header().Get("From"), from, err)
+	}
+	if id := m.Header().Get("Message-ID"); !strings.HasSuffix(id, "@"+host+">") || m.Helo != host {
+		t.Errorf("Message-ID %q, EHLO %q", id, m.Helo)
+	}
+}
+
+// A name or a subject with a run of spaces longer than a header line is
+// written with one space: go-mail folds at spaces, and left lines of
+// spaces alone (which RFC 5322 does not allow).
+func TestSenderWritesNoLineOfSpacesAlone(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender := shopSender(t, sink, "shop.example")
+	gap := strings.Repeat(" ", 150)
+	if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), rmail.Message{To: mail.Address{Name: "Ann" + gap + "Lee", Address: "ann@example.com"},
+		Subject: "News" + gap + "for\tAnn\u00a0Lee", Text: "Hello"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages received", len(msgs))
+	}
+	head, _, _ := strings.Cut(string(msgs[0].Data), "\r\n\r\n")
+	for _, line := range strings.Split(head, "\r\n") {
+		if strings.TrimSpace(line) == "" {
+			t.Errorf("a header line of spaces alone:\n%s", head)
+			break
+		}
+	}
+	to, err := msgs[0].Header().AddressList("To")
+	if err != nil || len(to) != 1 || to[0].Name != "Ann Lee" {
+		t.Errorf("To %q reads %v, %v", msgs[0].Header().Get("To"), to, err)
+	}
+	// A no-break space is the text's own.
+	if got, err := new(mime.WordDecoder).DecodeHeader(msgs[0].Header().Get("Subject")); err != nil || got != "News for Ann\u00a0Lee" {
+		t.Errorf("subject reads %q, %v", got, err)
 	}
 }
 
@@ -557,6 +622,44 @@ func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	}
 	if got := sink.Messages(); len(got) != 2 || got[1].To[0] != "plain@example.com" {
 		t.Errorf("received %+v", got)
+	}
+}
+
+// The account mails (Sender.Send) too: an address with more than ASCII
+// before the @ goes only to a server that announces SMTPUTF8. Without it
+// the send fails for good, saying why, and nothing is said on the
+// connection beyond the greeting (it broke the protocol, and the server
+// refused it as a bad address).
+func TestSenderNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender := shopSender(t, sink, "shop.example").WithTimeout(2 * time.Second)
+	msg := rmail.Message{To: mail.Address{Address: "юзер@пример.рф"}, Subject: "Confirm", Text: "Hello"}
+	if _, err := sender.Send(context.Background(), msg); err != nil {
+		t.Fatalf("to a server with SMTPUTF8: %v", err)
+	}
+	noSMTPUTF8(t, sink)
+	sink.Reset()
+	_, err := sender.Send(context.Background(), msg)
+	if err == nil || !rmail.IsPermanent(err) || !strings.Contains(err.Error(), "does not announce SMTPUTF8") {
+		t.Errorf("to a server without SMTPUTF8: %v (permanent %v)", err, rmail.IsPermanent(err))
+	}
+	if _, err := sender.Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@пример.рф"}, Subject: "Confirm", Text: "Hello"}); err != nil {
+		t.Errorf("an ASCII address at an internationalized domain: %v", err)
+	}
+	if got := sink.Messages(); len(got) != 1 || got[0].To[0] != "ann@xn--e1afmkfd.xn--p1ai" {
+		t.Errorf("received %+v", got)
+	}
+}
+
+// noSMTPUTF8 makes sink stop announcing SMTPUTF8.
+func noSMTPUTF8(t *testing.T, sink *mailsink.Server) {
+	t.Helper()
+	if err := sink.Down(); err != nil {
+		t.Fatal(err)
+	}
+	sink.OfferSMTPUTF8(false)
+	if err := sink.Up(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 // Received is one message as the server got it.
 type Received struct {
 	ID   int
+	Helo string // the name the client gave in EHLO (or HELO)
 	From string
 	To   []string
 	Data []byte
@@ -272,11 +273,11 @@ func (s *Server) Wait(ctx context.Context, n int) ([]Received, error) {
 	}
 }
 
-func (s *Server) store(from string, to []string, data []byte) {
+func (s *Server) store(helo, from string, to []string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
-	s.msgs = append(s.msgs, Received{ID: s.nextID, From: from, To: to, Data: data, At: time.Now()})
+	s.msgs = append(s.msgs, Received{ID: s.nextID, Helo: helo, From: from, To: to, Data: data, At: time.Now()})
 	close(s.notify)
 	s.notify = make(chan struct{})
 }
@@ -369,7 +370,7 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if cut == CutAfter {
 		if len(se.to) > 0 {
-			se.s.store(se.from, append([]string(nil), se.to...), data)
+			se.s.store(se.conn.Hostname(), se.from, append([]string(nil), se.to...), data)
 		}
 		se.conn.Close()
 		return errors.New("connection cut")
@@ -383,6 +384,6 @@ func (se *session) Data(r io.Reader) error {
 	if len(se.to) == 0 {
 		return errors.New("no recipients")
 	}
-	se.s.store(se.from, append([]string(nil), se.to...), data)
+	se.s.store(se.conn.Hostname(), se.from, append([]string(nil), se.to...), data)
 	return nil
 }
