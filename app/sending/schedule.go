@@ -40,8 +40,12 @@ func Occurrence(start time.Time, r model.Repeat, loc *time.Location, k int) time
 
 // wallClock is the instant (in UTC) when loc's clocks show the date and
 // time that wall shows. When they skip it, it is read on the clock before
-// the change: time.Date would move it either way (back to 01:30 in New
-// York, and to 23:30 the day before where the clocks change at midnight).
+// the change (as long after the change as wall is after the time they
+// skip from), unless that is the next day, where the clocks skip the last
+// hour before midnight: then on the clock after it, as long before the
+// change. Either way it stays on its day; time.Date would move it back
+// (to 01:30 in New York, and to 23:30 the day before where the clocks
+// change at midnight).
 func wallClock(wall time.Time, loc *time.Location) time.Time {
 	t := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), wall.Nanosecond(), loc)
 	_, shown := t.Zone()
@@ -51,7 +55,17 @@ func wallClock(wall time.Time, loc *time.Location) time.Time {
 	// In a gap, t was read with one side's offset and shows the other's;
 	// the clocks go forward, so the smaller is the one before the change.
 	used := wall.Sub(t.UTC())
-	return wall.Add(-min(used, time.Duration(shown)*time.Second)).UTC()
+	before, after := min(used, time.Duration(shown)*time.Second), max(used, time.Duration(shown)*time.Second)
+	if at := wall.Add(-before); sameDay(at.In(loc), wall) {
+		return at.UTC()
+	}
+	return wall.Add(-after).UTC()
+}
+
+func sameDay(a, b time.Time) bool {
+	ay, am, ad := a.Date()
+	by, bm, bd := b.Date()
+	return ay == by && am == bm && ad == bd
 }
 
 // halfPeriod is half the shortest time between two occurrences of r: a

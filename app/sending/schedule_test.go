@@ -60,6 +60,9 @@ func TestRepeatAtATimeTheClocksSkip(t *testing.T) {
 		{"America/Havana", "2027-03-13 00:30", model.RepeatDaily, []string{"2027-03-14 01:30 CDT", "2027-03-15 00:30 CDT"}},
 		{"America/Santiago", "2027-08-29 00:30", model.RepeatWeekly, []string{"2027-09-05 01:30 -03", "2027-09-12 00:30 -03"}},
 		{"America/Havana", "2027-02-14 00:30", model.RepeatMonthly, []string{"2027-03-14 01:30 CDT", "2027-04-14 00:30 CDT"}},
+		// The clocks skip from 23:00 to midnight: 23:30 goes half an hour
+		// before the change, on its own day, not at 00:30 the next.
+		{"America/Nuuk", "2026-03-27 23:30", model.RepeatDaily, []string{"2026-03-28 22:30 -02", "2026-03-29 23:30 -01"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.zone+" "+string(tc.repeat), func(t *testing.T) {
