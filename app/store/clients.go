@@ -158,9 +158,12 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		// A hard bounce is the old address's: a corrected one is mailable.
 		Set("bounced_at = CASE WHEN lower(email) = lower(?) THEN bounced_at END", c.Email).
 		// An unsubscription is the person's: it stays with the client (and
-		// marks its new address: see unsubscribes), and an address that
-		// unsubscribed before brings its own.
-		Set("unsubscribed_at = coalesce(unsubscribed_at, "+unsubscribedAt+")", ownerID, c.Email).
+		// marks its new address: see unsubscribes), and a new address that
+		// unsubscribed before brings its own. The address kept is not
+		// looked up: the look is as of the statement's start, and the
+		// recipient's "Subscribe again" committed meanwhile (which this
+		// waited for) would be undone by a mark it removed.
+		Set("unsubscribed_at = coalesce(unsubscribed_at, CASE WHEN lower(email) <> lower(?) THEN "+unsubscribedAt+" END)", c.Email, ownerID, c.Email).
 		Set("updated_at = now()").
 		Where("id = ? AND owner_id = ?", c.ID, ownerID).
 		Returning("*").Scan(ctx)
@@ -317,20 +320,27 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 	// A new client whose address unsubscribed from the owner before is
 	// added unsubscribed; an unsubscription the file brings marks its
 	// address too, as the recipient's own does (see unsubscribes).
+	// A client listed already takes only the file's: the address's mark,
+	// read as of the statement's start, would undo the recipient's
+	// "Subscribe again" committed while the statement ran (an unsubscribed
+	// client keeps its own time either way). What differs from the mark is
+	// the file's; what equals it is the mark, or the same time again.
 	var out []struct {
 		Created, Unsubscribed bool
 	}
+	const fromFile = `(EXCLUDED.unsubscribed_at IS NOT NULL AND EXCLUDED.unsubscribed_at IS DISTINCT FROM
+		(SELECT x.unsubscribed_at FROM unsubscribes x WHERE x.owner_id = ?2 AND x.email = lower(EXCLUDED.email)))`
 	err := s.db.NewRaw(`
 		INSERT INTO clients (owner_id, email, full_name, comment, unsubscribed_at)
 		SELECT ?2, e, n, c, coalesce(NULLIF(u, '')::timestamptz,
 				(SELECT x.unsubscribed_at FROM unsubscribes x WHERE x.owner_id = ?2 AND x.email = lower(e)))
 			FROM unnest(?3::text[], ?4::text[], ?5::text[], ?6::text[]) AS r(e, n, c, u)
 		ON CONFLICT (owner_id, lower(email)) DO UPDATE
-			SET unsubscribed_at = coalesce(clients.unsubscribed_at, EXCLUDED.unsubscribed_at),
+			SET unsubscribed_at = coalesce(clients.unsubscribed_at, CASE WHEN `+fromFile+` THEN EXCLUDED.unsubscribed_at END),
 				full_name = CASE WHEN ?0 THEN EXCLUDED.full_name ELSE clients.full_name END,
 				comment = CASE WHEN ?1 THEN EXCLUDED.comment ELSE clients.comment END,
 				updated_at = now()
-			WHERE (clients.unsubscribed_at IS NULL AND EXCLUDED.unsubscribed_at IS NOT NULL)
+			WHERE (clients.unsubscribed_at IS NULL AND `+fromFile+`)
 				OR (?0 AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
 				OR (?1 AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
 		RETURNING (xmax = 0) AS created, unsubscribed_at IS NOT NULL AS unsubscribed`,

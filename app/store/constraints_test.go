@@ -282,3 +282,81 @@ func TestMessageEditWaitsForARunStarting(t *testing.T) {
 		t.Fatalf("edit after the run started: %v, want ErrSending", err)
 	}
 }
+
+// The recipient's "Subscribe again" is not undone by an edit of the client
+// or an import of its address that waited for it: they read the address's
+// mark as of their start, which the recipient removed meanwhile, and
+// wrote its old time back (the client unsubscribed again, and marked).
+func TestSubscribeAgainIsNotUndoneByAWriteWaitingForIt(t *testing.T) {
+	db := testkit.DB(t)
+	st := store.New(db)
+	ctx := context.Background()
+	f := newFixture(t, db, "resub@example.com")
+	writes := map[string]func() error{
+		"edit": func() error {
+			return st.UpdateClient(ctx, f.owner.ID, &model.Client{ID: f.client.ID, Email: f.client.Email, FullName: "Ann", Comment: "edited"})
+		},
+		"import": func() error {
+			_, err := st.UpsertClients(ctx, f.owner.ID, []store.ImportRow{{Email: "ANN@example.com", FullName: "Ann Imported"}})
+			return err
+		},
+	}
+	for name, write := range writes {
+		if err := st.Unsubscribe(ctx, f.owner.ID, f.client.Email); err != nil {
+			t.Fatal(err)
+		}
+		err := whileHeld(t, db, func(tx *store.Store) error { return tx.Resubscribe(ctx, f.owner.ID, f.client.Email) }, write)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cl, err := st.ClientByID(ctx, store.Own(f.owner.ID), f.client.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		marked, err := st.IsUnsubscribed(ctx, f.owner.ID, f.client.Email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cl.UnsubscribedAt != nil || marked {
+			t.Errorf("%s waiting for Subscribe again: unsubscribed at %v, marked %v", name, cl.UnsubscribedAt, marked)
+		}
+	}
+}
+
+// whileHeld runs hold in a transaction, starts write, and commits once
+// write waits for a lock hold took; it returns write's error.
+func whileHeld(t *testing.T, db *bun.DB, hold func(tx *store.Store) error, write func() error) error {
+	t.Helper()
+	ctx := context.Background()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- store.New(db).InTx(ctx, func(tx *store.Store) error {
+			err := hold(tx)
+			close(held)
+			<-release
+			return err
+		})
+	}()
+	<-held
+	wrote := make(chan error, 1)
+	go func() { wrote <- write() }()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var waiting bool
+		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the write did not wait")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return <-wrote
+}
