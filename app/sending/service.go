@@ -36,6 +36,10 @@ var (
 	// ErrNoRecipients refuses a manual run of a mailing with no recipients
 	// left (its clients deleted): it would only record an empty run.
 	ErrNoRecipients = errors.New("the mailing has no recipients")
+	// ErrRunSince refuses a run asked for from a page that showed an
+	// earlier run as the latest (see Seen): one started since, by the same
+	// form sent twice or from another tab.
+	ErrRunSince = errors.New("a run of the mailing started since")
 )
 
 // Queue puts a run's work on the task queue; app/task implements it.
@@ -88,6 +92,19 @@ type Service struct {
 	// failure (4xx, no connection); their number bounds the tries.
 	RetryDelays []time.Duration
 	Now         func() time.Time
+
+	seen *int64 // see Seen
+}
+
+// Seen returns s for a run asked for by hand from a page that showed
+// runID as the mailing's latest run (0: none): if another started since,
+// the run is refused (ErrRunSince), so a form sent twice (a double click
+// without JavaScript, a retried request) starts one run, not two, even
+// when the first has ended meanwhile.
+func (s *Service) Seen(runID int64) *Service {
+	c := *s
+	c.seen = &runID
+	return &c
 }
 
 // Defaults of a Service.
@@ -202,6 +219,16 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
+		}
+		if s.seen != nil {
+			latest, err := tx.LatestRun(ctx, m.ID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil && latest.ID != *s.seen {
+				run = latest
+				return ErrRunSince
+			}
 		}
 		if rest {
 			// A scheduled send due now mails everyone: the rest would get

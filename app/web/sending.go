@@ -46,6 +46,8 @@ func runRefusal(err error, m *store.MailingRow) string {
 		return "Nothing to retry: the last run has no temporary failures to clients who can still be mailed."
 	case errors.Is(err, sending.ErrNoRest):
 		return "No one left to send to: the last run reached everyone it could, or those it did not reach have unsubscribed, bounced or been removed since."
+	case errors.Is(err, sending.ErrRunSince):
+		return "A run of this mailing started after this page was shown (the form was sent twice, or from another tab), so no other was started: see it below."
 	case errors.Is(err, sending.ErrScheduledDue):
 		return "A scheduled send of this mailing is due now, and mails everyone: the rest get it then, once."
 	}
@@ -70,6 +72,13 @@ func (s *Server) startRun(to runSource) fiber.Handler {
 		if err != nil {
 			return err
 		}
+		// The latest run the page showed, when its form says (the
+		// contract's routes start a run without it): a run started since
+		// refuses this one, so a form sent twice starts one run.
+		svc := s.sending
+		if seen, err := strconv.ParseInt(c.FormValue("seen"), 10, 64); err == nil && seen >= 0 {
+			svc = svc.Seen(seen)
+		}
 		var run *model.Run
 		switch to {
 		case toFailed:
@@ -82,11 +91,11 @@ func (s *Server) startRun(to runSource) fiber.Handler {
 			if err != nil {
 				return err
 			}
-			run, err = s.sending.StartManual(c.UserContext(), r.ID, &last.ID)
+			run, err = svc.StartManual(c.UserContext(), r.ID, &last.ID)
 		case toRest:
-			run, err = s.sending.StartRest(c.UserContext(), r.ID)
+			run, err = svc.StartRest(c.UserContext(), r.ID)
 		default:
-			run, err = s.sending.StartManual(c.UserContext(), r.ID, nil)
+			run, err = svc.StartManual(c.UserContext(), r.ID, nil)
 		}
 		if msg := runRefusal(err, r); msg != "" {
 			s.setFlash(c, layout.FlashError, msg)

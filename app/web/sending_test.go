@@ -1315,3 +1315,50 @@ func TestMailingPageRenewsWhileSending(t *testing.T) {
 		t.Errorf("%d sections renew after the run ended", n)
 	}
 }
+
+// A run-starting form sent twice starts one run, even once the first has
+// ended (a double click without JavaScript, a request sent again): the
+// form says which run the page showed as the latest, and a run started
+// since refuses it. Without that field (the contract's route alone) a run
+// starts as before.
+func TestSendNowSentTwiceStartsOneRun(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sendableNow(t, e, o.mailing.ID)
+	path := "/mailings/" + id(o.mailing.ID)
+	seen := func() string {
+		v, ok := c.page(t, path).Find("form[action$='/send'] input[name=seen]").Attr("value")
+		if !ok {
+			t.Fatal("the Send now form says no run seen")
+		}
+		return v
+	}
+	runs := func() int64 {
+		n, err := e.db.NewSelect().TableExpr("runs").Where("mailing_id = ?", o.mailing.ID).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seen()
+	if before != "0" {
+		t.Fatalf("before any run the form says it saw run %q", before)
+	}
+	// The first post's run, ended already.
+	now := time.Now()
+	first := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: now.Add(-time.Second), FinishedAt: &now, Total: 1})
+	resp, body := c.post(t, path+"/send", url.Values{"seen": {before}})
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "started after this page was shown") || runs() != 1 {
+		t.Fatalf("the form sent again: %d runs, flash %q", runs(), flash)
+	}
+	// Sent from the page that shows the first run, it starts one.
+	if got := seen(); got != id(first.ID) {
+		t.Fatalf("after a run the form says it saw %q, want %d", got, first.ID)
+	}
+	resp, body = c.post(t, path+"/send", url.Values{"seen": {id(first.ID)}})
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "Sending to") || runs() != 2 {
+		t.Fatalf("from the page showing the latest run: %d runs, flash %q", runs(), flash)
+	}
+}
