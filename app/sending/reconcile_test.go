@@ -457,3 +457,107 @@ func TestARunResumedAfterItsNextOccurrenceLeavesTheRestToIt(t *testing.T) {
 		}
 	}
 }
+
+// A repeating mailing switched off over its due time, or whose owner was
+// blocked over it, does not make the missed send once switched on again,
+// days late: it sends at its next occurrence. (After the workers' own
+// downtime the latest missed one still runs: the test above.) A one-off
+// mailing switched on inside its window still makes its one send.
+func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	start := time.Date(2027, 3, 1, 9, 0, 0, 0, time.UTC) // a Monday
+	w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.AddDate(0, 3, 0), model.RepeatWeekly, &start
+	if err := w.st.UpdateMailing(ctx, w.owner.ID, w.mailing, nil); err != nil {
+		t.Fatal(err)
+	}
+	now := start.Add(time.Minute)
+	w.svc.Now = func() time.Time { return now }
+	first, err := w.svc.StartScheduled(ctx, w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.drain(t, first.ID)
+	next := func() time.Time {
+		m, err := w.st.MailingByID(ctx, store.Everyone(0), w.mailing.ID)
+		if err != nil || m.NextRunAt == nil {
+			t.Fatalf("next send: %v, %v", m, err)
+		}
+		return *m.NextRunAt
+	}
+	latestIs := func(want int64, when string) {
+		t.Helper()
+		if err := w.svc.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := w.st.LatestRun(ctx, w.mailing.ID); err != nil || r.ID != want {
+			t.Fatalf("%s: latest run %+v, %v; want run %d", when, r, err, want)
+		}
+	}
+
+	// Switched off on Sunday, on again on Saturday.
+	now = start.AddDate(0, 0, 6)
+	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	now = start.AddDate(0, 0, 7).Add(time.Minute)
+	latestIs(first.ID, "due while switched off")
+	now = start.AddDate(0, 0, 12).Add(12 * time.Hour)
+	skipped, after, err := w.svc.SkipMissed(ctx, w.mailing.ID)
+	if err != nil || skipped == nil || !skipped.Equal(start.AddDate(0, 0, 7)) || after == nil || !after.Equal(start.AddDate(0, 0, 14)) {
+		t.Fatalf("skipped %v, next %v, %v", skipped, after, err)
+	}
+	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	latestIs(first.ID, "switched on after the due time")
+	if got := next(); !got.Equal(start.AddDate(0, 0, 14)) {
+		t.Fatalf("next send %v", got)
+	}
+	now = start.AddDate(0, 0, 14).Add(time.Minute)
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.st.LatestRun(ctx, w.mailing.ID)
+	if err != nil || second.DueAt == nil || !second.DueAt.Equal(start.AddDate(0, 0, 14)) {
+		t.Fatalf("the next occurrence's run: %+v, %v", second, err)
+	}
+	w.drain(t, second.ID)
+
+	// The owner blocked over the next due time, then unblocked.
+	if _, err := w.st.SetBlocked(ctx, 0, w.owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	now = start.AddDate(0, 0, 21).Add(time.Hour)
+	latestIs(second.ID, "due while the owner was blocked")
+	if err := w.svc.SkipMissedOf(ctx, w.owner.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.st.SetBlocked(ctx, 0, w.owner.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	latestIs(second.ID, "unblocked after the due time")
+	if got := next(); !got.Equal(start.AddDate(0, 0, 28)) {
+		t.Fatalf("next send after unblocking %v", got)
+	}
+
+	// Neither skips a send while the mailing could send: it is due now.
+	now = start.AddDate(0, 0, 28).Add(time.Minute)
+	if skipped, _, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
+		t.Fatalf("skipped %v of a mailing switched on (%v)", skipped, err)
+	}
+	// Nor the one send of a one-off mailing.
+	once := start.AddDate(0, 0, 29)
+	one := &model.Mailing{OwnerID: w.owner.ID, MessageID: w.mailing.MessageID, StartsAt: once, EndsAt: once.AddDate(0, 0, 7),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated, NextRunAt: &once}
+	if err := w.st.CreateMailing(ctx, one, []int64{w.clients[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), one.ID, w.owner.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	now = once.Add(time.Hour)
+	if skipped, _, err := w.svc.SkipMissed(ctx, one.ID); err != nil || skipped != nil {
+		t.Fatalf("a one-off mailing's send skipped: %v (%v)", skipped, err)
+	}
+}

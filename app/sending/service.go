@@ -287,6 +287,60 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	return run, nil
 }
 
+// SkipMissed moves a repeating mailing's next send past now when it came
+// due while the mailing could not send (switched off, its owner blocked),
+// to be called before it can again: switched on days later, it sends at
+// its next occurrence, not at once with the one it missed. (The latest
+// occurrence missed while it could send, the workers down, still runs:
+// see LatestDue.) It returns the occurrence skipped (nil: none) and the
+// next (nil: none left in the window). A one-off mailing is left as it
+// is: its one send is still to come.
+func (s *Service) SkipMissed(ctx context.Context, mailingID int64) (skipped, next *time.Time, err error) {
+	now := s.now()
+	err = s.Store.InTx(ctx, func(tx *store.Store) error {
+		m, err := tx.LockMailing(ctx, mailingID)
+		if err != nil {
+			return err
+		}
+		loc, owner, err := s.location(ctx, tx, m.OwnerID)
+		if err != nil {
+			return err
+		}
+		if m.Repeat == model.RepeatOnce || m.Status == model.StatusFinished || m.NextRunAt == nil || m.NextRunAt.After(now) ||
+			!(m.Disabled() || owner.Blocked()) {
+			return nil
+		}
+		skipped = m.NextRunAt
+		if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, now); ok {
+			next = &n
+		}
+		return tx.SetNextRun(ctx, m.ID, next, false)
+	})
+	if err != nil || skipped == nil {
+		return nil, nil, err
+	}
+	s.Unplan(ctx, mailingID, skipped)
+	if err := s.planNext(ctx, mailingID); err != nil {
+		s.Log.WarnContext(ctx, "plan next run", "mailing_id", mailingID, "error", err.Error())
+	}
+	return skipped, next, nil
+}
+
+// SkipMissedOf is SkipMissed for each of the owner's repeating mailings
+// due, to be called before the owner is unblocked.
+func (s *Service) SkipMissedOf(ctx context.Context, ownerID int64) error {
+	ids, err := s.Store.RepeatsDueOf(ctx, ownerID, s.now())
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, _, err := s.SkipMissed(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Plan enqueues the mailing's next scheduled occurrence (after a save or a
 // run). The reconciler does it too, so a failure here is not fatal.
 func (s *Service) Plan(ctx context.Context, mailingID int64) error { return s.planNext(ctx, mailingID) }

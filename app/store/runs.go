@@ -534,6 +534,16 @@ func (s *Store) DueMailings(ctx context.Context, now time.Time, limit int) ([]mo
 	return out, nil
 }
 
+// RepeatsDueOf returns the ids of the owner's repeating mailings whose
+// next send is due at now (or was before), not finished.
+func (s *Store) RepeatsDueOf(ctx context.Context, ownerID int64, now time.Time) ([]int64, error) {
+	var ids []int64
+	err := s.db.NewSelect().Model((*model.Mailing)(nil)).Column("id").
+		Where("owner_id = ? AND repeat <> 'once' AND status <> 'finished' AND next_run_at <= ?", ownerID, now).
+		OrderExpr("id").Scan(ctx, &ids)
+	return ids, dbErr("repeats due", err)
+}
+
 // FinishEnded moves mailings whose window has closed to finished and
 // returns their owners.
 func (s *Store) FinishEnded(ctx context.Context, now time.Time) ([]int64, error) {

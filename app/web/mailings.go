@@ -674,6 +674,14 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 			s.setFlash(c, layout.FlashError, "This mailing has finished: it sends no more, so there is nothing to switch off.")
 			return redirect(c, mailings.URL(id))
 		}
+		// Switched on, a repeating mailing's send that came due while it
+		// was off is skipped, not made at once, late (see SkipMissed).
+		var skipped, next *time.Time
+		if !disabled && cur.Disabled() && (u.IsManager() || !cur.DisabledByManager) {
+			if skipped, next, err = s.sending.SkipMissed(c.UserContext(), id); err != nil {
+				return fmt.Errorf("skip missed send: %w", err)
+			}
+		}
 		err = s.store.SetMailingDisabled(c.UserContext(), sc, id, u.ID, disabled)
 		if errors.Is(err, store.ErrNotFound) {
 			return fiber.ErrNotFound
@@ -695,23 +703,44 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		} else {
 			s.plan(c, id)
 		}
+		note := switchNote(disabled, r, skipped, next, u.TimeZone)
 		if isHTMX(c) {
 			// On the mailing's own page the switch changes its actions too
 			// (Send now, Retry failed, the waiting progress box): reload it.
-			if cur, err := url.Parse(c.Get("HX-Current-URL")); err == nil && cur.Path == mailings.URL(id) {
+			// So it is when a send was skipped, to say so.
+			cur, err := url.Parse(c.Get("HX-Current-URL"))
+			if (err == nil && cur.Path == mailings.URL(id)) || skipped != nil {
 				c.Set("HX-Refresh", "true")
+			}
+			if skipped != nil {
+				s.setFlash(c, layout.FlashSuccess, note)
 			}
 			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u, auth.CSRFToken(c))))
 		}
-		if disabled {
-			s.setFlash(c, layout.FlashSuccess, "Mailing disabled: it will not send until enabled again.")
-		} else if r.Status == model.StatusFinished {
-			s.setFlash(c, layout.FlashSuccess, "Mailing enabled. Its window has closed, so it sends no more.")
-		} else {
-			s.setFlash(c, layout.FlashSuccess, "Mailing enabled.")
-		}
+		s.setFlash(c, layout.FlashSuccess, note)
 		return redirect(c, mailings.URL(id))
 	}
+}
+
+// switchNote says what switching a mailing off or on did: on, whether
+// its send due while it was off is made now (a one-off) or was skipped
+// (a repeat: see sending.SkipMissed), and when the next is, in zone tz.
+func switchNote(disabled bool, r *store.MailingRow, skipped, next *time.Time, tz string) string {
+	switch {
+	case disabled:
+		return "Mailing disabled: it will not send until enabled again."
+	case r.Status == model.StatusFinished:
+		return "Mailing enabled. Its window has closed, so it sends no more."
+	case skipped != nil && next != nil:
+		return "Mailing enabled. Its send due " + formatTime(*skipped, tz) + ", while it was off, is skipped: the next is " +
+			formatTime(*next, tz) + ". Send now sends it at once."
+	case skipped != nil:
+		return "Mailing enabled. Its send due " + formatTime(*skipped, tz) +
+			", while it was off, is skipped, and its window closes before another. Send now sends it at once."
+	case r.NextRunAt != nil && !r.NextRunAt.After(time.Now()):
+		return "Mailing enabled. Its send, due while it was off, starts now."
+	}
+	return "Mailing enabled."
 }
 
 var attemptFilters = []filterChoice{{"", "All"}, {string(model.AttemptSuccess), "Success"}, {string(model.AttemptFailure), "Failure"}}

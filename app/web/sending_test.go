@@ -1362,3 +1362,49 @@ func TestSendNowSentTwiceStartsOneRun(t *testing.T) {
 		t.Fatalf("from the page showing the latest run: %d runs, flash %q", runs(), flash)
 	}
 }
+
+// Switched on again, a repeating mailing whose send came due while it was
+// off says that send is skipped and when the next is (rather than make it
+// at once, days late); so is a blocked owner's mailing when unblocked.
+func TestSwitchedOnTheMissedSendIsSkipped(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID)
+	missed := time.Now().Add(-50 * time.Hour).UTC().Truncate(time.Minute)
+	stale := func() {
+		t.Helper()
+		if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = ?, ends_at = ?, repeat = 'daily', next_run_at = ? WHERE id = ?",
+			missed, missed.Add(10*24*time.Hour), missed, o.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nextSend := func() time.Time {
+		t.Helper()
+		m, err := e.store.MailingByID(ctx, store.Own(ann.ID), o.mailing.ID)
+		if err != nil || m.NextRunAt == nil {
+			t.Fatalf("next send %v, %v", m, err)
+		}
+		return *m.NextRunAt
+	}
+	stale()
+	resp, body := c.post(t, path+"/disable", nil)
+	wantRedirect(t, resp, body, path)
+	resp, body = c.post(t, path+"/enable", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "while it was off, is skipped: the next is") {
+		t.Errorf("switched on after a missed send: %q", flash)
+	}
+	if got := nextSend(); !got.After(time.Now()) || !got.Equal(missed.Add(72*time.Hour)) {
+		t.Errorf("next send after switching on: %v, want %v", got, missed.Add(72*time.Hour))
+	}
+
+	stale()
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantRedirect(t, resp, body, "/users")
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
+	wantRedirect(t, resp, body, "/users")
+	if got := nextSend(); !got.Equal(missed.Add(72 * time.Hour)) {
+		t.Errorf("next send after unblocking: %v, want %v", got, missed.Add(72*time.Hour))
+	}
+}

@@ -49,6 +49,13 @@ func (s *Server) setBlocked(blocked bool) fiber.Handler {
 			return err
 		}
 		ctx := c.UserContext()
+		if !blocked {
+			// Sends that came due while the owner was blocked are not
+			// made all at once, late, on unblocking (see SkipMissed).
+			if err := s.sending.SkipMissedOf(ctx, id); err != nil {
+				return fmt.Errorf("skip missed sends: %w", err)
+			}
+		}
 		u, err := s.store.SetBlocked(ctx, viewer.ID, id, blocked)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
