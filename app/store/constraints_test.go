@@ -360,3 +360,45 @@ func whileHeld(t *testing.T, db *bun.DB, hold func(tx *store.Store) error, write
 	}
 	return <-wrote
 }
+
+// A mailing saved while one of its chosen clients, or its message, is
+// being deleted: the client is left out of its recipients, and a message
+// gone is ErrMessageGone, not a broken key (a 500, or "started sending
+// meanwhile" for an edit).
+func TestMailingSavedWhileItsPartsAreDeleted(t *testing.T) {
+	db := testkit.DB(t)
+	st := store.New(db)
+	ctx := context.Background()
+	f := newFixture(t, db, "parts@example.com")
+	gone := &model.Client{OwnerID: f.owner.ID, Email: "gone@example.com"}
+	mustInsert(t, db, gone)
+	start := time.Now().Add(time.Hour).UTC()
+	m := &model.Mailing{OwnerID: f.owner.ID, MessageID: f.message.ID, StartsAt: start, EndsAt: start.Add(time.Hour),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated}
+	err := whileHeld(t, db, func(tx *store.Store) error { return tx.DeleteClient(ctx, f.owner.ID, gone.ID) },
+		func() error { return st.CreateMailing(ctx, m, []int64{f.client.ID, gone.ID}) })
+	if err != nil {
+		t.Fatalf("saved while a chosen client was deleted: %v", err)
+	}
+	var recipients []int64
+	if err := db.NewRaw("SELECT client_id FROM mailing_recipients WHERE mailing_id = ?", m.ID).Scan(ctx, &recipients); err != nil {
+		t.Fatal(err)
+	}
+	if len(recipients) != 1 || recipients[0] != f.client.ID {
+		t.Errorf("recipients %v, want only %d", recipients, f.client.ID)
+	}
+
+	other := &model.Message{OwnerID: f.owner.ID, Subject: "Other", Body: "Other"}
+	mustInsert(t, db, other)
+	m2 := &model.Mailing{OwnerID: f.owner.ID, MessageID: other.ID, StartsAt: start, EndsAt: start.Add(time.Hour),
+		Repeat: model.RepeatOnce, Status: model.StatusCreated}
+	err = whileHeld(t, db, func(tx *store.Store) error { return tx.DeleteMessage(ctx, f.owner.ID, other.ID) },
+		func() error { return st.CreateMailing(ctx, m2, []int64{f.client.ID}) })
+	if !errors.Is(err, store.ErrMessageGone) {
+		t.Errorf("saved while its message was deleted: %v, want ErrMessageGone", err)
+	}
+	m.MessageID = other.ID
+	if err := st.UpdateMailing(ctx, f.owner.ID, m, nil); !errors.Is(err, store.ErrMessageGone) {
+		t.Errorf("edited to name a message deleted: %v, want ErrMessageGone", err)
+	}
+}

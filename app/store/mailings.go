@@ -23,6 +23,24 @@ var ErrDisabledByManager = errors.New("switched off by a manager")
 // (deleted since the form was opened): the mailing would mail no one.
 var ErrNoRecipients = errors.New("no chosen recipient exists")
 
+// ErrMessageGone refuses a mailing whose message is no message of its
+// owner's: deleted since the form that chose it was opened.
+var ErrMessageGone = errors.New("the chosen message does not exist")
+
+// lockMessage holds the owner's message for a mailing about to name it:
+// one deleted meanwhile is ErrMessageGone, not a broken key, and one
+// being deleted waits for the mailing (and then is in use).
+func (s *Store) lockMessage(ctx context.Context, ownerID, messageID int64) error {
+	var ids []int64
+	if err := s.db.NewRaw("SELECT id FROM messages WHERE id = ? AND owner_id = ? FOR KEY SHARE", messageID, ownerID).Scan(ctx, &ids); err != nil {
+		return dbErr("lock message", err)
+	}
+	if len(ids) == 0 {
+		return ErrMessageGone
+	}
+	return nil
+}
+
 // MailingRow is a mailing as lists and its page show it.
 type MailingRow struct {
 	model.Mailing   `bun:",extend"`
@@ -129,6 +147,9 @@ func (s *Store) MailingByID(ctx context.Context, sc Scope, id int64) (*MailingRo
 // of m's owner, in one transaction.
 func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
+		if err := tx.lockMessage(ctx, m.OwnerID, m.MessageID); err != nil {
+			return err
+		}
 		_, err := tx.db.NewInsert().Model(m).
 			ExcludeColumn("id", "created_at", "updated_at", "disabled_at", "disabled_by").
 			Returning("*").Exec(ctx)
@@ -143,6 +164,9 @@ func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients 
 // when recipients is not nil, replaces its recipients.
 func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
+		if err := tx.lockMessage(ctx, ownerID, m.MessageID); err != nil {
+			return err
+		}
 		err := tx.db.NewUpdate().Model(m).
 			Set("message_id = ?", m.MessageID).
 			Set("starts_at = ?", m.StartsAt).
@@ -211,7 +235,10 @@ func (s *Store) setRecipients(ctx context.Context, ownerID, mailingID int64, ids
 	var own int
 	err := s.db.NewRaw(`
 		WITH chosen AS (
-			SELECT id FROM clients WHERE id = ANY(?::bigint[]) AND owner_id = ?
+			-- Locked: a client deleted meanwhile is left out (read as of
+			-- the statement's start, its recipient row broke the key),
+			-- and one being deleted waits, then takes its row with it.
+			SELECT id FROM clients WHERE id = ANY(?::bigint[]) AND owner_id = ? FOR KEY SHARE
 		), added AS (
 			INSERT INTO mailing_recipients (mailing_id, client_id) SELECT ?, id FROM chosen
 			ON CONFLICT DO NOTHING

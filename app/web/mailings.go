@@ -298,6 +298,9 @@ func recipientsRefusal(err error) string {
 	return ""
 }
 
+// messageGone is the word for a message deleted since the form was opened.
+const messageGone = "This message was deleted meanwhile: choose another."
+
 func (s *Server) createMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	in, err := parseMailing(c)
@@ -328,6 +331,8 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		})
 		if msg := recipientsRefusal(err); msg != "" {
 			errs["recipients"] = msg
+		} else if errors.Is(err, store.ErrMessageGone) {
+			errs["message_id"] = messageGone
 		} else if err != nil {
 			return fmt.Errorf("create mailing: %w", err)
 		}
@@ -595,6 +600,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		switch refusal := recipientsRefusal(err); {
 		case refusal != "":
 			errs["recipients"] = refusal
+		case errors.Is(err, store.ErrMessageGone):
+			errs["message_id"] = messageGone
 		case errors.Is(err, store.ErrConflict):
 			errs["starts_at"] = startedMeanwhile
 		case errors.Is(err, store.ErrSending):
