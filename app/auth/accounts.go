@@ -55,6 +55,10 @@ type Accounts struct {
 	MailLimit *Limiter
 }
 
+// errConfirmedMeanwhile ends a registration's transaction when the
+// address it would contest was confirmed while the request ran.
+var errConfirmedMeanwhile = errors.New("the address was confirmed meanwhile")
+
 // dummyHash is checked when an email is unknown so that a wrong email
 // takes as long as a wrong password.
 var dummyHash, _ = HashPassword("rassylka-timing-equalizer")
@@ -104,21 +108,31 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			// confirmation links stop working: they would confirm it. So
 			// does the name, which is no more the owner's than the
 			// password: the account keeps it no more than the mail greets by it.
+			//
+			// The links go first, as a confirmation takes its link first
+			// and the account then: a confirmation under way is waited
+			// for, and one made meanwhile (the owner's click, as this
+			// request ran) keeps the account as its owner confirmed it.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
-				if err := tx.DropPassword(ctx, existing.ID); err != nil {
-					return err
-				}
-				if err := tx.UpdateProfile(ctx, existing.ID, "", existing.TimeZone); err != nil {
-					return err
-				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
 					return err
 				}
-				var err error
+				reset, err := tx.ResetUnconfirmed(ctx, existing.ID, "", existing.TimeZone)
+				if err != nil {
+					return err
+				}
+				if !reset {
+					return errConfirmedMeanwhile
+				}
 				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenResetPassword, "/password/reset/")
 				return err
 			})
-			if err != nil {
+			if errors.Is(err, errConfirmedMeanwhile) {
+				if existing, err = a.Store.UserByID(ctx, existing.ID); err != nil {
+					return err
+				}
+				link, name = "", greeted(existing)
+			} else if err != nil {
 				return fmt.Errorf("register again: %w", err)
 			}
 		}
@@ -392,13 +406,22 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 				// The provider proved the address; the password, name and
 				// time zone were set by someone who never did, so they go
 				// (a reset can set a password): the account starts as one
-				// the provider's sign-in creates.
-				if err := tx.DropPassword(ctx, u.ID); err != nil {
+				// the provider's sign-in creates. Unless its owner
+				// confirmed it meanwhile: then it is theirs, as above.
+				reset, err := tx.ResetUnconfirmed(ctx, u.ID, providerName(gu), model.DefaultTimeZone)
+				if err != nil {
 					return err
 				}
-				u.FullName, u.TimeZone = providerName(gu), model.DefaultTimeZone
-				if err := tx.UpdateProfile(ctx, u.ID, u.FullName, u.TimeZone); err != nil {
-					return err
+				if !reset {
+					if u, err = tx.UserByID(ctx, u.ID); err != nil {
+						return err
+					}
+					if u.PasswordHash != nil {
+						return ErrPasswordAccount
+					}
+					linked = true
+				} else {
+					u.FullName, u.TimeZone, u.PasswordHash = providerName(gu), model.DefaultTimeZone, nil
 				}
 			}
 			if err := tx.ConfirmEmail(ctx, u.ID); err != nil {

@@ -176,10 +176,18 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	return u, nil
 }
 
-// DropPassword removes the user's password (sign-in then needs a linked
-// account or a reset).
-func (s *Store) DropPassword(ctx context.Context, userID int64) error {
-	_, err := s.db.NewUpdate().Model((*model.User)(nil)).
-		Set("password_hash = NULL").Set("updated_at = now()").Where("id = ?", userID).Exec(ctx)
-	return dbErr("drop password", err)
+// ResetUnconfirmed drops the password of a user whose address nobody has
+// proved to own yet (sign-in then needs a linked account or a reset) and
+// sets their name and time zone, and reports whether it did: not when
+// the address was confirmed meanwhile, even by a transaction this one
+// waited for (the condition is checked on the row as it is then).
+func (s *Store) ResetUnconfirmed(ctx context.Context, userID int64, fullName, timeZone string) (bool, error) {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("password_hash = NULL").Set("full_name = ?", fullName).Set("time_zone = ?", timeZone).Set("updated_at = now()").
+		Where("id = ? AND email_confirmed_at IS NULL", userID).Exec(ctx)
+	if err != nil {
+		return false, dbErr("reset unconfirmed", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }

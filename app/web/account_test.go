@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/gob"
 	"fmt"
+	"github.com/uptrace/bun"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -1377,4 +1378,48 @@ func TestNotesAreSigned(t *testing.T) {
 	if !strings.Contains(body, "ann@example.com") {
 		t.Error("the site's signed note is not shown")
 	}
+}
+
+// The owner confirms the address while someone registers it again: the
+// confirmed account keeps its password and name (the registration read
+// the account as unconfirmed, then dropped them), and the registration
+// mails the plain "already registered" word: sign in, or reset.
+func TestRegisterAgainWhileTheOwnerConfirms(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	owner := e.client()
+	ctx := context.Background()
+	register(t, owner, "victim@example.com", "Real Owner")
+	_, link := e.waitMail(t, sink, 1)
+	// Right after the registration reads the account, the owner's click.
+	confirm := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `FROM "users"`) || !strings.Contains(ev.Query, "victim@example.com") {
+			return
+		}
+		e.hook.after.Store(nil)
+		resp, body := owner.get(t, link)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("the owner's confirmation: %d\n%.300s", resp.StatusCode, body)
+		}
+	}
+	e.hook.after.Store(&confirm)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+	resp, body := e.client().post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	if e.hook.after.Load() != nil {
+		t.Fatal("the registration never read the account")
+	}
+	u, err := e.store.UserByEmail(ctx, "victim@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EmailConfirmedAt == nil || u.PasswordHash == nil || u.FullName != "Real Owner" {
+		t.Fatalf("the account confirmed meanwhile: confirmed %v, password %v, name %q", u.EmailConfirmedAt != nil, u.PasswordHash != nil, u.FullName)
+	}
+	m, second := e.waitMail(t, sink, 2)
+	if second != "/login" {
+		t.Errorf("the mail after a confirmation meanwhile has the link %q, not the sign-in page:\n%s", second, m.Body())
+	}
+	resp, body = login(t, e.client(), "victim@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
 }
