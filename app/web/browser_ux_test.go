@@ -20,6 +20,7 @@ import (
 	"rassylka/app/store"
 	"rassylka/app/testkit"
 	"rassylka/app/web/form"
+	"rassylka/views/mailings"
 )
 
 // mailingWithRecipients makes a mailing of owner to n new clients.
@@ -1004,4 +1005,38 @@ func TestBrowserListKeepsTheFocus(t *testing.T) {
 	if got := focused(); got != "prev-page 0 " {
 		t.Errorf("after paging the focus is on %q, want the pager's Previous (Next is gone)", got)
 	}
+}
+
+// The recipient picker from the keyboard and a screen reader (reached by
+// Space on New mailing, a link shown as a button): "More…"
+// leaves the focus on the first client it brought (it fell to the page,
+// and Tab went on to Save past them); a search's count is said once, in a
+// status of its own; and a form refused for its recipients alone puts the
+// focus on the picker, whose search is described by the error.
+func TestBrowserPickerByKeyboard(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 60)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	// A link shown as a button is pressed by Space too, as a button is.
+	b.do("mailings", chromedp.Navigate(base+"/mailings"), chromedp.WaitVisible(chromedp.CSS("[data-testid=new-mailing]")))
+	b.do("Space on New mailing", chromedp.Focus(chromedp.CSS("[data-testid=new-mailing]")), chromedp.KeyEvent(" "))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/new" && !!document.querySelector("[data-testid=mailing-form]")`)
+	b.waitJS("first page", `document.querySelectorAll("[data-testid=picker-option]").length === 50`)
+	b.settled("[data-picker-more]")
+	b.do("More… by keyboard", chromedp.Focus(chromedp.CSS("[data-picker-more]")), chromedp.KeyEvent(kb.Enter))
+	b.waitJS("the next clients, the first of them focused", `document.querySelectorAll("[data-testid=picker-option]").length === 60 &&
+		document.activeElement === document.querySelectorAll("[data-testid=picker-option]")[50]`)
+	b.do("search", chromedp.SendKeys(chromedp.CSS("[data-testid=picker-search]"), "r001"))
+	b.waitJS("the count said", `document.querySelector("[data-picker-status]").textContent === "1 matching" &&
+		!document.querySelector("#`+mailings.ResultsID+`").hasAttribute("aria-live")`)
+
+	b.do("edit", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.settled("[data-picker-clear]")
+	b.do("clear and save", chromedp.Click(chromedp.CSS("[data-picker-clear]")), chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-field-error=recipients]") &&
+		document.activeElement === document.querySelector("[data-testid=picker-search]") &&
+		document.activeElement.getAttribute("aria-invalid") === "true" &&
+		document.activeElement.getAttribute("aria-describedby") === "field-recipients-error"`)
 }

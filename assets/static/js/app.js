@@ -118,6 +118,17 @@ window.addEventListener("pageshow", function (e) {
   });
 });
 
+// A link styled as a button is one to a keyboard too: Space presses it, as
+// it presses a button (it scrolled the page).
+document.addEventListener("keydown", function (e) {
+  if (e.key !== " " || e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
+  var a = e.target;
+  if (a && a.matches && a.matches("a[role=button][href]")) {
+    e.preventDefault();
+    a.click();
+  }
+});
+
 // A form sent back with errors puts the focus on the first field in error
 // (rather than on the form's autofocus field), on a page and in a form
 // htmx swapped in.
@@ -230,8 +241,29 @@ function initPicker(root) {
   }
   root.addEventListener("keydown", searchEnter);
   root.addEventListener("keypress", searchEnter);
+  // What a search found is said once (a live region around the results
+  // would read every one of them); "More…" leaves the focus on the first
+  // client it brought (it went to the page, past them).
+  var status = root.querySelector("[data-picker-status]");
+  var more = null;
+  root.addEventListener("htmx:beforeRequest", function (e) {
+    more = e.target.matches("[data-picker-more]") && e.target === document.activeElement
+      ? root.querySelectorAll("[data-picker-id]").length : null;
+  });
   document.body.addEventListener("htmx:afterSwap", function (e) {
-    if (root.contains(e.target)) sync();
+    if (!root.contains(e.target)) return;
+    sync();
+    var matching = e.target.querySelector("[data-picker-matching]");
+    if (status && matching) status.textContent = matching.textContent.trim();
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (more === null) return;
+    var next = root.querySelectorAll("[data-picker-id]")[more];
+    more = null;
+    if (next) {
+      sync();
+      next.focus();
+    }
   });
   // Only the hidden list is sent: checkboxes would repeat part of it.
   root.closest("form").addEventListener("submit", function () {
