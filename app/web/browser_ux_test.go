@@ -1040,3 +1040,18 @@ func TestBrowserPickerByKeyboard(t *testing.T) {
 		document.activeElement.getAttribute("aria-invalid") === "true" &&
 		document.activeElement.getAttribute("aria-describedby") === "field-recipients-error"`)
 }
+
+// A form refused as a whole (a wrong password) puts the focus on its
+// message, which a screen reader then reads (an alert on a page's load is
+// not read, and the password field focused said nothing of it); a form
+// with a field in error focuses that field, described by its message.
+func TestBrowserFormErrorTakesTheFocus(t *testing.T) {
+	e, base := servedEnv(t)
+	newUser(t, e, "ann@example.com", model.RoleUser)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.do("sign in wrongly", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.CSS("[data-testid=login-form]")),
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), "not the password"),
+		chromedp.Submit(chromedp.CSS("[data-testid=login-form]")))
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=form-error]") && document.activeElement === document.querySelector("[data-testid=form-error]")`)
+}

@@ -314,8 +314,13 @@ func TestClientsImportsHeldAtOnceBounded(t *testing.T) {
 	}
 	resp, body := multipartCSV(t, users[4], []byte("email\nx@example.com\n"))
 	wantStatus(t, resp, body, http.StatusServiceUnavailable)
-	if !strings.Contains(parseHTML(t, body).Find("[data-testid=form-error]").Text(), "try again in a minute") {
+	doc := parseHTML(t, body)
+	if !strings.Contains(doc.Find("[data-testid=form-error]").Text(), "try again in a minute") {
 		t.Errorf("the refusal does not say what to do:\n%.1500s", body)
+	}
+	// The file's field is said to be in error, described by the message.
+	if in := doc.Find("#field-file"); in.AttrOr("aria-invalid", "") != "true" || in.AttrOr("aria-describedby", "") != doc.Find("[data-testid=form-error]").AttrOr("id", "-") {
+		t.Errorf("the file's field after a refusal: aria-invalid %q, aria-describedby %q", in.AttrOr("aria-invalid", ""), in.AttrOr("aria-describedby", ""))
 	}
 	for i, p := range pages {
 		pollImport(t, users[i], p)

@@ -969,3 +969,24 @@ func TestClientsExportFollowsTheList(t *testing.T) {
 		}
 	}
 }
+
+// A client's row edited in place and refused says why to a screen reader
+// too: each field in error is described by its message (it said "Email,
+// invalid entry" alone).
+func TestClientEditRowErrorsDescribeTheirFields(t *testing.T) {
+	_, c, _, o := signedInWithObjects(t)
+	resp, body := c.request(t, "POST", "/clients/"+id(o.client.ID), url.Values{"email": {"not an address"}, "full_name": {strings.Repeat("n", 300)}}, true)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	doc := parseHTML(t, body)
+	for _, field := range []string{"email", "full_name"} {
+		in := doc.Find(`[name="` + field + `"]`)
+		described, _ := in.Attr("aria-describedby")
+		if invalid, _ := in.Attr("aria-invalid"); invalid != "true" || described == "" {
+			t.Errorf("%s: aria-invalid %q, aria-describedby %q", field, invalid, described)
+			continue
+		}
+		if msg := doc.Find("#" + described); msg.Length() != 1 || msg.AttrOr("data-field-error", "") != field {
+			t.Errorf("%s is described by #%s, which is no error of it:\n%s", field, described, body)
+		}
+	}
+}

@@ -131,9 +131,10 @@ document.addEventListener("keydown", function (e) {
 
 // A form sent back with errors puts the focus on the first field in error
 // (rather than on the form's autofocus field), on a page and in a form
-// htmx swapped in.
+// htmx swapped in; with none, on the form's error, which is read out then.
 function focusFirstError(root) {
-  var bad = root.querySelector && root.querySelector("form [aria-invalid=true], [aria-invalid=true]");
+  if (!root.querySelector) return;
+  var bad = root.querySelector("form [aria-invalid=true], [aria-invalid=true]") || root.querySelector("[data-form-error]");
   if (bad) bad.focus();
 }
 document.addEventListener("DOMContentLoaded", function () { focusFirstError(document); });
