@@ -1055,3 +1055,22 @@ func TestBrowserFormErrorTakesTheFocus(t *testing.T) {
 		chromedp.Submit(chromedp.CSS("[data-testid=login-form]")))
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=form-error]") && document.activeElement === document.querySelector("[data-testid=form-error]")`)
 }
+
+// While a run sends, the mailing's figures renew every few seconds: the
+// chart's table opened meanwhile stays open, and the focus on its toggle
+// stays there (it closed, and the focus went to the section).
+func TestBrowserRenewedFiguresKeepTheTableOpen(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 3)
+	e.insertRun(t, &model.Run{MailingID: m.ID, Trigger: model.TriggerManual, StartedAt: time.Now().Add(-time.Minute), Total: 3})
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("mailing", chromedp.Navigate(base+"/mailings/"+id(m.ID)), chromedp.WaitVisible(chromedp.CSS("[data-testid=chart-table-toggle]")))
+	b.settled("[data-testid=chart-table-toggle]")
+	b.do("open the table", chromedp.Focus(chromedp.CSS("[data-testid=chart-table-toggle]")), chromedp.KeyEvent(kb.Enter))
+	b.waitJS("opened", `document.querySelector("#mailing-figures details").open && (window.renewed = document.querySelector("#mailing-figures"), true)`)
+	b.waitJS("renewed, still open and focused", `document.querySelector("#mailing-figures") !== window.renewed &&
+		document.querySelector("#mailing-figures details").open &&
+		document.activeElement === document.querySelector("[data-testid=chart-table-toggle]")`)
+}

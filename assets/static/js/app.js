@@ -129,6 +129,22 @@ document.addEventListener("keydown", function (e) {
   }
 });
 
+// A section renewed while it is read keeps what the reader opened in it
+// (the table of a mailing's chart, renewed every few seconds while a run
+// sends, closed each time).
+var opened = [];
+document.addEventListener("htmx:beforeSwap", function (e) {
+  var t = e.detail.target;
+  opened = t && t.querySelectorAll ? Array.prototype.map.call(t.querySelectorAll("details[id][open]"), function (d) { return d.id; }) : [];
+});
+document.addEventListener("htmx:afterSwap", function () {
+  opened.forEach(function (id) {
+    var d = document.getElementById(id);
+    if (d) d.open = true;
+  });
+  opened = [];
+});
+
 // A form sent back with errors puts the focus on the first field in error
 // (rather than on the form's autofocus field), on a page and in a form
 // htmx swapped in; with none, on the form's error, which is read out then.
