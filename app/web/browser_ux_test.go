@@ -1074,3 +1074,26 @@ func TestBrowserRenewedFiguresKeepTheTableOpen(t *testing.T) {
 		document.querySelector("#mailing-figures details").open &&
 		document.activeElement === document.querySelector("[data-testid=chart-table-toggle]")`)
 }
+
+// What changes in place is said once in the page's one status, which stays
+// on the page (the lists were live regions swapped in whole, which a
+// screen reader does not read): a search's count, an empty result, and
+// the message a page comes with after a form.
+func TestBrowserChangesAreAnnounced(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 3)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("input[type=search]")))
+	b.settled("input[type=search]")
+	b.do("search", chromedp.SendKeys(chromedp.CSS("input[type=search]"), "r001"))
+	b.waitJS("the count said", `document.querySelector("#announce").textContent === "1 client" && !document.querySelector("#clients-list, [id$=-list]")?.hasAttribute("aria-live")`)
+	b.do("search for none", chromedp.SendKeys(chromedp.CSS("input[type=search]"), "nobody"))
+	b.waitJS("the empty result said", `/match/i.test(document.querySelector("#announce").textContent)`)
+
+	b.do("edit the mailing", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=save-mailing]")))
+	b.settled("[data-testid=save-mailing]")
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/`+id(m.ID)+`" && document.querySelector("#announce").textContent.startsWith("Mailing saved.")`)
+}

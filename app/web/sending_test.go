@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"rassylka/app/web"
 	"strconv"
 	"strings"
 	"testing"
@@ -1406,5 +1407,34 @@ func TestSwitchedOnTheMissedSendIsSkipped(t *testing.T) {
 	wantRedirect(t, resp, body, "/users")
 	if got := nextSend(); !got.Equal(missed.Add(72 * time.Hour)) {
 		t.Errorf("next send after unblocking: %v, want %v", got, missed.Add(72*time.Hour))
+	}
+}
+
+// The progress box says its run's milestones (app.js reads them out once
+// each), and the page reloaded when the run it followed ended says so at
+// its top.
+func TestProgressSaysWhatChanged(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sendableNow(t, e, o.mailing.ID)
+	path := "/mailings/" + id(o.mailing.ID)
+	e.withWorker(t) // a worker runs (the box says when none does)
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now().Add(-time.Minute), Total: 4, Succeeded: 2})
+	box := func(query string) (*http.Response, string) {
+		resp, body := c.request(t, "GET", path+"/progress"+query, nil, true)
+		return resp, parseHTML(t, body).Find("[data-testid=run-progress]").AttrOr("data-announce", "")
+	}
+	if _, said := box("?run=" + id(run.ID)); said != "Sending now: 50% done." {
+		t.Errorf("half way the box says %q", said)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now(), succeeded = 3, failed = 1 WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, said := box("?run=" + id(run.ID))
+	if resp.StatusCode != web.StatusStopPolling || resp.Header.Get("HX-Refresh") != "true" || said != "The run has ended: 3 sent, 1 failed, 0 skipped of 4." {
+		t.Fatalf("the box once the run ended: %d, refresh %q, says %q", resp.StatusCode, resp.Header.Get("HX-Refresh"), said)
+	}
+	if flash := strings.TrimSpace(c.page(t, path).Find("#flash .flash").Text()); flash != said {
+		t.Errorf("the page reloaded says %q", flash)
 	}
 }

@@ -145,6 +145,34 @@ document.addEventListener("htmx:afterSwap", function () {
   opened = [];
 });
 
+// What changes in place is said once, in one status that stays on the
+// page (a live region swapped in with its words is not read out): a
+// list's count after a search, a filter, a page or a row added or
+// deleted; a run's or an import's progress box at its milestones, as it
+// renews; and the message a page comes with after a form, read out once
+// the page has loaded. Sections renewed on a timer say nothing unless
+// they are such a box (data-announce on the section itself).
+var announced = "";
+function announce(text) {
+  var el = document.getElementById("announce");
+  text = (text || "").replace(/\s+/g, " ").trim();
+  if (!el || !text || text === announced) return;
+  announced = text;
+  el.textContent = text;
+}
+document.addEventListener("htmx:afterSettle", function (e) {
+  var root = e.detail.elt;
+  if (!root || !root.querySelector || !root.isConnected) return;
+  var el = root.matches("[data-announce]") ? root : null;
+  var asked = e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
+  if (!el && asked) el = root.querySelector("[data-announce]");
+  if (el) announce(el.getAttribute("data-announce") || el.textContent);
+});
+document.addEventListener("DOMContentLoaded", function () {
+  var flash = document.querySelector("#flash .flash");
+  if (flash) setTimeout(function () { announce(flash.textContent); }, 300);
+});
+
 // A form sent back with errors puts the focus on the first field in error
 // (rather than on the form's autofocus field), on a page and in a form
 // htmx swapped in; with none, on the form's error, which is read out then.
