@@ -713,13 +713,12 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		note := switchNote(disabled, r, skipped, next, u.TimeZone)
 		if isHTMX(c) {
 			// On the mailing's own page the switch changes its actions too
-			// (Send now, Retry failed, the waiting progress box): reload it.
-			// So it is when a send was skipped, to say so.
+			// (Send now, Retry failed, the waiting progress box): reload it,
+			// saying what the switch did at its top. So it is when a send
+			// was skipped, to say so.
 			cur, err := url.Parse(c.Get("HX-Current-URL"))
 			if (err == nil && cur.Path == mailings.URL(id)) || skipped != nil {
 				c.Set("HX-Refresh", "true")
-			}
-			if skipped != nil {
 				s.setFlash(c, layout.FlashSuccess, note)
 			}
 			return render(c, fiber.StatusOK, mailings.StatusCell(mailingStatus(r, u, auth.CSRFToken(c))))

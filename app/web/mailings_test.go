@@ -689,6 +689,10 @@ func TestMailingToggleOnItsPageRefreshesActions(t *testing.T) {
 		if resp.Header.Get("HX-Refresh") != "true" {
 			t.Errorf("%s from the mailing's page: only the status cell is swapped; Send now stays as it was", action)
 		}
+		// The page reloaded says what the switch did.
+		if flash := c.page(t, page).Find("#flash .flash").Text(); !strings.HasPrefix(flash, "Mailing "+action+"d") {
+			t.Errorf("%s from the mailing's page: the page reloaded says %q", action, flash)
+		}
 		// The same switch in the list swaps just the cell.
 		req, _ = http.NewRequest("POST", page+"/"+action, nil)
 		req.Header.Set("HX-Request", "true")
