@@ -990,3 +990,25 @@ func TestClientEditRowErrorsDescribeTheirFields(t *testing.T) {
 		}
 	}
 }
+
+// A list's Edit and Delete say, to a screen reader, which row they act on:
+// fifty rows of "Edit" and "Delete" are told apart.
+func TestRowButtonsNameTheirRow(t *testing.T) {
+	_, c, _, o := signedInWithObjects(t)
+	for path, want := range map[string]string{
+		"/clients":  o.client.Email,
+		"/messages": "“" + o.message.Subject + "”",
+		"/mailings": "mailing #" + id(o.mailing.ID) + ", “" + o.message.Subject + "”",
+	} {
+		doc := c.page(t, path)
+		sels := []string{"a[role=button][href$='/edit']", "button.danger"}
+		if path == "/messages" {
+			sels = sels[:1] // a message in use offers no Delete
+		}
+		for _, sel := range sels {
+			if got := strings.Join(strings.Fields(doc.Find(sel).First().Text()), " "); !strings.HasSuffix(got, " "+want) {
+				t.Errorf("%s: %s reads %q, want it to end %q", path, sel, got, want)
+			}
+		}
+	}
+}
