@@ -183,7 +183,7 @@ func (s *Server) showClient(c *fiber.Ctx) error {
 	if r.BouncedAt != nil {
 		v.Bounced = formatTime(*r.BouncedAt, u.TimeZone)
 	}
-	return render(c, fiber.StatusOK, clients.Show(s.page(c, r.Email), v))
+	return render(c, fiber.StatusOK, clients.Show(s.page(c, "Client "+r.Email), v))
 }
 
 // ownClient loads a client the viewer owns: anyone else's answers 404, a

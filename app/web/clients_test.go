@@ -1012,3 +1012,18 @@ func TestRowButtonsNameTheirRow(t *testing.T) {
 		}
 	}
 }
+
+// A client's, a message's and a mailing's pages are titled with what they
+// are: a message and its mailing were both titled by the subject alone.
+func TestShowPagesTitledByKind(t *testing.T) {
+	_, c, _, o := signedInWithObjects(t)
+	for path, want := range map[string]string{
+		"/clients/" + id(o.client.ID):   "Client " + o.client.Email + " · Rassylka",
+		"/messages/" + id(o.message.ID): "Message: " + o.message.Subject + " · Rassylka",
+		"/mailings/" + id(o.mailing.ID): "Mailing #" + id(o.mailing.ID) + ": " + o.message.Subject + " · Rassylka",
+	} {
+		if got := c.page(t, path).Find("title").Text(); got != want {
+			t.Errorf("%s is titled %q, want %q", path, got, want)
+		}
+	}
+}

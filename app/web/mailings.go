@@ -458,7 +458,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 			}
 		}
 	}
-	return render(c, fiber.StatusOK, mailings.Show(s.page(c, r.Subject), v))
+	return render(c, fiber.StatusOK, mailings.Show(s.page(c, "Mailing #"+strconv.FormatInt(r.ID, 10)+": "+r.Subject), v))
 }
 
 // nextSend is when the mailing sends next, as its page says it ("": it

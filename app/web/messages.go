@@ -109,7 +109,7 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 		// (none is made here: one opened from the preview would work).
 		PreviewBody: mail.WithFooter(mail.Personalize(r.Body, sample.FullName, sample.Email), s.cfg.BaseURL+"/u/…"),
 	}
-	return render(c, fiber.StatusOK, messages.Show(s.page(c, r.Subject), v))
+	return render(c, fiber.StatusOK, messages.Show(s.page(c, "Message: "+r.Subject), v))
 }
 
 // sendTest mails the message to its owner, filled in as if they were a
