@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -150,8 +152,11 @@ func (s *Store) CreateClient(ctx context.Context, c *model.Client) error {
 const unsubscribedAt = `(SELECT u.unsubscribed_at FROM unsubscribes u WHERE u.owner_id = ? AND u.email = lower(?))`
 
 // UpdateClient saves the email, name and comment of the owner's client.
+// With c.UpdatedAt set (the version a form was opened on), one changed
+// since is not (ErrChanged).
 func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client) error {
-	err := s.db.NewUpdate().Model(c).
+	version := c.UpdatedAt
+	q := s.db.NewUpdate().Model(c).
 		Set("email = ?", c.Email).
 		Set("full_name = ?", c.FullName).
 		Set("comment = ?", c.Comment).
@@ -165,8 +170,16 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 		// waited for) would be undone by a mark it removed.
 		Set("unsubscribed_at = coalesce(unsubscribed_at, CASE WHEN lower(email) <> lower(?) THEN "+unsubscribedAt+" END)", c.Email, ownerID, c.Email).
 		Set("updated_at = now()").
-		Where("id = ? AND owner_id = ?", c.ID, ownerID).
-		Returning("*").Scan(ctx)
+		Where("id = ? AND owner_id = ?", c.ID, ownerID)
+	if !version.IsZero() {
+		q.Where("updated_at = ?", version)
+	}
+	err := q.Returning("*").Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) && !version.IsZero() {
+		if exists, xerr := s.db.NewSelect().Model((*model.Client)(nil)).Where("id = ? AND owner_id = ?", c.ID, ownerID).Exists(ctx); xerr == nil && exists {
+			return ErrChanged
+		}
+	}
 	return dbErr("update client", err)
 }
 

@@ -91,7 +91,8 @@ func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
 // UpdateMessage saves the subject and body of the owner's message.
 //
 // A message that a run is sending right now is not changed (ErrSending):
-// every recipient of a run gets the same text.
+// every recipient of a run gets the same text. With m.UpdatedAt set (the
+// version a form was opened on), one changed since is not (ErrChanged).
 func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Message) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		// The mailings using the message are locked first: a run starting
@@ -102,17 +103,24 @@ func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Messa
 		if _, err := tx.db.NewRaw("SELECT 1 FROM mailings WHERE message_id = ? FOR SHARE", m.ID).Exec(ctx); err != nil {
 			return dbErr("update message", err)
 		}
-		err := tx.db.NewUpdate().Model(m).
+		version := m.UpdatedAt
+		q := tx.db.NewUpdate().Model(m).
 			Set("subject = ?", m.Subject).
 			Set("body = ?", m.Body).
 			Set("updated_at = now()").
 			Where("id = ? AND owner_id = ?", m.ID, ownerID).
 			Where(`NOT EXISTS (SELECT 1 FROM runs AS r JOIN mailings AS g ON g.id = r.mailing_id
-				WHERE g.message_id = message.id AND r.finished_at IS NULL)`).
-			Returning("*").Scan(ctx)
+				WHERE g.message_id = message.id AND r.finished_at IS NULL)`)
+		if !version.IsZero() {
+			q.Where("updated_at = ?", version)
+		}
+		err := q.Returning("*").Scan(ctx)
 		if errors.Is(err, sql.ErrNoRows) {
-			exists, xerr := tx.db.NewSelect().Model((*model.Message)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
-			if xerr == nil && exists {
+			var cur []model.Message
+			if xerr := tx.db.NewSelect().Model(&cur).Where("id = ? AND owner_id = ?", m.ID, ownerID).Scan(ctx); xerr == nil && len(cur) == 1 {
+				if !version.IsZero() && !cur[0].UpdatedAt.Equal(version) {
+					return ErrChanged
+				}
 				return ErrSending
 			}
 		}

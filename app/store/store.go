@@ -23,6 +23,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a unique constraint or a reference said no.
 	ErrConflict = errors.New("conflict")
+	// ErrChanged refuses a change made to an object as it was (its
+	// UpdatedAt given): it has been changed since, by another form.
+	ErrChanged = errors.New("changed since")
 )
 
 // Store runs the application's queries over a database or a transaction.

@@ -96,7 +96,7 @@ func (s *Server) newClient(c *fiber.Ctx) error {
 }
 
 func clientForm(id int64, f form.Client, errs form.Errors) clients.Form {
-	return clients.Form{ID: id, Email: f.Email, FullName: f.FullName, Comment: f.Comment, Errors: errs}
+	return clients.Form{ID: id, Email: f.Email, FullName: f.FullName, Comment: f.Comment, Version: f.Version, Errors: errs}
 }
 
 const duplicateEmail = "This address is already in your list."
@@ -205,7 +205,7 @@ func (s *Server) editClient(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	f := clients.Form{ID: r.ID, Email: r.Email, FullName: r.FullName, Comment: r.Comment}
+	f := clients.Form{ID: r.ID, Email: r.Email, FullName: r.FullName, Comment: r.Comment, Version: form.VersionOf(r.UpdatedAt)}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, clients.EditRow(f, false))
 	}
@@ -225,9 +225,20 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 	errs := f.Validate()
 	if !errs.Any() {
 		cl := f.Model(u.ID)
-		cl.ID = r.ID
+		cl.ID, cl.UpdatedAt = r.ID, form.Version(f.Version)
 		err := s.store.UpdateClient(c.UserContext(), u.ID, cl)
 		switch {
+		case errors.Is(err, store.ErrChanged):
+			cur, err := s.ownClient(c)
+			if err != nil {
+				return err
+			}
+			cf := clientForm(r.ID, f, nil)
+			cf.Version, cf.Error = form.VersionOf(cur.UpdatedAt), changedSince("client")
+			if isHTMX(c) {
+				return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(cf, false))
+			}
+			return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), cf))
 		case errors.Is(err, store.ErrConflict):
 			errs = form.FieldErr("email", duplicateEmail)
 		case errors.Is(err, store.ErrNotFound):

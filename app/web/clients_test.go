@@ -1027,3 +1027,59 @@ func TestShowPagesTitledByKind(t *testing.T) {
 		}
 	}
 }
+
+// Two tabs editing the same client or message: the second save, made on
+// the form as it was opened, no longer silently undoes the first. It is
+// refused with what was typed kept, saying so, and saving again (now on
+// the object's new version) replaces the first change on purpose. A form
+// without the version (the contract's fields alone) saves as before.
+func TestEditsFromTwoTabs(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	version := func(path string) string {
+		v, ok := c.page(t, path).Find("input[name=version]").First().Attr("value")
+		if !ok || v == "" {
+			t.Fatalf("%s has no version", path)
+		}
+		return v
+	}
+
+	msgPath := "/messages/" + id(o.message.ID)
+	first, second := version(msgPath+"/edit"), version(msgPath+"/edit")
+	resp, body := c.post(t, msgPath, url.Values{"subject": {"From tab one"}, "body": {"One"}, "version": {first}})
+	wantRedirect(t, resp, body, msgPath)
+	resp, body = c.post(t, msgPath, url.Values{"subject": {"From tab two"}, "body": {"Two"}, "version": {second}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	doc := parseHTML(t, body)
+	if !strings.Contains(doc.Find("[data-testid=form-error]").Text(), "changed elsewhere") || doc.Find("input[name=subject]").AttrOr("value", "") != "From tab two" {
+		t.Fatalf("the second tab's save:\n%s", body)
+	}
+	if m, _ := e.store.MessageByID(ctx, store.Own(ann.ID), o.message.ID); m.Subject != "From tab one" {
+		t.Fatalf("the refused save changed the message to %q", m.Subject)
+	}
+	again := doc.Find("input[name=version]").AttrOr("value", "")
+	resp, body = c.post(t, msgPath, url.Values{"subject": {"From tab two"}, "body": {"Two"}, "version": {again}})
+	wantRedirect(t, resp, body, msgPath)
+	resp, body = c.post(t, msgPath, url.Values{"subject": {"No version"}, "body": {"Three"}})
+	wantRedirect(t, resp, body, msgPath)
+
+	clPath := "/clients/" + id(o.client.ID)
+	first, second = version(clPath+"/edit"), version(clPath+"/edit")
+	resp, body = c.post(t, clPath, url.Values{"email": {o.client.Email}, "full_name": {"Renamed"}, "version": {first}})
+	wantRedirect(t, resp, body, clPath)
+	resp, body = c.post(t, clPath, url.Values{"email": {o.client.Email}, "comment": {"VIP"}, "version": {second}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if doc := parseHTML(t, body); !strings.Contains(doc.Find("[data-testid=form-error]").Text(), "changed elsewhere") {
+		t.Fatalf("the second tab's save of the client:\n%s", body)
+	}
+	// In place, the row says so too.
+	resp, body = c.request(t, "POST", clPath, url.Values{"email": {o.client.Email}, "comment": {"VIP"}, "version": {second}}, true)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	row := parseHTML(t, "<table>"+body+"</table>")
+	if !strings.Contains(row.Find("[data-testid=client-edit-row] [data-testid=form-error]").Text(), "changed elsewhere") || strings.TrimSpace(row.Find("textarea[name=comment]").Text()) != "VIP" {
+		t.Fatalf("the row edited in place after a change elsewhere:\n%s", body)
+	}
+	if cl, _ := e.store.ClientByID(ctx, store.Own(ann.ID), o.client.ID); cl.FullName != "Renamed" || cl.Comment != "" {
+		t.Fatalf("the refused saves changed the client: %q %q", cl.FullName, cl.Comment)
+	}
+}

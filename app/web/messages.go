@@ -56,7 +56,15 @@ func (s *Server) newMessage(c *fiber.Ctx) error {
 }
 
 func messageForm(id int64, f form.Message, errs form.Errors) messages.Form {
-	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Errors: errs}
+	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Version: f.Version, Errors: errs}
+}
+
+// changedSince is what a form says when its object was changed by another
+// form since it was opened: what was typed is kept, and saving again
+// (the form now on the object's new version) replaces that change.
+func changedSince(what string) string {
+	return "This " + what + " was changed elsewhere (in another tab or window) since you opened this form. What you typed is below: " +
+		"save again to replace that change with it, or open the " + what + " to see it."
 }
 
 func (s *Server) createMessage(c *fiber.Ctx) error {
@@ -166,7 +174,8 @@ func (s *Server) editMessage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "Edit message"), messages.Form{ID: r.ID, Subject: r.Subject, Body: r.Body}))
+	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "Edit message"),
+		messages.Form{ID: r.ID, Subject: r.Subject, Body: r.Body, Version: form.VersionOf(r.UpdatedAt)}))
 }
 
 func (s *Server) updateMessage(c *fiber.Ctx) error {
@@ -182,8 +191,17 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))
 	}
 	m := f.Model(r.OwnerID)
-	m.ID = r.ID
+	m.ID, m.UpdatedAt = r.ID, form.Version(f.Version)
 	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
+	if errors.Is(err, store.ErrChanged) {
+		cur, err := s.ownMessage(c)
+		if err != nil {
+			return err
+		}
+		mf := messageForm(r.ID, f, nil)
+		mf.Version, mf.Error = form.VersionOf(cur.UpdatedAt), changedSince("message")
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), mf))
+	}
 	if errors.Is(err, store.ErrSending) {
 		errs := form.Errors{"body": "A mailing is sending this message right now; edit it when the run has ended."}
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))

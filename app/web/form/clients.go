@@ -11,6 +11,7 @@ type Client struct {
 	Email    string `form:"email"` // as typed (trimmed): a rejected form shows it so
 	FullName string `form:"full_name"`
 	Comment  string `form:"comment"`
+	Version  string `form:"version"` // the client's version the form was opened on (see Version)
 
 	email string // Email normalized by Validate, for Model
 }

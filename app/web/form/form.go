@@ -189,3 +189,17 @@ func itoa(n int) string {
 		}
 	}
 }
+
+// VersionOf is the version of an object a form is opened on: the time it
+// was last changed, to the microsecond PostgreSQL keeps.
+func VersionOf(updated time.Time) string { return updated.UTC().Format(time.RFC3339Nano) }
+
+// Version reads a form's version (VersionOf); the zero time when it has
+// none (a form without the field saves whatever changed since).
+func Version(v string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}

@@ -14,6 +14,7 @@ import (
 type Message struct {
 	Subject string `form:"subject"`
 	Body    string `form:"body"`
+	Version string `form:"version"` // the message's version the form was opened on (see Version)
 }
 
 // Validate normalizes and checks: the subject is one line (a line break
