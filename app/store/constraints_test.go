@@ -255,25 +255,14 @@ func TestMessageEditWaitsForARunStarting(t *testing.T) {
 	go func() {
 		edited <- st.UpdateMessage(ctx, f.owner.ID, &model.Message{ID: f.message.ID, Subject: "New", Body: "New text"})
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	untilWaiting(t, db, func() {
 		select {
 		case err := <-edited:
 			close(release)
 			t.Fatalf("the edit ended (%v) while a run of the mailing was starting", err)
 		default:
 		}
-		var waiting bool
-		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the edit neither ended nor waited")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	}, func() { close(release) })
 	close(release)
 	if err := <-started; err != nil {
 		t.Fatal(err)
@@ -340,20 +329,7 @@ func whileHeld(t *testing.T, db *bun.DB, hold func(tx *store.Store) error, write
 	<-held
 	wrote := make(chan error, 1)
 	go func() { wrote <- write() }()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var waiting bool
-		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatal("the write did not wait")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	untilWaiting(t, db, func() {}, func() { close(release) })
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -400,5 +376,28 @@ func TestMailingSavedWhileItsPartsAreDeleted(t *testing.T) {
 	m.MessageID = other.ID
 	if err := st.UpdateMailing(ctx, f.owner.ID, m, nil); !errors.Is(err, store.ErrMessageGone) {
 		t.Errorf("edited to name a message deleted: %v, want ErrMessageGone", err)
+	}
+}
+
+// untilWaiting returns once a session of the test's database waits for a
+// lock. Before each look it calls check (which may end the test: the
+// statement expected to wait has ended instead); after 10 s it calls
+// giveUp and ends the test.
+func untilWaiting(t *testing.T, db *bun.DB, check, giveUp func()) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		check()
+		var waiting bool
+		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(context.Background(), &waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			giveUp()
+			t.Fatal("no statement waited for a lock")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
