@@ -109,11 +109,14 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			// does the name, which is no more the owner's than the
 			// password: the account keeps it no more than the mail greets by it.
 			//
-			// The links go first, as a confirmation takes its link first
-			// and the account then: a confirmation under way is waited
-			// for, and one made meanwhile (the owner's click, as this
-			// request ran) keeps the account as its owner confirmed it.
+			// The account is locked first, as a confirmation locks it: a
+			// confirmation under way is waited for, and one made meanwhile
+			// (the owner's click, as this request ran) keeps the account
+			// as its owner confirmed it.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
+				if err := tx.LockUser(ctx, existing.ID); err != nil {
+					return err
+				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
 					return err
 				}
@@ -350,6 +353,9 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 	// Reset links mailed before stop working: one that leaked would
 	// otherwise undo the change.
 	return a.Store.InTx(ctx, func(tx *store.Store) error {
+		if err := tx.LockUser(ctx, u.ID); err != nil {
+			return err
+		}
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
 			return err
 		}
@@ -572,6 +578,9 @@ func findToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose,
 func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, plain string) (*model.Token, error) {
 	t, err := findToken(ctx, st, purpose, plain)
 	if err != nil {
+		return nil, err
+	}
+	if err := st.LockUser(ctx, t.UserID); err != nil {
 		return nil, err
 	}
 	ok, err := st.UseToken(ctx, t.ID)

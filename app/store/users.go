@@ -176,6 +176,22 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	return u, nil
 }
 
+// LockUser locks the user's row until the transaction ends. Every
+// transaction that changes a user's tokens and row takes it first (a
+// confirmation, a reset, a registration of the address again, a password
+// change), so that any two of them wait for each other rather than lock
+// the user's links in different orders and deadlock.
+func (s *Store) LockUser(ctx context.Context, userID int64) error {
+	var ids []int64
+	if err := s.db.NewRaw("SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE", userID).Scan(ctx, &ids); err != nil {
+		return dbErr("lock user", err)
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("lock user: %w", ErrNotFound)
+	}
+	return nil
+}
+
 // ResetUnconfirmed drops the password of a user whose address nobody has
 // proved to own yet (sign-in then needs a linked account or a reset) and
 // sets their name and time zone, and reports whether it did: not when

@@ -1423,3 +1423,54 @@ func TestRegisterAgainWhileTheOwnerConfirms(t *testing.T) {
 	resp, body = login(t, e.client(), "victim@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/")
 }
+
+// The owner confirms with the newer of two links while someone registers
+// the address again: neither deadlocks (a confirmation took its link, then
+// the older one; the registration took the older, then the newer), each
+// waits for the other, and the account stays as its owner confirmed it.
+func TestConfirmWithTwoLinksWhileRegisteringAgain(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	owner := e.client()
+	ctx := context.Background()
+	register(t, owner, "victim@example.com", "Real Owner")
+	e.waitMail(t, sink, 1)
+	register(t, owner, "victim@example.com", "Real Owner") // the same password: a second link, the first still works
+	_, newer := e.waitMail(t, sink, 2)
+	registered := make(chan int, 1)
+	// Right after the confirmation takes its link, the registration.
+	again := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `UPDATE "tokens"`) || !strings.Contains(ev.Query, "used_at IS NULL") {
+			return
+		}
+		e.hook.after.Store(nil)
+		go func() {
+			resp, _ := e.client().post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+			registered <- resp.StatusCode
+		}()
+		// The registration has come to the locks the confirmation holds.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var waiting bool
+			if err := e.db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil || waiting {
+				return
+			}
+		}
+		t.Error("the registration never waited for the confirmation")
+	}
+	e.hook.after.Store(&again)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+	resp, body := owner.get(t, newer)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the owner's confirmation: %d\n%.500s", resp.StatusCode, body)
+	}
+	if code := <-registered; code != http.StatusSeeOther {
+		t.Fatalf("the registration meanwhile: %d", code)
+	}
+	u, err := e.store.UserByEmail(ctx, "victim@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.EmailConfirmedAt == nil || u.PasswordHash == nil || u.FullName != "Real Owner" {
+		t.Fatalf("the account: confirmed %v, password %v, name %q", u.EmailConfirmedAt != nil, u.PasswordHash != nil, u.FullName)
+	}
+}
