@@ -16,10 +16,11 @@ var ErrBadUnsubscribeToken = errors.New("unsubscribe token not valid")
 // owner's list, and the client it was mailed to.
 type UnsubscribeLink struct {
 	ClientID, OwnerID int64
-	// Email is the address the mail went to, lower-cased: an
+	// Email is the address the mail went to, as it was written: an
 	// unsubscription holds for it even once its client is deleted or given
-	// another address. Empty for a token made before tokens carried it,
-	// whose address is its client's (VerifyUnsubscribeToken).
+	// another address. (Its letter case is the database's to fold, as it
+	// folds clients' addresses.) Empty for a token made before tokens
+	// carried it, whose address is its client's (VerifyUnsubscribeToken).
 	Email string
 }
 
@@ -28,7 +29,7 @@ type UnsubscribeLink struct {
 // address the mail goes to, and that address. It never expires, as RFC
 // 8058 links must keep working.
 func UnsubscribeToken(secret string, clientID, ownerID int64, email string) string {
-	email = canonical(email)
+	email = strings.TrimSpace(email)
 	b := make([]byte, 16, 32+len(email))
 	binary.BigEndian.PutUint64(b[:8], uint64(clientID))
 	binary.BigEndian.PutUint64(b[8:], uint64(ownerID))
@@ -51,7 +52,7 @@ func ReadUnsubscribeToken(secret, token string) (UnsubscribeLink, error) {
 		return l, nil
 	}
 	l.Email = string(b[32:])
-	if l.Email != canonical(l.Email) || !hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], l.Email)) {
+	if !hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], l.Email)) {
 		return UnsubscribeLink{}, ErrBadUnsubscribeToken
 	}
 	return l, nil
@@ -61,14 +62,15 @@ func ReadUnsubscribeToken(secret, token string) (UnsubscribeLink, error) {
 // the client and owner it names and the address email.
 func VerifyUnsubscribeToken(secret, token, email string) bool {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	return err == nil && len(b) >= 32 && hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], canonical(email)))
+	return err == nil && len(b) >= 32 && hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], email))
 }
 
-func canonical(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
-
+// unsubscribeMAC signs the ids and the address, in lower case whatever
+// its case, as links have always been signed (the address a mail went to
+// and its client's, which the database compares in any case, sign alike).
 func unsubscribeMAC(secret string, ids []byte, email string) []byte {
 	m := hmac.New(sha256.New, []byte("unsubscribe:"+secret))
 	m.Write(ids)
-	m.Write([]byte(email))
+	m.Write([]byte(strings.ToLower(strings.TrimSpace(email))))
 	return m.Sum(nil)[:16]
 }

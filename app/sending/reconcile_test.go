@@ -546,6 +546,18 @@ func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
 	if skipped, _, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
 		t.Fatalf("skipped %v of a mailing switched on (%v)", skipped, err)
 	}
+	// Nor one that came due before it was switched off (waiting for a run
+	// still sending, or for the workers): switched off and on again, it
+	// still runs.
+	if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET disabled_at = ? WHERE id = ?", start.AddDate(0, 0, 28).Add(30*time.Second), w.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	if skipped, _, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
+		t.Fatalf("skipped %v, due before the mailing was switched off (%v)", skipped, err)
+	}
+	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false); err != nil {
+		t.Fatal(err)
+	}
 	// Nor the one send of a one-off mailing.
 	once := start.AddDate(0, 0, 29)
 	one := &model.Mailing{OwnerID: w.owner.ID, MessageID: w.mailing.MessageID, StartsAt: once, EndsAt: once.AddDate(0, 0, 7),

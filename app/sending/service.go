@@ -306,8 +306,12 @@ func (s *Service) SkipMissed(ctx context.Context, mailingID int64) (skipped, nex
 		if err != nil {
 			return err
 		}
+		// Missed while it could not send: due since it was switched off,
+		// or its owner blocked. One due before (waiting for a run still
+		// sending, or for the workers) is left to run.
+		missed := func(since *time.Time) bool { return since != nil && !m.NextRunAt.Before(*since) }
 		if m.Repeat == model.RepeatOnce || m.Status == model.StatusFinished || m.NextRunAt == nil || m.NextRunAt.After(now) ||
-			!(m.Disabled() || owner.Blocked()) {
+			!(missed(m.DisabledAt) || missed(owner.BlockedAt)) {
 			return nil
 		}
 		skipped = m.NextRunAt

@@ -391,6 +391,17 @@ func (s *Store) Unsubscribe(ctx context.Context, ownerID int64, email string) er
 	return dbErr("unsubscribe", err)
 }
 
+// ClientByAddress returns the owner's client with the address, in any
+// letter case.
+func (s *Store) ClientByAddress(ctx context.Context, ownerID int64, email string) (*model.Client, error) {
+	c := new(model.Client)
+	err := s.db.NewSelect().Model(c).Where("owner_id = ? AND lower(email) = lower(?)", ownerID, email).Scan(ctx)
+	if err != nil {
+		return nil, dbErr("client by address", err)
+	}
+	return c, nil
+}
+
 // IsUnsubscribed reports whether an address of the owner's list is
 // unsubscribed.
 func (s *Store) IsUnsubscribed(ctx context.Context, ownerID int64, email string) (bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/uptrace/bun"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -544,5 +545,42 @@ func TestOAuthNewWayInIsMailed(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if got := sink.Messages(); len(got) != 2 {
 		t.Fatalf("%d mails, want 2", len(got))
+	}
+}
+
+// The registrant's link confirms the address while its owner signs in
+// through a provider: the sign-in read the account as unconfirmed, then
+// reset it for the provider's user. It is now as if the account had been
+// confirmed before: a confirmed account with a password is not joined.
+func TestOAuthWhileTheAddressIsConfirmed(t *testing.T) {
+	e, f := oidcEnv(t)
+	ctx := context.Background()
+	resp, body := e.client().post(t, "/register", url.Values{"email": {"victim@example.com"}, "full_name": {"Planted"}, "password": {"attacker secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	confirm := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `FROM "users"`) || !strings.Contains(ev.Query, "victim@example.com") {
+			return
+		}
+		e.hook.after.Store(nil)
+		if _, err := e.db.ExecContext(ctx, "UPDATE users SET email_confirmed_at = now() WHERE email = 'victim@example.com'"); err != nil {
+			t.Error(err)
+		}
+	}
+	e.hook.after.Store(&confirm)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "v1", Email: "victim@example.com", Name: "Vic Tim", Verified: true})
+	wantStatus(t, resp, body, http.StatusConflict)
+	if e.hook.after.Load() != nil {
+		t.Fatal("the sign-in never read the account")
+	}
+	u, err := e.store.UserByEmail(ctx, "victim@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PasswordHash == nil || u.FullName != "Planted" {
+		t.Errorf("the account confirmed meanwhile was reset for the provider's user: password %v, name %q", u.PasswordHash != nil, u.FullName)
+	}
+	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 0 {
+		t.Errorf("the provider's account was linked: %+v", ids)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -301,12 +300,10 @@ func (s *Server) recipientPage(c *fiber.Ctx) layout.Page {
 var errUnsubscribeLink = errors.New("unsubscribe link leads to no address")
 
 // unsubscribeTarget is the address of one owner's list a signed
-// unsubscribe link names, and its client while it has that address (nil
-// once deleted, or given another).
+// unsubscribe link names.
 type unsubscribeTarget struct {
-	owner  *model.User
-	email  string
-	client *store.ClientRow
+	owner *model.User
+	email string
 }
 
 // readUnsubscribeLink reads the address of a signed unsubscribe link. The
@@ -318,23 +315,18 @@ func (s *Server) readUnsubscribeLink(c *fiber.Ctx) (unsubscribeTarget, error) {
 	if err != nil {
 		return unsubscribeTarget{}, errUnsubscribeLink
 	}
-	cl, err := s.store.ClientByID(ctx, store.Own(l.OwnerID), l.ClientID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		cl = nil
-	case err != nil:
-		return unsubscribeTarget{}, err
-	}
 	if l.Email == "" {
 		// A link made before links carried their address names it through
 		// its client, signed for the address the mail went to: once that
 		// changed, the link is not the new address's to see or unsubscribe.
-		if cl == nil || !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email) {
+		cl, err := s.store.ClientByID(ctx, store.Own(l.OwnerID), l.ClientID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !mail.VerifyUnsubscribeToken(s.cfg.SessionSecret, token, cl.Email)) {
 			return unsubscribeTarget{}, errUnsubscribeLink
 		}
-		l.Email = strings.ToLower(cl.Email)
-	} else if cl != nil && !strings.EqualFold(cl.Email, l.Email) {
-		cl = nil
+		if err != nil {
+			return unsubscribeTarget{}, err
+		}
+		l.Email = cl.Email
 	}
 	owner, err := s.store.UserByID(ctx, l.OwnerID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -343,7 +335,7 @@ func (s *Server) readUnsubscribeLink(c *fiber.Ctx) (unsubscribeTarget, error) {
 	if err != nil {
 		return unsubscribeTarget{}, err
 	}
-	return unsubscribeTarget{owner: owner, email: l.Email, client: cl}, nil
+	return unsubscribeTarget{owner: owner, email: l.Email}, nil
 }
 
 func senderName(u *model.User) string {
@@ -416,11 +408,15 @@ func (s *Server) resubscribe(c *fiber.Ctx) error {
 		return fmt.Errorf("resubscribe: %w", err)
 	}
 	s.stats.Changed(c.UserContext(), t.owner.ID)
+	cl, err := s.store.ClientByAddress(c.UserContext(), t.owner.ID, t.email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	msg := "You are subscribed again: " + t.email + " gets mailings from " + senderName(t.owner) + "."
 	switch {
-	case t.client == nil:
+	case cl == nil:
 		msg = "You are subscribed again: " + senderName(t.owner) + " may add " + t.email + " to their mailings again."
-	case t.client.BouncedAt != nil:
+	case cl.BouncedAt != nil:
 		msg = "You are subscribed again, but mail to " + t.email + " has bounced, so mailings from " + senderName(t.owner) +
 			" skip it until they clear the bounce."
 	}

@@ -1390,6 +1390,10 @@ func TestSwitchedOnTheMissedSendIsSkipped(t *testing.T) {
 	stale()
 	resp, body := c.post(t, path+"/disable", nil)
 	wantRedirect(t, resp, body, path)
+	// Switched off before the send it missed.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET disabled_at = ? WHERE id = ?", missed.Add(-time.Hour), o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
 	resp, body = c.post(t, path+"/enable", nil)
 	wantRedirect(t, resp, body, path)
 	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "while it was off, is skipped: the next is") {
@@ -1403,6 +1407,9 @@ func TestSwitchedOnTheMissedSendIsSkipped(t *testing.T) {
 	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
 	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
 	wantRedirect(t, resp, body, "/users")
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = ? WHERE id = ?", missed.Add(-time.Hour), ann.ID); err != nil {
+		t.Fatal(err)
+	}
 	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
 	wantRedirect(t, resp, body, "/users")
 	if got := nextSend(); !got.Equal(missed.Add(72 * time.Hour)) {
@@ -1436,5 +1443,43 @@ func TestProgressSaysWhatChanged(t *testing.T) {
 	}
 	if flash := strings.TrimSpace(c.page(t, path).Find("#flash .flash").Text()); flash != said {
 		t.Errorf("the page reloaded says %q", flash)
+	}
+}
+
+// An address in capitals beyond ASCII: the link carries it as it was
+// mailed and the database folds its case, as it does for clients (Go's
+// lower case and the database's differ in some locales, and the client
+// was then never unsubscribed). Subscribing again after the client was
+// deleted and added again speaks of the client the list has now.
+func TestUnsubscribeLinkOfAnAddressInCapitals(t *testing.T) {
+	e, c, ann, _ := signedInWithObjects(t)
+	ctx := context.Background()
+	cl := &model.Client{OwnerID: ann.ID, Email: "ÖZIL@Example.com"}
+	if err := e.store.CreateClient(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	token := mail.UnsubscribeToken(e.cfg.SessionSecret, cl.ID, ann.ID, cl.Email)
+	if raw, _ := base64.RawURLEncoding.DecodeString(token); !strings.HasSuffix(string(raw), "ÖZIL@Example.com") {
+		t.Fatalf("the link carries %q", raw)
+	}
+	resp, body := e.client().postRaw(t, "/u/"+token, url.Values{"List-Unsubscribe": {"One-Click"}})
+	wantStatus(t, resp, body, http.StatusOK)
+	if got, _ := e.store.ClientByID(ctx, store.Own(ann.ID), cl.ID); got.UnsubscribedAt == nil {
+		t.Fatal("the client in capitals was not unsubscribed")
+	}
+	if err := e.store.DeleteClient(ctx, ann.ID, cl.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, "/clients", url.Values{"email": {"özil@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	v := e.client()
+	v.page(t, "/u/"+token)
+	resp, body = v.post(t, "/u/"+token+"/resubscribe", nil)
+	wantRedirect(t, resp, body, "/u/"+token)
+	if flash := flashAfter(t, v, resp); !strings.Contains(flash, "gets mailings from") {
+		t.Errorf("subscribed again, with a client of the address listed again: %q", flash)
+	}
+	if again, err := e.store.ClientByAddress(ctx, ann.ID, "ÖZIL@EXAMPLE.COM"); err != nil || again.UnsubscribedAt != nil {
+		t.Errorf("the client listed again after Subscribe again: %+v, %v", again, err)
 	}
 }

@@ -121,7 +121,7 @@ window.addEventListener("pageshow", function (e) {
 // A link styled as a button is one to a keyboard too: Space presses it, as
 // it presses a button (it scrolled the page).
 document.addEventListener("keydown", function (e) {
-  if (e.key !== " " || e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (e.key !== " " || e.repeat || e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
   var a = e.target;
   if (a && a.matches && a.matches("a[role=button][href]")) {
     e.preventDefault();
