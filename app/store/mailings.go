@@ -359,16 +359,46 @@ func (s *Store) RunsPage(ctx context.Context, mailingID int64, page Page) ([]mod
 	return runs, page, nil
 }
 
-// EachAttempt calls fn for every attempt of a mailing, of one status when
-// given, oldest first, reading them in batches by keyset on the mailing's
-// index so memory stays flat however many there are.
-func (s *Store) EachAttempt(ctx context.Context, mailingID int64, status model.AttemptStatus, fn func(*model.Attempt) error) error {
+// EachAttempt calls fn for every attempt of a mailing, of one run and of
+// one status when given (runID 0, status "": all), oldest first, reading
+// them in batches by keyset on the mailing's index so memory stays flat
+// however many there are.
+func (s *Store) EachAttempt(ctx context.Context, mailingID, runID int64, status model.AttemptStatus, fn func(*model.Attempt) error) error {
 	return eachByID(ctx, s.db, "each attempt", func(q *bun.SelectQuery) {
 		q.Where("mailing_id = ?", mailingID)
+		if runID != 0 {
+			q.Where("run_id = ?", runID)
+		}
 		if status != "" {
 			q.Where("status = ?", status)
 		}
 	}, func(a *model.Attempt) int64 { return a.ID }, fn)
+}
+
+// AttemptsOfRun returns one page of a run's attempts, newest first, of one
+// status when given; the caller has checked that the run is of a mailing
+// visible to it. A run has at most one attempt per recipient: they are
+// counted and sorted on the run's key (run, client), at most a mailing's
+// 100,000 recipients.
+func (s *Store) AttemptsOfRun(ctx context.Context, runID int64, status model.AttemptStatus, page Page) ([]model.Attempt, Page, error) {
+	ofRun := func(q *bun.SelectQuery) *bun.SelectQuery {
+		q.Where("run_id = ?", runID)
+		if status != "" {
+			q.Where("status = ?", status)
+		}
+		return q
+	}
+	total, err := ofRun(s.db.NewSelect().TableExpr("attempts")).Count(ctx)
+	if err != nil {
+		return nil, page, dbErr("attempts of run", err)
+	}
+	page.SetTotal(int(total))
+	ids := page.limit(ofRun(s.db.NewSelect().TableExpr("attempts").Column("id")).OrderExpr("id DESC"))
+	var rows []model.Attempt
+	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
+		return nil, page, dbErr("attempts of run", err)
+	}
+	return rows, page, nil
 }
 
 // AttemptsOfMailing returns one page of a mailing's attempts, newest first,

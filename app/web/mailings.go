@@ -760,14 +760,23 @@ func (s *Server) exportAttempts(c *fiber.Ctx) error {
 		return err
 	}
 	status, _ := chosenFilter(c, "", "status", attemptFilters)
+	run, err := s.chosenRun(c, r.ID)
+	if err != nil {
+		return err
+	}
+	var runID int64
+	of := strconv.FormatInt(r.ID, 10)
+	if run != nil {
+		runID, of = run.ID, of+"-run-"+strconv.FormatInt(run.ID, 10)
+	}
 	ctx, st := c.UserContext(), s.store
-	name := fmt.Sprintf("attempts-%d-%s.csv", r.ID, time.Now().UTC().Format("2006-01-02"))
+	name := fmt.Sprintf("attempts-%s-%s.csv", of, time.Now().UTC().Format("2006-01-02"))
 	if status != "" {
-		name = fmt.Sprintf("attempts-%d-%s-%s.csv", r.ID, status, time.Now().UTC().Format("2006-01-02"))
+		name = fmt.Sprintf("attempts-%s-%s-%s.csv", of, status, time.Now().UTC().Format("2006-01-02"))
 	}
 	s.streamCSV(c, name, []string{"attempted_at", "email", "status", "code", "response", "tries"},
 		func(write func([]string) error) error {
-			return st.EachAttempt(ctx, r.ID, model.AttemptStatus(status), func(a *model.Attempt) error {
+			return st.EachAttempt(ctx, r.ID, runID, model.AttemptStatus(status), func(a *model.Attempt) error {
 				code := ""
 				if a.Code != nil {
 					code = strconv.Itoa(*a.Code)
@@ -788,17 +797,49 @@ func (s *Server) listAttempts(c *fiber.Ctx) error {
 	base := mailings.URL(r.ID) + "/attempts"
 	chosen, filters := chosenFilter(c, base, "status", attemptFilters)
 	status := model.AttemptStatus(chosen)
-	as, page, err := s.store.AttemptsOfMailing(c.UserContext(), r.ID, status, pageNumber(c))
+	run, err := s.chosenRun(c, r.ID)
+	if err != nil {
+		return err
+	}
+	var as []model.Attempt
+	var page store.Page
+	if run != nil {
+		as, page, err = s.store.AttemptsOfRun(c.UserContext(), run.ID, status, pageNumber(c))
+	} else {
+		as, page, err = s.store.AttemptsOfMailing(c.UserContext(), r.ID, status, pageNumber(c))
+	}
 	if err != nil {
 		return err
 	}
 	v := mailings.AttemptsView{ID: r.ID, Subject: r.Subject, Status: chosen, Filters: filters, Attempts: attemptViews(as, u),
 		CSVURL: linkWith(c, base+".csv", "page", ""),
 		Pager:  pager(c, base, page, "attempts", mailings.AttemptsID)}
+	if run != nil {
+		v.Run = "Run #" + strconv.FormatInt(run.ID, 10) + ", " + runTrigger(*run) + ", started " + formatTime(run.StartedAt, u.TimeZone)
+		v.AllRuns = linkWith(c, base, "run", "", "page")
+	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, mailings.AttemptLog(v))
 	}
 	return render(c, fiber.StatusOK, mailings.AttemptsPage(s.page(c, "Attempt log"), v))
+}
+
+// chosenRun is the run of the mailing the attempt log shows (?run=), or
+// nil for all of them; another mailing's run, or none, is not found.
+func (s *Server) chosenRun(c *fiber.Ctx, mailingID int64) (*model.Run, error) {
+	v := c.Query("run")
+	if v == "" {
+		return nil, nil
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, fiber.ErrNotFound
+	}
+	run, err := s.store.RunByID(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && run.MailingID != mailingID) {
+		return nil, fiber.ErrNotFound
+	}
+	return run, err
 }
 
 const pickerPage = 50

@@ -1488,3 +1488,52 @@ func TestUnsubscribeLinkOfAnAddressInCapitals(t *testing.T) {
 		t.Errorf("the client listed again after Subscribe again: %+v, %v", again, err)
 	}
 }
+
+// A run's attempts, from the runs table: the log, its status filter, its
+// pager and its CSV keep to the run; another mailing's run is not found.
+func TestAttemptLogOfOneRun(t *testing.T) {
+	e, c, ann, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID)
+	now := time.Now()
+	first := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: now.Add(-2 * time.Hour), FinishedAt: &now, Total: 1})
+	second := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: now.Add(-time.Hour), FinishedAt: &now, Total: 1})
+	code := 550
+	for _, a := range []*model.Attempt{
+		{RunID: first.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: "first-run@example.com", Status: model.AttemptFailure, Code: &code, Response: "550 no", Tries: 1},
+		{RunID: second.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: "second-run@example.com", Status: model.AttemptSuccess, Response: "250 ok", Tries: 1},
+	} {
+		if _, err := e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := c.page(t, path).Find("[data-testid=run-attempts]")
+	if links.Length() != 2 || links.Last().AttrOr("href", "") != path+"/attempts?run="+id(first.ID) {
+		t.Fatalf("the runs table links %d runs' attempts, the last to %q", links.Length(), links.Last().AttrOr("href", ""))
+	}
+	doc := c.page(t, path+"/attempts?run="+id(first.ID))
+	if rows := doc.Find("[data-testid=attempt-row]").Text(); !strings.Contains(rows, "first-run@") || strings.Contains(rows, "second-run@") {
+		t.Errorf("the first run's log shows:\n%s", rows)
+	}
+	if !strings.Contains(doc.Find("[data-testid=attempts-run]").Text(), "Run #"+id(first.ID)) {
+		t.Errorf("the log does not say which run it shows")
+	}
+	if href := doc.Find("[data-testid=attempts-csv]").AttrOr("href", ""); href != path+"/attempts.csv?run="+id(first.ID) {
+		t.Errorf("the run's CSV link is %q", href)
+	}
+	if doc := c.page(t, path+"/attempts?run="+id(second.ID)+"&status=failure"); doc.Find("[data-testid=attempt-row]").Length() != 0 {
+		t.Errorf("the second run's failures show %d rows", doc.Find("[data-testid=attempt-row]").Length())
+	}
+	resp, body := c.get(t, path+"/attempts.csv?run="+id(second.ID))
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "second-run@") || strings.Contains(body, "first-run@") || !strings.Contains(resp.Header.Get("Content-Disposition"), "-run-"+id(second.ID)) {
+		t.Errorf("the second run's CSV (%s):\n%s", resp.Header.Get("Content-Disposition"), body)
+	}
+	other := makeObjects(t, e, ann)
+	elsewhere := e.insertRun(t, &model.Run{MailingID: other.mailing.ID, Trigger: model.TriggerManual, StartedAt: now})
+	for _, bad := range []string{id(elsewhere.ID), "nope", "999999"} {
+		if resp, _ := c.get(t, path+"/attempts?run="+bad); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("run %s of the log: %d", bad, resp.StatusCode)
+		}
+	}
+}
