@@ -1097,3 +1097,19 @@ func TestBrowserChangesAreAnnounced(t *testing.T) {
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/`+id(m.ID)+`" && document.querySelector("#announce").textContent.startsWith("Mailing saved.")`)
 }
+
+// Choosing a filter of the attempt log by keyboard leaves the focus on the
+// filter chosen, now marked current (it went to "All", the first link).
+func TestBrowserFilterKeepsTheFocus(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 1)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("attempt log", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/attempts"), chromedp.WaitVisible(chromedp.CSS("[data-testid=filter-status-failure]")))
+	b.settled("[data-testid=filter-status-failure]")
+	b.do("choose Failure", chromedp.Focus(chromedp.CSS("[data-testid=filter-status-failure]")), chromedp.KeyEvent(kb.Enter))
+	b.waitJS("Failure chosen and focused", `location.search === "?status=failure" &&
+		document.activeElement === document.querySelector("[data-testid=filter-status-failure]") &&
+		document.activeElement.getAttribute("aria-current") === "page"`)
+}
