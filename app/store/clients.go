@@ -153,7 +153,7 @@ const unsubscribedAt = `(SELECT u.unsubscribed_at FROM unsubscribes u WHERE u.ow
 
 // UpdateClient saves the email, name and comment of the owner's client.
 // With c.UpdatedAt set (the version a form was opened on), one changed
-// since is not (ErrChanged).
+// since is not (ErrChanged, with c.UpdatedAt set to its version now).
 func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client) error {
 	version := c.UpdatedAt
 	q := s.db.NewUpdate().Model(c).
@@ -176,7 +176,9 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 	}
 	err := q.Returning("*").Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) && !version.IsZero() {
-		if exists, xerr := s.db.NewSelect().Model((*model.Client)(nil)).Where("id = ? AND owner_id = ?", c.ID, ownerID).Exists(ctx); xerr == nil && exists {
+		var now []time.Time
+		if xerr := s.db.NewSelect().Model((*model.Client)(nil)).Column("updated_at").Where("id = ? AND owner_id = ?", c.ID, ownerID).Scan(ctx, &now); xerr == nil && len(now) == 1 {
+			c.UpdatedAt = now[0]
 			return ErrChanged
 		}
 	}

@@ -387,8 +387,8 @@ func untilWaiting(t *testing.T, db *bun.DB, check, giveUp func()) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		check()
-		var waiting bool
-		if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(context.Background(), &waiting); err != nil {
+		waiting, err := testkit.LockWaited(context.Background(), db)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if waiting {

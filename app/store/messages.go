@@ -92,7 +92,8 @@ func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
 //
 // A message that a run is sending right now is not changed (ErrSending):
 // every recipient of a run gets the same text. With m.UpdatedAt set (the
-// version a form was opened on), one changed since is not (ErrChanged).
+// version a form was opened on), one changed since is not (ErrChanged,
+// with m.UpdatedAt set to its version now).
 func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Message) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		// The mailings using the message are locked first: a run starting
@@ -119,6 +120,7 @@ func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Messa
 			var cur []model.Message
 			if xerr := tx.db.NewSelect().Model(&cur).Where("id = ? AND owner_id = ?", m.ID, ownerID).Scan(ctx); xerr == nil && len(cur) == 1 {
 				if !version.IsZero() && !cur[0].UpdatedAt.Equal(version) {
+					m.UpdatedAt = cur[0].UpdatedAt
 					return ErrChanged
 				}
 				return ErrSending

@@ -126,3 +126,12 @@ func adminExec(t testing.TB, query string) error {
 	}
 	return nil
 }
+
+// LockWaited reports whether a session of db's database waits for a lock:
+// a test's sign that a statement it started has come to the row another
+// transaction holds.
+func LockWaited(ctx context.Context, db bun.IDB) (bool, error) {
+	var waiting bool
+	err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting)
+	return waiting, err
+}

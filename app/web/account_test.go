@@ -1450,8 +1450,7 @@ func TestConfirmWithTwoLinksWhileRegisteringAgain(t *testing.T) {
 		}()
 		// The registration has come to the locks the confirmation holds.
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			var waiting bool
-			if err := e.db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting); err != nil || waiting {
+			if waiting, err := testkit.LockWaited(ctx, e.db); err != nil || waiting {
 				return
 			}
 		}

@@ -229,12 +229,8 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 		err := s.store.UpdateClient(c.UserContext(), u.ID, cl)
 		switch {
 		case errors.Is(err, store.ErrChanged):
-			cur, err := s.ownClient(c)
-			if err != nil {
-				return err
-			}
 			cf := clientForm(r.ID, f, nil)
-			cf.Version, cf.Error = form.VersionOf(cur.UpdatedAt), changedSince("client")
+			cf.Version, cf.Error = form.VersionOf(cl.UpdatedAt), changedSince("client")
 			if isHTMX(c) {
 				return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(cf, false))
 			}

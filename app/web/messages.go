@@ -194,12 +194,8 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 	m.ID, m.UpdatedAt = r.ID, form.Version(f.Version)
 	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
 	if errors.Is(err, store.ErrChanged) {
-		cur, err := s.ownMessage(c)
-		if err != nil {
-			return err
-		}
 		mf := messageForm(r.ID, f, nil)
-		mf.Version, mf.Error = form.VersionOf(cur.UpdatedAt), changedSince("message")
+		mf.Version, mf.Error = form.VersionOf(m.UpdatedAt), changedSince("message")
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), mf))
 	}
 	if errors.Is(err, store.ErrSending) {
