@@ -213,7 +213,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	}()
 	// An address with more than ASCII before the @ only to a server that
 	// takes it (see Pool.Send).
-	if utf8, _ := sc.Extension("SMTPUTF8"); !utf8 && !isASCII(model.ASCIIEmail(m.To.Address)) {
+	if utf8, _ := sc.Extension("SMTPUTF8"); !utf8 && needsSMTPUTF8(m.To.Address) {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, errNoSMTPUTF8)
 	}
 	if err := c.SendWithSMTPClient(sc, msg); err != nil && !msg.IsDelivered() {

@@ -112,7 +112,7 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 	// An address with more than ASCII before the @ (its domain is sent in
 	// ASCII) may be sent only to a server that announces SMTPUTF8, which
 	// go-mail then asks for: to another, it would break the protocol.
-	utf8Needed := !isASCII(model.ASCIIEmail(m.To.Address))
+	utf8Needed := needsSMTPUTF8(m.To.Address)
 	send := func(c *conn) error {
 		if utf8Needed && !c.utf8 {
 			return errNoSMTPUTF8
@@ -164,14 +164,10 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 // errNoSMTPUTF8 refuses a send the server could not take as it is.
 var errNoSMTPUTF8 = errors.New("not sent: the address has letters beyond ASCII before the @, and the mail server does not take such addresses (it does not announce SMTPUTF8)")
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
+// needsSMTPUTF8 reports whether an address may go only to a server that
+// announces SMTPUTF8: more than ASCII before the @ (its domain is sent in
+// ASCII).
+func needsSMTPUTF8(addr string) bool { return !model.IsASCII(model.ASCIIEmail(addr)) }
 
 // unreachable is the outcome of a send that found no connection.
 func (p *Pool) unreachable(ctx context.Context, err error) Result {

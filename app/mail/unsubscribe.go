@@ -58,11 +58,12 @@ func ReadUnsubscribeToken(secret, token string) (UnsubscribeLink, error) {
 	return l, nil
 }
 
-// VerifyUnsubscribeToken reports whether token was signed under secret for
-// the client and owner it names and the address email.
+// VerifyUnsubscribeToken reports whether token, one made before tokens
+// carried their address, was signed under secret for the client and owner
+// it names and the address email.
 func VerifyUnsubscribeToken(secret, token, email string) bool {
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	return err == nil && len(b) >= 32 && hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], email))
+	return err == nil && len(b) == 32 && hmac.Equal(b[16:32], unsubscribeMAC(secret, b[:16], email))
 }
 
 // unsubscribeMAC signs the ids and the address, in lower case whatever

@@ -20,7 +20,7 @@ func CanonicalEmail(addr string) string {
 		return addr
 	}
 	domain := addr[at+1:]
-	if !strings.Contains(domain, "xn--") && isASCII(domain) {
+	if !strings.Contains(domain, "xn--") && IsASCII(domain) {
 		return addr
 	}
 	if u, err := idna.Lookup.ToUnicode(domain); err == nil {
@@ -59,14 +59,15 @@ func ASCIIEmail(addr string) string {
 // none (a label like ex--ample beside a Unicode one), which mail could
 // only name in UTF-8.
 func ASCIIDomain(domain string) (ascii string, ok bool) {
-	if isASCII(domain) {
+	if IsASCII(domain) {
 		return domain, true
 	}
 	a, err := idna.Lookup.ToASCII(domain)
 	return a, err == nil
 }
 
-func isASCII(s string) bool {
+// IsASCII reports whether s holds nothing beyond ASCII.
+func IsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
 			return false

@@ -329,7 +329,14 @@ func whileHeld(t *testing.T, db *bun.DB, hold func(tx *store.Store) error, write
 	<-held
 	wrote := make(chan error, 1)
 	go func() { wrote <- write() }()
-	untilWaiting(t, db, func() {}, func() { close(release) })
+	untilWaiting(t, db, func() {
+		select {
+		case err := <-wrote:
+			close(release)
+			t.Fatalf("the write ended (%v) without waiting for the transaction held", err)
+		default:
+		}
+	}, func() { close(release) })
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -388,12 +388,10 @@ func (s *Store) AttemptsOfRun(ctx context.Context, runID int64, status model.Att
 		}
 		return q
 	}
-	total, err := ofRun(s.db.NewSelect().TableExpr("attempts")).Count(ctx)
+	ids, err := pageIDs(ctx, &page, func() *bun.SelectQuery { return ofRun(s.db.NewSelect().TableExpr("attempts")) }, "id")
 	if err != nil {
 		return nil, page, dbErr("attempts of run", err)
 	}
-	page.SetTotal(int(total))
-	ids := page.limit(ofRun(s.db.NewSelect().TableExpr("attempts").Column("id")).OrderExpr("id DESC"))
 	var rows []model.Attempt
 	if err := s.db.NewSelect().Model(&rows).Where("id IN (?)", ids).OrderExpr("id DESC").Scan(ctx); err != nil {
 		return nil, page, dbErr("attempts of run", err)

@@ -683,8 +683,10 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		}
 		// Switched on, a repeating mailing's send that came due while it
 		// was off is skipped, not made at once, late (see SkipMissed).
+		// (Skipped too when the switch is refused, a manager's: the
+		// mailing stays off, and would skip that send when switched on.)
 		var skipped, next *time.Time
-		if !disabled && cur.Disabled() && (u.IsManager() || !cur.DisabledByManager) {
+		if !disabled && cur.Disabled() {
 			if skipped, next, err = s.sending.SkipMissed(c.UserContext(), id); err != nil {
 				return fmt.Errorf("skip missed send: %w", err)
 			}

@@ -276,8 +276,7 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 		c.Set("HX-Refresh", "true")
 		// What changed is said at the top of the page reloaded.
 		if watched == latest {
-			s.setFlash(c, layout.FlashInfo, fmt.Sprintf("The run has ended: %s sent, %s failed, %s skipped of %s.",
-				component.Count(int64(p.Sent)), component.Count(int64(p.Failed)), component.Count(int64(p.Skipped)), component.Count(int64(p.Total))))
+			s.setFlash(c, layout.FlashInfo, p.Ended())
 		} else {
 			s.setFlash(c, layout.FlashInfo, "A run of this mailing has started.")
 		}
