@@ -55,10 +55,6 @@ type Accounts struct {
 	MailLimit *Limiter
 }
 
-// errConfirmedMeanwhile ends a registration's transaction when the
-// address it would contest was confirmed while the request ran.
-var errConfirmedMeanwhile = errors.New("the address was confirmed meanwhile")
-
 // dummyHash is checked when an email is unknown so that a wrong email
 // takes as long as a wrong password.
 var dummyHash, _ = HashPassword("rassylka-timing-equalizer")
@@ -98,7 +94,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		if !a.mayMail(ctx, existing) {
 			return nil
 		}
-		link, name := "", greeted(existing)
+		link := ""
 		if existing.EmailConfirmedAt == nil {
 			// Nobody has proved to own this address yet. Whoever owns the
 			// inbox chooses the password, with a link mailed there (which
@@ -114,32 +110,25 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			// (the owner's click, as this request ran) keeps the account
 			// as its owner confirmed it.
 			err := a.Store.InTx(ctx, func(tx *store.Store) error {
-				if err := tx.LockUser(ctx, existing.ID); err != nil {
+				locked, err := tx.LockUser(ctx, existing.ID)
+				if err != nil || locked.EmailConfirmedAt != nil {
+					existing = locked
 					return err
 				}
 				if err := tx.RevokeTokens(ctx, existing.ID, model.TokenConfirmEmail); err != nil {
 					return err
 				}
-				reset, err := tx.ResetUnconfirmed(ctx, existing.ID, "", existing.TimeZone)
-				if err != nil {
+				if err := tx.ResetUnconfirmed(ctx, existing.ID, "", existing.TimeZone); err != nil {
 					return err
-				}
-				if !reset {
-					return errConfirmedMeanwhile
 				}
 				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenResetPassword, "/password/reset/")
 				return err
 			})
-			if errors.Is(err, errConfirmedMeanwhile) {
-				if existing, err = a.Store.UserByID(ctx, existing.ID); err != nil {
-					return err
-				}
-				link, name = "", greeted(existing)
-			} else if err != nil {
+			if err != nil {
 				return fmt.Errorf("register again: %w", err)
 			}
 		}
-		subject, text := email.AlreadyRegistered(name, link, a.BaseURL, existing.Blocked())
+		subject, text := email.AlreadyRegistered(greeted(existing), link, a.BaseURL, existing.Blocked())
 		return a.enqueueMail(ctx, existing, subject, text)
 	case !errors.Is(err, store.ErrNotFound):
 		return err
@@ -353,7 +342,7 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 	// Reset links mailed before stop working: one that leaked would
 	// otherwise undo the change.
 	return a.Store.InTx(ctx, func(tx *store.Store) error {
-		if err := tx.LockUser(ctx, u.ID); err != nil {
+		if _, err := tx.LockUser(ctx, u.ID); err != nil {
 			return err
 		}
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
@@ -401,7 +390,12 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 	var u *model.User
 	linked := false // to an account that was there before
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		// Decided on the account as it is under its lock: one confirmed
+		// meanwhile (its owner's click) is a confirmed one.
 		existing, err := tx.UserByEmail(ctx, addr)
+		if err == nil {
+			existing, err = tx.LockUser(ctx, existing.ID)
+		}
 		switch {
 		case err == nil:
 			u, linked = existing, existing.EmailConfirmedAt != nil
@@ -412,22 +406,10 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 				// The provider proved the address; the password, name and
 				// time zone were set by someone who never did, so they go
 				// (a reset can set a password): the account starts as one
-				// the provider's sign-in creates. Unless its owner
-				// confirmed it meanwhile: then it is theirs, as above.
-				reset, err := tx.ResetUnconfirmed(ctx, u.ID, providerName(gu), model.DefaultTimeZone)
-				if err != nil {
+				// the provider's sign-in creates.
+				u.FullName, u.TimeZone, u.PasswordHash = providerName(gu), model.DefaultTimeZone, nil
+				if err := tx.ResetUnconfirmed(ctx, u.ID, u.FullName, u.TimeZone); err != nil {
 					return err
-				}
-				if !reset {
-					if u, err = tx.UserByID(ctx, u.ID); err != nil {
-						return err
-					}
-					if u.PasswordHash != nil {
-						return ErrPasswordAccount
-					}
-					linked = true
-				} else {
-					u.FullName, u.TimeZone, u.PasswordHash = providerName(gu), model.DefaultTimeZone, nil
 				}
 			}
 			if err := tx.ConfirmEmail(ctx, u.ID); err != nil {
@@ -447,11 +429,11 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 	if err != nil {
 		return nil, fmt.Errorf("oauth sign-in: %w", err)
 	}
-	if linked && !u.Blocked() {
-		a.tellLinked(ctx, u, provider, addr)
-	}
 	if u.Blocked() {
 		return u, ErrBlocked
+	}
+	if linked {
+		a.tellLinked(ctx, u, provider, addr)
 	}
 	return u, nil
 }
@@ -580,7 +562,7 @@ func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, 
 	if err != nil {
 		return nil, err
 	}
-	if err := st.LockUser(ctx, t.UserID); err != nil {
+	if _, err := st.LockUser(ctx, t.UserID); err != nil {
 		return nil, err
 	}
 	ok, err := st.UseToken(ctx, t.ID)

@@ -176,34 +176,28 @@ func (s *Store) SetBlocked(ctx context.Context, actorID, userID int64, blocked b
 	return u, nil
 }
 
-// LockUser locks the user's row until the transaction ends. Every
-// transaction that changes a user's tokens and row takes it first (a
-// confirmation, a reset, a registration of the address again, a password
-// change), so that any two of them wait for each other rather than lock
-// the user's links in different orders and deadlock.
-func (s *Store) LockUser(ctx context.Context, userID int64) error {
-	var ids []int64
-	if err := s.db.NewRaw("SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE", userID).Scan(ctx, &ids); err != nil {
-		return dbErr("lock user", err)
+// LockUser locks the user's row until the transaction ends, and returns
+// it as it is then. Every transaction that changes a user's tokens and
+// row takes it first (a confirmation, a reset, a registration of the
+// address again, a password change, a provider's sign-in), so that any two
+// of them wait for each other rather than lock the user's links in
+// different orders and deadlock, and each decides on the row as the other
+// left it.
+func (s *Store) LockUser(ctx context.Context, userID int64) (*model.User, error) {
+	u := new(model.User)
+	if err := s.db.NewSelect().Model(u).Where("id = ?", userID).For("NO KEY UPDATE").Scan(ctx); err != nil {
+		return nil, dbErr("lock user", err)
 	}
-	if len(ids) == 0 {
-		return fmt.Errorf("lock user: %w", ErrNotFound)
-	}
-	return nil
+	return u, nil
 }
 
 // ResetUnconfirmed drops the password of a user whose address nobody has
 // proved to own yet (sign-in then needs a linked account or a reset) and
-// sets their name and time zone, and reports whether it did: not when
-// the address was confirmed meanwhile, even by a transaction this one
-// waited for (the condition is checked on the row as it is then).
-func (s *Store) ResetUnconfirmed(ctx context.Context, userID int64, fullName, timeZone string) (bool, error) {
-	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+// sets their name and time zone. The caller holds the row's lock
+// (LockUser) and found the address unconfirmed.
+func (s *Store) ResetUnconfirmed(ctx context.Context, userID int64, fullName, timeZone string) error {
+	_, err := s.db.NewUpdate().Model((*model.User)(nil)).
 		Set("password_hash = NULL").Set("full_name = ?", fullName).Set("time_zone = ?", timeZone).Set("updated_at = now()").
-		Where("id = ? AND email_confirmed_at IS NULL", userID).Exec(ctx)
-	if err != nil {
-		return false, dbErr("reset unconfirmed", err)
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+		Where("id = ?", userID).Exec(ctx)
+	return dbErr("reset unconfirmed", err)
 }
