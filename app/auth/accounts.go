@@ -489,7 +489,7 @@ func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string
 // address learns of every new way in. The sign-in goes on when the mail
 // cannot be queued.
 func (a *Accounts) tellLinked(ctx context.Context, u *model.User, provider, identity string) {
-	subject, text := email.Linked(greeted(u), Label(provider), identity, a.BaseURL)
+	subject, text := email.Linked(greeted(u), label(provider), identity, a.BaseURL)
 	if err := a.mail(ctx, u, subject, text); err != nil {
 		a.Log.WarnContext(ctx, "mail about a linked sign-in not queued", "user_id", u.ID, "error", err.Error())
 	}

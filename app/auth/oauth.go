@@ -28,8 +28,8 @@ var labels = map[string]string{
 	"oidc":   "single sign-on",
 }
 
-// Label is how a provider is named to people ("GitHub").
-func Label(provider string) string {
+// label is how a provider is named to people ("GitHub").
+func label(provider string) string {
 	if l, ok := labels[provider]; ok {
 		return l
 	}
@@ -85,11 +85,7 @@ func NewProviders(cfg config.Config, log *slog.Logger) *Providers {
 func (p *Providers) Add(name string, build func() (goth.Provider, error)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	label := labels[name]
-	if label == "" {
-		label = name
-	}
-	p.order = append(p.order, ProviderInfo{Name: name, Label: label})
+	p.order = append(p.order, ProviderInfo{Name: name, Label: label(name)})
 	p.pending[name] = build
 }
 

@@ -193,30 +193,21 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// No RSET after the message: a server answering it (or QUIT) with an
-	// error would make a delivered mail look failed, and sent again.
-	opts := append([]gomail.Option{gomail.WithTimeout(s.timeout), gomail.WithoutRset()}, s.opts...)
-	c, err := gomail.NewClient(s.host, opts...)
+	c, err := s.connect(ctx)
 	if err != nil {
-		return "", fmt.Errorf("smtp client: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	sc, err := c.DialToSMTPClientWithContext(ctx)
-	if err != nil {
-		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, explained(err))
+		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
 	defer func() {
-		if err := sc.Quit(); err != nil {
-			_ = sc.Close()
+		if err := c.sc.Quit(); err != nil {
+			_ = c.sc.Close()
 		}
 	}()
 	// An address with more than ASCII before the @ only to a server that
 	// takes it (see Pool.Send).
-	if utf8, _ := sc.Extension("SMTPUTF8"); !utf8 && needsSMTPUTF8(m.To.Address) {
+	if !c.utf8 && needsSMTPUTF8(m.To.Address) {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, errNoSMTPUTF8)
 	}
-	if err := c.SendWithSMTPClient(sc, msg); err != nil && !msg.IsDelivered() {
+	if err := c.c.SendWithSMTPClient(c.sc, msg); err != nil && !msg.IsDelivered() {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
 	return msg.ServerResponse(), nil

@@ -202,12 +202,27 @@ func (p *Pool) conn(ctx context.Context) (c *conn, reused bool, err error) {
 // (RFC 5321, 3.3), and a server that answered RSET with 421 made a
 // delivered message look like a temporary failure, to be sent again.
 func (p *Pool) dial(ctx context.Context) (*conn, error) {
-	opts := append([]gomail.Option{gomail.WithTimeout(p.s.timeout), gomail.WithoutNoop(), gomail.WithoutRset()}, p.s.opts...)
-	gc, err := gomail.NewClient(p.s.host, opts...)
+	c, err := p.s.connect(ctx, gomail.WithoutNoop())
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.all[c] = true
+	p.mu.Unlock()
+	return c, nil
+}
+
+// connect opens an SMTP conversation with the server (greeted, with TLS
+// and sign-in as SMTP_URL says), sending no RSET after a message: a
+// server answering it (or QUIT) with an error made a delivered mail look
+// failed, and sent again. extra are the caller's own options.
+func (s *Sender) connect(ctx context.Context, extra ...gomail.Option) (*conn, error) {
+	opts := append(append([]gomail.Option{gomail.WithTimeout(s.timeout), gomail.WithoutRset()}, extra...), s.opts...)
+	gc, err := gomail.NewClient(s.host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp client: %w", err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, p.s.timeout)
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	sc, err := gc.DialToSMTPClientWithContext(dctx)
 	if err != nil {
@@ -215,9 +230,6 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	}
 	c := &conn{c: gc, sc: sc}
 	c.utf8, _ = sc.Extension("SMTPUTF8")
-	p.mu.Lock()
-	p.all[c] = true
-	p.mu.Unlock()
 	return c, nil
 }
 
