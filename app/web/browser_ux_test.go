@@ -1029,7 +1029,7 @@ func TestBrowserPickerByKeyboard(t *testing.T) {
 	b.waitJS("the next clients, the first of them focused", `document.querySelectorAll("[data-testid=picker-option]").length === 60 &&
 		document.activeElement === document.querySelectorAll("[data-testid=picker-option]")[50]`)
 	b.do("search", chromedp.SendKeys(chromedp.CSS("[data-testid=picker-search]"), "r001"))
-	b.waitJS("the count said", `document.querySelector("[data-picker-status]").textContent === "1 matching" &&
+	b.waitJS("the count said", `document.querySelector("#announce").textContent === "1 matching" &&
 		!document.querySelector("#`+mailings.ResultsID+`").hasAttribute("aria-live")`)
 
 	b.do("edit", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))

@@ -286,20 +286,17 @@ function initPicker(root) {
   }
   root.addEventListener("keydown", searchEnter);
   root.addEventListener("keypress", searchEnter);
-  // What a search found is said once (a live region around the results
-  // would read every one of them); "More…" leaves the focus on the first
-  // client it brought (it went to the page, past them).
-  var status = root.querySelector("[data-picker-status]");
+  // What a search found is said once by the page's status (its count
+  // carries data-announce: a live region around the results would read
+  // every one of them); "More…" leaves the focus on the first client it
+  // brought (it went to the page, past them).
   var more = null;
   root.addEventListener("htmx:beforeRequest", function (e) {
     more = e.target.matches("[data-picker-more]") && e.target === document.activeElement
       ? root.querySelectorAll("[data-picker-id]").length : null;
   });
   document.body.addEventListener("htmx:afterSwap", function (e) {
-    if (!root.contains(e.target)) return;
-    sync();
-    var matching = e.target.querySelector("[data-picker-matching]");
-    if (status && matching) status.textContent = matching.textContent.trim();
+    if (root.contains(e.target)) sync();
   });
   document.body.addEventListener("htmx:afterSettle", function () {
     if (more === null) return;
