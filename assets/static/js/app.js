@@ -373,9 +373,10 @@ document.addEventListener("htmx:beforeSwap", function (e) {
   if (!t || !a || a === document.body || !t.contains(a) || e.detail.shouldSwap === false) return;
   var testid = a.dataset.testid || "";
   if (e.detail.serverResponse.trim() === "" && t.matches("tr")) {
+    // Moved now, before the row goes: a list reloaded right after it (its
+    // answer can come before any timer) then finds the focus in the list.
     var row = t.nextElementSibling || t.previousElementSibling;
-    kept = { was: a, at: Date.now(), next: row, testid: testid };
-    setTimeout(restoreFocus, 0); // htmx tells the settle of a removal to the removed row only
+    if (row) focusIn(row, testid, 0);
     return;
   }
   if (!t.id || t.matches("[data-refocus]")) return; // rows swapped in place: see refocus
@@ -390,10 +391,6 @@ function restoreFocus() {
   kept = null;
   var a = document.activeElement;
   if (a && a !== document.body && a.isConnected) return; // something took the focus itself
-  if (k.id) {
-    var region = document.getElementById(k.id);
-    if (region) focusIn(region, k.testid, k.nth, k.pager);
-  } else if (k.next && k.next.isConnected) {
-    focusIn(k.next, k.testid, 0);
-  }
+  var region = document.getElementById(k.id);
+  if (region) focusIn(region, k.testid, k.nth, k.pager);
 }
