@@ -140,6 +140,9 @@ type Mailing struct {
 	DisabledBy *int64        `bun:"disabled_by"`
 	CreatedAt  time.Time     `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt  time.Time     `bun:"updated_at,notnull,default:current_timestamp"`
+	// EditedAt is the version of its settings: when its owner last saved
+	// them (UpdatedAt also moves with its runs and its switch).
+	EditedAt time.Time `bun:"edited_at,notnull,default:current_timestamp"`
 }
 
 // Disabled reports whether the mailing is switched off.

@@ -151,7 +151,7 @@ func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients 
 			return err
 		}
 		_, err := tx.db.NewInsert().Model(m).
-			ExcludeColumn("id", "created_at", "updated_at", "disabled_at", "disabled_by").
+			ExcludeColumn("id", "created_at", "updated_at", "edited_at", "disabled_at", "disabled_by").
 			Returning("*").Exec(ctx)
 		if err != nil {
 			return dbErr("create mailing", err)
@@ -162,25 +162,39 @@ func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients 
 
 // UpdateMailing saves the changeable settings of the owner's mailing and,
 // when recipients is not nil, replaces its recipients.
+//
+// With m.EditedAt set (the version a form was opened on), one saved since
+// is not changed (ErrChanged, with m.EditedAt set to its version now).
 func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		if err := tx.lockMessage(ctx, ownerID, m.MessageID); err != nil {
 			return err
 		}
-		err := tx.db.NewUpdate().Model(m).
+		version := m.EditedAt
+		q := tx.db.NewUpdate().Model(m).
 			Set("message_id = ?", m.MessageID).
 			Set("starts_at = ?", m.StartsAt).
 			Set("ends_at = ?", m.EndsAt).
 			Set("repeat = ?", m.Repeat).
 			Set("next_run_at = ?", m.NextRunAt).
 			Set("updated_at = now()").
-			Where("id = ? AND owner_id = ? AND status = ?", m.ID, ownerID, m.Status).
-			Returning("*").Scan(ctx)
+			Set("edited_at = now()").
+			Where("id = ? AND owner_id = ? AND status = ?", m.ID, ownerID, m.Status)
+		if !version.IsZero() {
+			q.Where("edited_at = ?", version)
+		}
+		err := q.Returning("*").Scan(ctx)
 		if errors.Is(err, sql.ErrNoRows) {
-			// Gone, or its status changed since it was read (a run started).
-			exists, xerr := tx.db.NewSelect().Model((*model.Mailing)(nil)).Where("id = ? AND owner_id = ?", m.ID, ownerID).Exists(ctx)
-			if xerr == nil && exists {
-				return ErrConflict
+			// Gone, its status changed since it was read (a run started:
+			// what may change is no longer the same), or saved since the
+			// form was opened.
+			var cur []model.Mailing
+			if xerr := tx.db.NewSelect().Model(&cur).Where("id = ? AND owner_id = ?", m.ID, ownerID).Scan(ctx); xerr == nil && len(cur) == 1 {
+				if cur[0].Status != m.Status {
+					return ErrConflict
+				}
+				m.EditedAt = cur[0].EditedAt
+				return ErrChanged
 			}
 		}
 		if err != nil {

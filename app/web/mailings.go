@@ -167,7 +167,7 @@ func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 
 func formFromInput(id int64, in form.Mailing, p form.Parsed, errs form.Errors) mailings.Form {
 	return mailings.Form{ID: id, MessageID: in.MessageID, NewSubject: in.NewSubject, NewBody: in.NewBody,
-		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat,
+		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat, Version: in.Version,
 		RecipientIDs: form.JoinIDs(p.Recipients), Count: len(p.Recipients), PickerQ: in.PickerQ, Errors: errs}
 }
 
@@ -540,7 +540,8 @@ func (s *Server) editMailing(c *fiber.Ctx) error {
 	loc := userLocation(u)
 	f := mailings.Form{ID: r.ID, MessageID: strconv.FormatInt(r.MessageID, 10),
 		StartsAt: r.StartsAt.In(loc).Format(form.DateTimeLocal), EndsAt: r.EndsAt.In(loc).Format(form.DateTimeLocal),
-		Repeat: string(r.Repeat), RecipientIDs: form.JoinIDs(ids), Count: len(ids), Running: r.Status == model.StatusRunning}
+		Repeat: string(r.Repeat), RecipientIDs: form.JoinIDs(ids), Count: len(ids), Running: r.Status == model.StatusRunning,
+		Version: form.VersionOf(r.EditedAt)}
 	f, err = s.mailingForm(c, f)
 	if err != nil {
 		return err
@@ -576,6 +577,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		return err
 	}
 	m := r.Mailing
+	m.EditedAt = form.Version(in.Version)
+	changed := false
 	if !errs.Any() {
 		m.EndsAt = p.EndsAt
 		if running {
@@ -600,6 +603,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		switch refusal := recipientsRefusal(err); {
 		case refusal != "":
 			errs["recipients"] = refusal
+		case errors.Is(err, store.ErrChanged):
+			changed, in.Version = true, form.VersionOf(m.EditedAt)
 		case errors.Is(err, store.ErrMessageGone):
 			errs["message_id"] = messageGone
 		case errors.Is(err, store.ErrConflict):
@@ -612,8 +617,12 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			return fmt.Errorf("update mailing: %w", err)
 		}
 	}
-	if errs.Any() {
-		f, err := s.mailingForm(c, editedForm(r, in, p, errs, userLocation(u)))
+	if errs.Any() || changed {
+		f := editedForm(r, in, p, errs, userLocation(u))
+		if changed {
+			f.Error = changedSince("mailing")
+		}
+		f, err := s.mailingForm(c, f)
 		if err != nil {
 			return err
 		}

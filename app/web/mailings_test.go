@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -1156,5 +1157,77 @@ func TestMailingRepeatLongerThanItsWindow(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	if got := flashAfter(t, w.c, resp); !strings.HasPrefix(got, "Mailing saved. Its window closes before a second send") {
 		t.Errorf("an edit to a short window saved: %q", got)
+	}
+}
+
+// Two tabs editing one mailing: the save from the form opened before the
+// other's save is refused (what it typed kept, and said why) instead of
+// undoing it without a word; saving that form again replaces the change.
+// A switch off and on meanwhile is no edit, and a form without a version
+// saves as before.
+func TestMailingEditsFromTwoTabs(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	resp, body := w.c.post(t, "/mailings", w.form(nil))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	path := resp.Header.Get("Location")
+	mid, _ := strconv.ParseInt(strings.TrimPrefix(path, "/mailings/"), 10, 64)
+	version := func() string {
+		v, ok := w.c.page(t, path+"/edit").Find("input[name=version]").First().Attr("value")
+		if !ok || v == "" {
+			t.Fatalf("%s/edit has no version", path)
+		}
+		return v
+	}
+	endsAt := func() string {
+		m, err := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.EndsAt.In(w.tokyo).Format("2006-01-02T15:04")
+	}
+	first, second := version(), version()
+	for _, step := range []string{"/disable", "/enable"} {
+		resp, body := w.c.post(t, path+step, nil)
+		wantStatus(t, resp, body, http.StatusSeeOther)
+	}
+	one := w.start.Add(96 * time.Hour).Format("2006-01-02T15:04")
+	two := w.start.Add(120 * time.Hour).Format("2006-01-02T15:04")
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", one); v.Set("version", first) }))
+	wantRedirect(t, resp, body, path)
+
+	// Without JavaScript the picker sends the form back: it keeps the
+	// version it was opened on.
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) {
+		v.Set("ends_at", two)
+		v.Set("version", second)
+		v.Set("picker", "search")
+	}))
+	if got := parseHTML(t, body).Find("input[name=version]").AttrOr("value", ""); got != second {
+		t.Fatalf("the picker's round trip carries version %q, want %q (status %d)", got, second, resp.StatusCode)
+	}
+
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", two); v.Set("version", second) }))
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	doc := parseHTML(t, body)
+	if !strings.Contains(doc.Find("[data-testid=form-error]").Text(), "changed elsewhere") || doc.Find("input[name=ends_at]").AttrOr("value", "") != two {
+		t.Fatalf("the second tab's save:\n%s", body)
+	}
+	if got := endsAt(); got != one {
+		t.Fatalf("the refused save left the end at %s, want the first tab's %s", got, one)
+	}
+	again := doc.Find("input[name=version]").AttrOr("value", "")
+	if again == "" || again == second {
+		t.Fatalf("the refused form carries version %q, want the mailing's new one", again)
+	}
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", two); v.Set("version", again) }))
+	wantRedirect(t, resp, body, path)
+	if got := endsAt(); got != two {
+		t.Fatalf("saved again, the end is %s, want %s", got, two)
+	}
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", one) }))
+	wantRedirect(t, resp, body, path)
+	if got := endsAt(); got != one {
+		t.Fatalf("saved without a version, the end is %s, want %s", got, one)
 	}
 }

@@ -25,6 +25,7 @@ type Mailing struct {
 	Repeat       string   `form:"repeat"`
 	Recipients   []string `form:"recipients"`
 	RecipientIDs string   `form:"recipient_ids"`
+	Version      string   `form:"version"` // the mailing's version the form was opened on (see Version)
 	// PickerQ is the recipients' search; Picker the picker's button that
 	// sent the form without JavaScript (PickSearch, PickAll, PickClear),
 	// "" when the form is to be saved.

@@ -1,0 +1,1 @@
+ALTER TABLE mailings DROP COLUMN IF EXISTS edited_at;
