@@ -129,6 +129,20 @@ document.addEventListener("keydown", function (e) {
   }
 });
 
+// A search typed into a list is one step of the history, however often
+// the typist paused: its first result is pushed, and what refines it as
+// it is typed replaces that, so Back goes to the list before the search
+// (it went through "z", "ze" and "zed"). A search sent with Enter, a page
+// or a filter is a step of its own.
+var typing = false;
+document.addEventListener("htmx:beforeHistoryUpdate", function (e) {
+  var ev = e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
+  var typed = !!ev && ev.type === "input";
+  if (typed && typing && e.detail.history.type === "push") e.detail.history.type = "replace";
+  typing = typed;
+});
+window.addEventListener("popstate", function () { typing = false; });
+
 // A section renewed while it is read keeps what the reader opened in it
 // (the table of a mailing's chart, renewed every few seconds while a run
 // sends, closed each time).
@@ -296,16 +310,12 @@ function initPicker(root) {
       ? root.querySelectorAll("[data-picker-id]").length : null;
   });
   document.body.addEventListener("htmx:afterSwap", function (e) {
-    if (root.contains(e.target)) sync();
-  });
-  document.body.addEventListener("htmx:afterSettle", function () {
+    if (!root.contains(e.target)) return;
+    sync();
     if (more === null) return;
     var next = root.querySelectorAll("[data-picker-id]")[more];
     more = null;
-    if (next) {
-      sync();
-      next.focus();
-    }
+    if (next) next.focus();
   });
   // Only the hidden list is sent: checkboxes would repeat part of it.
   root.closest("form").addEventListener("submit", function () {
@@ -333,14 +343,16 @@ document.addEventListener("keydown", function (e) {
 // A swap of an element marked data-refocus (a row saved, a switch turned)
 // replaces the control that had the focus, which then fell to the page
 // and the next Tab started over from the top: it goes to the first
-// button of what came in instead (unless that took the focus itself,
-// as an autofocus field does).
+// button of what came in instead (an autofocus field in it then takes
+// it when htmx settles). Here and below the focus is put back as the
+// swap is made, not when it settles 20 ms later: a key pressed meanwhile,
+// or another section renewed meanwhile, would find it on the page.
 var refocus = "";
 document.addEventListener("htmx:beforeSwap", function (e) {
   var t = e.detail.target;
   refocus = t && t.id && t.matches("[data-refocus]") && t.contains(document.activeElement) ? t.id : "";
 });
-document.addEventListener("htmx:afterSettle", function () {
+document.addEventListener("htmx:afterSwap", function () {
   var el = refocus && document.getElementById(refocus);
   refocus = "";
   var a = document.activeElement;
@@ -383,7 +395,7 @@ document.addEventListener("htmx:beforeSwap", function (e) {
   var nth = testid ? Array.prototype.indexOf.call(t.querySelectorAll('[data-testid="' + testid + '"]'), a) : 0;
   kept = { was: a, at: Date.now(), id: t.id, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
 });
-document.addEventListener("htmx:afterSettle", restoreFocus);
+document.addEventListener("htmx:afterSwap", restoreFocus);
 function restoreFocus() {
   if (kept && Date.now() - kept.at > 5000) kept = null; // a swap that left it in place
   if (!kept || kept.was.isConnected) return; // another swap settled first
