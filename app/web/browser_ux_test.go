@@ -217,31 +217,64 @@ func TestBrowserNoConsoleErrors(t *testing.T) {
 	}
 }
 
-// slowProxy sits between the browser and the app and holds every answer
-// to a POST for delay after the app has handled it, as a slow network
+// slowProxy sits between the browser and the app and, while held, holds
+// every answer to a POST after the app has handled it, as a slow network
 // does: the person sees nothing happen and clicks again.
-func slowProxy(t *testing.T, base string, delay time.Duration) string {
+type slowProxy struct {
+	URL  string
+	mu   sync.Mutex
+	gate chan struct{} // closed: answers pass
+}
+
+func newSlowProxy(t *testing.T, base string) *slowProxy {
 	t.Helper()
 	target, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &slowProxy{gate: make(chan struct{})}
+	close(p.gate)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(r *http.Response) error {
 		if r.Request.Method == http.MethodPost {
-			time.Sleep(delay)
+			p.mu.Lock()
+			gate := p.gate
+			p.mu.Unlock()
+			<-gate
 		}
 		return nil
 	}
 	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	t.Cleanup(func() {
+		p.release()
+		srv.Close()
+	})
+	p.URL = srv.URL
+	return p
 }
 
-// doubleClick clicks sel twice, gap apart, as an impatient person does:
-// two clicks of the mouse at the button's place, whatever the page does
-// in between.
-func (b *browserUser) doubleClick(sel string, gap time.Duration) {
+// hold keeps the answers to POSTs from now until release.
+func (p *slowProxy) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gate = make(chan struct{})
+}
+
+func (p *slowProxy) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.gate:
+	default:
+		close(p.gate)
+	}
+}
+
+// slowDoubleClick clicks sel twice, 150 ms apart, as an impatient person
+// does (two clicks of the mouse at the button's place, whatever the page
+// does in between), while the answer to the first click is held: however
+// slow the machine, the second click finds the page the first one left.
+func (b *browserUser) slowDoubleClick(p *slowProxy, sel string) {
 	b.t.Helper()
 	xy, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]float64](`(() => {
 		const el = document.querySelector("`+sel+`");
@@ -252,9 +285,12 @@ func (b *browserUser) doubleClick(sel string, gap time.Duration) {
 	if err != nil {
 		b.t.Fatalf("find %s: %v", sel, err)
 	}
+	p.hold()
+	defer p.release()
 	b.do("first click on "+sel, chromedp.MouseClickXY(xy[0], xy[1]))
-	time.Sleep(gap)
+	time.Sleep(150 * time.Millisecond)
 	b.do("second click on "+sel, chromedp.MouseClickXY(xy[0], xy[1]))
+	time.Sleep(300 * time.Millisecond) // a second POST, if any, is on its way
 }
 
 func countRows(t *testing.T, e *env, table string, ownerID int64) int64 {
@@ -271,7 +307,8 @@ func countRows(t *testing.T, e *env, table string, ownerID int64) int64 {
 func TestBrowserDoubleSubmitCreatesOneMessage(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
-	slow := slowProxy(t, base, 700*time.Millisecond)
+	proxy := newSlowProxy(t, base)
+	slow := proxy.URL
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: slow}
 	b.signIn("ann@example.com")
 	b.do("new message", chromedp.Navigate(slow+"/messages/new"),
@@ -280,7 +317,7 @@ func TestBrowserDoubleSubmitCreatesOneMessage(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#field-body"), "Hello {{name}}"),
 	)
 	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
-	b.doubleClick("[data-testid=message-form] button[type=submit]", 150*time.Millisecond)
+	b.slowDoubleClick(proxy, "[data-testid=message-form] button[type=submit]")
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=message-show]")`)
 	time.Sleep(time.Second) // a second POST, if any, has been handled
 	if n := countRows(t, e, "messages", ann.ID); n != 1 {
@@ -295,14 +332,15 @@ func TestBrowserDoubleClickSendNow(t *testing.T) {
 	e, base := servedEnv(t)
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
 	m := mailingWithRecipients(t, e, ann, 3)
-	slow := slowProxy(t, base, 700*time.Millisecond)
+	proxy := newSlowProxy(t, base)
+	slow := proxy.URL
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: slow}
 	b.signIn("ann@example.com")
 	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", slow, m.ID)),
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=send-now]")))
 	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
 	b.acceptConfirms()
-	b.doubleClick("[data-testid=send-now]", 150*time.Millisecond)
+	b.slowDoubleClick(proxy, "[data-testid=send-now]")
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("#flash .flash")`)
 	time.Sleep(time.Second)
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("#flash .flash")`)
