@@ -52,7 +52,11 @@ func TestWorkerMetrics(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "metrics server cannot listen"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no warning while the address was taken")
+		}
+	}
 	l.Close()
 
 	get := func(token string) (int, string) {

@@ -1391,7 +1391,7 @@ func TestResultsWriteOutlastsAClientDelete(t *testing.T) {
 		}
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the write reaches the deleted client's key check and waits
+	testkit.UntilLockWaited(t, w.db) // the write reaches the deleted client's key check and waits
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -135,3 +135,22 @@ func LockWaited(ctx context.Context, db bun.IDB) (bool, error) {
 	err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting)
 	return waiting, err
 }
+
+// UntilLockWaited waits until a session of db's database waits for a lock
+// (see LockWaited), and fails the test after 10 s: a test holding a row
+// lets go of it only once the statement it means to hold up is held up.
+func UntilLockWaited(t testing.TB, db bun.IDB) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		waiting, err := LockWaited(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no statement came to wait for the lock held")
+		}
+	}
+}

@@ -507,6 +507,10 @@ func TestBrowserSendNowProgress(t *testing.T) {
 	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=runs-table]") && !document.querySelector("[data-testid=runs-table]").textContent.includes("sending…")`)
 	waitAcrossNavigation(t, b.ctx, `document.querySelector("[data-testid=progress-bar]").value === 5 && document.querySelector("[data-testid=progress-sent]").textContent === "5"`)
 	waitAcrossNavigation(t, b.ctx, `document.querySelectorAll("[data-testid=attempt-row]").length === 5`)
+	// The sections above renew on their own, and may show the run's end
+	// before the progress box reloads the page: wait for the page after
+	// the run (its box no longer polls every second).
+	waitAcrossNavigation(t, b.ctx, `document.readyState === "complete" && document.querySelector("[data-testid=run-progress]").getAttribute("hx-trigger") !== "every 1s"`)
 	// Asked once the page has reloaded (the run over), not while it may.
 	if asked, want := b.asked(), "Send this mailing to its 5 recipients now? It takes the place of the send planned for "; len(asked) != 1 || !strings.HasPrefix(asked[0], want) {
 		t.Errorf("Send now asked %q first, want %q", asked, want)

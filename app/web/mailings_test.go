@@ -132,7 +132,7 @@ func TestMailingCreate(t *testing.T) {
 
 	// The minute under way is not past (a form holds minutes): a mailing
 	// can start now; the minute before is refused.
-	if s := time.Now().Second(); s >= 57 {
+	if s := time.Now().Second(); s >= 50 { // two posts in the same minute, even on a slow machine
 		time.Sleep(time.Duration(61-s) * time.Second)
 	}
 	minute := time.Now().In(w.tokyo).Truncate(time.Minute)

@@ -389,8 +389,9 @@ func TestServeFinishesAccountMailsOnShutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("forgot: %d", resp.StatusCode)
 	}
+	testkit.UntilLockWaited(t, db)
 	cancel()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the server is stopping
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
