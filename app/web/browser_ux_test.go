@@ -1189,3 +1189,33 @@ func TestBrowserFilterKeepsTheFocus(t *testing.T) {
 		document.activeElement === document.querySelector("[data-testid=filter-status-failure]") &&
 		document.activeElement.getAttribute("aria-current") === "page"`)
 }
+
+// The page a run's end reloads keeps the focus on the control it was on:
+// the reload, which the reader did not ask for, put it back at the top.
+func TestBrowserRunEndKeepsTheFocus(t *testing.T) {
+	e, base := servedEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 3)
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = now() - interval '1 hour', next_run_at = NULL, status = 'running' WHERE id = ?", m.ID); err != nil {
+		t.Fatal(err)
+	}
+	run := e.insertRun(t, &model.Run{MailingID: m.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 3})
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("open the mailing", chromedp.Navigate(fmt.Sprintf("%s/mailings/%d", base, m.ID)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=run-progress][hx-trigger="every 1s"]`)))
+	b.waitJS("scripts ready", `document.documentElement.dataset.htmx === "ready"`)
+	b.do("focus a control far down the page", chromedp.Evaluate[chromedp.Void](`window.__before = true; document.querySelector("[data-testid=copy-mailing]").focus()`))
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now(), skipped = 3 WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitAcrossNavigation(t, b.ctx, `!window.__before && document.readyState === "complete" && document.querySelector("[data-testid=run-progress]").getAttribute("hx-trigger") !== "every 1s"`)
+	focused, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement.dataset.testid || document.activeElement.tagName`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if focused != "copy-mailing" {
+		t.Errorf("after the reload at the run's end the focus is on %q, want copy-mailing", focused)
+	}
+}

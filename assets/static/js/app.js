@@ -198,6 +198,36 @@ function focusFirstError(root) {
 document.addEventListener("DOMContentLoaded", function () { focusFirstError(document); });
 document.addEventListener("htmx:afterSettle", function (e) { focusFirstError(e.detail.elt); });
 
+// A page reloaded (a mailing's page as its run ends or another starts,
+// or by the reader) keeps the focus on the control it was on, as a region
+// htmx replaces does (below), unless the page puts it on a field itself:
+// the reload put it back at the top of the page, unasked.
+window.addEventListener("pagehide", function () {
+  var a = document.activeElement, key = null;
+  if (a && a.id) key = { id: a.id };
+  else if (a && a.dataset && a.dataset.testid) {
+    key = { testid: a.dataset.testid, nth: Array.prototype.indexOf.call(document.querySelectorAll('[data-testid="' + a.dataset.testid + '"]'), a) };
+  }
+  try {
+    if (key) sessionStorage.setItem("focus", JSON.stringify({ at: location.pathname + location.search, key: key }));
+    else sessionStorage.removeItem("focus");
+  } catch (e) {}
+});
+document.addEventListener("DOMContentLoaded", function () {
+  var saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem("focus") || "null");
+    sessionStorage.removeItem("focus");
+  } catch (e) {}
+  var nav = performance.getEntriesByType("navigation")[0];
+  if (!saved || !nav || nav.type !== "reload" || saved.at !== location.pathname + location.search) return;
+  var a = document.activeElement;
+  if (a && a !== document.body) return; // a field in error took it
+  var el = saved.key.id ? document.getElementById(saved.key.id) :
+    document.querySelectorAll('[data-testid="' + saved.key.testid + '"]')[saved.key.nth];
+  if (el) el.focus({ preventScroll: true });
+});
+
 // A new account takes the browser's time zone.
 document.addEventListener("DOMContentLoaded", function () {
   var tz = "";
