@@ -1031,38 +1031,38 @@ func TestBrowserListKeepsTheFocus(t *testing.T) {
 		return s
 	}
 
-	second, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelectorAll("[data-testid=client-row]")[1].textContent.trim().split(/\s+/)[0]`))
-	if err != nil {
-		t.Fatal(err)
+	row := func(i int) string {
+		t.Helper()
+		s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelectorAll("[data-testid=client-row]")[%d].textContent.trim().split(/\s+/)[0]`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	third, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelectorAll("[data-testid=client-row]")[2].textContent.trim().split(/\s+/)[0]`))
-	b.do("delete the second row by keyboard",
-		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("[data-testid=delete-client]")[1].focus()`),
-		chromedp.KeyEvent("\r"))
-	b.waitJS("deleted and the list reloaded", `!document.getElementById("clients-list").textContent.includes("`+second+`") &&
-		document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping") === null`)
-	time.Sleep(300 * time.Millisecond) // the reload after the delete
-	b.settled("#clients-list")
-	if got, want := focused(), "delete-client 1 "+third; got != want {
-		t.Errorf("after deleting a row the focus is on %q, want %q", got, want)
+	// deleteSecond deletes the second row by keyboard (after the script
+	// first, if any) and says where the focus is once the list reloaded.
+	deleteSecond := func(first string) (gone, focus string) {
+		t.Helper()
+		gone = row(1)
+		b.do("delete the second row by keyboard", chromedp.Evaluate[chromedp.Void](first+`;
+			document.querySelectorAll("[data-testid=delete-client]")[1].focus()`), chromedp.KeyEvent("\r"))
+		b.waitJS("deleted and the list reloaded", `!document.getElementById("clients-list").textContent.includes("`+gone+`") &&
+			document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
+		time.Sleep(300 * time.Millisecond) // the reload after the delete
+		b.settled("#clients-list")
+		return gone, focused()
 	}
 
+	third := row(2)
+	if _, got := deleteSecond(""); got != "delete-client 1 "+third {
+		t.Errorf("after deleting a row the focus is on %q, want %q", got, "delete-client 1 "+third)
+	}
 	// A busy browser may handle the list's reload before a timer due at
 	// once: the focus must not wait for one (it fell to the page so).
-	fourth, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelectorAll("[data-testid=client-row]")[2].textContent.trim().split(/\s+/)[0]`))
-	b.do("slow timers and delete the row again",
-		chromedp.Evaluate[chromedp.Void](`(function () {
-			var set = window.__setTimeout = window.setTimeout;
-			window.setTimeout = function (f, ms) { return set(f, ms > 0 ? ms : 1000); };
-		})()`),
-		chromedp.Evaluate[chromedp.Void](`document.querySelectorAll("[data-testid=delete-client]")[1].focus()`),
-		chromedp.KeyEvent("\r"))
-	b.waitJS("deleted again and the list reloaded", `!document.getElementById("clients-list").textContent.includes("`+third+`") &&
-		document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
-	time.Sleep(300 * time.Millisecond) // the reload after the delete
-	b.settled("#clients-list")
-	if got, want := focused(), "delete-client 1 "+fourth; got != want {
-		t.Errorf("after deleting a row with the browser busy the focus is on %q, want %q", got, want)
+	fourth := row(2)
+	if _, got := deleteSecond(`var set = window.__setTimeout = window.setTimeout;
+		window.setTimeout = function (f, ms) { return set(f, ms > 0 ? ms : 1000); }`); got != "delete-client 1 "+fourth {
+		t.Errorf("after deleting a row with the browser busy the focus is on %q, want %q", got, "delete-client 1 "+fourth)
 	}
 
 	// The focus is back as the new page comes in, not when htmx settles

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -1171,7 +1170,7 @@ func TestMailingEditsFromTwoTabs(t *testing.T) {
 	resp, body := w.c.post(t, "/mailings", w.form(nil))
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	path := resp.Header.Get("Location")
-	mid, _ := strconv.ParseInt(strings.TrimPrefix(path, "/mailings/"), 10, 64)
+	mid := mustID(t, path)
 	version := func() string {
 		v, ok := w.c.page(t, path+"/edit").Find("input[name=version]").First().Attr("value")
 		if !ok || v == "" {
