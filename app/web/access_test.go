@@ -246,6 +246,37 @@ func TestHistoryRestoreGetsTheWholePage(t *testing.T) {
 	}
 }
 
+// A page htmx asks for (not to restore it from history) answers with its
+// content alone, its title and flash with it, not the whole document:
+// htmx requests get the fragment, the same URL without gets the page.
+func TestHTMXGetsThePagesContent(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	msg, ml := "/messages/"+id(o.message.ID), "/mailings/"+id(o.mailing.ID)
+	// (The lists, and a client's pages, which the lists edit in place,
+	// answer htmx with their own fragments: see their tests.)
+	pages := map[string]*client{"/": c, "/clients/import": c, "/messages/new": c, msg: c, msg + "/edit": c,
+		"/mailings/new": c, ml: c, ml + "/edit": c, "/stats": c, "/account": c, "/stats?scope=all": boss}
+	for path, who := range pages {
+		for _, restore := range []bool{false, true} {
+			req, _ := http.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("HX-Request", "true")
+			if restore {
+				req.Header.Set("HX-History-Restore-Request", "true")
+			}
+			resp, body := who.send(t, req)
+			wantStatus(t, resp, body, http.StatusOK)
+			whole := strings.Contains(body, "<html") || strings.Contains(body, `data-testid="viewer"`)
+			if whole != restore {
+				t.Errorf("%s (history restore %v): whole page %v", path, restore, whole)
+			}
+			if doc := parseHTML(t, body); doc.Find("title").Not("svg title").Length() != 1 || doc.Find("h1").Length() != 1 {
+				t.Errorf("%s (history restore %v): %d titles and %d headings, want one of each:\n%s", path, restore, doc.Find("title").Not("svg title").Length(), doc.Find("h1").Length(), body)
+			}
+		}
+	}
+}
+
 // A manager reads everyone's data but changes nobody's. The queue
 // dashboard must not hand them another account's sign-in links: a reset
 // link waiting in the mail queue (worker busy, SMTP down and retrying)

@@ -45,6 +45,7 @@ func (s *Server) page(c *fiber.Ctx, title string) layout.Page {
 		RequestID: RequestID(c),
 		Flashes:   s.takeFlash(c),
 		Path:      c.Path(),
+		Fragment:  isHTMX(c),
 	}
 	if u := auth.CurrentUser(c); u != nil {
 		name := u.FullName
