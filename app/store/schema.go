@@ -40,8 +40,22 @@ func (s *Schema) Up(ctx context.Context) ([]string, error) {
 	return names(group.Migrations), nil
 }
 
-// Down rolls back the last applied group of migrations.
+// Down rolls back the last applied migration and returns its name (none
+// when nothing is applied).
 func (s *Schema) Down(ctx context.Context) ([]string, error) {
+	return s.down(ctx, 1)
+}
+
+// DownAll rolls back every applied migration, the last first, and returns
+// their names in that order.
+func (s *Schema) DownAll(ctx context.Context) ([]string, error) {
+	return s.down(ctx, -1)
+}
+
+// down rolls back the last n applied migrations (all of them when n < 0),
+// one by one: not bun's group, which for a database migrated at once is
+// every table.
+func (s *Schema) down(ctx context.Context, n int) ([]string, error) {
 	if err := s.m.Init(ctx); err != nil {
 		return nil, fmt.Errorf("init migrations: %w", err)
 	}
@@ -50,27 +64,27 @@ func (s *Schema) Down(ctx context.Context) ([]string, error) {
 	}
 	defer s.m.Unlock(ctx) //nolint:errcheck
 
-	group, err := s.m.Rollback(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate down: %w", err)
-	}
-	out := names(group.Migrations)
-	slices.Reverse(out) // rolled back the last first
-	return out, nil
-}
-
-// LastGroup names the migrations Down would roll back, in the order it
-// would (the last applied first).
-func (s *Schema) LastGroup(ctx context.Context) ([]string, error) {
-	if err := s.m.Init(ctx); err != nil {
-		return nil, fmt.Errorf("init migrations: %w", err)
-	}
 	ms, err := s.m.MigrationsWithStatus(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
-	out := names(ms.LastGroup().Migrations)
-	slices.Reverse(out)
+	applied := ms.Applied() // the newest first
+	if n >= 0 && n < len(applied) {
+		applied = applied[:n]
+	}
+	var out []string
+	for i := range applied {
+		m := &applied[i]
+		if m.Down != nil {
+			if err := m.Down(ctx, s.m, m); err != nil {
+				return out, fmt.Errorf("migrate down %s: %w", m.Name, err)
+			}
+		}
+		if err := s.m.MarkUnapplied(ctx, m); err != nil {
+			return out, fmt.Errorf("migrate down %s: %w", m.Name, err)
+		}
+		out = append(out, m.Name)
+	}
 	return out, nil
 }
 

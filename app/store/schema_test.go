@@ -41,19 +41,27 @@ func TestMigrationsUpDownUp(t *testing.T) {
 		t.Fatalf("second up = %v, %v; want nothing to do", again, err)
 	}
 
-	// Down names the group it would roll back, then rolls it back: the
+	// Down rolls back the last migration alone; DownAll the rest, the
 	// last applied first.
 	backwards := slices.Clone(applied)
 	slices.Reverse(backwards)
-	if last, err := schema.LastGroup(ctx); err != nil || !slices.Equal(last, backwards) {
-		t.Fatalf("last group = %v, %v; want %v", last, err, backwards)
-	}
 	rolled, err := schema.Down(ctx)
+	if err != nil || !slices.Equal(rolled, backwards[:1]) {
+		t.Fatalf("down rolled back %v, %v; want %v", rolled, err, backwards[:1])
+	}
+	if _, pending, err := schema.Status(ctx); err != nil || !slices.Equal(pending, backwards[:1]) {
+		t.Fatalf("status after down: pending %v, %v; want %v", pending, err, backwards[:1])
+	}
+	assertTables(t, db, tables)
+	if again, err := schema.Up(ctx); err != nil || !slices.Equal(again, backwards[:1]) {
+		t.Fatalf("up after down = %v, %v; want %v", again, err, backwards[:1])
+	}
+	rolled, err = schema.DownAll(ctx)
 	if err != nil {
-		t.Fatalf("down: %v", err)
+		t.Fatalf("down all: %v", err)
 	}
 	if !slices.Equal(rolled, backwards) {
-		t.Fatalf("down rolled back %v, want %v", rolled, backwards)
+		t.Fatalf("down all rolled back %v, want %v", rolled, backwards)
 	}
 	assertTables(t, db, nil)
 	_, pending, err := schema.Status(ctx)

@@ -168,17 +168,11 @@ func migrateCmd(ctx context.Context, load settings, args []string, out io.Writer
 			fmt.Fprintln(out, "applied", n)
 		}
 	case "down":
-		// A database migrated at once has every migration in one group:
-		// rolling it back drops every table, with all the data.
-		last, err := schema.LastGroup(ctx)
-		if err != nil {
-			return err
+		down := schema.Down
+		if all {
+			down = schema.DownAll
 		}
-		if len(last) > 1 && !all {
-			return fmt.Errorf("the last migrations were applied together (%s): rolling them back drops their tables and all their data; run `web migrate down --all` to do so",
-				strings.Join(last, ", "))
-		}
-		names, err := schema.Down(ctx)
+		names, err := down(ctx)
 		if err != nil {
 			return err
 		}
