@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"log/slog"
+	"net"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -22,6 +23,10 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		status = r.status
 	case errors.As(err, &fe):
 		status = fe.Code
+	case errors.As(err, new(*net.OpError)):
+		// PostgreSQL or Redis cannot be reached: the request may succeed
+		// once they are back (a load balancer may try another instance).
+		status = fiber.StatusServiceUnavailable
 	}
 	if status >= 500 {
 		s.log.LogAttrs(c.UserContext(), slog.LevelError, "request failed",

@@ -189,9 +189,9 @@ func TestHealthWithASessionWhileRedisIsDown(t *testing.T) {
 		t.Errorf("GET /readyz with a session, Redis stopped = %d %q, want 503 naming redis", resp.StatusCode, body)
 	}
 	resp, body = c.get(t, "/clients")
-	if resp.StatusCode < 500 || parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 ||
+	if resp.StatusCode != http.StatusServiceUnavailable || parseHTML(t, body).Find("[data-testid=error-page]").Length() != 1 ||
 		strings.Contains(body, "connection refused") {
-		t.Errorf("GET /clients with Redis stopped = %d, want the error page without internal text:\n%s", resp.StatusCode, body)
+		t.Errorf("GET /clients with Redis stopped = %d, want 503 and the error page without internal text:\n%s", resp.StatusCode, body)
 	}
 
 	srv.Start()
