@@ -136,11 +136,22 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	msg.SetDate()
 	msg.SetMessageIDWithValue(newMessageID(s.idHost))
 	for k, v := range m.Headers {
+		if len(k)+2+len(v) <= maxHeaderLine && model.IsASCII(v) && !strings.ContainsAny(v, "\r\n") {
+			// On its header's line, not folded before the value as a
+			// header longer than 76 characters is: a naive reader of
+			// List-Unsubscribe then found no link.
+			msg.SetGenHeaderPreformatted(gomail.Header(k), v)
+			continue
+		}
 		msg.SetGenHeader(gomail.Header(k), v)
 	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
 	return msg, nil
 }
+
+// maxHeaderLine is the longest line RFC 5322 allows (2.1.1), without its
+// CRLF.
+const maxHeaderLine = 998
 
 // OneLine puts s on one line, as a header's value must be: line breaks
 // become spaces (a name with one would otherwise fail every mail to it),

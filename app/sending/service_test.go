@@ -122,6 +122,9 @@ func TestDeliveredMessageHeaders(t *testing.T) {
 		t.Errorf("Date: %v", err)
 	}
 	lu := h.Get("List-Unsubscribe")
+	if !bytes.Contains(msgs[0].Data, []byte("\r\nList-Unsubscribe: <"+baseURL+"/u/")) {
+		t.Errorf("List-Unsubscribe is not on its header's line:\n%s", msgs[0].Data)
+	}
 	if !strings.HasPrefix(lu, "<"+baseURL+"/u/") || h.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
 		t.Fatalf("List-Unsubscribe %q, -Post %q", lu, h.Get("List-Unsubscribe-Post"))
 	}
