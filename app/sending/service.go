@@ -735,9 +735,15 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			waits.sleep(ctx, s.now(), progressEvery) // until one is due, or the next look at the mailing
 			continue
 		}
+		var unsent []int64
 		var deferred int
 		var reached bool
-		sent, deferred, reached = s.sendChunk(ctx, m, msg, claims, due, !handingOver, writeAttempt, &waits)
+		sent, unsent, deferred, reached = s.sendChunk(ctx, m, msg, claims, due, !handingOver, writeAttempt, &waits)
+		// Those not sent go first in the next claim, unless the batch
+		// stops (then they have no attempt: skipped, or read again when
+		// it resumes). The window's end may have moved: it is read again
+		// before the batch stops for it.
+		ahead = append(unsent, ahead...)
 		holding = 2*deferred > len(claims)+len(due)
 		if reached {
 			waits.wake() // those waiting for the server: it answers
@@ -949,8 +955,9 @@ func (s *Service) chunk() int {
 // recipient whose send fails for the time being joins waits (see
 // sendOne). deferred counts the sends that failed for the time being;
 // reached tells whether the server answered any. A claim not yet sent
-// when ctx ends gets no outcome: the batch sends it when it resumes.
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, deferred int, reached bool) {
+// when ctx ends or the window closes gets no outcome (unsent: the batch
+// claims it again, or stops).
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, unsent []int64, deferred int, reached bool) {
 	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	n := len(claims) + len(due)
@@ -970,9 +977,12 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					w = &due[i-len(claims)]
 					c = w.claim
 				}
-				if ctx.Err() != nil {
-					// Not sent: a claim is sent when the batch resumes; a
-					// waiting recipient keeps the failure its attempt says.
+				if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
+					// Not sent (the worker stops, or the window closed
+					// while the chunk sent: a slow server would otherwise
+					// take its sends past the end): a claim is claimed
+					// again, or skipped if the batch stops; a waiting
+					// recipient keeps the failure its attempt says.
 					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}
@@ -982,16 +992,19 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 	}
 	wg.Wait()
 	done = make([]store.AttemptResult, 0, n)
-	for _, r := range results {
+	for i, r := range results {
 		if r.deferred {
 			deferred++
 		}
 		reached = reached || r.reached
+		if r.unsent {
+			unsent = append(unsent, claims[i].ClientID)
+		}
 		if !r.unsent && !r.parked && !r.left {
 			done = append(done, r.AttemptResult)
 		}
 	}
-	return done, deferred, reached
+	return done, unsent, deferred, reached
 }
 
 type sendResult struct {

@@ -1878,6 +1878,59 @@ func TestStopAsTheWindowCloses(t *testing.T) {
 	}
 }
 
+// The window closing while a chunk sends (a slow server) stops the chunk
+// there: the recipients of it not sent yet are skipped, not mailed after
+// the end. If the owner moved the end meanwhile, they are sent.
+func TestWindowClosesWhileAChunkSends(t *testing.T) {
+	for _, extended := range []bool{false, true} {
+		t.Run(fmt.Sprintf("extended=%v", extended), func(t *testing.T) {
+			w := newWorld(t, 6)
+			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 6, 1 // one chunk of all six
+			ctx := context.Background()
+			ends := w.mailing.EndsAt
+			var late atomic.Bool // the clock is at the end
+			w.svc.Now = func() time.Time {
+				if late.Load() {
+					return ends
+				}
+				return time.Now()
+			}
+			run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+				if n != 2 {
+					return
+				}
+				if extended {
+					m := row.Mailing
+					m.EndsAt = ends.Add(24 * time.Hour)
+					if err := w.st.UpdateMailing(ctx, w.owner.ID, &m, nil); err != nil {
+						t.Error(err)
+					}
+				}
+				late.Store(true)
+			}}
+			r := w.drain(t, run.ID)
+			sent, as := len(w.sink.Messages()), w.attempts(t, run.ID)
+			if extended {
+				if r.Succeeded != 6 || sent != 6 {
+					t.Fatalf("run %+v, %d sent: want all six, in the window moved", r, sent)
+				}
+				return
+			}
+			if r.Succeeded != 2 || r.Skipped != 4 || sent != 2 || len(as) != 2 {
+				t.Fatalf("run %+v, %d sent, %d attempts: want 2 sent and the 4 others skipped as the window closed", r, sent, len(as))
+			}
+		})
+	}
+}
+
 // A window its owner extends while a batch sends keeps the batch sending
 // past the old end: the batch reads the end again before it stops.
 func TestWindowExtendedWhileSending(t *testing.T) {
