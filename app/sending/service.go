@@ -982,7 +982,11 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					// while the chunk sent: a slow server would otherwise
 					// take its sends past the end): a claim is claimed
 					// again, or skipped if the batch stops; a waiting
-					// recipient keeps the failure its attempt says.
+					// recipient waits on (if the end moved), or keeps the
+					// failure its attempt says when the batch stops.
+					if w != nil && ctx.Err() == nil {
+						waits.add(*w)
+					}
 					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}

@@ -1931,6 +1931,53 @@ func TestWindowClosesWhileAChunkSends(t *testing.T) {
 	}
 }
 
+// A recipient waiting for its next try, due in a chunk the window's end
+// stops, waits on when the owner moved the end: it is tried again, not
+// left with its failure.
+func TestWindowMovedWhileAChunkSendsKeepsTheWaiting(t *testing.T) {
+	w := newWorld(t, 3)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
+	w.svc.RetryDelays = []time.Duration{time.Nanosecond}
+	ctx := context.Background()
+	var refused atomic.Bool
+	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
+		if to == w.clients[0].Email && refused.CompareAndSwap(false, true) {
+			return busy
+		}
+		return nil
+	})
+	ends := w.mailing.EndsAt
+	var late atomic.Bool
+	w.svc.Now = func() time.Time {
+		if late.Load() {
+			return ends
+		}
+		return time.Now()
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
+		if n != 3 { // the first chunk, then the third recipient: the waiting one is next
+			return
+		}
+		m := row.Mailing
+		m.EndsAt = ends.Add(24 * time.Hour)
+		if err := w.st.UpdateMailing(ctx, w.owner.ID, &m, nil); err != nil {
+			t.Error(err)
+		}
+		late.Store(true)
+	}}
+	if r := w.drain(t, run.ID); r.Succeeded != 3 || r.Failed != 0 {
+		t.Fatalf("run %+v: want all three sent, the one told to try later too", r)
+	}
+}
+
 // A window its owner extends while a batch sends keeps the batch sending
 // past the old end: the batch reads the end again before it stops.
 func TestWindowExtendedWhileSending(t *testing.T) {
