@@ -176,9 +176,13 @@ func (s *Store) UpdateClient(ctx context.Context, ownerID int64, c *model.Client
 	}
 	err := q.Returning("*").Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) && !version.IsZero() {
-		var now []time.Time
-		if xerr := s.db.NewSelect().Model((*model.Client)(nil)).Column("updated_at").Where("id = ? AND owner_id = ?", c.ID, ownerID).Scan(ctx, &now); xerr == nil && len(now) == 1 {
-			c.UpdatedAt = now[0]
+		var cur []model.Client
+		if xerr := s.db.NewSelect().Model(&cur).Where("id = ? AND owner_id = ?", c.ID, ownerID).Scan(ctx); xerr == nil && len(cur) == 1 {
+			if cur[0].Email == c.Email && cur[0].FullName == c.FullName && cur[0].Comment == c.Comment {
+				*c = cur[0] // the save made already (a form sent twice): done
+				return nil
+			}
+			c.UpdatedAt = cur[0].UpdatedAt
 			return ErrChanged
 		}
 	}

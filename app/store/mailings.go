@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -193,7 +194,18 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 				if cur[0].Status != m.Status {
 					return ErrConflict
 				}
-				m.EditedAt = cur[0].EditedAt
+				c := cur[0]
+				same := c.MessageID == m.MessageID && c.StartsAt.Equal(m.StartsAt) && c.EndsAt.Equal(m.EndsAt) && c.Repeat == m.Repeat
+				if same && recipients != nil {
+					if same, err = tx.sameRecipients(ctx, ownerID, m.ID, recipients); err != nil {
+						return err
+					}
+				}
+				if same {
+					*m = c // the save made already (a form sent twice): done
+					return nil
+				}
+				m.EditedAt = c.EditedAt
 				return ErrChanged
 			}
 		}
@@ -211,25 +223,30 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 			return dbErr("update mailing", err)
 		}
 		if sending {
-			current, err := tx.RecipientIDs(ctx, m.ID)
-			if err != nil {
-				return err
-			}
-			// A client deleted since the form was opened is no change, nor
-			// is an id that is no client of the owner's (see setRecipients).
-			var posted []int64
-			err = tx.db.NewSelect().TableExpr("clients").Column("id").
-				Where("id = ANY(?::bigint[]) AND owner_id = ?", pgdialect.Array(uniqueIDs(recipients)), ownerID).OrderExpr("id").Scan(ctx, &posted)
-			if err != nil {
-				return dbErr("update mailing", err)
-			}
-			if !slices.Equal(current, posted) {
-				return ErrSending
+			if same, err := tx.sameRecipients(ctx, ownerID, m.ID, recipients); err != nil || !same {
+				return cmp.Or(err, ErrSending)
 			}
 			return nil
 		}
 		return tx.setRecipients(ctx, ownerID, m.ID, recipients, true)
 	})
+}
+
+// sameRecipients reports whether ids are the mailing's recipients now. A
+// client deleted since the form was opened is no change, nor is an id that
+// is no client of the owner's (see setRecipients).
+func (s *Store) sameRecipients(ctx context.Context, ownerID, mailingID int64, ids []int64) (bool, error) {
+	current, err := s.RecipientIDs(ctx, mailingID)
+	if err != nil {
+		return false, err
+	}
+	var posted []int64
+	err = s.db.NewSelect().TableExpr("clients").Column("id").
+		Where("id = ANY(?::bigint[]) AND owner_id = ?", pgdialect.Array(uniqueIDs(ids)), ownerID).OrderExpr("id").Scan(ctx, &posted)
+	if err != nil {
+		return false, dbErr("recipients", err)
+	}
+	return slices.Equal(current, posted), nil
 }
 
 // setRecipients makes ids the recipients of the mailing. An id that is no

@@ -120,6 +120,10 @@ func (s *Store) UpdateMessage(ctx context.Context, ownerID int64, m *model.Messa
 			var cur []model.Message
 			if xerr := tx.db.NewSelect().Model(&cur).Where("id = ? AND owner_id = ?", m.ID, ownerID).Scan(ctx); xerr == nil && len(cur) == 1 {
 				if !version.IsZero() && !cur[0].UpdatedAt.Equal(version) {
+					if cur[0].Subject == m.Subject && cur[0].Body == m.Body {
+						*m = cur[0] // the save made already (a form sent twice): done
+						return nil
+					}
 					m.UpdatedAt = cur[0].UpdatedAt
 					return ErrChanged
 				}

@@ -1048,6 +1048,10 @@ func TestEditsFromTwoTabs(t *testing.T) {
 	first, second := version(msgPath+"/edit"), version(msgPath+"/edit")
 	resp, body := c.post(t, msgPath, url.Values{"subject": {"From tab one"}, "body": {"One"}, "version": {first}})
 	wantRedirect(t, resp, body, msgPath)
+	// The same form sent twice (a double click without JavaScript) is
+	// the same save: no change elsewhere to speak of.
+	resp, body = c.post(t, msgPath, url.Values{"subject": {"From tab one"}, "body": {"One"}, "version": {first}})
+	wantRedirect(t, resp, body, msgPath)
 	resp, body = c.post(t, msgPath, url.Values{"subject": {"From tab two"}, "body": {"Two"}, "version": {second}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	doc := parseHTML(t, body)
@@ -1065,6 +1069,8 @@ func TestEditsFromTwoTabs(t *testing.T) {
 
 	clPath := "/clients/" + id(o.client.ID)
 	first, second = version(clPath+"/edit"), version(clPath+"/edit")
+	resp, body = c.post(t, clPath, url.Values{"email": {o.client.Email}, "full_name": {"Renamed"}, "version": {first}})
+	wantRedirect(t, resp, body, clPath)
 	resp, body = c.post(t, clPath, url.Values{"email": {o.client.Email}, "full_name": {"Renamed"}, "version": {first}})
 	wantRedirect(t, resp, body, clPath)
 	resp, body = c.post(t, clPath, url.Values{"email": {o.client.Email}, "comment": {"VIP"}, "version": {second}})

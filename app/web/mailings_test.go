@@ -1194,6 +1194,10 @@ func TestMailingEditsFromTwoTabs(t *testing.T) {
 	two := w.start.Add(120 * time.Hour).Format("2006-01-02T15:04")
 	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", one); v.Set("version", first) }))
 	wantRedirect(t, resp, body, path)
+	// The same form sent twice (a double click without JavaScript) is the
+	// same save: no change elsewhere to speak of.
+	resp, body = w.c.post(t, path, w.form(func(v url.Values) { v.Set("ends_at", one); v.Set("version", first) }))
+	wantRedirect(t, resp, body, path)
 
 	// Without JavaScript the picker sends the form back: it keeps the
 	// version it was opened on.
