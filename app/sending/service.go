@@ -40,7 +40,16 @@ var (
 	// earlier run as the latest (see Seen): one started since, by the same
 	// form sent twice or from another tab.
 	ErrRunSince = errors.New("a run of the mailing started since")
+	// ErrJustSent refuses "Send now", asked for without saying which runs
+	// were seen (see Seen), when the mailing's planned send started a
+	// moment before (JustSent): the request, made as the mailing was
+	// saved to start now, most likely meant that send, not a second one.
+	ErrJustSent = errors.New("the planned send started a moment ago")
 )
+
+// JustSent is how recent a planned send makes "Send now" without Seen
+// refused (ErrJustSent).
+const JustSent = time.Minute
 
 // Queue puts a run's work on the task queue; app/task implements it.
 type Queue interface {
@@ -220,14 +229,19 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if s.seen != nil {
+		if trigger == model.TriggerManual {
 			latest, err := tx.LatestRun(ctx, m.ID)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if err == nil && latest.ID != *s.seen {
+			switch {
+			case err != nil: // no run yet
+			case s.seen != nil && latest.ID != *s.seen:
 				run = latest
 				return ErrRunSince
+			case s.seen == nil && retryOf == nil && !rest && latest.Trigger == model.TriggerScheduled && now.Sub(latest.StartedAt) < JustSent:
+				run = latest
+				return ErrJustSent
 			}
 		}
 		if rest {

@@ -47,6 +47,8 @@ func runRefusal(err error, m *store.MailingRow) string {
 		return "No one left to send to: the last run reached everyone it could, or those it did not reach have unsubscribed, bounced or been removed since."
 	case errors.Is(err, sending.ErrRunSince):
 		return "A run of this mailing started after this page was shown (the form was sent twice, or from another tab), so no other was started: see it below."
+	case errors.Is(err, sending.ErrJustSent):
+		return "This mailing's planned send started a moment ago, so Send now started no second one: see it below. To send it again, use Send now on this page."
 	case errors.Is(err, sending.ErrScheduledDue):
 		return "A scheduled send of this mailing is due now, and mails everyone: the rest get it then, once."
 	}

@@ -1537,3 +1537,36 @@ func TestAttemptLogOfOneRun(t *testing.T) {
 		}
 	}
 }
+
+// "Send now" asked for without saying which runs were seen (the
+// contract's route) a moment after the mailing's planned send started
+// (saved to start now, then sent at once) is that send, not a second one
+// to everyone; later, it starts a run as always.
+func TestSendNowJustAfterThePlannedSend(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	sendableNow(t, e, o.mailing.ID)
+	path := "/mailings/" + id(o.mailing.ID)
+	runs := func() int64 {
+		n, err := e.db.NewSelect().TableExpr("runs").Where("mailing_id = ?", o.mailing.ID).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	now := time.Now()
+	planned := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerScheduled, DueAt: &now, StartedAt: now.Add(-5 * time.Second), FinishedAt: &now, Total: 1})
+	resp, body := c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "planned send started a moment ago") || runs() != 1 {
+		t.Fatalf("Send now a moment after the planned send: %d runs, flash %q", runs(), flash)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET started_at = now() - interval '2 minutes' WHERE id = ?", planned.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = c.post(t, path+"/send", nil)
+	wantRedirect(t, resp, body, path)
+	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "Sending to") || runs() != 2 {
+		t.Fatalf("Send now two minutes after the planned send: %d runs, flash %q", runs(), flash)
+	}
+}
