@@ -1878,47 +1878,56 @@ func TestStopAsTheWindowCloses(t *testing.T) {
 	}
 }
 
+// closeWindowAfter starts a manual run whose window closes as its nth
+// send ends (the clock reads the end from then on); with move, the owner
+// moves the end a day later at that moment, unknown to the batch.
+func (w *world) closeWindowAfter(t *testing.T, n int64, move bool) *model.Run {
+	t.Helper()
+	ctx := context.Background()
+	ends := w.mailing.EndsAt
+	var late atomic.Bool
+	w.svc.Now = func() time.Time {
+		if late.Load() {
+			return ends
+		}
+		return time.Now()
+	}
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(sent int64) {
+		if sent != n {
+			return
+		}
+		if move {
+			m := row.Mailing
+			m.EndsAt = ends.Add(24 * time.Hour)
+			if err := w.st.UpdateMailing(ctx, w.owner.ID, &m, nil); err != nil {
+				t.Error(err)
+			}
+		}
+		late.Store(true)
+	}}
+	return run
+}
+
 // The window closing while a chunk sends (a slow server) stops the chunk
 // there: the recipients of it not sent yet are skipped, not mailed after
 // the end. If the owner moved the end meanwhile, they are sent.
 func TestWindowClosesWhileAChunkSends(t *testing.T) {
-	for _, extended := range []bool{false, true} {
-		t.Run(fmt.Sprintf("extended=%v", extended), func(t *testing.T) {
+	for _, moved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("moved=%v", moved), func(t *testing.T) {
 			w := newWorld(t, 6)
 			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 6, 1 // one chunk of all six
-			ctx := context.Background()
-			ends := w.mailing.EndsAt
-			var late atomic.Bool // the clock is at the end
-			w.svc.Now = func() time.Time {
-				if late.Load() {
-					return ends
-				}
-				return time.Now()
-			}
-			run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			row, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
-				if n != 2 {
-					return
-				}
-				if extended {
-					m := row.Mailing
-					m.EndsAt = ends.Add(24 * time.Hour)
-					if err := w.st.UpdateMailing(ctx, w.owner.ID, &m, nil); err != nil {
-						t.Error(err)
-					}
-				}
-				late.Store(true)
-			}}
+			run := w.closeWindowAfter(t, 2, moved)
 			r := w.drain(t, run.ID)
 			sent, as := len(w.sink.Messages()), w.attempts(t, run.ID)
-			if extended {
+			if moved {
 				if r.Succeeded != 6 || sent != 6 {
 					t.Fatalf("run %+v, %d sent: want all six, in the window moved", r, sent)
 				}
@@ -1938,7 +1947,6 @@ func TestWindowMovedWhileAChunkSendsKeepsTheWaiting(t *testing.T) {
 	w := newWorld(t, 3)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
 	w.svc.RetryDelays = []time.Duration{time.Nanosecond}
-	ctx := context.Background()
 	var refused atomic.Bool
 	w.sink.RejectRcpt(func(to string) *smtp.SMTPError {
 		if to == w.clients[0].Email && refused.CompareAndSwap(false, true) {
@@ -1946,33 +1954,9 @@ func TestWindowMovedWhileAChunkSendsKeepsTheWaiting(t *testing.T) {
 		}
 		return nil
 	})
-	ends := w.mailing.EndsAt
-	var late atomic.Bool
-	w.svc.Now = func() time.Time {
-		if late.Load() {
-			return ends
-		}
-		return time.Now()
-	}
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	row, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
-		if n != 3 { // the first chunk, then the third recipient: the waiting one is next
-			return
-		}
-		m := row.Mailing
-		m.EndsAt = ends.Add(24 * time.Hour)
-		if err := w.st.UpdateMailing(ctx, w.owner.ID, &m, nil); err != nil {
-			t.Error(err)
-		}
-		late.Store(true)
-	}}
+	// The first chunk (its first send told to try later), then the third
+	// recipient: the waiting one is next.
+	run := w.closeWindowAfter(t, 3, true)
 	if r := w.drain(t, run.ID); r.Succeeded != 3 || r.Failed != 0 {
 		t.Fatalf("run %+v: want all three sent, the one told to try later too", r)
 	}
