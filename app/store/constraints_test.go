@@ -392,19 +392,12 @@ func TestMailingSavedWhileItsPartsAreDeleted(t *testing.T) {
 // giveUp and ends the test.
 func untilWaiting(t *testing.T, db *bun.DB, check, giveUp func()) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		check()
-		waiting, err := testkit.LockWaited(context.Background(), db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			return
-		}
-		if time.Now().After(deadline) {
-			giveUp()
-			t.Fatal("no statement waited for a lock")
-		}
-		time.Sleep(10 * time.Millisecond)
+	waiting, err := testkit.AwaitLockWait(db, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waiting {
+		giveUp()
+		t.Fatal("no statement waited for a lock")
 	}
 }

@@ -127,30 +127,33 @@ func adminExec(t testing.TB, query string) error {
 	return nil
 }
 
-// LockWaited reports whether a session of db's database waits for a lock:
+// AwaitLockWait waits until a session of db's database waits for a lock:
 // a test's sign that a statement it started has come to the row another
-// transaction holds.
-func LockWaited(ctx context.Context, db bun.IDB) (bool, error) {
-	var waiting bool
-	err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").Scan(ctx, &waiting)
-	return waiting, err
-}
-
-// UntilLockWaited waits until a session of db's database waits for a lock
-// (see LockWaited), and fails the test after 10 s: a test holding a row
-// lets go of it only once the statement it means to hold up is held up.
-func UntilLockWaited(t testing.TB, db bun.IDB) {
-	t.Helper()
+// transaction holds. It calls each (when not nil) before every look, and
+// reports false after 10 s.
+func AwaitLockWait(db bun.IDB, each func()) (bool, error) {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		waiting, err := LockWaited(context.Background(), db)
-		if err != nil {
-			t.Fatal(err)
+		if each != nil {
+			each()
 		}
-		if waiting {
-			return
+		var waiting bool
+		err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE NOT l.granted AND a.datname = current_database())").
+			Scan(context.Background(), &waiting)
+		if err != nil || waiting {
+			return waiting, err
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no statement came to wait for the lock held")
+			return false, nil
 		}
+	}
+}
+
+// UntilLockWaited is AwaitLockWait that fails the test when no statement
+// waits: a test holding a row lets go of it only once the statement it
+// means to hold up is held up.
+func UntilLockWaited(t testing.TB, db bun.IDB) {
+	t.Helper()
+	if waiting, err := AwaitLockWait(db, nil); err != nil || !waiting {
+		t.Fatalf("no statement came to wait for the lock held (%v)", err)
 	}
 }

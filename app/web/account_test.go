@@ -1449,12 +1449,9 @@ func TestConfirmWithTwoLinksWhileRegisteringAgain(t *testing.T) {
 			registered <- resp.StatusCode
 		}()
 		// The registration has come to the locks the confirmation holds.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			if waiting, err := testkit.LockWaited(ctx, e.db); err != nil || waiting {
-				return
-			}
+		if waiting, err := testkit.AwaitLockWait(e.db, nil); err == nil && !waiting {
+			t.Error("the registration never waited for the confirmation")
 		}
-		t.Error("the registration never waited for the confirmation")
 	}
 	e.hook.after.Store(&again)
 	t.Cleanup(func() { e.hook.after.Store(nil) })
