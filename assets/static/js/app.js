@@ -423,14 +423,14 @@ document.addEventListener("htmx:beforeSwap", function (e) {
   }
   if (!t.id || t.matches("[data-refocus]")) return; // rows swapped in place: see refocus
   var nth = testid ? Array.prototype.indexOf.call(t.querySelectorAll('[data-testid="' + testid + '"]'), a) : 0;
-  kept = { was: a, at: Date.now(), id: t.id, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
+  kept = { was: a, id: t.id, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
 });
 document.addEventListener("htmx:afterSwap", restoreFocus);
 function restoreFocus() {
-  if (kept && Date.now() - kept.at > 5000) kept = null; // a swap that left it in place
-  if (!kept || kept.was.isConnected) return; // another swap settled first
+  // Told right after the swap kept was taken for (htmx swaps at once).
   var k = kept;
   kept = null;
+  if (!k || k.was.isConnected) return; // the swap left it in place
   var a = document.activeElement;
   if (a && a !== document.body && a.isConnected) return; // something took the focus itself
   var region = document.getElementById(k.id);
