@@ -208,11 +208,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}
-	defer func() {
-		if err := c.sc.Quit(); err != nil {
-			_ = c.sc.Close()
-		}
-	}()
+	defer c.quit()
 	// An address with more than ASCII before the @ only to a server that
 	// takes it (see Pool.Send).
 	if !c.utf8 && needsSMTPUTF8(m.To.Address) {

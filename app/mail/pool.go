@@ -260,12 +260,17 @@ func (p *Pool) release(c *conn) {
 	}
 }
 
-// drop ends c: QUIT, and the connection closed even when QUIT fails (a
-// timeout, a reset), which go-mail's Close would leave open.
+// drop ends c and forgets it.
 func (p *Pool) drop(c *conn) {
 	p.mu.Lock()
 	delete(p.all, c)
 	p.mu.Unlock()
+	c.quit()
+}
+
+// quit ends c: QUIT, and the connection closed even when QUIT fails (a
+// timeout, a reset), which go-mail's Close would leave open.
+func (c *conn) quit() {
 	if err := c.sc.Quit(); err != nil {
 		_ = c.sc.Close()
 	}

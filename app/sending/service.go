@@ -757,7 +757,9 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		// stops (then they have no attempt: skipped, or read again when
 		// it resumes). The window's end may have moved: it is read again
 		// before the batch stops for it.
-		ahead = append(unsent, ahead...)
+		if len(unsent) > 0 {
+			ahead = append(unsent, ahead...)
+		}
 		holding = 2*deferred > len(claims)+len(due)
 		if reached {
 			waits.wake() // those waiting for the server: it answers

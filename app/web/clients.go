@@ -223,18 +223,14 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 		return fiber.ErrBadRequest
 	}
 	errs := f.Validate()
+	changed := ""
 	if !errs.Any() {
 		cl := f.Model(u.ID)
 		cl.ID, cl.UpdatedAt = r.ID, form.Version(f.Version)
 		err := s.store.UpdateClient(c.UserContext(), u.ID, cl)
 		switch {
 		case errors.Is(err, store.ErrChanged):
-			cf := clientForm(r.ID, f, nil)
-			cf.Version, cf.Error = form.VersionOf(cl.UpdatedAt), changedSince("client")
-			if isHTMX(c) {
-				return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(cf, false))
-			}
-			return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), cf))
+			f.Version, changed = form.VersionOf(cl.UpdatedAt), changedSince("client")
 		case errors.Is(err, store.ErrConflict):
 			errs = form.FieldErr("email", duplicateEmail)
 		case errors.Is(err, store.ErrNotFound):
@@ -245,11 +241,13 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 			r.Client = *cl
 		}
 	}
-	if errs.Any() {
+	if errs.Any() || changed != "" {
+		cf := clientForm(r.ID, f, errs)
+		cf.Error = changed
 		if isHTMX(c) {
-			return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(clientForm(r.ID, f, errs), false))
+			return render(c, fiber.StatusUnprocessableEntity, clients.EditRow(cf, false))
 		}
-		return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), clientForm(r.ID, f, errs)))
+		return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), cf))
 	}
 	if isHTMX(c) {
 		return render(c, fiber.StatusOK, clients.RowView(clientRow(r, u), false))

@@ -194,8 +194,9 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 	m.ID, m.UpdatedAt = r.ID, form.Version(f.Version)
 	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
 	if errors.Is(err, store.ErrChanged) {
+		f.Version = form.VersionOf(m.UpdatedAt)
 		mf := messageForm(r.ID, f, nil)
-		mf.Version, mf.Error = form.VersionOf(m.UpdatedAt), changedSince("message")
+		mf.Error = changedSince("message")
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), mf))
 	}
 	if errors.Is(err, store.ErrSending) {
