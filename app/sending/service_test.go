@@ -1967,34 +1967,7 @@ func TestWindowMovedWhileAChunkSendsKeepsTheWaiting(t *testing.T) {
 func TestWindowExtendedWhileSending(t *testing.T) {
 	w := newWorld(t, 6)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 2, 1
-	ctx := context.Background()
-	oldEnd := w.mailing.EndsAt
-	var late atomic.Bool // the clock is past the old end
-	w.svc.Now = func() time.Time {
-		if late.Load() {
-			return oldEnd.Add(time.Minute)
-		}
-		return time.Now()
-	}
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := w.st.MailingByID(ctx, store.Own(w.owner.ID), w.mailing.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.svc.Sender = &afterSends{Sender: w.pool, hook: func(n int64) {
-		if n != 1 {
-			return
-		}
-		extended := m.Mailing
-		extended.EndsAt = oldEnd.Add(24 * time.Hour)
-		if err := w.st.UpdateMailing(ctx, w.owner.ID, &extended, nil); err != nil {
-			t.Error(err)
-		}
-		late.Store(true)
-	}}
+	run := w.closeWindowAfter(t, 1, true)
 	if r := w.drain(t, run.ID); r.Succeeded != 6 || r.Skipped != 0 {
 		t.Fatalf("run %+v: want all 6 sent in the extended window", r)
 	}

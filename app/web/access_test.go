@@ -270,8 +270,8 @@ func TestHTMXGetsThePagesContent(t *testing.T) {
 			if whole != restore {
 				t.Errorf("%s (history restore %v): whole page %v", path, restore, whole)
 			}
-			if doc := parseHTML(t, body); doc.Find("title").Not("svg title").Length() != 1 || doc.Find("h1").Length() != 1 {
-				t.Errorf("%s (history restore %v): %d titles and %d headings, want one of each:\n%s", path, restore, doc.Find("title").Not("svg title").Length(), doc.Find("h1").Length(), body)
+			if doc := parseHTML(t, body); doc.Find("title").Not("svg title").Length() != 1 || doc.Find("h1").Length() != 1 || doc.Find("#flash").Length() != 1 {
+				t.Errorf("%s (history restore %v): %d titles and %d headings, want one of each, and the flash:\n%s", path, restore, doc.Find("title").Not("svg title").Length(), doc.Find("h1").Length(), body)
 			}
 		}
 	}

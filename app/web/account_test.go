@@ -1449,8 +1449,8 @@ func TestConfirmWithTwoLinksWhileRegisteringAgain(t *testing.T) {
 			registered <- resp.StatusCode
 		}()
 		// The registration has come to the locks the confirmation holds.
-		if waiting, err := testkit.AwaitLockWait(e.db, nil); err == nil && !waiting {
-			t.Error("the registration never waited for the confirmation")
+		if waiting, err := testkit.AwaitLockWait(e.db, nil); err != nil || !waiting {
+			t.Errorf("the registration never waited for the confirmation (%v)", err)
 		}
 	}
 	e.hook.after.Store(&again)

@@ -1033,16 +1033,20 @@ func TestShowPagesTitledByKind(t *testing.T) {
 // refused with what was typed kept, saying so, and saving again (now on
 // the object's new version) replaces the first change on purpose. A form
 // without the version (the contract's fields alone) saves as before.
+// formVersion is the version the edit form at path was opened on.
+func formVersion(t *testing.T, c *client, path string) string {
+	t.Helper()
+	v, ok := c.page(t, path).Find("input[name=version]").First().Attr("value")
+	if !ok || v == "" {
+		t.Fatalf("%s has no version", path)
+	}
+	return v
+}
+
 func TestEditsFromTwoTabs(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()
-	version := func(path string) string {
-		v, ok := c.page(t, path).Find("input[name=version]").First().Attr("value")
-		if !ok || v == "" {
-			t.Fatalf("%s has no version", path)
-		}
-		return v
-	}
+	version := func(path string) string { return formVersion(t, c, path) }
 
 	msgPath := "/messages/" + id(o.message.ID)
 	first, second := version(msgPath+"/edit"), version(msgPath+"/edit")
@@ -1082,6 +1086,9 @@ func TestEditsFromTwoTabs(t *testing.T) {
 	resp, body = c.request(t, "POST", clPath, url.Values{"email": {o.client.Email}, "comment": {"VIP"}, "version": {second}}, true)
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 	row := parseHTML(t, "<table>"+body+"</table>")
+	if v := row.Find("input[name=version]").AttrOr("value", ""); v == "" || v == second {
+		t.Errorf("the row refused carries version %q, want the client's new one", v)
+	}
 	if !strings.Contains(row.Find("[data-testid=client-edit-row] [data-testid=form-error]").Text(), "changed elsewhere") || strings.TrimSpace(row.Find("textarea[name=comment]").Text()) != "VIP" {
 		t.Fatalf("the row edited in place after a change elsewhere:\n%s", body)
 	}

@@ -1171,13 +1171,7 @@ func TestMailingEditsFromTwoTabs(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	path := resp.Header.Get("Location")
 	mid := mustID(t, path)
-	version := func() string {
-		v, ok := w.c.page(t, path+"/edit").Find("input[name=version]").First().Attr("value")
-		if !ok || v == "" {
-			t.Fatalf("%s/edit has no version", path)
-		}
-		return v
-	}
+	version := func() string { return formVersion(t, w.c, path+"/edit") }
 	endsAt := func() string {
 		m, err := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid)
 		if err != nil {
