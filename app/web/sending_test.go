@@ -1449,6 +1449,18 @@ func TestProgressSaysWhatChanged(t *testing.T) {
 	if flash := strings.TrimSpace(c.page(t, path).Find("#flash .flash").Text()); flash != said {
 		t.Errorf("the page reloaded says %q", flash)
 	}
+	// A box that saw the ended run as the latest: a run started since
+	// reloads the page, which says so; none started, it stays.
+	if resp, _ := box("?seen=" + id(run.ID)); resp.Header.Get("HX-Refresh") != "" {
+		t.Errorf("no run started since, the box asks for a reload")
+	}
+	e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 4})
+	if resp, _ := box("?seen=" + id(run.ID)); resp.Header.Get("HX-Refresh") != "true" {
+		t.Fatalf("a run started since, the box asks for no reload")
+	}
+	if flash := strings.TrimSpace(c.page(t, path).Find("#flash .flash").Text()); flash != "A run of this mailing has started." {
+		t.Errorf("the page reloaded as a run started says %q", flash)
+	}
 }
 
 // An address in capitals beyond ASCII: the link carries it as it was
@@ -1520,6 +1532,12 @@ func TestAttemptLogOfOneRun(t *testing.T) {
 	}
 	if href := doc.Find("[data-testid=attempts-csv]").AttrOr("href", ""); href != path+"/attempts.csv?run="+id(first.ID) {
 		t.Errorf("the run's CSV link is %q", href)
+	}
+	if href := doc.Find("[data-testid=filter-status-failure]").AttrOr("href", ""); !strings.Contains(href, "run="+id(first.ID)) {
+		t.Errorf("the run's failure filter links to %q", href)
+	}
+	if href := doc.Find("[data-testid=attempts-run] a").AttrOr("href", ""); href != path+"/attempts" {
+		t.Errorf("the log's All runs links to %q", href)
 	}
 	if doc := c.page(t, path+"/attempts?run="+id(second.ID)+"&status=failure"); doc.Find("[data-testid=attempt-row]").Length() != 0 {
 		t.Errorf("the second run's failures show %d rows", doc.Find("[data-testid=attempt-row]").Length())
