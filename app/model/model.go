@@ -101,6 +101,9 @@ type Message struct {
 	Body      string    `bun:"body,notnull"`
 	CreatedAt time.Time `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt time.Time `bun:"updated_at,notnull,default:current_timestamp"`
+	// FormKey is the key of the form that created it ("": none), so that
+	// the same form sent twice creates one.
+	FormKey string `bun:"form_key,nullzero"`
 }
 
 // Repeat is how often a mailing's runs recur inside its window.
@@ -143,6 +146,9 @@ type Mailing struct {
 	// EditedAt is the version of its settings: when its owner last saved
 	// them (UpdatedAt also moves with its runs and its switch).
 	EditedAt time.Time `bun:"edited_at,notnull,default:current_timestamp"`
+	// FormKey is the key of the form that created it ("": none), so that
+	// the same form sent twice creates one mailing, not two.
+	FormKey string `bun:"form_key,nullzero"`
 }
 
 // Disabled reports whether the mailing is switched off.

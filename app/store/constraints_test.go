@@ -401,3 +401,71 @@ func untilWaiting(t *testing.T, db *bun.DB, check, giveUp func()) {
 		t.Fatal("no statement waited for a lock")
 	}
 }
+
+// A new mailing's or message's form sent twice at once (a double click
+// without JavaScript) creates one: the second post waits for the first's
+// transaction, then finds what it created. Sent again with other
+// settings, the same form creates another.
+func TestFormSentTwiceAtOnceCreatesOne(t *testing.T) {
+	db := testkit.DB(t)
+	st := store.New(db)
+	ctx := context.Background()
+	f := newFixture(t, db, "twice@example.com")
+	start := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	mailing := func() *model.Mailing {
+		return &model.Mailing{OwnerID: f.owner.ID, MessageID: f.message.ID, StartsAt: start, EndsAt: start.Add(time.Hour),
+			Repeat: model.RepeatOnce, Status: model.StatusCreated, FormKey: "k1"}
+	}
+	// The first post's transaction is held open until the second waits
+	// for it on the key.
+	first, second := mailing(), mailing()
+	err := whileHeld(t, db, func(tx *store.Store) error { return tx.CreateMailing(ctx, first, []int64{f.client.ID}) },
+		func() error { return st.CreateMailing(ctx, second, []int64{f.client.ID}) })
+	if !errors.Is(err, store.ErrDone) || second.ID != first.ID {
+		t.Fatalf("the second post: %v (id %d), want done already, as the first (id %d)", err, second.ID, first.ID)
+	}
+	count := func(table string) int64 {
+		n, err := db.NewSelect().Table(table).Where("owner_id = ?", f.owner.ID).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("mailings"); n != 2 { // the fixture's and the form's
+		t.Fatalf("%d mailings, want 2", n)
+	}
+
+	// The form's page restored (Back), changed and sent: another mailing.
+	third := mailing()
+	third.EndsAt = start.Add(2 * time.Hour)
+	if err := st.CreateMailing(ctx, third, []int64{f.client.ID}); err != nil || third.ID == first.ID {
+		t.Fatalf("the form sent with another end: %v (id %d), want another mailing", err, third.ID)
+	}
+	// Other recipients are other settings too.
+	other := &model.Client{OwnerID: f.owner.ID, Email: "other@example.com"}
+	mustInsert(t, db, other)
+	if err := st.CreateMailing(ctx, mailing(), []int64{other.ID}); err != nil {
+		t.Fatalf("the form sent with other recipients: %v, want another mailing", err)
+	}
+	if n := count("mailings"); n != 4 {
+		t.Fatalf("%d mailings, want 4", n)
+	}
+
+	// Messages alike.
+	message := func(body string) *model.Message {
+		return &model.Message{OwnerID: f.owner.ID, Subject: "Once", Body: body, FormKey: "k2"}
+	}
+	m1, m2 := message("Once only"), message("Once only")
+	err = whileHeld(t, db, func(tx *store.Store) error { return tx.CreateMessage(ctx, m1) },
+		func() error { return st.CreateMessage(ctx, m2) })
+	if !errors.Is(err, store.ErrDone) || m2.ID != m1.ID {
+		t.Fatalf("the message form's second post: %v (id %d), want done already, as the first (id %d)", err, m2.ID, m1.ID)
+	}
+	changed := message("Twice")
+	if err := st.CreateMessage(ctx, changed); err != nil || changed.ID == m1.ID {
+		t.Fatalf("the message form sent with another text: %v (id %d), want another message", err, changed.ID)
+	}
+	if n := count("messages"); n != 3 {
+		t.Fatalf("%d messages, want 3", n)
+	}
+}

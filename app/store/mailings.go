@@ -146,26 +146,78 @@ func (s *Store) MailingByID(ctx context.Context, sc Scope, id int64) (*MailingRo
 
 // CreateMailing inserts m with its recipients, all of which must be clients
 // of m's owner, in one transaction.
+//
+// With m.FormKey set, a mailing the same form created already, with the
+// same settings and recipients, is not created again (ErrDone, with m set
+// to it). Sent again with other settings (its page restored by Back and
+// changed), the form creates another mailing.
 func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		if err := tx.lockMessage(ctx, m.OwnerID, m.MessageID); err != nil {
 			return err
 		}
-		_, err := tx.db.NewInsert().Model(m).
-			ExcludeColumn("id", "created_at", "updated_at", "edited_at", "disabled_at", "disabled_by").
-			Returning("*").Exec(ctx)
+		insert := func() (bool, error) {
+			q := tx.db.NewInsert().Model(m).ExcludeColumn("id", "created_at", "updated_at", "edited_at", "disabled_at", "disabled_by")
+			return insertKeyed(ctx, q, m.FormKey, "create mailing")
+		}
+		created, err := insert()
 		if err != nil {
-			return dbErr("create mailing", err)
+			return err
+		}
+		if !created {
+			// The form created one already (a post waiting here for that
+			// one's to commit finds it then).
+			var prev model.Mailing
+			if err := tx.db.NewSelect().Model(&prev).Where("owner_id = ? AND form_key = ?", m.OwnerID, m.FormKey).Scan(ctx); err != nil {
+				return dbErr("create mailing", err)
+			}
+			same, err := tx.sameMailing(ctx, &prev, m, recipients)
+			if err != nil {
+				return err
+			}
+			if same {
+				*m = prev
+				return ErrDone
+			}
+			// The form sent again with other settings (its page restored
+			// by Back, changed and saved): another mailing.
+			m.FormKey = ""
+			if _, err := insert(); err != nil {
+				return err
+			}
 		}
 		return tx.setRecipients(ctx, m.OwnerID, m.ID, recipients, false)
 	})
+}
+
+// sameMailing reports whether mailing m, as a form posted it with
+// recipients (nil: not posted), is what cur is: the same settings, the same
+// message or one with the same text (the form's new message, created again),
+// and the same recipients.
+func (s *Store) sameMailing(ctx context.Context, cur, m *model.Mailing, recipients []int64) (bool, error) {
+	if !cur.StartsAt.Equal(m.StartsAt) || !cur.EndsAt.Equal(m.EndsAt) || cur.Repeat != m.Repeat {
+		return false, nil
+	}
+	if cur.MessageID != m.MessageID {
+		var same bool
+		err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM messages AS a JOIN messages AS b ON a.subject = b.subject AND a.body = b.body
+			WHERE a.id = ? AND b.id = ?)`, cur.MessageID, m.MessageID).Scan(ctx, &same)
+		if err != nil || !same {
+			return false, dbErr("same mailing", err)
+		}
+	}
+	if recipients == nil {
+		return true, nil
+	}
+	return s.sameRecipients(ctx, cur.OwnerID, cur.ID, recipients)
 }
 
 // UpdateMailing saves the changeable settings of the owner's mailing and,
 // when recipients is not nil, replaces its recipients.
 //
 // With m.EditedAt set (the version a form was opened on), one saved since
-// is not changed (ErrChanged, with m.EditedAt set to its version now).
+// is not changed (ErrChanged, with m.EditedAt set to its version now),
+// unless that save was this one's (ErrDone: the form sent twice).
 func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		if err := tx.lockMessage(ctx, ownerID, m.MessageID); err != nil {
@@ -195,15 +247,13 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 					return ErrConflict
 				}
 				c := cur[0]
-				same := c.MessageID == m.MessageID && c.StartsAt.Equal(m.StartsAt) && c.EndsAt.Equal(m.EndsAt) && c.Repeat == m.Repeat
-				if same && recipients != nil {
-					if same, err = tx.sameRecipients(ctx, ownerID, m.ID, recipients); err != nil {
-						return err
-					}
+				same, err := tx.sameMailing(ctx, &c, m, recipients)
+				if err != nil {
+					return err
 				}
 				if same {
-					*m = c // the save made already (a form sent twice): done
-					return nil
+					*m = c // the save made already (a form sent twice)
+					return ErrDone
 				}
 				m.EditedAt = c.EditedAt
 				return ErrChanged

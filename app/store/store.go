@@ -26,6 +26,12 @@ var (
 	// ErrChanged refuses a change made to an object as it was (its
 	// UpdatedAt given): it has been changed since, by another form.
 	ErrChanged = errors.New("changed since")
+	// ErrDone answers a form sent again, as it was sent before (a double
+	// click without JavaScript, a post sent again after its answer was
+	// lost): what it asks is done already, by the first. Nothing is
+	// written, and the object given is set to the one the first made or
+	// saved.
+	ErrDone = errors.New("done already by the same form")
 )
 
 // Store runs the application's queries over a database or a transaction.
@@ -94,4 +100,20 @@ func sqlState(err error) string {
 		return pgErr.Field('C')
 	}
 	return ""
+}
+
+// insertKeyed runs q, the insert of an object a form with key creates
+// ("": none), returning what it inserts into its model. With a key, a
+// row the same form inserted already (the key is unique for its owner) is
+// left as it is, and nothing is inserted (false).
+func insertKeyed(ctx context.Context, q *bun.InsertQuery, key, what string) (bool, error) {
+	if key != "" {
+		q.On("CONFLICT (owner_id, form_key) WHERE form_key IS NOT NULL DO NOTHING")
+	}
+	res, err := q.Returning("*").Exec(ctx)
+	if err != nil {
+		return false, dbErr(what, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, dbErr(what, err)
 }

@@ -167,7 +167,7 @@ func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 
 func formFromInput(id int64, in form.Mailing, p form.Parsed, errs form.Errors) mailings.Form {
 	return mailings.Form{ID: id, MessageID: in.MessageID, NewSubject: in.NewSubject, NewBody: in.NewBody,
-		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat, Version: in.Version,
+		StartsAt: in.StartsAt, EndsAt: in.EndsAt, Repeat: in.Repeat, Version: in.Version, FormKey: in.FormKey,
 		RecipientIDs: form.JoinIDs(p.Recipients), Count: len(p.Recipients), PickerQ: in.PickerQ, Errors: errs}
 }
 
@@ -189,7 +189,7 @@ func (s *Server) newMailing(c *fiber.Ctx) error {
 	// UTC's, half past in India).
 	n := time.Now().In(loc).Add(time.Hour)
 	start := time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), 0, 0, 0, loc)
-	f := mailings.Form{MessageID: c.Query("message_id"), Repeat: "once",
+	f := mailings.Form{MessageID: c.Query("message_id"), Repeat: "once", FormKey: auth.RandomString(16),
 		StartsAt: start.Format(form.DateTimeLocal), EndsAt: start.Add(24 * time.Hour).Format(form.DateTimeLocal)}
 	if c.Query("copy") != "" {
 		if err := s.copyMailing(c, &f, start); err != nil {
@@ -318,7 +318,7 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 	if !errs.Any() {
 		start := p.StartsAt
 		m = &model.Mailing{OwnerID: u.ID, MessageID: p.MessageID, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
-			Repeat: p.Repeat, Status: model.StatusCreated, NextRunAt: &start}
+			Repeat: p.Repeat, Status: model.StatusCreated, NextRunAt: &start, FormKey: p.FormKey}
 		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
 			if p.NewMessage != nil {
 				msg := p.NewMessage.Model(u.ID)
@@ -331,6 +331,8 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		})
 		if msg := recipientsRefusal(err); msg != "" {
 			errs["recipients"] = msg
+		} else if errors.Is(err, store.ErrDone) {
+			// The form sent twice: the mailing its first post created.
 		} else if errors.Is(err, store.ErrMessageGone) {
 			errs["message_id"] = messageGone
 		} else if err != nil {
@@ -603,6 +605,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		switch refusal := recipientsRefusal(err); {
 		case refusal != "":
 			errs["recipients"] = refusal
+		case errors.Is(err, store.ErrDone): // the form sent twice: saved by its first post
 		case errors.Is(err, store.ErrChanged):
 			changed, in.Version = true, form.VersionOf(m.EditedAt)
 		case errors.Is(err, store.ErrMessageGone):

@@ -1228,3 +1228,98 @@ func TestMailingEditsFromTwoTabs(t *testing.T) {
 		t.Fatalf("saved without a version, the end is %s, want %s", got, one)
 	}
 }
+
+// A new mailing's or message's form sent twice (a double click without
+// JavaScript, a post sent again after its answer was lost) creates one: a
+// second mailing would mail its recipients twice. The form carries a key
+// made when it was opened; one sent again with other settings creates
+// another.
+func TestFormSentTwiceCreatesOne(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	count := func(table string) int64 {
+		n, err := w.e.db.NewSelect().Table(table).Where("owner_id = ?", w.ann.ID).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	key := func(path string) string {
+		k := w.c.page(t, path).Find("input[name=form_key]").AttrOr("value", "")
+		if k == "" {
+			t.Fatalf("%s has no form key", path)
+		}
+		return k
+	}
+	mk := key("/mailings/new")
+	if other := key("/mailings/new"); other == mk {
+		t.Fatal("two openings of the new mailing's form have the same key")
+	}
+	withNew := func(end string) url.Values {
+		return w.form(func(v url.Values) {
+			v.Set("form_key", mk)
+			v.Set("message_id", "new")
+			v.Set("new_subject", "Autumn")
+			v.Set("new_body", "Hello {{name}}")
+			if end != "" {
+				v.Set("ends_at", end)
+			}
+		})
+	}
+	resp, body := w.c.post(t, "/mailings", withNew(""))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	path := resp.Header.Get("Location")
+	resp, body = w.c.post(t, "/mailings", withNew(""))
+	wantRedirect(t, resp, body, path)
+	if !strings.Contains(w.c.page(t, path).Find(".flash").Text(), "Mailing created") {
+		t.Error("the form sent twice: its mailing's page does not say it was created")
+	}
+	if m, n := count("mailings"), count("messages"); m != 1 || n != 2 {
+		t.Fatalf("the form sent twice: %d mailings and %d messages, want 1 and 2 (the world's and the form's)", m, n)
+	}
+
+	// Restored by Back, changed and sent: another mailing.
+	later := w.start.Add(96 * time.Hour).Format("2006-01-02T15:04")
+	resp, body = w.c.post(t, "/mailings", withNew(later))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if resp.Header.Get("Location") == path || count("mailings") != 2 {
+		t.Fatalf("the form sent again with another end went to %s (%d mailings), want another mailing", resp.Header.Get("Location"), count("mailings"))
+	}
+
+	// A form refused keeps its key, so that its next post is the same
+	// form.
+	mk = key("/messages/new")
+	resp, body = w.c.post(t, "/messages", url.Values{"form_key": {mk}, "subject": {""}, "body": {"Hi"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if got := parseHTML(t, body).Find("input[name=form_key]").AttrOr("value", ""); got != mk {
+		t.Fatalf("the refused message form carries key %q, want %q", got, mk)
+	}
+	before := count("messages")
+	msg := url.Values{"form_key": {mk}, "subject": {"Winter"}, "body": {"Hi {{name}}"}}
+	resp, body = w.c.post(t, "/messages", msg)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	msgPath := resp.Header.Get("Location")
+	resp, body = w.c.post(t, "/messages", msg)
+	wantRedirect(t, resp, body, msgPath)
+	if n := count("messages"); n != before+1 {
+		t.Fatalf("the message form sent twice: %d messages, want %d", n, before+1)
+	}
+
+	// An edit that writes a new message, sent twice: the second post is
+	// the first's save, and makes no second message.
+	version := formVersion(t, w.c, path+"/edit")
+	edit := w.form(func(v url.Values) {
+		v.Set("version", version)
+		v.Set("message_id", "new")
+		v.Set("new_subject", "Spring again")
+		v.Set("new_body", "Hello again {{name}}")
+	})
+	before = count("messages")
+	for range 2 {
+		resp, body = w.c.post(t, path, edit)
+		wantRedirect(t, resp, body, path)
+	}
+	if n := count("messages"); n != before+1 {
+		t.Fatalf("an edit writing a new message, sent twice: %d messages, want %d", n, before+1)
+	}
+}

@@ -52,11 +52,11 @@ func (s *Server) listMessages(c *fiber.Ctx) error {
 }
 
 func (s *Server) newMessage(c *fiber.Ctx) error {
-	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "New message"), messages.Form{}))
+	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "New message"), messages.Form{FormKey: auth.RandomString(16)}))
 }
 
 func messageForm(id int64, f form.Message, errs form.Errors) messages.Form {
-	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Version: f.Version, Errors: errs}
+	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Version: f.Version, FormKey: f.FormKey, Errors: errs}
 }
 
 // changedSince is what a form says when its object was changed by another
@@ -76,7 +76,9 @@ func (s *Server) createMessage(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "New message"), messageForm(0, f, errs)))
 	}
 	m := f.Model(auth.UserID(c))
-	if err := s.store.CreateMessage(c.UserContext(), m); err != nil {
+	// The form sent twice (ErrDone) shows the message its first post
+	// created.
+	if err := s.store.CreateMessage(c.UserContext(), m); err != nil && !errors.Is(err, store.ErrDone) {
 		return fmt.Errorf("create message: %w", err)
 	}
 	s.setFlash(c, layout.FlashSuccess, "Message saved.")

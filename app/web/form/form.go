@@ -203,3 +203,19 @@ func Version(v string) time.Time {
 	}
 	return t
 }
+
+// Key reads the key of a form that creates an object, made when the form
+// was opened, so that the same form sent twice creates the object once
+// (see store.ErrDone): "" when it has none, or one that no form of ours
+// sends (too long, or of other characters).
+func Key(k string) string {
+	if len(k) == 0 || len(k) > 64 {
+		return ""
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return ""
+		}
+	}
+	return k
+}

@@ -25,7 +25,8 @@ type Mailing struct {
 	Repeat       string   `form:"repeat"`
 	Recipients   []string `form:"recipients"`
 	RecipientIDs string   `form:"recipient_ids"`
-	Version      string   `form:"version"` // the mailing's version the form was opened on (see Version)
+	Version      string   `form:"version"`  // the mailing's version the form was opened on (see Version)
+	FormKey      string   `form:"form_key"` // a new mailing's form's key (see Key)
 	// PickerQ is the recipients' search; Picker the picker's button that
 	// sent the form without JavaScript (PickSearch, PickAll, PickClear),
 	// "" when the form is to be saved.
@@ -90,6 +91,7 @@ type Parsed struct {
 	EndsAt     time.Time       // UTC
 	Repeat     model.Repeat    //
 	Recipients []int64         // unique
+	FormKey    string          // a new mailing's form's key, if valid (see Key)
 	Locked     map[string]bool // fields not checked because they cannot change
 }
 
@@ -112,7 +114,7 @@ type Rules struct {
 // Validate parses and checks the form under the rules.
 func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	errs := Errors{}
-	p := Parsed{Locked: map[string]bool{}}
+	p := Parsed{Locked: map[string]bool{}, FormKey: Key(f.FormKey)}
 	if r.Location == nil {
 		r.Location = time.UTC
 	}

@@ -14,7 +14,8 @@ import (
 type Message struct {
 	Subject string `form:"subject"`
 	Body    string `form:"body"`
-	Version string `form:"version"` // the message's version the form was opened on (see Version)
+	Version string `form:"version"`  // the message's version the form was opened on (see Version)
+	FormKey string `form:"form_key"` // a new message's form's key (see Key)
 }
 
 // Validate normalizes and checks: the subject is one line (a line break
@@ -55,7 +56,7 @@ func (f *Message) Validate() Errors {
 
 // Model is the message the form describes, for owner.
 func (f *Message) Model(ownerID int64) *model.Message {
-	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body}
+	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body, FormKey: Key(f.FormKey)}
 }
 
 // Braces in text (code, JSON) pass; what is checked is what looks like a

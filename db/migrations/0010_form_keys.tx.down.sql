@@ -1,0 +1,2 @@
+ALTER TABLE mailings DROP COLUMN IF EXISTS form_key;
+ALTER TABLE messages DROP COLUMN IF EXISTS form_key;
