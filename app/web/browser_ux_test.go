@@ -1081,6 +1081,25 @@ func TestBrowserListKeepsTheFocus(t *testing.T) {
 	if got := focused(); got != "prev-page 0 " {
 		t.Errorf("after paging the focus is on %q, want the pager's Previous (Next is gone)", got)
 	}
+
+	// The last row of a list deleted leaves the focus on the list, as it
+	// reloads to say it is empty (it fell to the page).
+	only, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("[data-testid=client-row] td.address a").textContent.trim()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("search for one client", chromedp.Navigate(base+"/clients?q="+url.QueryEscape(only)),
+		chromedp.WaitVisible(chromedp.CSS("[data-testid=delete-client]")))
+	b.settled("#clients-list")
+	b.acceptConfirms()
+	b.do("delete the only row by keyboard", chromedp.Focus(chromedp.CSS("[data-testid=delete-client]")), chromedp.KeyEvent("\r"))
+	b.waitJS("deleted and the list reloaded", `!document.querySelector("[data-testid=client-row]") &&
+		document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
+	time.Sleep(300 * time.Millisecond) // the reload after the delete
+	b.settled("#clients-list")
+	if got, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.activeElement.id || document.activeElement.tagName`)); err != nil || got != "clients-list" {
+		t.Errorf("after deleting the list's only row the focus is on %q (%v), want the list", got, err)
+	}
 }
 
 // The recipient picker from the keyboard and a screen reader (reached by

@@ -283,7 +283,7 @@ func (s *Server) leftOut(c *fiber.Ctx, mailingID int64, chosen []int64) string {
 	case n == 1:
 		return " One of the chosen clients had been deleted meanwhile and is not a recipient."
 	case n > 1:
-		return fmt.Sprintf(" %d of the chosen clients had been deleted meanwhile and are not recipients.", n)
+		return fmt.Sprintf(" %s of the chosen clients had been deleted meanwhile and are not recipients.", count(n))
 	}
 	return ""
 }

@@ -106,8 +106,8 @@ func (s *Server) startRun(to runSource) fiber.Handler {
 			return fmt.Errorf("start run: %w", err)
 		}
 		if to == toRest {
-			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %d %s not reached yet.",
-				run.Total, plural(run.Total, "recipient", "recipients")))
+			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %s %s not reached yet.",
+				count(run.Total), plural(run.Total, "recipient", "recipients")))
 		} else {
 			s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
 		}
@@ -123,14 +123,17 @@ func sendingNotice(total, mailable int) string {
 	case mailable == 0 && total == 1:
 		return "No one to send to: the only recipient has unsubscribed or bounced, so the run skips them."
 	case mailable == 0:
-		return fmt.Sprintf("No one to send to: all %d recipients have unsubscribed or bounced, so the run skips them.", total)
+		return fmt.Sprintf("No one to send to: all %s recipients have unsubscribed or bounced, so the run skips them.", count(total))
 	case skipped == 0:
-		return fmt.Sprintf("Sending to %d %s.", total, plural(total, "recipient", "recipients"))
+		return fmt.Sprintf("Sending to %s %s.", count(total), plural(total, "recipient", "recipients"))
 	case skipped == 1:
-		return fmt.Sprintf("Sending to %d of %d recipients; 1 has unsubscribed or bounced and is skipped.", mailable, total)
+		return fmt.Sprintf("Sending to %s of %s recipients; 1 has unsubscribed or bounced and is skipped.", count(mailable), count(total))
 	}
-	return fmt.Sprintf("Sending to %d of %d recipients; %d have unsubscribed or bounced and are skipped.", mailable, total, skipped)
+	return fmt.Sprintf("Sending to %s of %s recipients; %s have unsubscribed or bounced and are skipped.", count(mailable), count(total), count(skipped))
 }
+
+// count writes n as the pages do ("20 000").
+func count(n int) string { return component.Count(int64(n)) }
 
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -395,19 +395,20 @@ document.addEventListener("htmx:afterSwap", function () {
 // same place, instead of dropping it to the page (the next Tab would start
 // over from the top): a list paged keeps it on its pager, a list reloaded
 // on the same control of the same row, and a row deleted moves it to the
-// same control of the next row (or the one before). What is the same place
-// is told by data-testid and position; failing that, the region's first
-// control, or the region itself.
+// same control of the next row (or the one before; the list itself when
+// it was the last). What is the same place is told by data-testid and
+// position; failing that, the region's first control, or the region
+// itself.
 var kept = null;
 function focusIn(region, testid, nth, pager) {
   var same = testid ? region.querySelectorAll('[data-testid="' + testid + '"]') : [];
   var el = same.length ? same[Math.min(nth, same.length - 1)] :
     (pager && region.querySelector("a[rel=prev], a[rel=next]")) || // "Next" on the last page is gone
     region.querySelector("a[href], button:not([disabled]), input:not([type=hidden]), select, textarea");
-  if (!el) {
-    el = region;
-    if (!el.hasAttribute("tabindex")) el.setAttribute("tabindex", "-1");
-  }
+  focusSelf(el || region);
+}
+function focusSelf(el) {
+  if (!el.matches("a[href], button, input, select, textarea, [tabindex]")) el.setAttribute("tabindex", "-1");
   el.focus();
 }
 document.addEventListener("htmx:beforeSwap", function (e) {
@@ -418,12 +419,14 @@ document.addEventListener("htmx:beforeSwap", function (e) {
     // Moved now, before the row goes: a list reloaded right after it (its
     // answer can come before any timer) then finds the focus in the list.
     var row = t.nextElementSibling || t.previousElementSibling;
+    var list = !row && t.closest("section[id]");
     if (row) focusIn(row, testid, 0);
+    else if (list) focusSelf(list); // read out as it reloads, empty
     return;
   }
   if (!t.id || t.matches("[data-refocus]")) return; // rows swapped in place: see refocus
   var nth = testid ? Array.prototype.indexOf.call(t.querySelectorAll('[data-testid="' + testid + '"]'), a) : 0;
-  kept = { was: a, id: t.id, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
+  kept = { was: a, id: t.id, self: a === t, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
 });
 document.addEventListener("htmx:afterSwap", restoreFocus);
 function restoreFocus() {
@@ -434,5 +437,6 @@ function restoreFocus() {
   var a = document.activeElement;
   if (a && a !== document.body && a.isConnected) return; // something took the focus itself
   var region = document.getElementById(k.id);
-  if (region) focusIn(region, k.testid, k.nth, k.pager);
+  if (region && k.self) focusSelf(region);
+  else if (region) focusIn(region, k.testid, k.nth, k.pager);
 }
