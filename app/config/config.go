@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -389,4 +390,19 @@ func lowerScheme(u string) string {
 		return strings.ToLower(scheme) + "://" + rest
 	}
 	return u
+}
+
+// CheckRedis asks the Redis of REDIS_URL to answer, at start: one that
+// answers with a refusal (a database number it does not have, a wrong
+// password) is a mistake in the configuration, and the process would run
+// without doing anything. One out of reach is not: both processes wait
+// for it to come back, as they do for an outage later.
+func CheckRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := rdb.Ping(ctx).Err()
+	if rerr := redis.Error(nil); errors.As(err, &rerr) {
+		return fmt.Errorf("REDIS_URL: Redis refuses it: %w", err)
+	}
+	return nil
 }

@@ -108,6 +108,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
+	if err := config.CheckRedis(ctx, rdb); err != nil {
+		return err
+	}
 	queue := asynq.NewClientFromRedisClient(rdb)
 
 	app := web.New(web.Deps{Config: cfg, Store: store.New(db), Redis: rdb, Queue: queue, Log: log})

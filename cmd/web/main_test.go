@@ -253,6 +253,20 @@ func TestServeStopsGracefully(t *testing.T) {
 	}
 }
 
+// A Redis that answers but refuses REDIS_URL (a database number it does
+// not have) is a mistake in the configuration: serve says so and exits,
+// instead of answering 503 for ever. (One out of reach is waited for: see
+// TestJSONLogsStayJSONWhenRedisIsDown.)
+func TestServeRefusesARedisThatRefuses(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	vars := map[string]string{"DATABASE_URL": dsn, "ADDR": fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
+		"REDIS_URL": "redis://" + testkit.RedisOptions(t).Addr + "/99999"}
+	err := run(context.Background(), []string{"serve"}, func(k string) string { return vars[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") || !strings.Contains(err.Error(), "DB index") {
+		t.Fatalf("serve on a Redis database that does not exist: %v, want a refusal of REDIS_URL", err)
+	}
+}
+
 // user create must refuse what the sign-in and registration forms refuse:
 // an address the login form rejects makes an account no one can sign in
 // to, and a password the web forbids should not get in by the back door.

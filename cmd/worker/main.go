@@ -111,6 +111,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
+	if err := config.CheckRedis(ctx, rdb); err != nil {
+		return err
+	}
 	client := asynq.NewClientFromRedisClient(rdb)
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
 	var pace mail.Limiter

@@ -100,6 +100,19 @@ func TestWorkerRefusesBehindSchema(t *testing.T) {
 	}
 }
 
+// A Redis that answers but refuses REDIS_URL (a database number it does
+// not have) is a mistake in the configuration: the worker says so and
+// exits, instead of running without doing anything. (One out of reach is
+// waited for.)
+func TestWorkerRefusesARedisThatRefuses(t *testing.T) {
+	_, dsn := testkit.DBWithURL(t)
+	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": "redis://" + testkit.RedisOptions(t).Addr + "/99999"}
+	err := run(context.Background(), func(k string) string { return vars[k] })
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") || !strings.Contains(err.Error(), "DB index") {
+		t.Fatalf("worker on a Redis database that does not exist: %v, want a refusal of REDIS_URL", err)
+	}
+}
+
 // A task that fails is in the worker's log, with its type and error:
 // Asynq says nothing at the info level of a task it will retry, so an
 // operator whose mail server was down saw no line while account mail
