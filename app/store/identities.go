@@ -74,9 +74,16 @@ func (s *Store) UnlinkIdentity(ctx context.Context, userID, id int64) error {
 		if err != nil {
 			return dbErr("unlink identity", err)
 		}
-		n, err := tx.db.NewSelect().Model((*model.Identity)(nil)).Where("user_id = ?", userID).Count(ctx)
+		// Another's identity is not found, whatever the user's own are.
+		var n int
+		var mine bool
+		err = tx.db.NewSelect().Model((*model.Identity)(nil)).ColumnExpr("count(*), coalesce(bool_or(id = ?), false)", id).
+			Where("user_id = ?", userID).Scan(ctx, &n, &mine)
 		if err != nil {
 			return dbErr("unlink identity", err)
+		}
+		if !mine {
+			return fmt.Errorf("unlink identity: %w", ErrNotFound)
 		}
 		if !hasPassword && n <= 1 {
 			return fmt.Errorf("unlink identity: %w", ErrLastSignIn)

@@ -269,6 +269,17 @@ func TestUnlinkIdentity(t *testing.T) {
 	if ids, _ := e.store.IdentitiesOfUser(ctx, u.ID); len(ids) != 1 {
 		t.Fatal("the only way to sign in was unlinked")
 	}
+	// Another's identity is not found, even by a user whose own is their
+	// only way to sign in (it was told to set a password first).
+	eve, _ := e.store.UserByEmail(ctx, "eve@example.com")
+	if err := e.store.CreateIdentity(ctx, &model.Identity{UserID: eve.ID, Provider: "github", ProviderUserID: "66", Email: eve.Email}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_hash = NULL WHERE id = ?", eve.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = intruder.post(t, "/account/identities/"+itoa(gh.ID)+"/delete", nil)
+	wantStatus(t, resp, body, http.StatusNotFound)
 	hash, _ := auth.HashPassword(goodPassword)
 	if err := e.store.SetPassword(ctx, u.ID, hash); err != nil {
 		t.Fatal(err)
