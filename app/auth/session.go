@@ -155,7 +155,16 @@ func (s *Sessions) end(c *fiber.Ctx, sess *session.Session, uid int64) error {
 
 // SignIn starts a new session for u: a fresh id (the old one is dropped, so
 // a planted session id is worthless), registered in the user's index.
-func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
+func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error { return s.signIn(c, u, false) }
+
+// SignInByPassword is SignIn for u signing in with the password of u as
+// read to check it. A password changed meanwhile (a reset, a change on the
+// account page) ended the account's sessions, perhaps before this one was
+// in its index: then no session starts (ErrBadCredentials: the password
+// given is no longer the account's).
+func (s *Sessions) SignInByPassword(c *fiber.Ctx, u *model.User) error { return s.signIn(c, u, true) }
+
+func (s *Sessions) signIn(c *fiber.Ctx, u *model.User, byPassword bool) error {
 	sess, err := s.store.Get(c)
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
@@ -176,6 +185,24 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error {
 	pipe.Expire(c.UserContext(), key, AbsoluteTimeout)
 	if _, err := pipe.Exec(c.UserContext()); err != nil {
 		return fmt.Errorf("sign in: index session: %w", err)
+	}
+	if byPassword {
+		// Read once the session is in the index: a change committed
+		// before is seen here, and one committed after ends the session
+		// with the others.
+		cur, err := s.users.UserByID(c.UserContext(), u.ID)
+		if err != nil {
+			return fmt.Errorf("sign in: %w", err)
+		}
+		if cur.PasswordHash == nil || u.PasswordHash == nil || *cur.PasswordHash != *u.PasswordHash {
+			pipe := s.rdb.TxPipeline()
+			pipe.Del(c.UserContext(), sessionKeyPrefix+id)
+			pipe.SRem(c.UserContext(), key, id)
+			if _, err := pipe.Exec(c.UserContext()); err != nil {
+				return fmt.Errorf("sign in: end session: %w", err)
+			}
+			return ErrBadCredentials
+		}
 	}
 	c.Locals(localUser, u)
 	s.setCookies(c, id)

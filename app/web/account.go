@@ -226,7 +226,11 @@ func (s *Server) login(c *fiber.Ctx) error {
 	case err != nil:
 		return fmt.Errorf("sign in: %w", err)
 	}
-	if err := s.sessions.SignIn(c, u); err != nil {
+	// A password changed while this one was checked: wrong now.
+	if err := s.sessions.SignInByPassword(c, u); errors.Is(err, auth.ErrBadCredentials) {
+		v.Error = "Wrong email or password."
+		return render(c, fiber.StatusUnprocessableEntity, account.Login(p, v))
+	} else if err != nil {
 		return err
 	}
 	if _, ok := s.device(c, f.Email); !ok {

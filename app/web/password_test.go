@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"rassylka/app/auth"
 	"rassylka/app/model"
 )
@@ -200,6 +202,41 @@ func TestAccountPage(t *testing.T) {
 // for whoever holds a session (a stolen cookie, an unlocked computer): it
 // must be throttled like sign-in, else the session's holder guesses the
 // password at full speed and takes the account over for good.
+// A sign-in with the old password, checked just before the password is
+// changed, does not outlive the change: the change ended the account's
+// sessions before the sign-in's was added to them, and it ends too.
+func TestSignInRacingAPasswordChange(t *testing.T) {
+	e := newEnv(t)
+	owner := signedIn(t, e, "ann@example.com", model.RoleUser)
+	thief := e.client()
+	// Right after the sign-in reads the account (its old password), the
+	// owner changes it.
+	change := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `FROM "users"`) || !strings.Contains(ev.Query, "ann@example.com") {
+			return
+		}
+		e.hook.after.Store(nil)
+		resp, body := owner.post(t, "/account/password", url.Values{"current_password": {goodPassword}, "password": {"another fine secret"}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("the owner's change: %d\n%.300s", resp.StatusCode, body)
+		}
+	}
+	e.hook.after.Store(&change)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+	resp, body := login(t, thief, "ann@example.com", goodPassword)
+	if e.hook.after.Load() != nil {
+		t.Fatal("the sign-in never read the account")
+	}
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = thief.get(t, "/account")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Fatalf("after signing in with the password changed meanwhile, /account answers %d (%s), want the sign-in page\n%.300s",
+			resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	resp, body = owner.get(t, "/account")
+	wantStatus(t, resp, body, http.StatusOK)
+}
+
 func TestChangePasswordGuessesThrottled(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
