@@ -161,7 +161,8 @@ func (s *Sessions) SignIn(c *fiber.Ctx, u *model.User) error { return s.signIn(c
 // read to check it. A password changed meanwhile (a reset, a change on the
 // account page) ended the account's sessions, perhaps before this one was
 // in its index: then no session starts (ErrBadCredentials: the password
-// given is no longer the account's).
+// given is no longer the account's; so too when it was changed to the
+// same one, with a new salt).
 func (s *Sessions) SignInByPassword(c *fiber.Ctx, u *model.User) error { return s.signIn(c, u, true) }
 
 func (s *Sessions) signIn(c *fiber.Ctx, u *model.User, byPassword bool) error {

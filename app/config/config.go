@@ -393,16 +393,28 @@ func lowerScheme(u string) string {
 }
 
 // CheckRedis asks the Redis of REDIS_URL to answer, at start: one that
-// answers with a refusal (a database number it does not have, a wrong
-// password) is a mistake in the configuration, and the process would run
-// without doing anything. One out of reach is not: both processes wait
-// for it to come back, as they do for an outage later.
+// refuses it (a database number it does not have, a wrong password or
+// user) is a mistake in the configuration, and the process would run
+// without doing anything. One out of reach, or not ready yet (loading its
+// data), is not: both processes wait for it, as they do for an outage
+// later.
 func CheckRedis(ctx context.Context, rdb redis.UniversalClient) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err := rdb.Ping(ctx).Err()
-	if rerr := redis.Error(nil); errors.As(err, &rerr) {
+	if rerr := redis.Error(nil); errors.As(err, &rerr) && refusesURL(rerr.Error()) {
 		return fmt.Errorf("REDIS_URL: Redis refuses it: %w", err)
 	}
 	return nil
+}
+
+// refusesURL reports whether a Redis error reply refuses what REDIS_URL
+// says (its password, user or database number).
+func refusesURL(reply string) bool {
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR invalid password", "ERR AUTH", "ERR DB index", "ERR invalid DB index"} {
+		if strings.HasPrefix(reply, p) {
+			return true
+		}
+	}
+	return false
 }

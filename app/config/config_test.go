@@ -1,13 +1,17 @@
 package config
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun/driver/pgdriver"
 )
 
@@ -243,5 +247,75 @@ func TestAdoptTakesTheDriversLogs(t *testing.T) {
 	var line map[string]any
 	if err := json.Unmarshal(out.Bytes(), &line); err != nil || line["component"] != "postgres" || line["msg"] != "Conn.Write failed: broken pipe" {
 		t.Errorf("the driver's message logged as %q (%v)", out.String(), err)
+	}
+}
+
+// fakeRedis answers every command with reply (a RESP error line).
+func fakeRedis(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				for {
+					// A command: *N, then N bulk strings of two lines.
+					head, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "*")))
+					for range 2 * n {
+						if _, err := r.ReadString('\n'); err != nil {
+							return
+						}
+					}
+					if _, err := conn.Write([]byte(reply + "\r\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A Redis that refuses REDIS_URL stops the processes at start; one not
+// ready yet, or out of reach, is waited for.
+func TestCheckRedis(t *testing.T) {
+	for reply, refused := range map[string]bool{
+		"-ERR DB index is out of range":                                  true,
+		"-WRONGPASS invalid username-password pair or user is disabled.": true,
+		"-NOAUTH Authentication required.":                               true,
+		"-LOADING Redis is loading the dataset in memory":                false,
+		"-BUSY Redis is busy running a script.":                          false,
+		"-MASTERDOWN Link with MASTER is down":                           false,
+	} {
+		rdb := redis.NewClient(&redis.Options{Addr: fakeRedis(t, reply), MaxRetries: -1})
+		err := CheckRedis(context.Background(), rdb)
+		rdb.Close()
+		if got := err != nil; got != refused || (refused && !strings.Contains(err.Error(), "REDIS_URL")) {
+			t.Errorf("Redis answering %q: %v, want refused %v", reply, err, refused)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	if err := CheckRedis(context.Background(), rdb); err != nil {
+		t.Errorf("Redis out of reach: %v, want it waited for", err)
 	}
 }

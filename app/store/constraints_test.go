@@ -405,7 +405,7 @@ func untilWaiting(t *testing.T, db *bun.DB, check, giveUp func()) {
 // A new mailing's or message's form sent twice at once (a double click
 // without JavaScript) creates one: the second post waits for the first's
 // transaction, then finds what it created. Sent again with other
-// settings, the same form creates another.
+// settings, the same form creates another, once.
 func TestFormSentTwiceAtOnceCreatesOne(t *testing.T) {
 	db := testkit.DB(t)
 	st := store.New(db)
@@ -441,14 +441,28 @@ func TestFormSentTwiceAtOnceCreatesOne(t *testing.T) {
 	if err := st.CreateMailing(ctx, third, []int64{f.client.ID}); err != nil || third.ID == first.ID {
 		t.Fatalf("the form sent with another end: %v (id %d), want another mailing", err, third.ID)
 	}
-	// Other recipients are other settings too.
+	// That changed form sent twice too creates it once.
+	again := mailing()
+	again.EndsAt = third.EndsAt
+	if err := st.CreateMailing(ctx, again, []int64{f.client.ID}); !errors.Is(err, store.ErrDone) || again.ID != third.ID {
+		t.Fatalf("the changed form sent twice: %v (id %d), want done already, as %d", err, again.ID, third.ID)
+	}
+	// Other recipients are other settings too; so is another message,
+	// even with the same text.
 	other := &model.Client{OwnerID: f.owner.ID, Email: "other@example.com"}
 	mustInsert(t, db, other)
 	if err := st.CreateMailing(ctx, mailing(), []int64{other.ID}); err != nil {
 		t.Fatalf("the form sent with other recipients: %v, want another mailing", err)
 	}
-	if n := count("mailings"); n != 4 {
-		t.Fatalf("%d mailings, want 4", n)
+	lookalike := &model.Message{OwnerID: f.owner.ID, Subject: f.message.Subject, Body: f.message.Body}
+	mustInsert(t, db, lookalike)
+	withLookalike := mailing()
+	withLookalike.MessageID = lookalike.ID
+	if err := st.CreateMailing(ctx, withLookalike, []int64{f.client.ID}); err != nil || withLookalike.ID == first.ID {
+		t.Fatalf("the form sent with another message of the same text: %v (id %d), want another mailing", err, withLookalike.ID)
+	}
+	if n := count("mailings"); n != 5 {
+		t.Fatalf("%d mailings, want 5", n)
 	}
 
 	// Messages alike.
@@ -465,7 +479,10 @@ func TestFormSentTwiceAtOnceCreatesOne(t *testing.T) {
 	if err := st.CreateMessage(ctx, changed); err != nil || changed.ID == m1.ID {
 		t.Fatalf("the message form sent with another text: %v (id %d), want another message", err, changed.ID)
 	}
-	if n := count("messages"); n != 3 {
-		t.Fatalf("%d messages, want 3", n)
+	if again := message("Twice"); !errors.Is(st.CreateMessage(ctx, again), store.ErrDone) || again.ID != changed.ID {
+		t.Fatalf("the changed message form sent twice: id %d, want done already, as %d", again.ID, changed.ID)
+	}
+	if n := count("messages"); n != 4 { // the fixture's, the look-alike, and the form's two
+		t.Fatalf("%d messages, want 4", n)
 	}
 }

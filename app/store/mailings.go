@@ -156,55 +156,32 @@ func (s *Store) CreateMailing(ctx context.Context, m *model.Mailing, recipients 
 		if err := tx.lockMessage(ctx, m.OwnerID, m.MessageID); err != nil {
 			return err
 		}
-		insert := func() (bool, error) {
-			q := tx.db.NewInsert().Model(m).ExcludeColumn("id", "created_at", "updated_at", "edited_at", "disabled_at", "disabled_by")
-			return insertKeyed(ctx, q, m.FormKey, "create mailing")
-		}
-		created, err := insert()
+		prev, err := formCreated(ctx, tx, "mailings", m.OwnerID, m.FormKey, func(prev *model.Mailing) (bool, error) {
+			return tx.sameMailing(ctx, prev, m, recipients)
+		})
 		if err != nil {
 			return err
 		}
-		if !created {
-			// The form created one already (a post waiting here for that
-			// one's to commit finds it then).
-			var prev model.Mailing
-			if err := tx.db.NewSelect().Model(&prev).Where("owner_id = ? AND form_key = ?", m.OwnerID, m.FormKey).Scan(ctx); err != nil {
-				return dbErr("create mailing", err)
-			}
-			same, err := tx.sameMailing(ctx, &prev, m, recipients)
-			if err != nil {
-				return err
-			}
-			if same {
-				*m = prev
-				return ErrDone
-			}
-			// The form sent again with other settings (its page restored
-			// by Back, changed and saved): another mailing.
-			m.FormKey = ""
-			if _, err := insert(); err != nil {
-				return err
-			}
+		if prev != nil {
+			*m = *prev
+			return ErrDone
+		}
+		_, err = tx.db.NewInsert().Model(m).
+			ExcludeColumn("id", "created_at", "updated_at", "edited_at", "disabled_at", "disabled_by").
+			Returning("*").Exec(ctx)
+		if err != nil {
+			return dbErr("create mailing", err)
 		}
 		return tx.setRecipients(ctx, m.OwnerID, m.ID, recipients, false)
 	})
 }
 
 // sameMailing reports whether mailing m, as a form posted it with
-// recipients (nil: not posted), is what cur is: the same settings, the same
-// message or one with the same text (the form's new message, created again),
-// and the same recipients.
+// recipients (nil: not posted), is what cur is: the same message and
+// settings, and the same recipients.
 func (s *Store) sameMailing(ctx context.Context, cur, m *model.Mailing, recipients []int64) (bool, error) {
-	if !cur.StartsAt.Equal(m.StartsAt) || !cur.EndsAt.Equal(m.EndsAt) || cur.Repeat != m.Repeat {
+	if cur.MessageID != m.MessageID || !cur.StartsAt.Equal(m.StartsAt) || !cur.EndsAt.Equal(m.EndsAt) || cur.Repeat != m.Repeat {
 		return false, nil
-	}
-	if cur.MessageID != m.MessageID {
-		var same bool
-		err := s.db.NewRaw(`SELECT EXISTS (SELECT 1 FROM messages AS a JOIN messages AS b ON a.subject = b.subject AND a.body = b.body
-			WHERE a.id = ? AND b.id = ?)`, cur.MessageID, m.MessageID).Scan(ctx, &same)
-		if err != nil || !same {
-			return false, dbErr("same mailing", err)
-		}
 	}
 	if recipients == nil {
 		return true, nil

@@ -88,24 +88,20 @@ func (s *Store) MessageChoices(ctx context.Context, ownerID int64, limit int, ke
 // same text, is not created again (ErrDone, with m set to it); sent again
 // with another text, the form creates another message.
 func (s *Store) CreateMessage(ctx context.Context, m *model.Message) error {
-	insert := func() (bool, error) {
-		return insertKeyed(ctx, s.db.NewInsert().Model(m).ExcludeColumn("id", "created_at", "updated_at"), m.FormKey, "create message")
-	}
-	created, err := insert()
-	if err != nil || created {
-		return err
-	}
-	var prev model.Message
-	if err := s.db.NewSelect().Model(&prev).Where("owner_id = ? AND form_key = ?", m.OwnerID, m.FormKey).Scan(ctx); err != nil {
+	return s.InTx(ctx, func(tx *Store) error {
+		prev, err := formCreated(ctx, tx, "messages", m.OwnerID, m.FormKey, func(prev *model.Message) (bool, error) {
+			return prev.Subject == m.Subject && prev.Body == m.Body, nil
+		})
+		if err != nil {
+			return err
+		}
+		if prev != nil {
+			*m = *prev
+			return ErrDone
+		}
+		_, err = tx.db.NewInsert().Model(m).ExcludeColumn("id", "created_at", "updated_at").Returning("*").Exec(ctx)
 		return dbErr("create message", err)
-	}
-	if prev.Subject == m.Subject && prev.Body == m.Body {
-		*m = prev
-		return ErrDone
-	}
-	m.FormKey = ""
-	_, err = insert()
-	return err
+	})
 }
 
 // UpdateMessage saves the subject and body of the owner's message.

@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -102,18 +103,26 @@ func sqlState(err error) string {
 	return ""
 }
 
-// insertKeyed runs q, the insert of an object a form with key creates
-// ("": none), returning what it inserts into its model. With a key, a
-// row the same form inserted already (the key is unique for its owner) is
-// left as it is, and nothing is inserted (false).
-func insertKeyed(ctx context.Context, q *bun.InsertQuery, key, what string) (bool, error) {
-	if key != "" {
-		q.On("CONFLICT (owner_id, form_key) WHERE form_key IS NOT NULL DO NOTHING")
+// formCreated finds what a form with key ("": none) created already, as
+// it is posted now (same), for a post of that form about to create it
+// again; nil when it created nothing like it. Posts of one form wait here
+// for each other, until their transactions end: tx must be one.
+func formCreated[T any](ctx context.Context, tx *Store, table string, ownerID int64, key string, same func(*T) (bool, error)) (*T, error) {
+	if key == "" {
+		return nil, nil
 	}
-	res, err := q.Returning("*").Exec(ctx)
-	if err != nil {
-		return false, dbErr(what, err)
+	lock := table + ":" + strconv.FormatInt(ownerID, 10) + ":" + key
+	if _, err := tx.db.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", lock); err != nil {
+		return nil, dbErr("form's creations", err)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, dbErr(what, err)
+	var created []T
+	if err := tx.db.NewSelect().Model(&created).Where("owner_id = ? AND form_key = ?", ownerID, key).OrderExpr("id").Scan(ctx); err != nil {
+		return nil, dbErr("form's creations", err)
+	}
+	for i := range created {
+		if ok, err := same(&created[i]); err != nil || ok {
+			return &created[i], err
+		}
+	}
+	return nil, nil
 }

@@ -140,10 +140,17 @@ func TestBrowserSessionExpiryMidHTMX(t *testing.T) {
 }
 
 // waitAcrossNavigation waits until expr is true, through page loads (a
-// poll is cut short when the page navigates).
+// poll is cut short when the page navigates), for up to 10 s.
 func waitAcrossNavigation(t *testing.T, ctx context.Context, expr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitAcrossNavigationFor(t, ctx, 10*time.Second, expr)
+}
+
+// waitAcrossNavigationFor is waitAcrossNavigation for up to d: for what
+// takes the machine's time (an import of 100,000 rows on a busy machine).
+func waitAcrossNavigationFor(t *testing.T, ctx context.Context, d time.Duration, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	var last error
 	for time.Now().Before(deadline) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)

@@ -255,7 +255,7 @@ func TestBrowserImportProgress(t *testing.T) {
 	b.do("import", chromedp.Click(chromedp.CSS("[data-testid=import-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `(() => { const bar = document.querySelector("[data-testid=import-bar]"); return !!bar && bar.value > 0 && bar.value < bar.max })()`)
 	b.waitJS("mark the page", `(window.sameImportPage = true)`)
-	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-testid=import-report]")`)
+	waitAcrossNavigationFor(t, b.ctx, time.Minute, `!!document.querySelector("[data-testid=import-report]")`)
 	if !strings.Contains(b.text("[data-testid=import-report]"), "Import finished") ||
 		b.text("[data-testid=import-created]") != component.Count(int64(rows-rows/100)) {
 		t.Errorf("the report: %q", b.text("[data-testid=import-report]"))

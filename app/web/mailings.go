@@ -298,6 +298,22 @@ func recipientsRefusal(err error) string {
 	return ""
 }
 
+// inlineMessage creates the message written in the mailing form (p), if
+// one is, setting id to it. The form sent twice makes it once: it carries
+// the form's key.
+func (s *Server) inlineMessage(c *fiber.Ctx, tx *store.Store, p form.Parsed, id *int64) error {
+	if p.NewMessage == nil {
+		return nil
+	}
+	msg := p.NewMessage.Model(auth.UserID(c))
+	msg.FormKey = p.FormKey
+	if err := tx.CreateMessage(c.UserContext(), msg); err != nil && !errors.Is(err, store.ErrDone) {
+		return err
+	}
+	*id = msg.ID
+	return nil
+}
+
 // messageGone is the word for a message deleted since the form was opened.
 const messageGone = "This message was deleted meanwhile: choose another."
 
@@ -320,12 +336,8 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		m = &model.Mailing{OwnerID: u.ID, MessageID: p.MessageID, StartsAt: p.StartsAt, EndsAt: p.EndsAt,
 			Repeat: p.Repeat, Status: model.StatusCreated, NextRunAt: &start, FormKey: p.FormKey}
 		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
-			if p.NewMessage != nil {
-				msg := p.NewMessage.Model(u.ID)
-				if err := tx.CreateMessage(c.UserContext(), msg); err != nil {
-					return err
-				}
-				m.MessageID = msg.ID
+			if err := s.inlineMessage(c, tx, p, &m.MessageID); err != nil {
+				return err
 			}
 			return tx.CreateMailing(c.UserContext(), m, p.Recipients)
 		})
@@ -543,7 +555,7 @@ func (s *Server) editMailing(c *fiber.Ctx) error {
 	f := mailings.Form{ID: r.ID, MessageID: strconv.FormatInt(r.MessageID, 10),
 		StartsAt: r.StartsAt.In(loc).Format(form.DateTimeLocal), EndsAt: r.EndsAt.In(loc).Format(form.DateTimeLocal),
 		Repeat: string(r.Repeat), RecipientIDs: form.JoinIDs(ids), Count: len(ids), Running: r.Status == model.StatusRunning,
-		Version: form.VersionOf(r.EditedAt)}
+		Version: form.VersionOf(r.EditedAt), FormKey: auth.RandomString(16)}
 	f, err = s.mailingForm(c, f)
 	if err != nil {
 		return err
@@ -593,12 +605,8 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			m.NextRunAt = &start
 		}
 		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
-			if p.NewMessage != nil {
-				msg := p.NewMessage.Model(u.ID)
-				if err := tx.CreateMessage(c.UserContext(), msg); err != nil {
-					return err
-				}
-				m.MessageID = msg.ID
+			if err := s.inlineMessage(c, tx, p, &m.MessageID); err != nil {
+				return err
 			}
 			return tx.UpdateMailing(c.UserContext(), u.ID, &m, p.Recipients)
 		})

@@ -1278,12 +1278,19 @@ func TestFormSentTwiceCreatesOne(t *testing.T) {
 		t.Fatalf("the form sent twice: %d mailings and %d messages, want 1 and 2 (the world's and the form's)", m, n)
 	}
 
-	// Restored by Back, changed and sent: another mailing.
+	// Restored by Back, changed and sent (twice): another mailing, with
+	// the same message.
 	later := w.start.Add(96 * time.Hour).Format("2006-01-02T15:04")
 	resp, body = w.c.post(t, "/mailings", withNew(later))
 	wantStatus(t, resp, body, http.StatusSeeOther)
-	if resp.Header.Get("Location") == path || count("mailings") != 2 {
-		t.Fatalf("the form sent again with another end went to %s (%d mailings), want another mailing", resp.Header.Get("Location"), count("mailings"))
+	laterPath := resp.Header.Get("Location")
+	if laterPath == path || count("mailings") != 2 {
+		t.Fatalf("the form sent again with another end went to %s (%d mailings), want another mailing", laterPath, count("mailings"))
+	}
+	resp, body = w.c.post(t, "/mailings", withNew(later))
+	wantRedirect(t, resp, body, laterPath)
+	if m, n := count("mailings"), count("messages"); m != 2 || n != 2 {
+		t.Fatalf("the changed form sent twice: %d mailings and %d messages, want 2 and 2", m, n)
 	}
 
 	// A form refused keeps its key, so that its next post is the same
@@ -1308,8 +1315,10 @@ func TestFormSentTwiceCreatesOne(t *testing.T) {
 	// An edit that writes a new message, sent twice: the second post is
 	// the first's save, and makes no second message.
 	version := formVersion(t, w.c, path+"/edit")
+	ek := key(path + "/edit")
 	edit := w.form(func(v url.Values) {
 		v.Set("version", version)
+		v.Set("form_key", ek)
 		v.Set("message_id", "new")
 		v.Set("new_subject", "Spring again")
 		v.Set("new_body", "Hello again {{name}}")

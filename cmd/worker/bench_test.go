@@ -343,6 +343,9 @@ func ownPostgres(b *testing.B, db *sql.DB) func() int64 {
 		b.Fatal(err)
 	}
 	postmaster := parentPID(backend)
+	if postmaster <= 1 {
+		b.Fatalf("the PostgreSQL server's processes are out of sight (backend %d, its parent %d)", backend, postmaster)
+	}
 	ours := func(pid int, comm string) bool {
 		return comm == "postgres" && (pid == postmaster || parentPID(pid) == postmaster)
 	}

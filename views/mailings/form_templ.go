@@ -35,7 +35,7 @@ type Form struct {
 	RecipientIDs  string
 	Count         int
 	Version       string // the mailing's version the form was opened on ("" for a new one)
-	FormKey       string // a new mailing's form's key: sent twice, it creates one
+	FormKey       string // the form's key: sent twice, it creates the mailing, or the message written in it, once
 	Error         string // about the whole form: the mailing was saved elsewhere since it was opened
 	MaxRecipients int    // the most a mailing takes
 	Messages      []MessageOption
@@ -216,7 +216,7 @@ func FormPage(p layout.Page, f Form) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			if f.ID == 0 && f.FormKey != "" {
+			if f.FormKey != "" {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 13, "<input type=\"hidden\" name=\"form_key\" value=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

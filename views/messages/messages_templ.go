@@ -616,7 +616,7 @@ func FormPage(p layout.Page, f Form) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			if f.ID == 0 && f.FormKey != "" {
+			if f.FormKey != "" {
 				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 43, "<input type=\"hidden\" name=\"form_key\" value=\"")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

@@ -26,7 +26,7 @@ type Mailing struct {
 	Recipients   []string `form:"recipients"`
 	RecipientIDs string   `form:"recipient_ids"`
 	Version      string   `form:"version"`  // the mailing's version the form was opened on (see Version)
-	FormKey      string   `form:"form_key"` // a new mailing's form's key (see Key)
+	FormKey      string   `form:"form_key"` // the form's key (see Key)
 	// PickerQ is the recipients' search; Picker the picker's button that
 	// sent the form without JavaScript (PickSearch, PickAll, PickClear),
 	// "" when the form is to be saved.
@@ -91,7 +91,7 @@ type Parsed struct {
 	EndsAt     time.Time       // UTC
 	Repeat     model.Repeat    //
 	Recipients []int64         // unique
-	FormKey    string          // a new mailing's form's key, if valid (see Key)
+	FormKey    string          // the form's key, if valid (see Key): of a new mailing, and of the message written in the form
 	Locked     map[string]bool // fields not checked because they cannot change
 }
 

@@ -22,6 +22,7 @@ type Message struct {
 // would let a user write mail headers), both are required and bounded.
 func (f *Message) Validate() Errors {
 	errs := Errors{}
+	f.FormKey = Key(f.FormKey)
 	switch {
 	case strings.ContainsAny(f.Subject, "\r\n\u0085\u2028\u2029"):
 		errs["subject"] = "The subject must be a single line."
@@ -56,7 +57,7 @@ func (f *Message) Validate() Errors {
 
 // Model is the message the form describes, for owner.
 func (f *Message) Model(ownerID int64) *model.Message {
-	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body, FormKey: Key(f.FormKey)}
+	return &model.Message{OwnerID: ownerID, Subject: f.Subject, Body: f.Body, FormKey: f.FormKey}
 }
 
 // Braces in text (code, JSON) pass; what is checked is what looks like a
