@@ -52,6 +52,9 @@ type MailingRow struct {
 	// DisabledByManager: a manager other than its owner switched it off,
 	// and only a manager may switch it on again.
 	DisabledByManager bool `bun:"disabled_by_manager"`
+	// OwnerBlocked: a manager blocked its owner, and it sends nothing
+	// until they are unblocked.
+	OwnerBlocked bool `bun:"owner_blocked"`
 }
 
 // disabledByManager is the condition on a mailing (alias g) that a manager
@@ -87,6 +90,7 @@ func (s *Store) mailingQuery(dest any) *bun.SelectQuery {
 		ColumnExpr("(SELECT count(*) FROM mailing_recipients WHERE mailing_id = g.id) AS recipients").
 		ColumnExpr("coalesce(d.email, '') AS disabled_by_email").
 		ColumnExpr(disabledByManager + " AS disabled_by_manager").
+		ColumnExpr("u.blocked_at IS NOT NULL AS owner_blocked").
 		Join("JOIN messages AS m ON m.id = g.message_id").
 		Join("JOIN users AS u ON u.id = g.owner_id").
 		Join("LEFT JOIN users AS d ON d.id = g.disabled_by")

@@ -173,3 +173,23 @@ func TestBrowserDesktopTablesFit(t *testing.T) {
 		}
 	}
 }
+
+// On a phone a user's figures on the users' page, which are links to
+// their clients and mailings, are a finger's size to tap: a "1" was a
+// 10×19 px target.
+func TestBrowserPhoneFiguresAreTappable(t *testing.T) {
+	b, _ := phonePages(t)
+	b.do("open /users", chromedp.Navigate(b.base+"/users"), chromedp.WaitReady(chromedp.CSS("footer")))
+	small, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('td[data-label=Clients] a, td[data-label=Mailings] a')]
+		.map(a => a.getBoundingClientRect()).filter(r => r.width < 44 || r.height < 44).map(r => Math.round(r.width) + "×" + Math.round(r.height))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('td[data-label=Clients] a, td[data-label=Mailings] a').length`))
+	if err != nil || n == 0 {
+		t.Fatalf("no figure links on /users (%v)", err)
+	}
+	if len(small) > 0 {
+		t.Errorf("figure links smaller than 44×44 px on a phone: %v", small)
+	}
+}

@@ -73,7 +73,7 @@ func (s *Server) listMailings(c *fiber.Ctx) error {
 		r := &rows[i]
 		v.Rows = append(v.Rows, mailings.Row{
 			Status: mailingStatus(r, u, auth.CSRFToken(c)), Subject: r.Subject, Window: window(r, u), Repeat: string(r.Repeat),
-			Recipients: r.Recipients, OwnerEmail: r.OwnerEmail,
+			Recipients: r.Recipients, OwnerEmail: r.OwnerEmail, OwnerBlocked: r.OwnerBlocked,
 			OwnerURL: "/mailings?scope=all&owner=" + strconv.FormatInt(r.OwnerID, 10), Editable: r.OwnerID == u.ID,
 		})
 	}
@@ -373,7 +373,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	v := mailings.ShowView{
 		Status: mailingStatus(r, u, auth.CSRFToken(c)), Subject: r.Subject, MessageURL: messages.URL(r.MessageID),
 		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
-		OwnerEmail: r.OwnerEmail, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
+		OwnerEmail: r.OwnerEmail, OwnerBlocked: r.OwnerBlocked, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
 		Next: nextSend(r, u, time.Now()),
 	}
 	// Paging the recipients or the runs with htmx swaps just their section,
@@ -481,6 +481,8 @@ func nextSend(r *store.MailingRow, u *model.User, now time.Time) string {
 	switch {
 	case r.NextRunAt == nil || r.Disabled() || r.Status == model.StatusFinished || !r.NextRunAt.Before(r.EndsAt):
 		return ""
+	case r.OwnerBlocked:
+		return "none while its owner is blocked"
 	case !r.NextRunAt.After(now):
 		return "due now"
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/PuerkitoBio/goquery"
+
 	"rassylka/app/model"
 	"rassylka/app/store"
 )
@@ -35,7 +37,14 @@ func TestUsersBlockInline(t *testing.T) {
 		t.Fatalf("users listed:\n%s", body)
 	}
 	annRow := doc.Find("#user-" + id(annUser.ID))
-	if annRow.Find("[data-testid=badge]").Length() != 0 || annRow.Find("td").Eq(2).Text() != "1" || annRow.Find("td").Eq(3).Text() != "1" {
+	// A figure reads as it shows; a screen reader hears whose it is.
+	shown := func(td *goquery.Selection) string {
+		c := td.Clone()
+		c.Find(".visually-hidden").Remove()
+		return strings.TrimSpace(c.Text())
+	}
+	if annRow.Find("[data-testid=badge]").Length() != 0 || shown(annRow.Find("td").Eq(2)) != "1" || shown(annRow.Find("td").Eq(3)) != "1" ||
+		strings.TrimSpace(annRow.Find("td").Eq(3).Text()) != "Mailings of ann@example.com: 1" {
 		t.Errorf("ann's row (a confirmed user, 1 client, 1 mailing): %q", annRow.Text())
 	}
 	if got := doc.Find("#user-" + id(bossUser.ID) + " td.address [data-testid=badge]").Text(); got != "manager" {
@@ -139,6 +148,40 @@ func TestManagerOversight(t *testing.T) {
 	mm, _ := e.store.MailingByID(ctx, store.Everyone(0), o.mailing.ID)
 	if mm.DisabledBy == nil || mm.DisabledAt == nil {
 		t.Error("the manager's disable was not stored")
+	}
+}
+
+// A manager looking at a blocked user's mailing is told that its owner is
+// blocked, and that it sends nothing meanwhile (it said when its next send
+// was due, and then "due now", with none coming). Everyone's clients offer
+// no export of the manager's own.
+func TestManagerSeesABlockedOwnersMailing(t *testing.T) {
+	e := newEnv(t)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	path := "/mailings/" + id(o.mailing.ID)
+	look := func() (next, blocked, listed string) {
+		t.Helper()
+		doc := boss.page(t, path)
+		list := boss.page(t, "/mailings?scope=all")
+		return strings.TrimSpace(doc.Find("[data-testid=next-send]").Text()), doc.Find("hgroup [data-testid=owner-blocked]").Text(),
+			list.Find("[data-testid=owner-blocked]").Text()
+	}
+	if next, blocked, listed := look(); next == "" || strings.Contains(next, "blocked") || blocked != "" || listed != "" {
+		t.Fatalf("before the block: next send %q, marks %q and %q", next, blocked, listed)
+	}
+	resp, body := boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantRedirect(t, resp, body, "/users")
+	if next, blocked, listed := look(); next != "none while its owner is blocked" || blocked != "(blocked)" || listed != "(blocked)" {
+		t.Fatalf("the owner blocked: next send %q, marks %q and %q", next, blocked, listed)
+	}
+
+	if boss.page(t, "/clients").Find(`a[href="/clients/export.csv"]`).Length() != 1 {
+		t.Error("the manager's own clients offer no export")
+	}
+	if boss.page(t, "/clients?scope=all").Find(`a[href="/clients/export.csv"]`).Length() != 0 {
+		t.Error("everyone's clients offer an export of the manager's own")
 	}
 }
 
