@@ -30,6 +30,12 @@ func TestUsersBlockInline(t *testing.T) {
 	resp, body := boss.get(t, "/users")
 	wantStatus(t, resp, body, http.StatusOK)
 	doc := parseHTML(t, body)
+	// The queue dashboard is found from the users' page.
+	if href := doc.Find("[data-testid=ops-queues]").AttrOr("href", ""); href != "/ops/queues" {
+		t.Errorf("the users' page links the queue dashboard as %q", href)
+	} else if resp, body := boss.get(t, href); resp.StatusCode != http.StatusOK {
+		t.Errorf("the queue dashboard answers a manager %d\n%.300s", resp.StatusCode, body)
+	}
 	if got := doc.Find("#user-" + id(otherMgr.ID) + " [data-testid=badge]").Text(); got != "managerunconfirmed" {
 		t.Errorf("an unconfirmed manager's address is marked %q", got)
 	}
