@@ -198,7 +198,8 @@ func (s *Store) sameMailing(ctx context.Context, cur, m *model.Mailing, recipien
 //
 // With m.EditedAt set (the version a form was opened on), one saved since
 // is not changed (ErrChanged, with m.EditedAt set to its version now),
-// unless that save was this one's (ErrDone: the form sent twice).
+// unless that save was this one's (the form sent twice: done, with m set to
+// the mailing as it is).
 func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Mailing, recipients []int64) error {
 	return s.InTx(ctx, func(tx *Store) error {
 		if err := tx.lockMessage(ctx, ownerID, m.MessageID); err != nil {
@@ -233,8 +234,8 @@ func (s *Store) UpdateMailing(ctx context.Context, ownerID int64, m *model.Maili
 					return err
 				}
 				if same {
-					*m = c // the save made already (a form sent twice)
-					return ErrDone
+					*m = c // the save made already (a form sent twice): done
+					return nil
 				}
 				m.EditedAt = c.EditedAt
 				return ErrChanged

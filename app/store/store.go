@@ -27,11 +27,11 @@ var (
 	// ErrChanged refuses a change made to an object as it was (its
 	// UpdatedAt given): it has been changed since, by another form.
 	ErrChanged = errors.New("changed since")
-	// ErrDone answers a form sent again, as it was sent before (a double
-	// click without JavaScript, a post sent again after its answer was
-	// lost): what it asks is done already, by the first. Nothing is
-	// written, and the object given is set to the one the first made or
-	// saved.
+	// ErrDone answers a form that creates an object, sent again as it was
+	// sent before (a double click without JavaScript, a post sent again
+	// after its answer was lost): its first post created the object.
+	// Nothing is written, and the object given is set to that one. (An
+	// edit sent twice is simply done: it changes nothing the second time.)
 	ErrDone = errors.New("done already by the same form")
 )
 

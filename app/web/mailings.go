@@ -615,7 +615,6 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 		switch refusal := recipientsRefusal(err); {
 		case refusal != "":
 			errs["recipients"] = refusal
-		case errors.Is(err, store.ErrDone): // the form sent twice: saved by its first post
 		case errors.Is(err, store.ErrChanged):
 			changed, in.Version = true, form.VersionOf(m.EditedAt)
 		case errors.Is(err, store.ErrMessageGone):
