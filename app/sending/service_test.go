@@ -1960,6 +1960,15 @@ func TestWindowMovedWhileAChunkSendsKeepsTheWaiting(t *testing.T) {
 	if r := w.drain(t, run.ID); r.Succeeded != 3 || r.Failed != 0 {
 		t.Fatalf("run %+v: want all three sent, the one told to try later too", r)
 	}
+	// The case this is: the one told to try later was sent last, after
+	// the window's end (as first read) had stopped a chunk.
+	var order []string
+	for _, m := range w.sink.Messages() {
+		order = append(order, m.To[0])
+	}
+	if want := []string{w.clients[1].Email, w.clients[2].Email, w.clients[0].Email}; !slices.Equal(order, want) {
+		t.Fatalf("delivered to %v, want %v", order, want)
+	}
 }
 
 // A window its owner extends while a batch sends keeps the batch sending

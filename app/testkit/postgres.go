@@ -153,7 +153,11 @@ func AwaitLockWait(db bun.IDB, each func()) (bool, error) {
 // means to hold up is held up.
 func UntilLockWaited(t testing.TB, db bun.IDB) {
 	t.Helper()
-	if waiting, err := AwaitLockWait(db, nil); err != nil || !waiting {
-		t.Fatalf("no statement came to wait for the lock held (%v)", err)
+	waiting, err := AwaitLockWait(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !waiting {
+		t.Fatal("no statement came to wait for the lock held")
 	}
 }

@@ -1048,26 +1048,26 @@ func TestBrowserListKeepsTheFocus(t *testing.T) {
 	}
 	// deleteSecond deletes the second row by keyboard (after the script
 	// first, if any) and says where the focus is once the list reloaded.
-	deleteSecond := func(first string) (gone, focus string) {
+	deleteSecond := func(first string) string {
 		t.Helper()
-		gone = row(1)
+		gone := row(1)
 		b.do("delete the second row by keyboard", chromedp.Evaluate[chromedp.Void](first+`;
 			document.querySelectorAll("[data-testid=delete-client]")[1].focus()`), chromedp.KeyEvent("\r"))
 		b.waitJS("deleted and the list reloaded", `!document.getElementById("clients-list").textContent.includes("`+gone+`") &&
 			document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
 		time.Sleep(300 * time.Millisecond) // the reload after the delete
 		b.settled("#clients-list")
-		return gone, focused()
+		return focused()
 	}
 
 	third := row(2)
-	if _, got := deleteSecond(""); got != "delete-client 1 "+third {
+	if got := deleteSecond(""); got != "delete-client 1 "+third {
 		t.Errorf("after deleting a row the focus is on %q, want %q", got, "delete-client 1 "+third)
 	}
 	// A busy browser may handle the list's reload before a timer due at
 	// once: the focus must not wait for one (it fell to the page so).
 	fourth := row(2)
-	if _, got := deleteSecond(`var set = window.__setTimeout = window.setTimeout;
+	if got := deleteSecond(`var set = window.__setTimeout = window.setTimeout;
 		window.setTimeout = function (f, ms) { return set(f, ms > 0 ? ms : 1000); }`); got != "delete-client 1 "+fourth {
 		t.Errorf("after deleting a row with the browser busy the focus is on %q, want %q", got, "delete-client 1 "+fourth)
 	}

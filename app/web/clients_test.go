@@ -1028,21 +1028,28 @@ func TestShowPagesTitledByKind(t *testing.T) {
 	}
 }
 
+// formVersion is the version the edit form at path was opened on.
+func formVersion(t *testing.T, c *client, path string) string {
+	t.Helper()
+	return formValue(t, c, path, "version")
+}
+
+// formValue is the value of the form's field name on the page at path,
+// which must have one (a form's version, a form's key).
+func formValue(t *testing.T, c *client, path, name string) string {
+	t.Helper()
+	v, ok := c.page(t, path).Find("input[name=" + name + "]").First().Attr("value")
+	if !ok || v == "" {
+		t.Fatalf("%s has no %s", path, name)
+	}
+	return v
+}
+
 // Two tabs editing the same client or message: the second save, made on
 // the form as it was opened, no longer silently undoes the first. It is
 // refused with what was typed kept, saying so, and saving again (now on
 // the object's new version) replaces the first change on purpose. A form
 // without the version (the contract's fields alone) saves as before.
-// formVersion is the version the edit form at path was opened on.
-func formVersion(t *testing.T, c *client, path string) string {
-	t.Helper()
-	v, ok := c.page(t, path).Find("input[name=version]").First().Attr("value")
-	if !ok || v == "" {
-		t.Fatalf("%s has no version", path)
-	}
-	return v
-}
-
 func TestEditsFromTwoTabs(t *testing.T) {
 	e, c, ann, o := signedInWithObjects(t)
 	ctx := context.Background()

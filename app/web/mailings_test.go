@@ -1236,21 +1236,8 @@ func TestMailingEditsFromTwoTabs(t *testing.T) {
 // another.
 func TestFormSentTwiceCreatesOne(t *testing.T) {
 	w := newMailingWorld(t)
-	ctx := context.Background()
-	count := func(table string) int64 {
-		n, err := w.e.db.NewSelect().Table(table).Where("owner_id = ?", w.ann.ID).Count(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	key := func(path string) string {
-		k := w.c.page(t, path).Find("input[name=form_key]").AttrOr("value", "")
-		if k == "" {
-			t.Fatalf("%s has no form key", path)
-		}
-		return k
-	}
+	count := func(table string) int64 { return countRows(t, w.e, table, w.ann.ID) }
+	key := func(path string) string { return formValue(t, w.c, path, "form_key") }
 	mk := key("/mailings/new")
 	if other := key("/mailings/new"); other == mk {
 		t.Fatal("two openings of the new mailing's form have the same key")
@@ -1298,7 +1285,7 @@ func TestFormSentTwiceCreatesOne(t *testing.T) {
 	mk = key("/messages/new")
 	resp, body = w.c.post(t, "/messages", url.Values{"form_key": {mk}, "subject": {""}, "body": {"Hi"}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
-	if got := parseHTML(t, body).Find("input[name=form_key]").AttrOr("value", ""); got != mk {
+	if got := inputValue(t, body, "form_key"); got != mk {
 		t.Fatalf("the refused message form carries key %q, want %q", got, mk)
 	}
 	before := count("messages")

@@ -198,10 +198,6 @@ func TestAccountPage(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
-// The current-password check of the account page is a password oracle
-// for whoever holds a session (a stolen cookie, an unlocked computer): it
-// must be throttled like sign-in, else the session's holder guesses the
-// password at full speed and takes the account over for good.
 // A sign-in with the old password, checked just before the password is
 // changed, does not outlive the change: the change ended the account's
 // sessions before the sign-in's was added to them, and it ends too.
@@ -237,6 +233,10 @@ func TestSignInRacingAPasswordChange(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 }
 
+// The current-password check of the account page is a password oracle
+// for whoever holds a session (a stolen cookie, an unlocked computer): it
+// must be throttled like sign-in, else the session's holder guesses the
+// password at full speed and takes the account over for good.
 func TestChangePasswordGuessesThrottled(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
@@ -308,7 +308,10 @@ func TestUnlinkIdentity(t *testing.T) {
 	}
 	// Another's identity is not found, even by a user whose own is their
 	// only way to sign in (it was told to set a password first).
-	eve, _ := e.store.UserByEmail(ctx, "eve@example.com")
+	eve, err := e.store.UserByEmail(ctx, "eve@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.store.CreateIdentity(ctx, &model.Identity{UserID: eve.ID, Provider: "github", ProviderUserID: "66", Email: eve.Email}); err != nil {
 		t.Fatal(err)
 	}

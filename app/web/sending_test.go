@@ -1329,7 +1329,6 @@ func TestMailingPageRenewsWhileSending(t *testing.T) {
 // starts as before.
 func TestSendNowSentTwiceStartsOneRun(t *testing.T) {
 	e, c, _, o := signedInWithObjects(t)
-	ctx := context.Background()
 	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
 	seen := func() string {
@@ -1339,13 +1338,7 @@ func TestSendNowSentTwiceStartsOneRun(t *testing.T) {
 		}
 		return v
 	}
-	runs := func() int64 {
-		n, err := e.db.NewSelect().TableExpr("runs").Where("mailing_id = ?", o.mailing.ID).Count(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	runs := func() int64 { return runCount(t, e, o.mailing.ID) }
 	before := seen()
 	if before != "0" {
 		t.Fatalf("before any run the form says it saw run %q", before)
@@ -1565,13 +1558,7 @@ func TestSendNowJustAfterThePlannedSend(t *testing.T) {
 	ctx := context.Background()
 	sendableNow(t, e, o.mailing.ID)
 	path := "/mailings/" + id(o.mailing.ID)
-	runs := func() int64 {
-		n, err := e.db.NewSelect().TableExpr("runs").Where("mailing_id = ?", o.mailing.ID).Count(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	runs := func() int64 { return runCount(t, e, o.mailing.ID) }
 	now := time.Now()
 	planned := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerScheduled, DueAt: &now, StartedAt: now.Add(-5 * time.Second), FinishedAt: &now, Total: 1})
 	resp, body := c.post(t, path+"/send", nil)
@@ -1587,4 +1574,14 @@ func TestSendNowJustAfterThePlannedSend(t *testing.T) {
 	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, "Sending to") || runs() != 2 {
 		t.Fatalf("Send now two minutes after the planned send: %d runs, flash %q", runs(), flash)
 	}
+}
+
+// runCount is how many runs the mailing has had.
+func runCount(t *testing.T, e *env, mailingID int64) int64 {
+	t.Helper()
+	n, err := e.db.NewSelect().TableExpr("runs").Where("mailing_id = ?", mailingID).Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

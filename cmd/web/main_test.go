@@ -145,7 +145,10 @@ func TestCommands(t *testing.T) {
 
 	// Down rolls back the last migration alone, though the schema was
 	// migrated at once; up applies it again.
-	status, _ := cmd("migrate", "status")
+	status, err := cmd("migrate", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSpace(status), "\n")
 	last := strings.TrimSpace(strings.TrimPrefix(lines[len(lines)-1], "applied"))
 	out, err = cmd("migrate", "down")
@@ -261,7 +264,10 @@ func TestServeRefusesARedisThatRefuses(t *testing.T) {
 	_, dsn := testkit.DBWithURL(t)
 	vars := map[string]string{"DATABASE_URL": dsn, "ADDR": fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t)),
 		"REDIS_URL": "redis://" + testkit.RedisOptions(t).Addr + "/99999"}
-	err := run(context.Background(), []string{"serve"}, func(k string) string { return vars[k] }, io.Discard)
+	// Bounded: serving on instead would end here, without the refusal.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"serve"}, func(k string) string { return vars[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") || !strings.Contains(err.Error(), "DB index") {
 		t.Fatalf("serve on a Redis database that does not exist: %v, want a refusal of REDIS_URL", err)
 	}

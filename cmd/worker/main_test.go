@@ -107,7 +107,10 @@ func TestWorkerRefusesBehindSchema(t *testing.T) {
 func TestWorkerRefusesARedisThatRefuses(t *testing.T) {
 	_, dsn := testkit.DBWithURL(t)
 	vars := map[string]string{"DATABASE_URL": dsn, "REDIS_URL": "redis://" + testkit.RedisOptions(t).Addr + "/99999"}
-	err := run(context.Background(), func(k string) string { return vars[k] })
+	// Bounded: running on instead would end here, without the refusal.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := run(ctx, func(k string) string { return vars[k] })
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") || !strings.Contains(err.Error(), "DB index") {
 		t.Fatalf("worker on a Redis database that does not exist: %v, want a refusal of REDIS_URL", err)
 	}

@@ -198,6 +198,12 @@ function focusFirstError(root) {
 document.addEventListener("DOMContentLoaded", function () { focusFirstError(document); });
 document.addEventListener("htmx:afterSettle", function (e) { focusFirstError(e.detail.elt); });
 
+// The controls under root of one kind (a data-testid: every row's Delete),
+// and the place of el among its kind: a control found again after a swap
+// or a reload by its kind and place.
+function sameKind(root, testid) { return root.querySelectorAll('[data-testid="' + testid + '"]'); }
+function placeOf(root, el) { return Array.prototype.indexOf.call(sameKind(root, el.dataset.testid), el); }
+
 // A page reloaded (a mailing's page as its run ends or another starts,
 // or by the reader) keeps the focus on the control it was on, as a region
 // htmx replaces does (below), unless the page puts it on a field itself:
@@ -206,7 +212,7 @@ window.addEventListener("pagehide", function () {
   var a = document.activeElement, key = null;
   if (a && a.id) key = { id: a.id };
   else if (a && a.dataset && a.dataset.testid) {
-    key = { testid: a.dataset.testid, nth: Array.prototype.indexOf.call(document.querySelectorAll('[data-testid="' + a.dataset.testid + '"]'), a) };
+    key = { testid: a.dataset.testid, nth: placeOf(document, a) };
   }
   try {
     if (key) sessionStorage.setItem("focus", JSON.stringify({ at: location.pathname + location.search, key: key }));
@@ -223,8 +229,7 @@ document.addEventListener("DOMContentLoaded", function () {
   if (!saved || !nav || nav.type !== "reload" || saved.at !== location.pathname + location.search) return;
   var a = document.activeElement;
   if (a && a !== document.body) return; // a field in error took it
-  var el = saved.key.id ? document.getElementById(saved.key.id) :
-    document.querySelectorAll('[data-testid="' + saved.key.testid + '"]')[saved.key.nth];
+  var el = saved.key.id ? document.getElementById(saved.key.id) : sameKind(document, saved.key.testid)[saved.key.nth];
   if (el) el.focus({ preventScroll: true });
 });
 
@@ -401,7 +406,7 @@ document.addEventListener("htmx:afterSwap", function () {
 // itself.
 var kept = null;
 function focusIn(region, testid, nth, pager) {
-  var same = testid ? region.querySelectorAll('[data-testid="' + testid + '"]') : [];
+  var same = testid ? sameKind(region, testid) : [];
   var el = same.length ? same[Math.min(nth, same.length - 1)] :
     (pager && region.querySelector("a[rel=prev], a[rel=next]")) || // "Next" on the last page is gone
     region.querySelector("a[href], button:not([disabled]), input:not([type=hidden]), select, textarea");
@@ -425,7 +430,7 @@ document.addEventListener("htmx:beforeSwap", function (e) {
     return;
   }
   if (!t.id || t.matches("[data-refocus]")) return; // rows swapped in place: see refocus
-  var nth = testid ? Array.prototype.indexOf.call(t.querySelectorAll('[data-testid="' + testid + '"]'), a) : 0;
+  var nth = testid ? placeOf(t, a) : 0;
   kept = { was: a, id: t.id, self: a === t, testid: testid, nth: nth, pager: a.matches("a[rel=prev], a[rel=next]") };
 });
 document.addEventListener("htmx:afterSwap", restoreFocus);
