@@ -278,6 +278,13 @@ wait:
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// A manager's block stops the owner's import as it ends their
+		// sessions: no more of the file is written for them.
+		if u, err := s.store.UserByID(ctx, job.Owner); err != nil {
+			return err
+		} else if u.Blocked() {
+			return errImportOwnerBlocked
+		}
 		// The batch under way is written whole, even while the process
 		// stops: the job's end then counts it.
 		n, err := s.store.UpsertClientsColumns(context.WithoutCancel(ctx), job.Owner, batch, cols)
@@ -328,12 +335,17 @@ wait:
 		job.State, job.Read, job.Line, job.LineRejected = importDone, job.Size, line, report.RejectedTotal
 	case ctx.Err() != nil:
 		stop("the server was restarting.")
+	case errors.Is(err, errImportOwnerBlocked):
+		stop("the account was blocked by a manager.")
 	default:
 		s.log.ErrorContext(ctx, "import clients", "owner_id", job.Owner, "line", line, "error", err.Error())
 		stop("something went wrong on our side, and it was logged.")
 	}
 	return job
 }
+
+// errImportOwnerBlocked stops an import whose owner a manager blocked.
+var errImportOwnerBlocked = errors.New("import: the owner is blocked")
 
 // releaseTurn deletes an owner's import key (KEYS[1]) while it names the
 // import ARGV[1].

@@ -236,6 +236,62 @@ func TestClientsImportStopsWithTheServer(t *testing.T) {
 	}
 }
 
+// A manager who blocks a user during an import stops it after the batch
+// under way: no more of the file is written for the blocked account, and
+// the import's page, once the user is unblocked, says why it stopped and
+// how far it got.
+func TestClientsImportStopsWhenItsOwnerIsBlocked(t *testing.T) {
+	e := newEnvWith(t, testConfig(t), testkit.Redis(t), nil, func(d *web.Deps) { d.ImportWait = -1 })
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 200_000
+	page := startImport(t, c, clientsCSV(rows))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, body := c.request(t, http.MethodGet, page, nil, true)
+		if strings.Contains(body, "(line ") {
+			break // a batch is in
+		}
+		if time.Now().After(deadline) || !strings.Contains(body, "import-progress") {
+			t.Fatalf("no batch imported:\n%.1000s", body)
+		}
+	}
+	resp, body := boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	// The import's end is written where any web process reads it.
+	key := "import:" + strings.TrimPrefix(page, "/clients/import/")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		raw, err := e.redis.Get(context.Background(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(raw, `"state":"stopped"`) {
+			break
+		}
+		if strings.Contains(raw, `"state":"done"`) || time.Now().After(deadline) {
+			t.Fatalf("the import of a blocked owner went on: %.300s", raw)
+		}
+	}
+	kept := ownClients(t, e, "ann@example.com")
+
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	c = e.client()
+	resp, body = login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	box, _ := pollImport(t, c, page)
+	stopped := box.Find("[data-testid=import-stopped]").Text()
+	if !strings.Contains(stopped, "blocked by a manager") || !strings.Contains(stopped, "after line") {
+		t.Fatalf("the page of an import stopped by a block says %q", stopped)
+	}
+	if created := figureOf(box.Find("[data-testid=import-created]").Text()); kept != created || kept >= rows-rows/100 {
+		t.Fatalf("ann has %d clients after the block, the report says %d were created, of %d in the file", kept, created, rows-rows/100)
+	}
+}
+
 // In a browser: the file chosen and sent, the import's page shows a bar
 // that moves, then the report in its place, without a reload.
 func TestBrowserImportProgress(t *testing.T) {
