@@ -1245,3 +1245,91 @@ func TestBrowserRunEndKeepsTheFocus(t *testing.T) {
 		t.Errorf("after the reload at the run's end the focus is on %q, want copy-mailing", focused)
 	}
 }
+
+// A form sent after its session ended, or with a token out of date (a
+// sign-out and sign-in in another tab), loses nothing typed: the sign-in
+// page, or the refusal page's link back, leads to the same form with what
+// was typed put back, said so, and saved from there.
+func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
+	e, base := servedEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	second := &model.Client{OwnerID: ann.ID, Email: "second@example.com", FullName: "Second"}
+	if err := e.store.CreateClient(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+
+	// The session ends while a new message is typed.
+	b.do("new message", chromedp.Navigate(base+"/messages/new"), chromedp.WaitVisible(chromedp.CSS("[data-testid=message-form]")))
+	b.do("type it",
+		chromedp.SendKeys(chromedp.CSS("#field-subject"), "Spring news"),
+		chromedp.SendKeys(chromedp.CSS("#field-body"), "Dear {{name}}, spring is here."),
+	)
+	keys, err := e.redis.Keys(ctx, "session:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("session keys %v, %v", keys, err)
+	}
+	e.redis.Del(ctx, keys...)
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" &&
+		/once you are signed in/.test(document.querySelector("[data-testid=draft-note]")?.textContent)`)
+	b.do("sign in again",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+	)
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/messages/new" &&
+		/What you typed is back/.test(document.querySelector("[data-testid=draft-note]")?.textContent) &&
+		document.querySelector("#field-subject").value === "Spring news" &&
+		document.querySelector("#field-body").value.trim() === "Dear {{name}}, spring is here."`)
+	b.do("save again", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `/^\/messages\/\d+$/.test(location.pathname) && sessionStorage.getItem("draft") === null`)
+	var msg model.Message
+	if err := e.db.NewSelect().Model(&msg).Where("owner_id = ? AND id <> ?", ann.ID, o.message.ID).Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "Spring news" || strings.TrimSpace(msg.Body) != "Dear {{name}}, spring is here." {
+		t.Errorf("the message saved after signing in again: %q / %q", msg.Subject, msg.Body)
+	}
+
+	// An edit sent with a token out of date: the refusal leads back to it,
+	// with the recipient chosen and the repeat changed.
+	edit := "/mailings/" + id(o.mailing.ID) + "/edit"
+	b.do("edit the mailing", chromedp.Navigate(base+edit), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.settled("[data-testid=picker-option][value='" + id(second.ID) + "']")
+	b.do("change it",
+		chromedp.Click(chromedp.CSS("[data-testid=picker-option][value='"+id(second.ID)+"']")),
+		chromedp.SetValue(chromedp.CSS("#field-repeat"), "weekly"),
+		chromedp.SetValue(chromedp.CSS("[data-testid=mailing-form] input[name=_csrf]"), "out-of-date"),
+		chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")),
+	)
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-form-expired] [data-testid=draft-back]")`)
+	b.do("back to the form", chromedp.Click(chromedp.CSS("[data-testid=draft-back]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "`+edit+`" &&
+		!!document.querySelector("[data-testid=draft-note]") &&
+		document.querySelector("#field-repeat").value === "weekly" &&
+		document.querySelector("[data-picker-ids]").value.split(",").sort().join() === ["`+id(o.client.ID)+`", "`+id(second.ID)+`"].sort().join() &&
+		document.querySelector("[data-testid=picker-option][value='`+id(second.ID)+`']").checked`)
+	b.do("save it", chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/`+id(o.mailing.ID)+`"`)
+	m, err := e.store.MailingByID(ctx, store.Own(ann.ID), o.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.store.RecipientIDs(ctx, o.mailing.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Repeat != model.RepeatWeekly || len(got) != 2 {
+		t.Errorf("the mailing saved from its kept form repeats %q to %v", m.Repeat, got)
+	}
+
+	// A page that is neither leaves no draft for the form's next opening.
+	b.do("edit again", chromedp.Navigate(base+edit), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=draft-note]").length`)); n != 0 {
+		t.Errorf("a form opened after its save says it was put back")
+	}
+}

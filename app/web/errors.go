@@ -40,6 +40,7 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	view := errorView(status)
 	if errors.Is(err, auth.ErrCSRF) {
 		view.Message = "This form has expired, or was sent from another page. Reload the page and try again."
+		view.FormExpired = true
 	}
 	if r.message != "" {
 		view.Message = r.message

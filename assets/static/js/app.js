@@ -90,6 +90,87 @@ document.addEventListener("submit", function (e) {
   f.dataset.submitting = "1";
   if (e.submitter) e.submitter.setAttribute("aria-busy", "true");
 });
+// What a form marked data-draft sends is kept in the tab until the page
+// after it shows where it went. When the post found the session ended
+// (the sign-in page comes next) or its token out of date (the refusal
+// page says so), the same form gets it back once its page is shown again
+// signed in, so nothing typed is lost. Any other page drops it.
+var draftKey = "draft", draftKept = 60 * 60 * 1000;
+document.addEventListener("submit", function (e) {
+  var f = e.target;
+  if (e.defaultPrevented || !f.matches("form[data-draft]")) return;
+  var fields = [];
+  new FormData(f).forEach(function (v, k) {
+    if (k !== "_csrf" && typeof v === "string") fields.push([k, v]);
+  });
+  sessionStorage.setItem(draftKey, JSON.stringify({
+    at: location.pathname + location.search, action: f.getAttribute("action"), fields: fields, time: Date.now(),
+  }));
+});
+document.addEventListener("DOMContentLoaded", function () {
+  var d = null;
+  try { d = JSON.parse(sessionStorage.getItem(draftKey) || "null"); } catch (err) {}
+  if (!d) return;
+  var fresh = Date.now() - d.time < draftKept;
+  var expired = document.querySelector("[data-form-expired]");
+  if (fresh && (location.pathname === "/login" || expired)) {
+    d.keep = true;
+    sessionStorage.setItem(draftKey, JSON.stringify(d));
+    if (expired) {
+      var p = document.createElement("p"), a = document.createElement("a");
+      a.href = d.at;
+      a.setAttribute("role", "button");
+      a.dataset.testid = "draft-back";
+      a.textContent = "Back to the form, with what you typed";
+      p.appendChild(a);
+      expired.insertBefore(p, expired.querySelector("p:last-child"));
+    } else {
+      tellDraft("What you typed is kept: once you are signed in, it is put back in the form.");
+    }
+    return;
+  }
+  sessionStorage.removeItem(draftKey);
+  if (!fresh || !d.keep || d.at !== location.pathname + location.search) return;
+  var f = Array.prototype.find.call(document.querySelectorAll("form[data-draft]"), function (f) {
+    return f.getAttribute("action") === d.action;
+  });
+  if (!f) return;
+  restoreDraft(f, d.fields);
+  tellDraft("This form was not saved: you had been signed out, or the page was out of date. What you typed is back: check it and save again.");
+});
+function tellDraft(text) {
+  var box = document.getElementById("flash");
+  if (!box) return;
+  var div = document.createElement("div");
+  div.className = "flash";
+  div.setAttribute("role", "status");
+  div.dataset.testid = "draft-note";
+  div.textContent = text;
+  box.appendChild(div);
+}
+// restoreDraft puts a draft's fields back, by name and order; boxes are
+// ticked as they were sent. Each field then tells its change, for what
+// follows it (the mailing form's new message box).
+function restoreDraft(f, fields) {
+  var sent = {};
+  fields.forEach(function (kv) { (sent[kv[0]] = sent[kv[0]] || []).push(kv[1]); });
+  var nth = {};
+  Array.prototype.forEach.call(f.elements, function (el) {
+    if (!el.name || el.name === "_csrf" || el.disabled || /^(file|submit|button|reset)$/.test(el.type)) return;
+    var vals = sent[el.name] || [];
+    if (el.type === "checkbox" || el.type === "radio") {
+      el.checked = vals.indexOf(el.value) >= 0;
+    } else if (el.multiple) {
+      Array.prototype.forEach.call(el.options, function (o) { o.selected = vals.indexOf(o.value) >= 0; });
+    } else {
+      var i = nth[el.name] = (nth[el.name] || 0) + 1;
+      if (i > vals.length) return;
+      el.value = vals[i - 1];
+    }
+    el.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+}
+
 // A signed-in page brought back by Back or Forward (from the back/forward
 // cache, or from the HTTP cache, which history navigations take without
 // asking the server) is shown only while the browser is still signed in
