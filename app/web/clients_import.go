@@ -35,6 +35,9 @@ const (
 	// running it was killed).
 	importStalled = 90 * time.Second
 	importBeat    = 5 * time.Second
+	// importStatsEvery is how often an import under way renews its
+	// owner's statistics.
+	importStatsEvery = time.Second
 	// importsHeld bounds the imports a process holds, the one running
 	// and those waiting for their turn, each with its file in memory.
 	importsHeld = 4
@@ -266,8 +269,9 @@ wait:
 	seen := map[string]int{} // email -> line, to reject repeats within the file
 	var batch []store.ImportRow
 	var cols store.ImportColumns
-	line := 0   // the last line read; the rows up to it are done once flushed
-	listed := 0 // of report.Rejected, the rows up to job.Line
+	line := 0             // the last line read; the rows up to it are done once flushed
+	listed := 0           // of report.Rejected, the rows up to job.Line
+	var counted time.Time // when the owner's figures were last told of the rows written
 	tell := func() {
 		job.Read, job.Beat = job.Size-int64(in.Len()), time.Now()
 		if err := s.saveImport(ctx, job); err != nil {
@@ -298,6 +302,12 @@ wait:
 		batch = batch[:0]
 		job.Line, job.LineRejected, listed = line, report.RejectedTotal, len(report.Rejected)
 		tell()
+		// The owner's figures (their clients counted) follow the import
+		// as it goes, not only at its end.
+		if time.Since(counted) >= importStatsEvery {
+			s.stats.Changed(ctx, job.Owner)
+			counted = time.Now()
+		}
 		return nil
 	}
 	err := form.ReadClientsCSV(in, func(r form.CSVRow) error {

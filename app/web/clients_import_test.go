@@ -292,6 +292,33 @@ func TestClientsImportStopsWhenItsOwnerIsBlocked(t *testing.T) {
 	}
 }
 
+// The owner's statistics follow an import as it goes: their clients'
+// figure, cached in between, grows before the import ends.
+func TestClientsImportRenewsTheFigures(t *testing.T) {
+	e := newEnvWith(t, testConfig(t), testkit.Redis(t), nil, func(d *web.Deps) { d.ImportWait = -1 })
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	const rows = 150_000
+	page := startImport(t, c, clientsCSV(rows))
+	for deadline := time.Now().Add(30 * time.Second); ownClients(t, e, "ann@example.com") == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no batch imported")
+		}
+	}
+	_, body := c.get(t, "/stats")
+	first := figureOf(statText(t, body, "stat-clients"))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body := c.get(t, "/stats")
+		now := figureOf(statText(t, body, "stat-clients"))
+		if now > first && now < rows-rows/100 {
+			break // more, and not yet all
+		}
+		if now >= rows-rows/100 || time.Now().After(deadline) {
+			t.Fatalf("/stats showed %d clients, then %d, with no figure between while the import went on", first, now)
+		}
+	}
+	pollImport(t, c, page)
+}
+
 // In a browser: the file chosen and sent, the import's page shows a bar
 // that moves, then the report in its place, without a reload.
 func TestBrowserImportProgress(t *testing.T) {
