@@ -409,6 +409,7 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 	if v.Progress, err = s.progressOf(c, r, u); err != nil {
 		return err
 	}
+	c.Locals(localRunDone, !v.Progress.Active)
 	if fragment == "" || fragment == mailings.RunsID {
 		runs, runsPage, err := s.store.RunsPage(ctx, r.ID, pageNumberOf(c, "runs_page", runsPerPage))
 		if err != nil {

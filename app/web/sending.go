@@ -252,7 +252,15 @@ const StatusStopPolling = 286
 // opened as a page (a bookmark, a reload) shows the mailing's whole page.
 func (s *Server) runProgress(c *fiber.Ctx) error {
 	if !isHTMX(c) {
-		return s.showMailing(c)
+		// Opened as a page, it is the mailing's whole page; its status
+		// still says whether the run is done (286), as the box's does.
+		if err := s.showMailing(c); err != nil {
+			return err
+		}
+		if done, _ := c.Locals(localRunDone).(bool); done && c.Response().StatusCode() == fiber.StatusOK {
+			c.Status(StatusStopPolling)
+		}
+		return nil
 	}
 	u := auth.CurrentUser(c)
 	m, err := s.readableMailing(c)
@@ -288,6 +296,10 @@ func (s *Server) runProgress(c *fiber.Ctx) error {
 	}
 	return render(c, status, mailings.ProgressBox(p))
 }
+
+// localRunDone tells runProgress, opened as a page, what the mailing's page
+// found: no run of the mailing is sending.
+const localRunDone = "web.run-done"
 
 // recipientPage is the layout of the unsubscribe pages, which a mail's
 // recipient opens: no user of the site, offered no sign-in.

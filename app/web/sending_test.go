@@ -211,9 +211,10 @@ func TestSendNowAndProgress(t *testing.T) {
 	if q := sendAsks(); !strings.HasPrefix(q, "Send this mailing to its 1 recipient now? It was last sent ") || !strings.HasSuffix(q, ": those it reached then will get it again.") {
 		t.Errorf("after a run, Send now asks %q", q)
 	}
-	// The progress URL opened as a page shows the mailing's whole page.
+	// The progress URL opened as a page shows the mailing's whole page,
+	// its status saying the run is done as the box's does.
 	resp, body = c.get(t, path+"/progress")
-	wantStatus(t, resp, body, http.StatusOK)
+	wantStatus(t, resp, body, web.StatusStopPolling)
 	if doc := parseHTML(t, body); doc.Find("[data-testid=viewer]").Length() != 1 || doc.Find("[data-testid=runs-table]").Length() != 1 {
 		t.Fatalf("progress as a page:\n%.400s", body)
 	}
@@ -828,6 +829,32 @@ func TestProgressExplainsSkipped(t *testing.T) {
 	if !strings.Contains(why, "window closed at "+ends.Format("2006-01-02 15:04")) {
 		t.Errorf("skipped not explained for a run stopped at the window's end: %q\n%s", why, body)
 	}
+}
+
+// The progress URL opened as a page (no htmx) is the mailing's whole page,
+// answering 200 while a run sends and 286 once none does, as the box does.
+func TestProgressAsAPage(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	path := "/mailings/" + id(o.mailing.ID) + "/progress"
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 1}
+	e.insertRun(t, run)
+	page := func(want int) {
+		t.Helper()
+		resp, body := c.get(t, path)
+		wantStatus(t, resp, body, want)
+		if doc := parseHTML(t, body); !strings.Contains(body, "<html") || doc.Find("[data-testid=runs-table]").Length() != 1 {
+			t.Fatalf("progress as a page:\n%.400s", body)
+		}
+	}
+	page(http.StatusOK)
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now() WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	page(web.StatusStopPolling)
+	other := signedIn(t, e, "bob@example.com", model.RoleUser)
+	resp, body := other.get(t, path)
+	wantStatus(t, resp, body, http.StatusNotFound)
 }
 
 // While a run sends and the workers cannot reach the mail server, its
