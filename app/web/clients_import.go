@@ -73,6 +73,9 @@ type importJob struct {
 	Beat    time.Time `json:"beat"` // when the job last told its progress
 }
 
+// importPath is where a CSV file is sent to be imported.
+const importPath = "/clients/import"
+
 func importKey(id string) string        { return "import:" + id }
 func importOwnerKey(owner int64) string { return "import:owner:" + strconv.FormatInt(owner, 10) }
 func importURL(id string) string        { return "/clients/import/" + id }

@@ -53,6 +53,51 @@ func printableASCII(s string) bool {
 	return true
 }
 
+// Request bodies: the app reads a body only as it is sent (the server
+// streams it, see New), and bodyLimit refuses one larger than its route
+// takes before any of it is read, so that a request claiming a large body
+// costs the process nothing until it is sent, and then no more than its
+// route allows.
+const (
+	// MaxFormBytes bounds a form's body: the largest, a mailing's form
+	// with MaxRecipients ids, is about 1.3 MB.
+	MaxFormBytes = 4 << 20
+	// maxImportBody bounds an import's: the file (MaxImportBytes), the
+	// form around it, and room to say how large a file too large is.
+	maxImportBody = MaxImportBytes + 5<<20
+	// readAhead is how much of a body the server reads with its headers
+	// (fasthttp's, for a streamed body).
+	readAhead = 8 << 10
+)
+
+func (s *Server) bodyLimit(c *fiber.Ctx) error {
+	n := c.Request().Header.ContentLength()
+	limit := MaxFormBytes
+	if c.Method() == fiber.MethodPost && c.Path() == importPath {
+		limit = maxImportBody
+	}
+	switch {
+	case n == -1:
+		// A body sent in chunks has no length to check first; no
+		// browser sends a form so. Its body is left unread, and the
+		// connection with it.
+		c.Context().SetConnectionClose()
+		return fiber.NewError(fiber.StatusLengthRequired, "a request body must say its length")
+	case n > limit:
+		c.Context().SetConnectionClose()
+		return fiber.ErrRequestEntityTooLarge
+	}
+	err := c.Next()
+	// The server reads the first 8 KB of a body with its headers. The
+	// rest of a longer one that the route did not read through (a
+	// redirect to sign in, a refusal, an upload's parts) would be read
+	// as the next request on the connection: it closes after this answer.
+	if n > readAhead && c.Request().IsBodyStream() {
+		c.Context().SetConnectionClose()
+	}
+	return err
+}
+
 // accessLog writes one line per request. Errors are logged by handleError.
 func (s *Server) accessLog(c *fiber.Ctx) error {
 	start := time.Now()

@@ -144,7 +144,11 @@ func New(d Deps) *fiber.App {
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          60 * time.Second,
 		IdleTimeout:           120 * time.Second,
-		BodyLimit:             25 << 20, // CSV imports are refused above 20 MB with a message
+		// A body is read as it is sent, once bodyLimit let it through (a
+		// request only claiming a large one costs nothing); an upload is
+		// read only by its route (the import's, for a signed-in user).
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
 		// The request line and headers: fasthttp's 4 KB refused (431) a
 		// search of 600 Cyrillic letters, 6 bytes each in the address.
 		ReadBufferSize: 16 << 10,
@@ -154,7 +158,7 @@ func New(d Deps) *fiber.App {
 		TrustedProxies:          d.Config.TrustedProxies,
 		EnableIPValidation:      true,
 	})
-	app.Use(s.requestID, s.metrics.HTTP(), s.accessLog, recover.New(), s.pageHeaders)
+	app.Use(s.requestID, s.metrics.HTTP(), s.accessLog, recover.New(), s.pageHeaders, s.bodyLimit)
 	// Assets are answered before sessions and CSRF: a response that shared
 	// caches may keep ("public, immutable") must not set or clear cookies.
 	app.Get(assetsRoute, s.asset)

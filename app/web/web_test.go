@@ -1,10 +1,18 @@
 package web_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +23,8 @@ import (
 
 	"rassylka/app/model"
 	"rassylka/app/testkit"
+	"rassylka/app/web"
+	"rassylka/app/web/form"
 )
 
 func TestLanding(t *testing.T) {
@@ -298,5 +308,116 @@ func TestNavigationMarksTheCurrentSection(t *testing.T) {
 		if want == "" && len(current) != 0 || want != "" && (len(current) != 1 || current[0] != want) {
 			t.Errorf("%s: navigation marks %v as current, want %q", path, current, want)
 		}
+	}
+}
+
+// A body larger than its route takes is refused before it is read: 413
+// for a form over MaxFormBytes (signed in or not), and for an import over
+// its bound; a body sent in chunks, with no length to check, 411. What a
+// mailing's largest form sends still goes through.
+func TestBodiesAreBounded(t *testing.T) {
+	e := newEnv(t)
+	anon := e.client()
+	anon.get(t, "/login")
+	big := strings.Repeat("x", web.MaxFormBytes)
+	for _, path := range []string{"/login", "/register", "/password/forgot", "/u/x", "/clients"} {
+		resp, body := anon.post(t, path, url.Values{"email": {"a"}, "pad": {big}})
+		wantStatus(t, resp, body, http.StatusRequestEntityTooLarge)
+		if !resp.Close {
+			t.Errorf("%s: the refusal keeps the connection whose body is left unread", path)
+		}
+	}
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	req := httptest.NewRequest(http.MethodPost, "/clients", io.MultiReader(strings.NewReader("email=b%40example.com&_csrf="), strings.NewReader("x")))
+	req.TransferEncoding = []string{"chunked"}
+	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body := c.send(t, req)
+	wantStatus(t, resp, body, http.StatusLengthRequired)
+
+	// A mailing's form choosing the most recipients a mailing takes, by
+	// ids of the longest kind, fits.
+	ids := make([]string, form.MaxRecipients)
+	for i := range ids {
+		ids[i] = strconv.Itoa(1_000_000_000 + i)
+	}
+	fields := url.Values{"message_id": {"1"}, "recipient_ids": {strings.Join(ids, ",")}, "picker": {"search"}}
+	if n := len(fields.Encode()); n >= web.MaxFormBytes {
+		t.Fatalf("a mailing's largest form is %d bytes, over the %d a form may send", n, web.MaxFormBytes)
+	}
+	resp, body = c.post(t, "/mailings", fields)
+	if resp.StatusCode == http.StatusRequestEntityTooLarge {
+		t.Fatalf("a mailing's largest form is refused as too large")
+	}
+}
+
+// A request claiming a large body costs the web process nothing until
+// the body is sent: twenty connections that say 4 MB and send a line
+// hold no 4 MB each.
+func TestClaimedBodiesCostNothing(t *testing.T) {
+	_, base := servedEnv(t)
+	host := strings.TrimPrefix(base, "http://")
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 20 {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprintf(conn, "POST /login HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\nemail=a", host, web.MaxFormBytes)
+	}
+	// The server has read what each connection sent by the time it
+	// answers a request sent after them, and a little more.
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(300 * time.Millisecond)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 20*web.MaxFormBytes/2 {
+		t.Errorf("20 connections claiming %d bytes each grew the heap by %d bytes", web.MaxFormBytes, grown)
+	}
+}
+
+// A body the route did not read (refused before it was needed) does not
+// spoil the connection it came on: the next request sent on it is
+// answered as itself, or the connection is closed after the refusal.
+func TestUnreadBodyLeavesTheConnectionSound(t *testing.T) {
+	_, base := servedEnv(t)
+	host := strings.TrimPrefix(base, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := strings.Repeat("x", 100<<10)
+	fmt.Fprintf(conn, "POST /clients HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%sGET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
+		host, len(body), body, host)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	first, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, first.Body)
+	first.Body.Close()
+	if first.StatusCode != http.StatusForbidden {
+		t.Fatalf("a post without a token: %d", first.StatusCode)
+	}
+	if first.Close {
+		return
+	}
+	next, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("the request after an unread body, on a connection kept open: %v", err)
+	}
+	next.Body.Close()
+	if next.StatusCode != http.StatusOK {
+		t.Errorf("the request after an unread body, on a connection kept open, answered %d", next.StatusCode)
 	}
 }

@@ -261,14 +261,16 @@ func sameWallClock(a, b time.Time) bool {
 		a.Second() == b.Second() && a.Nanosecond() == b.Nanosecond()
 }
 
+// parseIDs reads ids repeated and comma-joined, each once, in order, up to
+// one more than a mailing takes; bad says one was no id.
 func parseIDs(repeated []string, joined string) ([]int64, bool) {
 	seen := map[int64]bool{}
 	var out []int64
 	bad := false
 	add := func(s string) {
 		s = strings.TrimSpace(s)
-		if s == "" {
-			return
+		if s == "" || len(out) > MaxRecipients {
+			return // one over the most is enough to refuse the list
 		}
 		id, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || id < 1 {
@@ -283,7 +285,7 @@ func parseIDs(repeated []string, joined string) ([]int64, bool) {
 	for _, s := range repeated {
 		add(s)
 	}
-	for _, s := range strings.Split(joined, ",") {
+	for s := range strings.SplitSeq(joined, ",") {
 		add(s)
 	}
 	return out, bad
