@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strconv"
@@ -78,11 +79,18 @@ func (s *Server) bodyLimit(c *fiber.Ctx) error {
 	}
 	switch {
 	case n == -1:
-		// A body sent in chunks has no length to check first; no
-		// browser sends a form so. Its body is left unread, and the
-		// connection with it.
-		c.Context().SetConnectionClose()
-		return fiber.NewError(fiber.StatusLengthRequired, "a request body must say its length")
+		// A body sent in chunks says its length at its end only: it is
+		// read here, up to a form's bound. No browser sends a form or a
+		// file so; a mail provider's one-click unsubscribe may.
+		body, err := io.ReadAll(io.LimitReader(c.Request().BodyStream(), MaxFormBytes+1))
+		if err != nil || len(body) > MaxFormBytes {
+			c.Context().SetConnectionClose()
+			if err != nil {
+				return fiber.ErrBadRequest
+			}
+			return fiber.ErrRequestEntityTooLarge
+		}
+		c.Request().SetBodyRaw(body)
 	case n > limit:
 		c.Context().SetConnectionClose()
 		return fiber.ErrRequestEntityTooLarge

@@ -312,8 +312,8 @@ func TestNavigationMarksTheCurrentSection(t *testing.T) {
 }
 
 // A body larger than its route takes is refused before it is read: 413
-// for a form over MaxFormBytes (signed in or not), and for an import over
-// its bound; a body sent in chunks, with no length to check, 411. What a
+// for a form over MaxFormBytes (signed in or not); one sent in chunks,
+// with no length to check first, is read up to that bound. What a
 // mailing's largest form sends still goes through.
 func TestBodiesAreBounded(t *testing.T) {
 	e := newEnv(t)
@@ -327,13 +327,30 @@ func TestBodiesAreBounded(t *testing.T) {
 			t.Errorf("%s: the refusal keeps the connection whose body is left unread", path)
 		}
 	}
+	// A body sent in chunks is read up to a form's bound.
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
-	req := httptest.NewRequest(http.MethodPost, "/clients", io.MultiReader(strings.NewReader("email=b%40example.com&_csrf="), strings.NewReader("x")))
-	req.TransferEncoding = []string{"chunked"}
-	req.ContentLength = -1
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, body := c.send(t, req)
-	wantStatus(t, resp, body, http.StatusLengthRequired)
+	chunked := func(body ...io.Reader) (*http.Response, string) {
+		req := httptest.NewRequest(http.MethodPost, "/clients", io.MultiReader(body...))
+		req.TransferEncoding = []string{"chunked"}
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return c.send(t, req)
+	}
+	fields := url.Values{"email": {"chunked@example.com"}, "_csrf": {c.csrf(t)}}.Encode()
+	resp, body := chunked(strings.NewReader(fields))
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = chunked(strings.NewReader(fields+"&pad="), strings.NewReader(big))
+	wantStatus(t, resp, body, http.StatusRequestEntityTooLarge)
+	if !resp.Close {
+		t.Errorf("the refusal of a body sent in chunks keeps the connection")
+	}
+	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, e, "clients", ann.ID); n != 1 {
+		t.Errorf("%d clients after a body in chunks and one too large, want 1", n)
+	}
 
 	// A mailing's form choosing the most recipients a mailing takes, by
 	// ids of the longest kind, fits.
@@ -341,11 +358,11 @@ func TestBodiesAreBounded(t *testing.T) {
 	for i := range ids {
 		ids[i] = strconv.Itoa(1_000_000_000 + i)
 	}
-	fields := url.Values{"message_id": {"1"}, "recipient_ids": {strings.Join(ids, ",")}, "picker": {"search"}}
-	if n := len(fields.Encode()); n >= web.MaxFormBytes {
+	largest := url.Values{"message_id": {"1"}, "recipient_ids": {strings.Join(ids, ",")}, "picker": {"search"}}
+	if n := len(largest.Encode()); n >= web.MaxFormBytes {
 		t.Fatalf("a mailing's largest form is %d bytes, over the %d a form may send", n, web.MaxFormBytes)
 	}
-	resp, body = c.post(t, "/mailings", fields)
+	resp, body = c.post(t, "/mailings", largest)
 	if resp.StatusCode == http.StatusRequestEntityTooLarge {
 		t.Fatalf("a mailing's largest form is refused as too large")
 	}
