@@ -69,3 +69,13 @@ func (e *env) insertRun(t testing.TB, r *model.Run) *model.Run {
 	}
 	return r
 }
+
+// userID is the id of the user with that email.
+func userID(t testing.TB, e *env, email string) int64 {
+	t.Helper()
+	u, err := e.store.UserByEmail(context.Background(), email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}

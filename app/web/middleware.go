@@ -54,11 +54,11 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// Request bodies: the app reads a body only as it is sent (the server
-// streams it, see New), and bodyLimit refuses one larger than its route
-// takes before any of it is read, so that a request claiming a large body
-// costs the process nothing until it is sent, and then no more than its
-// route allows.
+// Request bodies: the server streams them (see New), and bodyLimit
+// refuses one larger than its route takes by its stated length, before
+// the app reads it, so that a request claiming a large body costs the
+// process nothing until it is sent, and then no more than its route
+// allows.
 const (
 	// MaxFormBytes bounds a form's body: the largest, a mailing's form
 	// with MaxRecipients ids, is about 1.3 MB.
@@ -72,17 +72,26 @@ const (
 )
 
 func (s *Server) bodyLimit(c *fiber.Ctx) error {
-	n := c.Request().Header.ContentLength()
+	req := c.Request()
+	if ce := req.Header.ContentEncoding(); len(ce) > 0 && string(ce) != "identity" {
+		// No browser compresses what it sends; a compressed body would
+		// be unpacked past any bound.
+		c.Context().SetConnectionClose()
+		return fiber.ErrUnsupportedMediaType
+	}
+	n := req.Header.ContentLength()
+	upload := c.Method() == fiber.MethodPost && c.Path() == importPath
 	limit := MaxFormBytes
-	if c.Method() == fiber.MethodPost && c.Path() == importPath {
+	if upload {
 		limit = maxImportBody
 	}
 	switch {
 	case n == -1:
 		// A body sent in chunks says its length at its end only: it is
 		// read here, up to a form's bound. No browser sends a form or a
-		// file so; a mail provider's one-click unsubscribe may.
-		body, err := io.ReadAll(io.LimitReader(c.Request().BodyStream(), MaxFormBytes+1))
+		// file so; a mail provider's one-click unsubscribe, or a proxy
+		// passing on an HTTP/2 request, may.
+		body, err := io.ReadAll(io.LimitReader(req.BodyStream(), MaxFormBytes+1))
 		if err != nil || len(body) > MaxFormBytes {
 			c.Context().SetConnectionClose()
 			if err != nil {
@@ -90,20 +99,37 @@ func (s *Server) bodyLimit(c *fiber.Ctx) error {
 			}
 			return fiber.ErrRequestEntityTooLarge
 		}
-		c.Request().SetBodyRaw(body)
+		req.SetBodyRaw(body)
 	case n > limit:
 		c.Context().SetConnectionClose()
 		return fiber.ErrRequestEntityTooLarge
+	case n > readAhead && !upload:
+		// The server reads the first 8 KB of a body with its headers; a
+		// form's rest is read here, as it arrives. A body cut short (a
+		// tab closed, a connection dropped) would read as one ending
+		// there: it is refused, not saved as far as it came.
+		if len(req.Body()) != n {
+			c.Context().SetConnectionClose()
+			return fiber.ErrBadRequest
+		}
+	case n > readAhead:
+		// An upload is read by its route, as a stream. What the route
+		// left of it (the whole file, when it answered before reading
+		// it: a sign-in page, a refusal) is read and dropped, however the
+		// route ended: a connection closed under an upload is reset, and
+		// the browser shows that instead of the answer; one kept open
+		// would read the rest as the next request.
+		defer func() {
+			if !req.IsBodyStream() {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.BodyStream()); err != nil {
+				c.Context().SetConnectionClose()
+			}
+			_ = req.CloseBodyStream()
+		}()
 	}
-	err := c.Next()
-	// The server reads the first 8 KB of a body with its headers. The
-	// rest of a longer one that the route did not read through (a
-	// redirect to sign in, a refusal, an upload's parts) would be read
-	// as the next request on the connection: it closes after this answer.
-	if n > readAhead && c.Request().IsBodyStream() {
-		c.Context().SetConnectionClose()
-	}
-	return err
+	return c.Next()
 }
 
 // accessLog writes one line per request. Errors are logged by handleError.

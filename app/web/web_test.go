@@ -2,10 +2,12 @@ package web_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -345,11 +347,7 @@ func TestBodiesAreBounded(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("the refusal of a body sent in chunks keeps the connection")
 	}
-	ann, err := e.store.UserByEmail(context.Background(), "ann@example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := countRows(t, e, "clients", ann.ID); n != 1 {
+	if n := countRows(t, e, "clients", userID(t, e, "ann@example.com")); n != 1 {
 		t.Errorf("%d clients after a body in chunks and one too large, want 1", n)
 	}
 
@@ -402,40 +400,111 @@ func TestClaimedBodiesCostNothing(t *testing.T) {
 	}
 }
 
-// A body the route did not read (refused before it was needed) does not
-// spoil the connection it came on: the next request sent on it is
-// answered as itself, or the connection is closed after the refusal.
+// A body its route did not read (refused before it was needed: a form
+// without its token, an upload sent after the session ended) does not
+// spoil the connection it came on: the answer comes on it, and so does
+// the answer to the next request sent on it.
 func TestUnreadBodyLeavesTheConnectionSound(t *testing.T) {
 	_, base := servedEnv(t)
+	host := strings.TrimPrefix(base, "http://")
+	var upload bytes.Buffer
+	w := multipart.NewWriter(&upload)
+	fw, _ := w.CreateFormFile("file", "c.csv")
+	_, _ = fw.Write(append([]byte("email\n"), bytes.Repeat([]byte("a@example.com\n"), 10_000)...))
+	_ = w.Close()
+	for _, tc := range []struct {
+		path, contentType, body string
+		want                    int
+	}{
+		{"/clients", "text/plain", strings.Repeat("x", 100<<10), http.StatusForbidden},
+		{"/clients/import", w.FormDataContentType(), upload.String(), http.StatusSeeOther},
+	} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%sGET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
+			tc.path, host, tc.contentType, len(tc.body), tc.body, host)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(conn)
+		for i, want := range []int{tc.want, http.StatusOK} {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("%s, answer %d: %v", tc.path, i+1, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want || resp.Close {
+				t.Errorf("%s, answer %d: %d (closing: %v), want %d on a connection kept", tc.path, i+1, resp.StatusCode, resp.Close, want)
+			}
+		}
+	}
+}
+
+// An upload sent anonymously, as after a session ended, is answered (a
+// redirect to sign in) however large it is within the import's bound: the
+// connection is not closed under it, which would reset it and lose the
+// answer.
+func TestUnreadUploadIsAnswered(t *testing.T) {
+	_, base := servedEnv(t)
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	fw, _ := w.CreateFormFile("file", "c.csv")
+	_, _ = fw.Write(append([]byte("email\n"), bytes.Repeat([]byte("a@example.com\n"), (10<<20)/14)...))
+	_ = w.Close()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/clients/import", bytes.NewReader(buf.Bytes()))
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i+1, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+			t.Fatalf("upload %d: %d to %q, want the sign-in page", i+1, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}
+
+// A body cut short (a tab closed, a connection dropped while a long
+// message was sent) is refused, not saved as far as it came; a body
+// compressed, which no browser sends, is refused unread.
+func TestBodyCutShortIsRefused(t *testing.T) {
+	e, base := servedEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	body := url.Values{"_csrf": {c.csrf(t)}, "subject": {"Cut short"}, "body": {strings.Repeat("a", 50_000) + " THE END"}}.Encode()
 	host := strings.TrimPrefix(base, "http://")
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	body := strings.Repeat("x", 100<<10)
-	fmt.Fprintf(conn, "POST /clients HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%sGET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n",
-		host, len(body), body, host)
+	var cookies []string
+	for k, v := range c.cookies {
+		cookies = append(cookies, k+"="+v)
+	}
+	fmt.Fprintf(conn, "POST /messages HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+		host, strings.Join(cookies, "; "), len(body), body[:30_000])
+	_ = conn.(*net.TCPConn).CloseWrite()
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	first, err := http.ReadResponse(r, nil)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, first.Body)
-	first.Body.Close()
-	if first.StatusCode != http.StatusForbidden {
-		t.Fatalf("a post without a token: %d", first.StatusCode)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a body cut short: %d, want 400", resp.StatusCode)
 	}
-	if first.Close {
-		return
+	if n := countRows(t, e, "messages", userID(t, e, "ann@example.com")); n != 0 {
+		t.Errorf("%d messages saved from a body cut short", n)
 	}
-	next, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatalf("the request after an unread body, on a connection kept open: %v", err)
-	}
-	next.Body.Close()
-	if next.StatusCode != http.StatusOK {
-		t.Errorf("the request after an unread body, on a connection kept open, answered %d", next.StatusCode)
-	}
+
+	req := httptest.NewRequest(http.MethodPost, "/messages", strings.NewReader("whatever"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, got := c.send(t, req)
+	wantStatus(t, resp, got, http.StatusUnsupportedMediaType)
 }
