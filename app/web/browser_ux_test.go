@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -624,7 +625,7 @@ func (b *browserUser) checkControls(page string) {
 	b.do("focus the tab", chromedp.Click(chromedp.CSS("footer small")))
 	invisible, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`(async () => {
 		const out = [];
-		const els = [...document.querySelectorAll("main a[href], main input:not([type=hidden],[type=file]), main select, main textarea, main button")].filter(el => el.offsetParent !== null && !el.disabled);
+		const els = [...document.querySelectorAll("main a[href], main input:not([type=hidden]), main select, main textarea, main button")].filter(el => el.offsetParent !== null && !el.disabled);
 		const look = el => { const s = getComputedStyle(el); return s.outlineStyle + " " + s.outlineWidth + " " + s.boxShadow; };
 		const checked = els.slice(0, 8);
 		document.activeElement?.blur(); // an autofocus field
@@ -1333,3 +1334,82 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 		t.Errorf("a form opened after its save says it was put back")
 	}
 }
+
+// Text reads against its background in both colour schemes: at least
+// 4.5:1 (3:1 when large), as WCAG 2.1 AA asks, on the pages a user sees
+// most, with a run's figures, badges and a chart on them.
+func TestBrowserTextContrast(t *testing.T) {
+	e, base := servedEnv(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	run := e.insertRun(t, &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 2, Succeeded: 1, Failed: 1})
+	if _, err := e.db.ExecContext(ctx, `INSERT INTO attempts (run_id, mailing_id, client_id, email, status, code, response, tries)
+		VALUES (?, ?, ?, ?, 'success', 250, '250 OK', 1), (?, ?, NULL, 'gone@example.com', 'failure', 550, '550 5.1.1 no such user', 1)`,
+		run.ID, o.mailing.ID, o.client.ID, o.client.Email, run.ID, o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	pages := []string{"/login", "/register"}
+	signedIn := []string{"/", "/clients", "/clients/" + id(o.client.ID), "/messages", "/messages/" + id(o.message.ID),
+		"/mailings", "/mailings/" + id(o.mailing.ID), "/mailings/" + id(o.mailing.ID) + "/attempts", "/stats", "/account"}
+	for _, scheme := range []string{"light", "dark"} {
+		if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+			t.Fatal(err)
+		}
+		for i, list := range [][]string{pages, signedIn} {
+			if i == 1 && scheme == "light" {
+				b.signIn("ann@example.com")
+			}
+			for _, p := range list {
+				b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+				low, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](lowContrastJS))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range low {
+					t.Errorf("%s, %s scheme: %s", p, scheme, l)
+				}
+			}
+		}
+	}
+}
+
+// lowContrastJS lists the page's text that reads below WCAG 2.1 AA
+// against the background it is drawn on (its own and its ancestors'
+// colours, blended; text over an image is left out).
+const lowContrastJS = `(() => {
+	const rgba = c => { const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return null;
+		const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+	const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+	const lum = c => { const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+		return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+	const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+	const backdrop = el => {
+		const layers = [];
+		for (let e = el; e; e = e.parentElement) {
+			const s = getComputedStyle(e);
+			if (s.backgroundImage !== "none") return null;
+			const c = rgba(s.backgroundColor);
+			if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+		}
+		return layers.reduceRight((bg, c) => over(c, bg), [255, 255, 255, 1]);
+	};
+	const out = [];
+	for (const el of document.body.querySelectorAll("*")) {
+		if (el.closest("svg, [hidden], :disabled, [aria-disabled=true]")) continue;
+		const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join("").trim();
+		const r = el.getBoundingClientRect();
+		if (!text || r.width <= 1 || r.height <= 1) continue;
+		const s = getComputedStyle(el);
+		if (s.visibility !== "visible" || parseFloat(s.opacity) === 0) continue;
+		const bg = backdrop(el), fg = rgba(s.color);
+		if (!bg || !fg) continue;
+		const size = parseFloat(s.fontSize), large = size >= 24 || (size >= 18.66 && parseInt(s.fontWeight) >= 700);
+		const got = ratio(over(fg, bg), bg);
+		if (got < (large ? 3 : 4.5)) out.push(el.tagName.toLowerCase() + (el.className ? "." + String(el.className).trim().replace(/\s+/g, ".") : "") +
+			" " + JSON.stringify(text.slice(0, 40)) + " " + got.toFixed(2) + ":1 (" + s.color + " on rgb(" + bg.slice(0, 3).map(Math.round).join(", ") + "))");
+	}
+	return out;
+})()`
