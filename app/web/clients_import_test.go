@@ -49,6 +49,21 @@ func startImport(t *testing.T, c *client, file []byte) string {
 	return to
 }
 
+// waitForABatch waits until the import's page says a batch of its rows is
+// in, while it goes on.
+func waitForABatch(t *testing.T, c *client, page string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, body := c.request(t, http.MethodGet, page, nil, true)
+		if strings.Contains(body, "(line ") {
+			return
+		}
+		if time.Now().After(deadline) || !strings.Contains(body, "import-progress") {
+			t.Fatalf("no batch imported:\n%.1000s", body)
+		}
+	}
+}
+
 // pollImport asks for the import's box as htmx polls it, until the answer
 // 286 says it has ended, and returns the last box and the progress bars
 // seen before it (value and max).
@@ -186,15 +201,7 @@ func TestClientsImportStopsWithTheServer(t *testing.T) {
 	const rows = 200_000
 	file := clientsCSV(rows)
 	page := startImport(t, c, file)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		_, body := c.request(t, http.MethodGet, page, nil, true)
-		if strings.Contains(body, "(line ") {
-			break // a batch is in
-		}
-		if time.Now().After(deadline) || !strings.Contains(body, "import-progress") {
-			t.Fatalf("no batch imported:\n%.1000s", body)
-		}
-	}
+	waitForABatch(t, c, page)
 	_ = e.app.ShutdownWithTimeout(10 * time.Second) // the app never listened: only the hooks run
 
 	// The next process shows what the last one did.
@@ -250,15 +257,7 @@ func TestClientsImportStopsWhenItsOwnerIsBlocked(t *testing.T) {
 	}
 	const rows = 200_000
 	page := startImport(t, c, clientsCSV(rows))
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		_, body := c.request(t, http.MethodGet, page, nil, true)
-		if strings.Contains(body, "(line ") {
-			break // a batch is in
-		}
-		if time.Now().After(deadline) || !strings.Contains(body, "import-progress") {
-			t.Fatalf("no batch imported:\n%.1000s", body)
-		}
-	}
+	waitForABatch(t, c, page)
 	resp, body := boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
 	wantStatus(t, resp, body, http.StatusSeeOther)
 	// The import's end is written where any web process reads it.

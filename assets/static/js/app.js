@@ -20,14 +20,21 @@ document.addEventListener("DOMContentLoaded", function () {
 // wrong in the flash area: the title and message of the error fragment
 // the server answered, or a word about the network.
 function showRequestError(text) {
+  showFlash(text, "error", "request-error", true);
+}
+// showFlash says text in the flash area, as the server's flashes are: an
+// error as an alert, anything else as a status; in place of what is
+// there, or after it.
+function showFlash(text, kind, testid, replace) {
   var box = document.getElementById("flash");
   if (!box) return;
   var div = document.createElement("div");
-  div.className = "flash error";
-  div.setAttribute("role", "alert");
-  div.dataset.testid = "request-error";
+  div.className = kind ? "flash " + kind : "flash";
+  div.setAttribute("role", kind === "error" ? "alert" : "status");
+  div.dataset.testid = testid;
   div.textContent = text;
-  box.replaceChildren(div);
+  if (replace) box.replaceChildren(div);
+  else box.appendChild(div);
 }
 document.addEventListener("htmx:responseError", function (e) {
   var xhr = e.detail.xhr;
@@ -139,14 +146,7 @@ document.addEventListener("DOMContentLoaded", function () {
   tellDraft("This form was not saved: you had been signed out, or the page was out of date. What you typed is back: check it and save again.");
 });
 function tellDraft(text) {
-  var box = document.getElementById("flash");
-  if (!box) return;
-  var div = document.createElement("div");
-  div.className = "flash";
-  div.setAttribute("role", "status");
-  div.dataset.testid = "draft-note";
-  div.textContent = text;
-  box.appendChild(div);
+  showFlash(text, "", "draft-note", false);
 }
 // restoreDraft puts a draft's fields back, by name and order; boxes are
 // ticked as they were sent. Each field then tells its change, for what
