@@ -1333,6 +1333,27 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=draft-note]").length`)); n != 0 {
 		t.Errorf("a form opened after its save says it was put back")
 	}
+
+	// Someone else signing in at the same screen gets an empty form.
+	newUser(t, e, "bob@example.com", model.RoleUser)
+	b.do("another message", chromedp.Navigate(base+"/messages/new"), chromedp.WaitVisible(chromedp.CSS("[data-testid=message-form]")),
+		chromedp.SendKeys(chromedp.CSS("#field-subject"), "Ann's secret"))
+	keys, err = e.redis.Keys(ctx, "session:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("session keys %v, %v", keys, err)
+	}
+	e.redis.Del(ctx, keys...)
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=draft-note]")`)
+	b.do("Bob signs in",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "bob@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
+	)
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/messages/new" && !!document.querySelector("[data-testid=message-form]")`)
+	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("#field-subject").value + (document.querySelector("[data-testid=draft-note]") ? " (noted)" : "") + (sessionStorage.getItem("draft") || "")`)); got != "" {
+		t.Errorf("another person signing in at the same screen finds %q", got)
+	}
 }
 
 // Text reads against its background in both colour schemes: at least

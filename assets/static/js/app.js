@@ -101,7 +101,8 @@ document.addEventListener("submit", function (e) {
 // after it shows where it went. When the post found the session ended
 // (the sign-in page comes next) or its token out of date (the refusal
 // page says so), the same form gets it back once its page is shown again
-// signed in, so nothing typed is lost. Any other page drops it.
+// to the same person signed in, so nothing typed is lost. Any other page
+// drops it, and so does an hour.
 var draftKey = "draft", draftKept = 60 * 60 * 1000;
 document.addEventListener("submit", function (e) {
   var f = e.target;
@@ -112,6 +113,7 @@ document.addEventListener("submit", function (e) {
   });
   sessionStorage.setItem(draftKey, JSON.stringify({
     at: location.pathname + location.search, action: f.getAttribute("action"), fields: fields, time: Date.now(),
+    user: document.body.dataset.user || "",
   }));
 });
 document.addEventListener("DOMContentLoaded", function () {
@@ -137,7 +139,9 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   sessionStorage.removeItem(draftKey);
-  if (!fresh || !d.keep || d.at !== location.pathname + location.search) return;
+  // Only its writer gets it back: someone else signing in at the same
+  // screen does not.
+  if (!fresh || !d.keep || d.at !== location.pathname + location.search || d.user !== document.body.dataset.user) return;
   var f = Array.prototype.find.call(document.querySelectorAll("form[data-draft]"), function (f) {
     return f.getAttribute("action") === d.action;
   });
