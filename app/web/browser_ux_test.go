@@ -122,11 +122,7 @@ func TestBrowserSessionExpiryMidHTMX(t *testing.T) {
 	b.signIn("ann@example.com")
 	b.do("open clients", chromedp.Navigate(base+"/clients?q=example"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
 	b.settled("[data-testid=next-page]")
-	keys, err := e.redis.Keys(context.Background(), "session:*").Result()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("session keys %v, %v", keys, err)
-	}
-	e.redis.Del(context.Background(), keys...)
+	endSessions(t, e)
 	b.do("page on", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=login-form]")`)
 	b.do("sign in again",
@@ -1269,11 +1265,7 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#field-subject"), "Spring news"),
 		chromedp.SendKeys(chromedp.CSS("#field-body"), "Dear {{name}}, spring is here."),
 	)
-	keys, err := e.redis.Keys(ctx, "session:*").Result()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("session keys %v, %v", keys, err)
-	}
-	e.redis.Del(ctx, keys...)
+	endSessions(t, e)
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" &&
 		/once you are signed in/.test(document.querySelector("[data-testid=draft-note]")?.textContent)`)
@@ -1338,11 +1330,7 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 	newUser(t, e, "bob@example.com", model.RoleUser)
 	b.do("another message", chromedp.Navigate(base+"/messages/new"), chromedp.WaitVisible(chromedp.CSS("[data-testid=message-form]")),
 		chromedp.SendKeys(chromedp.CSS("#field-subject"), "Ann's secret"))
-	keys, err = e.redis.Keys(ctx, "session:*").Result()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("session keys %v, %v", keys, err)
-	}
-	e.redis.Del(ctx, keys...)
+	endSessions(t, e)
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=draft-note]")`)
 	b.do("Bob signs in",
@@ -1371,20 +1359,17 @@ func TestBrowserTextContrast(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
-	pages := []string{"/login", "/register"}
-	signedIn := []string{"/", "/clients", "/clients/" + id(o.client.ID), "/messages", "/messages/" + id(o.message.ID),
-		"/mailings", "/mailings/" + id(o.mailing.ID), "/mailings/" + id(o.mailing.ID) + "/attempts", "/stats", "/account"}
-	for _, scheme := range []string{"light", "dark"} {
-		if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
-			t.Fatal(err)
-		}
-		for i, list := range [][]string{pages, signedIn} {
-			if i == 1 && scheme == "light" {
-				b.signIn("ann@example.com")
+	check := func(pages ...string) {
+		for _, scheme := range []string{"light", "dark"} {
+			if _, err := chromedp.Call(b.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+				Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}}}); err != nil {
+				t.Fatal(err)
 			}
-			for _, p := range list {
+			for _, p := range pages {
 				b.do("open "+p, chromedp.Navigate(base+p), chromedp.WaitReady(chromedp.CSS("footer")))
+				if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname + location.search`)); got != p {
+					t.Fatalf("%s shows %s", p, got)
+				}
 				low, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](lowContrastJS))
 				if err != nil {
 					t.Fatal(err)
@@ -1395,6 +1380,10 @@ func TestBrowserTextContrast(t *testing.T) {
 			}
 		}
 	}
+	check("/login", "/register", "/login?ended=expired", "/no-such-page")
+	b.signIn("ann@example.com")
+	check("/", "/clients", "/clients/"+id(o.client.ID), "/messages", "/messages/"+id(o.message.ID),
+		"/mailings", "/mailings/"+id(o.mailing.ID), "/mailings/"+id(o.mailing.ID)+"/attempts", "/stats", "/account")
 }
 
 // lowContrastJS lists the page's text that reads below WCAG 2.1 AA
@@ -1419,13 +1408,15 @@ const lowContrastJS = `(() => {
 	};
 	const out = [];
 	for (const el of document.body.querySelectorAll("*")) {
-		if (el.closest("svg, [hidden], :disabled, [aria-disabled=true]")) continue;
+		// In a chart, its labels: drawn in their fill, not their colour.
+		const drawn = el.closest("svg");
+		if ((drawn && el.tagName !== "text") || el.closest("[hidden], :disabled, [aria-disabled=true]")) continue;
 		const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join("").trim();
 		const r = el.getBoundingClientRect();
 		if (!text || r.width <= 1 || r.height <= 1) continue;
 		const s = getComputedStyle(el);
 		if (s.visibility !== "visible" || parseFloat(s.opacity) === 0) continue;
-		const bg = backdrop(el), fg = rgba(s.color);
+		const bg = backdrop(el), fg = rgba(drawn ? s.fill : s.color);
 		if (!bg || !fg) continue;
 		const size = parseFloat(s.fontSize), large = size >= 24 || (size >= 18.66 && parseInt(s.fontWeight) >= 700);
 		const got = ratio(over(fg, bg), bg);
@@ -1434,3 +1425,70 @@ const lowContrastJS = `(() => {
 	}
 	return out;
 })()`
+
+// endSessions ends every session, as a Redis wiped or a sign-out
+// elsewhere does.
+func endSessions(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := e.redis.Keys(ctx, "session:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("session keys %v, %v", keys, err)
+	}
+	e.redis.Del(ctx, keys...)
+}
+
+// A form shown again with its errors is at the address it was sent to (a
+// record's page): sent again after its session ended, it comes back on its
+// own page once signed in, with what was typed since. Sent with a token
+// out of date after someone else signed in in another tab, it is offered
+// back to no one.
+func TestBrowserFormKeptAfterItsErrors(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	newUser(t, e, "bob@example.com", model.RoleUser)
+	o := makeObjects(t, e, ann)
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	edit := "/clients/" + id(o.client.ID) + "/edit"
+	b.do("edit", chromedp.Navigate(base+edit), chromedp.WaitVisible(chromedp.CSS("[data-testid=client-edit-form]")))
+	b.do("a bad address", chromedp.SetValue(chromedp.CSS("#field-email"), "not-an-address"),
+		chromedp.Click(chromedp.CSS("[data-testid=client-edit-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/clients/`+id(o.client.ID)+`" && !!document.querySelector("[data-testid=client-edit-form] [aria-invalid=true]")`)
+	b.do("mended", chromedp.SetValue(chromedp.CSS("#field-email"), "mended@example.com"),
+		chromedp.SetValue(chromedp.CSS("#field-full_name"), "Typed After The Error"))
+	endSessions(t, e)
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=client-edit-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=draft-note]")`)
+	b.do("sign in again",
+		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
+		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "`+edit+`" && !!document.querySelector("[data-testid=draft-note]") &&
+		document.querySelector("#field-email").value === "mended@example.com" &&
+		document.querySelector("#field-full_name").value === "Typed After The Error"`)
+
+	// Ann's profile open here; in another tab Ann signs out and Bob in.
+	b.do("profile", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS("[data-testid=profile-form]")),
+		chromedp.SetValue(chromedp.CSS("[data-testid=profile-form] #field-full_name"), "Ann Private-Name"))
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(async () => {
+		const tok = document.querySelector("meta[name=csrf-token]").content;
+		await fetch("/logout", {method: "POST", body: new URLSearchParams({_csrf: tok}), credentials: "same-origin"});
+		const page = await (await fetch("/login", {credentials: "same-origin"})).text();
+		const tok2 = new DOMParser().parseFromString(page, "text/html").querySelector("meta[name=csrf-token]").content;
+		const r = await fetch("/login", {method: "POST", credentials: "same-origin",
+			body: new URLSearchParams({_csrf: tok2, email: "bob@example.com", password: "`+goodPassword+`", next: "/"})});
+		return r.url;
+	})()`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	b.do("save here", chromedp.Click(chromedp.CSS("[data-testid=profile-form] button[type=submit]")))
+	waitAcrossNavigation(t, b.ctx, `!!document.querySelector("[data-form-expired]")`)
+	if n, _ := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("[data-testid=draft-back]").length + (sessionStorage.getItem("draft") ? 1 : 0)`)); n != 0 {
+		t.Errorf("Ann's profile form, refused while Bob is signed in, is offered back or kept")
+	}
+	b.do("Bob's account", chromedp.Navigate(base+"/account"), chromedp.WaitVisible(chromedp.CSS("[data-testid=profile-form]")))
+	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("[data-testid=profile-form] #field-full_name").value`)); got == "Ann Private-Name" {
+		t.Errorf("Bob's profile form holds Ann's name")
+	}
+}

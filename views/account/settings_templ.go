@@ -93,7 +93,7 @@ func Settings(p layout.Page, v SettingsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, ")</p><div class=\"grid-2\"><article><h2>Profile</h2><form method=\"post\" action=\"/account\" novalidate data-testid=\"profile-form\" data-draft>")
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, ")</p><div class=\"grid-2\"><article><h2>Profile</h2><form method=\"post\" action=\"/account\" novalidate data-testid=\"profile-form\" data-draft=\"/account\">")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -107,12 +107,18 @@ var draftKey = "draft", draftKept = 60 * 60 * 1000;
 document.addEventListener("submit", function (e) {
   var f = e.target;
   if (e.defaultPrevented || !f.matches("form[data-draft]")) return;
-  var fields = [];
+  var fields = [], secret = { _csrf: true }; // and passwords: never kept
+  Array.prototype.forEach.call(f.elements, function (el) {
+    if (el.type === "password") secret[el.name] = true;
+  });
   new FormData(f).forEach(function (v, k) {
-    if (k !== "_csrf" && typeof v === "string") fields.push([k, v]);
+    if (!secret[k] && typeof v === "string") fields.push([k, v]);
   });
   sessionStorage.setItem(draftKey, JSON.stringify({
-    at: location.pathname + location.search, action: f.getAttribute("action"), fields: fields, time: Date.now(),
+    // The form's own page: one shown again with its errors is at the
+    // address it was sent to (a list, a record's page).
+    at: f.dataset.draft || location.pathname + location.search,
+    action: f.getAttribute("action"), fields: fields, time: Date.now(),
     user: document.body.dataset.user || "",
   }));
 });
@@ -122,9 +128,13 @@ document.addEventListener("DOMContentLoaded", function () {
   if (!d) return;
   var fresh = Date.now() - d.time < draftKept;
   var expired = document.querySelector("[data-form-expired]");
-  if (fresh && (location.pathname === "/login" || expired)) {
+  var sameUser = d.user === (document.body.dataset.user || "");
+  if (fresh && (location.pathname === "/login" || (expired && sameUser))) {
     d.keep = true;
     sessionStorage.setItem(draftKey, JSON.stringify(d));
+    // Signed in, the person goes back to the form's own page.
+    var next = document.querySelector("[data-testid=login-form] input[name=next]");
+    if (next) next.value = d.at;
     if (expired) {
       var p = document.createElement("p"), a = document.createElement("a");
       a.href = d.at;
@@ -141,7 +151,7 @@ document.addEventListener("DOMContentLoaded", function () {
   sessionStorage.removeItem(draftKey);
   // Only its writer gets it back: someone else signing in at the same
   // screen does not.
-  if (!fresh || !d.keep || d.at !== location.pathname + location.search || d.user !== document.body.dataset.user) return;
+  if (!fresh || !d.keep || !sameUser || d.at !== location.pathname + location.search) return;
   var f = Array.prototype.find.call(document.querySelectorAll("form[data-draft]"), function (f) {
     return f.getAttribute("action") === d.action;
   });
@@ -161,6 +171,7 @@ function restoreDraft(f, fields) {
   var nth = {};
   Array.prototype.forEach.call(f.elements, function (el) {
     if (!el.name || el.name === "_csrf" || el.disabled || /^(file|submit|button|reset)$/.test(el.type)) return;
+    if (el.matches("[data-picker-search]")) return; // the picker shows its first page, unsearched
     var vals = sent[el.name] || [];
     if (el.type === "checkbox" || el.type === "radio") {
       el.checked = vals.indexOf(el.value) >= 0;
