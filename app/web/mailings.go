@@ -344,7 +344,11 @@ func (s *Server) createMailing(c *fiber.Ctx) error {
 		if msg := recipientsRefusal(err); msg != "" {
 			errs["recipients"] = msg
 		} else if errors.Is(err, store.ErrDone) {
-			// The form sent twice: the mailing its first post created.
+			// The form sent twice: the mailing its first post created
+			// and planned, as it is now (it may have been switched off
+			// or have sent since).
+			s.setFlash(c, layout.FlashInfo, "This form was sent twice: the mailing was created once, here.")
+			return redirect(c, mailings.URL(m.ID))
 		} else if errors.Is(err, store.ErrMessageGone) {
 			errs["message_id"] = messageGone
 		} else if err != nil {
