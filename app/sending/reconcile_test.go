@@ -503,9 +503,10 @@ func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
 	now = start.AddDate(0, 0, 7).Add(time.Minute)
 	latestIs(first.ID, "due while switched off")
 	now = start.AddDate(0, 0, 12).Add(12 * time.Hour)
-	skipped, after, err := w.svc.SkipMissed(ctx, w.mailing.ID)
-	if err != nil || skipped == nil || !skipped.Equal(start.AddDate(0, 0, 7)) || after == nil || !after.Equal(start.AddDate(0, 0, 14)) {
-		t.Fatalf("skipped %v, next %v, %v", skipped, after, err)
+	skipped, err := w.svc.SkipMissed(ctx, w.mailing.ID)
+	if err != nil || skipped == nil || !skipped.First.Equal(start.AddDate(0, 0, 7)) || !skipped.Last.Equal(skipped.First) ||
+		skipped.Next == nil || !skipped.Next.Equal(start.AddDate(0, 0, 14)) {
+		t.Fatalf("skipped %+v, %v", skipped, err)
 	}
 	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false); err != nil {
 		t.Fatal(err)
@@ -543,7 +544,7 @@ func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
 
 	// Neither skips a send while the mailing could send: it is due now.
 	now = start.AddDate(0, 0, 28).Add(time.Minute)
-	if skipped, _, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
+	if skipped, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
 		t.Fatalf("skipped %v of a mailing switched on (%v)", skipped, err)
 	}
 	// Nor one that came due before it was switched off (waiting for a run
@@ -552,11 +553,24 @@ func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
 	if _, err := w.db.ExecContext(ctx, "UPDATE mailings SET disabled_at = ? WHERE id = ?", start.AddDate(0, 0, 28).Add(30*time.Second), w.mailing.ID); err != nil {
 		t.Fatal(err)
 	}
-	if skipped, _, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
+	if skipped, err := w.svc.SkipMissed(ctx, w.mailing.ID); err != nil || skipped != nil {
 		t.Fatalf("skipped %v, due before the mailing was switched off (%v)", skipped, err)
+	}
+	// But once another came due while it was off, that one is what would
+	// run (only the latest missed occurrence runs): it is skipped, and
+	// the one before it with it.
+	now = start.AddDate(0, 0, 36)
+	skipped, err = w.svc.SkipMissed(ctx, w.mailing.ID)
+	if err != nil || skipped == nil || !skipped.First.Equal(start.AddDate(0, 0, 28)) || !skipped.Last.Equal(start.AddDate(0, 0, 35)) ||
+		skipped.Next == nil || !skipped.Next.Equal(start.AddDate(0, 0, 42)) {
+		t.Fatalf("a send due before it was switched off, and another while it was off: skipped %+v, %v", skipped, err)
 	}
 	if err := w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, false); err != nil {
 		t.Fatal(err)
+	}
+	latestIs(second.ID, "switched on a week after a send due before it was switched off")
+	if got := next(); !got.Equal(start.AddDate(0, 0, 42)) {
+		t.Fatalf("next send %v", got)
 	}
 	// Nor the one send of a one-off mailing.
 	once := start.AddDate(0, 0, 29)
@@ -569,7 +583,7 @@ func TestSwitchedOnAfterADueTimeSkipsTheMissedSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = once.Add(time.Hour)
-	if skipped, _, err := w.svc.SkipMissed(ctx, one.ID); err != nil || skipped != nil {
+	if skipped, err := w.svc.SkipMissed(ctx, one.ID); err != nil || skipped != nil {
 		t.Fatalf("a one-off mailing's send skipped: %v (%v)", skipped, err)
 	}
 }

@@ -136,6 +136,28 @@ func NextAfter(start, end time.Time, r model.Repeat, loc *time.Location, t time.
 	return next, next.Before(end)
 }
 
+// NextBeforeFirstRun is the next occurrence of a mailing edited before its
+// first run (start, end and r as saved; was the start and repeat it had,
+// planned its next send): its first send, unless that is past, the start
+// left as it was (a past start cannot be chosen). Then the send planned
+// stays while it is inside the window and the repeat is the same, or is
+// due now (waiting for the workers); otherwise it is the first occurrence
+// after now. Sends skipped while the mailing was switched off are not
+// brought back by an edit.
+func NextBeforeFirstRun(start, end time.Time, r model.Repeat, loc *time.Location, wasStart time.Time, wasRepeat model.Repeat,
+	planned *time.Time, now time.Time) *time.Time {
+	if start.After(now) || !start.Equal(wasStart) {
+		return &start
+	}
+	if planned != nil && planned.Before(end) && (r == wasRepeat || !planned.After(now)) {
+		return planned
+	}
+	if next, ok := NextAfter(start, end, r, loc, now); ok {
+		return &next
+	}
+	return nil
+}
+
 // NextInWindow is a running mailing's next occurrence after its window
 // changed: the planned one while it is still inside the window, else, when
 // none was left, the first after now in the new window (nil: none).

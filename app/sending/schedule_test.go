@@ -163,3 +163,35 @@ func TestNextInWindowAfterAnEdit(t *testing.T) {
 		t.Fatalf("a one-off mailing sent by hand got its first send again: %v", got)
 	}
 }
+
+func TestNextBeforeFirstRun(t *testing.T) {
+	loc := time.UTC
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, loc)
+	end := start.AddDate(0, 2, 0)
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, loc)
+	skippedTo := time.Date(2026, 3, 5, 9, 0, 0, 0, loc) // a switch-on skipped the sends before it
+	later := now.Add(48 * time.Hour)
+	for _, c := range []struct {
+		name          string
+		start         time.Time
+		r             model.Repeat
+		planned, want *time.Time
+	}{
+		{"a new start in the future", later, model.RepeatDaily, &skippedTo, &later},
+		{"the past start kept: the send planned stays", start, model.RepeatDaily, &skippedTo, &skippedTo},
+		{"the past start kept, due now: it stays due", start, model.RepeatDaily, &start, &start},
+		{"the past start kept, the repeat changed: the first after now", start, model.RepeatWeekly, &skippedTo, ptr(start.AddDate(0, 0, 7))},
+		{"the past start kept, none planned: the first after now", start, model.RepeatDaily, nil, &skippedTo},
+	} {
+		got := NextBeforeFirstRun(c.start, end, c.r, loc, start, model.RepeatDaily, c.planned, now)
+		if (got == nil) != (c.want == nil) || got != nil && !got.Equal(*c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	// The window ends before the send planned: none is left after now.
+	if got := NextBeforeFirstRun(start, skippedTo, model.RepeatDaily, loc, start, model.RepeatDaily, &skippedTo, now); got != nil {
+		t.Errorf("the window shrunk before the send planned: %v", got)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -301,17 +301,27 @@ func (s *Service) start(ctx context.Context, mailingID int64, trigger model.Trig
 	return run, nil
 }
 
-// SkipMissed moves a repeating mailing's next send past now when it came
-// due while the mailing could not send (switched off, its owner blocked),
-// to be called before it can again: switched on days later, it sends at
-// its next occurrence, not at once with the one it missed. (The latest
-// occurrence missed while it could send, the workers down, still runs:
-// see LatestDue.) It returns the occurrence skipped (nil: none) and the
-// next (nil: none left in the window). A one-off mailing is left as it
+// Skipped is what SkipMissed skipped: the sends of a repeating mailing due
+// from First to Last (the same one, or several), and its next send (nil:
+// none left in its window).
+type Skipped struct {
+	First, Last time.Time
+	Next        *time.Time
+}
+
+// SkipMissed moves a repeating mailing's next send past now when the
+// occurrence that would run now came due while the mailing could not send
+// (switched off, its owner blocked), to be called before it can again:
+// switched on days later, it sends at its next occurrence, not at once
+// with one it missed. (Only the latest missed occurrence ever runs, see
+// LatestDue: one that came due while it could send, the workers down or
+// a run still sending, still runs if no other came due since.) It
+// returns what it skipped (nil: nothing). A one-off mailing is left as it
 // is: its one send is still to come.
-func (s *Service) SkipMissed(ctx context.Context, mailingID int64) (skipped, next *time.Time, err error) {
+func (s *Service) SkipMissed(ctx context.Context, mailingID int64) (*Skipped, error) {
 	now := s.now()
-	err = s.Store.InTx(ctx, func(tx *store.Store) error {
+	var skipped *Skipped
+	err := s.Store.InTx(ctx, func(tx *store.Store) error {
 		m, err := tx.LockMailing(ctx, mailingID)
 		if err != nil {
 			return err
@@ -320,28 +330,35 @@ func (s *Service) SkipMissed(ctx context.Context, mailingID int64) (skipped, nex
 		if err != nil {
 			return err
 		}
-		// Missed while it could not send: due since it was switched off,
-		// or its owner blocked. One due before (waiting for a run still
-		// sending, or for the workers) is left to run.
-		missed := func(since *time.Time) bool { return since != nil && !m.NextRunAt.Before(*since) }
-		if m.Repeat == model.RepeatOnce || m.Status == model.StatusFinished || m.NextRunAt == nil || m.NextRunAt.After(now) ||
-			!(missed(m.DisabledAt) || missed(owner.BlockedAt)) {
+		if m.Repeat == model.RepeatOnce || m.Status == model.StatusFinished || m.NextRunAt == nil || m.NextRunAt.After(now) {
 			return nil
 		}
-		skipped = m.NextRunAt
-		if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, now); ok {
-			next = &n
+		// What would run now: the latest occurrence due, or the planned
+		// one when none came due after it.
+		due := *m.NextRunAt
+		if latest, ok := LatestDue(m.StartsAt, m.EndsAt, m.Repeat, loc, now); ok && latest.After(due) {
+			due = latest
 		}
-		return tx.SetNextRun(ctx, m.ID, next, false)
+		// Missed while it could not send: due since it was switched off,
+		// or its owner blocked.
+		missed := func(since *time.Time) bool { return since != nil && !due.Before(*since) }
+		if !missed(m.DisabledAt) && !missed(owner.BlockedAt) {
+			return nil
+		}
+		skipped = &Skipped{First: *m.NextRunAt, Last: due}
+		if n, ok := NextAfter(m.StartsAt, m.EndsAt, m.Repeat, loc, now); ok {
+			skipped.Next = &n
+		}
+		return tx.SetNextRun(ctx, m.ID, skipped.Next, false)
 	})
 	if err != nil || skipped == nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s.Unplan(ctx, mailingID, skipped)
+	s.Unplan(ctx, mailingID, &skipped.First)
 	if err := s.planNext(ctx, mailingID); err != nil {
 		s.Log.WarnContext(ctx, "plan next run", "mailing_id", mailingID, "error", err.Error())
 	}
-	return skipped, next, nil
+	return skipped, nil
 }
 
 // SkipMissedOf is SkipMissed for each of the owner's repeating mailings
@@ -352,7 +369,7 @@ func (s *Service) SkipMissedOf(ctx context.Context, ownerID int64) error {
 		return err
 	}
 	for _, id := range ids {
-		if _, _, err := s.SkipMissed(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.SkipMissed(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}

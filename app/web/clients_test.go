@@ -1045,6 +1045,34 @@ func formValue(t *testing.T, c *client, path, name string) string {
 	return v
 }
 
+// pageForm is what the form sel on the page at path sends as it is: its
+// fields' values, its ticked boxes, its chosen options.
+func pageForm(t *testing.T, c *client, path, sel string) url.Values {
+	t.Helper()
+	f := c.page(t, path).Find(sel)
+	if f.Length() != 1 {
+		t.Fatalf("%s has no form %s", path, sel)
+	}
+	v := url.Values{}
+	f.Find("input[name], textarea[name], select[name]").Each(func(_ int, el *goquerySelection) {
+		name := el.AttrOr("name", "")
+		switch {
+		case el.Is("textarea"):
+			v.Add(name, strings.TrimPrefix(el.Text(), "\n"))
+		case el.Is("select"):
+			v.Add(name, el.Find("option[selected]").AttrOr("value", el.Find("option").First().AttrOr("value", "")))
+		case el.Is("[type=checkbox], [type=radio]"):
+			if _, on := el.Attr("checked"); on {
+				v.Add(name, el.AttrOr("value", "on"))
+			}
+		case el.Is("[type=submit], [type=button], [type=file]"):
+		default:
+			v.Add(name, el.AttrOr("value", ""))
+		}
+	})
+	return v
+}
+
 // Two tabs editing the same client or message: the second save, made on
 // the form as it was opened, no longer silently undoes the first. It is
 // refused with what was typed kept, saying so, and saving again (now on

@@ -608,8 +608,7 @@ func (s *Server) updateMailing(c *fiber.Ctx) error {
 			m.NextRunAt = sending.NextInWindow(m.StartsAt, m.EndsAt, m.Repeat, userLocation(u), r.NextRunAt, time.Now())
 		} else {
 			m.MessageID, m.StartsAt, m.Repeat = p.MessageID, p.StartsAt, p.Repeat
-			start := p.StartsAt
-			m.NextRunAt = &start
+			m.NextRunAt = sending.NextBeforeFirstRun(m.StartsAt, m.EndsAt, m.Repeat, userLocation(u), r.StartsAt, r.Repeat, r.NextRunAt, time.Now())
 		}
 		err := s.store.InTx(c.UserContext(), func(tx *store.Store) error {
 			if err := s.inlineMessage(c, tx, p, &m.MessageID); err != nil {
@@ -711,9 +710,9 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		// was off is skipped, not made at once, late (see SkipMissed).
 		// (Skipped too when the switch is refused, a manager's: the
 		// mailing stays off, and would skip that send when switched on.)
-		var skipped, next *time.Time
+		var skipped *sending.Skipped
 		if !disabled && cur.Disabled() {
-			if skipped, next, err = s.sending.SkipMissed(c.UserContext(), id); err != nil {
+			if skipped, err = s.sending.SkipMissed(c.UserContext(), id); err != nil {
 				return fmt.Errorf("skip missed send: %w", err)
 			}
 		}
@@ -738,7 +737,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 		} else {
 			s.plan(c, id)
 		}
-		note := switchNote(disabled, r, skipped, next, u.TimeZone)
+		note := switchNote(disabled, r, skipped, u.TimeZone)
 		if isHTMX(c) {
 			// On the mailing's own page the switch changes its actions too
 			// (Send now, Retry failed, the waiting progress box): reload it,
@@ -759,18 +758,21 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 // switchNote says what switching a mailing off or on did: on, whether
 // its send due while it was off is made now (a one-off) or was skipped
 // (a repeat: see sending.SkipMissed), and when the next is, in zone tz.
-func switchNote(disabled bool, r *store.MailingRow, skipped, next *time.Time, tz string) string {
+func switchNote(disabled bool, r *store.MailingRow, skipped *sending.Skipped, tz string) string {
 	switch {
 	case disabled:
 		return "Mailing disabled: it will not send until enabled again."
 	case r.Status == model.StatusFinished:
 		return "Mailing enabled. Its window has closed, so it sends no more."
-	case skipped != nil && next != nil:
-		return "Mailing enabled. Its send due " + formatTime(*skipped, tz) + ", while it was off, is skipped: the next is " +
-			formatTime(*next, tz) + ". Send now sends it at once."
 	case skipped != nil:
-		return "Mailing enabled. Its send due " + formatTime(*skipped, tz) +
-			", while it was off, is skipped, and its window closes before another. Send now sends it at once."
+		what := "Its send due " + formatTime(skipped.Last, tz) + ", while it was off, is skipped"
+		if !skipped.Last.Equal(skipped.First) {
+			what = "The sends it missed, due from " + formatTime(skipped.First, tz) + " to " + formatTime(skipped.Last, tz) + ", are skipped"
+		}
+		if skipped.Next == nil {
+			return "Mailing enabled. " + what + ", and its window closes before another. Send now sends it at once."
+		}
+		return "Mailing enabled. " + what + ": the next is " + formatTime(*skipped.Next, tz) + ". Send now sends it at once."
 	case r.NextRunAt != nil && !r.NextRunAt.After(time.Now()):
 		return "Mailing enabled. Its send, due while it was off, starts now."
 	}

@@ -1421,11 +1421,21 @@ func TestSwitchedOnTheMissedSendIsSkipped(t *testing.T) {
 	}
 	resp, body = c.post(t, path+"/enable", nil)
 	wantRedirect(t, resp, body, path)
-	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "while it was off, is skipped: the next is") {
-		t.Errorf("switched on after a missed send: %q", flash)
+	// The send planned and the two days after it, all due while it was off.
+	const at = "2006-01-02 15:04 MST"
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "The sends it missed, due from "+missed.Format(at)+" to "+
+		missed.Add(48*time.Hour).Format(at)+", are skipped: the next is "+missed.Add(72*time.Hour).Format(at)) {
+		t.Errorf("switched on after missed sends: %q", flash)
 	}
 	if got := nextSend(); !got.After(time.Now()) || !got.Equal(missed.Add(72*time.Hour)) {
 		t.Errorf("next send after switching on: %v, want %v", got, missed.Add(72*time.Hour))
+	}
+	// Saved again as it is (before its first run, its first send past),
+	// it does not bring back what was skipped.
+	resp, body = c.post(t, path, pageForm(t, c, path+"/edit", "[data-testid=mailing-form]"))
+	wantRedirect(t, resp, body, path)
+	if got := nextSend(); !got.Equal(missed.Add(72 * time.Hour)) {
+		t.Errorf("next send after an edit: %v, want %v", got, missed.Add(72*time.Hour))
 	}
 
 	stale()
