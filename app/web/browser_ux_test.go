@@ -125,11 +125,7 @@ func TestBrowserSessionExpiryMidHTMX(t *testing.T) {
 	endSessions(t, e)
 	b.do("page on", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=login-form]")`)
-	b.do("sign in again",
-		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
-		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
-		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
-	)
+	b.signInHere("ann@example.com")
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/clients" && !!document.querySelector("[data-testid=clients-table]")`)
 	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.pathname + location.search`)); !strings.Contains(got, "q=example") {
 		t.Errorf("back at %q, want the list as it was (q=example)", got)
@@ -1269,11 +1265,7 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" &&
 		/once you are signed in/.test(document.querySelector("[data-testid=draft-note]")?.textContent)`)
-	b.do("sign in again",
-		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
-		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
-		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
-	)
+	b.signInHere("ann@example.com")
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/messages/new" &&
 		/What you typed is back/.test(document.querySelector("[data-testid=draft-note]")?.textContent) &&
 		document.querySelector("#field-subject").value === "Spring news" &&
@@ -1333,11 +1325,7 @@ func TestBrowserFormKeptAcrossASessionEnd(t *testing.T) {
 	endSessions(t, e)
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=message-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=draft-note]")`)
-	b.do("Bob signs in",
-		chromedp.SendKeys(chromedp.CSS("#field-email"), "bob@example.com"),
-		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
-		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
-	)
+	b.signInHere("bob@example.com")
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/messages/new" && !!document.querySelector("[data-testid=message-form]")`)
 	if got, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("#field-subject").value + (document.querySelector("[data-testid=draft-note]") ? " (noted)" : "") + (sessionStorage.getItem("draft") || "")`)); got != "" {
 		t.Errorf("another person signing in at the same screen finds %q", got)
@@ -1460,10 +1448,7 @@ func TestBrowserFormKeptAfterItsErrors(t *testing.T) {
 	endSessions(t, e)
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=client-edit-form] button[type=submit]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/login" && !!document.querySelector("[data-testid=draft-note]")`)
-	b.do("sign in again",
-		chromedp.SendKeys(chromedp.CSS("#field-email"), "ann@example.com"),
-		chromedp.SendKeys(chromedp.CSS("#field-password"), goodPassword),
-		chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")))
+	b.signInHere("ann@example.com")
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "`+edit+`" && !!document.querySelector("[data-testid=draft-note]") &&
 		document.querySelector("#field-email").value === "mended@example.com" &&
 		document.querySelector("#field-full_name").value === "Typed After The Error"`)

@@ -144,7 +144,7 @@ document.addEventListener("DOMContentLoaded", function () {
       p.appendChild(a);
       expired.insertBefore(p, expired.querySelector("p:last-child"));
     } else {
-      tellDraft("What you typed is kept: once you are signed in, it is put back in the form.");
+      showFlash("What you typed is kept: once you are signed in, it is put back in the form.", "", "draft-note", false);
     }
     return;
   }
@@ -157,12 +157,11 @@ document.addEventListener("DOMContentLoaded", function () {
   });
   if (!f) return;
   restoreDraft(f, d.fields);
-  tellDraft("This form was not saved: you had been signed out, or the page was out of date. What you typed is back: check it and save again.");
+  showFlash("This form was not saved: you had been signed out, or the page was out of date. What you typed is back: check it and save again.",
+    "", "draft-note", false);
 });
-function tellDraft(text) {
-  showFlash(text, "", "draft-note", false);
-}
-// restoreDraft puts a draft's fields back, by name and order; boxes are
+// restoreDraft puts a draft's fields back, by name and order (a field it
+// does not hold, the token among them, keeps the page's value); boxes are
 // ticked as they were sent. Each field then tells its change, for what
 // follows it (the mailing form's new message box).
 function restoreDraft(f, fields) {
@@ -170,13 +169,11 @@ function restoreDraft(f, fields) {
   fields.forEach(function (kv) { (sent[kv[0]] = sent[kv[0]] || []).push(kv[1]); });
   var nth = {};
   Array.prototype.forEach.call(f.elements, function (el) {
-    if (!el.name || el.name === "_csrf" || el.disabled || /^(file|submit|button|reset)$/.test(el.type)) return;
+    if (!el.name || el.disabled || /^(file|submit|button|reset)$/.test(el.type)) return;
     if (el.matches("[data-picker-search]")) return; // the picker shows its first page, unsearched
     var vals = sent[el.name] || [];
     if (el.type === "checkbox" || el.type === "radio") {
       el.checked = vals.indexOf(el.value) >= 0;
-    } else if (el.multiple) {
-      Array.prototype.forEach.call(el.options, function (o) { o.selected = vals.indexOf(o.value) >= 0; });
     } else {
       var i = nth[el.name] = (nth[el.name] || 0) + 1;
       if (i > vals.length) return;
