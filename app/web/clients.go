@@ -186,22 +186,8 @@ func (s *Server) showClient(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, clients.Show(s.page(c, "Client "+r.Email), v))
 }
 
-// ownClient loads a client the viewer owns: anyone else's answers 404, a
-// manager's included (managers read others' clients but never change them).
-func (s *Server) ownClient(c *fiber.Ctx) (*store.ClientRow, error) {
-	id, err := pathID(c)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.store.ClientByID(c.UserContext(), store.Own(auth.UserID(c)), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fiber.ErrNotFound
-	}
-	return r, err
-}
-
 func (s *Server) editClient(c *fiber.Ctx) error {
-	r, err := s.ownClient(c)
+	r, err := own(c, s.store.ClientByID)
 	if err != nil {
 		return err
 	}
@@ -214,7 +200,7 @@ func (s *Server) editClient(c *fiber.Ctx) error {
 
 func (s *Server) updateClient(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	r, err := s.ownClient(c)
+	r, err := own(c, s.store.ClientByID)
 	if err != nil {
 		return err
 	}

@@ -529,24 +529,11 @@ func (s *Server) readableMailing(c *fiber.Ctx) (*store.MailingRow, error) {
 	return r, err
 }
 
-// ownMailing loads a mailing the viewer owns; anyone else's answers 404.
-func (s *Server) ownMailing(c *fiber.Ctx) (*store.MailingRow, error) {
-	id, err := pathID(c)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.store.MailingByID(c.UserContext(), store.Own(auth.UserID(c)), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fiber.ErrNotFound
-	}
-	return r, err
-}
-
 const finishedReadOnly = "This mailing has finished; it can no longer be changed."
 
 func (s *Server) editMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	r, err := s.ownMailing(c)
+	r, err := own(c, s.store.MailingByID)
 	if err != nil {
 		return err
 	}
@@ -572,7 +559,7 @@ func (s *Server) editMailing(c *fiber.Ctx) error {
 
 func (s *Server) updateMailing(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	r, err := s.ownMailing(c)
+	r, err := own(c, s.store.MailingByID)
 	if err != nil {
 		return err
 	}

@@ -127,7 +127,7 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 // for the unsubscribe link, which is each recipient's own. Like account
 // mail it goes by the worker, and counts toward no run or statistics.
 func (s *Server) sendTest(c *fiber.Ctx) error {
-	r, err := s.ownMessage(c)
+	r, err := own(c, s.store.MessageByID)
 	if err != nil {
 		return err
 	}
@@ -159,20 +159,8 @@ func (s *Server) sendTest(c *fiber.Ctx) error {
 // gets.
 const testUnsubscribeLink = "[each recipient's own link]"
 
-func (s *Server) ownMessage(c *fiber.Ctx) (*store.MessageRow, error) {
-	id, err := pathID(c)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.store.MessageByID(c.UserContext(), store.Own(auth.UserID(c)), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fiber.ErrNotFound
-	}
-	return r, err
-}
-
 func (s *Server) editMessage(c *fiber.Ctx) error {
-	r, err := s.ownMessage(c)
+	r, err := own(c, s.store.MessageByID)
 	if err != nil {
 		return err
 	}
@@ -181,7 +169,7 @@ func (s *Server) editMessage(c *fiber.Ctx) error {
 }
 
 func (s *Server) updateMessage(c *fiber.Ctx) error {
-	r, err := s.ownMessage(c)
+	r, err := own(c, s.store.MessageByID)
 	if err != nil {
 		return err
 	}
@@ -217,7 +205,7 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 
 func (s *Server) deleteMessage(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
-	r, err := s.ownMessage(c)
+	r, err := own(c, s.store.MessageByID)
 	if err != nil {
 		return err
 	}

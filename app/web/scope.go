@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"slices"
@@ -69,6 +70,22 @@ func pathID(c *fiber.Ctx) (int64, error) {
 		return 0, fiber.ErrNotFound
 	}
 	return id, nil
+}
+
+// own loads the object at the path's id that the viewer owns (byID is
+// the store's reader of one): anyone else's answers 404, a manager's
+// included (managers read others' objects but never change them).
+func own[T any](c *fiber.Ctx, byID func(context.Context, store.Scope, int64) (T, error)) (T, error) {
+	var none T
+	id, err := pathID(c)
+	if err != nil {
+		return none, err
+	}
+	r, err := byID(c.UserContext(), store.Own(auth.UserID(c)), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return none, fiber.ErrNotFound
+	}
+	return r, err
 }
 
 // pager builds the pager of a list at path with the request's query,

@@ -69,7 +69,7 @@ const (
 // mailing's page.
 func (s *Server) startRun(to runSource) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		r, err := s.ownMailing(c)
+		r, err := own(c, s.store.MailingByID)
 		if err != nil {
 			return err
 		}
