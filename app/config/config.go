@@ -31,6 +31,7 @@ type Config struct {
 	RedisURL          string
 	SMTPURL           string
 	MailFrom          string
+	mailFromGuessed   bool // MAIL_FROM was not set: MailFrom is defaultMailFrom's
 	BaseURL           string
 	Addr              string
 	SessionSecret     string  // signs CSRF tokens and unsubscribe links (not sessions: random ids in Redis)
@@ -65,6 +66,17 @@ type OAuthProvider struct {
 	Issuer string // OpenID Connect issuer URL (oidc only)
 }
 
+// defaultMailFrom is the From of a site that names none: no-reply at
+// BASE_URL's host (its own domain, rather than one no receiver could
+// check), or at localhost when that host is an address.
+func defaultMailFrom(baseURL string) string {
+	host := "localhost"
+	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
+		host = u.Hostname()
+	}
+	return "Rassylka <no-reply@" + host + ">"
+}
+
 // SecureCookies reports whether cookies must be marked Secure.
 func (c Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "https://") }
 
@@ -73,7 +85,6 @@ const (
 	DefaultDatabaseURL = "postgres://rassylka:rassylka@127.0.0.1:5432/rassylka?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 	DefaultSMTPURL     = "smtp://127.0.0.1:1025"
-	DefaultMailFrom    = "Rassylka <no-reply@localhost>"
 	DefaultBaseURL     = "http://localhost:8080"
 	DefaultAddr        = ":8080"
 	// DefaultWorkerMetricsAddr is local only: expose it deliberately.
@@ -114,7 +125,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 	c := Config{
 		Env:               get("APP_ENV", "development"),
-		MailFrom:          get("MAIL_FROM", DefaultMailFrom),
+		MailFrom:          get("MAIL_FROM", ""),
 		Addr:              get("ADDR", DefaultAddr),
 		MailConcurrency:   getInt("MAIL_CONCURRENCY", 4),
 		WorkerConcurrency: getInt("WORKER_CONCURRENCY", 10),
@@ -230,6 +241,9 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, err)
 	} else if c.BaseURL, err = asciiHost("BASE_URL", c.BaseURL); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MailFrom == "" {
+		c.MailFrom, c.mailFromGuessed = defaultMailFrom(c.BaseURL), true
 	}
 	errs = append(errs, checkListenAddr("WORKER_METRICS_ADDR", c.WorkerMetricsAddr))
 	return c, errors.Join(errs...)
@@ -354,6 +368,9 @@ func (c Config) Warnings() []string {
 	var w []string
 	if c.Production() && !c.SecureCookies() {
 		w = append(w, "BASE_URL is not https: session cookies are not marked Secure, and the unsubscribe links mailed (List-Unsubscribe, which RFC 8058 wants on https) go over plain http")
+	}
+	if c.Production() && c.mailFromGuessed {
+		w = append(w, "MAIL_FROM is not set: mail goes from "+c.MailFrom+"; set it to an address your mail server may send from (its SPF and DKIM), or receivers may refuse it")
 	}
 	if c.Production() && c.MetricsToken == "" {
 		w = append(w, "METRICS_TOKEN is not set: /metrics answers anyone who reaches it, on the web's public address too (queue sizes, request counts and times)")

@@ -48,6 +48,7 @@ func TestProductionRequiresSettings(t *testing.T) {
 		"BASE_URL":       "https://mail.example.com/",
 		"SMTP_URL":       "smtps://user:pass@smtp.example.com:465",
 		"METRICS_TOKEN":  "m",
+		"MAIL_FROM":      "News <news@example.com>",
 	}))
 	if err != nil {
 		t.Fatalf("complete production config: %v", err)
@@ -82,6 +83,45 @@ func TestProductionRequiresSettings(t *testing.T) {
 	c.Env, c.BaseURL = "development", "http://mail.example.com"
 	if w := c.Warnings(); len(w) != 0 {
 		t.Errorf("warnings of a development config on http without METRICS_TOKEN: %q", w)
+	}
+}
+
+// Without MAIL_FROM mail goes from the site's own domain, never from
+// localhost on a site that has one; production warns that it was not set.
+func TestMailFromDefaultsToTheSitesDomain(t *testing.T) {
+	for baseURL, want := range map[string]string{
+		"":                         "Rassylka <no-reply@localhost>",
+		"http://localhost:8080":    "Rassylka <no-reply@localhost>",
+		"http://127.0.0.1:8080":    "Rassylka <no-reply@localhost>",
+		"http://[::1]:8080":        "Rassylka <no-reply@localhost>",
+		"https://mail.example.com": "Rassylka <no-reply@mail.example.com>",
+		"https://Рассылка.рф/":     "Rassylka <no-reply@xn--80aa3adxha4f.xn--p1ai>",
+	} {
+		c, err := Load(env(map[string]string{"BASE_URL": baseURL}))
+		if err != nil || c.MailFrom != want {
+			t.Errorf("BASE_URL %q: MailFrom = %q, %v; want %q", baseURL, c.MailFrom, err, want)
+		}
+		if w := c.Warnings(); len(w) != 0 {
+			t.Errorf("BASE_URL %q: warnings in development: %q", baseURL, w)
+		}
+	}
+	prod := map[string]string{
+		"APP_ENV":        "production",
+		"SESSION_SECRET": strings.Repeat("s", 40),
+		"BASE_URL":       "https://mail.example.com",
+		"SMTP_URL":       "smtp://smtp.example.com:587",
+		"METRICS_TOKEN":  "m",
+	}
+	c, err := Load(env(prod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "MAIL_FROM is not set: mail goes from Rassylka <no-reply@mail.example.com>") {
+		t.Errorf("warnings of a production config without MAIL_FROM: %q", w)
+	}
+	prod["MAIL_FROM"] = "News <news@example.com>"
+	if c, err = Load(env(prod)); err != nil || c.MailFrom != prod["MAIL_FROM"] || len(c.Warnings()) != 0 {
+		t.Errorf("MAIL_FROM set: %q, %v, warnings %q", c.MailFrom, err, c.Warnings())
 	}
 }
 
