@@ -36,6 +36,7 @@ type Sender struct {
 	host    string
 	opts    []gomail.Option
 	from    netmail.Address
+	utf8    bool // from has more than ASCII before the @: every mail asks for SMTPUTF8
 	idHost  string
 	timeout time.Duration
 }
@@ -62,7 +63,7 @@ func NewSender(smtpURL, from, messageIDHost string) (*Sender, error) {
 	if a, ok := model.ASCIIDomain(host); ok {
 		host = a
 	}
-	s := &Sender{host: u.Hostname(), from: *fromAddr, idHost: host, timeout: DefaultTimeout}
+	s := &Sender{host: u.Hostname(), from: *fromAddr, utf8: needsSMTPUTF8(fromAddr.Address), idHost: host, timeout: DefaultTimeout}
 	helo := host // the site's host names us to servers (EHLO), not the machine's name
 	switch {
 	case host == "":
@@ -211,9 +212,11 @@ func (s *Sender) Send(ctx context.Context, m Message) (string, error) {
 	defer c.quit()
 	// An address with more than ASCII before the @ only to a server that
 	// takes it (see Pool.Send).
-	if !c.utf8 && needsSMTPUTF8(m.To.Address) {
+	utf8Needed := needsSMTPUTF8(m.To.Address)
+	if !c.utf8 && utf8Needed {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, errNoSMTPUTF8)
 	}
+	c.sc.SkipSMTPUTF8(!utf8Needed && !s.utf8)
 	if err := c.c.SendWithSMTPClient(c.sc, msg); err != nil && !msg.IsDelivered() {
 		return "", fmt.Errorf("send mail to %s: %w", m.To.Address, err)
 	}

@@ -110,13 +110,16 @@ func (p *Pool) send(ctx context.Context, m Message) Result {
 	defer func() { <-p.slots }()
 
 	// An address with more than ASCII before the @ (its domain is sent in
-	// ASCII) may be sent only to a server that announces SMTPUTF8, which
-	// go-mail then asks for: to another, it would break the protocol.
+	// ASCII) may be sent only to a server that announces SMTPUTF8, asking
+	// for it: to another, it would break the protocol.
 	utf8Needed := needsSMTPUTF8(m.To.Address)
 	send := func(c *conn) error {
 		if utf8Needed && !c.utf8 {
 			return errNoSMTPUTF8
 		}
+		// Asked for only when the address needs it: a relay that took
+		// SMTPUTF8 could not pass the mail on to a server without it.
+		c.sc.SkipSMTPUTF8(!utf8Needed && !p.s.utf8)
 		return c.c.SendWithSMTPClient(c.sc, msg)
 	}
 	c, reused, err := p.conn(ctx)

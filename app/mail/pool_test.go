@@ -599,9 +599,15 @@ func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	if r := send("ünï@пример.рф"); r.Class != rmail.Delivered {
 		t.Fatalf("to a server with SMTPUTF8: %+v", r)
 	}
-	if got := sink.Messages(); len(got) != 1 || got[0].To[0] != "ünï@xn--e1afmkfd.xn--p1ai" {
+	// Asked for by the mail that needs it only: a relay that took it could
+	// not pass the mail on to a server without it.
+	if r := send("plain@example.com"); r.Class != rmail.Delivered {
+		t.Fatalf("an ASCII address to a server with SMTPUTF8: %+v", r)
+	}
+	if got := sink.Messages(); len(got) != 2 || got[0].To[0] != "ünï@xn--e1afmkfd.xn--p1ai" || !got[0].UTF8 || got[1].UTF8 {
 		t.Fatalf("received %+v", got)
 	}
+	sink.Reset()
 
 	if err := sink.Down(); err != nil {
 		t.Fatal(err)
@@ -620,7 +626,7 @@ func TestPoolNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	if r := send("ünï@пример.рф"); r.Class != rmail.Permanent {
 		t.Errorf("again, on a connection open: %+v", r)
 	}
-	if got := sink.Messages(); len(got) != 2 || got[1].To[0] != "plain@example.com" {
+	if got := sink.Messages(); len(got) != 1 || got[0].To[0] != "plain@example.com" {
 		t.Errorf("received %+v", got)
 	}
 }
@@ -637,6 +643,12 @@ func TestSenderNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 	if _, err := sender.Send(context.Background(), msg); err != nil {
 		t.Fatalf("to a server with SMTPUTF8: %v", err)
 	}
+	if _, err := sender.Send(context.Background(), rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: "Confirm", Text: "Hello"}); err != nil {
+		t.Fatalf("an ASCII address to a server with SMTPUTF8: %v", err)
+	}
+	if got := sink.Messages(); len(got) != 2 || !got[0].UTF8 || got[1].UTF8 {
+		t.Fatalf("SMTPUTF8 asked for: %+v", got)
+	}
 	noSMTPUTF8(t, sink)
 	sink.Reset()
 	_, err := sender.Send(context.Background(), msg)
@@ -647,6 +659,28 @@ func TestSenderNonASCIIAddressNeedsSMTPUTF8(t *testing.T) {
 		t.Errorf("an ASCII address at an internationalized domain: %v", err)
 	}
 	if got := sink.Messages(); len(got) != 1 || got[0].To[0] != "ann@xn--e1afmkfd.xn--p1ai" {
+		t.Errorf("received %+v", got)
+	}
+}
+
+// A From with more than ASCII before the @ asks for SMTPUTF8 with every
+// mail, whatever the recipient's address.
+func TestNonASCIIFromAsksForSMTPUTF8(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender, err := rmail.NewSender(sink.URL(), "Почта <почта@shop.example>", "shop.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := rmail.Message{To: mail.Address{Address: "ann@example.com"}, Subject: "Hi", Text: "Hello"}
+	if _, err := sender.Send(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	pool := rmail.NewPool(sender, 1, nil)
+	t.Cleanup(pool.Close)
+	if r := pool.Send(context.Background(), msg); r.Class != rmail.Delivered {
+		t.Fatalf("pooled: %+v", r)
+	}
+	if got := sink.Messages(); len(got) != 2 || !got[0].UTF8 || !got[1].UTF8 || got[1].From != "почта@shop.example" {
 		t.Errorf("received %+v", got)
 	}
 }

@@ -26,6 +26,7 @@ type Received struct {
 	ID   int
 	Helo string // the name the client gave in EHLO (or HELO)
 	From string
+	UTF8 bool // MAIL asked for SMTPUTF8
 	To   []string
 	Data []byte
 	At   time.Time
@@ -273,11 +274,13 @@ func (s *Server) Wait(ctx context.Context, n int) ([]Received, error) {
 	}
 }
 
-func (s *Server) store(helo, from string, to []string, data []byte) {
+// store keeps the message of se's transaction.
+func (s *Server) store(se *session, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nextID++
-	s.msgs = append(s.msgs, Received{ID: s.nextID, Helo: helo, From: from, To: to, Data: data, At: time.Now()})
+	s.msgs = append(s.msgs, Received{ID: s.nextID, Helo: se.conn.Hostname(), From: se.from, UTF8: se.utf8,
+		To: append([]string(nil), se.to...), Data: data, At: time.Now()})
 	close(s.notify)
 	s.notify = make(chan struct{})
 }
@@ -370,7 +373,7 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if cut == CutAfter {
 		if len(se.to) > 0 {
-			se.s.store(se.conn.Hostname(), se.from, append([]string(nil), se.to...), data)
+			se.s.store(se, data)
 		}
 		se.conn.Close()
 		return errors.New("connection cut")
@@ -384,6 +387,6 @@ func (se *session) Data(r io.Reader) error {
 	if len(se.to) == 0 {
 		return errors.New("no recipients")
 	}
-	se.s.store(se.conn.Hostname(), se.from, append([]string(nil), se.to...), data)
+	se.s.store(se, data)
 	return nil
 }
