@@ -5,7 +5,6 @@ package mail
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -129,11 +128,17 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	// announces SMTPUTF8, and one that does not may refuse it as bad
 	// syntax (a 5.1.3, which would mark the client hard-bounced). The part
 	// before the @ is left as it is: in UTF-8 it needs such a server anyway.
-	msg.AddToMailAddress(&netmail.Address{Name: OneLine(m.To.Name), Address: model.ASCIIEmail(to.Address)})
+	addr := model.ASCIIEmail(to.Address)
+	// The envelope's recipient; the To header is written below. (go-mail
+	// takes a Bcc's address for the envelope and writes no header of it.)
+	if err := msg.AddBcc(addr); err != nil {
+		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
+	}
+	msg.SetGenHeaderPreformatted(gomail.Header(gomail.HeaderTo), toHeader(OneLine(m.To.Name), addr))
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("build mail: subject has a line break")
 	}
-	msg.Subject(foldable(OneLine(m.Subject)))
+	msg.SetGenHeaderPreformatted(gomail.HeaderSubject, fold("Subject", textWords(OneLine(m.Subject), "Subject")))
 	msg.SetDate()
 	msg.SetMessageIDWithValue(newMessageID(s.idHost))
 	for k, v := range m.Headers {
@@ -169,32 +174,114 @@ func isFoldingSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || 
 // 2.1.1).
 const maxLine = 998
 
-// foldable returns subject as encoded words (RFC 2047) of at most 45 bytes
-// each when a word of it is too long for a header line: go-mail folds only
-// at spaces, and left it on one line over 998 octets (placeholders filled
-// with long names, side by side). So it does when the subject holds what
-// a mail program would read as an encoded word ("=?utf-8?q?Hi?=" shows as
-// "Hi"): go-mail leaves ASCII as it is. Other subjects are left to go-mail.
-func foldable(subject string) string {
-	long := strings.Contains(subject, "=?")
-	if len("Subject: ")+len(subject) > maxLine {
-		for w := range strings.SplitSeq(subject, " ") {
-			long = long || len("Subject: ")+len(w) > maxLine
+// Headers a recipient reads (Subject, the name in To) are written here
+// rather than by go-mail, which folded a value before its first word when
+// that word was long (an encoded word of a subject beyond ASCII, from about
+// 17 characters on): "Subject:" on a line of its own, which readers that
+// keep the fold's space showed as a subject starting with one. Text beyond
+// printable ASCII, or that a mail program would read as an encoded word
+// ("=?utf-8?q?Hi?=" shows as "Hi"), goes as encoded words (RFC 2047), each
+// fitting its line; other text as it is, folded at its spaces.
+
+// fold writes a header's words (the value split at its spaces) folded
+// into lines of at most 78 characters where the words allow it, the first
+// word always on the header's own line. No line is over 998 (RFC 5322,
+// 2.1.1): a word that long is given as encoded words (see textWords).
+func fold(name string, words []string) string {
+	var b strings.Builder
+	line := len(name) + 2 // "Name: "
+	for i, w := range words {
+		if i > 0 {
+			if line+1+len(w) > 78 {
+				b.WriteString("\r\n ")
+				line = 1
+			} else {
+				b.WriteByte(' ')
+				line++
+			}
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
+}
+
+// textWords splits text for fold: at its spaces when it is plain,
+// otherwise into encoded words, the first fitting the line of header name.
+func textWords(text, name string) []string {
+	if plain(text) {
+		return strings.Split(text, " ")
+	}
+	return encodedWords(text, name)
+}
+
+// plain reports whether text may go in a header as it is: printable
+// ASCII, no word a line could not hold, nothing that reads as an encoded
+// word.
+func plain(text string) bool {
+	for i := 0; i < len(text); i++ {
+		if text[i] < ' ' || text[i] > '~' {
+			return false
 		}
 	}
-	if !long {
-		return subject
+	if strings.Contains(text, "=?") {
+		return false
 	}
+	for w := range strings.SplitSeq(text, " ") {
+		if len(w) > maxLine-len("Subject: ") {
+			return false
+		}
+	}
+	return true
+}
+
+// encodedWords writes text as Q-encoded words (RFC 2047) of at most 75
+// characters, the first short enough to follow "name: " on its line, no
+// character split between two. Only letters, digits and !*+-/ go as they
+// are, so the words may stand in a name (a phrase, 5.3) as in a subject;
+// a space is "_".
+func encodedWords(text, name string) []string {
+	const open, end, hex = "=?UTF-8?q?", "?=", "0123456789ABCDEF"
+	room := min(75, 78-len(name)-2) - len(open) - len(end)
 	var words []string
-	for rest := subject; rest != ""; {
-		n := min(len(rest), 45)
-		for n < len(rest) && n > 1 && !utf8.RuneStart(rest[n]) {
-			n-- // a character is not split between words
+	var w, enc []byte
+	for _, r := range text {
+		enc = enc[:0]
+		switch {
+		case r == ' ':
+			enc = append(enc, '_')
+		case r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!*+-/", r):
+			enc = append(enc, byte(r))
+		default:
+			for _, c := range utf8.AppendRune(nil, r) {
+				enc = append(enc, '=', hex[c>>4], hex[c&15])
+			}
 		}
-		words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(rest[:n]))+"?=")
-		rest = rest[n:]
+		if len(w) > 0 && len(w)+len(enc) > room {
+			words = append(words, open+string(w)+end)
+			w = w[:0]
+			room = 75 - len(open) - len(end)
+		}
+		w = append(w, enc...)
 	}
-	return strings.Join(words, " ")
+	if len(w) > 0 || len(words) == 0 {
+		words = append(words, open+string(w)+end)
+	}
+	return words
+}
+
+// toHeader is the To header of a mail to addr for the recipient named
+// name: the name quoted as net/mail quotes it, or as encoded words.
+func toHeader(name, addr string) string {
+	a := (&netmail.Address{Address: addr}).String()
+	switch {
+	case name == "":
+		return a
+	case plain(name):
+		q := (&netmail.Address{Name: name, Address: addr}).String()
+		return fold("To", strings.Split(q, " "))
+	}
+	return fold("To", append(encodedWords(name, "To"), a))
 }
 
 // Send delivers m in its own SMTP conversation and returns the server's

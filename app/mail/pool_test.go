@@ -293,6 +293,60 @@ func TestSenderFoldsLongSubjectWords(t *testing.T) {
 	}
 }
 
+// A subject and a recipient's name start on their header's own line,
+// whatever their length or letters: one folded before its first word
+// ("Subject:" alone on a line, as go-mail wrote a subject beyond ASCII from
+// 17 characters on) read with a leading space in readers that keep the
+// fold's. Lines stay within 78 characters, and every value reads back as
+// typed, a name that looks like an encoded word too (it was sent as it
+// is, and mail programs showed "Admin").
+func TestSenderStartsHeadersOnTheirOwnLine(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender := shopSender(t, sink, "shop.example")
+	cases := []struct{ name, subject string }{
+		{"Иван Петров", "Hello Иван Петров"},
+		{"Ann Lee", "Привет, " + strings.Repeat("Иван ", 40) + "😀"},
+		{"=?utf-8?q?Admin?=", strings.Repeat("x", 66)},
+		{strings.Repeat("Ann Lee-Smith ", 12), strings.TrimSpace(strings.Repeat("News for you ", 12))},
+		{"李小龍 (Bruce) \"Lee\"", "李小龍"},
+	}
+	for _, c := range cases {
+		msg := rmail.Message{To: mail.Address{Name: c.name, Address: "ann@example.com"}, Subject: c.subject, Text: "Hello"}
+		if _, err := sender.WithTimeout(2*time.Second).Send(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := sink.Messages()
+	if len(msgs) != len(cases) {
+		t.Fatalf("%d messages received, want %d", len(msgs), len(cases))
+	}
+	for i, m := range msgs {
+		c := cases[i]
+		head, _, _ := strings.Cut(string(m.Data), "\r\n\r\n")
+		for _, line := range strings.Split(head, "\r\n") {
+			if name, value, ok := strings.Cut(line, ":"); ok && (name == "Subject" || name == "To") && strings.TrimSpace(value) == "" {
+				t.Errorf("%s folded before its value:\n%s", name, head)
+			}
+			if len(line) > 78 && !strings.HasPrefix(line, "List-Unsubscribe:") {
+				t.Errorf("a line of %d characters: %q", len(line), line)
+			}
+		}
+		if got, err := new(mime.WordDecoder).DecodeHeader(m.Header().Get("Subject")); err != nil || got != c.subject {
+			t.Errorf("subject reads %q, %v; want %q", got, err, c.subject)
+		}
+		to, err := m.Header().AddressList("To")
+		if err != nil || len(to) != 1 || to[0].Name != strings.TrimSpace(c.name) || to[0].Address != "ann@example.com" {
+			t.Errorf("To %q reads %v, %v; want %q", m.Header().Get("To"), to, err, c.name)
+		}
+		if len(m.To) != 1 || m.To[0] != "ann@example.com" {
+			t.Errorf("envelope to %v", m.To)
+		}
+	}
+	if raw := string(msgs[2].Data); strings.Contains(raw, "=?utf-8?q?Admin?=") {
+		t.Errorf("a name that reads as an encoded word went as it is:\n%s", raw)
+	}
+}
+
 // The Message-ID is on the BASE_URL host, an IPv6 address in brackets: the
 // part after "@" is a domain or a domain literal (RFC 5322, 3.6.4).
 func TestSenderMessageIDOnAnIPv6Host(t *testing.T) {
