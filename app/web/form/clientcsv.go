@@ -261,7 +261,7 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 	if r.FullName, msg = Line(name, false, 200, "a name"); msg != "" {
 		return "full_name: " + msg
 	}
-	if r.Comment, msg = Text(comment, false, 2000, "a comment"); msg != "" {
+	if r.Comment, msg = Text(Lines(comment), false, 2000, "a comment"); msg != "" {
 		return "comment: " + msg
 	}
 	if u := strings.TrimSpace(unsubscribed); u != "" {

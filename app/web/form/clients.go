@@ -29,7 +29,7 @@ func (f *Client) Validate() Errors {
 		errs["full_name"] = msg
 	}
 	// A textarea sends its line breaks as CRLF; the import's are LF.
-	if f.Comment, msg = Text(strings.ReplaceAll(f.Comment, "\r\n", "\n"), false, 2000, "a comment"); msg != "" {
+	if f.Comment, msg = Text(Lines(f.Comment), false, 2000, "a comment"); msg != "" {
 		errs["comment"] = msg
 	}
 	return errs

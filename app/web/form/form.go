@@ -124,6 +124,13 @@ func Text(s string, required bool, max int, what string) (string, string) {
 	return s, ""
 }
 
+// Lines writes every line break of a text as "\n": a browser sends a
+// text area's as CRLF, and a CR alone (a script's, an old Mac's) would
+// break the line in a mail but not on the page.
+func Lines(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
+}
+
 // blank reports whether s shows nothing: only spaces and invisible
 // formatting characters (zero-width space and joiners, direction marks).
 func blank(s string) bool {

@@ -20,6 +20,21 @@ func TestTextRefusesControlCharacters(t *testing.T) {
 	}
 }
 
+// A message's body and a client's comment keep their lines as "\n", a
+// CR alone included: the mail would break a line there that the page,
+// which stored it, showed unbroken.
+func TestLineBreaksAreStoredAsOne(t *testing.T) {
+	const typed, want = "one\r\ntwo\rthree\n\rfour", "one\ntwo\nthree\n\nfour"
+	m := &Message{Subject: "Hi", Body: typed}
+	if errs := m.Validate(); len(errs) != 0 || m.Body != want {
+		t.Errorf("body %q, %v; want %q", m.Body, errs, want)
+	}
+	c := &Client{Email: "ann@example.com", Comment: typed}
+	if errs := c.Validate(); len(errs) != 0 || c.Comment != want {
+		t.Errorf("comment %q, %v; want %q", c.Comment, errs, want)
+	}
+}
+
 // Wall-clock times in a zone with daylight saving: a time the clocks skip
 // is refused, not moved; a time they pass twice keeps the stored instant
 // when the form shows it unchanged.

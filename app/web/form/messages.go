@@ -37,7 +37,7 @@ func (f *Message) Validate() Errors {
 			errs["subject"] = msg
 		}
 	}
-	f.Body = strings.ReplaceAll(f.Body, "\r\n", "\n")
+	f.Body = Lines(f.Body)
 	switch {
 	case strings.TrimSpace(f.Body) == "":
 		errs["body"] = "Enter the text of the message."
