@@ -769,7 +769,11 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 		var unsent []int64
 		var deferred int
 		var reached bool
-		sent, unsent, deferred, reached = s.sendChunk(ctx, m, msg, claims, due, !handingOver, writeAttempt, &waits)
+		watch := s.watch(ctx, dbCtx, db, &writing, m.ID, claims)
+		sent, unsent, deferred, reached = s.sendChunk(watch.ctx, m, msg, claims, due, !handingOver, writeAttempt, &waits, watch)
+		if watch.end() {
+			lastCheck = time.Time{} // the mailing stopped: the next look says how
+		}
 		// Those not sent go first in the next claim, unless the batch
 		// stops (then they have no attempt: skipped, or read again when
 		// it resumes). The window's end may have moved: it is read again
@@ -990,7 +994,7 @@ func (s *Service) chunk() int {
 // reached tells whether the server answered any. A claim not yet sent
 // when ctx ends or the window closes gets no outcome (unsent: the batch
 // claims it again, or stops).
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList) (done []store.AttemptResult, unsent []int64, deferred int, reached bool) {
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList, watch *chunkWatch) (done []store.AttemptResult, unsent []int64, deferred int, reached bool) {
 	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	n := len(claims) + len(due)
@@ -1010,13 +1014,15 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					w = &due[i-len(claims)]
 					c = w.claim
 				}
-				if ctx.Err() != nil || !s.now().Before(m.EndsAt) {
+				if ctx.Err() != nil || !s.now().Before(m.EndsAt) || w == nil && watch.gone(c.ClientID) {
 					// Not sent (the worker stops, or the window closed
 					// while the chunk sent: a slow server would otherwise
 					// take its sends past the end): a claim is claimed
 					// again, or skipped if the batch stops; a waiting
 					// recipient waits on (if the end moved), or keeps the
-					// failure its attempt says when the batch stops.
+					// failure its attempt says when the batch stops. A
+					// claim that may no longer be mailed (see watch) is
+					// left out by the next claim.
 					if w != nil && ctx.Err() == nil {
 						waits.add(*w)
 					}
@@ -1042,6 +1048,88 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 		}
 	}
 	return done, unsent, deferred, reached
+}
+
+// chunkWatch looks at the mailing and at the chunk's recipients while the
+// chunk sends (see watch).
+type chunkWatch struct {
+	ctx     context.Context // the chunk's sends: ended when the mailing stops
+	cancel  context.CancelFunc
+	stopped atomic.Bool                    // the mailing stopped (ctx ended for it)
+	left    atomic.Pointer[map[int64]bool] // claims no longer to be mailed
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// watch looks, about once a second while a chunk sends, at whether its
+// mailing may still send and its recipients may still be mailed. A chunk
+// at full pace sends in milliseconds and is never looked at; one that
+// takes longer (a MAIL_RATE, a slow server: 64 sends at 2 a second take
+// half a minute) would otherwise send on after its mailing was switched
+// off or deleted, or its owner blocked (the chunk's sends not yet made are
+// then left unsent: the batch stops, and they are skipped), and mail a
+// recipient who unsubscribed, bounced or was deleted meanwhile (the next
+// claim leaves such a recipient out). The looks take the batch's
+// connection in turn with the sends' writes.
+func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sync.Mutex, mailingID int64, claims []store.Claim) *chunkWatch {
+	w := &chunkWatch{quit: make(chan struct{}), done: make(chan struct{})}
+	w.ctx, w.cancel = context.WithCancel(ctx)
+	ids := make([]int64, len(claims))
+	for i, c := range claims {
+		ids[i] = c.ClientID
+	}
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.quit:
+				return
+			case <-w.ctx.Done():
+				return
+			case <-t.C:
+			}
+			writing.Lock()
+			endsAt, ok, err := db.SendableUntil(dbCtx, mailingID)
+			var gone []int64
+			if err == nil && ok && len(ids) > 0 {
+				gone, err = db.Unmailable(dbCtx, ids)
+			}
+			writing.Unlock()
+			if err != nil {
+				continue // the chunk's own statements will meet the trouble
+			}
+			if !ok || !s.now().Before(endsAt) {
+				w.stopped.Store(true)
+				w.cancel()
+				return
+			}
+			if len(gone) > 0 {
+				left := make(map[int64]bool, len(gone))
+				for _, id := range gone {
+					left[id] = true
+				}
+				w.left.Store(&left)
+			}
+		}
+	}()
+	return w
+}
+
+// gone reports whether a claimed recipient may no longer be mailed.
+func (w *chunkWatch) gone(clientID int64) bool {
+	left := w.left.Load()
+	return left != nil && (*left)[clientID]
+}
+
+// end stops the watch once the chunk has sent, and reports whether the
+// mailing stopped meanwhile.
+func (w *chunkWatch) end() bool {
+	close(w.quit)
+	<-w.done
+	w.cancel()
+	return w.stopped.Load()
 }
 
 type sendResult struct {

@@ -2048,6 +2048,72 @@ func TestMailingDeletedWhileSending(t *testing.T) {
 	}
 }
 
+// A chunk that sends slowly (a slow server here; a MAIL_RATE alike) stops
+// within about a second when its mailing is switched off or deleted or its
+// owner blocked, and does not mail a recipient of it who unsubscribed
+// meanwhile: the chunk's sends were all made, for half a minute at 2 a
+// second, after the mailing had stopped.
+func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
+	const n, pace = 16, 200 * time.Millisecond // one chunk: 3.2 s at one send at a time
+	for _, what := range []string{"switched off", "deleted", "owner blocked", "unsubscribed"} {
+		t.Run(what, func(t *testing.T) {
+			w := newWorld(t, n)
+			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 1
+			w.sink.Stall(pace)
+			ctx := context.Background()
+			run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+			waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if _, err := w.sink.Wait(waitCtx, 2); err != nil {
+				t.Fatal(err)
+			}
+			last := w.clients[n-1]
+			switch what {
+			case "switched off":
+				err = w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, true)
+			case "deleted":
+				_, err = w.st.DeleteMailing(ctx, w.owner.ID, w.mailing.ID)
+			case "owner blocked":
+				_, err = w.st.SetBlocked(ctx, 0, w.owner.ID, true)
+			case "unsubscribed":
+				err = w.st.Unsubscribe(ctx, w.owner.ID, last.Email)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := len(w.sink.Messages())
+			if err := <-done; err != nil && what != "deleted" {
+				t.Fatal(err)
+			}
+			got := received(w.sink)
+			if what == "unsubscribed" {
+				if len(got) != n-1 || got[last.Email] != 0 {
+					t.Fatalf("received %v: want everyone but the recipient who unsubscribed", got)
+				}
+				if r := w.drain(t, run.ID); r.Succeeded != n-1 || r.Skipped != 1 {
+					t.Fatalf("run %+v: want %d sent and 1 skipped", r, n-1)
+				}
+				return
+			}
+			// A look a second after the chunk started: a send or two of
+			// the pace then, and the one under way.
+			if after := len(got) - at; after > int(2*time.Second/pace) {
+				t.Fatalf("%d mails sent after the mailing stopped (%d before), want the chunk's sends stopped within about a second", after, at)
+			}
+			if what == "switched off" {
+				if r := w.drain(t, run.ID); r.FinishedAt == nil || r.Succeeded != len(got) || r.Skipped != n-len(got) {
+					t.Fatalf("run %+v, %d sent: want the rest skipped", r, len(got))
+				}
+			}
+		})
+	}
+}
+
 // A recipient deleted while the run sends, before its turn, is not mailed
 // and is counted as skipped: the finished run's counts add up to its total
 // (they showed "2 sent, 0 failed, 0 skipped of 3", a run that looked cut

@@ -580,6 +580,15 @@ func (s *Store) SendableUntil(ctx context.Context, mailingID int64) (endsAt time
 	return ends[0], true, nil
 }
 
+// Unmailable returns those of the clients ids that may no longer be
+// mailed: deleted, unsubscribed or hard-bounced since they were claimed.
+func (s *Store) Unmailable(ctx context.Context, ids []int64) ([]int64, error) {
+	var out []int64
+	err := s.db.NewRaw(`SELECT n.id FROM unnest(?::bigint[]) AS n(id) LEFT JOIN clients AS c ON c.id = n.id
+		WHERE c.id IS NULL OR NOT (`+mailable+`)`, pgdialect.Array(ids)).Scan(ctx, &out)
+	return out, dbErr("unmailable", err)
+}
+
 // ErrBatchBusy is returned by LockBatch when another worker holds the batch.
 var ErrBatchBusy = errors.New("batch is being processed elsewhere")
 
