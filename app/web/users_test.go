@@ -275,6 +275,33 @@ func TestDashboardCounts(t *testing.T) {
 			t.Errorf("%s = %q, want %s", tid, got, want)
 		}
 	}
+	// Each figure's noun agrees with it ("1 messages" read oddly), and the
+	// texts one writes are told apart from the mails sent.
+	label := func(doc *goquery.Document, tid string) string {
+		return strings.Join(strings.Fields(doc.Find("[data-testid=" + tid + "]").Parent().Text()), " ")
+	}
+	if got := label(doc, "count-messages"); got != "3 messages written" {
+		t.Errorf("messages figure %q", got)
+	}
+	if doc.Find("[data-testid=manager-links]").Length() != 0 {
+		t.Error("a user is offered everyone's figures")
+	}
+	one := signedIn(t, e, "one@example.com", model.RoleManager)
+	oneUser, _ := e.store.UserByEmail(ctx, "one@example.com")
+	makeObjects(t, e, oneUser)
+	_, body = one.get(t, "/")
+	doc = parseHTML(t, body)
+	for tid, want := range map[string]string{"count-clients": "1 client", "count-messages": "1 message written", "count-created": "1 created"} {
+		if got := label(doc, tid); got != want {
+			t.Errorf("%s reads %q, want %q", tid, got, want)
+		}
+	}
+	// A manager's start page leads to everyone's figures and lists (it
+	// showed the manager's own, most often none, and nothing more).
+	links := doc.Find("[data-testid=manager-links] a")
+	if links.Length() != 5 || links.First().AttrOr("href", "") != "/stats?scope=all" {
+		t.Errorf("a manager's start page leads to %d of everyone's pages:\n%s", links.Length(), body)
+	}
 }
 
 // A user blocked and then made a manager (`web user role --role manager`,

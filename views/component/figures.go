@@ -17,3 +17,11 @@ func Count(v int64) string {
 	}
 	return string(out)
 }
+
+// Noun is one or many as n asks: "1 client", "2 clients".
+func Noun(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

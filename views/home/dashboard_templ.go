@@ -22,7 +22,7 @@ type DashboardView struct {
 	Days []stats.Day // the last week
 }
 
-func figure(label, href string, n int64, testid string) templ.Component {
+func figure(n int64, one, many, href, testid string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -83,9 +83,9 @@ func figure(label, href string, n int64, testid string) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var5 string
-		templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs(label)
+		templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinStringErrs(component.Noun(n, one, many))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/home/dashboard.templ`, Line: 20, Col: 10}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/home/dashboard.templ`, Line: 20, Col: 33}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 		if templ_7745c5c3_Err != nil {
@@ -146,11 +146,11 @@ func Dashboard(p layout.Page, v DashboardView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("clients", "/clients", v.Clients, "count-clients").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Clients, "client", "clients", "/clients", "count-clients").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("messages", "/messages", v.Messages, "count-messages").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Messages, "message written", "messages written", "/messages", "count-messages").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -158,19 +158,19 @@ func Dashboard(p layout.Page, v DashboardView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("created", "/mailings?status=created", v.Created, "count-created").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Created, "created", "created", "/mailings?status=created", "count-created").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("running", "/mailings?status=running", v.Running, "count-running").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Running, "running", "running", "/mailings?status=running", "count-running").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("finished", "/mailings?status=finished", v.Finished, "count-finished").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Finished, "finished", "finished", "/mailings?status=finished", "count-finished").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("disabled", "/mailings?status=disabled", v.Disabled, "count-disabled").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Disabled, "disabled", "disabled", "/mailings?status=disabled", "count-disabled").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -206,7 +206,13 @@ func Dashboard(p layout.Page, v DashboardView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 			}
-			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "</section>")
+			if p.Viewer != nil && p.Viewer.Manager {
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 14, "<h2>Everyone's</h2><p data-testid=\"manager-links\"><a href=\"/stats?scope=all\">Statistics</a> · <a href=\"/mailings?scope=all\">mailings</a> · <a href=\"/clients?scope=all\">clients</a> · <a href=\"/messages?scope=all\">messages</a> · <a href=\"/users\">users</a></p>")
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+			}
+			templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 15, "</section>")
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -363,19 +363,19 @@ func Page(p layout.Page, v View) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("clients", v.Clients, "stat-clients").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Clients, "client", "clients", "stat-clients").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("unsubscribed", v.Unsubscribed, "stat-unsubscribed").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Unsubscribed, "unsubscribed", "unsubscribed", "stat-unsubscribed").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("hard-bounced", v.Bounced, "stat-bounced").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Bounced, "hard-bounced", "hard-bounced", "stat-bounced").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("messages", v.Messages, "stat-messages").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Messages, "message written", "messages written", "stat-messages").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -383,19 +383,19 @@ func Page(p layout.Page, v View) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("created", v.Created, "stat-created").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Created, "created", "created", "stat-created").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("running", v.Running, "stat-running").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Running, "running", "running", "stat-running").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("finished", v.Finished, "stat-finished").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Finished, "finished", "finished", "stat-finished").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = figure("disabled", v.Disabled, "stat-disabled").Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = figure(v.Disabled, "disabled", "disabled", "stat-disabled").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
@@ -460,11 +460,11 @@ func Headline(f Figures) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = figure("messages sent", f.Sent, "stat-sent").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = figure(f.Sent, "mail sent", "mails sent", "stat-sent").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = figure("failed attempts", f.Failed, "stat-failed").Render(ctx, templ_7745c5c3_Buffer)
+		templ_7745c5c3_Err = figure(f.Failed, "failed attempt", "failed attempts", "stat-failed").Render(ctx, templ_7745c5c3_Buffer)
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -489,7 +489,7 @@ func Headline(f Figures) templ.Component {
 	})
 }
 
-func figure(label string, n int64, testid string) templ.Component {
+func figure(n int64, one, many, testid string) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
 		if templ_7745c5c3_CtxErr := ctx.Err(); templ_7745c5c3_CtxErr != nil {
@@ -537,9 +537,9 @@ func figure(label string, n int64, testid string) templ.Component {
 			return templ_7745c5c3_Err
 		}
 		var templ_7745c5c3_Var21 string
-		templ_7745c5c3_Var21, templ_7745c5c3_Err = templ.JoinStringErrs(label)
+		templ_7745c5c3_Var21, templ_7745c5c3_Err = templ.JoinStringErrs(component.Noun(n, one, many))
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/stats/stats.templ`, Line: 149, Col: 9}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `views/stats/stats.templ`, Line: 149, Col: 32}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var21))
 		if templ_7745c5c3_Err != nil {
