@@ -643,6 +643,32 @@ func (b *browserUser) checkControls(page string) {
 
 // twoPagesOfClients gives owner a page of clients and 5 more, their
 // addresses made of format and their number.
+// The next page of a list, followed in place from the pager at the
+// bottom, is shown from its top, as a page loaded whole would be: the
+// view stayed where the pager was, at the bottom of the next page.
+func TestBrowserNextPageShowsItsTop(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	for i := range 2*perPageForBench + 5 {
+		if err := e.store.CreateClient(context.Background(), &model.Client{OwnerID: ann.ID, Email: fmt.Sprintf("c%03d@example.com", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("clients", chromedp.Navigate(base+"/clients"), chromedp.WaitVisible(chromedp.CSS("[data-testid=next-page]")))
+	b.settled("[data-testid=next-page]")
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(window.scrollTo(0, document.body.scrollHeight), scrollY > 0)`)); err != nil {
+		t.Fatal(err)
+	}
+	b.do("next page", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
+	b.waitJS("page 2", `location.search === "?page=2" && !!document.querySelector("[data-testid=prev-page]")`)
+	b.waitJS("its first rows in view", `(() => {
+		const r = document.querySelector("[data-testid=client-row]").getBoundingClientRect();
+		return r.top >= 0 && r.bottom <= innerHeight;
+	})()`)
+}
+
 func twoPagesOfClients(t *testing.T, e *env, owner *model.User, format string) {
 	t.Helper()
 	for i := range perPageForBench + 5 {
