@@ -765,6 +765,11 @@ func TestBrowserListFollowsInlineAddAndDelete(t *testing.T) {
 		b.waitJS("deleted", `document.querySelectorAll("[data-testid=delete-client]").length < 2 && document.querySelector(".htmx-request") === null`)
 		b.settled("#clients-list")
 	}
+	// The page says so, as after a plain form's delete (the row went
+	// without a word).
+	if got := b.text("#flash [data-testid=flash]"); got != "Client deleted." {
+		t.Errorf("after a delete in the list the page says %q", got)
+	}
 	b.waitJS("empty again", `!!document.querySelector("#clients-list [data-testid=empty]")`)
 	if got := state(); got != "rows=0 empty=true pager=" {
 		t.Errorf("after deleting every client the list shows %s, want rows=0 empty=true and no count beside the empty state", got)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -262,17 +263,22 @@ func (s *Server) deleteOwned(c *fiber.Ctx, del func(ctx context.Context, ownerID
 		return fmt.Errorf("delete %s: %w", list, err)
 	}
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return rowRemoved(c)
+		return rowRemoved(c, done)
 	}
 	s.setFlash(c, layout.FlashSuccess, done)
 	return redirect(c, list)
 }
 
 // rowRemoved answers an htmx delete of a list's row: the empty answer
-// replaces the row, and the list reloads (its count, or its empty state
-// after the last row).
-func rowRemoved(c *fiber.Ctx) error {
-	c.Set("HX-Trigger", component.ListChanged)
+// replaces the row, the list reloads (its count, or its empty state
+// after the last row), and the page says done, as a page loaded after a
+// plain form's delete does (the row went without a word).
+func rowRemoved(c *fiber.Ctx, done string) error {
+	trigger, err := json.Marshal(map[string]string{component.ListChanged: "", component.Flash: done})
+	if err != nil {
+		return err
+	}
+	c.Set("HX-Trigger", string(trigger))
 	return c.Status(fiber.StatusOK).SendString("")
 }
 

@@ -138,8 +138,8 @@ func TestClientsCRUD(t *testing.T) {
 	rows, _, _ := e.store.ListClients(ctx, store.Own(cl.ID), "", "carol", store.NewPage(1, 10))
 	resp, body = c.request(t, "DELETE", "/clients/"+id(rows[0].ID), nil, true)
 	wantStatus(t, resp, body, http.StatusOK)
-	if strings.TrimSpace(body) != "" || resp.Header.Get("HX-Trigger") != "list-changed" {
-		t.Errorf("htmx delete answered %q (HX-Trigger %q), want an empty row and the list reloaded", body, resp.Header.Get("HX-Trigger"))
+	if strings.TrimSpace(body) != "" || resp.Header.Get("HX-Trigger") != `{"flash":"Client deleted.","list-changed":""}` {
+		t.Errorf("htmx delete answered %q (HX-Trigger %q), want an empty row, the list reloaded and a word", body, resp.Header.Get("HX-Trigger"))
 	}
 	resp, body = c.post(t, loc+"/delete", nil)
 	wantRedirect(t, resp, body, "/clients")

@@ -226,9 +226,10 @@ func (s *Server) deleteMessage(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("delete message: %w", err)
 	}
+	const done = "Message deleted."
 	if isHTMX(c) && c.Method() == fiber.MethodDelete {
-		return rowRemoved(c)
+		return rowRemoved(c, done)
 	}
-	s.setFlash(c, layout.FlashSuccess, "Message deleted.")
+	s.setFlash(c, layout.FlashSuccess, done)
 	return redirect(c, "/messages")
 }

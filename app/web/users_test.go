@@ -278,7 +278,7 @@ func TestDashboardCounts(t *testing.T) {
 	// Each figure's noun agrees with it ("1 messages" read oddly), and the
 	// texts one writes are told apart from the mails sent.
 	label := func(doc *goquery.Document, tid string) string {
-		return strings.Join(strings.Fields(doc.Find("[data-testid=" + tid + "]").Parent().Text()), " ")
+		return strings.Join(strings.Fields(doc.Find("[data-testid="+tid+"]").Parent().Text()), " ")
 	}
 	if got := label(doc, "count-messages"); got != "3 messages written" {
 		t.Errorf("messages figure %q", got)

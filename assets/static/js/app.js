@@ -36,6 +36,10 @@ function showFlash(text, kind, testid, replace) {
   if (replace) box.replaceChildren(div);
   else box.appendChild(div);
 }
+// What an htmx request did, said by its answer (component.Flash).
+document.addEventListener("flash", function (e) {
+  if (e.detail && e.detail.value) showFlash(e.detail.value, "success", "flash", true);
+});
 document.addEventListener("htmx:responseError", function (e) {
   var xhr = e.detail.xhr;
   var text = "Something went wrong (" + xhr.status + "). Please try again.";
