@@ -144,6 +144,12 @@ func TestManagerOversight(t *testing.T) {
 		if strings.Contains(body, path+"/edit") || strings.Contains(body, path+"/delete") {
 			t.Errorf("%s offers edit or delete to a manager", path)
 		}
+		// Its way back is to the owner's list, where the manager came from
+		// (it led to the manager's own, most often empty).
+		back, ok := parseHTML(t, body).Find("[data-testid=back-to-list]").Attr("href")
+		if !strings.HasPrefix(path, "/mailings/") && (!ok || !strings.HasSuffix(back, "?scope=all&owner="+id(o.client.OwnerID))) {
+			t.Errorf("%s leads back to %q", path, back)
+		}
 	}
 	// The mailing switch is theirs to use.
 	resp, body := boss.request(t, "POST", "/mailings/"+id(o.mailing.ID)+"/disable", nil, true)
