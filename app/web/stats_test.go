@@ -115,6 +115,11 @@ func TestStatsFollowSends(t *testing.T) {
 	if statText(t, body, "mailing-sent") != "2" || statText(t, body, "mailing-runs") != "2" || statText(t, body, "mailing-rate") != "100.0 %" {
 		t.Errorf("mailing figures:\n%s", body)
 	}
+	// Deleting it takes what it sent from these figures: the question
+	// says so.
+	if q, _ := parseHTML(t, body).Find("form[action$='/delete']").Attr("data-confirm"); q != "Delete this mailing with its runs and attempt log? Its 2 sends leave the statistics and its clients' mail history too." {
+		t.Errorf("delete of a mailing that sent asks %q", q)
+	}
 
 	// A manager: everyone's figures and the per-user breakdown.
 	m := signedIn(t, e, "boss@example.com", model.RoleManager)

@@ -499,7 +499,7 @@ func List(v ListView) templ.Component {
 							return templ_7745c5c3_Err
 						}
 					}
-					templ_7745c5c3_Err = component.RowDelete(URL(r.ID)+"/delete", URL(r.ID), "Delete this mailing with its runs and attempt log?", "#"+RowID(r.ID), "delete-mailing", "mailing #"+strconv.FormatInt(r.ID, 10)+", “"+r.Subject+"”").Render(ctx, templ_7745c5c3_Buffer)
+					templ_7745c5c3_Err = component.RowDelete(URL(r.ID)+"/delete", URL(r.ID), "Delete this mailing with its runs and attempt log? What it sent leaves the statistics too.", "#"+RowID(r.ID), "delete-mailing", "mailing #"+strconv.FormatInt(r.ID, 10)+", “"+r.Subject+"”").Render(ctx, templ_7745c5c3_Buffer)
 					if templ_7745c5c3_Err != nil {
 						return templ_7745c5c3_Err
 					}
