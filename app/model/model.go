@@ -191,6 +191,9 @@ type Run struct {
 	// reached before the run stopped (switched off, owner blocked, window
 	// closed).
 	Unreached int `bun:"unreached,notnull"`
+	// Subject is the subject of the run's message when it started (""
+	// for runs from before it was kept).
+	Subject string `bun:"subject,nullzero"`
 	// Mailable is, on a run just started, how many of Total it may mail:
 	// the others have unsubscribed or bounced, and are skipped. Not stored.
 	Mailable int `bun:"-"`

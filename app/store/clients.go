@@ -87,8 +87,8 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 	return rows, page, nil
 }
 
-// ClientMail is an attempt to mail a client, with the subject of its
-// mailing's message.
+// ClientMail is an attempt to mail a client, with the subject its run
+// sent (or, for a run from before that was kept, its message's now).
 type ClientMail struct {
 	MailingID   int64               `bun:"mailing_id"`
 	Subject     string              `bun:"subject"`
@@ -110,9 +110,10 @@ func (s *Store) MailsOfClient(ctx context.Context, clientID int64, page Page) ([
 	}
 	page.SetTotal(total)
 	var rows []ClientMail
-	err := s.db.NewRaw(`SELECT a.mailing_id, msg.subject, a.email, a.status, a.response, a.tries, a.attempted_at
+	err := s.db.NewRaw(`SELECT a.mailing_id, coalesce(r.subject, msg.subject) AS subject, a.email, a.status, a.response, a.tries, a.attempted_at
 		FROM (SELECT * FROM attempts WHERE client_id = ? ORDER BY id DESC LIMIT ? OFFSET ?) AS a
 		JOIN mailings AS m ON m.id = a.mailing_id JOIN messages AS msg ON msg.id = m.message_id
+		LEFT JOIN runs AS r ON r.id = a.run_id
 		ORDER BY a.id DESC`, clientID, page.PerPage, page.Offset()).Scan(ctx, &rows)
 	if err != nil {
 		return nil, page, dbErr("mails of client", err)

@@ -40,6 +40,8 @@ func (s *Store) Mailing(ctx context.Context, id int64) (*model.Mailing, error) {
 func (s *Store) CreateRun(ctx context.Context, r *model.Run) (created bool, err error) {
 	res, err := s.db.NewInsert().Model(r).
 		ExcludeColumn("id", "finished_at").
+		// The subject it sends, kept as it reads now (see the runs' subject).
+		Value("subject", "(SELECT msg.subject FROM mailings AS g JOIN messages AS msg ON msg.id = g.message_id WHERE g.id = ?)", r.MailingID).
 		On("CONFLICT (mailing_id, due_at) WHERE trigger = 'scheduled' DO NOTHING").
 		Returning("*").Exec(ctx)
 	if err != nil {

@@ -810,6 +810,54 @@ func TestClientsByStateAndClearingBounces(t *testing.T) {
 	}
 }
 
+// A client's mail history says the subject each run sent, not the one its
+// message has since an edit for the mailing's next sends (the history was
+// rewritten with it).
+func TestClientMailsKeepTheSubjectSent(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	o := makeObjects(t, w.e, w.ann)
+	subjects := []string{"November news for {{name}}", "December news for {{name}}"}
+	for _, subject := range subjects {
+		if _, err := w.e.db.ExecContext(ctx, "UPDATE messages SET subject = ? WHERE id = ?", subject, o.message.ID); err != nil {
+			t.Fatal(err)
+		}
+		run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now()}
+		if _, err := w.e.store.CreateRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		if run.Subject != subject {
+			t.Fatalf("run keeps %q, want %q", run.Subject, subject)
+		}
+		a := &model.Attempt{RunID: run.ID, MailingID: o.mailing.ID, ClientID: &o.client.ID, Email: o.client.Email,
+			Status: model.AttemptSuccess, Response: "250 ok", Tries: 1}
+		if _, err := w.e.db.NewInsert().Model(a).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.e.db.ExecContext(ctx, "UPDATE messages SET subject = 'January news' WHERE id = ?", o.message.ID); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	w.c.page(t, "/clients/"+id(o.client.ID)).Find("[data-testid=client-mail] a").Each(func(_ int, s *goquery.Selection) { got = append(got, s.Text()) })
+	want := []string{"December news for " + o.client.FullName, "November news for " + o.client.FullName}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("the client's mails are named %q, want %q", got, want)
+	}
+	// The edit form of a message in use says where a change goes.
+	note := w.c.page(t, "/messages/"+id(o.message.ID)+"/edit").Find("[data-testid=message-in-use]").Text()
+	if !strings.HasPrefix(note, "Used by 1 mailing: a change goes out with their next sends.") {
+		t.Errorf("the edit form of a message in use says %q", note)
+	}
+	unused := &model.Message{OwnerID: w.ann.ID, Subject: "Draft", Body: "Hello"}
+	if err := w.e.store.CreateMessage(ctx, unused); err != nil {
+		t.Fatal(err)
+	}
+	if w.c.page(t, "/messages/"+id(unused.ID)+"/edit").Find("[data-testid=message-in-use]").Length() != 0 {
+		t.Error("the edit form of a message no mailing uses says it is in use")
+	}
+}
+
 // A client's page lists what was sent to them, newest first, with each
 // server's reply, paged (with htmx, the section alone).
 func TestClientMails(t *testing.T) {

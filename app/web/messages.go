@@ -55,8 +55,10 @@ func (s *Server) newMessage(c *fiber.Ctx) error {
 	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "New message"), messages.Form{FormKey: auth.RandomString(16)}))
 }
 
-func messageForm(id int64, f form.Message, errs form.Errors) messages.Form {
-	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Version: f.Version, FormKey: f.FormKey, Errors: errs}
+// messageForm shows f again, for the message id used by mailings (0 and
+// 0 for a new one).
+func messageForm(id int64, mailings int, f form.Message, errs form.Errors) messages.Form {
+	return messages.Form{ID: id, Subject: f.Subject, Body: f.Body, Version: f.Version, FormKey: f.FormKey, Errors: errs, Mailings: mailings}
 }
 
 // changedSince is what a form says when its object was changed by another
@@ -73,7 +75,7 @@ func (s *Server) createMessage(c *fiber.Ctx) error {
 		return fiber.ErrBadRequest
 	}
 	if errs := f.Validate(); errs.Any() {
-		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "New message"), messageForm(0, f, errs)))
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "New message"), messageForm(0, 0, f, errs)))
 	}
 	m := f.Model(auth.UserID(c))
 	// The form sent twice (ErrDone) shows the message its first post
@@ -165,7 +167,7 @@ func (s *Server) editMessage(c *fiber.Ctx) error {
 		return err
 	}
 	return render(c, fiber.StatusOK, messages.FormPage(s.page(c, "Edit message"),
-		messages.Form{ID: r.ID, Subject: r.Subject, Body: r.Body, Version: form.VersionOf(r.UpdatedAt)}))
+		messages.Form{ID: r.ID, Subject: r.Subject, Body: r.Body, Version: form.VersionOf(r.UpdatedAt), Mailings: r.Mailings}))
 }
 
 func (s *Server) updateMessage(c *fiber.Ctx) error {
@@ -178,20 +180,20 @@ func (s *Server) updateMessage(c *fiber.Ctx) error {
 		return fiber.ErrBadRequest
 	}
 	if errs := f.Validate(); errs.Any() {
-		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, r.Mailings, f, errs)))
 	}
 	m := f.Model(r.OwnerID)
 	m.ID, m.UpdatedAt = r.ID, form.Version(f.Version)
 	err = s.store.UpdateMessage(c.UserContext(), r.OwnerID, m)
 	if errors.Is(err, store.ErrChanged) {
 		f.Version = form.VersionOf(m.UpdatedAt)
-		mf := messageForm(r.ID, f, nil)
+		mf := messageForm(r.ID, r.Mailings, f, nil)
 		mf.Error = changedSince("message")
 		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), mf))
 	}
 	if errors.Is(err, store.ErrSending) {
 		errs := form.Errors{"body": "A mailing is sending this message right now; edit it when the run has ended."}
-		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, f, errs)))
+		return render(c, fiber.StatusUnprocessableEntity, messages.FormPage(s.page(c, "Edit message"), messageForm(r.ID, r.Mailings, f, errs)))
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fiber.ErrNotFound
