@@ -510,6 +510,7 @@ func attemptViews(as []model.Attempt, u *model.User) []mailings.Attempt {
 	out := make([]mailings.Attempt, 0, len(as))
 	for _, a := range as {
 		out = append(out, mailings.Attempt{At: formatTime(a.AttemptedAt, u.TimeZone), Email: a.Email,
+			Run: a.RunID, RunURL: mailings.URL(a.MailingID) + "/attempts?run=" + strconv.FormatInt(a.RunID, 10),
 			Status: string(a.Status), Response: a.Response, Tries: a.Tries})
 	}
 	return out

@@ -1553,7 +1553,20 @@ func TestAttemptLogOfOneRun(t *testing.T) {
 	if links.Length() != 2 || links.Last().AttrOr("href", "") != path+"/attempts?run="+id(first.ID) {
 		t.Fatalf("the runs table links %d runs' attempts, the last to %q", links.Length(), links.Last().AttrOr("href", ""))
 	}
+	// The log of all runs says each attempt's run, and leads to its log
+	// (the same address tried in two runs looked the same); a run's own
+	// log needs no such column.
+	var runs []string
+	c.page(t, path+"/attempts").Find("[data-testid=attempt-run]").Each(func(_ int, s *goquery.Selection) {
+		runs = append(runs, s.Text()+" "+s.AttrOr("href", ""))
+	})
+	if want := []string{"#" + id(second.ID) + " " + path + "/attempts?run=" + id(second.ID), "#" + id(first.ID) + " " + path + "/attempts?run=" + id(first.ID)}; strings.Join(runs, "|") != strings.Join(want, "|") {
+		t.Errorf("the log's runs: %q, want %q", runs, want)
+	}
 	doc := c.page(t, path+"/attempts?run="+id(first.ID))
+	if doc.Find("[data-testid=attempt-run]").Length() != 0 {
+		t.Error("a run's own log tells each attempt's run")
+	}
 	if rows := doc.Find("[data-testid=attempt-row]").Text(); !strings.Contains(rows, "first-run@") || strings.Contains(rows, "second-run@") {
 		t.Errorf("the first run's log shows:\n%s", rows)
 	}
