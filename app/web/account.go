@@ -127,6 +127,7 @@ func (s *Server) confirm(c *fiber.Ctx) error {
 	if auth.CurrentUser(c) != nil {
 		return redirect(c, "/")
 	}
+	s.setSentTo(c, u.Email) // the sign-in form has it filled in
 	return redirect(c, "/login")
 }
 
@@ -170,6 +171,8 @@ func (s *Server) loginForm(c *fiber.Ctx) error {
 	}
 	v := s.loginView(c)
 	v.Next = next
+	// The address this browser registered or confirmed a moment ago.
+	v.Email = s.sentTo(c)
 	if next != "/" {
 		v.Notice = "Sign in to see that page: you will be taken back to it."
 	}

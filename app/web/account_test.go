@@ -113,11 +113,17 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 		t.Fatal("resend mailed the same link")
 	}
 
-	resp, body = c.get(t, newLink)
+	// The link opened in another browser (a phone) leads to a sign-in
+	// form with the address filled in.
+	phone := e.client()
+	resp, body = phone.get(t, newLink)
 	wantRedirect(t, resp, body, "/login")
-	_, body = c.get(t, "/login")
+	_, body = phone.get(t, "/login")
 	if !strings.Contains(body, "confirmed") {
 		t.Errorf("no flash after confirming:\n%s", body)
+	}
+	if v := parseHTML(t, body).Find("#field-email").AttrOr("value", ""); v != "new.person@example.com" {
+		t.Errorf("the sign-in form after confirming has the address %q", v)
 	}
 	// Using one link retires the others.
 	resp, body = c.get(t, link)
