@@ -28,7 +28,7 @@ func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZo
 // mailingStatus is the mailing's status and its switch; csrf is the
 // switch's form's token.
 func mailingStatus(r *store.MailingRow, viewer *model.User, csrf string) mailings.Status {
-	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(), CSRF: csrf,
+	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(), Paused: r.OwnerBlocked, CSRF: csrf,
 		CanToggle: viewer.IsManager() || r.OwnerID == viewer.ID && !(r.Disabled() && r.DisabledByManager)}
 	if r.Status == model.StatusFinished && !r.Disabled() {
 		st.CanToggle = false // it sends no more: there is nothing to switch off
@@ -379,6 +379,11 @@ func (s *Server) showMailing(c *fiber.Ctx) error {
 		Starts: formatTime(r.StartsAt, u.TimeZone), Ends: formatTime(r.EndsAt, u.TimeZone), Repeat: string(r.Repeat),
 		OwnerEmail: r.OwnerEmail, OwnerBlocked: r.OwnerBlocked, Editable: r.OwnerID == u.ID, Finished: r.Status == model.StatusFinished,
 		Next: nextSend(r, u, time.Now()),
+	}
+	if r.Repeat == model.RepeatOnce && r.NextRunAt == nil && r.StartsAt.After(time.Now()) && r.Status != model.StatusFinished {
+		// A one-off sent by hand before its send: the run took its place
+		// (it still read as the send to come).
+		v.StartsNote = "not sent then: “Send now” sent it already"
 	}
 	// Paging the recipients or the runs with htmx swaps just their section,
 	// and reads little else; so does renewing the runs, the figures or the

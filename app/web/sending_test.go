@@ -135,6 +135,10 @@ func TestSendNowAndProgress(t *testing.T) {
 	if n := plannedTasks(); n != 1 {
 		t.Fatalf("%d planned tasks, want the send's", n)
 	}
+	// Its one send is its first, still to come.
+	if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = next_run_at WHERE id = ?", o.mailing.ID); err != nil {
+		t.Fatal(err)
+	}
 	resp, body := c.post(t, path+"/send", nil)
 	wantRedirect(t, resp, body, path)
 	e.waitMail(t, sink, 1)
@@ -143,6 +147,11 @@ func TestSendNowAndProgress(t *testing.T) {
 	}
 	if n := plannedTasks(); n != 0 {
 		t.Error("the planned send's task is still queued after Send now took its place")
+	}
+	// The page says so beside the first send, which read as the send to
+	// come.
+	if note := c.page(t, path).Find("[data-testid=starts-note]").Text(); note != "not sent then: “Send now” sent it already" {
+		t.Errorf("the first send's note after Send now took its place: %q", note)
 	}
 
 	// The progress fragment polls (where the box says) until the run is

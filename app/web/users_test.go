@@ -188,6 +188,14 @@ func TestManagerSeesABlockedOwnersMailing(t *testing.T) {
 	if next, blocked, listed := look(); next != "none while its owner is blocked" || blocked != "(blocked)" || listed != "(blocked)" {
 		t.Fatalf("the owner blocked: next send %q, marks %q and %q", next, blocked, listed)
 	}
+	// Its status says it is paused, on its page and in the list (a green
+	// "running" or "created" badge said it would send).
+	for _, doc := range []*goquery.Document{boss.page(t, path), boss.page(t, "/mailings?scope=all")} {
+		st := doc.Find("[data-testid=mailing-status]").First()
+		if badge := st.Find("[data-testid=badge]").Text(); badge != "paused" || st.Find("[data-testid=paused]").Text() != "its owner is blocked" {
+			t.Errorf("the blocked owner's mailing shows %q", strings.Join(strings.Fields(st.Text()), " "))
+		}
+	}
 
 	if boss.page(t, "/clients").Find(`a[href="/clients/export.csv"]`).Length() != 1 {
 		t.Error("the manager's own clients offer no export")
