@@ -362,6 +362,11 @@ func TestMailingListFilterDisableAndPicker(t *testing.T) {
 		if rows.Length() != 1 || rows.AttrOr("id", "") != "mailing-"+id(want) {
 			t.Errorf("status=%s: %d rows (%s)", filter, rows.Length(), rows.AttrOr("id", ""))
 		}
+		// Mailings of one message are told apart by their number, as
+		// their pages name them.
+		if n := rows.Find("[data-testid=mailing-number]").Text(); n != "#"+id(want) {
+			t.Errorf("status=%s: the row is numbered %q", filter, n)
+		}
 	}
 	resp, body = c.request(t, "POST", "/mailings/"+id(ids["disabled"])+"/enable", nil, true)
 	wantStatus(t, resp, body, http.StatusOK)

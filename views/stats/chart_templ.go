@@ -415,7 +415,7 @@ func Chart(id, caption string, days []Day) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 34, "</span> <span class=\"key ok\" aria-hidden=\"true\"></span> sent <span class=\"key bad\" aria-hidden=\"true\"></span> failed</figcaption><details id=\"")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 34, "</span> <span class=\"key-item\"><span class=\"key ok\" aria-hidden=\"true\"></span> sent</span> <span class=\"key-item\"><span class=\"key bad\" aria-hidden=\"true\"></span> failed</span></figcaption><details id=\"")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
