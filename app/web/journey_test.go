@@ -39,7 +39,7 @@ func TestJourneyNewUser(t *testing.T) {
 		step("sign in",
 			chromedp.Navigate(base+"/login"),
 			chromedp.WaitVisible(chromedp.CSS("[data-testid=login-form]")),
-			chromedp.SendKeys(chromedp.CSS("#field-email"), "journey@example.com"),
+			chromedp.SetValue(chromedp.CSS("#field-email"), "journey@example.com"),
 			chromedp.SendKeys(chromedp.CSS("#field-password"), password),
 			chromedp.Click(chromedp.CSS("[data-testid=login-form] button[type=submit]")),
 			chromedp.WaitVisible(chromedp.CSS("[data-testid=dashboard]")),
@@ -78,6 +78,10 @@ func TestJourneyNewUser(t *testing.T) {
 	)
 	if got := text("#flash"); !strings.Contains(got, "confirmed") {
 		t.Fatalf("flash after confirming = %q", got)
+	}
+	// The address is filled in, the password to type.
+	if got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#field-email").value + " " + document.activeElement.id`)); err != nil || got != "journey@example.com field-password" {
+		t.Errorf("the sign-in form after confirming: %q, %v", got, err)
 	}
 	signIn("first secret pass")
 
