@@ -257,6 +257,74 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 	}
 }
 
+// A batch whose worker died mid-chunk while Redis lived on (its task
+// still "active" there until Asynq finds the lease expired, two minutes or
+// so) is queued again by the reconciler once no worker holds it and its
+// claim has stood for a while: the run stood still meanwhile, another
+// worker idle. A batch a worker holds, or a fresh claim, is left alone,
+// and the batch is queued again once per claim.
+func TestReconcilerQueuesABatchItsWorkerLeftMidChunk(t *testing.T) {
+	w := newWorld(t, 4)
+	w.svc.BatchSize = 2 // batches 0 and 1
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(seq int, c *model.Client, ago string) {
+		t.Helper()
+		if _, err := w.db.ExecContext(ctx, `UPDATE run_batches SET claimed = ARRAY[?::bigint], claimed_emails = ARRAY[?::text],
+			claimed_at = now() - ?::interval WHERE run_id = ? AND seq = ?`, c.ID, c.Email, ago, run.ID, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim(0, w.clients[0], "1 minute")  // its worker died a minute ago
+	claim(1, w.clients[2], "0 seconds") // sending now, or a moment ago
+	orphans := func() []string {
+		t.Helper()
+		var ids []string
+		for _, id := range w.queuedBatches(t) {
+			if strings.Contains(id, ":orphan-") {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+
+	// While a worker holds batch 0 (a slow chunk), it is no orphan.
+	held, release := make(chan struct{}), make(chan struct{})
+	go func() {
+		_ = w.st.LockBatch(ctx, run.ID, 0, func(*store.Store) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	if err := w.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := orphans(); len(got) != 0 {
+		t.Fatalf("a batch its worker holds is queued again: %v", got)
+	}
+	close(release)
+	time.Sleep(50 * time.Millisecond) // the lock's session unlocks
+	for range 2 {
+		if err := w.svc.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prefix := "mailing-batch:" + strconv.FormatInt(run.ID, 10) + ":0:orphan-"
+	if got := orphans(); len(got) != 1 || !strings.HasPrefix(got[0], prefix) {
+		t.Fatalf("queued again: %v, want batch 0 once", got)
+	}
+	// The batches taken up, the claims left (batch 1's too, made up here)
+	// are recorded as interrupted and the rest is sent.
+	if r := w.drain(t, run.ID); r.FinishedAt == nil || r.Succeeded != 2 || r.Failed != 2 {
+		t.Fatalf("run %+v: want the claims left recorded as interrupted and the 2 others sent", r)
+	}
+}
+
 // A daily mailing whose owner moves to another time zone keeps each day
 // once: the occurrence planned in the old zone runs when due, standing for
 // that day's, and the next days follow in the new zone.

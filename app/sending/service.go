@@ -466,10 +466,32 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 		return err
 	}
 	if len(open) > 0 {
-		return s.Queue.EnqueueBatches(ctx, open, gen)
+		if err := s.Queue.EnqueueBatches(ctx, open, gen); err != nil {
+			return err
+		}
+	}
+	// A batch whose worker died mid-chunk while Redis lived on keeps its
+	// task "active" there until Asynq finds its lease expired and retries
+	// it, two minutes or so later: the run stood still meanwhile, another
+	// worker idle. Such a batch (no worker holds its lock, its claim left
+	// standing) is queued again under a generation of that claim, once.
+	orphans, err := s.Store.OrphanedBatches(ctx, orphanAfter)
+	if err != nil {
+		return err
+	}
+	for _, o := range orphans {
+		b := []model.RunBatch{{RunID: o.RunID, Seq: o.Seq}}
+		if err := s.Queue.EnqueueBatches(ctx, b, "orphan-"+strconv.FormatInt(o.ClaimedAt.UnixMicro(), 36)); err != nil {
+			return err
+		}
+		s.Log.InfoContext(ctx, "batch left mid-chunk by a worker that stopped: queued again", "run_id", o.RunID, "seq", o.Seq)
 	}
 	return nil
 }
+
+// orphanAfter is how long a claim stands with no worker holding its batch
+// before the reconciler takes the batch for orphaned.
+const orphanAfter = 20 * time.Second
 
 // ProcessBatch sends one batch of a run: each recipient of its range gets
 // exactly one attempt, claimed before the send and completed after it. It

@@ -230,6 +230,30 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 	return out, nil
 }
 
+// OrphanedBatch is an open batch no worker holds, left mid-chunk.
+type OrphanedBatch struct {
+	RunID     int64     `bun:"run_id"`
+	Seq       int       `bun:"seq"`
+	ClaimedAt time.Time `bun:"claimed_at"`
+}
+
+// OrphanedBatches returns the open batches that hold a claim older than
+// idle while no worker holds their lock (see LockBatch): their worker died
+// mid-chunk. A worker sending holds the lock (a slow chunk's too), and
+// claims anew with every chunk; a batch ends, hands over or waits for a
+// retry with its claim cleared or recorded.
+func (s *Store) OrphanedBatches(ctx context.Context, idle time.Duration) ([]OrphanedBatch, error) {
+	var out []OrphanedBatch
+	err := s.db.NewRaw(`SELECT b.run_id, b.seq, b.claimed_at FROM run_batches AS b
+		WHERE b.done_at IS NULL AND b.claimed <> '{}' AND b.claimed_at < now() - ?::interval
+		AND NOT EXISTS (SELECT 1 FROM pg_locks AS l
+			WHERE l.locktype = 'advisory' AND l.objsubid = 1
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			AND l.classid::bigint = (`+batchLockKey+`) >> 32 AND l.objid::bigint = (`+batchLockKey+`) & 4294967295)
+		ORDER BY b.run_id, b.seq LIMIT 1000`, fmt.Sprintf("%d milliseconds", idle.Milliseconds())).Scan(ctx, &out)
+	return out, dbErr("orphaned batches", err)
+}
+
 // RecoverInterrupted finishes what a dead worker left of a batch, before
 // the batch starts again: the recipients of its claim (the chunk being
 // sent) that have no attempt, and the attempts of its range still pending
@@ -631,3 +655,7 @@ func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func(loc
 
 // batchLockSpace sets batch locks apart from any other advisory lock.
 const batchLockSpace int64 = 0x52b
+
+// batchLockKey is LockBatch's key of the batch b in SQL (PostgreSQL's
+// bit operators bind alike, left to right: each is bracketed).
+var batchLockKey = fmt.Sprintf("(%d::bigint << 48) | ((b.run_id & 4294967295) << 16) | (b.seq & 65535)", batchLockSpace)

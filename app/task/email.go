@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	netmail "net/mail"
 	"strings"
@@ -70,6 +71,12 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	case TypeEmailDeliver:
 		return min(d, emailRetryCap)
 	case TypeMailingBatch:
+		if errors.Is(err, asynq.ErrLeaseExpired) {
+			// Its worker stopped (killed, or cut off from Redis): the
+			// batch's lock keeps a worker still alive from writing, so it
+			// is taken up again at once, not after a backoff.
+			return time.Second
+		}
 		return min(d, batchRetryCap)
 	}
 	return d

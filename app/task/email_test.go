@@ -258,6 +258,11 @@ func TestRetryDelay(t *testing.T) {
 			t.Errorf("a batch's try %d waits %v, want at most the reconciler's minute", n, d)
 		}
 	}
+	// A batch whose worker stopped (its lease expired) is taken up again
+	// at once: it waited Asynq's backoff, 15 to 45 s, after the lease's.
+	if d := task.RetryDelay(1, asynq.ErrLeaseExpired, batch); d > time.Second {
+		t.Errorf("a batch whose worker stopped waits %v", d)
+	}
 	start, err := task.NewMailingRunTask(task.MailingRunPayload{MailingID: 1, DueUnix: time.Now().Unix()})
 	if err != nil {
 		t.Fatal(err)
