@@ -135,12 +135,8 @@ func sendingNotice(total, mailable int) string {
 // count writes n as the pages do ("20 000").
 func count(n int) string { return component.Count(int64(n)) }
 
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
+// plural is one or many as n asks (component.Noun for an int).
+func plural(n int, one, many string) string { return component.Noun(int64(n), one, many) }
 
 // progressOf is the mailing's current run, or its last one.
 // While no run sends but one may start (the mailing is open: enabled, not
