@@ -71,8 +71,10 @@ type OAuthProvider struct {
 // check), or at localhost when that host is an address.
 func defaultMailFrom(baseURL string) string {
 	host := "localhost"
-	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" && net.ParseIP(u.Hostname()) == nil {
-		host = u.Hostname()
+	// A name written absolute ("example.com.") has no dot at its end in
+	// an address.
+	if u, err := url.Parse(baseURL); err == nil && strings.TrimSuffix(u.Hostname(), ".") != "" && net.ParseIP(u.Hostname()) == nil {
+		host = strings.TrimSuffix(u.Hostname(), ".")
 	}
 	return "Rassylka <no-reply@" + host + ">"
 }

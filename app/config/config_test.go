@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	netmail "net/mail"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,16 +91,20 @@ func TestProductionRequiresSettings(t *testing.T) {
 // localhost on a site that has one; production warns that it was not set.
 func TestMailFromDefaultsToTheSitesDomain(t *testing.T) {
 	for baseURL, want := range map[string]string{
-		"":                         "Rassylka <no-reply@localhost>",
-		"http://localhost:8080":    "Rassylka <no-reply@localhost>",
-		"http://127.0.0.1:8080":    "Rassylka <no-reply@localhost>",
-		"http://[::1]:8080":        "Rassylka <no-reply@localhost>",
-		"https://mail.example.com": "Rassylka <no-reply@mail.example.com>",
-		"https://Рассылка.рф/":     "Rassylka <no-reply@xn--80aa3adxha4f.xn--p1ai>",
+		"":                           "Rassylka <no-reply@localhost>",
+		"http://localhost:8080":      "Rassylka <no-reply@localhost>",
+		"http://127.0.0.1:8080":      "Rassylka <no-reply@localhost>",
+		"http://[::1]:8080":          "Rassylka <no-reply@localhost>",
+		"https://mail.example.com":   "Rassylka <no-reply@mail.example.com>",
+		"https://mail.example.com./": "Rassylka <no-reply@mail.example.com>",
+		"https://Рассылка.рф/":       "Rassylka <no-reply@xn--80aa3adxha4f.xn--p1ai>",
 	} {
 		c, err := Load(env(map[string]string{"BASE_URL": baseURL}))
 		if err != nil || c.MailFrom != want {
 			t.Errorf("BASE_URL %q: MailFrom = %q, %v; want %q", baseURL, c.MailFrom, err, want)
+		}
+		if _, err := netmail.ParseAddress(c.MailFrom); err != nil {
+			t.Errorf("BASE_URL %q: MailFrom %q is no address: %v", baseURL, c.MailFrom, err)
 		}
 		if w := c.Warnings(); len(w) != 0 {
 			t.Errorf("BASE_URL %q: warnings in development: %q", baseURL, w)

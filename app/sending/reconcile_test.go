@@ -264,8 +264,8 @@ func TestReconcilerRepairsRunsAndArchivedBatches(t *testing.T) {
 // worker idle. A batch a worker holds, or a fresh claim, is left alone,
 // and the batch is queued again once per claim.
 func TestReconcilerQueuesABatchItsWorkerLeftMidChunk(t *testing.T) {
-	w := newWorld(t, 4)
-	w.svc.BatchSize = 2 // batches 0 and 1
+	w := newWorld(t, 6)
+	w.svc.BatchSize = 2 // batches 0, 1 and 2
 	ctx := context.Background()
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	if err != nil {
@@ -278,22 +278,37 @@ func TestReconcilerQueuesABatchItsWorkerLeftMidChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	claim(0, w.clients[0], "1 minute")  // its worker died a minute ago
-	claim(1, w.clients[2], "0 seconds") // sending now, or a moment ago
+	// Batches 0 and 1 were left by a worker that died a minute ago; batch
+	// 2 claimed a moment ago.
+	claim(0, w.clients[0], "1 minute")
+	claim(1, w.clients[2], "1 minute")
+	claim(2, w.clients[4], "0 seconds")
 	orphans := func() []string {
 		t.Helper()
-		var ids []string
+		var seqs []string
 		for _, id := range w.queuedBatches(t) {
 			if strings.Contains(id, ":orphan-") {
-				ids = append(ids, id)
+				seqs = append(seqs, strings.Split(id, ":")[2])
 			}
 		}
-		return ids
+		slices.Sort(seqs)
+		return seqs
+	}
+	locks := func() int {
+		t.Helper()
+		var n int
+		if err := w.db.NewRaw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
 
-	// While a worker holds batch 0 (a slow chunk), it is no orphan.
-	held, release := make(chan struct{}), make(chan struct{})
+	// While a worker holds batch 0 (a slow chunk), it is no orphan; batch
+	// 1, which no one holds, is.
+	held, release, released := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(released)
 		_ = w.st.LockBatch(ctx, run.ID, 0, func(*store.Store) error {
 			close(held)
 			<-release
@@ -304,24 +319,28 @@ func TestReconcilerQueuesABatchItsWorkerLeftMidChunk(t *testing.T) {
 	if err := w.svc.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := orphans(); len(got) != 0 {
-		t.Fatalf("a batch its worker holds is queued again: %v", got)
+	if got := orphans(); !slices.Equal(got, []string{"1"}) {
+		t.Fatalf("queued again while batch 0 is held: batches %v, want 1 alone", got)
 	}
 	close(release)
-	time.Sleep(50 * time.Millisecond) // the lock's session unlocks
-	for range 2 {
+	<-released
+	for deadline := time.Now().Add(5 * time.Second); locks() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch's lock is still held")
+		}
+	}
+	for range 2 { // once per claim
 		if err := w.svc.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	prefix := "mailing-batch:" + strconv.FormatInt(run.ID, 10) + ":0:orphan-"
-	if got := orphans(); len(got) != 1 || !strings.HasPrefix(got[0], prefix) {
-		t.Fatalf("queued again: %v, want batch 0 once", got)
+	if got := orphans(); !slices.Equal(got, []string{"0", "1"}) {
+		t.Fatalf("queued again: batches %v, want 0 and 1 once each", got)
 	}
-	// The batches taken up, the claims left (batch 1's too, made up here)
+	// The batches taken up, the claims left (batch 2's too, made up here)
 	// are recorded as interrupted and the rest is sent.
-	if r := w.drain(t, run.ID); r.FinishedAt == nil || r.Succeeded != 2 || r.Failed != 2 {
-		t.Fatalf("run %+v: want the claims left recorded as interrupted and the 2 others sent", r)
+	if r := w.drain(t, run.ID); r.FinishedAt == nil || r.Succeeded != 3 || r.Failed != 3 {
+		t.Fatalf("run %+v: want the claims left recorded as interrupted and the 3 others sent", r)
 	}
 }
 

@@ -77,6 +77,15 @@ func (s *Server) setSentTo(c *fiber.Ctx, email string) {
 	s.setNote(c, sentToCookie, email, time.Now().Add(15*time.Minute))
 }
 
+// forgetSentTo clears the note of setSentTo once a session starts or
+// ends: the sign-in form would show the address to whoever comes next to
+// that screen.
+func (s *Server) forgetSentTo(c *fiber.Ctx) {
+	if c.Cookies(s.cookieName(sentToCookie)) != "" {
+		s.setNote(c, sentToCookie, "", time.Unix(0, 0))
+	}
+}
+
 // sentTo is the address of setSentTo, "" when none (or not an address).
 func (s *Server) sentTo(c *fiber.Ctx) string {
 	b, ok := s.note(c, sentToCookie)
@@ -239,6 +248,7 @@ func (s *Server) login(c *fiber.Ctx) error {
 	if _, ok := s.device(c, f.Email); !ok {
 		s.setDevice(c, f.Email)
 	}
+	s.forgetSentTo(c)
 	return redirect(c, f.Next)
 }
 
@@ -246,6 +256,7 @@ func (s *Server) logout(c *fiber.Ctx) error {
 	if err := s.sessions.SignOut(c); err != nil {
 		return err
 	}
+	s.forgetSentTo(c)
 	s.setFlash(c, layout.FlashInfo, "You are signed out.")
 	return redirect(c, "/")
 }
@@ -349,6 +360,7 @@ func (s *Server) reset(c *fiber.Ctx) error {
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
 	}
+	s.forgetSentTo(c)
 	msg := "Your new password is set, and you are signed in. Other sessions were signed out."
 	if unlinked > 0 {
 		msg += " Sign-ins through providers under another address than yours were unlinked: link them again from your account page if they are yours."

@@ -125,6 +125,15 @@ func TestRegisterConfirmSignIn(t *testing.T) {
 	if v := parseHTML(t, body).Find("#field-email").AttrOr("value", ""); v != "new.person@example.com" {
 		t.Errorf("the sign-in form after confirming has the address %q", v)
 	}
+	// Once signed in, and out, the screen no longer shows it to whoever
+	// comes next.
+	resp, body = login(t, phone, "new.person@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	resp, body = phone.post(t, "/logout", nil)
+	wantRedirect(t, resp, body, "/")
+	if _, body = phone.get(t, "/login"); parseHTML(t, body).Find("#field-email").AttrOr("value", "") != "" {
+		t.Error("the sign-in form after a sign-out shows the address confirmed before")
+	}
 	// Using one link retires the others.
 	resp, body = c.get(t, link)
 	wantStatus(t, resp, body, http.StatusGone)

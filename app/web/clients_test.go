@@ -846,7 +846,7 @@ func TestClientMailsKeepTheSubjectSent(t *testing.T) {
 	}
 	// The edit form of a message in use says where a change goes.
 	note := w.c.page(t, "/messages/"+id(o.message.ID)+"/edit").Find("[data-testid=message-in-use]").Text()
-	if !strings.HasPrefix(note, "Used by 1 mailing: a change goes out with their next sends.") {
+	if !strings.HasPrefix(note, "Used by 1 mailing: a change goes out with its next sends.") {
 		t.Errorf("the edit form of a message in use says %q", note)
 	}
 	unused := &model.Message{OwnerID: w.ann.ID, Subject: "Draft", Body: "Hello"}

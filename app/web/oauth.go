@@ -136,6 +136,7 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 	if err := s.sessions.SignIn(c, u); err != nil {
 		return err
 	}
+	s.forgetSentTo(c)
 	return c.Redirect(auth.SafeNext(next), fiber.StatusSeeOther)
 }
 
