@@ -484,7 +484,9 @@ func (s *Service) reconcile(ctx context.Context, gen string) error {
 		if err := s.Queue.EnqueueBatches(ctx, b, "orphan-"+strconv.FormatInt(o.ClaimedAt.UnixMicro(), 36)); err != nil {
 			return err
 		}
-		s.Log.InfoContext(ctx, "batch left mid-chunk by a worker that stopped: queued again", "run_id", o.RunID, "seq", o.Seq)
+		if s.now().Sub(o.ClaimedAt) < orphanAfter+90*time.Second { // said by the first reconcile after it (each minute)
+			s.Log.WarnContext(ctx, "batch left mid-chunk by a worker that stopped: queued again", "run_id", o.RunID, "seq", o.Seq)
+		}
 	}
 	return nil
 }
