@@ -215,6 +215,14 @@ func TestBrowserNoConsoleErrors(t *testing.T) {
 	if errs := got(); len(errs) > 0 {
 		t.Errorf("console on the queue dashboard: %v", errs)
 	}
+	// Its way back to the site stays in sight over the dashboard's own
+	// drawing, and leads home.
+	b.waitJS("the way back shown on top", `(() => {
+		const a = document.querySelector("[data-testid=queues-back]"), r = a.getBoundingClientRect();
+		return r.width > 0 && document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2).closest("[data-testid=queues-back]") === a;
+	})()`)
+	b.do("back to the site", chromedp.Click(chromedp.CSS("[data-testid=queues-back]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/" && !!document.querySelector("[data-testid=dashboard]")`)
 }
 
 // slowProxy sits between the browser and the app and, while held, holds

@@ -42,7 +42,7 @@ func (s *Server) mountOps(app *fiber.App) {
 		}
 		return manifest(c)
 	})
-	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(withoutRemoteFonts(mon)))
+	app.Use(queuesPath, onlyUnder(queuesPath), auth.RequireUser, auth.RequireManager, s.queueCSRF, adaptor.HTTPHandler(dashboardPage(mon)))
 	app.Get("/metrics", adaptor.HTTPHandler(s.metrics.Handler(s.cfg.MetricsToken)))
 }
 
@@ -51,10 +51,16 @@ func (s *Server) mountOps(app *fiber.App) {
 // host without internet): the page is drawn in the system's fonts.
 var remoteFonts = regexp.MustCompile(`<link rel="stylesheet" href="https://fonts\.googleapis\.com/[^"]*"/>`)
 
-// withoutRemoteFonts serves the dashboard with its page's remote fonts
-// left out. Its API's answers (every refresh of its tables) pass as they
-// are, unread.
-func withoutRemoteFonts(h http.Handler) http.Handler {
+// backLink leads from the dashboard back to the site, at the right of its
+// top bar (the dashboard has no way back of its own).
+const backLink = `<a href="/" data-testid="queues-back" style="position:fixed;top:14px;right:16px;z-index:1300;` +
+	`padding:8px 14px;border-radius:6px;background:#1f2937;color:#fff;font:15px system-ui,sans-serif;text-decoration:none">` +
+	`← Back to Rassylka</a>`
+
+// dashboardPage serves the dashboard with its page's remote fonts left
+// out and a link back to the site added. Its API's answers (every
+// refresh of its tables) pass as they are, unread.
+func dashboardPage(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, queuesPath+"/api/") {
 			h.ServeHTTP(w, r)
@@ -65,6 +71,7 @@ func withoutRemoteFonts(h http.Handler) http.Handler {
 		body := rec.Body.Bytes()
 		if strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
 			body = remoteFonts.ReplaceAll(body, nil)
+			body = bodyTag.ReplaceAll(body, []byte("${0}"+backLink))
 			rec.Header().Del("Content-Length")
 		}
 		for k, v := range rec.Header() {
@@ -74,6 +81,9 @@ func withoutRemoteFonts(h http.Handler) http.Handler {
 		_, _ = w.Write(body)
 	})
 }
+
+// bodyTag is the page's opening body tag.
+var bodyTag = regexp.MustCompile(`<body[^>]*>`)
 
 // onlyUnder answers 404 for a path that merely starts like prefix
 // (/ops/queuesX), which Fiber's Use matches too: only prefix itself and

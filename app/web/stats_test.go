@@ -221,6 +221,10 @@ func TestQueueDashboard(t *testing.T) {
 	if strings.Contains(body, "fonts.googleapis.com") {
 		t.Error("the dashboard's page loads Google's fonts")
 	}
+	// It leads back to the site (it had no way back).
+	if back := parseHTML(t, body).Find("body > [data-testid=queues-back]"); back.AttrOr("href", "") != "/" || back.Text() != "← Back to Rassylka" {
+		t.Errorf("the dashboard's way back: %q", back.Text())
+	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "style-src 'self' 'unsafe-inline';") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("the dashboard's policy: %q", csp)
 	}
