@@ -34,9 +34,12 @@ func TestPostgresRestartMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	pg.Stop()
+	// Back within the time the batch waits for it to record what it sent
+	// (see salvage).
+	time.Sleep(time.Second)
+	pg.Start()
 	err = <-done
 	t.Logf("the batch stopped with the database: %v", err)
-	pg.Start()
 
 	// Asynq retries the failed task; here, until the batch is done.
 	deadline := time.Now().Add(30 * time.Second)
@@ -69,5 +72,62 @@ func TestPostgresRestartMidRun(t *testing.T) {
 	r, _ := w.st.RunByID(ctx, run.ID)
 	if r.FinishedAt == nil || r.Succeeded+r.Failed != 40 {
 		t.Fatalf("run %+v", r)
+	}
+}
+
+// The batch's connection lost while a chunk sends (a connection cut, a
+// restart that spared the worker's pool): the chunk stops sending within
+// about a second (its lock went with the connection, and another worker
+// may resume the batch), what it sent is recorded on a connection of its
+// own, and the resumed batch sends the rest. Before, the chunk went on
+// sending, and every recipient of it was recorded as "interrupted: outcome
+// unknown", offered to "Retry failed" though all had been mailed.
+func TestConnectionLostMidChunkKeepsWhatWasSent(t *testing.T) {
+	const n, pace = 12, 200 * time.Millisecond // one chunk: 2.4 s, one send at a time
+	w := newWorld(t, n)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 1
+	w.sink.Stall(pace)
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.sink.Wait(waitCtx, 2); err != nil {
+		t.Fatal(err)
+	}
+	var cut int
+	if err := w.db.NewRaw(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &cut); err != nil || cut != 1 {
+		t.Fatalf("cut %d batch connections: %v", cut, err)
+	}
+	at := len(w.sink.Messages())
+	err = <-done
+	if err == nil {
+		t.Fatal("the batch went on without its connection")
+	}
+	if after := len(w.sink.Messages()) - at; after > int(2*time.Second/pace) {
+		t.Errorf("%d mails sent after the batch's connection was lost, want the chunk stopped within about a second", after)
+	}
+	r := w.drain(t, run.ID)
+	for _, a := range w.attempts(t, run.ID) {
+		if a.Status != model.AttemptSuccess {
+			t.Errorf("attempt %s %s %q, want every recipient mailed and recorded so", a.Email, a.Status, a.Response)
+		}
+	}
+	if got := received(w.sink); len(got) != n {
+		t.Errorf("%d of %d recipients mailed", len(got), n)
+	} else {
+		for addr, k := range got {
+			if k != 1 {
+				t.Errorf("%s received %d messages", addr, k)
+			}
+		}
+	}
+	if r.FinishedAt == nil || r.Succeeded != n || r.Failed != 0 {
+		t.Errorf("run %+v: want all %d sent", r, n)
 	}
 }

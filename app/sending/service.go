@@ -3,6 +3,7 @@ package sending
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/mail"
 	"slices"
@@ -94,6 +95,10 @@ type Service struct {
 	// HandOver is how long before its task's deadline a batch hands the
 	// rest of its recipients to a new task (default DefaultHandOver).
 	HandOver time.Duration
+	// SalvageFor is how long a batch whose connection was lost mid-chunk
+	// waits for the database to record what it sent (see salvage); 0: 30 s;
+	// negative: it records nothing, as a worker that died.
+	SalvageFor time.Duration
 	// Stopping ends when the worker is told to stop (nil: never): batches
 	// then stop claiming, record what they sent and hand the rest over.
 	Stopping context.Context
@@ -704,6 +709,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 	var waits waitList
 	holding := false
 	claimed := false     // the batch's row holds a claim
+	var held []int64     // its recipients, as the last record left it
 	handingOver := false // the task nears its deadline: the waiting recipients' tries come first
 	for {
 		// Waiting counts: a batch waiting for a server that cannot be
@@ -761,12 +767,19 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
+				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, unadded) {
+					rerr = fmt.Errorf("%w (what the chunk sent was recorded on a new connection)", rerr)
+				}
 				if errors.Is(err, errHandOver) {
 					err = nil // what was sent is not recorded: the task is retried, not handed over
 				}
 				return errors.Join(err, rerr)
 			}
 			claims, claimed, sent = c, len(c) > 0, nil
+			held = held[:0]
+			for _, c := range claims {
+				held = append(held, c.ClientID)
+			}
 		}
 		if err != nil {
 			return err
@@ -810,6 +823,67 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			waits.wake() // those waiting for the server: it answers
 		}
 	}
+}
+
+// salvage records what a chunk sent when the batch's connection was lost
+// (PostgreSQL restarted, the connection cut) while it sent: the batch's
+// lock went with that session, and the task fails. Left so, the batch,
+// resumed, would record the whole claim as "interrupted: outcome unknown",
+// sent or not. Instead the batch's lock is taken again on a connection of
+// its own, waiting a while for the database to come back, and if the
+// claim on the batch's row is still the one this task made (no worker has
+// resumed the batch meanwhile), the chunk's outcomes are written and the
+// claim cleared: the resumed batch then sends those not sent yet, as
+// usual. It reports whether it did; otherwise the resumed batch records
+// the claim as it always has.
+func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held []int64, unadded *store.RunCounts) bool {
+	if len(held) == 0 || s.SalvageFor < 0 {
+		return false
+	}
+	want := slices.Sorted(slices.Values(held))
+	deadline := time.Now().Add(s.salvageFor())
+	for {
+		err := s.Store.LockBatch(ctx, run.ID, b.Seq, func(locked *store.Store) error {
+			claim, err := locked.BatchClaim(ctx, run.ID, b.Seq)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if slices.Sort(claim); !slices.Equal(claim, want) {
+				return errClaimMoved
+			}
+			stmts, err := locked.PrepareBatch(ctx, run, b)
+			if err != nil {
+				return err
+			}
+			defer stmts.Close()
+			written, _, err := stmts.Record(ctx, sent, nil)
+			if err != nil {
+				return err
+			}
+			unadded.Add(written)
+			return locked.AddRunCounts(ctx, run.ID, unadded)
+		})
+		switch {
+		case err == nil:
+			s.Log.WarnContext(ctx, "batch's connection lost mid-chunk: what it sent is recorded, the rest resumes",
+				"run_id", run.ID, "seq", b.Seq, "sent", len(sent), "claimed", len(held))
+			return true
+		case errors.Is(err, store.ErrBatchBusy), errors.Is(err, errClaimMoved), !time.Now().Before(deadline):
+			return false
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// errClaimMoved: the batch's claim is no longer the one a task made.
+var errClaimMoved = errors.New("the batch's claim moved")
+
+// salvageFor is how long salvage waits for the database.
+func (s *Service) salvageFor() time.Duration {
+	if s.SalvageFor > 0 {
+		return s.SalvageFor
+	}
+	return 30 * time.Second
 }
 
 // splitDue parts what a chunk's claim returned into the new recipients
@@ -1094,7 +1168,9 @@ type chunkWatch struct {
 // then left unsent: the batch stops, and they are skipped), and mail a
 // recipient who unsubscribed, bounced or was deleted meanwhile (the next
 // claim leaves such a recipient out). The looks take the batch's
-// connection in turn with the sends' writes.
+// connection in turn with the sends' writes; one that finds the
+// connection lost stops the chunk too: the batch's lock went with it, and
+// whoever resumes the batch sends the rest (see salvage).
 func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sync.Mutex, mailingID int64, claims []store.Claim) *chunkWatch {
 	w := &chunkWatch{quit: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(ctx)
@@ -1121,6 +1197,13 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 				gone, err = db.Unmailable(dbCtx, ids)
 			}
 			writing.Unlock()
+			if store.LostConnection(err) {
+				// The batch's lock went with its connection: another worker
+				// may resume the batch, and send what this one would.
+				w.stopped.Store(true)
+				w.cancel()
+				return
+			}
 			if err != nil {
 				continue // the chunk's own statements will meet the trouble
 			}

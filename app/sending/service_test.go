@@ -2345,6 +2345,7 @@ func TestDeletedClientDuringARetryFromTheWaitingList(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := w.clients[0]
+	w.svc.SalvageFor = -1 // the worker dies: it records nothing more
 	w.svc.Sender = &deferOne{Sender: w.pool, to: victim.Email, hook: func() {
 		if err := w.st.DeleteClient(ctx, w.owner.ID, victim.ID); err != nil {
 			t.Error(err)

@@ -230,6 +230,13 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 	return out, nil
 }
 
+// BatchClaim returns the ids of the recipients the batch's row claims.
+func (s *Store) BatchClaim(ctx context.Context, runID int64, seq int) ([]int64, error) {
+	var ids []int64
+	err := s.db.NewRaw("SELECT unnest(claimed) FROM run_batches WHERE run_id = ? AND seq = ?", runID, seq).Scan(ctx, &ids)
+	return ids, dbErr("batch claim", err)
+}
+
 // OrphanedBatch is an open batch no worker holds, left mid-chunk.
 type OrphanedBatch struct {
 	RunID     int64     `bun:"run_id"`

@@ -9,9 +9,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -101,6 +105,22 @@ func sqlState(err error) string {
 		return pgErr.Field('C')
 	}
 	return ""
+}
+
+// LostConnection reports whether err says the connection to the database
+// is gone: closed or reset, or the server shut down or restarting. What a
+// session held (its advisory locks) went with it.
+func LostConnection(err error) bool {
+	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	code := sqlState(err) // 08: connection exception; 57P0x: the server shut down or restarts
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57P")
 }
 
 // formCreated finds what a form with key ("": none) created already, as
