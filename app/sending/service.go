@@ -1167,17 +1167,14 @@ type chunkWatch struct {
 // off or deleted, or its owner blocked (the chunk's sends not yet made are
 // then left unsent: the batch stops, and they are skipped), and mail a
 // recipient who unsubscribed, bounced or was deleted meanwhile (the next
-// claim leaves such a recipient out). The looks take the batch's
+// claim leaves such a recipient out), or at an address its owner has
+// corrected since (the next claim takes the new one). The looks take the batch's
 // connection in turn with the sends' writes; one that finds the
 // connection lost stops the chunk too: the batch's lock went with it, and
 // whoever resumes the batch sends the rest (see salvage).
 func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sync.Mutex, mailingID int64, claims []store.Claim) *chunkWatch {
 	w := &chunkWatch{quit: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(ctx)
-	ids := make([]int64, len(claims))
-	for i, c := range claims {
-		ids[i] = c.ClientID
-	}
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(progressEvery)
@@ -1193,8 +1190,8 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 			writing.Lock()
 			endsAt, ok, err := db.SendableUntil(dbCtx, mailingID)
 			var gone []int64
-			if err == nil && ok && len(ids) > 0 {
-				gone, err = db.Unmailable(dbCtx, ids)
+			if err == nil && ok && len(claims) > 0 {
+				gone, err = db.Unmailable(dbCtx, claims)
 			}
 			writing.Unlock()
 			if store.LostConnection(err) {

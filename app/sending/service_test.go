@@ -2055,7 +2055,7 @@ func TestMailingDeletedWhileSending(t *testing.T) {
 // second, after the mailing had stopped.
 func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
 	const n, pace = 16, 200 * time.Millisecond // one chunk: 3.2 s at one send at a time
-	for _, what := range []string{"switched off", "deleted", "owner blocked", "unsubscribed"} {
+	for _, what := range []string{"switched off", "deleted", "owner blocked", "unsubscribed", "address corrected"} {
 		t.Run(what, func(t *testing.T) {
 			w := newWorld(t, n)
 			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 1
@@ -2082,6 +2082,8 @@ func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
 				_, err = w.st.SetBlocked(ctx, 0, w.owner.ID, true)
 			case "unsubscribed":
 				err = w.st.Unsubscribe(ctx, w.owner.ID, last.Email)
+			case "address corrected":
+				_, err = w.db.ExecContext(ctx, "UPDATE clients SET email = 'corrected@example.com' WHERE id = ?", last.ID)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -2091,6 +2093,15 @@ func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := received(w.sink)
+			if what == "address corrected" {
+				if got[last.Email] != 0 || got["corrected@example.com"] != 1 || len(got) != n {
+					t.Fatalf("received %v: want the corrected address mailed, not the old one", got)
+				}
+				if r := w.drain(t, run.ID); r.Succeeded != n {
+					t.Fatalf("run %+v: want all %d sent", r, n)
+				}
+				return
+			}
 			if what == "unsubscribed" {
 				if len(got) != n-1 || got[last.Email] != 0 {
 					t.Fatalf("received %v: want everyone but the recipient who unsubscribed", got)

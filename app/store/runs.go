@@ -613,12 +613,17 @@ func (s *Store) SendableUntil(ctx context.Context, mailingID int64) (endsAt time
 	return ends[0], true, nil
 }
 
-// Unmailable returns those of the clients ids that may no longer be
-// mailed: deleted, unsubscribed or hard-bounced since they were claimed.
-func (s *Store) Unmailable(ctx context.Context, ids []int64) ([]int64, error) {
+// Unmailable returns the ids of those claims that may no longer be mailed
+// as claimed: deleted, unsubscribed or hard-bounced since, or given
+// another address.
+func (s *Store) Unmailable(ctx context.Context, claims []Claim) ([]int64, error) {
+	ids, emails := make([]int64, len(claims)), make([]string, len(claims))
+	for i, c := range claims {
+		ids[i], emails[i] = c.ClientID, c.Email
+	}
 	var out []int64
-	err := s.db.NewRaw(`SELECT n.id FROM unnest(?::bigint[]) AS n(id) LEFT JOIN clients AS c ON c.id = n.id
-		WHERE c.id IS NULL OR NOT (`+mailable+`)`, pgdialect.Array(ids)).Scan(ctx, &out)
+	err := s.db.NewRaw(`SELECT n.id FROM unnest(?::bigint[], ?::text[]) AS n(id, email) LEFT JOIN clients AS c ON c.id = n.id
+		WHERE c.id IS NULL OR NOT (`+mailable+`) OR lower(c.email) <> lower(n.email)`, pgdialect.Array(ids), pgdialect.Array(emails)).Scan(ctx, &out)
 	return out, dbErr("unmailable", err)
 }
 
