@@ -14,12 +14,21 @@ import (
 // starts it again; the batch, handed again to a worker as Asynq would,
 // finishes with one attempt per recipient and no address mailed twice.
 func TestPostgresRestartMidRun(t *testing.T) {
+	// Back within the time the batch waits for it to record what it sent
+	// (see salvage), or after it: the batch, resumed, then records its
+	// claim as interrupted, as after a crash.
+	t.Run("back within the wait", func(t *testing.T) { postgresRestartMidRun(t, 0, time.Second) })
+	t.Run("back after it", func(t *testing.T) { postgresRestartMidRun(t, 300*time.Millisecond, 1500*time.Millisecond) })
+}
+
+func postgresRestartMidRun(t *testing.T, salvageFor, down time.Duration) {
 	pg := testkit.PostgresServer(t)
 	db := store.Open(pg.URL)
 	t.Cleanup(func() { db.Close() })
 	w := newWorldOn(t, db, 40)
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 4, 2
 	w.sink.Stall(25 * time.Millisecond)
+	w.svc.SalvageFor = salvageFor
 	ctx := context.Background()
 	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
 	if err != nil {
@@ -34,9 +43,7 @@ func TestPostgresRestartMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	pg.Stop()
-	// Back within the time the batch waits for it to record what it sent
-	// (see salvage).
-	time.Sleep(time.Second)
+	time.Sleep(down)
 	pg.Start()
 	err = <-done
 	t.Logf("the batch stopped with the database: %v", err)
@@ -76,12 +83,11 @@ func TestPostgresRestartMidRun(t *testing.T) {
 }
 
 // The batch's connection lost while a chunk sends (a connection cut, a
-// restart that spared the worker's pool): the chunk stops sending within
-// about a second (its lock went with the connection, and another worker
-// may resume the batch), what it sent is recorded on a connection of its
-// own, and the resumed batch sends the rest. Before, the chunk went on
-// sending, and every recipient of it was recorded as "interrupted: outcome
-// unknown", offered to "Retry failed" though all had been mailed.
+// restart that spared the worker's pool): what the chunk sent is recorded
+// on a connection of its own, under the batch's lock taken again, and the
+// batch resumes with the rest. Before, every recipient of the chunk was
+// recorded as "interrupted: outcome unknown", offered to "Retry failed"
+// though all had been mailed.
 func TestConnectionLostMidChunkKeepsWhatWasSent(t *testing.T) {
 	const n, pace = 12, 200 * time.Millisecond // one chunk: 2.4 s, one send at a time
 	w := newWorld(t, n)
@@ -104,13 +110,8 @@ func TestConnectionLostMidChunkKeepsWhatWasSent(t *testing.T) {
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &cut); err != nil || cut != 1 {
 		t.Fatalf("cut %d batch connections: %v", cut, err)
 	}
-	at := len(w.sink.Messages())
-	err = <-done
-	if err == nil {
-		t.Fatal("the batch went on without its connection")
-	}
-	if after := len(w.sink.Messages()) - at; after > int(2*time.Second/pace) {
-		t.Errorf("%d mails sent after the batch's connection was lost, want the chunk stopped within about a second", after)
+	if err := <-done; err == nil {
+		t.Fatal("the batch ended well without its connection")
 	}
 	r := w.drain(t, run.ID)
 	for _, a := range w.attempts(t, run.ID) {

@@ -767,7 +767,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
-				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, unadded) {
+				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held) {
 					rerr = fmt.Errorf("%w (what the chunk sent was recorded on a new connection)", rerr)
 				}
 				if errors.Is(err, errHandOver) {
@@ -836,7 +836,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 // claim cleared: the resumed batch then sends those not sent yet, as
 // usual. It reports whether it did; otherwise the resumed batch records
 // the claim as it always has.
-func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held []int64, unadded *store.RunCounts) bool {
+func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held []int64) bool {
 	if len(held) == 0 || s.SalvageFor < 0 {
 		return false
 	}
@@ -860,19 +860,38 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 			if err != nil {
 				return err
 			}
-			unadded.Add(written)
-			return locked.AddRunCounts(ctx, run.ID, unadded)
+			// What was recorded before and not yet added (unadded) is left
+			// to the run's recount at its end: an addition whose answer
+			// was lost with the connection may have been made.
+			return locked.AddRunCounts(ctx, run.ID, &written)
 		})
 		switch {
 		case err == nil:
 			s.Log.WarnContext(ctx, "batch's connection lost mid-chunk: what it sent is recorded, the rest resumes",
 				"run_id", run.ID, "seq", b.Seq, "sent", len(sent), "claimed", len(held))
 			return true
-		case errors.Is(err, store.ErrBatchBusy), errors.Is(err, errClaimMoved), !time.Now().Before(deadline):
+		case errors.Is(err, errClaimMoved), !time.Now().Before(deadline):
 			return false
 		}
-		time.Sleep(time.Second)
+		// The database is not back yet, or the lost session still holds
+		// the lock (a cut connection's backend lingers until the server
+		// notices): tried again, unless the worker stops meanwhile. (A
+		// batch resumed meanwhile is told by its claim.)
+		select {
+		case <-time.After(time.Second):
+		case <-s.stoppingDone():
+			return false
+		}
 	}
+}
+
+// stoppingDone is closed once the worker is told to stop (never, without
+// Stopping).
+func (s *Service) stoppingDone() <-chan struct{} {
+	if s.Stopping == nil {
+		return nil
+	}
+	return s.Stopping.Done()
 }
 
 // errClaimMoved: the batch's claim is no longer the one a task made.
@@ -1168,10 +1187,13 @@ type chunkWatch struct {
 // then left unsent: the batch stops, and they are skipped), and mail a
 // recipient who unsubscribed, bounced or was deleted meanwhile (the next
 // claim leaves such a recipient out), or at an address its owner has
-// corrected since (the next claim takes the new one). The looks take the batch's
-// connection in turn with the sends' writes; one that finds the
-// connection lost stops the chunk too: the batch's lock went with it, and
-// whoever resumes the batch sends the rest (see salvage).
+// corrected since (the next claim takes the new one). The looks take the
+// batch's connection in turn with the sends' writes. A look that finds
+// the connection lost lets the chunk go on: whoever resumes the batch
+// records its claim as interrupted and never sends it, and what the chunk
+// sends is recorded on a new connection if it can be (see salvage);
+// stopped, the recipients it had not reached would be recorded as
+// interrupted too, unmailed, whenever that cannot be.
 func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sync.Mutex, mailingID int64, claims []store.Claim) *chunkWatch {
 	w := &chunkWatch{quit: make(chan struct{}), done: make(chan struct{})}
 	w.ctx, w.cancel = context.WithCancel(ctx)
@@ -1194,13 +1216,6 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 				gone, err = db.Unmailable(dbCtx, claims)
 			}
 			writing.Unlock()
-			if store.LostConnection(err) {
-				// The batch's lock went with its connection: another worker
-				// may resume the batch, and send what this one would.
-				w.stopped.Store(true)
-				w.cancel()
-				return
-			}
 			if err != nil {
 				continue // the chunk's own statements will meet the trouble
 			}
