@@ -1146,7 +1146,13 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Me
 					results[i] = sendResult{unsent: w == nil, left: w != nil}
 					continue
 				}
-				results[i] = s.sendOne(ctx, m, msg, c, w, outlast, write, waits)
+				if w != nil {
+					results[i] = s.sendOne(ctx, m, msg, c, w, outlast, write, waits)
+					continue
+				}
+				sctx, end := watch.sendContext(ctx, c.ClientID)
+				results[i] = s.sendOne(sctx, m, msg, c, nil, outlast, write, waits)
+				end()
 			}
 		}()
 	}
@@ -1176,6 +1182,28 @@ type chunkWatch struct {
 	left    atomic.Pointer[map[int64]bool] // claims no longer to be mailed
 	quit    chan struct{}
 	done    chan struct{}
+	mu      sync.Mutex
+	sends   map[int64]context.CancelFunc // the claims' sends under way, by client
+}
+
+// sendContext is the context of the send to a claimed client: ended when
+// the client may no longer be mailed, so that a send still waiting for
+// its turn (MAIL_RATE, a connection of the pool) is not made. end forgets
+// it once the send is over.
+func (w *chunkWatch) sendContext(ctx context.Context, clientID int64) (sctx context.Context, end func()) {
+	sctx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	if w.sends == nil {
+		w.sends = map[int64]context.CancelFunc{}
+	}
+	w.sends[clientID] = cancel
+	w.mu.Unlock()
+	return sctx, func() {
+		w.mu.Lock()
+		delete(w.sends, clientID)
+		w.mu.Unlock()
+		cancel()
+	}
 }
 
 // watch looks, about once a second while a chunk sends, at whether its
@@ -1230,6 +1258,13 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 					left[id] = true
 				}
 				w.left.Store(&left)
+				w.mu.Lock()
+				for _, id := range gone {
+					if cancel := w.sends[id]; cancel != nil {
+						cancel() // waiting for its turn: not sent
+					}
+				}
+				w.mu.Unlock()
 			}
 		}
 	}()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"mime"
 	"net/http/httptest"
@@ -2122,6 +2123,48 @@ func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A recipient who unsubscribes while their send waits for its turn under
+// MAIL_RATE is not mailed: the wait ends with the next look at the chunk.
+// (It was looked at before the wait only: at a low rate the wait lasts
+// tens of seconds.)
+func TestRecipientGoneWhileWaitingForTheRateIsNotMailed(t *testing.T) {
+	const n = 6
+	w := newWorld(t, n)
+	sender, err := mail.NewSender(w.sink.URL(), "Shop <news@shop.example>", "mail.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paced := mail.NewPool(sender.WithTimeout(2*time.Second), 4, rate.NewLimiter(1, 1)) // one a second: the fourth waits 3 s
+	t.Cleanup(paced.Close)
+	w.svc.Sender = paced
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 4
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := w.sink.Wait(waitCtx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waiting := w.clients[3] // its sender took it at the start, and waits its turn
+	if err := w.st.Unsubscribe(ctx, w.owner.ID, waiting.Email); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := received(w.sink); got[waiting.Email] != 0 || len(got) != n-1 {
+		t.Fatalf("received %v: want everyone but the recipient who unsubscribed while waiting", got)
+	}
+	if r := w.drain(t, run.ID); r.Succeeded != n-1 || r.Skipped != 1 {
+		t.Fatalf("run %+v: want %d sent and 1 skipped", r, n-1)
 	}
 }
 
