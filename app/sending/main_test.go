@@ -129,6 +129,26 @@ func (w *world) drain(t *testing.T, runID int64) *model.Run {
 	return r
 }
 
+// sendingUntil starts a run of w's mailing by hand, sends its first batch
+// in the background, and returns once n mails have arrived; done says
+// how the batch ended.
+func (w *world) sendingUntil(t *testing.T, n int) (run *model.Run, done <-chan error) {
+	t.Helper()
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := w.sink.Wait(waitCtx, n); err != nil {
+		t.Fatal(err)
+	}
+	return run, ended
+}
+
 // drainSentOnce drains the run and checks that every one of its n
 // recipients was mailed, once.
 func (w *world) drainSentOnce(t *testing.T, runID int64, n int) {

@@ -30,22 +30,11 @@ func postgresRestartMidRun(t *testing.T, salvageFor, down time.Duration) {
 	w.sink.Stall(25 * time.Millisecond)
 	w.svc.SalvageFor = salvageFor
 	ctx := context.Background()
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	done := make(chan error, 1)
-	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
-	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if _, err := w.sink.Wait(waitCtx, 8); err != nil {
-		t.Fatal(err)
-	}
+	run, done := w.sendingUntil(t, 8)
 	pg.Stop()
 	time.Sleep(down)
 	pg.Start()
-	err = <-done
+	err := <-done
 	t.Logf("the batch stopped with the database: %v", err)
 
 	// Asynq retries the failed task; here, until the batch is done.
@@ -94,17 +83,7 @@ func TestConnectionLostMidChunkKeepsWhatWasSent(t *testing.T) {
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 1
 	w.sink.Stall(pace)
 	ctx := context.Background()
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
-	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := w.sink.Wait(waitCtx, 2); err != nil {
-		t.Fatal(err)
-	}
+	run, done := w.sendingUntil(t, 2)
 	var cut int
 	if err := w.db.NewRaw(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &cut); err != nil || cut != 1 {

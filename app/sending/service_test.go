@@ -2062,18 +2062,9 @@ func TestChunkSendingSlowlyStopsWithItsMailing(t *testing.T) {
 			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 1
 			w.sink.Stall(pace)
 			ctx := context.Background()
-			run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
-			waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if _, err := w.sink.Wait(waitCtx, 2); err != nil {
-				t.Fatal(err)
-			}
+			run, done := w.sendingUntil(t, 2)
 			last := w.clients[n-1]
+			var err error
 			switch what {
 			case "switched off":
 				err = w.st.SetMailingDisabled(ctx, store.Own(w.owner.ID), w.mailing.ID, w.owner.ID, true)
@@ -2142,17 +2133,7 @@ func TestRecipientGoneWhileWaitingForTheRateIsNotMailed(t *testing.T) {
 	w.svc.Sender = paced
 	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, n, 4
 	ctx := context.Background()
-	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.svc.ProcessBatch(ctx, run.ID, 0) }()
-	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := w.sink.Wait(waitCtx, 1); err != nil {
-		t.Fatal(err)
-	}
+	run, done := w.sendingUntil(t, 1)
 	waiting := w.clients[3] // its sender took it at the start, and waits its turn
 	if err := w.st.Unsubscribe(ctx, w.owner.ID, waiting.Email); err != nil {
 		t.Fatal(err)
