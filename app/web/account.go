@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"rassylka/app/store"
 	"rassylka/app/web/form"
 	"rassylka/views/account"
+	"rassylka/views/component"
 	"rassylka/views/layout"
 )
 
@@ -564,5 +564,5 @@ func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
 // minutes says d in whole minutes, rounded up ("1 minute", "15 minutes").
 func minutes(d time.Duration) string {
 	n := int(math.Ceil(d.Minutes()))
-	return strconv.Itoa(n) + " " + plural(n, "minute", "minutes")
+	return component.Counted(int64(n), "minute", "minutes")
 }

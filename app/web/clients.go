@@ -84,7 +84,7 @@ func (s *Server) clearBounces(c *fiber.Ctx) error {
 	if n == 0 {
 		s.setFlash(c, layout.FlashInfo, "No client has a bounce to clear.")
 	} else {
-		s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("The bounces of %s %s are cleared; they get mailings again.", component.Count(n), plural(int(n), "client", "clients")))
+		s.setFlash(c, layout.FlashSuccess, "The bounces of "+component.Counted(n, "client", "clients")+" are cleared; they get mailings again.")
 	}
 	return redirect(c, "/clients?state="+string(store.ClientsBounced))
 }

@@ -106,8 +106,7 @@ func (s *Server) startRun(to runSource) fiber.Handler {
 			return fmt.Errorf("start run: %w", err)
 		}
 		if to == toRest {
-			s.setFlash(c, layout.FlashSuccess, fmt.Sprintf("Sending to the %s %s not reached yet.",
-				count(run.Total), plural(run.Total, "recipient", "recipients")))
+			s.setFlash(c, layout.FlashSuccess, "Sending to the "+component.Counted(int64(run.Total), "recipient", "recipients")+" not reached yet.")
 		} else {
 			s.setFlash(c, layout.FlashSuccess, sendingNotice(run.Total, run.Mailable))
 		}
@@ -125,7 +124,7 @@ func sendingNotice(total, mailable int) string {
 	case mailable == 0:
 		return fmt.Sprintf("No one to send to: all %s recipients have unsubscribed or bounced, so the run skips them.", count(total))
 	case skipped == 0:
-		return fmt.Sprintf("Sending to %s %s.", count(total), plural(total, "recipient", "recipients"))
+		return "Sending to " + component.Counted(int64(total), "recipient", "recipients") + "."
 	case skipped == 1:
 		return fmt.Sprintf("Sending to %s of %s recipients; 1 has unsubscribed or bounced and is skipped.", count(mailable), count(total))
 	}
@@ -134,9 +133,6 @@ func sendingNotice(total, mailable int) string {
 
 // count writes n as the pages do ("20 000").
 func count(n int) string { return component.Count(int64(n)) }
-
-// plural is one or many as n asks (component.Noun for an int).
-func plural(n int, one, many string) string { return component.Noun(int64(n), one, many) }
 
 // progressOf is the mailing's current run, or its last one.
 // While no run sends but one may start (the mailing is open: enabled, not
@@ -218,7 +214,7 @@ func skippedWhy(run *model.Run, m *store.MailingRow, u *model.User) string {
 		}
 		return "Skipped recipients got no mail: they had unsubscribed or bounced, or were removed or deleted before their turn."
 	}
-	n := component.Count(int64(run.Unreached)) + " " + plural(run.Unreached, "recipient was", "recipients were")
+	n := component.Counted(int64(run.Unreached), "recipient was", "recipients were")
 	var why string
 	switch {
 	case closed:

@@ -25,3 +25,7 @@ func Noun(n int64, one, many string) string {
 	}
 	return many
 }
+
+// Counted is n with the word for one or for many: "1 client", "20 000
+// clients".
+func Counted(n int64, one, many string) string { return Count(n) + " " + Noun(n, one, many) }
