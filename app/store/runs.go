@@ -256,7 +256,7 @@ func (s *Store) OrphanedBatches(ctx context.Context, idle time.Duration) ([]Orph
 		AND NOT EXISTS (SELECT 1 FROM pg_locks AS l
 			WHERE l.locktype = 'advisory' AND l.objsubid = 1
 			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-			AND l.classid::bigint = (`+batchLockKey+`) >> 32 AND l.objid::bigint = (`+batchLockKey+`) & 4294967295)
+			AND l.classid::bigint = `+batchLockKey("b.run_id", "b.seq")+` >> 32 AND l.objid::bigint = `+batchLockKey("b.run_id", "b.seq")+` & 4294967295)
 		ORDER BY b.run_id, b.seq LIMIT 1000`, fmt.Sprintf("%d milliseconds", idle.Milliseconds())).Scan(ctx, &out)
 	return out, dbErr("orphaned batches", err)
 }
@@ -649,25 +649,29 @@ func (s *Store) LockBatch(ctx context.Context, runID int64, seq int, fn func(loc
 		return dbErr("lock batch", err)
 	}
 	defer conn.Close()
-	key := batchLockSpace<<48 | (runID&0xffffffff)<<16 | int64(seq&0xffff)
+	key := batchLockKey("?::bigint", "?::int")
 	var got bool
 	// The lock's query runs to its answer whatever ctx does meanwhile (it
 	// never waits): abandoned on its way, it could leave the session
 	// holding the lock, back in the pool, and the batch busy for every
 	// other worker.
-	if err := conn.NewRaw("SELECT pg_try_advisory_lock(?)", key).Scan(context.WithoutCancel(ctx), &got); err != nil {
+	if err := conn.NewRaw("SELECT pg_try_advisory_lock("+key+")", runID, seq).Scan(context.WithoutCancel(ctx), &got); err != nil {
 		return dbErr("lock batch", err)
 	}
 	if !got {
 		return ErrBatchBusy
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", key) //nolint:errcheck // closing the session unlocks too
+	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock("+key+")", runID, seq) //nolint:errcheck // closing the session unlocks too
 	return fn(New(conn))
 }
 
 // batchLockSpace sets batch locks apart from any other advisory lock.
 const batchLockSpace int64 = 0x52b
 
-// batchLockKey is LockBatch's key of the batch b in SQL (PostgreSQL's
-// bit operators bind alike, left to right: each is bracketed).
-var batchLockKey = fmt.Sprintf("(%d::bigint << 48) | ((b.run_id & 4294967295) << 16) | (b.seq & 65535)", batchLockSpace)
+// batchLockKey is, in SQL, the advisory lock's key of the batch of run and
+// seq (SQL expressions): LockBatch takes it, and OrphanedBatches looks for
+// it in pg_locks. (PostgreSQL's bit operators bind alike, left to right:
+// each is bracketed.)
+func batchLockKey(run, seq string) string {
+	return fmt.Sprintf("((%d::bigint << 48) | ((%s & 4294967295) << 16) | (%s & 65535))", batchLockSpace, run, seq)
+}
