@@ -70,11 +70,14 @@ type OAuthProvider struct {
 // BASE_URL's host (its own domain, rather than one no receiver could
 // check), or at localhost when that host is an address.
 func defaultMailFrom(baseURL string) string {
-	host := "localhost"
 	// A name written absolute ("example.com.") has no dot at its end in
 	// an address.
-	if u, err := url.Parse(baseURL); err == nil && strings.TrimSuffix(u.Hostname(), ".") != "" && net.ParseIP(u.Hostname()) == nil {
+	host := ""
+	if u, err := url.Parse(baseURL); err == nil && net.ParseIP(u.Hostname()) == nil {
 		host = strings.TrimSuffix(u.Hostname(), ".")
+	}
+	if host == "" {
+		host = "localhost"
 	}
 	return "Rassylka <no-reply@" + host + ">"
 }

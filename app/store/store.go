@@ -111,12 +111,9 @@ func sqlState(err error) string {
 // is gone: closed or reset, or the server shut down or restarting. What a
 // session held (its advisory locks) went with it.
 func LostConnection(err error) bool {
-	if errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
+	var ne net.Error // a reset, a timeout, a closed connection (net.ErrClosed)
+	if errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
 	code := sqlState(err) // 08: connection exception; 57P0x: the server shut down or restarts
