@@ -103,7 +103,8 @@ func TestBrowserSignOutLeavesNoPrivatePages(t *testing.T) {
 	)
 	poll("htmx ready", `document.documentElement.dataset.htmx === "ready"`)
 	step("page the clients with htmx", chromedp.Click(chromedp.CSS("[data-testid=next-page]")))
-	poll("second page pushed", `location.search.includes("page=2") && !!document.querySelector("[data-testid=prev-page]")`)
+	poll("second page pushed and settled", `location.search.includes("page=2") && !!document.querySelector("[data-testid=prev-page]") &&
+		document.querySelector(".htmx-request, .htmx-settling, .htmx-swapping, .htmx-added") === null`)
 	step("sign out",
 		chromedp.Click(chromedp.CSS("[data-testid=sign-out]")),
 		chromedp.WaitVisible(chromedp.CSS("[data-testid=landing]")),
