@@ -26,6 +26,10 @@ type Message struct {
 	To      netmail.Address
 	Subject string
 	Text    string
+	// ReplyTo is where the recipient's reply goes ("": to From). An
+	// address with more than ASCII before the @ is left out: not every
+	// server could carry the mail (the forms refuse one).
+	ReplyTo string
 	// Headers are extra headers, such as List-Unsubscribe.
 	Headers map[string]string
 }
@@ -134,7 +138,12 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	if err := msg.AddBcc(addr); err != nil {
 		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
 	}
-	msg.SetGenHeaderPreformatted(gomail.Header(gomail.HeaderTo), toHeader(OneLine(m.To.Name), addr))
+	msg.SetGenHeaderPreformatted(gomail.Header(gomail.HeaderTo), addressHeader("To", OneLine(m.To.Name), addr))
+	if r := model.ASCIIEmail(strings.TrimSpace(m.ReplyTo)); r != "" && model.IsASCII(r) {
+		if a, err := netmail.ParseAddress("<" + r + ">"); err == nil {
+			msg.SetGenHeaderPreformatted(gomail.Header(gomail.HeaderReplyTo), addressHeader("Reply-To", "", a.Address))
+		}
+	}
 	if strings.ContainsAny(m.Subject, "\r\n") {
 		return nil, errors.New("build mail: subject has a line break")
 	}
@@ -270,18 +279,19 @@ func encodedWords(text, name string) []string {
 	return words
 }
 
-// toHeader is the To header of a mail to addr for the recipient named
-// name: the name quoted as net/mail quotes it, or as encoded words.
-func toHeader(name, addr string) string {
+// addressHeader is the value of the header (To, Reply-To) naming addr,
+// whose owner is named name: the name quoted as net/mail quotes it, or as
+// encoded words.
+func addressHeader(header, name, addr string) string {
 	a := (&netmail.Address{Address: addr}).String()
 	switch {
 	case name == "":
 		return a
 	case plain(name):
 		q := (&netmail.Address{Name: name, Address: addr}).String()
-		return fold("To", strings.Split(q, " "))
+		return fold(header, strings.Split(q, " "))
 	}
-	return fold("To", append(encodedWords(name, "To"), a))
+	return fold(header, append(encodedWords(name, header), a))
 }
 
 // Send delivers m in its own SMTP conversation and returns the server's

@@ -2,6 +2,7 @@ package mail_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"mime"
@@ -228,6 +229,45 @@ func TestSenderQuotesRecipientNames(t *testing.T) {
 		to, err := m.Header().AddressList("To")
 		if err != nil || len(to) != 1 || to[0].Name != names[i] || to[0].Address != "ann@example.com" {
 			t.Errorf("name %q: To %q reads %v, %v", names[i], m.Header().Get("To"), to, err)
+		}
+	}
+}
+
+// A mail's reply address is its Reply-To, the domain in its ASCII form,
+// pooled or not; none without one. One with more than ASCII before the @
+// (which the account page refuses) is left out rather than fail the mail
+// or ask for SMTPUTF8.
+func TestSenderWritesReplyTo(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender := shopSender(t, sink, "shop.example").WithTimeout(2 * time.Second)
+	pool := rmail.NewPool(sender, 1, nil)
+	t.Cleanup(pool.Close)
+	cases := []struct{ replyTo, header string }{
+		{"desk@example.org", "<desk@example.org>"},
+		{" Desk@Пример.рф ", "<Desk@xn--e1afmkfd.xn--p1ai>"},
+		{"", ""},
+		{"юзер@example.org", ""},
+	}
+	for _, c := range cases {
+		m := rmail.Message{To: mail.Address{Name: "Ann", Address: "ann@example.com"}, Subject: "Hi", Text: "Hello", ReplyTo: c.replyTo}
+		if _, err := sender.Send(context.Background(), m); err != nil {
+			t.Fatalf("%q: %v", c.replyTo, err)
+		}
+		if r := pool.Send(context.Background(), m); r.Class != rmail.Delivered {
+			t.Fatalf("%q pooled: %+v", c.replyTo, r)
+		}
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 2*len(cases) {
+		t.Fatalf("%d messages received, want %d", len(msgs), 2*len(cases))
+	}
+	for i, m := range msgs {
+		c := cases[i/2]
+		if got := m.Header().Get("Reply-To"); got != c.header || m.UTF8 {
+			t.Errorf("reply address %q: Reply-To %q (SMTPUTF8 %v), want %q", c.replyTo, got, m.UTF8, c.header)
+		}
+		if c.header != "" && !bytes.Contains(m.Data, []byte("\r\nReply-To: "+c.header+"\r\n")) {
+			t.Errorf("Reply-To is not one line of its own:\n%s", m.Data)
 		}
 	}
 }

@@ -32,6 +32,7 @@ type User struct {
 	BlockedAt        *time.Time `bun:"blocked_at"`
 	EmailConfirmedAt *time.Time `bun:"email_confirmed_at"`
 	TimeZone         string     `bun:"time_zone,notnull"`
+	ReplyTo          string     `bun:"reply_to,notnull"` // the Reply-To of their mailings' mail; "": none
 	CreatedAt        time.Time  `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt        time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
 }

@@ -364,7 +364,7 @@ func TestTimeZoneChangeKeepsEachDayOnce(t *testing.T) {
 		t.Run(c.from+"-to-"+c.to, func(t *testing.T) {
 			w := newWorld(t, 1)
 			ctx := context.Background()
-			if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, c.from); err != nil {
+			if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: c.from}); err != nil {
 				t.Fatal(err)
 			}
 			w.mailing.StartsAt, w.mailing.EndsAt, w.mailing.Repeat, w.mailing.NextRunAt = start, start.AddDate(1, 0, 0), model.RepeatDaily, &start
@@ -378,7 +378,7 @@ func TestTimeZoneChangeKeepsEachDayOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			w.drain(t, run.ID)
-			if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, c.to); err != nil {
+			if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: c.to}); err != nil {
 				t.Fatal(err)
 			}
 			for _, h := range c.at {
@@ -424,7 +424,7 @@ func TestARunKeepsSendingUntilThePlannedNextAfterATimeZoneChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// June 11's occurrence in Berlin is 08:00 UTC; the planned one, 09:00.
-	if err := w.st.UpdateProfile(ctx, w.owner.ID, w.owner.FullName, "Europe/Berlin"); err != nil {
+	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: "Europe/Berlin"}); err != nil {
 		t.Fatal(err)
 	}
 	now = time.Date(2027, 6, 11, 8, 30, 0, 0, time.UTC)

@@ -588,6 +588,11 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	if err != nil {
 		return err
 	}
+	owner, err := db.UserByID(ctx, m.OwnerID)
+	if err != nil {
+		return err
+	}
+	letter := &Letter{Message: &msg.Message, ReplyTo: owner.ReplyTo}
 
 	// A scheduled run sends its occurrence until the next one is due: one
 	// resumed after downtime, or still sending a whole period later, then
@@ -624,7 +629,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 		defer context.AfterFunc(s.Stopping, cancel)()
 	}
 	var stopped bool // by the mailing (switched off, its owner blocked, its window closed)
-	err = s.sendRange(sendCtx, db, stmts, run, b, m, &msg.Message, supersededAt, &unadded, &stopped)
+	err = s.sendRange(sendCtx, db, stmts, run, b, m, letter, supersededAt, &unadded, &stopped)
 	// What was sent is counted even when the batch stops early (shutdown,
 	// error), and before the batch ends: the run's end recounts.
 	if addErr := db.AddRunCounts(context.WithoutCancel(ctx), run.ID, &unadded); err == nil {
@@ -671,7 +676,7 @@ func (s *Service) logFinished(ctx context.Context, db *store.Store, runID int64,
 // chunk: every batch of the run updating the one run row with each chunk
 // would make them queue on its lock. A crash loses the tally of the last
 // second from the counters until the run's end recounts them.
-func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *model.Message, supersededAt time.Time, unadded *store.RunCounts, stopped *bool) error {
+func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.BatchStatements, run *model.Run, b *model.RunBatch, m *model.Mailing, msg *Letter, supersededAt time.Time, unadded *store.RunCounts, stopped *bool) error {
 	cursor := b.FromID
 	var ahead []int64 // read, not claimed yet
 	more := true      // the source may have recipients after the cursor
@@ -1111,7 +1116,7 @@ func (s *Service) chunk() int {
 // reached tells whether the server answered any. A claim not yet sent
 // when ctx ends or the window closes gets no outcome (unsent: the batch
 // claims it again, or stops).
-func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *model.Message, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList, watch *chunkWatch) (done []store.AttemptResult, unsent []int64, deferred int, reached bool) {
+func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *Letter, claims []store.Claim, due []waiting, outlast bool, write attemptWriter, waits *waitList, watch *chunkWatch) (done []store.AttemptResult, unsent []int64, deferred int, reached bool) {
 	// Concurrency senders take the work in turn: a goroutine per claim
 	// would grow a new stack for every message.
 	n := len(claims) + len(due)
@@ -1309,7 +1314,7 @@ type attemptWriter func(r, prev store.AttemptResult) (id int64, written bool, er
 // them, at the last delay, for as long as the window is open: an outage
 // (or a wrong SMTP password) costs time, not the run's recipients. Not
 // when the batch hands over: its task is about to end.
-func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Message, c store.Claim, w *waiting, outlast bool, write attemptWriter, waits *waitList) sendResult {
+func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *Letter, c store.Claim, w *waiting, outlast bool, write attemptWriter, waits *waitList) sendResult {
 	message := s.Compose(m, msg, c)
 	var written store.AttemptResult // what was written of the attempt between tries (ID 0: nothing)
 	try, deferrals := 1, 0
@@ -1376,9 +1381,17 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *model.Mess
 	return sendResult{parked: true, deferred: true}
 }
 
+// Letter is what a batch sends: the mailing's message, and where its
+// owner's clients reply (their account's reply address; "": none).
+type Letter struct {
+	*model.Message
+	ReplyTo string
+}
+
 // Compose builds one recipient's mail: {{name}} and {{email}} filled in, a
-// visible unsubscribe link, and the RFC 8058 one-click headers.
-func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) rmail.Message {
+// visible unsubscribe link, the RFC 8058 one-click headers, and the
+// owner's reply address.
+func (s *Service) Compose(m *model.Mailing, msg *Letter, c store.Claim) rmail.Message {
 	name := c.FullName
 	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID, c.Email)
 	body := rmail.WithFooter(rmail.Personalize(msg.Body, name, c.Email), link)
@@ -1386,6 +1399,7 @@ func (s *Service) Compose(m *model.Mailing, msg *model.Message, c store.Claim) r
 		To:      mail.Address{Name: name, Address: c.Email},
 		Subject: rmail.Personalize(msg.Subject, rmail.OneLine(name), c.Email), // a name must not break the subject line
 		Text:    body,
+		ReplyTo: msg.ReplyTo,
 		Headers: map[string]string{
 			"List-Unsubscribe":      "<" + link + ">",
 			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -143,6 +143,36 @@ func TestDeliveredMessageHeaders(t *testing.T) {
 	}
 }
 
+// A run's mail carries its owner's reply address as Reply-To, as set
+// when its batch starts; none while they have none.
+func TestMailCarriesTheOwnersReplyAddress(t *testing.T) {
+	w := newWorld(t, 2)
+	ctx := context.Background()
+	send := func() []string {
+		t.Helper()
+		w.sink.Reset()
+		run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.drain(t, run.ID)
+		var got []string
+		for _, m := range w.sink.Messages() {
+			got = append(got, m.Header().Get("Reply-To"))
+		}
+		return got
+	}
+	if got := send(); len(got) != 2 || got[0] != "" || got[1] != "" {
+		t.Fatalf("without a reply address: Reply-To %q", got)
+	}
+	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: w.owner.TimeZone, ReplyTo: "desk@shop.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := send(); len(got) != 2 || got[0] != "<desk@shop.example>" || got[1] != "<desk@shop.example>" {
+		t.Fatalf("with one: Reply-To %q", got)
+	}
+}
+
 func TestReplyClasses(t *testing.T) {
 	w := newWorld(t, 0)
 	ctx := context.Background()

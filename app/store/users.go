@@ -95,11 +95,19 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) erro
 	return nil
 }
 
-// UpdateProfile changes the user's name and time zone.
-func (s *Store) UpdateProfile(ctx context.Context, userID int64, fullName, timeZone string) error {
+// Profile is what a user sets of their account on its page.
+type Profile struct {
+	FullName string
+	TimeZone string
+	ReplyTo  string // "": none
+}
+
+// UpdateProfile changes the user's name, time zone and reply address.
+func (s *Store) UpdateProfile(ctx context.Context, userID int64, p Profile) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
-		Set("full_name = ?", fullName).
-		Set("time_zone = ?", timeZone).
+		Set("full_name = ?", p.FullName).
+		Set("time_zone = ?", p.TimeZone).
+		Set("reply_to = ?", p.ReplyTo).
 		Set("updated_at = now()").
 		Where("id = ?", userID).Exec(ctx)
 	if err != nil {

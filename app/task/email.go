@@ -23,6 +23,7 @@ type EmailDeliverPayload struct {
 	ToName  string `json:"to_name,omitempty"`
 	Subject string `json:"subject"`
 	Text    string `json:"text"`
+	ReplyTo string `json:"reply_to,omitempty"` // a test of a message: its owner's reply address
 }
 
 // NewEmailDeliverTask builds an email:deliver task on the critical queue,
@@ -107,6 +108,7 @@ func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 		To:      netmail.Address{Name: p.ToName, Address: p.To},
 		Subject: p.Subject,
 		Text:    p.Text,
+		ReplyTo: p.ReplyTo,
 	})
 	if mail.IsPermanent(err) {
 		// The server refused the address or the message for good (5xx).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -378,7 +379,7 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	}
 	v := account.SettingsView{
 		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
-		HasPassword: u.PasswordHash != nil, Zones: commonZones,
+		ReplyTo: u.ReplyTo, MailFrom: s.mailFromAddress(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
 	for _, p := range s.providers.Enabled() {
 		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
@@ -410,10 +411,10 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		v.FullName, v.TimeZone, v.ProfileErrors = f.FullName, f.TimeZone, errs
+		v.FullName, v.TimeZone, v.ReplyTo, v.ProfileErrors = f.FullName, f.TimeZone, f.ReplyTo, errs
 		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
 	}
-	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), f.FullName, f.TimeZone); err != nil {
+	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, ReplyTo: f.ReplyTo}); err != nil {
 		return fmt.Errorf("update profile: %w", err)
 	}
 	s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
@@ -565,4 +566,12 @@ func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
 func minutes(d time.Duration) string {
 	n := int(math.Ceil(d.Minutes()))
 	return component.Counted(int64(n), "minute", "minutes")
+}
+
+// mailFromAddress is MAIL_FROM's address, without its name.
+func (s *Server) mailFromAddress() string {
+	if a, err := mail.ParseAddress(s.cfg.MailFrom); err == nil {
+		return a.Address
+	}
+	return s.cfg.MailFrom
 }

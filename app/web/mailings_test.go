@@ -39,7 +39,7 @@ func newMailingWorld(t testing.TB) *mailingWorld {
 	ctx := context.Background()
 	w := &mailingWorld{e: e, c: signedIn(t, e, "ann@example.com", model.RoleUser)}
 	w.ann, _ = e.store.UserByEmail(ctx, "ann@example.com")
-	if err := e.store.UpdateProfile(ctx, w.ann.ID, "Ann", "Asia/Tokyo"); err != nil {
+	if err := e.store.UpdateProfile(ctx, w.ann.ID, store.Profile{FullName: "Ann", TimeZone: "Asia/Tokyo"}); err != nil {
 		t.Fatal(err)
 	}
 	w.msg = &model.Message{OwnerID: w.ann.ID, Subject: "Spring sale", Body: "Hi {{name}}"}
@@ -196,7 +196,7 @@ func TestNewMailingStartsOnTheHour(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
 	ann, _ := e.store.UserByEmail(context.Background(), "ann@example.com")
-	if err := e.store.UpdateProfile(context.Background(), ann.ID, "Ann", "Asia/Kolkata"); err != nil {
+	if err := e.store.UpdateProfile(context.Background(), ann.ID, store.Profile{FullName: "Ann", TimeZone: "Asia/Kolkata"}); err != nil {
 		t.Fatal(err)
 	}
 	_, body := c.get(t, "/mailings/new")
@@ -210,7 +210,7 @@ func TestNewMailingStartsOnTheHour(t *testing.T) {
 // database would not give it back).
 func TestMailingEndingInTheLastYear(t *testing.T) {
 	w := newMailingWorld(t)
-	if err := w.e.store.UpdateProfile(context.Background(), w.ann.ID, "Ann", "Pacific/Honolulu"); err != nil {
+	if err := w.e.store.UpdateProfile(context.Background(), w.ann.ID, store.Profile{FullName: "Ann", TimeZone: "Pacific/Honolulu"}); err != nil {
 		t.Fatal(err)
 	}
 	resp, body := w.c.post(t, "/mailings", w.form(func(v url.Values) {

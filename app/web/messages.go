@@ -146,6 +146,7 @@ func (s *Server) sendTest(c *fiber.Ctx) error {
 		To: u.Email, ToName: u.FullName,
 		Subject: "[Test] " + mail.Personalize(r.Subject, u.FullName, u.Email),
 		Text:    mail.WithFooter(mail.Personalize(r.Body, u.FullName, u.Email), testUnsubscribeLink),
+		ReplyTo: u.ReplyTo, // as the mailings' mail has it
 	})
 	if err != nil {
 		return fmt.Errorf("test mail: %w", err)

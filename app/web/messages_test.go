@@ -11,6 +11,7 @@ import (
 
 	"rassylka/app/mail"
 	"rassylka/app/model"
+	"rassylka/app/store"
 )
 
 func TestMessagesCRUD(t *testing.T) {
@@ -197,6 +198,10 @@ func TestSendMeATest(t *testing.T) {
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
 	ctx := context.Background()
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	// The test goes with the reply address the mailings' mail has.
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, ReplyTo: "desk@example.org"}); err != nil {
+		t.Fatal(err)
+	}
 	m := &model.Message{OwnerID: ann.ID, Subject: "Hi {{name}}", Body: "Dear {{name}},\nthis goes to {{ email }}."}
 	if err := e.store.CreateMessage(ctx, m); err != nil {
 		t.Fatal(err)
@@ -218,6 +223,9 @@ func TestSendMeATest(t *testing.T) {
 	subject, _ := new(mime.WordDecoder).DecodeHeader(h.Get("Subject"))
 	if strings.Join(got.To, ",") != "ann@example.com" || subject != "[Test] Hi ann" || h.Get("Message-Id") == "" {
 		t.Errorf("test mail to %v, subject %q, Message-ID %q", got.To, subject, h.Get("Message-Id"))
+	}
+	if r := h.Get("Reply-To"); r != "<desk@example.org>" {
+		t.Errorf("test mail Reply-To %q", r)
 	}
 	if body, want := strings.ReplaceAll(got.Body(), "\r\n", "\n"), "Dear ann,\nthis goes to ann@example.com.\n\n-- \nTo stop receiving these mails: [each recipient's own link]\n"; body != want {
 		t.Errorf("test mail body %q, want %q", body, want)

@@ -198,6 +198,54 @@ func TestAccountPage(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 }
 
+// The account page's reply address: optional, checked as a recipient's
+// address is, refused with more than ASCII before the @ (it goes in a
+// header of every mail), kept as typed when refused, and cleared when
+// emptied.
+func TestAccountReplyTo(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	save := func(replyTo string) (*http.Response, string) {
+		return c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"UTC"}, "reply_to": {replyTo}})
+	}
+	replyTo := func() string {
+		u, err := e.store.UserByEmail(ctx, "ann@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.ReplyTo
+	}
+
+	_, body := c.get(t, "/account")
+	if inputValue(t, body, "reply_to") != "" || !strings.Contains(body, "Left empty, replies go to no-reply@rassylka.test.") {
+		t.Fatalf("the reply address before one is set:\n%s", body)
+	}
+	for _, bad := range []string{"not an address", "ann@localhost", "юзер@example.com", "Ann <ann@example.com>"} {
+		resp, body := save(bad)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if fieldError(t, body, "reply_to") == "" || inputValue(t, body, "reply_to") != bad || inputValue(t, body, "full_name") != "Ann" {
+			t.Errorf("%q: no error, or what was typed is lost\n%s", bad, body)
+		}
+	}
+	if got := replyTo(); got != "" {
+		t.Fatalf("a refused address was saved: %q", got)
+	}
+	resp, body := save("  Replies@Пример.рф ")
+	wantRedirect(t, resp, body, "/account")
+	if got := replyTo(); got != "replies@пример.рф" {
+		t.Fatalf("saved %q", got)
+	}
+	if _, body = c.get(t, "/account"); inputValue(t, body, "reply_to") != "replies@пример.рф" {
+		t.Fatalf("the page shows %q", inputValue(t, body, "reply_to"))
+	}
+	resp, body = save(" ")
+	wantRedirect(t, resp, body, "/account")
+	if got := replyTo(); got != "" {
+		t.Fatalf("emptied, it reads %q", got)
+	}
+}
+
 // A sign-in with the old password, checked just before the password is
 // changed, does not outlive the change: the change ended the account's
 // sessions before the sign-in's was added to them, and it ends too.

@@ -212,7 +212,7 @@ func rawSend(ctx context.Context, cfg config.Config, n int) (time.Duration, erro
 	defer pool.Close()
 	svc := &sending.Service{BaseURL: cfg.BaseURL, Secret: cfg.SessionSecret}
 	m := &model.Mailing{OwnerID: 1}
-	msg := &model.Message{Subject: "News", Body: benchBody}
+	msg := &sending.Letter{Message: &model.Message{Subject: "News", Body: benchBody}}
 	began := time.Now()
 	jobs := make(chan int)
 	var wg sync.WaitGroup

@@ -88,6 +88,7 @@ func (f *NewPassword) Validate(email string) Errors {
 type Profile struct {
 	FullName string `form:"full_name"`
 	TimeZone string `form:"time_zone"`
+	ReplyTo  string `form:"reply_to"` // optional
 }
 
 // Validate normalizes and checks.
@@ -102,7 +103,27 @@ func (f *Profile) Validate() Errors {
 	} else if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
 		errs["time_zone"] = msg
 	}
+	if blank(f.ReplyTo) {
+		f.ReplyTo = ""
+	} else if f.ReplyTo, msg = ReplyTo(f.ReplyTo); msg != "" {
+		errs["reply_to"] = msg
+	}
 	return errs
+}
+
+// ReplyTo is RecipientEmail for the address a user's clients reply to. It
+// goes in a header of every mail sent for them, so more than ASCII before
+// the @ is refused: a mail server without SMTPUTF8 could carry none of
+// those mails.
+func ReplyTo(raw string) (string, string) {
+	s, msg := RecipientEmail(raw)
+	if msg != "" {
+		return s, msg
+	}
+	if !model.IsASCII(model.ASCIIEmail(s)) {
+		return strings.TrimSpace(raw), "Use an address with only plain letters, digits and signs (ASCII) before the @: not every mail server could carry your mail otherwise."
+	}
+	return s, ""
 }
 
 // ChangePassword is the account page's password form.
