@@ -113,9 +113,17 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 	if sample.FullName != "" {
 		to = sample.FullName + " <" + sample.Email + ">"
 	}
+	replyTo := u.ReplyTo
+	if r.OwnerID != u.ID { // a manager reading another's
+		owner, err := s.store.UserByID(c.UserContext(), r.OwnerID)
+		if err != nil {
+			return err
+		}
+		replyTo = owner.ReplyTo
+	}
 	v := messages.ShowView{
 		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone), TestTo: u.Email,
-		PreviewTo:      to,
+		PreviewFrom: s.cfg.MailFrom, PreviewReplyTo: replyTo, PreviewTo: to,
 		PreviewSubject: mail.Personalize(r.Subject, sample.FullName, sample.Email),
 		// With the footer each mail gets, its link the recipient's own
 		// (none is made here: one opened from the preview would work).

@@ -53,6 +53,9 @@ func TestMessagesCRUD(t *testing.T) {
 	if got := doc.Find("[data-testid=preview-subject]").Text(); got != "Hi Jane Doe" {
 		t.Errorf("preview subject %q", got)
 	}
+	if got := doc.Find("[data-testid=preview]").Text(); !strings.Contains(got, "From: "+e.cfg.MailFrom) || strings.Contains(got, "Reply-To") {
+		t.Errorf("preview without a reply address: %q", got)
+	}
 	// The body ends with the footer each mail gets, without a link that
 	// would work.
 	if got, want := doc.Find("[data-testid=preview-body]").Text(), "Dear Jane Doe,\nyour address is jane.doe@example.com.\n\n-- \nTo stop receiving these mails: "+e.cfg.BaseURL+"/u/…\n"; got != want {
@@ -61,9 +64,21 @@ func TestMessagesCRUD(t *testing.T) {
 	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "zoe@example.com", FullName: "Zoë"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, ReplyTo: "desk@example.org"}); err != nil {
+		t.Fatal(err)
+	}
 	_, body = c.get(t, loc)
 	if got := parseHTML(t, body).Find("[data-testid=preview-subject]").Text(); got != "Hi Zoë" {
 		t.Errorf("preview with the owner's client: %q", got)
+	}
+	// The owner's reply address, as their mail carries it; a manager
+	// reading the message sees the owner's.
+	if got := parseHTML(t, body).Find("[data-testid=preview-reply-to]").Text(); got != "desk@example.org" {
+		t.Errorf("preview Reply-To %q", got)
+	}
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	if _, body := boss.get(t, loc); parseHTML(t, body).Find("[data-testid=preview-reply-to]").Text() != "desk@example.org" {
+		t.Errorf("a manager's preview shows no Reply-To:\n%s", body)
 	}
 
 	resp, body = c.get(t, loc+"/edit")

@@ -218,7 +218,7 @@ func TestAccountReplyTo(t *testing.T) {
 	}
 
 	_, body := c.get(t, "/account")
-	if inputValue(t, body, "reply_to") != "" || !strings.Contains(body, "Left empty, replies go to no-reply@rassylka.test.") {
+	if inputValue(t, body, "reply_to") != "" || !strings.Contains(body, "the reply goes to this address; left empty, to no-reply@rassylka.test.") {
 		t.Fatalf("the reply address before one is set:\n%s", body)
 	}
 	for _, bad := range []string{"not an address", "ann@localhost", "юзер@example.com", "Ann <ann@example.com>"} {

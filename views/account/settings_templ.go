@@ -41,7 +41,7 @@ type SettingsView struct {
 
 // replyToHint says what the reply address does.
 func replyToHint(mailFrom string) string {
-	return "Your mailings go from " + mailFrom + "; a client's reply to one goes to this address. Left empty, replies go to " + mailFrom + "."
+	return "Your mailings go from " + mailFrom + ". When a client replies to one, the reply goes to this address; left empty, to " + mailFrom + "."
 }
 
 // Settings is the account page: name, time zone, reply address, password, linked accounts.
@@ -143,7 +143,7 @@ func Settings(p layout.Page, v SettingsView) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = component.Field(component.Input{Name: "reply_to", Label: "Replies go to (optional)", Type: "email", Value: v.ReplyTo, Error: v.ProfileErrors["reply_to"], Autocomplete: "email", MaxLength: 254, Hint: replyToHint(v.MailFrom)}).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = component.Field(component.Input{Name: "reply_to", Label: "Replies go to (optional)", Type: "email", Value: v.ReplyTo, Error: v.ProfileErrors["reply_to"], Autocomplete: "off", MaxLength: 254, Hint: replyToHint(v.MailFrom)}).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}

@@ -121,7 +121,7 @@ func ReplyTo(raw string) (string, string) {
 		return s, msg
 	}
 	if !model.IsASCII(model.ASCIIEmail(s)) {
-		return strings.TrimSpace(raw), "Use an address with only plain letters, digits and signs (ASCII) before the @: not every mail server could carry your mail otherwise."
+		return strings.TrimSpace(raw), "Use an address with only plain letters, digits and signs (ASCII) before the @: it goes in a header of your mailings' mail, which not every mail server could carry otherwise."
 	}
 	return s, ""
 }
