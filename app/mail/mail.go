@@ -26,6 +26,9 @@ type Message struct {
 	To      netmail.Address
 	Subject string
 	Text    string
+	// FromName is the name the mail goes from, with MAIL_FROM's address
+	// ("": MAIL_FROM's name).
+	FromName string
 	// ReplyTo is where the recipient's reply goes ("": to From). An
 	// address with more than ASCII before the @ is left out: not every
 	// server could carry the mail (the forms refuse one).
@@ -120,7 +123,16 @@ func (s *Sender) WithTimeout(d time.Duration) *Sender {
 // Message-ID on the sender's host.
 func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent())
-	msg.FromMailAddress(&s.from)
+	name := OneLine(m.FromName)
+	if name == "" {
+		msg.FromMailAddress(&s.from)
+	} else {
+		// A name of the sender's own is written as To is, below: go-mail
+		// writes From as net/mail formats it, which splits a name beyond
+		// ASCII within its words and, from about ten such letters, folds
+		// the header before its value.
+		msg.SetGenHeaderPreformatted(gomail.Header(gomail.HeaderFrom), addressHeader("From", name, s.from.Address))
+	}
 	// The address is checked alone and the name set as is: net/mail quotes
 	// and escapes it (pasted between quotes, a name with a quote or a
 	// backslash came out changed, or failed the mail).
@@ -161,8 +173,26 @@ func (s *Sender) Build(m Message) (*gomail.Msg, error) {
 		msg.SetGenHeader(gomail.Header(k), v)
 	}
 	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
-	return msg, nil
+	if name == "" {
+		return msg, nil
+	}
+	// The message sent names MAIL_FROM's address to the server (MAIL FROM)
+	// and writes msg, which has no From of go-mail's making.
+	env := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithMiddleware(writes{msg}))
+	env.FromMailAddress(&s.from)
+	if err := env.AddBcc(addr); err != nil {
+		return nil, fmt.Errorf("build mail: recipient %q: %w", m.To.Address, err)
+	}
+	return env, nil
 }
+
+// writes makes a message write another in its place: the envelope's
+// message (its sender and recipients) writes the one with the headers
+// the app wrote.
+type writes struct{ msg *gomail.Msg }
+
+func (w writes) Handle(*gomail.Msg) *gomail.Msg { return w.msg }
+func (writes) Type() gomail.MiddlewareType      { return "rassylka-writes" }
 
 // maxHeaderLine is the longest line RFC 5322 allows (2.1.1), without its
 // CRLF.
@@ -246,7 +276,10 @@ func plain(text string) bool {
 
 // encodedWords writes text as Q-encoded words (RFC 2047) of at most 75
 // characters, the first short enough to follow "name: " on its line, no
-// character split between two. Only letters, digits and !*+-/ go as they
+// character split between two, and each ending after a space of the text
+// where one fits: readers join the words as RFC 2047 has it, but some
+// (Python's email, in a name) keep the fold between them, which within a
+// word split it ("Ан ны"). Only letters, digits and !*+-/ go as they
 // are, so the words may stand in a name (a phrase, 5.3) as in a subject;
 // a space is "_".
 func encodedWords(text, name string) []string {
@@ -254,6 +287,7 @@ func encodedWords(text, name string) []string {
 	room := min(75, 78-len(name)-2) - len(open) - len(end)
 	var words []string
 	var w, enc []byte
+	afterSpace := 0 // where in w its last space ends (0: none)
 	for _, r := range text {
 		enc = enc[:0]
 		switch {
@@ -266,12 +300,20 @@ func encodedWords(text, name string) []string {
 				enc = append(enc, '=', hex[c>>4], hex[c&15])
 			}
 		}
-		if len(w) > 0 && len(w)+len(enc) > room {
-			words = append(words, open+string(w)+end)
-			w = w[:0]
+		for len(w) > 0 && len(w)+len(enc) > room {
+			cut := len(w)
+			if afterSpace > 0 {
+				cut = afterSpace
+			}
+			words = append(words, open+string(w[:cut])+end)
+			w = append(w[:0], w[cut:]...) // what followed the space starts the next word
+			afterSpace = 0
 			room = 75 - len(open) - len(end)
 		}
 		w = append(w, enc...)
+		if r == ' ' {
+			afterSpace = len(w)
+		}
 	}
 	if len(w) > 0 || len(words) == 0 {
 		words = append(words, open+string(w)+end)

@@ -233,6 +233,70 @@ func TestSenderQuotesRecipientNames(t *testing.T) {
 	}
 }
 
+// A sender's own name goes in From with MAIL_FROM's address, starting on
+// the header's line and folded at spaces, beyond ASCII as encoded words
+// that read as typed (go-mail split such a name within its words, and
+// from about ten letters folded the header before its value); the server
+// is given MAIL_FROM's address. Without one, From is MAIL_FROM.
+func TestSenderWritesTheSendersName(t *testing.T) {
+	sink := testkit.SMTP(t)
+	sender := shopSender(t, sink, "shop.example").WithTimeout(2 * time.Second)
+	pool := rmail.NewPool(sender, 1, nil)
+	t.Cleanup(pool.Close)
+	names := []string{
+		"Ann's Bakery",
+		`Ann "the baker" \ Lee`,
+		"Пекарня Анны у Невского проспекта, лучшая в городе",
+		"=?utf-8?q?Admin?=",
+		"Ann, Bob <x@y.z>",
+		"",
+	}
+	for _, name := range names {
+		m := rmail.Message{To: mail.Address{Name: "Ann", Address: "ann@example.com"}, FromName: name, Subject: "Hi", Text: "Hello"}
+		if _, err := sender.Send(context.Background(), m); err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if r := pool.Send(context.Background(), m); r.Class != rmail.Delivered {
+			t.Fatalf("%q pooled: %+v", name, r)
+		}
+	}
+	msgs := sink.Messages()
+	if len(msgs) != 2*len(names) {
+		t.Fatalf("%d messages received, want %d", len(msgs), 2*len(names))
+	}
+	for i, m := range msgs {
+		name := names[i/2]
+		want := name
+		if name == "" {
+			want = "Shop"
+		}
+		from, err := m.Header().AddressList("From")
+		if err != nil || len(from) != 1 || from[0].Name != want || from[0].Address != "news@shop.example" || m.From != "news@shop.example" {
+			t.Errorf("name %q: From %q reads %v, %v; MAIL FROM %q", name, m.Header().Get("From"), from, err, m.From)
+		}
+		if n := bytes.Count(m.Data, []byte("\nFrom:")) + bytes.Count(m.Data[:5], []byte("From:")); n != 1 {
+			t.Errorf("name %q: %d From headers\n%s", name, n, m.Data)
+		}
+		if i := bytes.Index(m.Data, []byte("From:")); i < 0 || bytes.HasPrefix(m.Data[i:], []byte("From:\r\n")) {
+			t.Errorf("name %q: From is not on its header's line\n%s", name, m.Data)
+		}
+		if m.Header().Get("To") == "" || m.Body() == "" {
+			t.Errorf("name %q: the mail lost its To or body\n%s", name, m.Data)
+		}
+		// Encoded words end after a space of the name, not within a word
+		// (which a reader keeping the fold between them showed split).
+		words := strings.Fields(m.Header().Get("From"))
+		for j, w := range words[:len(words)-2] { // the last word and the address apart
+			if !strings.HasPrefix(w, "=?") {
+				break
+			}
+			if d, err := new(mime.WordDecoder).Decode(w); err != nil || !strings.HasSuffix(d, " ") {
+				t.Errorf("name %q: encoded word %d of %q reads %q, %v: not ending after a space", name, j, m.Header().Get("From"), d, err)
+			}
+		}
+	}
+}
+
 // A mail's reply address is its Reply-To, the domain in its ASCII form,
 // pooled or not; none without one. One with more than ASCII before the @
 // (which the account page refuses) is left out rather than fail the mail

@@ -32,7 +32,8 @@ type User struct {
 	BlockedAt        *time.Time `bun:"blocked_at"`
 	EmailConfirmedAt *time.Time `bun:"email_confirmed_at"`
 	TimeZone         string     `bun:"time_zone,notnull"`
-	ReplyTo          string     `bun:"reply_to,notnull"` // the Reply-To of their mailings' mail; "": none
+	SenderName       string     `bun:"sender_name,notnull"` // the From name of their mailings' mail; "": MAIL_FROM's
+	ReplyTo          string     `bun:"reply_to,notnull"`    // the Reply-To of their mailings' mail; "": none
 	CreatedAt        time.Time  `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt        time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
 }

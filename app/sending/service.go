@@ -592,7 +592,7 @@ func (s *Service) processBatch(ctx context.Context, db *store.Store, runID int64
 	if err != nil {
 		return err
 	}
-	letter := &Letter{Message: &msg.Message, ReplyTo: owner.ReplyTo}
+	letter := &Letter{Message: &msg.Message, FromName: owner.SenderName, ReplyTo: owner.ReplyTo}
 
 	// A scheduled run sends its occurrence until the next one is due: one
 	// resumed after downtime, or still sending a whole period later, then
@@ -1381,25 +1381,27 @@ func (s *Service) sendOne(ctx context.Context, m *model.Mailing, msg *Letter, c 
 	return sendResult{parked: true, deferred: true}
 }
 
-// Letter is what a batch sends: the mailing's message, and where its
-// owner's clients reply (their account's reply address; "": none).
+// Letter is what a batch sends: the mailing's message, the name it goes
+// from and where its owner's clients reply (their account's sender name
+// and reply address; "": MAIL_FROM's name, no Reply-To).
 type Letter struct {
 	*model.Message
-	ReplyTo string
+	FromName, ReplyTo string
 }
 
 // Compose builds one recipient's mail: {{name}} and {{email}} filled in, a
 // visible unsubscribe link, the RFC 8058 one-click headers, and the
-// owner's reply address.
+// owner's sender name and reply address.
 func (s *Service) Compose(m *model.Mailing, msg *Letter, c store.Claim) rmail.Message {
 	name := c.FullName
 	link := s.BaseURL + "/u/" + rmail.UnsubscribeToken(s.Secret, c.ClientID, m.OwnerID, c.Email)
 	body := rmail.WithFooter(rmail.Personalize(msg.Body, name, c.Email), link)
 	return rmail.Message{
-		To:      mail.Address{Name: name, Address: c.Email},
-		Subject: rmail.Personalize(msg.Subject, rmail.OneLine(name), c.Email), // a name must not break the subject line
-		Text:    body,
-		ReplyTo: msg.ReplyTo,
+		To:       mail.Address{Name: name, Address: c.Email},
+		Subject:  rmail.Personalize(msg.Subject, rmail.OneLine(name), c.Email), // a name must not break the subject line
+		Text:     body,
+		FromName: msg.FromName,
+		ReplyTo:  msg.ReplyTo,
 		Headers: map[string]string{
 			"List-Unsubscribe":      "<" + link + ">",
 			"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

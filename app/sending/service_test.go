@@ -143,9 +143,10 @@ func TestDeliveredMessageHeaders(t *testing.T) {
 	}
 }
 
-// A run's mail carries its owner's reply address as Reply-To, as set
-// when its batch starts; none while they have none.
-func TestMailCarriesTheOwnersReplyAddress(t *testing.T) {
+// A run's mail goes from its owner's sender name and carries their reply
+// address as Reply-To, as set when its batch starts; MAIL_FROM's name and
+// no Reply-To while they have none.
+func TestMailCarriesTheOwnersSenderNameAndReplyAddress(t *testing.T) {
 	w := newWorld(t, 2)
 	ctx := context.Background()
 	send := func() []string {
@@ -158,18 +159,22 @@ func TestMailCarriesTheOwnersReplyAddress(t *testing.T) {
 		w.drain(t, run.ID)
 		var got []string
 		for _, m := range w.sink.Messages() {
-			got = append(got, m.Header().Get("Reply-To"))
+			from, err := m.Header().AddressList("From")
+			if err != nil || len(from) != 1 || from[0].Address != "news@shop.example" {
+				t.Fatalf("From %q: %v", m.Header().Get("From"), err)
+			}
+			got = append(got, from[0].Name+" | "+m.Header().Get("Reply-To"))
 		}
 		return got
 	}
-	if got := send(); len(got) != 2 || got[0] != "" || got[1] != "" {
-		t.Fatalf("without a reply address: Reply-To %q", got)
+	if got := send(); len(got) != 2 || got[0] != "Shop | " || got[1] != got[0] {
+		t.Fatalf("without a sender name or reply address: %q", got)
 	}
-	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: w.owner.TimeZone, ReplyTo: "desk@shop.example"}); err != nil {
+	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: w.owner.TimeZone, SenderName: "Лавка Анны", ReplyTo: "desk@shop.example"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := send(); len(got) != 2 || got[0] != "<desk@shop.example>" || got[1] != "<desk@shop.example>" {
-		t.Fatalf("with one: Reply-To %q", got)
+	if got := send(); len(got) != 2 || got[0] != "Лавка Анны | <desk@shop.example>" || got[1] != got[0] {
+		t.Fatalf("with them: %q", got)
 	}
 }
 

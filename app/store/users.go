@@ -97,16 +97,19 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) erro
 
 // Profile is what a user sets of their account on its page.
 type Profile struct {
-	FullName string
-	TimeZone string
-	ReplyTo  string // "": none
+	FullName   string
+	TimeZone   string
+	SenderName string // "": MAIL_FROM's
+	ReplyTo    string // "": none
 }
 
-// UpdateProfile changes the user's name, time zone and reply address.
+// UpdateProfile changes the user's name, time zone, sender name and reply
+// address.
 func (s *Store) UpdateProfile(ctx context.Context, userID int64, p Profile) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
 		Set("full_name = ?", p.FullName).
 		Set("time_zone = ?", p.TimeZone).
+		Set("sender_name = ?", p.SenderName).
 		Set("reply_to = ?", p.ReplyTo).
 		Set("updated_at = now()").
 		Where("id = ?", userID).Exec(ctx)

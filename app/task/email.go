@@ -23,7 +23,10 @@ type EmailDeliverPayload struct {
 	ToName  string `json:"to_name,omitempty"`
 	Subject string `json:"subject"`
 	Text    string `json:"text"`
-	ReplyTo string `json:"reply_to,omitempty"` // a test of a message: its owner's reply address
+	// A test of a message goes as its mailings' mail: from its owner's
+	// sender name, with their reply address.
+	FromName string `json:"from_name,omitempty"`
+	ReplyTo  string `json:"reply_to,omitempty"`
 }
 
 // NewEmailDeliverTask builds an email:deliver task on the critical queue,
@@ -105,10 +108,11 @@ func (h *Handler) HandleEmailDeliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	reply, err := h.Mailer.Send(ctx, mail.Message{
-		To:      netmail.Address{Name: p.ToName, Address: p.To},
-		Subject: p.Subject,
-		Text:    p.Text,
-		ReplyTo: p.ReplyTo,
+		To:       netmail.Address{Name: p.ToName, Address: p.To},
+		Subject:  p.Subject,
+		Text:     p.Text,
+		FromName: p.FromName,
+		ReplyTo:  p.ReplyTo,
 	})
 	if mail.IsPermanent(err) {
 		// The server refused the address or the message for good (5xx).

@@ -379,7 +379,7 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	}
 	v := account.SettingsView{
 		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
-		ReplyTo: u.ReplyTo, MailFrom: s.mailFromAddress(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
+		SenderName: u.SenderName, ReplyTo: u.ReplyTo, MailFrom: s.mailFromAddress(), MailFromName: s.mailFromName(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
 	for _, p := range s.providers.Enabled() {
 		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
@@ -411,10 +411,10 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		v.FullName, v.TimeZone, v.ReplyTo, v.ProfileErrors = f.FullName, f.TimeZone, f.ReplyTo, errs
+		v.FullName, v.TimeZone, v.SenderName, v.ReplyTo, v.ProfileErrors = f.FullName, f.TimeZone, f.SenderName, f.ReplyTo, errs
 		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
 	}
-	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, ReplyTo: f.ReplyTo}); err != nil {
+	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, SenderName: f.SenderName, ReplyTo: f.ReplyTo}); err != nil {
 		return fmt.Errorf("update profile: %w", err)
 	}
 	s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
@@ -574,4 +574,12 @@ func (s *Server) mailFromAddress() string {
 		return a.Address
 	}
 	return s.cfg.MailFrom
+}
+
+// mailFromName is MAIL_FROM's name ("": none).
+func (s *Server) mailFromName() string {
+	if a, err := mail.ParseAddress(s.cfg.MailFrom); err == nil {
+		return a.Name
+	}
+	return ""
 }

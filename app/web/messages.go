@@ -113,17 +113,19 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 	if sample.FullName != "" {
 		to = sample.FullName + " <" + sample.Email + ">"
 	}
-	replyTo := u.ReplyTo
+	owner := u
 	if r.OwnerID != u.ID { // a manager reading another's
-		owner, err := s.store.UserByID(c.UserContext(), r.OwnerID)
-		if err != nil {
+		if owner, err = s.store.UserByID(c.UserContext(), r.OwnerID); err != nil {
 			return err
 		}
-		replyTo = owner.ReplyTo
+	}
+	from := s.cfg.MailFrom
+	if owner.SenderName != "" {
+		from = owner.SenderName + " <" + s.mailFromAddress() + ">"
 	}
 	v := messages.ShowView{
 		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone), TestTo: u.Email,
-		PreviewFrom: s.cfg.MailFrom, PreviewReplyTo: replyTo, PreviewTo: to,
+		PreviewFrom: from, PreviewReplyTo: owner.ReplyTo, PreviewTo: to,
 		PreviewSubject: mail.Personalize(r.Subject, sample.FullName, sample.Email),
 		// With the footer each mail gets, its link the recipient's own
 		// (none is made here: one opened from the preview would work).
@@ -152,9 +154,9 @@ func (s *Server) sendTest(c *fiber.Ctx) error {
 	}
 	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{
 		To: u.Email, ToName: u.FullName,
-		Subject: "[Test] " + mail.Personalize(r.Subject, u.FullName, u.Email),
-		Text:    mail.WithFooter(mail.Personalize(r.Body, u.FullName, u.Email), testUnsubscribeLink),
-		ReplyTo: u.ReplyTo, // as the mailings' mail has it
+		Subject:  "[Test] " + mail.Personalize(r.Subject, u.FullName, u.Email),
+		Text:     mail.WithFooter(mail.Personalize(r.Body, u.FullName, u.Email), testUnsubscribeLink),
+		FromName: u.SenderName, ReplyTo: u.ReplyTo, // as the mailings' mail has them
 	})
 	if err != nil {
 		return fmt.Errorf("test mail: %w", err)

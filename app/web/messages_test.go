@@ -64,10 +64,13 @@ func TestMessagesCRUD(t *testing.T) {
 	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "zoe@example.com", FullName: "Zoë"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, ReplyTo: "desk@example.org"}); err != nil {
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop", ReplyTo: "desk@example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	_, body = c.get(t, loc)
+	if got := parseHTML(t, body).Find("[data-testid=preview]").Text(); !strings.Contains(got, "From: Ann's Shop <no-reply@rassylka.test>") {
+		t.Errorf("preview with a sender name: %q", got)
+	}
 	if got := parseHTML(t, body).Find("[data-testid=preview-subject]").Text(); got != "Hi Zoë" {
 		t.Errorf("preview with the owner's client: %q", got)
 	}
@@ -214,7 +217,7 @@ func TestSendMeATest(t *testing.T) {
 	ctx := context.Background()
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	// The test goes with the reply address the mailings' mail has.
-	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, ReplyTo: "desk@example.org"}); err != nil {
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop", ReplyTo: "desk@example.org"}); err != nil {
 		t.Fatal(err)
 	}
 	m := &model.Message{OwnerID: ann.ID, Subject: "Hi {{name}}", Body: "Dear {{name}},\nthis goes to {{ email }}."}
@@ -241,6 +244,9 @@ func TestSendMeATest(t *testing.T) {
 	}
 	if r := h.Get("Reply-To"); r != "<desk@example.org>" {
 		t.Errorf("test mail Reply-To %q", r)
+	}
+	if from, err := h.AddressList("From"); err != nil || len(from) != 1 || from[0].Name != "Ann's Shop" || from[0].Address != "no-reply@rassylka.test" {
+		t.Errorf("test mail From %q: %v, %v", h.Get("From"), from, err)
 	}
 	if body, want := strings.ReplaceAll(got.Body(), "\r\n", "\n"), "Dear ann,\nthis goes to ann@example.com.\n\n-- \nTo stop receiving these mails: [each recipient's own link]\n"; body != want {
 		t.Errorf("test mail body %q, want %q", body, want)

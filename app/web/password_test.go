@@ -246,6 +246,49 @@ func TestAccountReplyTo(t *testing.T) {
 	}
 }
 
+// The account page's sender name: optional, one line of at most 100
+// characters, kept as typed when refused, cleared when emptied.
+func TestAccountSenderName(t *testing.T) {
+	e := newEnv(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	save := func(name string) (*http.Response, string) {
+		return c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"UTC"}, "sender_name": {name}})
+	}
+	saved := func() string {
+		u, err := e.store.UserByEmail(ctx, "ann@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.SenderName
+	}
+	if _, body := c.get(t, "/account"); !strings.Contains(body, "with the address no-reply@rassylka.test. Left empty, “Rassylka”.") {
+		t.Fatalf("the sender name's hint:\n%s", body)
+	}
+	for _, bad := range []string{strings.Repeat("й", 101), "Ann\r\nBcc: x@example.org"} {
+		resp, body := save(bad)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		// (An HTML parser reads a line break in an attribute as LF alone.)
+		if fieldError(t, body, "sender_name") == "" || inputValue(t, body, "sender_name") != strings.ReplaceAll(bad, "\r\n", "\n") {
+			t.Errorf("%q: no error, or what was typed is lost", bad)
+		}
+	}
+	if got := saved(); got != "" {
+		t.Fatalf("a refused name was saved: %q", got)
+	}
+	resp, body := save("  Пекарня «У Анны» ")
+	wantRedirect(t, resp, body, "/account")
+	if got := saved(); got != "Пекарня «У Анны»" {
+		t.Fatalf("saved %q", got)
+	}
+	if _, body = c.get(t, "/account"); inputValue(t, body, "sender_name") != "Пекарня «У Анны»" {
+		t.Fatalf("the page shows %q", inputValue(t, body, "sender_name"))
+	}
+	if resp, body = save(""); resp.StatusCode != http.StatusSeeOther || saved() != "" {
+		t.Fatalf("emptied: %d, it reads %q\n%s", resp.StatusCode, saved(), body)
+	}
+}
+
 // A sign-in with the old password, checked just before the password is
 // changed, does not outlive the change: the change ended the account's
 // sessions before the sign-in's was added to them, and it ends too.

@@ -86,9 +86,10 @@ func (f *NewPassword) Validate(email string) Errors {
 
 // Profile is the account page's name and time zone.
 type Profile struct {
-	FullName string `form:"full_name"`
-	TimeZone string `form:"time_zone"`
-	ReplyTo  string `form:"reply_to"` // optional
+	FullName   string `form:"full_name"`
+	TimeZone   string `form:"time_zone"`
+	SenderName string `form:"sender_name"` // optional
+	ReplyTo    string `form:"reply_to"`    // optional
 }
 
 // Validate normalizes and checks.
@@ -102,6 +103,9 @@ func (f *Profile) Validate() Errors {
 		errs["time_zone"] = "Choose a time zone such as Europe/Berlin."
 	} else if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
 		errs["time_zone"] = msg
+	}
+	if f.SenderName, msg = Line(f.SenderName, false, 100, "the sender name"); msg != "" {
+		errs["sender_name"] = msg
 	}
 	if blank(f.ReplyTo) {
 		f.ReplyTo = ""

@@ -1,0 +1,1 @@
+ALTER TABLE users DROP COLUMN IF EXISTS sender_name, DROP COLUMN IF EXISTS reply_to;
