@@ -84,7 +84,8 @@ func (f *NewPassword) Validate(email string) Errors {
 	return errs
 }
 
-// Profile is the account page's name and time zone.
+// Profile is the account page's profile form: name, time zone, and how
+// mailings present their sender.
 type Profile struct {
 	FullName   string `form:"full_name"`
 	TimeZone   string `form:"time_zone"`
