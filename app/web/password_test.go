@@ -247,7 +247,8 @@ func TestAccountReplyTo(t *testing.T) {
 }
 
 // The account page's sender name: optional, one line of at most 100
-// characters, kept as typed when refused, cleared when emptied.
+// characters without an address or direction controls, kept as typed
+// when refused, cleared when emptied.
 func TestAccountSenderName(t *testing.T) {
 	e := newEnv(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
@@ -265,7 +266,7 @@ func TestAccountSenderName(t *testing.T) {
 	if _, body := c.get(t, "/account"); !strings.Contains(body, "with the address no-reply@rassylka.test. Left empty, “Rassylka”.") {
 		t.Fatalf("the sender name's hint:\n%s", body)
 	}
-	for _, bad := range []string{strings.Repeat("й", 101), "Ann\r\nBcc: x@example.org"} {
+	for _, bad := range []string{strings.Repeat("й", 101), "Ann\r\nBcc: x@example.org", "PayPal <service@paypal.com>", "Bank\u202e", "\u2067Bank"} {
 		resp, body := save(bad)
 		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
 		// (An HTML parser reads a line break in an attribute as LF alone.)
@@ -284,8 +285,11 @@ func TestAccountSenderName(t *testing.T) {
 	if _, body = c.get(t, "/account"); inputValue(t, body, "sender_name") != "Пекарня «У Анны»" {
 		t.Fatalf("the page shows %q", inputValue(t, body, "sender_name"))
 	}
-	if resp, body = save(""); resp.StatusCode != http.StatusSeeOther || saved() != "" {
-		t.Fatalf("emptied: %d, it reads %q\n%s", resp.StatusCode, saved(), body)
+	// Invisible characters alone are no name: MAIL_FROM's goes then.
+	for _, empty := range []string{"", " ", "\u200b"} {
+		if resp, body = save(empty); resp.StatusCode != http.StatusSeeOther || saved() != "" {
+			t.Fatalf("emptied with %q: %d, it reads %q\n%s", empty, resp.StatusCode, saved(), body)
+		}
 	}
 }
 

@@ -105,7 +105,9 @@ func (f *Profile) Validate() Errors {
 	} else if f.TimeZone, msg = TimeZone(f.TimeZone); msg != "" {
 		errs["time_zone"] = msg
 	}
-	if f.SenderName, msg = Line(f.SenderName, false, 100, "the sender name"); msg != "" {
+	if blank(f.SenderName) {
+		f.SenderName = ""
+	} else if f.SenderName, msg = SenderName(f.SenderName); msg != "" {
 		errs["sender_name"] = msg
 	}
 	if blank(f.ReplyTo) {
@@ -114,6 +116,30 @@ func (f *Profile) Validate() Errors {
 		errs["reply_to"] = msg
 	}
 	return errs
+}
+
+// SenderName checks the name a user's mailings go from, which every
+// recipient reads beside the address: one line of at most 100 characters,
+// with no address in it (a name "PayPal <service@paypal.com>" would pass
+// for another sender where mail programs show the name alone) and no
+// direction controls (U+202E before the address would show it reversed).
+func SenderName(raw string) (string, string) {
+	s, msg := Line(raw, false, 100, "the sender name")
+	switch {
+	case msg != "":
+		return s, msg
+	case strings.Contains(s, "@"):
+		return s, "Leave the address out: a name with an @ could pass for another sender's address."
+	case strings.ContainsFunc(s, directionControl):
+		return s, "Remove the invisible characters that change the writing direction."
+	}
+	return s, ""
+}
+
+// directionControl is a character that changes the direction of the text
+// after it (embeddings, overrides, isolates, their ends, and the marks).
+func directionControl(r rune) bool {
+	return r == '\u200e' || r == '\u200f' || r == '\u061c' || '\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
 }
 
 // ReplyTo is RecipientEmail for the address a user's clients reply to. It
