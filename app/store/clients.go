@@ -87,6 +87,21 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 	return rows, page, nil
 }
 
+// ClientsAmong returns one page of the owner's clients whose ids are
+// among ids (others' and deleted ones left out), newest first: the
+// recipients a mailing form has chosen so far.
+func (s *Store) ClientsAmong(ctx context.Context, ownerID int64, ids []int64, page Page) ([]model.Client, Page, error) {
+	var rows []model.Client
+	q := s.db.NewSelect().Model(&rows).
+		Where("owner_id = ?", ownerID).
+		Where("id = ANY(?::bigint[])", pgdialect.Array(ids)).
+		OrderExpr("id DESC")
+	if err := scanPage(ctx, q, &page); err != nil {
+		return nil, page, dbErr("clients among", err)
+	}
+	return rows, page, nil
+}
+
 // ClientMail is an attempt to mail a client, with the subject its run
 // sent (or, for a run from before that was kept, its message's now).
 type ClientMail struct {

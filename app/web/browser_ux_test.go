@@ -1175,6 +1175,42 @@ func TestBrowserPickerByKeyboard(t *testing.T) {
 		document.activeElement.getAttribute("aria-describedby") === "field-recipients-error"`)
 }
 
+// "Show them" puts the recipients chosen so far in place of the picker's
+// results, ticked, the next page by "More…"; one unticked there is no
+// longer chosen, and showing them again leaves it out.
+func TestBrowserPickerShowsTheChosen(t *testing.T) {
+	e, base := servedEnv(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	m := mailingWithRecipients(t, e, ann, 60)
+	if err := e.store.CreateClient(context.Background(), &model.Client{OwnerID: ann.ID, Email: "not-chosen@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	b := &browserUser{t: t, ctx: testkit.Browser(t), base: base}
+	b.signIn("ann@example.com")
+	b.do("edit", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.settled("[data-testid=picker-chosen]")
+	b.do("show them", chromedp.Click(chromedp.CSS("[data-testid=picker-chosen]")))
+	b.waitJS("the chosen shown", `document.querySelector("#announce").textContent.includes("The 60 recipients chosen") &&
+		document.querySelectorAll("[data-testid=picker-option]").length === 50 &&
+		document.querySelectorAll("[data-testid=picker-option]:checked").length === 50 &&
+		!document.body.textContent.includes("not-chosen@")`)
+	b.settled("[data-picker-more]")
+	b.do("more", chromedp.Click(chromedp.CSS("[data-picker-more]")))
+	b.waitJS("all 60", `document.querySelectorAll("[data-testid=picker-option]:checked").length === 60`)
+	b.settled("[data-testid=picker-option]")
+	b.do("untick one", chromedp.Click(chromedp.CSS("[data-testid=picker-option]")))
+	b.waitJS("59 chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "59"`)
+	b.do("show them again", chromedp.Click(chromedp.CSS("[data-testid=picker-chosen]")))
+	b.waitJS("59 shown", `document.querySelector("#announce").textContent.includes("The 59 recipients chosen") &&
+		document.querySelectorAll("[data-testid=picker-option]:checked").length === 50`)
+	b.settled("[data-testid=save-mailing]")
+	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
+	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/`+id(m.ID)+`"`)
+	if got, _ := e.store.MailingByID(context.Background(), store.Own(ann.ID), m.ID); got == nil || got.Recipients != 59 {
+		t.Fatalf("saved: %+v", got)
+	}
+}
+
 // A form refused as a whole (a wrong password) puts the focus on its
 // message, which a screen reader then reads (an alert on a page's load is
 // not read, and the password field focused said nothing of it); a form

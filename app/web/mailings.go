@@ -105,7 +105,12 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 	f.MaxRecipients = form.MaxRecipients
 	// The picker's first page is part of the form: without JavaScript
 	// nothing would load it.
-	res, err := s.pickerResults(c, f.PickerQ, store.NewPage(1, pickerPage))
+	var res mailings.PickerResults
+	if f.PickerChosen {
+		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), store.NewPage(1, pickerPage))
+	} else {
+		res, err = s.pickerResults(c, f.PickerQ, store.NewPage(1, pickerPage))
+	}
 	if err != nil {
 		return f, err
 	}
@@ -154,6 +159,7 @@ func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 		}
 	}
 	f.RecipientIDs, f.Count, f.PickerQ = form.JoinIDs(ids), len(ids), in.PickerQ
+	f.PickerChosen = in.Picker == form.PickChosen
 	f, err := s.mailingForm(c, f)
 	if err != nil {
 		return err
@@ -918,6 +924,39 @@ func (s *Server) pickerResults(c *fiber.Ctx, q string, page store.Page) (mailing
 	}
 	if page.Number < page.Pages() {
 		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + strconv.Itoa(page.Number+1)
+	}
+	return res, nil
+}
+
+// pickerChosen lists, for the recipient picker, a page (?page=) of the
+// recipients the mailing form sent has chosen so far.
+func (s *Server) pickerChosen(c *fiber.Ctx) error {
+	var in form.Mailing
+	if err := c.BodyParser(&in); err != nil {
+		return fiber.ErrBadRequest
+	}
+	page := pageNumber(c)
+	page.PerPage = pickerPage
+	res, err := s.chosenResults(c, in.Chosen(), page)
+	if err != nil {
+		return err
+	}
+	return render(c, fiber.StatusOK, mailings.Results(res))
+}
+
+// chosenResults is a page of the owner's clients among ids, ticked.
+func (s *Server) chosenResults(c *fiber.Ctx, ids []int64, page store.Page) (mailings.PickerResults, error) {
+	rows, page, err := s.store.ClientsAmong(c.UserContext(), auth.UserID(c), ids, page)
+	if err != nil {
+		return mailings.PickerResults{}, err
+	}
+	res := mailings.PickerResults{Total: page.Total, More: page.Number > 1, Chosen: true}
+	for _, r := range rows {
+		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName,
+			Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil, Chosen: true})
+	}
+	if page.Number < page.Pages() {
+		res.NextURL = "/mailings/picker/chosen?page=" + strconv.Itoa(page.Number+1)
 	}
 	return res, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -1137,6 +1138,74 @@ func TestMailingPickerWithoutJavaScript(t *testing.T) {
 	}
 	if m, _ := w.e.store.MailingByID(ctx, store.Own(w.ann.ID), mid); m.Recipients != 2 || m.Repeat != model.RepeatWeekly {
 		t.Errorf("a picker's button changed the mailing: %d recipients, %s", m.Recipients, m.Repeat)
+	}
+}
+
+// "Show them" lists the recipients the form has chosen so far, ticked,
+// newest first, a page at a time: with htmx as a fragment (the next page
+// asked for with the form, by POST), without it as the form again. Ids
+// that are not the owner's clients (another's, deleted, made up) are not
+// shown, and nothing is saved.
+func TestMailingPickerShowsTheChosen(t *testing.T) {
+	w := newMailingWorld(t)
+	ctx := context.Background()
+	const pickerPage = 50
+	var mine []string
+	for i := range pickerPage + 5 {
+		c := &model.Client{OwnerID: w.ann.ID, Email: fmt.Sprintf("chosen-%02d@example.com", i)}
+		if err := w.e.store.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, id(c.ID))
+	}
+	chosen := strings.Join(append(mine, id(w.foreign.client.ID), "999999"), ",")
+	fragment := func(path string) *goquery.Document {
+		t.Helper()
+		resp, body := w.c.request(t, "POST", path, w.form(func(v url.Values) { v.Set("recipient_ids", chosen); v.Del("recipients") }), true)
+		wantStatus(t, resp, body, http.StatusOK)
+		return parseHTML(t, body)
+	}
+	d := fragment("/mailings/picker/chosen")
+	opts := d.Find("[data-testid=picker-option]")
+	if opts.Length() != pickerPage || opts.Filter("[checked]").Length() != pickerPage || opts.First().AttrOr("value", "") != mine[len(mine)-1] ||
+		!strings.Contains(d.Text(), "The "+strconv.Itoa(len(mine))+" recipients chosen") {
+		t.Fatalf("the chosen, first page: %d shown, %d ticked, first %s\n%s", opts.Length(), opts.Filter("[checked]").Length(), opts.First().AttrOr("value", ""), d.Text())
+	}
+	more := d.Find("[data-picker-more]")
+	if more.AttrOr("hx-post", "") != "/mailings/picker/chosen?page=2" {
+		t.Fatalf("the next page is asked for by %q", more.AttrOr("hx-post", ""))
+	}
+	d = fragment("/mailings/picker/chosen?page=2")
+	if n := d.Find("[data-testid=picker-option]").Length(); n != 5 || strings.Contains(d.Text(), w.foreign.client.Email) || d.Find("[data-picker-more]").Length() != 0 {
+		t.Errorf("the chosen, second page: %d shown\n%s", n, d.Text())
+	}
+	// None chosen says so.
+	resp, body := w.c.request(t, "POST", "/mailings/picker/chosen", w.form(func(v url.Values) { v.Del("recipient_ids"); v.Del("recipients") }), true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "No recipients chosen yet") {
+		t.Errorf("none chosen:\n%s", body)
+	}
+	// The button is on the form, and without JavaScript it sends the form,
+	// which comes back with the chosen ones as its results.
+	if b := w.c.page(t, "/mailings/new").Find("[data-testid=picker-chosen]"); b.AttrOr("name", "") != "picker" || b.AttrOr("value", "") != "chosen" || b.AttrOr("hx-post", "") != "/mailings/picker/chosen" {
+		t.Fatalf("the form's Show them button: %v", b.Nodes)
+	}
+	_, before, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50))
+	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("picker", "chosen"); v.Set("recipient_ids", chosen); v.Del("recipients") }))
+	wantStatus(t, resp, body, http.StatusOK)
+	d = parseHTML(t, body)
+	if n := d.Find("#picker-results [data-testid=picker-option][checked]").Length(); n != pickerPage || d.Find("[data-testid=recipient-count]").Text() != strconv.Itoa(len(mine)+2) {
+		t.Errorf("without JavaScript: %d chosen shown, count %q", n, d.Find("[data-testid=recipient-count]").Text())
+	}
+	if _, after, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50)); after.Total != before.Total {
+		t.Errorf("Show them saved a mailing")
+	}
+	// Another's session sees only their own among the same ids.
+	eve := signedIn(t, w.e, "eve2@example.com", model.RoleUser)
+	resp, body = eve.request(t, "POST", "/mailings/picker/chosen", url.Values{"recipient_ids": {chosen}}, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if strings.Contains(body, "chosen-") || strings.Contains(body, w.foreign.client.Email) {
+		t.Errorf("another user is shown Ann's or Eve's clients:\n%s", body)
 	}
 }
 

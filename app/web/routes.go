@@ -77,6 +77,7 @@ func (s *Server) routes(app *fiber.App) {
 	post("/mailings", auth.RequireUser, s.createMailing)
 	app.Get("/mailings/picker", auth.RequireUser, s.picker)
 	app.Get("/mailings/picker/ids", auth.RequireUser, s.pickerIDs)
+	post("/mailings/picker/chosen", auth.RequireUser, s.pickerChosen)
 	app.Get("/mailings/:id", auth.RequireUser, s.showMailing)
 	app.Get("/mailings/:id/edit", auth.RequireUser, s.editMailing)
 	post("/mailings/:id", auth.RequireUser, s.updateMailing)

@@ -28,7 +28,8 @@ type Mailing struct {
 	Version      string   `form:"version"`  // the mailing's version the form was opened on (see Version)
 	FormKey      string   `form:"form_key"` // the form's key (see Key)
 	// PickerQ is the recipients' search; Picker the picker's button that
-	// sent the form without JavaScript (PickSearch, PickAll, PickClear),
+	// sent the form without JavaScript (PickSearch, PickAll, PickClear,
+	// PickChosen),
 	// "" when the form is to be saved.
 	PickerQ string `form:"picker_q"`
 	Picker  string `form:"picker"`
@@ -42,6 +43,7 @@ const (
 	PickSearch = "search"
 	PickAll    = "all"
 	PickClear  = "clear"
+	PickChosen = "chosen" // show the recipients chosen so far
 )
 
 // SplitIDs is the ids of a joined list (JoinIDs), those not valid left
