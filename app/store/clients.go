@@ -87,19 +87,28 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 	return rows, page, nil
 }
 
-// ClientsAmong returns one page of the owner's clients whose ids are
-// among ids (others' and deleted ones left out), newest first: the
-// recipients a mailing form has chosen so far.
-func (s *Store) ClientsAmong(ctx context.Context, ownerID int64, ids []int64, page Page) ([]model.Client, Page, error) {
+// ClientsAmong returns up to limit of the owner's clients whose ids are
+// among ids (others' and deleted ones left out), newest first, from the
+// one before id before (0: from the newest), and how many there are in
+// all: the recipients a mailing form has chosen so far. The next page
+// starts from the last client of the one before, not at an offset: the
+// choice shrinks as recipients are unticked on the page shown.
+func (s *Store) ClientsAmong(ctx context.Context, ownerID int64, ids []int64, before int64, limit int) ([]model.Client, int, error) {
 	var rows []model.Client
 	q := s.db.NewSelect().Model(&rows).
 		Where("owner_id = ?", ownerID).
-		Where("id = ANY(?::bigint[])", pgdialect.Array(ids)).
-		OrderExpr("id DESC")
-	if err := scanPage(ctx, q, &page); err != nil {
-		return nil, page, dbErr("clients among", err)
+		Where("id = ANY(?::bigint[])", pgdialect.Array(ids))
+	total, err := q.Count(ctx)
+	if err != nil {
+		return nil, 0, dbErr("count clients among", err)
 	}
-	return rows, page, nil
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	if err := q.OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, 0, dbErr("clients among", err)
+	}
+	return rows, int(total), nil
 }
 
 // ClientMail is an attempt to mail a client, with the subject its run

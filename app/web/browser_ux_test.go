@@ -1190,25 +1190,41 @@ func TestBrowserPickerShowsTheChosen(t *testing.T) {
 	b.do("edit", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
 	b.settled("[data-testid=picker-chosen]")
 	b.do("show them", chromedp.Click(chromedp.CSS("[data-testid=picker-chosen]")))
-	b.waitJS("the chosen shown", `document.querySelector("#announce").textContent.includes("The 60 recipients chosen") &&
+	b.waitJS("the chosen shown", `document.querySelector("#announce").textContent.includes("Showing the 60 recipients chosen") &&
 		document.querySelectorAll("[data-testid=picker-option]").length === 50 &&
 		document.querySelectorAll("[data-testid=picker-option]:checked").length === 50 &&
 		!document.body.textContent.includes("not-chosen@")`)
+	// Three unticked, then the next page: none of the chosen is skipped.
+	b.settled("[data-testid=picker-option]")
+	for i := range 3 {
+		b.do("untick", chromedp.Click(chromedp.CSS(fmt.Sprintf("label:nth-of-type(%d) [data-testid=picker-option]", i+1))))
+	}
+	b.waitJS("57 chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "57"`)
 	b.settled("[data-picker-more]")
 	b.do("more", chromedp.Click(chromedp.CSS("[data-picker-more]")))
-	b.waitJS("all 60", `document.querySelectorAll("[data-testid=picker-option]:checked").length === 60`)
-	b.settled("[data-testid=picker-option]")
-	b.do("untick one", chromedp.Click(chromedp.CSS("[data-testid=picker-option]")))
-	b.waitJS("59 chosen", `document.querySelector("[data-testid=recipient-count]").textContent === "59"`)
+	b.waitJS("the other 10", `document.querySelectorAll("[data-testid=picker-option]").length === 60 &&
+		document.querySelectorAll("[data-testid=picker-option]:checked").length === 57`)
 	b.do("show them again", chromedp.Click(chromedp.CSS("[data-testid=picker-chosen]")))
-	b.waitJS("59 shown", `document.querySelector("#announce").textContent.includes("The 59 recipients chosen") &&
+	b.waitJS("57 shown", `document.querySelector("#announce").textContent.includes("Showing the 57 recipients chosen") &&
 		document.querySelectorAll("[data-testid=picker-option]:checked").length === 50`)
 	b.settled("[data-testid=save-mailing]")
 	b.do("save", chromedp.Click(chromedp.CSS("[data-testid=save-mailing]")))
 	waitAcrossNavigation(t, b.ctx, `location.pathname === "/mailings/`+id(m.ID)+`"`)
-	if got, _ := e.store.MailingByID(context.Background(), store.Own(ann.ID), m.ID); got == nil || got.Recipients != 59 {
+	if got, _ := e.store.MailingByID(context.Background(), store.Own(ann.ID), m.ID); got == nil || got.Recipients != 57 {
 		t.Fatalf("saved: %+v", got)
 	}
+
+	// Cleared while they are shown, the picker goes back to the clients,
+	// and Show them waits for a choice.
+	b.do("edit again", chromedp.Navigate(base+"/mailings/"+id(m.ID)+"/edit"), chromedp.WaitVisible(chromedp.CSS("[data-testid=mailing-form]")))
+	b.settled("[data-testid=picker-chosen]")
+	b.do("show them", chromedp.Click(chromedp.CSS("[data-testid=picker-chosen]")))
+	b.waitJS("shown", `!!document.querySelector("[data-picker-chosen-view]")`)
+	b.settled("[data-picker-clear]")
+	b.do("clear", chromedp.Click(chromedp.CSS("[data-picker-clear]")))
+	b.waitJS("back to the clients", `!document.querySelector("[data-picker-chosen-view]") &&
+		document.body.textContent.includes("not-chosen@") &&
+		document.querySelector("[data-testid=picker-chosen]").disabled`)
 }
 
 // A form refused as a whole (a wrong password) puts the focus on its

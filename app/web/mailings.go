@@ -107,7 +107,8 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 	// nothing would load it.
 	var res mailings.PickerResults
 	if f.PickerChosen {
-		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), store.NewPage(1, pickerPage))
+		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), 0)
+		res.Q = f.PickerQ
 	} else {
 		res, err = s.pickerResults(c, f.PickerQ, store.NewPage(1, pickerPage))
 	}
@@ -928,35 +929,38 @@ func (s *Server) pickerResults(c *fiber.Ctx, q string, page store.Page) (mailing
 	return res, nil
 }
 
-// pickerChosen lists, for the recipient picker, a page (?page=) of the
-// recipients the mailing form sent has chosen so far.
+// pickerChosen lists, for the recipient picker, a page of the recipients
+// the mailing form sent has chosen so far: the newest, or those after the
+// last one shown (?before=, its id).
 func (s *Server) pickerChosen(c *fiber.Ctx) error {
 	var in form.Mailing
 	if err := c.BodyParser(&in); err != nil {
 		return fiber.ErrBadRequest
 	}
-	page := pageNumber(c)
-	page.PerPage = pickerPage
-	res, err := s.chosenResults(c, in.Chosen(), page)
+	before, _ := strconv.ParseInt(c.Query("before"), 10, 64)
+	res, err := s.chosenResults(c, in.Chosen(), max(before, 0))
 	if err != nil {
 		return err
 	}
+	res.Q = in.PickerQ // the search to go back to
 	return render(c, fiber.StatusOK, mailings.Results(res))
 }
 
-// chosenResults is a page of the owner's clients among ids, ticked.
-func (s *Server) chosenResults(c *fiber.Ctx, ids []int64, page store.Page) (mailings.PickerResults, error) {
-	rows, page, err := s.store.ClientsAmong(c.UserContext(), auth.UserID(c), ids, page)
+// chosenResults is a page of the owner's clients among ids, ticked, from
+// the one before id before (0: the newest).
+func (s *Server) chosenResults(c *fiber.Ctx, ids []int64, before int64) (mailings.PickerResults, error) {
+	rows, total, err := s.store.ClientsAmong(c.UserContext(), auth.UserID(c), ids, before, pickerPage+1)
 	if err != nil {
 		return mailings.PickerResults{}, err
 	}
-	res := mailings.PickerResults{Total: page.Total, More: page.Number > 1, Chosen: true}
+	res := mailings.PickerResults{Total: total, More: before > 0, Chosen: true}
+	if len(rows) > pickerPage {
+		rows = rows[:pickerPage]
+		res.NextURL = "/mailings/picker/chosen?before=" + strconv.FormatInt(rows[len(rows)-1].ID, 10)
+	}
 	for _, r := range rows {
 		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName,
 			Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil, Chosen: true})
-	}
-	if page.Number < page.Pages() {
-		res.NextURL = "/mailings/picker/chosen?page=" + strconv.Itoa(page.Number+1)
 	}
 	return res, nil
 }

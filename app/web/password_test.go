@@ -218,7 +218,7 @@ func TestAccountReplyTo(t *testing.T) {
 	}
 
 	_, body := c.get(t, "/account")
-	if inputValue(t, body, "reply_to") != "" || !strings.Contains(body, "the reply goes to this address; left empty, to no-reply@rassylka.test.") {
+	if inputValue(t, body, "reply_to") != "" || !strings.Contains(body, "Left empty, to no-reply@rassylka.test, the address they come from.") {
 		t.Fatalf("the reply address before one is set:\n%s", body)
 	}
 	for _, bad := range []string{"not an address", "ann@localhost", "юзер@example.com", "Ann <ann@example.com>"} {
@@ -263,7 +263,7 @@ func TestAccountSenderName(t *testing.T) {
 		}
 		return u.SenderName
 	}
-	if _, body := c.get(t, "/account"); !strings.Contains(body, "with the address no-reply@rassylka.test. Left empty, “Rassylka”.") {
+	if _, body := c.get(t, "/account"); !strings.Contains(body, "Left empty, they see “Rassylka”.") {
 		t.Fatalf("the sender name's hint:\n%s", body)
 	}
 	for _, bad := range []string{strings.Repeat("й", 101), "Ann\r\nBcc: x@example.org", "PayPal <service@paypal.com>", "Bank\u202e", "\u2067Bank"} {

@@ -378,6 +378,14 @@ function initPicker(root) {
     root.querySelectorAll("[data-picker-id]").forEach(function (cb) {
       cb.checked = chosen.has(cb.value);
     });
+    root.querySelectorAll("[data-picker-show-chosen]").forEach(function (b) { b.disabled = chosen.size === 0; });
+  }
+  // Showing the recipients chosen, a choice made anew (cleared, or all
+  // matching chosen) goes back to the search's results: the list shown
+  // would no longer be the choice.
+  function backToSearch() {
+    var back = root.querySelector("[data-picker-chosen-view] [data-picker-back]");
+    if (back && window.htmx) htmx.trigger(back, "click");
   }
   root.addEventListener("change", function (e) {
     if (!e.target.matches("[data-picker-id]")) return;
@@ -396,6 +404,7 @@ function initPicker(root) {
       chosen.clear();
       if (note) note.dataset.capped = "";
       sync();
+      backToSearch();
     }
     if (e.target.matches("[data-picker-all]")) {
       var q = root.querySelector("[data-picker-search]").value;
@@ -411,6 +420,7 @@ function initPicker(root) {
           ids.forEach(function (id) { chosen.add(String(id)); });
           if (note) note.dataset.capped = capped ? "1" : "";
           sync();
+          backToSearch();
           if (capped) {
             tell("More clients match than a mailing takes: the newest " + figure(max) + " were chosen.");
           }
