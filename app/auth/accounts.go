@@ -221,6 +221,65 @@ func (a *Accounts) Confirm(ctx context.Context, token string) (*model.User, erro
 	return u, err
 }
 
+// SetReplyTo sets where u's clients reply. The account's own address and
+// none are set at once; another address waits (pending) until its inbox
+// confirms it with the link this mails it, while replies go where they
+// went. Asked for again while it waits, nothing changes (no second mail);
+// given up for another, its link stops working.
+func (a *Accounts) SetReplyTo(ctx context.Context, u *model.User, addr string) (pending bool, err error) {
+	if addr != "" && addr == u.ReplyToPending {
+		return true, nil
+	}
+	if addr == u.ReplyTo && u.ReplyToPending == "" {
+		return false, nil
+	}
+	now := addr == "" || addr == u.ReplyTo || strings.EqualFold(addr, u.Email) && u.EmailConfirmedAt != nil
+	var link string
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		if err := tx.RevokeTokens(ctx, u.ID, model.TokenConfirmReplyTo); err != nil {
+			return err
+		}
+		if now {
+			return tx.SetReplyTo(ctx, u.ID, addr, "")
+		}
+		if err := tx.SetReplyTo(ctx, u.ID, u.ReplyTo, addr); err != nil {
+			return err
+		}
+		var err error
+		link, err = a.newLinkIn(ctx, tx, u.ID, model.TokenConfirmReplyTo, "/account/reply-to/")
+		return err
+	})
+	if err != nil || now {
+		return false, err
+	}
+	// The mail names the account by its address alone: a name is the
+	// account's own words, which would go from us to any address.
+	subject, text := email.ConfirmReplyTo(u.Email, link)
+	return true, a.mailTo(ctx, addr, subject, text)
+}
+
+// ConfirmReplyTo uses a reply-address link: the address that waited
+// becomes the user's reply address. It returns the user and the address.
+func (a *Accounts) ConfirmReplyTo(ctx context.Context, token string) (*model.User, string, error) {
+	var u *model.User
+	var addr string
+	err := a.Store.InTx(ctx, func(tx *store.Store) error {
+		t, err := useToken(ctx, tx, model.TokenConfirmReplyTo, token)
+		if err != nil {
+			return err
+		}
+		if addr, err = tx.ConfirmReplyTo(ctx, t.UserID); err != nil {
+			return err
+		}
+		if addr == "" { // cleared or set to another since the link was mailed
+			return ErrTokenInvalid
+		}
+		u, err = tx.UserByID(ctx, t.UserID)
+		return err
+	})
+	return u, addr, err
+}
+
 // Authenticate checks an email and password. It answers ErrBadCredentials
 // alike for an unknown email and a wrong password, and only then tells
 // ErrUnconfirmed or ErrBlocked.
@@ -602,24 +661,43 @@ func (a *Accounts) mail(ctx context.Context, u *model.User, subject, text string
 // mayMail takes one of the mails the address may get (MailLimit) and
 // reports whether there was one left.
 func (a *Accounts) mayMail(ctx context.Context, u *model.User) bool {
+	return a.mayMailTo(ctx, u.Email, "user_id", u.ID)
+}
+
+// mayMailTo is mayMail for an address; who names it in the log.
+func (a *Accounts) mayMailTo(ctx context.Context, addr string, who ...any) bool {
 	if a.MailLimit == nil {
 		return true
 	}
-	blocked, err := a.MailLimit.Take(ctx, strings.ToLower(u.Email))
+	blocked, err := a.MailLimit.Take(ctx, strings.ToLower(addr))
 	if err != nil {
 		// Fail open: a Redis hiccup must not stop a confirmation mail.
 		a.Log.WarnContext(ctx, "account mail limit unavailable", "error", err.Error())
 	}
 	if blocked {
-		a.Log.WarnContext(ctx, "account mail dropped: too many to one address", "user_id", u.ID)
+		a.Log.WarnContext(ctx, "account mail dropped: too many to one address", who...)
 		return false
 	}
 	return true
 }
 
+// mailTo enqueues one mail to an address that is no account's (a reply
+// address to confirm), within MailLimit for that address.
+func (a *Accounts) mailTo(ctx context.Context, addr, subject, text string) error {
+	if !a.mayMailTo(ctx, addr, "to", addr) {
+		return nil
+	}
+	return a.enqueueMailTo(ctx, addr, "", subject, text)
+}
+
 // enqueueMail queues a mail to u.
 func (a *Accounts) enqueueMail(ctx context.Context, u *model.User, subject, text string) error {
-	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: u.Email, ToName: greeted(u), Subject: subject, Text: text})
+	return a.enqueueMailTo(ctx, u.Email, greeted(u), subject, text)
+}
+
+// enqueueMailTo queues a mail to addr, whose owner is named name.
+func (a *Accounts) enqueueMailTo(ctx context.Context, addr, name, subject, text string) error {
+	t, err := task.NewEmailDeliverTask(task.EmailDeliverPayload{To: addr, ToName: name, Subject: subject, Text: text})
 	if err != nil {
 		return err
 	}

@@ -32,8 +32,9 @@ type User struct {
 	BlockedAt        *time.Time `bun:"blocked_at"`
 	EmailConfirmedAt *time.Time `bun:"email_confirmed_at"`
 	TimeZone         string     `bun:"time_zone,notnull"`
-	SenderName       string     `bun:"sender_name,notnull"` // the From name of their mailings' mail; "": MAIL_FROM's
-	ReplyTo          string     `bun:"reply_to,notnull"`    // the Reply-To of their mailings' mail; "": none
+	SenderName       string     `bun:"sender_name,notnull"`      // the From name of their mailings' mail; "": MAIL_FROM's
+	ReplyTo          string     `bun:"reply_to,notnull"`         // the Reply-To of their mailings' mail; "": none
+	ReplyToPending   string     `bun:"reply_to_pending,notnull"` // a reply address mailed a link to confirm it; "": none
 	CreatedAt        time.Time  `bun:"created_at,notnull,default:current_timestamp"`
 	UpdatedAt        time.Time  `bun:"updated_at,notnull,default:current_timestamp"`
 }
@@ -61,8 +62,9 @@ type TokenPurpose string
 
 // Token purposes.
 const (
-	TokenConfirmEmail  TokenPurpose = "confirm_email"
-	TokenResetPassword TokenPurpose = "reset_password"
+	TokenConfirmEmail   TokenPurpose = "confirm_email"
+	TokenResetPassword  TokenPurpose = "reset_password"
+	TokenConfirmReplyTo TokenPurpose = "confirm_reply_to" // of users.reply_to_pending
 )
 
 // Token is a single-use token mailed to a user; only its hash is stored.

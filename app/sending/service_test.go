@@ -170,7 +170,10 @@ func TestMailCarriesTheOwnersSenderNameAndReplyAddress(t *testing.T) {
 	if got := send(); len(got) != 2 || got[0] != "Shop | " || got[1] != got[0] {
 		t.Fatalf("without a sender name or reply address: %q", got)
 	}
-	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: w.owner.TimeZone, SenderName: "Лавка Анны", ReplyTo: "desk@shop.example"}); err != nil {
+	if err := w.st.UpdateProfile(ctx, w.owner.ID, store.Profile{FullName: w.owner.FullName, TimeZone: w.owner.TimeZone, SenderName: "Лавка Анны"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.st.SetReplyTo(ctx, w.owner.ID, "desk@shop.example", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := send(); len(got) != 2 || got[0] != "Лавка Анны | <desk@shop.example>" || got[1] != got[0] {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -100,17 +101,14 @@ type Profile struct {
 	FullName   string
 	TimeZone   string
 	SenderName string // "": MAIL_FROM's
-	ReplyTo    string // "": none
 }
 
-// UpdateProfile changes the user's name, time zone, sender name and reply
-// address.
+// UpdateProfile changes the user's name, time zone and sender name.
 func (s *Store) UpdateProfile(ctx context.Context, userID int64, p Profile) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
 		Set("full_name = ?", p.FullName).
 		Set("time_zone = ?", p.TimeZone).
 		Set("sender_name = ?", p.SenderName).
-		Set("reply_to = ?", p.ReplyTo).
 		Set("updated_at = now()").
 		Where("id = ?", userID).Exec(ctx)
 	if err != nil {
@@ -120,6 +118,35 @@ func (s *Store) UpdateProfile(ctx context.Context, userID int64, p Profile) erro
 		return fmt.Errorf("update profile: %w", ErrNotFound)
 	}
 	return nil
+}
+
+// SetReplyTo sets the user's reply address and the one waiting for its
+// confirmation ("": none).
+func (s *Store) SetReplyTo(ctx context.Context, userID int64, replyTo, pending string) error {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("reply_to = ?", replyTo).
+		Set("reply_to_pending = ?", pending).
+		Set("updated_at = now()").
+		Where("id = ?", userID).Exec(ctx)
+	if err != nil {
+		return dbErr("set reply address", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set reply address: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// ConfirmReplyTo makes the user's reply address the one that waited for
+// its confirmation, and returns it ("": none waited).
+func (s *Store) ConfirmReplyTo(ctx context.Context, userID int64) (string, error) {
+	var addr string
+	err := s.db.NewRaw(`UPDATE users SET reply_to = reply_to_pending, reply_to_pending = '', updated_at = now()
+		WHERE id = ? AND reply_to_pending <> '' RETURNING reply_to`, userID).Scan(ctx, &addr)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return addr, dbErr("confirm reply address", err)
 }
 
 // UserRow is a user as the managers' list shows it.

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -379,7 +380,8 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	}
 	v := account.SettingsView{
 		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
-		SenderName: u.SenderName, ReplyTo: u.ReplyTo, MailFrom: s.mailFromAddress(), MailFromName: s.mailFromName(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
+		SenderName: u.SenderName, ReplyTo: cmp.Or(u.ReplyToPending, u.ReplyTo), ReplyToNow: u.ReplyTo, ReplyToPending: u.ReplyToPending,
+		MailFrom: s.mailFromAddress(), MailFromName: s.mailFromName(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
 	for _, p := range s.providers.Enabled() {
 		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
@@ -414,11 +416,43 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 		v.FullName, v.TimeZone, v.SenderName, v.ReplyTo, v.ProfileErrors = f.FullName, f.TimeZone, f.SenderName, f.ReplyTo, errs
 		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
 	}
-	if err := s.store.UpdateProfile(c.UserContext(), auth.UserID(c), store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, SenderName: f.SenderName, ReplyTo: f.ReplyTo}); err != nil {
+	u := auth.CurrentUser(c)
+	if err := s.store.UpdateProfile(c.UserContext(), u.ID, store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, SenderName: f.SenderName}); err != nil {
 		return fmt.Errorf("update profile: %w", err)
 	}
-	s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
+	asked := f.ReplyTo != "" && f.ReplyTo != u.ReplyTo && f.ReplyTo != u.ReplyToPending
+	pending, err := s.accounts.SetReplyTo(c.UserContext(), u, f.ReplyTo)
+	if err != nil {
+		return fmt.Errorf("set reply address: %w", err)
+	}
+	if pending && asked {
+		s.setFlash(c, layout.FlashSuccess, "Your profile is saved. We mailed "+f.ReplyTo+" a link to confirm it: replies go there once it is opened.")
+	} else {
+		s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
+	}
 	return redirect(c, "/account")
+}
+
+// confirmReplyTo opens a reply address's link, mailed to that address:
+// replies to the mailings of the account that asked go there now.
+func (s *Server) confirmReplyTo(c *fiber.Ctx) error {
+	u, addr, err := s.accounts.ConfirmReplyTo(c.UserContext(), c.Params("token"))
+	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
+		status, n := tokenNotice(err, "")
+		n = account.Notice{Title: n.Title, Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	}
+	if err != nil {
+		return fmt.Errorf("confirm reply address: %w", err)
+	}
+	if cur := auth.CurrentUser(c); cur != nil && cur.ID == u.ID {
+		s.setFlash(c, layout.FlashSuccess, "Replies to your mailings now go to "+addr+".")
+		return redirect(c, "/account")
+	}
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Address confirmed"), account.Notice{
+		Title: "Address confirmed",
+		Text:  "Replies to the mailings of the account " + u.Email + " now come to " + addr + ".",
+	}))
 }
 
 func (s *Server) changePassword(c *fiber.Ctx) error {

@@ -64,7 +64,10 @@ func TestMessagesCRUD(t *testing.T) {
 	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "zoe@example.com", FullName: "Zoë"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop", ReplyTo: "desk@example.org"}); err != nil {
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SetReplyTo(ctx, ann.ID, "desk@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
 	_, body = c.get(t, loc)
@@ -217,7 +220,10 @@ func TestSendMeATest(t *testing.T) {
 	ctx := context.Background()
 	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
 	// The test goes with the reply address the mailings' mail has.
-	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop", ReplyTo: "desk@example.org"}); err != nil {
+	if err := e.store.UpdateProfile(ctx, ann.ID, store.Profile{FullName: ann.FullName, TimeZone: ann.TimeZone, SenderName: "Ann's Shop"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SetReplyTo(ctx, ann.ID, "desk@example.org", ""); err != nil {
 		t.Fatal(err)
 	}
 	m := &model.Message{OwnerID: ann.ID, Subject: "Hi {{name}}", Body: "Dear {{name}},\nthis goes to {{ email }}."}

@@ -200,21 +200,24 @@ func TestAccountPage(t *testing.T) {
 
 // The account page's reply address: optional, checked as a recipient's
 // address is, refused with more than ASCII before the @ (it goes in a
-// header of every mail), kept as typed when refused, and cleared when
-// emptied.
+// header of every mail), kept as typed when refused. Another address than
+// the account's own is used once its inbox opens the link mailed to it
+// (the account's own, and none, at once); until then the page says it
+// waits, and replies go where they went.
 func TestAccountReplyTo(t *testing.T) {
 	e := newEnv(t)
+	sink := e.withWorker(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
 	ctx := context.Background()
 	save := func(replyTo string) (*http.Response, string) {
 		return c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"UTC"}, "reply_to": {replyTo}})
 	}
-	replyTo := func() string {
+	user := func() *model.User {
 		u, err := e.store.UserByEmail(ctx, "ann@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return u.ReplyTo
+		return u
 	}
 
 	_, body := c.get(t, "/account")
@@ -228,21 +231,75 @@ func TestAccountReplyTo(t *testing.T) {
 			t.Errorf("%q: no error, or what was typed is lost\n%s", bad, body)
 		}
 	}
-	if got := replyTo(); got != "" {
-		t.Fatalf("a refused address was saved: %q", got)
+	if u := user(); u.ReplyTo != "" || u.ReplyToPending != "" {
+		t.Fatalf("a refused address was saved: %q, %q", u.ReplyTo, u.ReplyToPending)
 	}
+
+	// Another address waits for its inbox.
 	resp, body := save("  Replies@Пример.рф ")
 	wantRedirect(t, resp, body, "/account")
-	if got := replyTo(); got != "replies@пример.рф" {
-		t.Fatalf("saved %q", got)
+	if flash := flashAfter(t, c, resp); !strings.Contains(flash, "We mailed replies@пример.рф a link to confirm it") {
+		t.Errorf("flash %q", flash)
 	}
-	if _, body = c.get(t, "/account"); inputValue(t, body, "reply_to") != "replies@пример.рф" {
-		t.Fatalf("the page shows %q", inputValue(t, body, "reply_to"))
+	if u := user(); u.ReplyTo != "" || u.ReplyToPending != "replies@пример.рф" {
+		t.Fatalf("before its confirmation: %q, pending %q", u.ReplyTo, u.ReplyToPending)
 	}
-	resp, body = save(" ")
+	_, body = c.get(t, "/account")
+	if inputValue(t, body, "reply_to") != "replies@пример.рф" || !strings.Contains(parseHTML(t, body).Find("[data-testid=reply-to-pending]").Text(), "until then replies go to no-reply@rassylka.test") {
+		t.Fatalf("the page while it waits:\n%s", body)
+	}
+	m, link := e.waitMail(t, sink, 1)
+	if m.To[0] != "replies@xn--e1afmkfd.xn--p1ai" || !strings.HasPrefix(link, "/account/reply-to/") || !strings.Contains(m.Body(), "the Rassylka account ann@example.com asks") {
+		t.Fatalf("the mail to confirm: to %v, link %q\n%s", m.To, link, m.Body())
+	}
+	// Saving the profile again asks nothing new.
+	resp, body = save("replies@пример.рф")
 	wantRedirect(t, resp, body, "/account")
-	if got := replyTo(); got != "" {
-		t.Fatalf("emptied, it reads %q", got)
+	// Opened by whoever reads that inbox, signed in or not.
+	resp, body = e.client().get(t, link)
+	wantStatus(t, resp, body, http.StatusOK)
+	if !strings.Contains(body, "Replies to the mailings of the account ann@example.com now come to replies@пример.рф.") {
+		t.Fatalf("the confirmation:\n%s", body)
+	}
+	if u := user(); u.ReplyTo != "replies@пример.рф" || u.ReplyToPending != "" {
+		t.Fatalf("confirmed: %q, pending %q", u.ReplyTo, u.ReplyToPending)
+	}
+	if resp, body = e.client().get(t, link); resp.StatusCode != http.StatusGone {
+		t.Errorf("the link again: %d\n%s", resp.StatusCode, body)
+	}
+
+	// A second address asked for, then a third: the second's link no
+	// longer works, and replies went to the first meanwhile.
+	save("second@example.org")
+	_, second := e.waitMail(t, sink, 2)
+	save("third@example.org")
+	_, third := e.waitMail(t, sink, 3)
+	if resp, body = e.client().get(t, second); resp.StatusCode == http.StatusOK {
+		t.Errorf("an address given up was confirmed by its link:\n%s", body)
+	}
+	if u := user(); u.ReplyTo != "replies@пример.рф" || u.ReplyToPending != "third@example.org" {
+		t.Fatalf("while the third waits: %q, pending %q", u.ReplyTo, u.ReplyToPending)
+	}
+	// Signed in, the link leads to the account page.
+	resp, body = c.get(t, third)
+	wantRedirect(t, resp, body, "/account")
+	if u := user(); u.ReplyTo != "third@example.org" {
+		t.Fatalf("the third confirmed: %q", u.ReplyTo)
+	}
+
+	// The account's own address, and none, need no link.
+	for _, now := range []string{"ann@example.com", ""} {
+		resp, body = save(now)
+		wantRedirect(t, resp, body, "/account")
+		if u := user(); u.ReplyTo != now || u.ReplyToPending != "" {
+			t.Fatalf("%q: %q, pending %q", now, u.ReplyTo, u.ReplyToPending)
+		}
+	}
+	if n := len(sink.Messages()); n != 3 {
+		t.Errorf("%d mails sent, want the 3 links", n)
+	}
+	if resp, body = e.client().get(t, "/account/reply-to/made-up"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a made-up link: %d\n%s", resp.StatusCode, body)
 	}
 }
 

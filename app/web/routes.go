@@ -38,6 +38,7 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/auth/:provider", s.oauthBegin)
 	app.Get("/auth/:provider/callback", s.oauthCallback)
 	app.Get("/account", auth.RequireUser, s.accountPage)
+	app.Get("/account/reply-to/:token", s.confirmReplyTo) // mailed to the reply address: no session needed
 	post("/account", auth.RequireUser, s.updateProfile)
 	post("/account/password", auth.RequireUser, s.changePassword)
 	// A refused change is shown at its form's address: Enter in the

@@ -75,6 +75,17 @@ account page, {{.Account}}
 and reset your password at {{.Forgot}}
 {{end}}
 
+{{define "reply-to"}}Hello,
+
+the Rassylka account {{.Name}} asks that its clients' replies to its
+mailings come to this address. If this is your address and you agree, open
+this link (it works for 48 hours and only once):
+
+{{.Link}}
+
+If you do not know about it, ignore this mail: no replies will come here.
+{{end}}
+
 {{define "reset"}}Hello{{with .Name}} {{.}}{{end}},
 
 to set a new password for Rassylka, open this link:
@@ -98,6 +109,12 @@ func render(name string, d data) string {
 		panic("email: " + err.Error()) // static templates over strings cannot fail
 	}
 	return string(bytes.TrimLeft(b.Bytes(), "\n"))
+}
+
+// ConfirmReplyTo asks the inbox the account of address account wants its
+// clients' replies to go to for its consent, with the link that gives it.
+func ConfirmReplyTo(account, link string) (subject, text string) {
+	return "Confirm where replies go", render("reply-to", data{Name: account, Link: link})
 }
 
 // Confirm is the mail with the email-confirmation link.
