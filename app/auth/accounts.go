@@ -221,45 +221,83 @@ func (a *Accounts) Confirm(ctx context.Context, token string) (*model.User, erro
 	return u, err
 }
 
-// SetReplyTo sets where u's clients reply. The account's own address and
-// none are set at once; another address waits (pending) until its inbox
-// confirms it with the link this mails it, while replies go where they
-// went. Asked for again while it waits, nothing changes (no second mail);
-// given up for another, its link stops working.
-func (a *Accounts) SetReplyTo(ctx context.Context, u *model.User, addr string) (pending bool, err error) {
-	if addr != "" && addr == u.ReplyToPending {
-		return true, nil
-	}
-	if addr == u.ReplyTo && u.ReplyToPending == "" {
-		return false, nil
-	}
-	now := addr == "" || addr == u.ReplyTo || strings.EqualFold(addr, u.Email) && u.EmailConfirmedAt != nil
+// SetReplyTo sets where the user's clients reply. The account's own
+// address and none are set at once; another address waits (pending)
+// until its inbox confirms it with the link this mails it, while replies
+// go where they went. Asked for again while it waits, nothing changes,
+// unless its link can no longer be used (expired): then a new one is
+// mailed. Given up for another, its link stops working. mailed reports
+// whether a link was mailed (within MailLimit).
+func (a *Accounts) SetReplyTo(ctx context.Context, userID int64, addr string) (pending, mailed bool, err error) {
 	var link string
+	var u *model.User
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
-		if err := tx.RevokeTokens(ctx, u.ID, model.TokenConfirmReplyTo); err != nil {
-			return err
-		}
-		if now {
-			return tx.SetReplyTo(ctx, u.ID, addr, "")
-		}
-		if err := tx.SetReplyTo(ctx, u.ID, u.ReplyTo, addr); err != nil {
-			return err
-		}
+		// The row first, as every change of a user's tokens and row
+		// takes it: two saves at once then decide one after the other.
 		var err error
-		link, err = a.newLinkIn(ctx, tx, u.ID, model.TokenConfirmReplyTo, "/account/reply-to/")
-		return err
+		if u, err = tx.LockUser(ctx, userID); err != nil {
+			return err
+		}
+		switch {
+		case addr != "" && addr == u.ReplyToPending:
+			if pending, err = tx.LiveToken(ctx, userID, model.TokenConfirmReplyTo); err != nil || pending {
+				return err
+			}
+		case addr == u.ReplyTo && u.ReplyToPending == "":
+			return nil
+		case addr == "" || addr == u.ReplyTo || strings.EqualFold(addr, u.Email) && u.EmailConfirmedAt != nil:
+			if err := tx.RevokeTokens(ctx, userID, model.TokenConfirmReplyTo); err != nil {
+				return err
+			}
+			return tx.SetReplyTo(ctx, userID, addr, "")
+		}
+		if err := tx.RevokeTokens(ctx, userID, model.TokenConfirmReplyTo); err != nil {
+			return err
+		}
+		if err := tx.SetReplyTo(ctx, userID, u.ReplyTo, addr); err != nil {
+			return err
+		}
+		plain, hash := NewToken()
+		if err := tx.CreateToken(ctx, &model.Token{UserID: userID, Purpose: model.TokenConfirmReplyTo, TokenHash: hash,
+			Address: addr, ExpiresAt: time.Now().Add(ConfirmTokenTTL)}); err != nil {
+			return err
+		}
+		link = a.BaseURL + "/account/reply-to/" + plain
+		return nil
 	})
-	if err != nil || now {
-		return false, err
+	if err != nil || link == "" {
+		return pending, false, err
 	}
 	// The mail names the account by its address alone: a name is the
 	// account's own words, which would go from us to any address.
+	if !a.mayMailTo(ctx, addr, "to", addr) {
+		return true, false, nil
+	}
 	subject, text := email.ConfirmReplyTo(u.Email, link)
-	return true, a.mailTo(ctx, addr, subject, text)
+	return true, true, a.enqueueMailTo(ctx, addr, "", subject, text)
 }
 
-// ConfirmReplyTo uses a reply-address link: the address that waited
-// becomes the user's reply address. It returns the user and the address.
+// CheckReplyToken tells whether a reply-address link can still be used,
+// without using it, and returns its account and the address it confirms.
+func (a *Accounts) CheckReplyToken(ctx context.Context, token string) (*model.User, string, error) {
+	t, err := a.findToken(ctx, model.TokenConfirmReplyTo, token)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := a.Store.UserByID(ctx, t.UserID)
+	if err != nil {
+		return nil, "", err
+	}
+	if u.Blocked() {
+		return u, t.Address, ErrBlocked
+	}
+	return u, t.Address, nil
+}
+
+// ConfirmReplyTo uses a reply-address link: the address it was mailed to
+// becomes the user's reply address, if it is still the one waiting (a
+// link of an address given up since confirms nothing). It returns the
+// user and the address.
 func (a *Accounts) ConfirmReplyTo(ctx context.Context, token string) (*model.User, string, error) {
 	var u *model.User
 	var addr string
@@ -268,14 +306,21 @@ func (a *Accounts) ConfirmReplyTo(ctx context.Context, token string) (*model.Use
 		if err != nil {
 			return err
 		}
-		if addr, err = tx.ConfirmReplyTo(ctx, t.UserID); err != nil {
+		if u, err = tx.UserByID(ctx, t.UserID); err != nil {
 			return err
 		}
-		if addr == "" { // cleared or set to another since the link was mailed
-			return ErrTokenInvalid
+		if u.Blocked() {
+			return ErrBlocked
 		}
-		u, err = tx.UserByID(ctx, t.UserID)
-		return err
+		ok, err := tx.ConfirmReplyTo(ctx, t.UserID, t.Address)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrTokenUsed
+		}
+		addr = t.Address
+		return nil
 	})
 	return u, addr, err
 }
@@ -679,15 +724,6 @@ func (a *Accounts) mayMailTo(ctx context.Context, addr string, who ...any) bool 
 		return false
 	}
 	return true
-}
-
-// mailTo enqueues one mail to an address that is no account's (a reply
-// address to confirm), within MailLimit for that address.
-func (a *Accounts) mailTo(ctx context.Context, addr, subject, text string) error {
-	if !a.mayMailTo(ctx, addr, "to", addr) {
-		return nil
-	}
-	return a.enqueueMailTo(ctx, addr, "", subject, text)
 }
 
 // enqueueMail queues a mail to u.

@@ -77,6 +77,7 @@ type Token struct {
 	TokenHash []byte       `bun:"token_hash,notnull"`
 	ExpiresAt time.Time    `bun:"expires_at,notnull"`
 	UsedAt    *time.Time   `bun:"used_at"`
+	Address   string       `bun:"address,nullzero"` // the reply address a TokenConfirmReplyTo confirms
 	CreatedAt time.Time    `bun:"created_at,notnull,default:current_timestamp"`
 }
 

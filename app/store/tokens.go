@@ -53,3 +53,11 @@ func (s *Store) RevokeTokens(ctx context.Context, userID int64, purpose model.To
 		Where("user_id = ? AND purpose = ? AND used_at IS NULL", userID, purpose).Exec(ctx)
 	return dbErr("revoke tokens", err)
 }
+
+// LiveToken reports whether the user has a token of purpose that can still
+// be used.
+func (s *Store) LiveToken(ctx context.Context, userID int64, purpose model.TokenPurpose) (bool, error) {
+	ok, err := s.db.NewSelect().Model((*model.Token)(nil)).
+		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).Exists(ctx)
+	return ok, dbErr("live token", err)
+}

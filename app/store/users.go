@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -137,16 +136,19 @@ func (s *Store) SetReplyTo(ctx context.Context, userID int64, replyTo, pending s
 	return nil
 }
 
-// ConfirmReplyTo makes the user's reply address the one that waited for
-// its confirmation, and returns it ("": none waited).
-func (s *Store) ConfirmReplyTo(ctx context.Context, userID int64) (string, error) {
-	var addr string
-	err := s.db.NewRaw(`UPDATE users SET reply_to = reply_to_pending, reply_to_pending = '', updated_at = now()
-		WHERE id = ? AND reply_to_pending <> '' RETURNING reply_to`, userID).Scan(ctx, &addr)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
+// ConfirmReplyTo makes addr the user's reply address if it is the one
+// waiting for its confirmation, and reports whether it was.
+func (s *Store) ConfirmReplyTo(ctx context.Context, userID int64, addr string) (bool, error) {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("reply_to = reply_to_pending").
+		Set("reply_to_pending = ''").
+		Set("updated_at = now()").
+		Where("id = ? AND reply_to_pending = ? AND reply_to_pending <> ''", userID, addr).Exec(ctx)
+	if err != nil {
+		return false, dbErr("confirm reply address", err)
 	}
-	return addr, dbErr("confirm reply address", err)
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // UserRow is a user as the managers' list shows it.

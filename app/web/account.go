@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 
@@ -417,29 +418,87 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 		return render(c, fiber.StatusUnprocessableEntity, account.Settings(s.page(c, "Your account"), v))
 	}
 	u := auth.CurrentUser(c)
+	// A new address to confirm mails it: a few an hour per account (any
+	// one address gets at most the account mails' limit).
+	asked := f.ReplyTo != "" && f.ReplyTo != u.ReplyTo && f.ReplyTo != u.ReplyToPending && !strings.EqualFold(f.ReplyTo, u.Email)
+	if asked {
+		wait, err := take(c, s.replyLimit, strconv.FormatInt(u.ID, 10))
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			v, err := s.settingsView(c)
+			if err != nil {
+				return err
+			}
+			v.FullName, v.TimeZone, v.SenderName, v.ReplyTo = f.FullName, f.TimeZone, f.SenderName, f.ReplyTo
+			v.ProfileErrors = form.Errors{"reply_to": fmt.Sprintf("You have asked %d addresses to confirm in the last hour. Please try again in %s.", replyToMails, minutes(wait))}
+			return render(c, fiber.StatusTooManyRequests, account.Settings(s.page(c, "Your account"), v))
+		}
+	}
 	if err := s.store.UpdateProfile(c.UserContext(), u.ID, store.Profile{FullName: f.FullName, TimeZone: f.TimeZone, SenderName: f.SenderName}); err != nil {
 		return fmt.Errorf("update profile: %w", err)
 	}
-	asked := f.ReplyTo != "" && f.ReplyTo != u.ReplyTo && f.ReplyTo != u.ReplyToPending
-	pending, err := s.accounts.SetReplyTo(c.UserContext(), u, f.ReplyTo)
+	pending, mailed, err := s.accounts.SetReplyTo(c.UserContext(), u.ID, f.ReplyTo)
 	if err != nil {
 		return fmt.Errorf("set reply address: %w", err)
 	}
-	if pending && asked {
-		s.setFlash(c, layout.FlashSuccess, "Your profile is saved. We mailed "+f.ReplyTo+" a link to confirm it: replies go there once it is opened.")
-	} else {
+	switch {
+	case mailed:
+		s.setFlash(c, layout.FlashSuccess, "Your profile is saved. We mailed "+f.ReplyTo+" a link to confirm it: replies go there once it is confirmed.")
+	case pending && asked:
+		s.setFlash(c, layout.FlashError, "Your profile is saved, but "+f.ReplyTo+" was mailed too many links in the last hour: save it again later to mail it a new one.")
+	default:
 		s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
 	}
 	return redirect(c, "/account")
 }
 
-// confirmReplyTo opens a reply address's link, mailed to that address:
-// replies to the mailings of the account that asked go there now.
+// cancelReplyTo gives up the reply address waiting for its confirmation
+// (its link stops working); replies go where they went.
+func (s *Server) cancelReplyTo(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	if _, _, err := s.accounts.SetReplyTo(c.UserContext(), u.ID, u.ReplyTo); err != nil {
+		return fmt.Errorf("cancel reply address: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "The address waiting for its confirmation is given up.")
+	return redirect(c, "/account")
+}
+
+// replyToNotice explains why a reply address's link does nothing.
+func replyToNotice(err error) (int, account.Notice) {
+	if errors.Is(err, auth.ErrBlocked) {
+		return fiber.StatusGone, account.Notice{Title: "This account is blocked",
+			Text: "A manager has blocked the account that asked: its mailings do not send, and nothing changes."}
+	}
+	status, n := tokenNotice(err, "")
+	return status, account.Notice{Title: n.Title,
+		Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+}
+
+// replyToForm shows the page of a reply address's link, mailed to that
+// address: which account asks, and a button that agrees. (Opening the
+// link alone changes nothing: mail scanners open every link.)
+func (s *Server) replyToForm(c *fiber.Ctx) error {
+	u, addr, err := s.accounts.CheckReplyToken(c.UserContext(), c.Params("token"))
+	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) || errors.Is(err, auth.ErrBlocked) {
+		status, n := replyToNotice(err)
+		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	}
+	if err != nil {
+		return fmt.Errorf("reply address link: %w", err)
+	}
+	return render(c, fiber.StatusOK, account.ReplyToPage(s.page(c, "Confirm where replies go"), account.ReplyToView{
+		Account: u.Email, Address: addr, Action: "/account/reply-to/" + c.Params("token"),
+	}))
+}
+
+// confirmReplyTo agrees, from a reply address's link: replies to the
+// mailings of the account that asked go to that address now.
 func (s *Server) confirmReplyTo(c *fiber.Ctx) error {
 	u, addr, err := s.accounts.ConfirmReplyTo(c.UserContext(), c.Params("token"))
-	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) {
-		status, n := tokenNotice(err, "")
-		n = account.Notice{Title: n.Title, Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) || errors.Is(err, auth.ErrBlocked) {
+		status, n := replyToNotice(err)
 		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -255,8 +256,18 @@ func TestAccountReplyTo(t *testing.T) {
 	// Saving the profile again asks nothing new.
 	resp, body = save("replies@пример.рф")
 	wantRedirect(t, resp, body, "/account")
-	// Opened by whoever reads that inbox, signed in or not.
-	resp, body = e.client().get(t, link)
+	// Opened by whoever reads that inbox, signed in or not: the link asks
+	// (a mail scanner opening it changes nothing), the button agrees.
+	reader := e.client()
+	resp, body = reader.get(t, link)
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := parseHTML(t, body).Find("[data-testid=reply-to-confirm]").Text(); !strings.Contains(got, "ann@example.com") || !strings.Contains(got, "replies@пример.рф") {
+		t.Fatalf("the link's page:\n%s", body)
+	}
+	if u := user(); u.ReplyTo != "" {
+		t.Fatalf("opening the link confirmed it: %q", u.ReplyTo)
+	}
+	resp, body = reader.post(t, link, nil)
 	wantStatus(t, resp, body, http.StatusOK)
 	if !strings.Contains(body, "Replies to the mailings of the account ann@example.com now come to replies@пример.рф.") {
 		t.Fatalf("the confirmation:\n%s", body)
@@ -264,7 +275,7 @@ func TestAccountReplyTo(t *testing.T) {
 	if u := user(); u.ReplyTo != "replies@пример.рф" || u.ReplyToPending != "" {
 		t.Fatalf("confirmed: %q, pending %q", u.ReplyTo, u.ReplyToPending)
 	}
-	if resp, body = e.client().get(t, link); resp.StatusCode != http.StatusGone {
+	if resp, body = reader.post(t, link, nil); resp.StatusCode != http.StatusGone {
 		t.Errorf("the link again: %d\n%s", resp.StatusCode, body)
 	}
 
@@ -274,14 +285,30 @@ func TestAccountReplyTo(t *testing.T) {
 	_, second := e.waitMail(t, sink, 2)
 	save("third@example.org")
 	_, third := e.waitMail(t, sink, 3)
-	if resp, body = e.client().get(t, second); resp.StatusCode == http.StatusOK {
+	if resp, body = reader.post(t, second, nil); resp.StatusCode == http.StatusOK {
 		t.Errorf("an address given up was confirmed by its link:\n%s", body)
 	}
 	if u := user(); u.ReplyTo != "replies@пример.рф" || u.ReplyToPending != "third@example.org" {
 		t.Fatalf("while the third waits: %q, pending %q", u.ReplyTo, u.ReplyToPending)
 	}
-	// Signed in, the link leads to the account page.
-	resp, body = c.get(t, third)
+	// The page offers to give it up, which keeps the address in use.
+	_, body = c.get(t, "/account")
+	if parseHTML(t, body).Find("[data-testid=cancel-reply-to]").Length() != 1 {
+		t.Fatalf("no way to give up the waiting address:\n%s", body)
+	}
+	resp, body = c.post(t, "/account/reply-to/cancel", nil)
+	wantRedirect(t, resp, body, "/account")
+	if u := user(); u.ReplyTo != "replies@пример.рф" || u.ReplyToPending != "" {
+		t.Fatalf("given up: %q, pending %q", u.ReplyTo, u.ReplyToPending)
+	}
+	if resp, _ = c.post(t, third, nil); resp.StatusCode == http.StatusOK || user().ReplyTo != "replies@пример.рф" {
+		t.Fatalf("the link of an address given up: %d, reply address %q", resp.StatusCode, user().ReplyTo)
+	}
+	// Asked again, the third gets a new link; signed in, it leads to the
+	// account page.
+	save("third@example.org")
+	_, third = e.waitMail(t, sink, 4)
+	resp, body = c.post(t, third, nil)
 	wantRedirect(t, resp, body, "/account")
 	if u := user(); u.ReplyTo != "third@example.org" {
 		t.Fatalf("the third confirmed: %q", u.ReplyTo)
@@ -295,11 +322,81 @@ func TestAccountReplyTo(t *testing.T) {
 			t.Fatalf("%q: %q, pending %q", now, u.ReplyTo, u.ReplyToPending)
 		}
 	}
-	if n := len(sink.Messages()); n != 3 {
-		t.Errorf("%d mails sent, want the 3 links", n)
+	if n := len(sink.Messages()); n != 4 {
+		t.Errorf("%d mails sent, want the 4 links", n)
 	}
 	if resp, body = e.client().get(t, "/account/reply-to/made-up"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a made-up link: %d\n%s", resp.StatusCode, body)
+	}
+}
+
+// A link whose address still waits but that can no longer be used
+// (expired) is mailed again when the address is saved again; a blocked
+// account's link confirms nothing; a user asks at most a few new
+// addresses an hour.
+func TestAccountReplyToAgainBlockedAndLimited(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	c := signedIn(t, e, "ann@example.com", model.RoleUser)
+	ctx := context.Background()
+	save := func(replyTo string) (*http.Response, string) {
+		return c.post(t, "/account", url.Values{"full_name": {"Ann"}, "time_zone": {"UTC"}, "reply_to": {replyTo}})
+	}
+	save("desk@example.org")
+	_, first := e.waitMail(t, sink, 1)
+	ann, _ := e.store.UserByEmail(ctx, "ann@example.com")
+	// A link confirms the address it was mailed to, never another that
+	// waits instead (as two saves at once could leave it).
+	if err := e.store.SetReplyTo(ctx, ann.ID, "", "other@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := e.client().post(t, first, nil); resp.StatusCode == http.StatusOK {
+		t.Fatalf("desk's link confirmed another address:\n%s", body)
+	}
+	if u, _ := e.store.UserByEmail(ctx, "ann@example.com"); u.ReplyTo != "" {
+		t.Fatalf("desk's link made %q the reply address", u.ReplyTo)
+	}
+	if err := e.store.SetReplyTo(ctx, ann.ID, "", "desk@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, `UPDATE tokens SET expires_at = now() - interval '1 minute' WHERE purpose = 'confirm_reply_to'`); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := e.client().post(t, first, nil); resp.StatusCode != http.StatusGone {
+		t.Errorf("an expired link: %d\n%s", resp.StatusCode, body)
+	}
+	save("desk@example.org")
+	_, again := e.waitMail(t, sink, 2)
+	if again == first {
+		t.Fatal("the same link mailed again")
+	}
+
+	boss := newUser(t, e, "boss@example.com", model.RoleManager)
+	if _, err := e.store.SetBlocked(ctx, boss.ID, ann.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	reader := e.client()
+	if resp, body := reader.get(t, again); resp.StatusCode != http.StatusGone || !strings.Contains(body, "blocked") {
+		t.Errorf("a blocked account's link: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, body := reader.post(t, again, nil); resp.StatusCode != http.StatusGone {
+		t.Errorf("a blocked account's link, agreed: %d\n%s", resp.StatusCode, body)
+	}
+	if u, _ := e.store.UserByEmail(ctx, "ann@example.com"); u.ReplyTo != "" {
+		t.Fatalf("a blocked account's reply address was confirmed: %q", u.ReplyTo)
+	}
+
+	bob := signedIn(t, e, "bob@example.com", model.RoleUser)
+	for i := range 6 {
+		resp, body := bob.post(t, "/account", url.Values{"full_name": {"Bob"}, "time_zone": {"UTC"}, "reply_to": {fmt.Sprintf("a%d@example.org", i)}})
+		if i < 5 {
+			wantRedirect(t, resp, body, "/account")
+			continue
+		}
+		wantStatus(t, resp, body, http.StatusTooManyRequests)
+		if fieldError(t, body, "reply_to") == "" || inputValue(t, body, "reply_to") != "a5@example.org" {
+			t.Errorf("over the limit: no error beside the field, or what was typed is lost\n%s", body)
+		}
 	}
 }
 

@@ -38,7 +38,10 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/auth/:provider", s.oauthBegin)
 	app.Get("/auth/:provider/callback", s.oauthCallback)
 	app.Get("/account", auth.RequireUser, s.accountPage)
-	app.Get("/account/reply-to/:token", s.confirmReplyTo) // mailed to the reply address: no session needed
+	post("/account/reply-to/cancel", auth.RequireUser, s.cancelReplyTo)
+	// Mailed to a reply address: no session needed; the page asks, the form agrees.
+	app.Get("/account/reply-to/:token", s.replyToForm)
+	post("/account/reply-to/:token", s.confirmReplyTo)
 	post("/account", auth.RequireUser, s.updateProfile)
 	post("/account/password", auth.RequireUser, s.changePassword)
 	// A refused change is shown at its form's address: Enter in the

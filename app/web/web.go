@@ -61,6 +61,7 @@ type Server struct {
 	loginLimit  *auth.Limiter
 	formLimit   *auth.Limiter
 	testLimit   *auth.Limiter // tests of a message a user mails themselves
+	replyLimit  *auth.Limiter // reply addresses a user has mailed a link to confirm
 	oauthLimit  *auth.Limiter // sign-ins with a provider started
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
@@ -104,6 +105,8 @@ const (
 	accountForms = 20
 	// tests of their messages a user mails themselves per hour
 	testMails = 10
+	// new reply addresses a user asks to confirm (each mailed a link) per hour
+	replyToMails = 5
 	// sign-ins with a provider started per client address per hour
 	oauthStarts = 60
 )
@@ -127,6 +130,7 @@ func New(d Deps) *fiber.App {
 	s.loginLimit = auth.NewLimiter(d.Redis, "login", loginFailures, loginWindow)
 	s.formLimit = auth.NewLimiter(d.Redis, "account-form", accountForms, time.Hour)
 	s.testLimit = auth.NewLimiter(d.Redis, "test-mail", testMails, time.Hour)
+	s.replyLimit = auth.NewLimiter(d.Redis, "reply-to-mail", replyToMails, time.Hour)
 	s.oauthLimit = auth.NewLimiter(d.Redis, "oauth-start", oauthStarts, time.Hour)
 	s.proxies = parseProxies(d.Config.TrustedProxies)
 	// The web process starts runs and plans occurrences; it never sends.

@@ -9,6 +9,9 @@ ALTER TABLE users
   ADD COLUMN reply_to text NOT NULL DEFAULT '',
   ADD COLUMN reply_to_pending text NOT NULL DEFAULT '';
 
+-- A reply address's link names the address it confirms: only while that
+-- address still waits does the link make it the reply address.
+ALTER TABLE tokens ADD COLUMN address text;
 ALTER TABLE tokens DROP CONSTRAINT tokens_purpose_check;
 ALTER TABLE tokens ADD CONSTRAINT tokens_purpose_check
   CHECK (purpose IN ('confirm_email', 'reset_password', 'confirm_reply_to'));
