@@ -465,15 +465,24 @@ func (s *Server) cancelReplyTo(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
-// replyToNotice explains why a reply address's link does nothing.
-func replyToNotice(err error) (int, account.Notice) {
-	if errors.Is(err, auth.ErrBlocked) {
-		return fiber.StatusGone, account.Notice{Title: "This account is blocked",
+// refuseReplyLink answers a reply address's link that does nothing (not
+// valid, expired, used, or its account blocked) with why, and reports
+// whether it did.
+func (s *Server) refuseReplyLink(c *fiber.Ctx, err error) (bool, error) {
+	var status int
+	var n account.Notice
+	switch {
+	case errors.Is(err, auth.ErrBlocked):
+		status, n = fiber.StatusGone, account.Notice{Title: "This account is blocked",
 			Text: "A manager has blocked the account that asked: its mailings do not send, and nothing changes."}
+	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
+		status, n = tokenNotice(err, "")
+		n = account.Notice{Title: n.Title,
+			Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+	default:
+		return false, nil
 	}
-	status, n := tokenNotice(err, "")
-	return status, account.Notice{Title: n.Title,
-		Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+	return true, render(c, status, account.NoticePage(s.page(c, n.Title), n))
 }
 
 // replyToForm shows the page of a reply address's link, mailed to that
@@ -481,9 +490,8 @@ func replyToNotice(err error) (int, account.Notice) {
 // link alone changes nothing: mail scanners open every link.)
 func (s *Server) replyToForm(c *fiber.Ctx) error {
 	u, addr, err := s.accounts.CheckReplyToken(c.UserContext(), c.Params("token"))
-	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) || errors.Is(err, auth.ErrBlocked) {
-		status, n := replyToNotice(err)
-		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	if refused, rerr := s.refuseReplyLink(c, err); refused {
+		return rerr
 	}
 	if err != nil {
 		return fmt.Errorf("reply address link: %w", err)
@@ -497,9 +505,8 @@ func (s *Server) replyToForm(c *fiber.Ctx) error {
 // mailings of the account that asked go to that address now.
 func (s *Server) confirmReplyTo(c *fiber.Ctx) error {
 	u, addr, err := s.accounts.ConfirmReplyTo(c.UserContext(), c.Params("token"))
-	if errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed) || errors.Is(err, auth.ErrBlocked) {
-		status, n := replyToNotice(err)
-		return render(c, status, account.NoticePage(s.page(c, n.Title), n))
+	if refused, rerr := s.refuseReplyLink(c, err); refused {
+		return rerr
 	}
 	if err != nil {
 		return fmt.Errorf("confirm reply address: %w", err)
