@@ -121,7 +121,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 				if err := tx.ResetUnconfirmed(ctx, existing.ID, "", existing.TimeZone); err != nil {
 					return err
 				}
-				link, err = a.newLinkIn(ctx, tx, existing.ID, model.TokenResetPassword, "/password/reset/")
+				link, err = a.newLinkIn(ctx, tx, &model.Token{UserID: existing.ID, Purpose: model.TokenResetPassword}, "/password/reset/")
 				return err
 			})
 			if err != nil {
@@ -141,7 +141,7 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 			return err
 		}
 		var err error
-		link, err = a.newLinkIn(ctx, tx, u.ID, model.TokenConfirmEmail, "/confirm/")
+		link, err = a.newLinkIn(ctx, tx, &model.Token{UserID: u.ID, Purpose: model.TokenConfirmEmail}, "/confirm/")
 		return err
 	})
 	if errors.Is(err, store.ErrConflict) {
@@ -257,13 +257,8 @@ func (a *Accounts) SetReplyTo(ctx context.Context, userID int64, addr string) (p
 		if err := tx.SetReplyTo(ctx, userID, u.ReplyTo, addr); err != nil {
 			return err
 		}
-		plain, hash := NewToken()
-		if err := tx.CreateToken(ctx, &model.Token{UserID: userID, Purpose: model.TokenConfirmReplyTo, TokenHash: hash,
-			Address: addr, ExpiresAt: time.Now().Add(ConfirmTokenTTL)}); err != nil {
-			return err
-		}
-		link = a.BaseURL + "/account/reply-to/" + plain
-		return nil
+		link, err = a.newLinkIn(ctx, tx, &model.Token{UserID: userID, Purpose: model.TokenConfirmReplyTo, Address: addr}, "/account/reply-to/")
+		return err
 	})
 	if err != nil || link == "" {
 		return pending, false, err
@@ -619,16 +614,19 @@ func truncate(s string, n int) string {
 }
 
 func (a *Accounts) newLink(ctx context.Context, userID int64, purpose model.TokenPurpose, path string) (string, error) {
-	return a.newLinkIn(ctx, a.Store, userID, purpose, path)
+	return a.newLinkIn(ctx, a.Store, &model.Token{UserID: userID, Purpose: purpose}, path)
 }
 
-func (a *Accounts) newLinkIn(ctx context.Context, st *store.Store, userID int64, purpose model.TokenPurpose, path string) (string, error) {
+// newLinkIn stores token t (its user, purpose and address), made and
+// timed here, and returns its link under path.
+func (a *Accounts) newLinkIn(ctx context.Context, st *store.Store, t *model.Token, path string) (string, error) {
 	ttl := ConfirmTokenTTL
-	if purpose == model.TokenResetPassword {
+	if t.Purpose == model.TokenResetPassword {
 		ttl = ResetTokenTTL
 	}
 	plain, hash := NewToken()
-	if err := st.CreateToken(ctx, &model.Token{UserID: userID, Purpose: purpose, TokenHash: hash, ExpiresAt: time.Now().Add(ttl)}); err != nil {
+	t.TokenHash, t.ExpiresAt = hash, time.Now().Add(ttl)
+	if err := st.CreateToken(ctx, t); err != nil {
 		return "", err
 	}
 	return a.BaseURL + path + plain, nil

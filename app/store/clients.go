@@ -89,26 +89,30 @@ func (s *Store) ListClients(ctx context.Context, sc Scope, state ClientState, q 
 
 // ClientsAmong returns up to limit of the owner's clients whose ids are
 // among ids (others' and deleted ones left out), newest first, from the
-// one before id before (0: from the newest), and how many there are in
-// all: the recipients a mailing form has chosen so far. The next page
-// starts from the last client of the one before, not at an offset: the
-// choice shrinks as recipients are unticked on the page shown.
+// one before id before (0: from the newest), and, for the first page
+// only, how many there are in all: the recipients a mailing form has
+// chosen so far. The next page starts from the last client of the one
+// before, not at an offset: the choice shrinks as recipients are unticked
+// on the page shown.
 func (s *Store) ClientsAmong(ctx context.Context, ownerID int64, ids []int64, before int64, limit int) ([]model.Client, int, error) {
 	var rows []model.Client
 	q := s.db.NewSelect().Model(&rows).
 		Where("owner_id = ?", ownerID).
 		Where("id = ANY(?::bigint[])", pgdialect.Array(ids))
-	total, err := q.Count(ctx)
-	if err != nil {
-		return nil, 0, dbErr("count clients among", err)
-	}
+	var total int
 	if before > 0 {
 		q = q.Where("id < ?", before)
+	} else {
+		n, err := q.Count(ctx)
+		if err != nil {
+			return nil, 0, dbErr("count clients among", err)
+		}
+		total = int(n)
 	}
 	if err := q.OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
 		return nil, 0, dbErr("clients among", err)
 	}
-	return rows, int(total), nil
+	return rows, total, nil
 }
 
 // ClientMail is an attempt to mail a client, with the subject its run

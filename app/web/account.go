@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/mail"
 	"strconv"
 	"strings"
 	"time"
@@ -382,7 +381,7 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	v := account.SettingsView{
 		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
 		SenderName: u.SenderName, ReplyTo: cmp.Or(u.ReplyToPending, u.ReplyTo), ReplyToNow: u.ReplyTo, ReplyToPending: u.ReplyToPending,
-		MailFrom: s.mailFromAddress(), MailFromName: s.mailFromName(), HasPassword: u.PasswordHash != nil, Zones: commonZones,
+		MailFrom: s.mailFrom.Address, MailFromName: s.mailFrom.Name, HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
 	for _, p := range s.providers.Enabled() {
 		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
@@ -666,20 +665,4 @@ func (s *Server) device(c *fiber.Ctx, email string) (string, bool) {
 func minutes(d time.Duration) string {
 	n := int(math.Ceil(d.Minutes()))
 	return component.Counted(int64(n), "minute", "minutes")
-}
-
-// mailFromAddress is MAIL_FROM's address, without its name.
-func (s *Server) mailFromAddress() string {
-	if a, err := mail.ParseAddress(s.cfg.MailFrom); err == nil {
-		return a.Address
-	}
-	return s.cfg.MailFrom
-}
-
-// mailFromName is MAIL_FROM's name ("": none).
-func (s *Server) mailFromName() string {
-	if a, err := mail.ParseAddress(s.cfg.MailFrom); err == nil {
-		return a.Name
-	}
-	return ""
 }

@@ -947,7 +947,7 @@ func (s *Server) pickerChosen(c *fiber.Ctx) error {
 }
 
 // chosenResults is a page of the owner's clients among ids, ticked, from
-// the one before id before (0: the newest).
+// the one before id before (0: the newest, with how many there are).
 func (s *Server) chosenResults(c *fiber.Ctx, ids []int64, before int64) (mailings.PickerResults, error) {
 	rows, total, err := s.store.ClientsAmong(c.UserContext(), auth.UserID(c), ids, before, pickerPage+1)
 	if err != nil {

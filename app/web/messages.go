@@ -121,7 +121,7 @@ func (s *Server) showMessage(c *fiber.Ctx) error {
 	}
 	from := s.cfg.MailFrom
 	if owner.SenderName != "" {
-		from = owner.SenderName + " <" + s.mailFromAddress() + ">"
+		from = owner.SenderName + " <" + s.mailFrom.Address + ">"
 	}
 	v := messages.ShowView{
 		Row: messageRow(r, u), Body: r.Body, Created: formatTime(r.CreatedAt, u.TimeZone), TestTo: u.Email,

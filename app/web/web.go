@@ -7,6 +7,7 @@ package web
 import (
 	"context"
 	"log/slog"
+	netmail "net/mail"
 	"net/netip"
 	"sync"
 	"time"
@@ -60,9 +61,10 @@ type Server struct {
 	providers   *auth.Providers
 	loginLimit  *auth.Limiter
 	formLimit   *auth.Limiter
-	testLimit   *auth.Limiter // tests of a message a user mails themselves
-	replyLimit  *auth.Limiter // reply addresses a user has mailed a link to confirm
-	oauthLimit  *auth.Limiter // sign-ins with a provider started
+	testLimit   *auth.Limiter   // tests of a message a user mails themselves
+	replyLimit  *auth.Limiter   // reply addresses a user has mailed a link to confirm
+	mailFrom    netmail.Address // MAIL_FROM, parsed (the address alone when it does not parse)
+	oauthLimit  *auth.Limiter   // sign-ins with a provider started
 	// proxies are the TrustedProxies, parsed (see clientIP).
 	proxies []netip.Prefix
 	// after is the work done after an answer (account mails, imports),
@@ -131,6 +133,10 @@ func New(d Deps) *fiber.App {
 	s.formLimit = auth.NewLimiter(d.Redis, "account-form", accountForms, time.Hour)
 	s.testLimit = auth.NewLimiter(d.Redis, "test-mail", testMails, time.Hour)
 	s.replyLimit = auth.NewLimiter(d.Redis, "reply-to-mail", replyToMails, time.Hour)
+	s.mailFrom = netmail.Address{Address: d.Config.MailFrom}
+	if a, err := netmail.ParseAddress(d.Config.MailFrom); err == nil {
+		s.mailFrom = *a
+	}
 	s.oauthLimit = auth.NewLimiter(d.Redis, "oauth-start", oauthStarts, time.Hour)
 	s.proxies = parseProxies(d.Config.TrustedProxies)
 	// The web process starts runs and plans occurrences; it never sends.
