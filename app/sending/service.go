@@ -848,6 +848,7 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 	want := slices.Sorted(slices.Values(held))
 	deadline := time.Now().Add(s.salvageFor())
 	for {
+		var written store.RunCounts
 		err := s.Store.LockBatch(ctx, run.ID, b.Seq, func(locked *store.Store) error {
 			claim, err := locked.BatchClaim(ctx, run.ID, b.Seq)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -861,8 +862,7 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 				return err
 			}
 			defer stmts.Close()
-			written, _, err := stmts.Record(ctx, sent, nil)
-			if err != nil {
+			if written, _, err = stmts.Record(ctx, sent, nil); err != nil {
 				return err
 			}
 			// What was recorded before and not yet added (unadded) is left
@@ -872,6 +872,7 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 		})
 		switch {
 		case err == nil:
+			s.countSends(written)
 			s.Log.WarnContext(ctx, "batch's connection lost mid-chunk: what it sent is recorded, the rest resumes",
 				"run_id", run.ID, "seq", b.Seq, "sent", len(sent), "claimed", len(held))
 			return true
@@ -1040,10 +1041,15 @@ func (s *Service) record(ctx context.Context, stmts *store.BatchStatements, sent
 	if err != nil {
 		return written, nil, err
 	}
+	s.countSends(written)
+	return written, claims, nil
+}
+
+// countSends tells the sends metric of the attempts written.
+func (s *Service) countSends(written store.RunCounts) {
 	s.Sends.Add(string(model.AttemptSuccess), written.Succeeded)
 	s.Sends.Add(string(model.AttemptFailure), written.Failed-written.Bounced)
 	s.Sends.Add("bounce", written.Bounced)
-	return written, claims, nil
 }
 
 // readAhead is how many chunks of recipients a batch reads at a time.
@@ -1183,11 +1189,11 @@ func (s *Service) sendChunk(ctx context.Context, m *model.Mailing, msg *Letter, 
 type chunkWatch struct {
 	ctx     context.Context // the chunk's sends: ended when the mailing stops
 	cancel  context.CancelFunc
-	stopped atomic.Bool                    // the mailing stopped (ctx ended for it)
-	left    atomic.Pointer[map[int64]bool] // claims no longer to be mailed
+	stopped atomic.Bool // the mailing stopped (ctx ended for it)
 	quit    chan struct{}
 	done    chan struct{}
 	mu      sync.Mutex
+	left    map[int64]bool               // claims no longer to be mailed
 	sends   map[int64]context.CancelFunc // the claims' sends under way, by client
 }
 
@@ -1202,6 +1208,9 @@ func (w *chunkWatch) sendContext(ctx context.Context, clientID int64) (sctx cont
 		w.sends = map[int64]context.CancelFunc{}
 	}
 	w.sends[clientID] = cancel
+	if w.left[clientID] {
+		cancel() // found gone since the sender looked (see gone)
+	}
 	w.mu.Unlock()
 	return sctx, func() {
 		w.mu.Lock()
@@ -1258,13 +1267,13 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 				return
 			}
 			if len(gone) > 0 {
-				left := make(map[int64]bool, len(gone))
-				for _, id := range gone {
-					left[id] = true
-				}
-				w.left.Store(&left)
+				// Under the lock the sends register under: a send is
+				// either registered by now (and ended here) or finds its
+				// recipient gone when it registers.
 				w.mu.Lock()
+				w.left = make(map[int64]bool, len(gone))
 				for _, id := range gone {
+					w.left[id] = true
 					if cancel := w.sends[id]; cancel != nil {
 						cancel() // waiting for its turn: not sent
 					}
@@ -1278,8 +1287,9 @@ func (s *Service) watch(ctx, dbCtx context.Context, db *store.Store, writing *sy
 
 // gone reports whether a claimed recipient may no longer be mailed.
 func (w *chunkWatch) gone(clientID int64) bool {
-	left := w.left.Load()
-	return left != nil && (*left)[clientID]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.left[clientID]
 }
 
 // end stops the watch once the chunk has sent, and reports whether the
