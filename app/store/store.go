@@ -111,6 +111,9 @@ func sqlState(err error) string {
 // is gone: closed or reset, or the server shut down or restarting. What a
 // session held (its advisory locks) went with it.
 func LostConnection(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller's own end (a context's deadline is a net.Error too)
+	}
 	var ne net.Error // a reset, a timeout, a closed connection (net.ErrClosed)
 	if errors.As(err, &ne) || errors.Is(err, sql.ErrConnDone) || errors.Is(err, driver.ErrBadConn) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
