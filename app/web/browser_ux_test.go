@@ -649,8 +649,6 @@ func (b *browserUser) checkControls(page string) {
 	}
 }
 
-// twoPagesOfClients gives owner a page of clients and 5 more, their
-// addresses made of format and their number.
 // The next page of a list, followed in place from the pager at the
 // bottom, is shown from its top, as a page loaded whole would be: the
 // view stayed where the pager was, at the bottom of the next page.
@@ -677,6 +675,8 @@ func TestBrowserNextPageShowsItsTop(t *testing.T) {
 	})()`)
 }
 
+// twoPagesOfClients gives owner a page of clients and 5 more, their
+// addresses made of format and their number.
 func twoPagesOfClients(t *testing.T, e *env, owner *model.User, format string) {
 	t.Helper()
 	for i := range perPageForBench + 5 {

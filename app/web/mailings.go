@@ -28,7 +28,7 @@ func userLocation(u *model.User) *time.Location { return model.Location(u.TimeZo
 // mailingStatus is the mailing's status and its switch; csrf is the
 // switch's form's token.
 func mailingStatus(r *store.MailingRow, viewer *model.User, csrf string) mailings.Status {
-	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(), Paused: r.OwnerBlocked, CSRF: csrf,
+	st := mailings.Status{ID: r.ID, Status: string(r.Status), Disabled: r.Disabled(), Paused: r.OwnerBlocked && r.Status != model.StatusFinished, CSRF: csrf,
 		CanToggle: viewer.IsManager() || r.OwnerID == viewer.ID && !(r.Disabled() && r.DisabledByManager)}
 	if r.Status == model.StatusFinished && !r.Disabled() {
 		st.CanToggle = false // it sends no more: there is nothing to switch off

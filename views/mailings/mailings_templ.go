@@ -48,7 +48,7 @@ type Status struct {
 	CanToggle  bool   // a manager, or its owner unless a manager switched it off
 	CSRF       string // the _csrf field of the switch's plain form
 	// Paused: its owner is blocked, and it sends nothing meanwhile (it
-	// showed as running).
+	// showed as running); a finished mailing is not paused.
 	Paused bool
 }
 
@@ -587,7 +587,7 @@ func StatusCell(s Status) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-		} else if s.Paused && s.Status != "finished" {
+		} else if s.Paused {
 			templ_7745c5c3_Err = component.Badge("disabled", "paused").Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
