@@ -107,14 +107,15 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 	// nothing would load it.
 	var res mailings.PickerResults
 	if f.PickerChosen {
-		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), 0)
+		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), f.PickerAt)
 		res.Q = f.PickerQ
 	} else {
-		res, err = s.pickerResults(c, f.PickerQ, store.NewPage(1, pickerPage))
+		res, err = s.pickerResults(c, f.PickerQ, store.NewPage(int(max(f.PickerAt, 1)), pickerPage))
 	}
 	if err != nil {
 		return f, err
 	}
+	res.More = false // a page of its own, in place of the one before
 	picked := map[int64]bool{}
 	for _, id := range form.SplitIDs(f.RecipientIDs) {
 		picked[id] = true
@@ -132,7 +133,8 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 // Nothing is saved.
 func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 	ids := in.Chosen()
-	switch in.Picker {
+	kind, at := in.PickerButton()
+	switch kind {
 	case form.PickClear:
 		ids = nil
 	case form.PickAll:
@@ -160,7 +162,10 @@ func (s *Server) pick(c *fiber.Ctx, f mailings.Form, in form.Mailing) error {
 		}
 	}
 	f.RecipientIDs, f.Count, f.PickerQ = form.JoinIDs(ids), len(ids), in.PickerQ
-	f.PickerChosen = in.Picker == form.PickChosen
+	f.PickerChosen = kind == form.PickChosen
+	if kind == form.PickChosen || kind == form.PickSearch {
+		f.PickerAt = at // More…: the next page
+	}
 	f, err := s.mailingForm(c, f)
 	if err != nil {
 		return err
@@ -924,7 +929,9 @@ func (s *Server) pickerResults(c *fiber.Ctx, q string, page store.Page) (mailing
 			Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil})
 	}
 	if page.Number < page.Pages() {
-		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + strconv.Itoa(page.Number+1)
+		next := strconv.Itoa(page.Number + 1)
+		res.NextURL = "/mailings/picker?picker_q=" + urlQuery(q) + "&page=" + next
+		res.NextPick = form.PickSearch + ":" + next
 	}
 	return res, nil
 }
@@ -956,7 +963,9 @@ func (s *Server) chosenResults(c *fiber.Ctx, ids []int64, before int64) (mailing
 	res := mailings.PickerResults{Total: total, More: before > 0, Chosen: true}
 	if len(rows) > pickerPage {
 		rows = rows[:pickerPage]
-		res.NextURL = "/mailings/picker/chosen?before=" + strconv.FormatInt(rows[len(rows)-1].ID, 10)
+		last := strconv.FormatInt(rows[len(rows)-1].ID, 10)
+		res.NextURL = "/mailings/picker/chosen?before=" + last
+		res.NextPick = form.PickChosen + ":" + last
 	}
 	for _, r := range rows {
 		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName,

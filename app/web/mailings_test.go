@@ -1206,8 +1206,51 @@ func TestMailingPickerShowsTheChosen(t *testing.T) {
 	if n := d.Find("#picker-results [data-testid=picker-option][checked]").Length(); n != pickerPage || d.Find("[data-testid=recipient-count]").Text() != strconv.Itoa(len(mine)+2) {
 		t.Errorf("without JavaScript: %d chosen shown, count %q", n, d.Find("[data-testid=recipient-count]").Text())
 	}
+	// Its More… sends the form too, and the form comes back with the next
+	// page in place of the first; a box unticked on the first page is no
+	// longer chosen.
+	next := d.Find("#picker-results [data-testid=picker-more]")
+	if next.AttrOr("type", "") != "submit" || next.AttrOr("name", "") != "picker" || next.AttrOr("value", "") != "chosen:"+mine[len(mine)-pickerPage] {
+		t.Fatalf("More… of the chosen without JavaScript: %v", next.Nodes)
+	}
+	shown := d.Find("#picker-results [data-picker-shown]").AttrOr("value", "")
+	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) {
+		v.Set("picker", next.AttrOr("value", ""))
+		v.Set("recipient_ids", chosen)
+		v.Set("picker_shown", shown)
+		v["recipients"] = mine[:len(mine)-1] // the newest unticked
+	}))
+	wantStatus(t, resp, body, http.StatusOK)
+	d = parseHTML(t, body)
+	if opts := d.Find("#picker-results [data-testid=picker-option]"); opts.Length() != 5 || opts.First().AttrOr("value", "") != mine[4] ||
+		d.Find("[data-testid=recipient-count]").Text() != strconv.Itoa(len(mine)+1) || d.Find("#picker-results [data-testid=picker-more]").Length() != 0 ||
+		d.Find("[data-testid=picker-back]").Length() != 1 {
+		t.Errorf("the chosen's second page without JavaScript: %d shown, first %s, count %q",
+			opts.Length(), opts.First().AttrOr("value", ""), d.Find("[data-testid=recipient-count]").Text())
+	}
+	// A search's More… without JavaScript: its next page, and what was
+	// typed in the form kept.
+	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) { v.Set("picker", "search"); v.Set("picker_q", "chosen-"); v.Del("recipients") }))
+	wantStatus(t, resp, body, http.StatusOK)
+	d = parseHTML(t, body)
+	next = d.Find("#picker-results [data-testid=picker-more]")
+	if next.AttrOr("value", "") != "search:2" || next.AttrOr("hx-get", "") != "/mailings/picker?picker_q=chosen-&page=2" {
+		t.Fatalf("a search's More…: %v", next.Nodes)
+	}
+	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) {
+		v.Set("picker", "search:2")
+		v.Set("picker_q", "chosen-")
+		v.Set("repeat", "daily")
+		v.Del("recipients")
+	}))
+	wantStatus(t, resp, body, http.StatusOK)
+	d = parseHTML(t, body)
+	if opts := d.Find("#picker-results [data-testid=picker-option]"); opts.Length() != 5 || opts.First().AttrOr("value", "") != mine[4] ||
+		d.Find("select[name=repeat] option[selected]").AttrOr("value", "") != "daily" || !strings.Contains(d.Find("#picker-results").Text(), "55 matching") {
+		t.Errorf("a search's second page without JavaScript: %d shown, first %s\n%s", opts.Length(), opts.First().AttrOr("value", ""), d.Find("#picker-results").Text())
+	}
 	if _, after, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50)); after.Total != before.Total {
-		t.Errorf("Show them saved a mailing")
+		t.Errorf("Show them or More… saved a mailing")
 	}
 	// Another's session sees only their own among the same ids.
 	eve := signedIn(t, w.e, "eve2@example.com", model.RoleUser)

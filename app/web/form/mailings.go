@@ -46,6 +46,19 @@ const (
 	PickChosen = "chosen" // show the recipients chosen so far
 )
 
+// PickerButton is the picker's button pressed without JavaScript and where
+// it goes on: "More…" sends its kind and a place, "search:<page>" for a
+// search's next page, "chosen:<id>" for the chosen recipients after the
+// client id (at is 0 for the other buttons, and for a place not valid).
+func (f Mailing) PickerButton() (kind string, at int64) {
+	kind, place, _ := strings.Cut(f.Picker, ":")
+	at, err := strconv.ParseInt(place, 10, 64)
+	if err != nil || at < 0 {
+		at = 0
+	}
+	return kind, at
+}
+
 // SplitIDs is the ids of a joined list (JoinIDs), those not valid left
 // out.
 func SplitIDs(joined string) []int64 {
