@@ -15,7 +15,7 @@ import (
 
 func userRow(c *fiber.Ctx, u *model.User, clients, mailings int, viewer *model.User) users.Row {
 	return users.Row{
-		ID: u.ID, Email: u.Email, Name: u.FullName, Manager: u.IsManager(), Confirmed: u.EmailConfirmedAt != nil,
+		ID: u.ID, Email: u.Email, Name: u.FullName, SenderName: u.SenderName, ReplyTo: u.ReplyTo, Manager: u.IsManager(), Confirmed: u.EmailConfirmedAt != nil,
 		Blocked: u.Blocked(), Clients: clients, Mailings: mailings, Joined: formatDate(u.CreatedAt, viewer.TimeZone),
 		CanBlock: u.ID != viewer.ID && (!u.IsManager() || u.Blocked()), // a blocked manager can only be unblocked
 		CSRF:     auth.CSRFToken(c),

@@ -60,6 +60,19 @@ func TestUsersBlockInline(t *testing.T) {
 		doc.Find("#user-"+id(otherMgr.ID)+" [data-testid=block-user]").Length() != 0 {
 		t.Error("block offered for a manager or oneself")
 	}
+	// What a user's mail says it is from, and where replies go, once set
+	// (only a confirmed reply address: one waiting is not shown).
+	if annRow.Find("[data-testid=user-sender]").Length() != 0 {
+		t.Errorf("ann's row, no sender name: %q", annRow.Find("[data-testid=user-sender]").Text())
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET sender_name = 'Ann <Shop>', reply_to = 'help@ann.example', reply_to_pending = 'other@ann.example' WHERE id = ?", annUser.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = boss.get(t, "/users")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := strings.Join(strings.Fields(parseHTML(t, body).Find("#user-"+id(annUser.ID)+" [data-testid=user-sender]").Text()), " "); got != "Sends as “Ann <Shop>” · replies to help@ann.example" {
+		t.Errorf("ann's sender: %q", got)
+	}
 	_, body = boss.request(t, "GET", "/users?q=ANN", nil, true)
 	if n := parseHTML(t, body).Find("[data-testid=user-row]").Length(); n != 1 {
 		t.Errorf("search found %d", n)
