@@ -2,10 +2,14 @@ package sending_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"rassylka/app/model"
+	"rassylka/app/sending"
 	"rassylka/app/store"
 	"rassylka/app/testkit"
 )
@@ -109,5 +113,65 @@ func TestConnectionLostMidChunkKeepsWhatWasSent(t *testing.T) {
 	}
 	if r.FinishedAt == nil || r.Succeeded != n || r.Failed != 0 {
 		t.Errorf("run %+v: want all %d sent", r, n)
+	}
+}
+
+// The batch's connection lost after a chunk's statement was made, with its
+// answer: the chunk's outcomes are recorded, and the next chunk claimed,
+// but the batch never learns which recipients it claimed, so sends none
+// of them. The batch resumes with them: they are sent, not recorded as
+// "interrupted: outcome unknown" (which they were before, though none had
+// been sent). Lost with the first claim (no chunk sent yet) or a later one.
+func TestConnectionLostWithARecordsAnswer(t *testing.T) {
+	for _, lose := range []int{1, 2} {
+		t.Run(fmt.Sprintf("statement %d", lose), func(t *testing.T) {
+			const n = 12
+			w := newWorld(t, n)
+			w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 4, 1
+			ctx := context.Background()
+			var made atomic.Int32
+			sending.SetRecorded(w.svc, func(err error) error {
+				if err != nil || made.Add(1) != int32(lose) {
+					return err
+				}
+				// Made and committed; its session is cut before the
+				// batch reads the answer, as a connection lost then.
+				var cut int
+				if err := w.db.NewRaw(`SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
+					AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &cut); err != nil || cut != 1 {
+					t.Errorf("cut %d batch connections: %v", cut, err)
+				}
+				return io.ErrUnexpectedEOF
+			})
+			run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.svc.ProcessBatch(ctx, run.ID, 0); err == nil {
+				t.Fatal("the batch ended well without the answer")
+			}
+			claim, err := w.st.BatchClaim(ctx, run.ID, 0)
+			if err != nil || len(claim) != 0 {
+				t.Errorf("the batch's claim after it: %v, %v; want it cleared", claim, err)
+			}
+			r := w.drain(t, run.ID)
+			for _, a := range w.attempts(t, run.ID) {
+				if a.Status != model.AttemptSuccess {
+					t.Errorf("attempt %s %s %q, want every recipient mailed and recorded so", a.Email, a.Status, a.Response)
+				}
+			}
+			got := received(w.sink)
+			if len(got) != n {
+				t.Errorf("%d of %d recipients mailed", len(got), n)
+			}
+			for addr, k := range got {
+				if k != 1 {
+					t.Errorf("%s received %d messages", addr, k)
+				}
+			}
+			if r.FinishedAt == nil || r.Succeeded != n || r.Failed != 0 {
+				t.Errorf("run %+v: want all %d sent", r, n)
+			}
+		})
 	}
 }

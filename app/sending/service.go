@@ -108,6 +108,9 @@ type Service struct {
 	Now         func() time.Time
 
 	seen *int64 // see Seen
+	// recorded, in tests, is what befalls the answer to a chunk's
+	// statement on its way back (nil: nothing).
+	recorded func(error) error
 }
 
 // Seen returns s for a run asked for by hand from a page that showed
@@ -772,7 +775,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
-				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held) {
+				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, claim) {
 					rerr = fmt.Errorf("%w (what the chunk sent was recorded on a new connection)", rerr)
 				}
 				if errors.Is(err, errHandOver) {
@@ -831,30 +834,43 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 }
 
 // salvage records what a chunk sent when the batch's connection was lost
-// (PostgreSQL restarted, the connection cut) while it sent: the batch's
-// lock went with that session, and the task fails. Left so, the batch,
-// resumed, would record the whole claim as "interrupted: outcome unknown",
-// sent or not. Instead the batch's lock is taken again on a connection of
-// its own, waiting a while for the database to come back, and if the
-// claim on the batch's row is still the one this task made (no worker has
-// resumed the batch meanwhile), the chunk's outcomes are written and the
-// claim cleared: the resumed batch then sends those not sent yet, as
-// usual. It reports whether it did; otherwise the resumed batch records
+// (PostgreSQL restarted, the connection cut) while it sent, or while the
+// statement recording it ran: the batch's lock went with that session,
+// and the task fails. Left so, the batch, resumed, would record the whole
+// claim as "interrupted: outcome unknown", sent or not. Instead the
+// batch's lock is taken again on a connection of its own, waiting a while
+// for the database to come back, and if the claim on the batch's row is
+// still the one this task made (no worker has resumed the batch
+// meanwhile), the chunk's outcomes are written and the claim cleared: the
+// resumed batch then sends those not sent yet, as usual.
+//
+// held is the claim the chunk sent, asked the recipients the lost
+// statement was to claim next. A claim among asked tells that the
+// statement was made and only its answer lost: the chunk is recorded, and
+// the recipients it claimed were never sent to, so the claim is cleared
+// (they are sent when the batch resumes, not recorded as interrupted).
+//
+// It reports whether it did either; otherwise the resumed batch records
 // the claim as it always has.
-func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held []int64) bool {
-	if len(held) == 0 || s.SalvageFor < 0 {
+func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held, asked []int64) bool {
+	if len(held) == 0 && len(asked) == 0 || s.SalvageFor < 0 {
 		return false
 	}
 	want := slices.Sorted(slices.Values(held))
 	deadline := time.Now().Add(s.salvageFor())
 	for {
 		var written store.RunCounts
+		var made bool // the lost statement was made
 		err := s.Store.LockBatch(ctx, run.ID, b.Seq, func(locked *store.Store) error {
 			claim, err := locked.BatchClaim(ctx, run.ID, b.Seq)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if slices.Sort(claim); !slices.Equal(claim, want) {
+			switch slices.Sort(claim); {
+			case len(want) > 0 && slices.Equal(claim, want):
+			case len(claim) > 0 && all(claim, asked):
+				sent, made = nil, true
+			default:
 				return errClaimMoved
 			}
 			stmts, err := locked.PrepareBatch(ctx, run, b)
@@ -871,6 +887,10 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 			return locked.AddRunCounts(ctx, run.ID, &written)
 		})
 		switch {
+		case err == nil && made:
+			s.Log.WarnContext(ctx, "batch's connection lost with the answer to what it recorded: the recipients it claimed next resume",
+				"run_id", run.ID, "seq", b.Seq, "recorded", len(held), "claimed", len(asked))
+			return true
 		case err == nil:
 			s.countSends(written)
 			s.Log.WarnContext(ctx, "batch's connection lost mid-chunk: what it sent is recorded, the rest resumes",
@@ -898,6 +918,16 @@ func (s *Service) stoppingDone() <-chan struct{} {
 		return nil
 	}
 	return s.Stopping.Done()
+}
+
+// all reports whether every one of ids is among set.
+func all(ids, set []int64) bool {
+	for _, id := range ids {
+		if !slices.Contains(set, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // errClaimMoved: the batch's claim is no longer the one a task made.
@@ -1038,6 +1068,9 @@ func (l *waitList) sleep(ctx context.Context, now time.Time, max time.Duration) 
 // claim is cleared), and counts the sends for the metrics.
 func (s *Service) record(ctx context.Context, stmts *store.BatchStatements, sent []store.AttemptResult, next []int64) (store.RunCounts, []store.Claim, error) {
 	written, claims, err := stmts.Record(ctx, sent, next)
+	if s.recorded != nil {
+		err = s.recorded(err)
+	}
 	if err != nil {
 		return written, nil, err
 	}
