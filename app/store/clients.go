@@ -326,14 +326,16 @@ type ImportRow struct {
 }
 
 // ImportColumns says which of the optional columns an import has: an
-// existing client keeps the fields the file does not name.
+// existing client keeps the fields the file does not name, and those the
+// file leaves blank.
 type ImportColumns struct {
 	Name, Comment bool
 }
 
 // UpsertClients creates the owner's clients of rows, or updates the name
-// and comment of those whose email (in any letter case) is already listed,
-// in one statement. Emails must be unique within rows. It returns how many
+// and comment of those whose email (in any letter case) is already listed
+// (a blank one is kept: a file's empty cells do not wipe what the owner
+// wrote), in one statement. Emails must be unique within rows. It returns how many
 // were created and updated; the others were listed already as they are
 // (left alone: not even their time of change moves).
 func (s *Store) UpsertClients(ctx context.Context, ownerID int64, rows []ImportRow) (Upserted, error) {
@@ -346,6 +348,9 @@ type Upserted struct {
 	// Unsubscribed counts the clients created unsubscribed: by the file,
 	// or because their address had unsubscribed before.
 	Unsubscribed int
+	// UpdatedUnsubscribed counts the clients listed already that the
+	// file marked unsubscribed.
+	UpdatedUnsubscribed int
 }
 
 // UpsertClientsColumns is UpsertClients updating only the columns cols
@@ -375,6 +380,7 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 	// the file's; what equals it is the mark, or the same time again.
 	var out []struct {
 		Created, Unsubscribed bool
+		WasSubscribed         bool // before the statement (false when created)
 	}
 	const fromFile = `(EXCLUDED.unsubscribed_at IS NOT NULL AND EXCLUDED.unsubscribed_at IS DISTINCT FROM
 		(SELECT x.unsubscribed_at FROM unsubscribes x WHERE x.owner_id = ?2 AND x.email = lower(EXCLUDED.email)))`
@@ -385,13 +391,15 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 			FROM unnest(?3::text[], ?4::text[], ?5::text[], ?6::text[]) AS r(e, n, c, u)
 		ON CONFLICT (owner_id, lower(email)) DO UPDATE
 			SET unsubscribed_at = coalesce(clients.unsubscribed_at, CASE WHEN `+fromFile+` THEN EXCLUDED.unsubscribed_at END),
-				full_name = CASE WHEN ?0 THEN EXCLUDED.full_name ELSE clients.full_name END,
-				comment = CASE WHEN ?1 THEN EXCLUDED.comment ELSE clients.comment END,
+				full_name = CASE WHEN ?0 AND EXCLUDED.full_name <> '' THEN EXCLUDED.full_name ELSE clients.full_name END,
+				comment = CASE WHEN ?1 AND EXCLUDED.comment <> '' THEN EXCLUDED.comment ELSE clients.comment END,
 				updated_at = now()
 			WHERE (clients.unsubscribed_at IS NULL AND `+fromFile+`)
-				OR (?0 AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
-				OR (?1 AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
-		RETURNING (xmax = 0) AS created, unsubscribed_at IS NOT NULL AS unsubscribed`,
+				OR (?0 AND EXCLUDED.full_name <> '' AND clients.full_name IS DISTINCT FROM EXCLUDED.full_name)
+				OR (?1 AND EXCLUDED.comment <> '' AND clients.comment IS DISTINCT FROM EXCLUDED.comment)
+		RETURNING (xmax = 0) AS created, unsubscribed_at IS NOT NULL AS unsubscribed,
+			-- the row as the statement found it (a subquery does not see its change)
+			coalesce((SELECT o.unsubscribed_at IS NULL FROM clients AS o WHERE o.id = clients.id), false) AS was_subscribed`,
 		cols.Name, cols.Comment, ownerID, pgdialect.Array(emails), pgdialect.Array(names), pgdialect.Array(comments),
 		pgdialect.Array(unsubscribed)).Scan(ctx, &out)
 	if err != nil {
@@ -406,6 +414,9 @@ func (s *Store) UpsertClientsColumns(ctx context.Context, ownerID int64, rows []
 			n.Created++
 		default:
 			n.Updated++
+			if r.Unsubscribed && r.WasSubscribed {
+				n.UpdatedUnsubscribed++
+			}
 		}
 	}
 	return n, nil

@@ -301,6 +301,7 @@ wait:
 		report.Created += n.Created
 		report.Unsubscribed += n.Unsubscribed
 		report.Updated += n.Updated
+		report.UpdatedUnsub += n.UpdatedUnsubscribed
 		report.Unchanged += len(batch) - n.Created - n.Updated
 		batch = batch[:0]
 		job.Line, job.LineRejected, listed = line, report.RejectedTotal, len(report.Rejected)

@@ -450,6 +450,21 @@ func TestClientsImportKeepsColumnsTheFileLacks(t *testing.T) {
 	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
 		t.Errorf("file with only emails: name %q comment %q, want them kept", r.FullName, r.Comment)
 	}
+	// A cell left empty keeps what is stored too (a file with mostly
+	// empty name columns wiped every name typed), and a row with its last
+	// cells missing.
+	if _, updated, _, body := importReport(t, c, "email,full_name,comment\nold@example.com,,\nfresh@example.com\n"); updated != "0" || importCount(t, body, "unchanged") != "2" {
+		t.Fatalf("file with empty cells: updated %s\n%s", updated, body)
+	}
+	if r := one(); r.FullName != "New Name" || r.Comment != "met in Riga" {
+		t.Errorf("file with empty cells: name %q comment %q, want them kept", r.FullName, r.Comment)
+	}
+	if _, updated, _, body := importReport(t, c, "email,full_name,comment\nold@example.com,,met in Tartu\n"); updated != "1" {
+		t.Fatalf("file with a comment: updated %s\n%s", updated, body)
+	}
+	if r := one(); r.FullName != "New Name" || r.Comment != "met in Tartu" {
+		t.Errorf("file with an empty name and a comment: name %q comment %q, want New Name / met in Tartu", r.FullName, r.Comment)
+	}
 }
 
 // A file exported by another tool names its columns its own way: a name
@@ -663,6 +678,15 @@ func TestClientsImportKeepsUnsubscribes(t *testing.T) {
 	}
 	if rows[0].UnsubscribedAt == nil {
 		t.Fatal("an import cleared an unsubscribe")
+	}
+	// A client listed already whom the file marks unsubscribed is counted
+	// so in the report, as a new one is.
+	if err := e.store.CreateClient(ctx, &model.Client{OwnerID: ann.ID, Email: "listed@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	_, updated, _, body := importReport(t, c, "email,unsubscribed_at\nlisted@example.com,2024-05-01\n"+o.client.Email+",2024-05-02\n")
+	if got := strings.Join(strings.Fields(parseHTML(t, body).Find("[data-testid=import-status]").Text()), " "); updated != "1" || !strings.Contains(got, "1 updated (1 of them now unsubscribed)") {
+		t.Errorf("an import marking a listed client unsubscribed reports: %q", got)
 	}
 }
 

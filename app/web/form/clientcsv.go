@@ -66,8 +66,9 @@ func notCSV(head []byte, full bool) error {
 	return nil
 }
 
-// ReadClientsCSV reads a clients CSV: UTF-8 with or without a BOM, comma
-// or semicolon separated (whichever the header uses), a header naming
+// ReadClientsCSV reads a clients CSV: UTF-8 with or without a BOM, comma,
+// semicolon or tab separated (whichever the header uses, or a first line
+// "sep=;" as Excel reads and writes it, says), a header naming
 // email, full_name (or first and last names) and comment in any order;
 // other columns are ignored, and named in each row's Ignored. It calls fn with each data
 // row, validated; a bad row is reported with its line number and never
@@ -93,15 +94,27 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		src = crLines{br}
 		head = bytes.ReplaceAll(head, []byte{'\r'}, []byte{'\n'})
 	}
-	firstLine, _, _ := strings.Cut(string(head), "\n")
+	var firstLine string // the first that is not blank
+	for _, l := range strings.Split(string(head), "\n") {
+		if strings.TrimSpace(l) != "" {
+			firstLine = strings.TrimSuffix(l, "\r")
+			break
+		}
+	}
 	cr := csv.NewReader(src)
-	if strings.Count(firstLine, ";") > strings.Count(firstLine, ",") {
-		cr.Comma = ';'
+	sepLine := len(firstLine) == 5 && strings.HasPrefix(strings.ToLower(firstLine), "sep=") && strings.ContainsRune(",;\t|", rune(firstLine[4]))
+	if sepLine {
+		cr.Comma = rune(firstLine[4])
+	} else {
+		cr.Comma = separator(firstLine)
 	}
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 
 	header, err := cr.Read()
+	if sepLine && err == nil {
+		header, err = cr.Read() // read as a record, so that lines keep their numbers
+	}
 	var perr *csv.ParseError
 	if errors.Is(err, io.EOF) || errors.As(err, &perr) {
 		return ErrCSVHeader // no file of clients, or not CSV at all
@@ -169,6 +182,9 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 		case errors.As(err, &perr):
 			row.Line = perr.StartLine
 			row.Problem = "not valid CSV: " + perr.Err.Error()
+			if errors.Is(perr.Err, csv.ErrQuote) && perr.Line == perr.StartLine {
+				row.Problem = fmt.Sprintf(`not valid CSV: text after a closing quote at character %d of the line; put the whole field in quotes and double the quotes inside (a,"He said ""hi"" twice",b)`, perr.Column)
+			}
 			if errors.Is(perr.Err, csv.ErrBareQuote) {
 				row.Problem = fmt.Sprintf(`not valid CSV: a quote at character %d of the line, inside a field that does not start with one; put the whole field in quotes and double the quote inside (a,"He said ""hi""",b)`, perr.Column)
 			}
@@ -197,6 +213,29 @@ func ReadClientsCSV(r io.Reader, fn func(CSVRow) error) error {
 			return err
 		}
 	}
+}
+
+// separator is the one of comma, semicolon and tab that a header line
+// uses most, outside quotes (a column's name may hold another); a comma
+// when none does.
+func separator(line string) rune {
+	count := map[rune]int{}
+	quoted := false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted = !quoted
+		case !quoted:
+			count[r]++
+		}
+	}
+	sep := ','
+	for _, r := range []rune{';', '\t'} {
+		if count[r] > count[sep] {
+			sep = r
+		}
+	}
+	return sep
 }
 
 // crLines reads a file whose lines end with CR alone as lines ending with
@@ -267,7 +306,7 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 	if u := strings.TrimSpace(unsubscribed); u != "" {
 		t, ok := csvTime(u)
 		if !ok || t.UTC().Year() < 1900 || t.After(time.Now().Add(24*time.Hour)) {
-			return "unsubscribed_at: use a past date or time like 2024-05-01 or 2024-05-01T09:00:00Z, or leave it empty"
+			return "unsubscribed_at: use a past date or time like 2024-05-01, 01.05.2024 or 2024-05-01T09:00:00Z, or leave it empty"
 		}
 		r.UnsubscribedAt = &t
 	}
@@ -276,8 +315,10 @@ func (r *CSVRow) validate(email, name, comment, unsubscribed string) string {
 
 // csvTimeLayouts are the times an import reads: the export's (RFC 3339),
 // and a date or a date and time without a zone, as spreadsheets write them
-// (taken as UTC).
-var csvTimeLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"}
+// (taken as UTC), year first or, with dots, day first (as German and
+// Russian ones do; with slashes the order is ambiguous, so not read).
+var csvTimeLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02",
+	"2.1.2006 15:04:05", "2.1.2006 15:04", "2.1.2006"}
 
 func csvTime(s string) (time.Time, bool) {
 	for _, layout := range csvTimeLayouts {

@@ -55,10 +55,13 @@ func TestClientsCSVUnsubscribedAtBounds(t *testing.T) {
 }
 
 // An unsubscription is read as the export writes it and as a spreadsheet
-// does: a date, or a date and time without a zone (UTC).
+// does: a date, or a date and time without a zone (UTC), year first or,
+// with dots, day first; with slashes (month or day first?) it is refused.
 func TestClientsCSVUnsubscribedAtForms(t *testing.T) {
-	rows := readCSV(t, "email,unsubscribed_at\na@example.com,2024-05-01\nb@example.com,2024-05-01 09:30\nc@example.com,2024-05-01 09:30:15\nd@example.com,2024-05-01T09:30:15\ne@example.com,2024-05-01T09:30:15+02:00\nf@example.com,01.05.2024\n")
-	want := []string{"2024-05-01T00:00:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:30:15Z", "2024-05-01T09:30:15Z", "2024-05-01T07:30:15Z", ""}
+	rows := readCSV(t, "email,unsubscribed_at\na@example.com,2024-05-01\nb@example.com,2024-05-01 09:30\nc@example.com,2024-05-01 09:30:15\nd@example.com,2024-05-01T09:30:15\ne@example.com,2024-05-01T09:30:15+02:00\n"+
+		"f@example.com,01.05.2024\ng@example.com,1.5.2024 09:30\nh@example.com,01.05.2024 09:30:15\ni@example.com,01/05/2024\nj@example.com,31.02.2024\n")
+	want := []string{"2024-05-01T00:00:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:30:15Z", "2024-05-01T09:30:15Z", "2024-05-01T07:30:15Z",
+		"2024-05-01T00:00:00Z", "2024-05-01T09:30:00Z", "2024-05-01T09:30:15Z", "", ""}
 	if len(rows) != len(want) {
 		t.Fatalf("rows %+v", rows)
 	}
@@ -82,5 +85,41 @@ func TestClientsCSVBareQuoteSaysHowToQuote(t *testing.T) {
 	}
 	if p := rows[0].Problem; rows[0].Line != 2 || p != `not valid CSV: a quote at character 23 of the line, inside a field that does not start with one; put the whole field in quotes and double the quote inside (a,"He said ""hi""",b)` {
 		t.Errorf("line %d: %q", rows[0].Line, p)
+	}
+}
+
+// Text after a closing quote, on the same line, says how to quote rather
+// than the parser's own words.
+func TestClientsCSVTextAfterAClosingQuote(t *testing.T) {
+	rows := readCSV(t, "email,full_name,comment\nq6@example.com,\"Q6\" x,c\nb@example.com,Bo,\n")
+	if len(rows) != 2 || rows[1].Problem != "" {
+		t.Fatalf("rows %+v", rows)
+	}
+	if p := rows[0].Problem; rows[0].Line != 2 || !strings.HasPrefix(p, "not valid CSV: text after a closing quote at character 19 of the line; put the whole field in quotes") {
+		t.Errorf("line %d: %q", rows[0].Line, p)
+	}
+}
+
+// The separator is the one the header uses most outside quotes (a
+// column's name may hold a comma), among comma, semicolon and tab, or the
+// one a first line "sep=" names, as Excel writes it; lines keep their
+// numbers.
+func TestClientsCSVSeparators(t *testing.T) {
+	for _, c := range []struct{ name, data string }{
+		{"semicolons, a comma in a quoted header", "E-Mail;Name;\"Tags, internal\"\nde1@example.com;\"Muller, Hans\";\"a, b\"\nbad;x;y\n"},
+		{"tabs", "email\tfull_name\nde1@example.com\tMuller, Hans\nbad\tx\n"},
+		{"sep=;", "sep=;\nemail;full_name\nde1@example.com;Muller, Hans\nbad;x\n"},
+		{"sep=, with CRLF", "sep=,\r\nemail,full_name\r\nde1@example.com,\"Muller, Hans\"\r\nbad,x\r\n"},
+		{"a blank line, then semicolons", "\nemail;full_name\nde1@example.com;Muller, Hans\nbad;x\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rows := readCSV(t, c.data)
+			if len(rows) != 2 || rows[0].Problem != "" || rows[0].Email != "de1@example.com" || rows[0].FullName != "Muller, Hans" || rows[1].Problem == "" {
+				t.Fatalf("rows %+v", rows)
+			}
+			if want := strings.Count(c.data, "\n"); rows[1].Line != want {
+				t.Errorf("the bad row is reported on line %d, want %d", rows[1].Line, want)
+			}
+		})
 	}
 }
