@@ -135,7 +135,7 @@ func ImportPage(p layout.Page, v ImportView) templ.Component {
 				return templ_7745c5c3_Err
 			}
 			if v.Progress == nil {
-				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<article><p>A CSV file (UTF-8, comma or semicolon separated) with a header row naming the columns <code>email</code>, <code>full_name</code> and <code>comment</code> (exports of other tools are read too: a name in <code>First Name</code> and <code>Last Name</code> columns is joined). New addresses are added; addresses already in your list get the name and comment of the file (a column the file lacks, or a cell it leaves empty, is left as it is). An <code>unsubscribed_at</code> column, as the export has (or a date such as 2024-05-01), keeps those clients unsubscribed. Up to 20 MB.</p>")
+				templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 3, "<article><p>A CSV file (UTF-8, separated by commas, semicolons or tabs) with a header row naming the columns <code>email</code>, <code>full_name</code> and <code>comment</code> (exports of other tools are read too: a name in <code>First Name</code> and <code>Last Name</code> columns is joined). New addresses are added; addresses already in your list get the name and comment of the file (a column the file lacks, or a cell it leaves empty, is left as it is). An <code>unsubscribed_at</code> column, as the export has (or a date such as 2024-05-01), keeps those clients unsubscribed. Up to 20 MB.</p>")
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err
 				}
