@@ -211,6 +211,7 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 	}
 	errs := f.Validate()
 	changed := ""
+	wasSubscribed := r.UnsubscribedAt == nil
 	if !errs.Any() {
 		cl := f.Model(u.ID)
 		cl.ID, cl.UpdatedAt = r.ID, form.Version(f.Version)
@@ -236,10 +237,23 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 		}
 		return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), cf))
 	}
+	done := "Client saved."
+	if wasSubscribed && r.UnsubscribedAt != nil {
+		// The new address had unsubscribed (from a client since deleted).
+		done = "Client saved, unsubscribed: " + r.Email + " unsubscribed from your mailings on " +
+			formatDate(*r.UnsubscribedAt, u.TimeZone) + ", and gets none unless it subscribes again from the link in a mail."
+	}
 	if isHTMX(c) {
+		if done != "Client saved." { // the row's mark would change without a word
+			trigger, err := json.Marshal(map[string]string{component.Flash: done})
+			if err != nil {
+				return err
+			}
+			c.Set("HX-Trigger", string(trigger))
+		}
 		return render(c, fiber.StatusOK, clients.RowView(clientRow(r, u), false))
 	}
-	s.setFlash(c, layout.FlashSuccess, "Client saved.")
+	s.setFlash(c, layout.FlashSuccess, done)
 	return redirect(c, clients.URL(r.ID))
 }
 

@@ -1244,14 +1244,37 @@ func TestUnsubscribeOutlivesTheClient(t *testing.T) {
 		t.Fatal("deleting and importing the client again subscribed it again")
 	}
 
-	// Given to another client: that client is unsubscribed.
+	// Given to another client: that client is unsubscribed, and told so
+	// (in the row edited in place, and without JavaScript).
+	const toldSo = "Client saved, unsubscribed: gone@example.com unsubscribed from your mailings on "
 	remove("gone@example.com")
 	other, _ := unsubscribed("new@example.com")
-	resp, body = c.post(t, "/clients/"+strconv.FormatInt(other, 10), url.Values{"email": {"gone@example.com"}, "full_name": {"Other"}})
-	wantStatus(t, resp, body, http.StatusSeeOther)
+	resp, body = c.request(t, "POST", "/clients/"+strconv.FormatInt(other, 10), url.Values{"email": {"gone@example.com"}, "full_name": {"Other"}}, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if trigger := resp.Header.Get("HX-Trigger"); !strings.Contains(trigger, toldSo) {
+		t.Errorf("giving a client an address that unsubscribed, in its row, says %q", trigger)
+	}
 	id, at := unsubscribed("gone@example.com")
 	if at == nil || id != other {
 		t.Fatal("an address that unsubscribed, given to another client, is mailable")
+	}
+	third := &model.Client{OwnerID: ann.ID, Email: "third@example.com"}
+	if err := e.store.CreateClient(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	remove("gone@example.com")
+	resp, body = c.post(t, "/clients/"+strconv.FormatInt(third.ID, 10), url.Values{"email": {"gone@example.com"}})
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	if flash := flashAfter(t, c, resp); !strings.HasPrefix(flash, toldSo) {
+		t.Errorf("giving a client an address that unsubscribed says %q", flash)
+	}
+	if id, at = unsubscribed("gone@example.com"); at == nil || id != third.ID {
+		t.Fatal("an address that unsubscribed, given to another client, is mailable")
+	}
+	resp, body = c.request(t, "POST", "/clients/"+strconv.FormatInt(third.ID, 10), url.Values{"email": {"gone@example.com"}, "full_name": {"Third"}}, true)
+	wantStatus(t, resp, body, http.StatusOK)
+	if trigger := resp.Header.Get("HX-Trigger"); trigger != "" {
+		t.Errorf("saving an unsubscribed client again says %q", trigger)
 	}
 
 	// An unsubscribed client given a new address: that address stays
