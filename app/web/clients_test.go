@@ -281,6 +281,14 @@ func TestClientsImportExport(t *testing.T) {
 	if !strings.Contains(body, "20 MB") {
 		t.Errorf("large file refusal not explained:\n%.300s", body)
 	}
+	// So is one over what the server reads of an upload at all, which is
+	// refused before it is read.
+	huge := bytes.Repeat([]byte("x"), 30<<20)
+	resp, body = multipartCSV(t, c, append([]byte("email\n"), huge...))
+	wantStatus(t, resp, body, http.StatusRequestEntityTooLarge)
+	if !strings.Contains(body, "The file is about 30 MB; files up to 20 MB can be imported. Split it and import the parts.") {
+		t.Errorf("a file over the upload's bound, refusal:\n%.300s", parseHTML(t, body).Find("main").Text())
+	}
 
 	// Export streams every client of the owner only.
 	other := signedIn(t, e, "other@example.com", model.RoleUser)

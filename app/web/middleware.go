@@ -102,6 +102,10 @@ func (s *Server) bodyLimit(c *fiber.Ctx) error {
 		req.SetBodyRaw(body)
 	case n > limit:
 		c.Context().SetConnectionClose()
+		if upload {
+			return refusal{fiber.StatusRequestEntityTooLarge,
+				fmt.Sprintf("The file is about %.0f MB; files up to 20 MB can be imported. Split it and import the parts.", float64(n)/(1<<20))}
+		}
 		return fiber.ErrRequestEntityTooLarge
 	case n > readAhead && !upload:
 		// The server reads the first 8 KB of a body with its headers; a
