@@ -515,8 +515,14 @@ func TestClientsImportSkipsEmptySpreadsheetRows(t *testing.T) {
 		t.Fatalf("created %s rejected %s, want 2 and 0 (empty rows are blank lines):\n%s", created, rejected, body)
 	}
 	file = "email;full_name;comment\na@example.com;A;\n;;\n"
-	if _, _, rejected, body := importReport(t, c, file); rejected != "0" {
+	if _, _, rejected, body := importReport(t, c, file); rejected != "0" || parseHTML(t, body).Find("[data-testid=import-empty]").Length() != 0 {
 		t.Fatalf("semicolon file: rejected %s:\n%s", rejected, body)
+	}
+	// A file of empty rows, or its header alone, says it has none.
+	for _, file := range []string{"email,full_name,comment\r\n,,\r\n", "email\n"} {
+		if _, _, _, body := importReport(t, c, file); parseHTML(t, body).Find("[data-testid=import-empty]").Length() != 1 {
+			t.Errorf("%q: the report does not say the file has no rows", file)
+		}
 	}
 }
 
