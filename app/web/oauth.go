@@ -34,7 +34,7 @@ func (s *Server) oauthBegin(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		s.log.ErrorContext(c.UserContext(), "oauth provider unavailable", "provider", name, "error", err.Error(), "request_id", RequestID(c))
-		return fiber.ErrServiceUnavailable
+		return s.providerDown(c)
 	}
 	// Each round trip keeps its state in a session: a visitor starting
 	// them by the thousand would fill Redis.
@@ -73,7 +73,7 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 		return fiber.ErrNotFound
 	}
 	if err != nil {
-		return fiber.ErrServiceUnavailable
+		return s.providerDown(c)
 	}
 	state, _ := s.sessions.Value(c, oauthState)
 	provider, _ := s.sessions.Value(c, oauthProvider)
@@ -171,6 +171,12 @@ func (s *Server) oauthLink(c *fiber.Ctx, u *model.User, provider string, gu goth
 		next = "/account"
 	}
 	return c.Redirect(next, fiber.StatusSeeOther)
+}
+
+// providerDown answers a sign-in whose provider cannot be reached.
+func (s *Server) providerDown(c *fiber.Ctx) error {
+	return s.oauthRefused(c, fiber.StatusServiceUnavailable, "Sign-in provider unavailable",
+		"The sign-in provider cannot be reached right now. Please try again in a minute, or sign in with your password.")
 }
 
 func (s *Server) oauthRefused(c *fiber.Ctx, status int, title, text string) error {

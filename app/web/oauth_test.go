@@ -4,20 +4,23 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/uptrace/bun"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/markbates/goth"
 	"github.com/markbates/goth/providers/github"
-	"github.com/markbates/goth/providers/openidConnect"
 
 	"rassylka/app/auth"
+	"rassylka/app/config"
 	"rassylka/app/model"
 	"rassylka/app/testkit"
 )
@@ -119,12 +122,86 @@ func oidcEnv(t testing.TB) (*env, *fakeOIDC) {
 	t.Helper()
 	f := newFakeOIDC(t)
 	cfg := testConfig(t)
+	cfg.OAuth = append(cfg.OAuth, config.OAuthProvider{Name: "oidc", Key: oidcClientID, Secret: oidcSecret, Issuer: f.srv.URL})
+	return newEnvWith(t, cfg, testkit.Redis(t), auth.NewProviders(cfg, nil)), f
+}
+
+// A provider that does not answer (its discovery document asked for, the
+// connection open, no answer) holds up its own sign-ins only: the sign-in
+// page and a password's sign-in go on meanwhile (they waited for it, as
+// long as the connection stayed open). Its sign-in then says it cannot
+// be reached, and for a while says so at once, without asking it again.
+func TestOAuthProviderNotAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	asked, release := make(chan struct{}, 10), make(chan struct{})
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			asked <- struct{}{}
+			go func() { <-release; conn.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	cfg := testConfig(t)
 	providers := auth.NewProviders(cfg, nil)
 	providers.Add("oidc", func() (goth.Provider, error) {
-		return openidConnect.New(oidcClientID, oidcSecret, cfg.BaseURL+"/auth/oidc/callback",
-			f.srv.URL+"/.well-known/openid-configuration", "openid", "email", "profile")
+		return auth.OpenIDConnect(&http.Client{Timeout: time.Minute}, oidcClientID, oidcSecret, cfg.BaseURL+"/auth/oidc/callback", "http://"+ln.Addr().String())
 	})
-	return newEnvWith(t, cfg, testkit.Redis(t), providers), f
+	e := newEnvWith(t, cfg, testkit.Redis(t), providers)
+	newUser(t, e, "pat@example.com", model.RoleUser)
+
+	type answer struct {
+		resp *http.Response
+		body string
+	}
+	began := make(chan answer, 1)
+	go func() {
+		resp, body := e.client().get(t, "/auth/oidc")
+		began <- answer{resp, body}
+	}()
+	<-asked // the provider is being asked, and keeps its answer
+	signedIn := make(chan struct{})
+	go func() {
+		defer close(signedIn)
+		c := e.client()
+		if d := c.page(t, "/login"); d.Find(`a[href="/auth/oidc"]`).Length() != 1 {
+			t.Error("the sign-in page does not offer the provider")
+		}
+		resp, body := c.post(t, "/login", url.Values{"email": {"pat@example.com"}, "password": {goodPassword}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("a password's sign-in: %d\n%s", resp.StatusCode, body)
+		}
+	}()
+	select {
+	case <-signedIn:
+	case <-time.After(time.Minute): // rather than wait forever
+		t.Error("the sign-in page and a password's sign-in wait for a provider that does not answer")
+	}
+	select {
+	case <-began:
+		t.Fatal("the provider's sign-in ended before it answered")
+	default:
+	}
+	close(release)
+	<-signedIn
+	a := <-began
+	wantStatus(t, a.resp, a.body, http.StatusServiceUnavailable)
+	if !strings.Contains(a.body, "The sign-in provider cannot be reached right now") {
+		t.Errorf("a sign-in whose provider does not answer says:\n%s", parseHTML(t, a.body).Find("main").Text())
+	}
+	resp, body := e.client().get(t, "/auth/oidc")
+	wantStatus(t, resp, body, http.StatusServiceUnavailable)
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("the provider was asked %d times, want once", n)
+	}
 }
 
 // oauthSignIn runs the whole round trip and returns the final answer.
