@@ -145,11 +145,18 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 	p.Waiting = m.Status != model.StatusFinished && !m.Disabled() && time.Now().Before(m.EndsAt)
 	p.Planned = p.Waiting && m.NextRunAt != nil && m.NextRunAt.Before(m.EndsAt)
 	run, err := s.store.LatestRun(c.UserContext(), m.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return p, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return p, err
+	}
+	if run == nil || run.FinishedAt != nil {
+		// A send due a while ago that has not started: a worker takes a
+		// due run within seconds, unless none runs. (Told only.)
+		if p.Planned && time.Since(*m.NextRunAt) > overdue && !s.workerRuns() {
+			p.OverdueSince = formatTime(*m.NextRunAt, u.TimeZone)
+		}
+		if run == nil {
+			return p, nil
+		}
 	}
 	p.RunID, p.Active, p.Trigger = run.ID, run.FinishedAt == nil, runTrigger(*run)
 	p.Started = formatTime(run.StartedAt, u.TimeZone)
@@ -164,6 +171,10 @@ func (s *Server) progressOf(c *fiber.Ctx, m *store.MailingRow, u *model.User) (m
 	}
 	return p, nil
 }
+
+// overdue is how long after its time a planned send that has not started
+// is told to be waiting for a worker.
+const overdue = time.Minute
 
 // workerRuns reports whether a worker process takes the mailings' tasks,
 // as the workers tell Redis every few seconds (true when Redis cannot

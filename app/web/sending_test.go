@@ -1134,6 +1134,49 @@ func TestProgressTellsNoWorkerRuns(t *testing.T) {
 	}
 }
 
+// A planned send due over a minute ago that has not started, no worker
+// running, says so (the page said "due now" until the window closed);
+// once a worker runs, or before the minute, the notice is not there.
+func TestProgressTellsAnOverdueSendWaitsForAWorker(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	due := func(ago time.Duration) {
+		t.Helper()
+		if _, err := e.db.ExecContext(ctx, "UPDATE mailings SET starts_at = ?, next_run_at = ?, ends_at = ? WHERE id = ?",
+			time.Now().Add(-ago), time.Now().Add(-ago), time.Now().Add(time.Hour), o.mailing.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := "/mailings/" + id(o.mailing.ID)
+	notice := func() string {
+		t.Helper()
+		resp, body := c.request(t, "GET", path+"/progress?seen=0", nil, true)
+		if resp.StatusCode != web.StatusStopPolling {
+			t.Fatalf("progress: %d\n%s", resp.StatusCode, body)
+		}
+		return strings.Join(strings.Fields(parseHTML(t, body).Find("[data-testid=progress-overdue]").Text()), " ")
+	}
+	due(10 * time.Second)
+	if got := notice(); got != "" {
+		t.Errorf("a send due 10 s ago: %q", got)
+	}
+	due(3 * time.Minute)
+	if got := notice(); !strings.Contains(got, "has not started: no worker is running to send it") {
+		t.Errorf("a send due 3 minutes ago, no worker: %q", got)
+	}
+	if got := c.page(t, path).Find("[data-testid=progress-overdue]").Length(); got != 1 {
+		t.Errorf("the mailing's page shows the notice %d times", got)
+	}
+	e.withWorker(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for notice() != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the notice stays while a worker runs")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // The page that confirms an unsubscription offers to undo it: a plain
 // form with its CSRF token, which the recipient alone reaches (the link is
 // signed for their address); after it they are mailable again.
