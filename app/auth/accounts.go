@@ -365,7 +365,7 @@ func (a *Accounts) RequestReset(ctx context.Context, emailAddr string) error {
 	if err != nil {
 		return err
 	}
-	subject, text := email.Reset(greeted(u), link)
+	subject, text := email.Reset(greeted(u), link, u.Blocked())
 	return a.mail(ctx, u, subject, text)
 }
 
@@ -417,10 +417,21 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 	if err != nil {
 		return nil, 0, err
 	}
+	a.tellPasswordChanged(ctx, u, "set with a reset link")
 	if u.Blocked() {
 		return u, unlinked, ErrBlocked
 	}
 	return u, unlinked, nil
+}
+
+// tellPasswordChanged mails u that their password changed (how): whoever
+// holds the inbox learns of a change they did not make. The change stands
+// when the mail cannot be queued.
+func (a *Accounts) tellPasswordChanged(ctx context.Context, u *model.User, how string) {
+	subject, text := email.PasswordChanged(greeted(u), how, a.BaseURL)
+	if err := a.mail(ctx, u, subject, text); err != nil {
+		a.Log.WarnContext(ctx, "mail about a changed password not queued", "user_id", u.ID, "error", err.Error())
+	}
 }
 
 // ChangePassword sets a new password after checking the current one (an
@@ -440,7 +451,7 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 	}
 	// Reset links mailed before stop working: one that leaked would
 	// otherwise undo the change.
-	return a.Store.InTx(ctx, func(tx *store.Store) error {
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		if _, err := tx.LockUser(ctx, u.ID); err != nil {
 			return err
 		}
@@ -449,6 +460,15 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 		}
 		return tx.RevokeTokens(ctx, u.ID, model.TokenResetPassword)
 	})
+	if err != nil {
+		return err
+	}
+	if u.PasswordHash != nil {
+		a.tellPasswordChanged(ctx, u, "changed on the account page")
+	} else {
+		a.tellPasswordChanged(ctx, u, "set on the account page (the account had none)")
+	}
+	return nil
 }
 
 // OAuthSignIn finds or creates the account of a provider's user: a known

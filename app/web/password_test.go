@@ -101,6 +101,11 @@ func TestPasswordReset(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 	resp, body = c.get(t, "/account")
 	wantStatus(t, resp, body, http.StatusOK) // signed in by the reset
+	// The inbox is told of the change, in case it was not its owner's.
+	if m, _ := e.waitMail(t, sink, 2); m.Header().Get("Subject") != "Your Rassylka password was changed" ||
+		!strings.Contains(m.Body(), "was set with a reset link") || !strings.Contains(m.Body(), e.cfg.BaseURL+"/password/forgot") {
+		t.Errorf("the mail after a reset: %q\n%s", m.Header().Get("Subject"), m.Body())
+	}
 
 	// Every other session ended.
 	resp, body = other.get(t, "/account")
@@ -147,6 +152,7 @@ func TestPasswordResetExpiredAndForged(t *testing.T) {
 
 func TestAccountPage(t *testing.T) {
 	e := newEnv(t)
+	sink := e.withWorker(t)
 	c := signedIn(t, e, "ann@example.com", model.RoleUser)
 	ctx := context.Background()
 
@@ -197,6 +203,14 @@ func TestAccountPage(t *testing.T) {
 	wantRedirect(t, resp, body, "/login?next=%2Faccount") // others end
 	resp, body = login(t, e.client(), "ann@example.com", "another fine secret")
 	wantRedirect(t, resp, body, "/")
+	// The inbox is told of the change (once: the refusals changed nothing).
+	if m, _ := e.waitMail(t, sink, 1); m.Header().Get("Subject") != "Your Rassylka password was changed" || !strings.Contains(m.Body(), "was changed on the account page") {
+		t.Errorf("the mail after a change: %q\n%s", m.Header().Get("Subject"), m.Body())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(sink.Messages()); n != 1 {
+		t.Errorf("%d mails after one change of password and refusals", n)
+	}
 }
 
 // The account page's reply address: optional, checked as a recipient's
@@ -736,5 +750,29 @@ func wantUsername(t *testing.T, body, form, email string) {
 		if got := parseHTML(t, body).Find("[data-testid=reset-email]").Text(); got != email {
 			t.Fatalf("the reset page is for %q, want %s", got, email)
 		}
+	}
+}
+
+// The reset mail of a blocked account says a new password will not let
+// its owner in (they learned it only after setting one), and the reset
+// still tells the inbox the password changed.
+func TestPasswordResetOfABlockedAccount(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE users SET blocked_at = now() WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	c := e.client()
+	resp, body := c.post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	m, link := e.waitMail(t, sink, 1)
+	if text := strings.Join(strings.Fields(m.Body()), " "); !strings.Contains(text, "has blocked the account") || !strings.Contains(text, "A new password will not let you in until then.") {
+		t.Errorf("a blocked account's reset mail:\n%s", m.Body())
+	}
+	resp, body = c.post(t, link, url.Values{"password": {"a brand new secret"}})
+	wantStatus(t, resp, body, http.StatusForbidden)
+	if m, _ := e.waitMail(t, sink, 2); m.Header().Get("Subject") != "Your Rassylka password was changed" {
+		t.Errorf("the mail after a blocked account's reset: %q", m.Header().Get("Subject"))
 	}
 }

@@ -94,13 +94,26 @@ to set a new password for Rassylka, open this link:
 
 The link works for one hour and only once. If you did not ask for it, ignore
 this mail: your password has not changed.
+{{if .Blocked}}
+{{template "blocked"}}A new password will not let you in until then.
+{{end}}{{end}}
+
+{{define "password-changed"}}Hello{{with .Name}} {{.}}{{end}},
+
+the password of your Rassylka account was {{.How}}. Other sessions
+were signed out.
+
+If that was you, there is nothing to do. If it was not, set a new password
+at {{.Forgot}}
+and check the ways to sign in on your account page, {{.Account}}
 {{end}}
 `))
 
 type data struct {
 	Name, Link, Login, Forgot   string
 	Provider, Identity, Account string
-	Blocked                     bool // the account: sign-in is refused
+	How                         string // a password was changed
+	Blocked                     bool   // the account: sign-in is refused
 }
 
 func render(name string, d data) string {
@@ -147,9 +160,19 @@ func ChoosePassword(name, link string) (subject, text string) {
 	return "Confirm your email address", render("choose", data{Name: name, Link: link})
 }
 
-// Reset is the mail with the password-reset link.
-func Reset(name, link string) (subject, text string) {
-	return "Reset your password", render("reset", data{Name: name, Link: link})
+// Reset is the mail with the password-reset link; the owner of a blocked
+// account is told that a new password will not let them in.
+func Reset(name, link string, blocked bool) (subject, text string) {
+	return "Reset your password", render("reset", data{Name: name, Link: link, Blocked: blocked})
+}
+
+// PasswordChanged tells the owner of an account that its password was
+// changed (how: "changed on the account page", "set with a reset link"),
+// and what to do if they did not.
+func PasswordChanged(name, how, baseURL string) (subject, text string) {
+	return "Your Rassylka password was changed", render("password-changed", data{
+		Name: name, How: how, Account: baseURL + "/account", Forgot: baseURL + "/password/forgot",
+	})
 }
 
 // Linked tells the owner of an account that a provider's account was
