@@ -272,6 +272,123 @@ func (a *Accounts) SetReplyTo(ctx context.Context, userID int64, addr string) (p
 	return true, true, a.enqueueMailTo(ctx, addr, "", subject, text)
 }
 
+// CheckOwnPassword checks the password of the signed-in user u, as a
+// change of their sign-in asks for it (ErrBadCredentials: not it). An
+// account without a password has none to check.
+func CheckOwnPassword(u *model.User, password string) error {
+	if u.PasswordHash == nil {
+		return nil
+	}
+	err := CheckPassword(*u.PasswordHash, password)
+	if errors.Is(err, ErrPasswordMismatch) {
+		return ErrBadCredentials
+	}
+	return err
+}
+
+// RequestEmailChange asks to move the account to the address addr
+// (canonical): a link that makes the move is mailed to it, and works while
+// no other move is asked for since (a new request, or a cancelled one,
+// ends it). An address that has an account of its own gets a mail saying
+// so instead, and the account that asked is told nothing else: it learns
+// no more of which addresses have accounts than a registration does.
+// mailed reports whether a mail was queued (within MailLimit).
+func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr string) (mailed bool, err error) {
+	var link string
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		if _, err := tx.LockUser(ctx, u.ID); err != nil {
+			return err
+		}
+		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
+			return err
+		}
+		link, err = a.newLinkIn(ctx, tx, &model.Token{UserID: u.ID, Purpose: model.TokenChangeEmail, Address: addr}, "/account/email/")
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if !a.mayMailTo(ctx, addr, "to", addr) {
+		return false, nil
+	}
+	subject, text := email.ChangeEmail(u.Email, link)
+	if _, err := a.Store.UserByEmail(ctx, addr); err == nil {
+		subject, text = email.EmailTaken(a.BaseURL)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	return true, a.enqueueMailTo(ctx, addr, "", subject, text)
+}
+
+// CancelEmailChange ends the link of a move asked for: the account keeps
+// its address.
+func (a *Accounts) CancelEmailChange(ctx context.Context, userID int64) error {
+	return a.Store.RevokeTokens(ctx, userID, model.TokenChangeEmail)
+}
+
+// CheckEmailToken tells whether a new address's link can still be used,
+// without using it, and returns its account and the address.
+func (a *Accounts) CheckEmailToken(ctx context.Context, token string) (*model.User, string, error) {
+	t, err := a.findToken(ctx, model.TokenChangeEmail, token)
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := a.Store.UserByID(ctx, t.UserID)
+	if err != nil {
+		return nil, "", err
+	}
+	if u.Blocked() {
+		return u, t.Address, ErrBlocked
+	}
+	return u, t.Address, nil
+}
+
+// ErrAddressTaken: the address a link would move an account to has an
+// account of its own (registered since the move was asked for).
+var ErrAddressTaken = errors.New("the address has an account")
+
+// ChangeEmail uses a new address's link: the account signs in with that
+// address from now on, confirmed. The reset and confirmation links mailed
+// to the old address stop working, and the old address is told. It
+// returns the user as they are now and their old address.
+func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User, old string, err error) {
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		t, err := useToken(ctx, tx, model.TokenChangeEmail, token)
+		if err != nil {
+			return err
+		}
+		if u, err = tx.LockUser(ctx, t.UserID); err != nil {
+			return err
+		}
+		if u.Blocked() {
+			return ErrBlocked
+		}
+		old = u.Email
+		if err := tx.SetEmail(ctx, u.ID, t.Address); errors.Is(err, store.ErrConflict) {
+			return ErrAddressTaken
+		} else if err != nil {
+			return err
+		}
+		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail} {
+			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
+				return err
+			}
+		}
+		u, err = tx.UserByID(ctx, u.ID)
+		return err
+	})
+	if err != nil {
+		return u, old, err
+	}
+	if a.mayMailTo(ctx, old, "user_id", u.ID) {
+		subject, text := email.EmailChanged(greeted(u), u.Email)
+		if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
+			a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
+		}
+	}
+	return u, old, nil
+}
+
 // CheckReplyToken tells whether a reply-address link can still be used,
 // without using it, and returns its account and the address it confirms.
 func (a *Accounts) CheckReplyToken(ctx context.Context, token string) (*model.User, string, error) {

@@ -65,6 +65,7 @@ const (
 	TokenConfirmEmail   TokenPurpose = "confirm_email"
 	TokenResetPassword  TokenPurpose = "reset_password"
 	TokenConfirmReplyTo TokenPurpose = "confirm_reply_to" // of users.reply_to_pending
+	TokenChangeEmail    TokenPurpose = "change_email"     // to the address it names
 )
 
 // Token is a single-use token mailed to a user; only its hash is stored.
@@ -77,7 +78,7 @@ type Token struct {
 	TokenHash []byte       `bun:"token_hash,notnull"`
 	ExpiresAt time.Time    `bun:"expires_at,notnull"`
 	UsedAt    *time.Time   `bun:"used_at"`
-	Address   string       `bun:"address,nullzero"` // the reply address a TokenConfirmReplyTo confirms
+	Address   string       `bun:"address,nullzero"` // the address a TokenConfirmReplyTo or TokenChangeEmail confirms
 	CreatedAt time.Time    `bun:"created_at,notnull,default:current_timestamp"`
 }
 

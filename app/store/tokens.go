@@ -61,3 +61,16 @@ func (s *Store) LiveToken(ctx context.Context, userID int64, purpose model.Token
 		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).Exists(ctx)
 	return ok, dbErr("live token", err)
 }
+
+// LiveTokenAddress is the address of the user's newest token of purpose
+// that can still be used ("": none).
+func (s *Store) LiveTokenAddress(ctx context.Context, userID int64, purpose model.TokenPurpose) (string, error) {
+	var addr []string
+	err := s.db.NewSelect().Model((*model.Token)(nil)).Column("address").
+		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now() AND address IS NOT NULL", userID, purpose).
+		OrderExpr("id DESC").Limit(1).Scan(ctx, &addr)
+	if err != nil || len(addr) == 0 {
+		return "", dbErr("live token's address", err)
+	}
+	return addr[0], nil
+}

@@ -80,6 +80,23 @@ func (s *Store) ConfirmEmail(ctx context.Context, userID int64) error {
 	return dbErr("confirm email", err)
 }
 
+// SetEmail moves the user's account to the address email, confirmed (its
+// inbox opened the link mailed to it). ErrConflict: another account has it.
+func (s *Store) SetEmail(ctx context.Context, userID int64, email string) error {
+	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("email = ?", email).
+		Set("email_confirmed_at = now()").
+		Set("updated_at = now()").
+		Where("id = ?", userID).Exec(ctx)
+	if err != nil {
+		return dbErr("set email", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set email: %w", ErrNotFound)
+	}
+	return nil
+}
+
 // SetPassword stores a new password hash for the user.
 func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).

@@ -378,8 +378,12 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	if err != nil {
 		return account.SettingsView{}, err
 	}
+	moving, err := s.store.LiveTokenAddress(c.UserContext(), u.ID, model.TokenChangeEmail)
+	if err != nil {
+		return account.SettingsView{}, err
+	}
 	v := account.SettingsView{
-		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
+		Email: u.Email, EmailPending: moving, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
 		SenderName: u.SenderName, ReplyTo: cmp.Or(u.ReplyToPending, u.ReplyTo), ReplyToNow: u.ReplyTo, ReplyToPending: u.ReplyToPending,
 		MailFrom: s.mailFrom.Address, MailFromName: s.mailFrom.Name, HasPassword: u.PasswordHash != nil, Zones: commonZones,
 	}
@@ -451,6 +455,136 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 		s.setFlash(c, layout.FlashSuccess, "Your profile is saved.")
 	}
 	return redirect(c, "/account")
+}
+
+// changeEmail asks to move the account to another address: a link is
+// mailed to it, which makes the move. The password is checked under the
+// sign-in throttle, and a few addresses an hour are mailed per account.
+func (s *Server) changeEmail(c *fiber.Ctx) error {
+	u := auth.CurrentUser(c)
+	var f form.ChangeEmail
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	refuse := func(status int, errs form.Errors) error {
+		v, err := s.settingsView(c)
+		if err != nil {
+			return err
+		}
+		v.NewEmail, v.EmailErrors = f.Email, errs
+		return render(c, status, account.Settings(s.page(c, "Your account"), v))
+	}
+	if errs := f.Validate(u.Email, u.PasswordHash != nil); errs.Any() {
+		return refuse(fiber.StatusUnprocessableEntity, errs)
+	}
+	if u.PasswordHash != nil {
+		wait, err := s.takeGuess(c, u.Email)
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			return refuse(fiber.StatusTooManyRequests, form.FieldErr("email_password",
+				fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))))
+		}
+		switch err := auth.CheckOwnPassword(u, f.Password); {
+		case errors.Is(err, auth.ErrBadCredentials):
+			return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("email_password", "This is not your password."))
+		case err != nil:
+			return err
+		}
+		if err := s.rightGuess(c, u.Email); err != nil {
+			return err
+		}
+	}
+	wait, err := take(c, s.replyLimit, "email:"+strconv.FormatInt(u.ID, 10))
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		return refuse(fiber.StatusTooManyRequests, form.FieldErr("new_email",
+			fmt.Sprintf("You have asked %d addresses to confirm in the last hour. Please try again in %s.", replyToMails, minutes(wait))))
+	}
+	addr := model.CanonicalEmail(f.Email)
+	mailed, err := s.accounts.RequestEmailChange(c.UserContext(), u, addr)
+	if err != nil {
+		return fmt.Errorf("change email: %w", err)
+	}
+	if !mailed {
+		s.setFlash(c, layout.FlashError, addr+" was mailed too many links in the last hour: ask again later to mail it a new one.")
+		return redirect(c, "/account")
+	}
+	s.setFlash(c, layout.FlashSuccess, "We mailed "+addr+" a link: your account signs in with that address once its link is opened. Until then, sign in with "+u.Email+".")
+	return redirect(c, "/account")
+}
+
+// cancelEmailChange gives up the move to another address: its link stops
+// working.
+func (s *Server) cancelEmailChange(c *fiber.Ctx) error {
+	if err := s.accounts.CancelEmailChange(c.UserContext(), auth.UserID(c)); err != nil {
+		return fmt.Errorf("cancel email change: %w", err)
+	}
+	s.setFlash(c, layout.FlashSuccess, "The move to another address is given up: you sign in with "+auth.CurrentUser(c).Email+".")
+	return redirect(c, "/account")
+}
+
+// refuseEmailLink answers a new address's link that does nothing (not
+// valid, expired, used, its account blocked, or the address taken since)
+// with why, and reports whether it did.
+func (s *Server) refuseEmailLink(c *fiber.Ctx, err error) (bool, error) {
+	var status int
+	var n account.Notice
+	switch {
+	case errors.Is(err, auth.ErrBlocked):
+		status, n = fiber.StatusGone, account.Notice{Title: "This account is blocked",
+			Text: "A manager has blocked the account that asked: nothing changes."}
+	case errors.Is(err, auth.ErrAddressTaken):
+		status, n = fiber.StatusConflict, account.Notice{Title: "This address has an account",
+			Text: "The address has an account of its own since the move was asked for, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
+	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
+		status, n = tokenNotice(err, "")
+		n = account.Notice{Title: n.Title,
+			Text: "Each link works once, for 48 hours, and only while it is the latest move asked for: ask again on your account page."}
+	default:
+		return false, nil
+	}
+	return true, render(c, status, account.NoticePage(s.page(c, n.Title), n))
+}
+
+// emailChangeForm shows the page of a new address's link, mailed to that
+// address: which account would move to it, and a button that agrees.
+// (Opening the link alone changes nothing: mail scanners open every link.)
+func (s *Server) emailChangeForm(c *fiber.Ctx) error {
+	u, addr, err := s.accounts.CheckEmailToken(c.UserContext(), c.Params("token"))
+	if refused, rerr := s.refuseEmailLink(c, err); refused {
+		return rerr
+	}
+	if err != nil {
+		return fmt.Errorf("new address link: %w", err)
+	}
+	return render(c, fiber.StatusOK, account.EmailChangePage(s.page(c, "Confirm your new sign-in address"), account.EmailChangeView{
+		Account: u.Email, Address: addr, Action: "/account/email/" + c.Params("token"),
+	}))
+}
+
+// confirmEmailChange agrees, from a new address's link: the account signs
+// in with it from now on.
+func (s *Server) confirmEmailChange(c *fiber.Ctx) error {
+	u, old, err := s.accounts.ChangeEmail(c.UserContext(), c.Params("token"))
+	if refused, rerr := s.refuseEmailLink(c, err); refused {
+		return rerr
+	}
+	if err != nil {
+		return fmt.Errorf("change email: %w", err)
+	}
+	if cur := auth.CurrentUser(c); cur != nil && cur.ID == u.ID {
+		s.setFlash(c, layout.FlashSuccess, "You sign in with "+u.Email+" now, not with "+old+".")
+		return redirect(c, "/account")
+	}
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Address changed"), account.Notice{
+		Title:    "Address changed",
+		Text:     "The account signs in with " + u.Email + " now, not with " + old + ".",
+		LinkHref: "/login", LinkLabel: "Sign in",
+	}))
 }
 
 // cancelReplyTo gives up the reply address waiting for its confirmation

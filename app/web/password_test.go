@@ -776,3 +776,168 @@ func TestPasswordResetOfABlockedAccount(t *testing.T) {
 		t.Errorf("the mail after a blocked account's reset: %q", m.Header().Get("Subject"))
 	}
 }
+
+// A user moves their account to another address from the account page:
+// their password first, then a link mailed to the new address, whose page
+// asks and whose button agrees (opening it changes nothing). Until then
+// they sign in with the old one; after, with the new one only, and the
+// old address is told. A later request, or "Give it up", ends a link; an
+// address with an account of its own gets a mail saying so (the account
+// that asked is told nothing else), and one registered since the request
+// refuses the move; a blocked account's link moves nothing.
+func TestAccountEmailChange(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	newUser(t, e, "bob@example.com", model.RoleUser)
+	c := e.client()
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	mails := 0
+	mailTo := func(to, subject string) string {
+		t.Helper()
+		mails++
+		m, link := e.waitMail(t, sink, mails)
+		if m.To[0] != to || m.Header().Get("Subject") != subject {
+			t.Fatalf("mail %d: to %v, %q; want to %s, %q", mails, m.To, m.Header().Get("Subject"), to, subject)
+		}
+		return link
+	}
+	ask := func(addr, password string) (*http.Response, string) {
+		t.Helper()
+		return c.post(t, "/account/email", url.Values{"new_email": {addr}, "email_password": {password}})
+	}
+	email := func() string {
+		t.Helper()
+		u, err := e.store.UserByID(ctx, ann.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Email
+	}
+
+	// Refusals keep what was typed.
+	for _, r := range []struct{ addr, password, field, msg string }{
+		{"not an address", goodPassword, "new_email", "valid email"},
+		{"ANN@example.com", goodPassword, "new_email", "your sign-in address already"},
+		{"ann.new@example.com", "", "email_password", "Enter your password"},
+		{"ann.new@example.com", "not it", "email_password", "not your password"},
+	} {
+		resp, body = ask(r.addr, r.password)
+		wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+		if !strings.Contains(fieldError(t, body, r.field), r.msg) || !strings.EqualFold(inputValue(t, body, "new_email"), r.addr) {
+			t.Errorf("%q / %q: %s says %q, new_email %q", r.addr, r.password, r.field, fieldError(t, body, r.field), inputValue(t, body, "new_email"))
+		}
+	}
+
+	// Asked: a link to the new address; the account page says it waits.
+	resp, body = ask("Ann.New@Example.com", goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	first := mailTo("ann.new@example.com", "Confirm your new sign-in address")
+	if !strings.HasPrefix(first, "/account/email/") {
+		t.Fatalf("link %q", first)
+	}
+	if got := c.page(t, "/account").Find("[data-testid=email-pending]").Text(); !strings.Contains(got, "Waiting for ann.new@example.com") {
+		t.Errorf("the account page while the move waits: %q", got)
+	}
+	// Its page asks; opening it changes nothing.
+	d := e.client().page(t, first)
+	if d.Find("[data-testid=email-change-agree]").Length() != 1 || !strings.Contains(d.Text(), "ann@example.com") {
+		t.Errorf("the link's page:\n%s", d.Text())
+	}
+	if email() != "ann@example.com" {
+		t.Fatal("opening the link moved the account")
+	}
+	// Another request ends the first link; "Give it up" ends the second.
+	resp, body = ask("ann2@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	second := mailTo("ann2@example.com", "Confirm your new sign-in address")
+	resp, body = e.client().get(t, first)
+	wantStatus(t, resp, body, http.StatusGone)
+	resp, body = c.post(t, "/account/email/cancel", nil)
+	wantRedirect(t, resp, body, "/account")
+	resp, body = e.client().get(t, second)
+	wantStatus(t, resp, body, http.StatusGone)
+	if c.page(t, "/account").Find("[data-testid=email-pending]").Length() != 0 {
+		t.Error("the account page says a move waits after it was given up")
+	}
+
+	// Agreed, without a session: the account signs in with the new
+	// address only, and the old one is told.
+	resp, body = ask("ann.new@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	third := mailTo("ann.new@example.com", "Confirm your new sign-in address")
+	v := e.client()
+	v.page(t, third)
+	resp, body = v.post(t, third, nil)
+	wantStatus(t, resp, body, http.StatusOK)
+	if email() != "ann.new@example.com" {
+		t.Fatalf("after agreeing the account signs in with %s", email())
+	}
+	mailTo("ann@example.com", "Your Rassylka sign-in address was changed")
+	if !strings.Contains(strings.Join(strings.Fields(sink.Messages()[mails-1].Body()), " "), "now signs in with ann.new@example.com") {
+		t.Error("the old address's mail does not name the new one")
+	}
+	resp, body = v.post(t, third, nil)
+	wantStatus(t, resp, body, http.StatusGone)
+	resp, body = login(t, e.client(), "ann@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = login(t, e.client(), "ann.new@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	if got := c.page(t, "/account").Find("[data-testid=account-email]").Text(); got != "ann.new@example.com" {
+		t.Errorf("the open session's account page: %q", got)
+	}
+
+	// An address with an account: its inbox is told, with no link, and
+	// the account that asked sees what it sees for any address.
+	resp, body = ask("bob@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	mailTo("bob@example.com", "Your Rassylka account")
+	if body := sink.Messages()[mails-1].Body(); strings.Contains(body, "/account/email/") || !strings.Contains(body, "has an account of its own") {
+		t.Errorf("the mail to an address with an account:\n%s", body)
+	}
+	if c.page(t, "/account").Find("[data-testid=email-pending]").Length() != 1 {
+		t.Error("asking for an address with an account shows otherwise than for any other")
+	}
+
+	// An address registered after the move was asked for refuses it.
+	resp, body = ask("carol@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	carols := mailTo("carol@example.com", "Confirm your new sign-in address")
+	newUser(t, e, "carol@example.com", model.RoleUser)
+	resp, body = e.client().post(t, carols, nil)
+	wantStatus(t, resp, body, http.StatusConflict)
+	if email() != "ann.new@example.com" {
+		t.Fatalf("a taken address's link moved the account to %s", email())
+	}
+
+	// A sixth address in an hour is refused, with what was typed kept.
+	resp, body = ask("ann3@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if !strings.Contains(fieldError(t, body, "new_email"), "in the last hour") || inputValue(t, body, "new_email") != "ann3@example.com" {
+		t.Errorf("the sixth address in an hour: %q", fieldError(t, body, "new_email"))
+	}
+
+	// A blocked account's link moves nothing (carol's account gone, her
+	// link would have moved it).
+	if _, err := e.db.ExecContext(ctx, "DELETE FROM users WHERE email = 'carol@example.com'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = now() WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.client().post(t, carols, nil)
+	wantStatus(t, resp, body, http.StatusGone)
+	if email() != "ann.new@example.com" {
+		t.Fatalf("a blocked account's link moved it to %s", email())
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET blocked_at = NULL WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.client().post(t, carols, nil)
+	wantStatus(t, resp, body, http.StatusOK)
+	if email() != "carol@example.com" {
+		t.Fatalf("carol's link, her account gone, moved it to %s", email())
+	}
+}

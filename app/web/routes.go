@@ -42,11 +42,17 @@ func (s *Server) routes(app *fiber.App) {
 	// Mailed to a reply address: no session needed; the page asks, the form agrees.
 	app.Get("/account/reply-to/:token", s.replyToForm)
 	post("/account/reply-to/:token", s.confirmReplyTo)
+	post("/account/email", auth.RequireUser, s.changeEmail)
+	post("/account/email/cancel", auth.RequireUser, s.cancelEmailChange)
+	// The link mailed to a new address: no session needed.
+	app.Get("/account/email/:token", s.emailChangeForm)
+	post("/account/email/:token", s.confirmEmailChange)
 	post("/account", auth.RequireUser, s.updateProfile)
 	post("/account/password", auth.RequireUser, s.changePassword)
 	// A refused change is shown at its form's address: Enter in the
 	// address bar there opens the account page.
 	app.Get("/account/password", auth.RequireUser, func(c *fiber.Ctx) error { return c.Redirect("/account", fiber.StatusSeeOther) })
+	app.Get("/account/email", auth.RequireUser, func(c *fiber.Ctx) error { return c.Redirect("/account", fiber.StatusSeeOther) })
 	post("/account/identities/:id/delete", auth.RequireUser, s.unlinkIdentity)
 
 	// Clients (clients.go, clients_import.go)

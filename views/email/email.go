@@ -98,6 +98,36 @@ this mail: your password has not changed.
 {{template "blocked"}}A new password will not let you in until then.
 {{end}}{{end}}
 
+{{define "change-email"}}Hello,
+
+the Rassylka account {{.Account}} asks to sign in with this address
+from now on. If this is your address and you asked for it, open this link
+(it works for 48 hours and only once):
+
+{{.Link}}
+
+If you did not ask for it, ignore this mail: nothing changes.
+{{end}}
+
+{{define "email-taken"}}Hello,
+
+someone — maybe you — asked to move another Rassylka account to this
+address, but this address has an account of its own already, so nothing
+changes. Sign in to it at {{.Login}}
+or, if you forgot its password, set a new one at {{.Forgot}}
+
+If it was not you, ignore this mail.
+{{end}}
+
+{{define "email-changed"}}Hello{{with .Name}} {{.}}{{end}},
+
+your Rassylka account now signs in with {{.Identity}}, not with this
+address: its inbox confirmed the change.
+
+If that was you, there is nothing to do. If it was not, ask a manager of
+this Rassylka to block the account.
+{{end}}
+
 {{define "password-changed"}}Hello{{with .Name}} {{.}}{{end}},
 
 the password of your Rassylka account was {{.How}}. Other sessions
@@ -164,6 +194,27 @@ func ChoosePassword(name, link string) (subject, text string) {
 // account is told that a new password will not let them in.
 func Reset(name, link string, blocked bool) (subject, text string) {
 	return "Reset your password", render("reset", data{Name: name, Link: link, Blocked: blocked})
+}
+
+// ChangeEmail asks the inbox of an address the account of address
+// account wants to move to for its consent, with the link that gives it.
+// It names the account by its address alone: a name is the account's own
+// words, which would go from us to any address.
+func ChangeEmail(account, link string) (subject, text string) {
+	return "Confirm your new sign-in address", render("change-email", data{Account: account, Link: link})
+}
+
+// EmailTaken answers a request to move an account to an address that has
+// an account of its own: nothing changes (the account that asked is not
+// told, nor named: it would learn which addresses have accounts).
+func EmailTaken(baseURL string) (subject, text string) {
+	return "Your Rassylka account", render("email-taken", data{Login: baseURL + "/login", Forgot: baseURL + "/password/forgot"})
+}
+
+// EmailChanged tells the account's old address that it signs in with
+// another now.
+func EmailChanged(name, newAddr string) (subject, text string) {
+	return "Your Rassylka sign-in address was changed", render("email-changed", data{Name: name, Identity: newAddr})
 }
 
 // PasswordChanged tells the owner of an account that its password was

@@ -178,3 +178,26 @@ func (f *ChangePassword) Validate(email string, hasPassword bool) Errors {
 	}
 	return errs
 }
+
+// ChangeEmail is the account page's form that moves the account to
+// another address.
+type ChangeEmail struct {
+	Email    string `form:"new_email"`
+	Password string `form:"email_password"` // the account's, when it has one
+}
+
+// Validate normalizes the address and returns what is wrong; current is
+// the account's address.
+func (f *ChangeEmail) Validate(current string, hasPassword bool) Errors {
+	errs := Errors{}
+	var msg string
+	if f.Email, msg = RecipientEmail(f.Email); msg != "" { // the link must reach it
+		errs["new_email"] = msg
+	} else if model.CanonicalEmail(f.Email) == current {
+		errs["new_email"] = "This is your sign-in address already."
+	}
+	if hasPassword && f.Password == "" {
+		errs["email_password"] = "Enter your password."
+	}
+	return errs
+}

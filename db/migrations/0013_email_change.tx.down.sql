@@ -1,0 +1,4 @@
+DELETE FROM tokens WHERE purpose = 'change_email';
+ALTER TABLE tokens DROP CONSTRAINT tokens_purpose_check;
+ALTER TABLE tokens ADD CONSTRAINT tokens_purpose_check
+  CHECK (purpose IN ('confirm_email', 'reset_password', 'confirm_reply_to'));
