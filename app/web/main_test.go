@@ -130,6 +130,18 @@ func (e *env) withWorker(t testing.TB) *mailsink.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
+	// Started: told to Redis, where the pages look for a worker (a page
+	// asked first said none runs).
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: o.Addr, DB: o.DB})
+	defer insp.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if servers, err := insp.Servers(); err == nil && len(servers) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker is not told to Redis")
+		}
+	}
 	return sink
 }
 

@@ -1134,6 +1134,33 @@ func TestProgressTellsNoWorkerRuns(t *testing.T) {
 	}
 }
 
+// While a run sends, its progress says how many are still to go, and
+// why they may wait (a send the server asked to try later waits minutes,
+// the bar standing still meanwhile); once it has ended, nothing is.
+func TestProgressSaysWhatIsStillToGo(t *testing.T) {
+	e, c, _, o := signedInWithObjects(t)
+	ctx := context.Background()
+	run := &model.Run{MailingID: o.mailing.ID, Trigger: model.TriggerManual, StartedAt: time.Now(), Total: 12, Succeeded: 9, Failed: 2}
+	if _, err := e.db.NewInsert().Model(run).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.withWorker(t)
+	left := func() string {
+		t.Helper()
+		_, body := c.request(t, "GET", "/mailings/"+id(o.mailing.ID)+"/progress?run="+id(run.ID), nil, true)
+		return strings.Join(strings.Fields(parseHTML(t, body).Find("[data-testid=progress-left]").Text()), " ")
+	}
+	if got := left(); !strings.HasPrefix(got, "1 recipient is still to go: not sent yet, or waiting for another try") {
+		t.Errorf("a run with one to go: %q", got)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE runs SET finished_at = now(), failed = 3 WHERE id = ?", run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := left(); got != "" {
+		t.Errorf("a run ended: %q", got)
+	}
+}
+
 // A planned send due over a minute ago that has not started, no worker
 // running, says so (the page said "due now" until the window closed);
 // once a worker runs, or before the minute, the notice is not there.
