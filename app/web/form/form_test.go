@@ -101,6 +101,19 @@ func TestMailingEndInTheFuture(t *testing.T) {
 	}
 }
 
+// A running mailing's end before its first send (locked: a run went out
+// under it, "Send now" before its time) says when that is, and that
+// switching the mailing off stops its sends sooner.
+func TestRunningMailingEndBeforeItsFirstSend(t *testing.T) {
+	now := time.Date(2027, 5, 1, 12, 0, 0, 0, time.UTC)
+	stored := now.Add(48 * time.Hour)
+	f := &Mailing{MessageID: "1", EndsAt: now.Add(time.Hour).Format(DateTimeLocal), Repeat: "once", RecipientIDs: "1"}
+	_, errs := f.Validate(Rules{Now: now, Running: true, StoredStart: &stored})
+	if want := "The end of sending must be after the first send, 3 May 2027 12:00. To stop its sends before then, switch the mailing off."; errs["ends_at"] != want {
+		t.Errorf("ends_at: %q, want %q", errs["ends_at"], want)
+	}
+}
+
 // Forms of a time a browser may send, or a person type, other than the
 // usual one are read as they are.
 func TestLocalTimeOtherForms(t *testing.T) {

@@ -186,7 +186,14 @@ func (f *Mailing) Validate(r Rules) (Parsed, Errors) {
 	case !r.Running && errs["starts_at"] == "" && !end.After(p.StartsAt):
 		errs["ends_at"] = "The end of sending must be after the first send."
 	case r.Running && r.StoredStart != nil && !end.After(*r.StoredStart):
-		errs["ends_at"] = "The end of sending must be after the first send."
+		// Its first send is locked: a run went out under it. Closing the
+		// window sooner is switching the mailing off.
+		loc := r.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		errs["ends_at"] = "The end of sending must be after the first send, " + r.StoredStart.In(loc).Format("2 Jan 2006 15:04") +
+			". To stop its sends before then, switch the mailing off."
 	}
 	p.EndsAt = end
 
