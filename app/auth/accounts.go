@@ -326,10 +326,12 @@ func (a *Accounts) CancelEmailChange(ctx context.Context, userID int64) error {
 	return a.Store.RevokeTokens(ctx, userID, model.TokenChangeEmail)
 }
 
-// CheckEmailToken tells whether a new address's link can still be used,
-// without using it, and returns its account and the address.
-func (a *Accounts) CheckEmailToken(ctx context.Context, token string) (*model.User, string, error) {
-	t, err := a.findToken(ctx, model.TokenChangeEmail, token)
+// CheckAddressToken tells whether a link mailed to an address (of purpose
+// TokenChangeEmail or TokenConfirmReplyTo) can still be used, without
+// using it, and returns its account and the address (ErrBlocked: the
+// account is blocked).
+func (a *Accounts) CheckAddressToken(ctx context.Context, purpose model.TokenPurpose, token string) (*model.User, string, error) {
+	t, err := a.findToken(ctx, purpose, token)
 	if err != nil {
 		return nil, "", err
 	}
@@ -387,23 +389,6 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 		}
 	}
 	return u, old, nil
-}
-
-// CheckReplyToken tells whether a reply-address link can still be used,
-// without using it, and returns its account and the address it confirms.
-func (a *Accounts) CheckReplyToken(ctx context.Context, token string) (*model.User, string, error) {
-	t, err := a.findToken(ctx, model.TokenConfirmReplyTo, token)
-	if err != nil {
-		return nil, "", err
-	}
-	u, err := a.Store.UserByID(ctx, t.UserID)
-	if err != nil {
-		return nil, "", err
-	}
-	if u.Blocked() {
-		return u, t.Address, ErrBlocked
-	}
-	return u, t.Address, nil
 }
 
 // ConfirmReplyTo uses a reply-address link: the address it was mailed to

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun/dialect/pgdialect"
+
 	"rassylka/app/model"
 	"rassylka/app/sending"
 	"rassylka/app/store"
@@ -150,7 +152,7 @@ func TestConnectionLostWithARecordsAnswer(t *testing.T) {
 			if err := w.svc.ProcessBatch(ctx, run.ID, 0); err == nil {
 				t.Fatal("the batch ended well without the answer")
 			}
-			claim, err := w.st.BatchClaim(ctx, run.ID, 0)
+			claim, _, err := w.st.BatchClaim(ctx, run.ID, 0)
 			if err != nil || len(claim) != 0 {
 				t.Errorf("the batch's claim after it: %v, %v; want it cleared", claim, err)
 			}
@@ -173,5 +175,59 @@ func TestConnectionLostWithARecordsAnswer(t *testing.T) {
 				t.Errorf("run %+v: want all %d sent", r, n)
 			}
 		})
+	}
+}
+
+// A batch whose connection was lost while its statement ran, unmade, may
+// find its recipients claimed by the batch resumed meanwhile (which
+// claims the very ones it asked for, and may have sent them before it,
+// too, was cut): that claim is not its to clear. Only the claim stamped
+// as its statement stamped it is (the statement was made, its answer
+// lost); the ids alone cannot tell the two apart.
+func TestSalvageClearsOnlyItsOwnClaim(t *testing.T) {
+	const n = 8
+	w := newWorld(t, n)
+	w.svc.BatchSize, w.svc.Chunk, w.svc.Concurrency = 100, 4, 1
+	w.svc.SalvageFor = time.Second
+	ctx := context.Background()
+	run, err := w.svc.StartManual(ctx, w.mailing.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, err := w.st.OpenBatches(ctx)
+	if err != nil || len(batches) != 1 {
+		t.Fatalf("batches %v, %v", batches, err)
+	}
+	b := batches[0]
+	var ids []int64
+	if err := w.db.NewRaw("SELECT client_id FROM mailing_recipients WHERE mailing_id = ? ORDER BY client_id", w.mailing.ID).Scan(ctx, &ids); err != nil {
+		t.Fatal(err)
+	}
+	held, asked := ids[:4], ids[4:]
+	another := time.Now().UTC().Truncate(time.Microsecond)
+	claim := func(at time.Time) {
+		t.Helper()
+		if _, err := w.db.ExecContext(ctx, `UPDATE run_batches SET claimed = ?, claimed_emails = ARRAY(SELECT email FROM clients WHERE id = ANY(?) ORDER BY id), claimed_at = ?
+			WHERE run_id = ? AND seq = ?`, pgdialect.Array(asked), pgdialect.Array(asked), at, run.ID, b.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Claimed by another batch: left as it is, to be recorded as
+	// interrupted when the batch resumes.
+	claim(another)
+	if sending.Salvage(ctx, w.svc, run, &b, nil, held, asked, another.Add(time.Millisecond)) {
+		t.Error("salvage cleared a claim stamped otherwise than its statement")
+	}
+	if got, at, _ := w.st.BatchClaim(ctx, run.ID, b.Seq); len(got) != len(asked) || at == nil || !at.Equal(another) {
+		t.Errorf("the other batch's claim after salvage: %v at %v", got, at)
+	}
+	// Its own statement's claim, made: cleared, to be sent.
+	mine := another.Add(time.Second)
+	claim(mine)
+	if !sending.Salvage(ctx, w.svc, run, &b, nil, held, asked, mine) {
+		t.Error("salvage left the claim its statement made")
+	}
+	if got, _, _ := w.st.BatchClaim(ctx, run.ID, b.Seq); len(got) != 0 {
+		t.Errorf("its own claim after salvage: %v", got)
 	}
 }

@@ -775,7 +775,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
-				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, claim) {
+				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, claim, stmts.ClaimedAt()) {
 					rerr = fmt.Errorf("%w (what the chunk sent was recorded on a new connection)", rerr)
 				}
 				if errors.Is(err, errHandOver) {
@@ -844,15 +844,18 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 // meanwhile), the chunk's outcomes are written and the claim cleared: the
 // resumed batch then sends those not sent yet, as usual.
 //
-// held is the claim the chunk sent, asked the recipients the lost
-// statement was to claim next. A claim among asked tells that the
-// statement was made and only its answer lost: the chunk is recorded, and
-// the recipients it claimed were never sent to, so the claim is cleared
-// (they are sent when the batch resumes, not recorded as interrupted).
+// held is the claim the chunk sent; asked the recipients the lost
+// statement was to claim next, and askedAt the stamp it claimed them
+// with. A claim with that stamp tells that the statement was made and
+// only its answer lost: the chunk is recorded, and the recipients it
+// claimed were never sent to, so the claim is cleared (they are sent when
+// the batch resumes, not recorded as interrupted). (Their ids alone would
+// not tell: a batch resumed by another worker meanwhile claims the very
+// recipients this one asked for, and may have sent them.)
 //
 // It reports whether it did either; otherwise the resumed batch records
 // the claim as it always has.
-func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held, asked []int64) bool {
+func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch, sent []store.AttemptResult, held, asked []int64, askedAt time.Time) bool {
 	if len(held) == 0 && len(asked) == 0 || s.SalvageFor < 0 {
 		return false
 	}
@@ -862,13 +865,13 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 		var written store.RunCounts
 		var made bool // the lost statement was made
 		err := s.Store.LockBatch(ctx, run.ID, b.Seq, func(locked *store.Store) error {
-			claim, err := locked.BatchClaim(ctx, run.ID, b.Seq)
+			claim, claimedAt, err := locked.BatchClaim(ctx, run.ID, b.Seq)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 			switch slices.Sort(claim); {
 			case len(want) > 0 && slices.Equal(claim, want):
-			case len(claim) > 0 && all(claim, asked):
+			case len(claim) > 0 && claimedAt != nil && claimedAt.Equal(askedAt):
 				sent, made = nil, true
 			default:
 				return errClaimMoved
@@ -918,16 +921,6 @@ func (s *Service) stoppingDone() <-chan struct{} {
 		return nil
 	}
 	return s.Stopping.Done()
-}
-
-// all reports whether every one of ids is among set.
-func all(ids, set []int64) bool {
-	for _, id := range ids {
-		if !slices.Contains(set, id) {
-			return false
-		}
-	}
-	return true
 }
 
 // errClaimMoved: the batch's claim is no longer the one a task made.

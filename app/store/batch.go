@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -31,12 +32,13 @@ import (
 // records its recipients without an attempt as failures with an unknown
 // outcome (RecoverInterrupted).
 type BatchStatements struct {
-	batch    *model.RunBatch
-	run      *model.Run
-	prepare  func(context.Context, string) (*sql.Stmt, error)
-	next     *sql.Stmt
-	record   [recordParts]*sql.Stmt // by the parts a chunk needs, prepared when first needed
-	nextArgs []any                  // after the cursor and the limit
+	claimedAt time.Time // the stamp of the last claim asked for
+	batch     *model.RunBatch
+	run       *model.Run
+	prepare   func(context.Context, string) (*sql.Stmt, error)
+	next      *sql.Stmt
+	record    [recordParts]*sql.Stmt // by the parts a chunk needs, prepared when first needed
+	nextArgs  []any                  // after the cursor and the limit
 }
 
 // PrepareBatch prepares the statements of a batch of run r. On the Store of
@@ -63,6 +65,17 @@ func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatc
 	}
 	return &BatchStatements{batch: b, run: r, prepare: p.PrepareContext, next: next, nextArgs: args}, nil
 }
+
+// ClaimedAt is the stamp of the claim the last Record asked for, written
+// with it in run_batches.claimed_at: found there, the statement was made
+// (its answer may have been lost), even when another claim of the same
+// recipients might be there instead (a batch resumed meanwhile claims
+// the ones this one asked for).
+func (p *BatchStatements) ClaimedAt() time.Time { return p.claimedAt }
+
+// pgTime is how a time is written for PostgreSQL, to the microsecond it
+// keeps.
+const pgTime = "2006-01-02 15:04:05.999999-07:00"
 
 // Close frees the statements on the server; the connection stays.
 func (p *BatchStatements) Close() error {
@@ -149,7 +162,7 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 // primary key alone, and only while it is pending (recordCompletes). An
 // attempt already there otherwise (recorded by a batch that resumed
 // meanwhile) is neither written nor counted again. Clients whose address
-// does not exist ($13) are marked hard-bounced (recordBounces), unless
+// does not exist ($14) are marked hard-bounced (recordBounces), unless
 // their owner has changed the address since it was claimed. It returns
 // the status of each attempt written ('bounced' for their failures) and a
 // row ('claimed', with address and name) for each recipient claimed.
@@ -162,7 +175,7 @@ func (p *BatchStatements) Next(ctx context.Context, after int64, limit int) ([]i
 func recordSQL(parts int) string {
 	status := "status" // of each attempt written; 'bounced' for a bounce
 	if parts&recordBounces != 0 {
-		status = "CASE WHEN client_id = ANY($13::bigint[]) THEN 'bounced' ELSE status END"
+		status = "CASE WHEN client_id = ANY($14::bigint[]) THEN 'bounced' ELSE status END"
 	}
 	q := `
 	WITH x AS (
@@ -186,7 +199,7 @@ func recordSQL(parts int) string {
 	if parts&recordBounces != 0 {
 		q += `, bounced AS (
 		UPDATE clients SET bounced_at = coalesce(bounced_at, now()), updated_at = now()
-		FROM x WHERE clients.id = x.client_id AND x.client_id = ANY($13::bigint[]) AND lower(clients.email) = lower(x.email)
+		FROM x WHERE clients.id = x.client_id AND x.client_id = ANY($14::bigint[]) AND lower(clients.email) = lower(x.email)
 	)`
 	}
 	q += `, next AS (
@@ -194,7 +207,7 @@ func recordSQL(parts int) string {
 		WHERE ` + mailable + `
 	), claim AS (
 		UPDATE run_batches SET claimed = ARRAY(SELECT id FROM next ORDER BY id),
-			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id), claimed_at = now()
+			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id), claimed_at = $13::timestamptz
 		WHERE run_id = $9::bigint AND seq = $11::int
 	)
 	SELECT ` + status + `, 0::bigint, '', '' FROM added`
@@ -239,13 +252,17 @@ func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next [
 		codes.addInt(int64(r.Code))
 		responses.addText(r.Response)
 		tries.addInt(int64(r.Tries))
-		ats.addText(r.At.UTC().Format("2006-01-02 15:04:05.999999-07:00"))
+		ats.addText(r.At.UTC().Format(pgTime))
 	}
 	for _, id := range next {
 		claim.addInt(id)
 	}
+	// The claim is stamped with a time of the batch's own making, which
+	// tells its claim from any other (see ClaimedAt).
+	p.claimedAt = time.Now().UTC().Truncate(time.Microsecond)
 	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
-		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String()}
+		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String(),
+		p.claimedAt.Format(pgTime)}
 	if parts&recordBounces != 0 {
 		args = append(args, bounced.String())
 	}

@@ -230,11 +230,15 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 	return out, nil
 }
 
-// BatchClaim returns the ids of the recipients the batch's row claims.
-func (s *Store) BatchClaim(ctx context.Context, runID int64, seq int) ([]int64, error) {
-	var ids []int64
-	err := s.db.NewRaw("SELECT unnest(claimed) FROM run_batches WHERE run_id = ? AND seq = ?", runID, seq).Scan(ctx, &ids)
-	return ids, dbErr("batch claim", err)
+// BatchClaim is the batch's claim: the client ids claimed, and the stamp
+// the claim was made with (nil: none).
+func (s *Store) BatchClaim(ctx context.Context, runID int64, seq int) (ids []int64, claimedAt *time.Time, err error) {
+	var row struct {
+		Claimed   []int64    `bun:"claimed,array"`
+		ClaimedAt *time.Time `bun:"claimed_at"`
+	}
+	err = s.db.NewRaw("SELECT claimed, claimed_at FROM run_batches WHERE run_id = ? AND seq = ?", runID, seq).Scan(ctx, &row)
+	return row.Claimed, row.ClaimedAt, dbErr("batch claim", err)
 }
 
 // OrphanedBatch is an open batch no worker holds, left mid-chunk.

@@ -527,35 +527,12 @@ func (s *Server) cancelEmailChange(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
-// refuseEmailLink answers a new address's link that does nothing (not
-// valid, expired, used, its account blocked, or the address taken since)
-// with why, and reports whether it did.
-func (s *Server) refuseEmailLink(c *fiber.Ctx, err error) (bool, error) {
-	var status int
-	var n account.Notice
-	switch {
-	case errors.Is(err, auth.ErrBlocked):
-		status, n = fiber.StatusGone, account.Notice{Title: "This account is blocked",
-			Text: "A manager has blocked the account that asked: nothing changes."}
-	case errors.Is(err, auth.ErrAddressTaken):
-		status, n = fiber.StatusConflict, account.Notice{Title: "This address has an account",
-			Text: "The address has an account of its own since the move was asked for, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
-	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
-		status, n = tokenNotice(err, "")
-		n = account.Notice{Title: n.Title,
-			Text: "Each link works once, for 48 hours, and only while it is the latest move asked for: ask again on your account page."}
-	default:
-		return false, nil
-	}
-	return true, render(c, status, account.NoticePage(s.page(c, n.Title), n))
-}
-
 // emailChangeForm shows the page of a new address's link, mailed to that
 // address: which account would move to it, and a button that agrees.
 // (Opening the link alone changes nothing: mail scanners open every link.)
 func (s *Server) emailChangeForm(c *fiber.Ctx) error {
-	u, addr, err := s.accounts.CheckEmailToken(c.UserContext(), c.Params("token"))
-	if refused, rerr := s.refuseEmailLink(c, err); refused {
+	u, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenChangeEmail, c.Params("token"))
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
 		return rerr
 	}
 	if err != nil {
@@ -570,7 +547,7 @@ func (s *Server) emailChangeForm(c *fiber.Ctx) error {
 // in with it from now on.
 func (s *Server) confirmEmailChange(c *fiber.Ctx) error {
 	u, old, err := s.accounts.ChangeEmail(c.UserContext(), c.Params("token"))
-	if refused, rerr := s.refuseEmailLink(c, err); refused {
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
 		return rerr
 	}
 	if err != nil {
@@ -598,20 +575,24 @@ func (s *Server) cancelReplyTo(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
-// refuseReplyLink answers a reply address's link that does nothing (not
-// valid, expired, used, or its account blocked) with why, and reports
-// whether it did.
-func (s *Server) refuseReplyLink(c *fiber.Ctx, err error) (bool, error) {
+// refuseAddressLink answers a link mailed to an address (a reply
+// address's, a new sign-in address's) that does nothing (not valid,
+// expired, used, its account blocked, or the address taken since) with
+// why, and reports whether it did.
+func (s *Server) refuseAddressLink(c *fiber.Ctx, err error) (bool, error) {
 	var status int
 	var n account.Notice
 	switch {
 	case errors.Is(err, auth.ErrBlocked):
 		status, n = fiber.StatusGone, account.Notice{Title: "This account is blocked",
 			Text: "A manager has blocked the account that asked: its mailings do not send, and nothing changes."}
+	case errors.Is(err, auth.ErrAddressTaken):
+		status, n = fiber.StatusConflict, account.Notice{Title: "This address has an account",
+			Text: "The address has an account of its own since the move was asked for, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
 	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
 		status, n = tokenNotice(err, "")
 		n = account.Notice{Title: n.Title,
-			Text: "Each link works once, for 48 hours, and only while its address is the one asked for: the account's owner can ask again on their account page."}
+			Text: "Each link works once, for 48 hours, and only while it is the latest one asked for: the account's owner can ask again on their account page."}
 	default:
 		return false, nil
 	}
@@ -622,8 +603,8 @@ func (s *Server) refuseReplyLink(c *fiber.Ctx, err error) (bool, error) {
 // address: which account asks, and a button that agrees. (Opening the
 // link alone changes nothing: mail scanners open every link.)
 func (s *Server) replyToForm(c *fiber.Ctx) error {
-	u, addr, err := s.accounts.CheckReplyToken(c.UserContext(), c.Params("token"))
-	if refused, rerr := s.refuseReplyLink(c, err); refused {
+	u, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenConfirmReplyTo, c.Params("token"))
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
 		return rerr
 	}
 	if err != nil {
@@ -638,7 +619,7 @@ func (s *Server) replyToForm(c *fiber.Ctx) error {
 // mailings of the account that asked go to that address now.
 func (s *Server) confirmReplyTo(c *fiber.Ctx) error {
 	u, addr, err := s.accounts.ConfirmReplyTo(c.UserContext(), c.Params("token"))
-	if refused, rerr := s.refuseReplyLink(c, err); refused {
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
 		return rerr
 	}
 	if err != nil {
