@@ -308,6 +308,14 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 	if err != nil {
 		return false, err
 	}
+	// The account's own address is told, with how to stop it: whoever
+	// asked knew the password, but may not be its owner.
+	if a.mayMail(ctx, u) {
+		subject, text := email.MoveAsked(greeted(u), addr, a.BaseURL)
+		if err := a.enqueueMail(ctx, u, subject, text); err != nil {
+			a.Log.WarnContext(ctx, "mail about a move asked for not queued", "user_id", u.ID, "error", err.Error())
+		}
+	}
 	if !a.mayMailTo(ctx, addr, "to", addr) {
 		return false, nil
 	}
@@ -507,6 +515,11 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 		if err := tx.SetPassword(ctx, t.UserID, hash); err != nil {
 			return err
 		}
+		// A move to another address asked for before ends: whoever held
+		// the account may have asked for it.
+		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenChangeEmail); err != nil {
+			return err
+		}
 		if err := tx.ConfirmEmail(ctx, t.UserID); err != nil {
 			return err
 		}
@@ -552,12 +565,16 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 		return err
 	}
 	// Reset links mailed before stop working: one that leaked would
-	// otherwise undo the change.
+	// otherwise undo the change; so does a move to another address asked
+	// for before (by whoever knew the old password, maybe).
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		if _, err := tx.LockUser(ctx, u.ID); err != nil {
 			return err
 		}
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
+			return err
+		}
+		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
 			return err
 		}
 		return tx.RevokeTokens(ctx, u.ID, model.TokenResetPassword)

@@ -28,6 +28,7 @@ type User struct {
 	Email            string     `bun:"email,notnull"`
 	FullName         string     `bun:"full_name,notnull"`
 	PasswordHash     *string    `bun:"password_hash"`
+	PasswordSetAt    *time.Time `bun:"password_changed_at"` // nil: when the account was made
 	Role             Role       `bun:"role,notnull"`
 	BlockedAt        *time.Time `bun:"blocked_at"`
 	EmailConfirmedAt *time.Time `bun:"email_confirmed_at"`

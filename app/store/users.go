@@ -101,6 +101,7 @@ func (s *Store) SetEmail(ctx context.Context, userID int64, email string) error 
 func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).
 		Set("password_hash = ?", hash).
+		Set("password_changed_at = now()").
 		Set("updated_at = now()").
 		Where("id = ?", userID).Exec(ctx)
 	if err != nil {

@@ -458,8 +458,9 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 }
 
 // changeEmail asks to move the account to another address: a link is
-// mailed to it, which makes the move. The password is checked under the
-// sign-in throttle, and a few addresses an hour are mailed per account.
+// mailed to it, which makes the move, and the account's own address is
+// told. It takes the account's password, a day old, and a few addresses
+// an hour are mailed per account.
 func (s *Server) changeEmail(c *fiber.Ctx) error {
 	u := auth.CurrentUser(c)
 	var f form.ChangeEmail
@@ -477,26 +478,37 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	if errs := f.Validate(u.Email, u.PasswordHash != nil); errs.Any() {
 		return refuse(fiber.StatusUnprocessableEntity, errs)
 	}
-	if u.PasswordHash != nil {
-		wait, err := s.takeGuess(c, u.Email)
-		if err != nil {
-			return err
-		}
-		if wait > 0 {
-			return refuse(fiber.StatusTooManyRequests, form.FieldErr("email_password",
-				fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))))
-		}
-		switch err := auth.CheckOwnPassword(u, f.Password); {
-		case errors.Is(err, auth.ErrBadCredentials):
-			return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("email_password", "This is not your password."))
-		case err != nil:
-			return err
-		}
-		if err := s.rightGuess(c, u.Email); err != nil {
-			return err
-		}
+	// A move takes a password a day old: a session's holder who sets one
+	// (an account without) or changes it cannot move the account away
+	// before its owner, mailed of the change, can stop it.
+	switch since := u.PasswordSetAt; {
+	case u.PasswordHash == nil:
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
+			"Set a password first: a move asks for it, from a day after it is set."))
+	case since != nil && time.Since(*since) < passwordAgeToMove:
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
+			"Your password was set or changed less than a day ago: the account can move from "+
+				formatTime(since.Add(passwordAgeToMove), u.TimeZone)+" on, so that a session taken over cannot move it away before you are told."))
 	}
-	wait, err := take(c, s.replyLimit, "email:"+strconv.FormatInt(u.ID, 10))
+	// The password is checked under the sign-in throttle.
+	wait, err := s.takeGuess(c, u.Email)
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		return refuse(fiber.StatusTooManyRequests, form.FieldErr("email_password",
+			fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))))
+	}
+	switch err := auth.CheckOwnPassword(u, f.Password); {
+	case errors.Is(err, auth.ErrBadCredentials):
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("email_password", "This is not your password."))
+	case err != nil:
+		return err
+	}
+	if err := s.rightGuess(c, u.Email); err != nil {
+		return err
+	}
+	wait, err = take(c, s.replyLimit, "email:"+strconv.FormatInt(u.ID, 10))
 	if err != nil {
 		return err
 	}
@@ -516,6 +528,10 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	s.setFlash(c, layout.FlashSuccess, "We mailed "+addr+" a link: your account signs in with that address once its link is opened. Until then, sign in with "+u.Email+".")
 	return redirect(c, "/account")
 }
+
+// passwordAgeToMove is how old a password must be to move the account to
+// another address.
+const passwordAgeToMove = 24 * time.Hour
 
 // cancelEmailChange gives up the move to another address: its link stops
 // working.

@@ -794,16 +794,28 @@ func TestAccountEmailChange(t *testing.T) {
 	c := e.client()
 	resp, body := login(t, c, "ann@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/")
-	mails := 0
-	mailTo := func(to, subject string) string {
+	// mailTo waits for a mail to an address with a subject, not seen
+	// before (the worker sends two mails of one request in either order),
+	// and returns its body and its link's path.
+	seen := map[int]bool{}
+	mailTo := func(to, subject string) (string, string) {
 		t.Helper()
-		mails++
-		m, link := e.waitMail(t, sink, mails)
-		if m.To[0] != to || m.Header().Get("Subject") != subject {
-			t.Fatalf("mail %d: to %v, %q; want to %s, %q", mails, m.To, m.Header().Get("Subject"), to, subject)
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, m := range sink.Messages() {
+				if !seen[m.ID] && m.To[0] == to && m.Header().Get("Subject") == subject {
+					seen[m.ID] = true
+					link := linkRE.FindString(m.Body())
+					if u, err := url.Parse(link); err == nil && link != "" {
+						link = u.RequestURI()
+					}
+					return strings.Join(strings.Fields(m.Body()), " "), link
+				}
+			}
 		}
-		return link
+		t.Fatalf("no mail to %s, %q", to, subject)
+		return "", ""
 	}
+	const confirmNew, moveAsked = "Confirm your new sign-in address", "Your Rassylka account asked to change its address"
 	ask := func(addr, password string) (*http.Response, string) {
 		t.Helper()
 		return c.post(t, "/account/email", url.Values{"new_email": {addr}, "email_password": {password}})
@@ -834,9 +846,13 @@ func TestAccountEmailChange(t *testing.T) {
 	// Asked: a link to the new address; the account page says it waits.
 	resp, body = ask("Ann.New@Example.com", goodPassword)
 	wantRedirect(t, resp, body, "/account")
-	first := mailTo("ann.new@example.com", "Confirm your new sign-in address")
+	_, first := mailTo("ann.new@example.com", confirmNew)
 	if !strings.HasPrefix(first, "/account/email/") {
 		t.Fatalf("link %q", first)
+	}
+	// The account's own address is told, with how to stop it.
+	if text, link := mailTo("ann@example.com", moveAsked); !strings.Contains(text, "to sign in with ann.new@example.com") || link != "/password/forgot" {
+		t.Errorf("the mail to the account's address: %s", text)
 	}
 	if got := c.page(t, "/account").Find("[data-testid=email-pending]").Text(); !strings.Contains(got, "Waiting for ann.new@example.com") {
 		t.Errorf("the account page while the move waits: %q", got)
@@ -852,7 +868,8 @@ func TestAccountEmailChange(t *testing.T) {
 	// Another request ends the first link; "Give it up" ends the second.
 	resp, body = ask("ann2@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/account")
-	second := mailTo("ann2@example.com", "Confirm your new sign-in address")
+	_, second := mailTo("ann2@example.com", confirmNew)
+	mailTo("ann@example.com", moveAsked)
 	resp, body = e.client().get(t, first)
 	wantStatus(t, resp, body, http.StatusGone)
 	resp, body = c.post(t, "/account/email/cancel", nil)
@@ -867,7 +884,8 @@ func TestAccountEmailChange(t *testing.T) {
 	// address only, and the old one is told.
 	resp, body = ask("ann.new@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/account")
-	third := mailTo("ann.new@example.com", "Confirm your new sign-in address")
+	_, third := mailTo("ann.new@example.com", confirmNew)
+	mailTo("ann@example.com", moveAsked)
 	v := e.client()
 	v.page(t, third)
 	resp, body = v.post(t, third, nil)
@@ -875,8 +893,7 @@ func TestAccountEmailChange(t *testing.T) {
 	if email() != "ann.new@example.com" {
 		t.Fatalf("after agreeing the account signs in with %s", email())
 	}
-	mailTo("ann@example.com", "Your Rassylka sign-in address was changed")
-	if !strings.Contains(strings.Join(strings.Fields(sink.Messages()[mails-1].Body()), " "), "now signs in with ann.new@example.com") {
+	if text, _ := mailTo("ann@example.com", "Your Rassylka sign-in address was changed"); !strings.Contains(text, "now signs in with ann.new@example.com") {
 		t.Error("the old address's mail does not name the new one")
 	}
 	resp, body = v.post(t, third, nil)
@@ -893,10 +910,10 @@ func TestAccountEmailChange(t *testing.T) {
 	// the account that asked sees what it sees for any address.
 	resp, body = ask("bob@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/account")
-	mailTo("bob@example.com", "Your Rassylka account")
-	if body := sink.Messages()[mails-1].Body(); strings.Contains(body, "/account/email/") || !strings.Contains(body, "has an account of its own") {
-		t.Errorf("the mail to an address with an account:\n%s", body)
+	if text, _ := mailTo("bob@example.com", "Your Rassylka account"); strings.Contains(text, "/account/email/") || !strings.Contains(text, "has an account of its own") {
+		t.Errorf("the mail to an address with an account:\n%s", text)
 	}
+	mailTo("ann.new@example.com", moveAsked)
 	if c.page(t, "/account").Find("[data-testid=email-pending]").Length() != 1 {
 		t.Error("asking for an address with an account shows otherwise than for any other")
 	}
@@ -904,7 +921,8 @@ func TestAccountEmailChange(t *testing.T) {
 	// An address registered after the move was asked for refuses it.
 	resp, body = ask("carol@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/account")
-	carols := mailTo("carol@example.com", "Confirm your new sign-in address")
+	_, carols := mailTo("carol@example.com", confirmNew)
+	mailTo("ann.new@example.com", moveAsked)
 	newUser(t, e, "carol@example.com", model.RoleUser)
 	resp, body = e.client().post(t, carols, nil)
 	wantStatus(t, resp, body, http.StatusConflict)
@@ -939,5 +957,131 @@ func TestAccountEmailChange(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 	if email() != "carol@example.com" {
 		t.Fatalf("carol's link, her account gone, moved it to %s", email())
+	}
+}
+
+// A move to another address takes a password a day old (a session taken
+// over that sets one, on an account without, or changes it, cannot move
+// the account away before its owner is told), and a move asked for ends
+// when the password is reset or changed, or the account blocked: whoever
+// asked may not be its owner.
+func TestAccountEmailChangeGuards(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	boss := signedIn(t, e, "boss@example.com", model.RoleManager)
+	c := e.client()
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	ask := func(password string) (*http.Response, string) {
+		t.Helper()
+		return c.post(t, "/account/email", url.Values{"new_email": {"eve@example.com"}, "email_password": {password}})
+	}
+	// The link mailed to eve for the latest request.
+	link := func() string {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			msgs := sink.Messages()
+			for i := len(msgs) - 1; i >= 0; i-- {
+				if msgs[i].To[0] == "eve@example.com" {
+					if u, err := url.Parse(linkRE.FindString(msgs[i].Body())); err == nil {
+						return u.RequestURI()
+					}
+				}
+			}
+		}
+		t.Fatal("no mail to eve")
+		return ""
+	}
+	dead := func(what, link string) {
+		t.Helper()
+		if resp, body := e.client().post(t, link, nil); resp.StatusCode != http.StatusGone {
+			t.Errorf("%s: the link answers %d\n%.300s", what, resp.StatusCode, body)
+		}
+		if u, _ := e.store.UserByID(ctx, ann.ID); u.Email != "ann@example.com" {
+			t.Fatalf("%s: the account moved to %s", what, u.Email)
+		}
+	}
+
+	// A password set or changed less than a day ago, or none, moves
+	// nothing.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '23 hours' WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = ask(goodPassword)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "less than a day ago") || inputValue(t, body, "new_email") != "eve@example.com" {
+		t.Errorf("a password 23 hours old: %q", msg)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = ask(goodPassword)
+	wantRedirect(t, resp, body, "/account")
+	byReset := link()
+
+	// Reset: the move ends.
+	v := e.client()
+	resp, body = v.post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+	wantRedirect(t, resp, body, "/password/forgot/sent")
+	var reset string
+	for deadline := time.Now().Add(15 * time.Second); reset == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, m := range sink.Messages() {
+			if m.Header().Get("Subject") == "Reset your password" {
+				u, _ := url.Parse(linkRE.FindString(m.Body()))
+				reset = u.RequestURI()
+			}
+		}
+	}
+	resp, body = v.post(t, reset, url.Values{"password": {"a brand new secret"}})
+	wantRedirect(t, resp, body, "/")
+	dead("after a reset", byReset)
+
+	// A change on the account page: the move ends (the password is a day
+	// old again for the test).
+	c = e.client()
+	resp, body = login(t, c, "ann@example.com", "a brand new secret")
+	wantRedirect(t, resp, body, "/")
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = ask("a brand new secret")
+	wantRedirect(t, resp, body, "/account")
+	byChange := link()
+	resp, body = c.post(t, "/account/password", url.Values{"current_password": {"a brand new secret"}, "password": {"yet another secret"}})
+	wantRedirect(t, resp, body, "/account")
+	dead("after a change of password", byChange)
+	resp, body = ask("yet another secret")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity) // its password is new
+
+	// A block: the move ends, and stays ended once unblocked.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = ask("yet another secret")
+	wantRedirect(t, resp, body, "/account")
+	byBlock := link()
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
+	wantRedirect(t, resp, body, "/users")
+	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
+	wantRedirect(t, resp, body, "/users")
+	dead("after a block", byBlock)
+
+	// An account without a password (one a provider signs in to) sets
+	// one first.
+	c = e.client()
+	resp, body = login(t, c, "ann@example.com", "yet another secret")
+	wantRedirect(t, resp, body, "/")
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_hash = NULL, password_changed_at = NULL WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c.page(t, "/account").Find("input[name=email_password]").Length() != 0 {
+		t.Error("the form asks a password of an account without one")
+	}
+	resp, body = ask("")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "Set a password first") {
+		t.Errorf("an account without a password: %q", msg)
 	}
 }

@@ -71,6 +71,11 @@ func (s *Server) setBlocked(blocked bool) fiber.Handler {
 			if err := s.sessions.EndAllBecause(ctx, u.ID, "blocked"); err != nil {
 				return err
 			}
+			// A move to another address asked for before ends too: it
+			// would otherwise go through once the user is unblocked.
+			if err := s.accounts.CancelEmailChange(ctx, u.ID); err != nil {
+				return err
+			}
 		}
 		if isHTMX(c) {
 			row, err := s.userRowByID(c, u)

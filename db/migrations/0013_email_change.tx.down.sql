@@ -1,3 +1,4 @@
+ALTER TABLE users DROP COLUMN password_changed_at;
 DELETE FROM tokens WHERE purpose = 'change_email';
 ALTER TABLE tokens DROP CONSTRAINT tokens_purpose_check;
 ALTER TABLE tokens ADD CONSTRAINT tokens_purpose_check

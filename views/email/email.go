@@ -119,6 +119,17 @@ or, if you forgot its password, set a new one at {{.Forgot}}
 If it was not you, ignore this mail.
 {{end}}
 
+{{define "move-asked"}}Hello{{with .Name}} {{.}}{{end}},
+
+your Rassylka account asked to sign in with {{.Identity}} from now on,
+instead of this address. It moves once that address opens the link we
+mailed it; until then nothing changes.
+
+If that was you, there is nothing to do. If it was not, set a new password
+at {{.Forgot}}
+which stops the move and signs every session out.
+{{end}}
+
 {{define "email-changed"}}Hello{{with .Name}} {{.}}{{end}},
 
 your Rassylka account now signs in with {{.Identity}}, not with this
@@ -209,6 +220,14 @@ func ChangeEmail(account, link string) (subject, text string) {
 // told, nor named: it would learn which addresses have accounts).
 func EmailTaken(baseURL string) (subject, text string) {
 	return "Your Rassylka account", render("email-taken", data{Login: baseURL + "/login", Forgot: baseURL + "/password/forgot"})
+}
+
+// MoveAsked tells an account's address that a move of the account to
+// newAddr was asked for, and how to stop it.
+func MoveAsked(name, newAddr, baseURL string) (subject, text string) {
+	return "Your Rassylka account asked to change its address", render("move-asked", data{
+		Name: name, Identity: newAddr, Forgot: baseURL + "/password/forgot",
+	})
 }
 
 // EmailChanged tells the account's old address that it signs in with
