@@ -294,6 +294,11 @@ func CheckOwnPassword(u *model.User, password string) error {
 // no more of which addresses have accounts than a registration does.
 // mailed reports whether a mail was queued (within MailLimit).
 func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr string) (mailed bool, err error) {
+	// The address's allowance first: a request it has no mail left for
+	// changes nothing (the link mailed before keeps working).
+	if !a.mayMailTo(ctx, addr, "to", addr) {
+		return false, nil
+	}
 	var link string
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		if _, err := tx.LockUser(ctx, u.ID); err != nil {
@@ -316,9 +321,6 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 			a.Log.WarnContext(ctx, "mail about a move asked for not queued", "user_id", u.ID, "error", err.Error())
 		}
 	}
-	if !a.mayMailTo(ctx, addr, "to", addr) {
-		return false, nil
-	}
 	subject, text := email.ChangeEmail(u.Email, link)
 	if _, err := a.Store.UserByEmail(ctx, addr); err == nil {
 		subject, text = email.EmailTaken(a.BaseURL)
@@ -337,7 +339,8 @@ func (a *Accounts) CancelEmailChange(ctx context.Context, userID int64) error {
 // CheckAddressToken tells whether a link mailed to an address (of purpose
 // TokenChangeEmail or TokenConfirmReplyTo) can still be used, without
 // using it, and returns its account and the address (ErrBlocked: the
-// account is blocked).
+// account is blocked; ErrAddressTaken: a new sign-in address has an
+// account of its own since).
 func (a *Accounts) CheckAddressToken(ctx context.Context, purpose model.TokenPurpose, token string) (*model.User, string, error) {
 	t, err := a.findToken(ctx, purpose, token)
 	if err != nil {
@@ -349,6 +352,14 @@ func (a *Accounts) CheckAddressToken(ctx context.Context, purpose model.TokenPur
 	}
 	if u.Blocked() {
 		return u, t.Address, ErrBlocked
+	}
+	if purpose == model.TokenChangeEmail {
+		// Registered since the move was asked for: its button would fail.
+		if other, err := a.Store.UserByEmail(ctx, t.Address); err == nil && other.ID != u.ID {
+			return u, t.Address, ErrAddressTaken
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, "", err
+		}
 	}
 	return u, t.Address, nil
 }

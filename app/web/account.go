@@ -522,7 +522,7 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 		return fmt.Errorf("change email: %w", err)
 	}
 	if !mailed {
-		s.setFlash(c, layout.FlashError, addr+" was mailed too many links in the last hour: ask again later to mail it a new one.")
+		s.setFlash(c, layout.FlashError, addr+" was mailed too many links in the last hour, so nothing changed: ask again later.")
 		return redirect(c, "/account")
 	}
 	s.setFlash(c, layout.FlashSuccess, "We mailed "+addr+" a link: your account signs in with that address once its link is opened. Until then, sign in with "+u.Email+".")
@@ -607,6 +607,9 @@ func (s *Server) refuseAddressLink(c *fiber.Ctx, err error) (bool, error) {
 			Text: "The address has an account of its own since the move was asked for, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
 	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
 		status, n = tokenNotice(err, "")
+		if errors.Is(err, auth.ErrTokenUsed) { // or ended: given up, asked again, the password reset
+			n.Title = "This link no longer works"
+		}
 		n = account.Notice{Title: n.Title,
 			Text: "Each link works once, for 48 hours, and only while it is the latest one asked for: the account's owner can ask again on their account page."}
 	default:

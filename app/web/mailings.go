@@ -107,8 +107,12 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 	// nothing would load it.
 	var res mailings.PickerResults
 	if f.PickerChosen {
-		res, err = s.chosenResults(c, form.SplitIDs(f.RecipientIDs), f.PickerAt)
-		res.Q = f.PickerQ
+		ids := form.SplitIDs(f.RecipientIDs)
+		res, err = s.chosenResults(c, ids, f.PickerAt)
+		res.Q, res.Later = f.PickerQ, f.PickerAt > 0
+		if err == nil && res.Later { // a later page counts none: the heading says how many
+			_, res.Total, err = s.store.ClientsAmong(c.UserContext(), auth.UserID(c), ids, 0, 1)
+		}
 	} else {
 		res, err = s.pickerResults(c, f.PickerQ, store.NewPage(int(max(f.PickerAt, 1)), pickerPage))
 	}
@@ -116,6 +120,7 @@ func (s *Server) mailingForm(c *fiber.Ctx, f mailings.Form) (mailings.Form, erro
 		return f, err
 	}
 	res.More = false // a page of its own, in place of the one before
+	res.Action = mailings.FormAction(f)
 	picked := map[int64]bool{}
 	for _, id := range form.SplitIDs(f.RecipientIDs) {
 		picked[id] = true

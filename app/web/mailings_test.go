@@ -1224,9 +1224,13 @@ func TestMailingPickerShowsTheChosen(t *testing.T) {
 	d = parseHTML(t, body)
 	if opts := d.Find("#picker-results [data-testid=picker-option]"); opts.Length() != 5 || opts.First().AttrOr("value", "") != mine[4] ||
 		d.Find("[data-testid=recipient-count]").Text() != strconv.Itoa(len(mine)+1) || d.Find("#picker-results [data-testid=picker-more]").Length() != 0 ||
-		d.Find("[data-testid=picker-back]").Length() != 1 {
-		t.Errorf("the chosen's second page without JavaScript: %d shown, first %s, count %q",
-			opts.Length(), opts.First().AttrOr("value", ""), d.Find("[data-testid=recipient-count]").Text())
+		d.Find("[data-testid=picker-back]").Length() != 1 || !strings.Contains(d.Find("#picker-results").Text(), "More of the 54 recipients chosen") {
+		t.Errorf("the chosen's second page without JavaScript: %d shown, first %s, count %q\n%s",
+			opts.Length(), opts.First().AttrOr("value", ""), d.Find("[data-testid=recipient-count]").Text(), d.Find("#picker-results").Text())
+	}
+	// Its buttons land on the picker in the page that comes back.
+	if got := d.Find("[data-testid=picker-back]").AttrOr("formaction", ""); got != "/mailings#recipient-picker" {
+		t.Errorf("Back lands on %q", got)
 	}
 	// A search's More… without JavaScript: its next page, and what was
 	// typed in the form kept.
@@ -1234,7 +1238,7 @@ func TestMailingPickerShowsTheChosen(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 	d = parseHTML(t, body)
 	next = d.Find("#picker-results [data-testid=picker-more]")
-	if next.AttrOr("value", "") != "search:2" || next.AttrOr("hx-get", "") != "/mailings/picker?picker_q=chosen-&page=2" {
+	if next.AttrOr("value", "") != "search:2" || next.AttrOr("hx-get", "") != "/mailings/picker?picker_q=chosen-&page=2" || next.AttrOr("formaction", "") != "/mailings#recipient-picker" {
 		t.Fatalf("a search's More…: %v", next.Nodes)
 	}
 	resp, body = w.c.post(t, "/mailings", w.form(func(v url.Values) {

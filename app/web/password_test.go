@@ -924,6 +924,8 @@ func TestAccountEmailChange(t *testing.T) {
 	_, carols := mailTo("carol@example.com", confirmNew)
 	mailTo("ann.new@example.com", moveAsked)
 	newUser(t, e, "carol@example.com", model.RoleUser)
+	resp, body = e.client().get(t, carols) // its page says so, rather than offer a button that fails
+	wantStatus(t, resp, body, http.StatusConflict)
 	resp, body = e.client().post(t, carols, nil)
 	wantStatus(t, resp, body, http.StatusConflict)
 	if email() != "ann.new@example.com" {
@@ -1084,4 +1086,43 @@ func TestAccountEmailChangeGuards(t *testing.T) {
 	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "Set a password first") {
 		t.Errorf("an account without a password: %q", msg)
 	}
+}
+
+// A move asked for an address that has had its mails for the hour changes
+// nothing: the link it was mailed before keeps working (it was ended, and
+// the account page said it waited for it).
+func TestAccountEmailChangeOverTheMailLimit(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ann, bob := e.client(), e.client()
+	for c, addr := range map[*client]string{ann: "ann@example.com", bob: "bob@example.com"} {
+		newUser(t, e, addr, model.RoleUser)
+		resp, body := login(t, c, addr, goodPassword)
+		wantRedirect(t, resp, body, "/")
+	}
+	ask := func(c *client) (*http.Response, string) {
+		return c.post(t, "/account/email", url.Values{"new_email": {"target@example.com"}, "email_password": {goodPassword}})
+	}
+	resp, body := ask(ann)
+	wantRedirect(t, resp, body, "/account")
+	for range 4 {
+		resp, body = ask(bob)
+		wantRedirect(t, resp, body, "/account")
+	}
+	var first string
+	for deadline := time.Now().Add(15 * time.Second); first == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, m := range sink.Messages() {
+			if m.To[0] == "target@example.com" && strings.Contains(m.Body(), "ann@example.com") {
+				u, _ := url.Parse(linkRE.FindString(m.Body()))
+				first = u.RequestURI()
+			}
+		}
+	}
+	resp, body = ask(ann)
+	wantRedirect(t, resp, body, "/account")
+	if got := flashAfter(t, ann, resp); !strings.Contains(got, "mailed too many links in the last hour, so nothing changed") {
+		t.Errorf("the sixth mail to an address in an hour says %q", got)
+	}
+	resp, body = e.client().get(t, first)
+	wantStatus(t, resp, body, http.StatusOK)
 }

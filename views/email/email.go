@@ -141,8 +141,8 @@ this Rassylka to block the account.
 
 {{define "password-changed"}}Hello{{with .Name}} {{.}}{{end}},
 
-the password of your Rassylka account was {{.How}}. Other sessions
-were signed out.
+the password of your Rassylka account was {{.How}}.
+Other sessions were signed out.
 
 If that was you, there is nothing to do. If it was not, set a new password
 at {{.Forgot}}
