@@ -92,6 +92,18 @@ func (s *Server) importForm(c *fiber.Ctx) error {
 // importClients takes an uploaded CSV and imports it in the background
 // (runImport). The answer waits for it up to the import wait and shows
 // the report; a longer import answers with its page and a progress bar.
+// importTooLarge refuses, with the import's page, an upload larger than
+// the server reads of one (bodyLimit marked it): its body is not read,
+// not even for its CSRF token (nothing changes).
+func (s *Server) importTooLarge(c *fiber.Ctx) error {
+	n, ok := c.Locals(localTooLarge).(int)
+	if !ok {
+		return c.Next()
+	}
+	return render(c, fiber.StatusRequestEntityTooLarge, clients.ImportPage(s.page(c, "Import clients"), clients.ImportView{
+		Error: fmt.Sprintf("The file is about %.0f MB; files up to 20 MB can be imported. Split it and import the parts.", float64(n)/(1<<20))}))
+}
+
 // One import per owner runs at a time.
 func (s *Server) importClients(c *fiber.Ctx) error {
 	uid := auth.UserID(c)

@@ -286,8 +286,9 @@ func TestClientsImportExport(t *testing.T) {
 	huge := bytes.Repeat([]byte("x"), 30<<20)
 	resp, body = multipartCSV(t, c, append([]byte("email\n"), huge...))
 	wantStatus(t, resp, body, http.StatusRequestEntityTooLarge)
-	if !strings.Contains(body, "The file is about 30 MB; files up to 20 MB can be imported. Split it and import the parts.") {
-		t.Errorf("a file over the upload's bound, refusal:\n%.300s", parseHTML(t, body).Find("main").Text())
+	if d := parseHTML(t, body); !strings.Contains(d.Find("[data-testid=import-form]").Parent().Text(), "The file is about 30 MB; files up to 20 MB can be imported. Split it and import the parts.") ||
+		d.Find(`form[action="/logout"]`).Length() != 1 {
+		t.Errorf("a file over the upload's bound is refused otherwise than on the import's page, signed in:\n%.600s", d.Find("main").Text())
 	}
 
 	// Export streams every client of the owner only.

@@ -71,6 +71,10 @@ const (
 	readAhead = 8 << 10
 )
 
+// localTooLarge holds the stated length of an upload larger than its
+// route takes, which the route refuses without reading it.
+const localTooLarge = "web.too-large"
+
 func (s *Server) bodyLimit(c *fiber.Ctx) error {
 	req := c.Request()
 	if ce := req.Header.ContentEncoding(); len(ce) > 0 && string(ce) != "identity" {
@@ -100,12 +104,14 @@ func (s *Server) bodyLimit(c *fiber.Ctx) error {
 			return fiber.ErrRequestEntityTooLarge
 		}
 		req.SetBodyRaw(body)
+	case n > limit && upload:
+		// Refused by the import's route, unread, as its own page: the
+		// session is not loaded yet here, and a page without it looked
+		// signed out.
+		c.Context().SetConnectionClose()
+		c.Locals(localTooLarge, n)
 	case n > limit:
 		c.Context().SetConnectionClose()
-		if upload {
-			return refusal{fiber.StatusRequestEntityTooLarge,
-				fmt.Sprintf("The file is about %.0f MB; files up to 20 MB can be imported. Split it and import the parts.", float64(n)/(1<<20))}
-		}
 		return fiber.ErrRequestEntityTooLarge
 	case n > readAhead && !upload:
 		// The server reads the first 8 KB of a body with its headers; a

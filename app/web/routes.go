@@ -62,7 +62,7 @@ func (s *Server) routes(app *fiber.App) {
 	app.Get("/clients/export.csv", auth.RequireUser, s.exportClients)
 	app.Get("/clients/import", auth.RequireUser, s.importForm)
 	// The upload is read for its token only once a signed-in user sent it.
-	app.Post(importPath, auth.RequireUser, auth.CheckCSRF, s.importClients)
+	app.Post(importPath, auth.RequireUser, s.importTooLarge, auth.CheckCSRF, s.importClients)
 	app.Get("/clients/import/:id", auth.RequireUser, s.showImport)
 	app.Get("/clients/:id", auth.RequireUser, s.showClient)
 	app.Get("/clients/:id/edit", auth.RequireUser, s.editClient)
