@@ -928,7 +928,7 @@ func (s *Server) pickerResults(c *fiber.Ctx, q string, page store.Page) (mailing
 	if err != nil {
 		return mailings.PickerResults{}, err
 	}
-	res := mailings.PickerResults{Total: page.Total, Q: q, More: page.Number > 1}
+	res := mailings.PickerResults{Total: page.Total, Q: q, More: page.Number > 1, From: (page.Number-1)*page.PerPage + 1}
 	for _, r := range rows {
 		res.Options = append(res.Options, mailings.PickerOption{ID: r.ID, Email: r.Email, Name: r.FullName,
 			Unsubscribed: r.UnsubscribedAt != nil, Bounced: r.BouncedAt != nil})

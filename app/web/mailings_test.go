@@ -1250,7 +1250,7 @@ func TestMailingPickerShowsTheChosen(t *testing.T) {
 	wantStatus(t, resp, body, http.StatusOK)
 	d = parseHTML(t, body)
 	if opts := d.Find("#picker-results [data-testid=picker-option]"); opts.Length() != 5 || opts.First().AttrOr("value", "") != mine[4] ||
-		d.Find("select[name=repeat] option[selected]").AttrOr("value", "") != "daily" || !strings.Contains(d.Find("#picker-results").Text(), "55 matching") {
+		d.Find("select[name=repeat] option[selected]").AttrOr("value", "") != "daily" || !strings.Contains(strings.Join(strings.Fields(d.Find("#picker-results").Text()), " "), "51–55 of 55 matching") {
 		t.Errorf("a search's second page without JavaScript: %d shown, first %s\n%s", opts.Length(), opts.First().AttrOr("value", ""), d.Find("#picker-results").Text())
 	}
 	if _, after, _ := w.e.store.ListMailings(ctx, store.Own(w.ann.ID), "", "", store.NewPage(1, 50)); after.Total != before.Total {
