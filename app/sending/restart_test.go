@@ -207,7 +207,7 @@ func TestSalvageClearsOnlyItsOwnClaim(t *testing.T) {
 	another := time.Now().UTC().Truncate(time.Microsecond)
 	claim := func(at time.Time) {
 		t.Helper()
-		if _, err := w.db.ExecContext(ctx, `UPDATE run_batches SET claimed = ?, claimed_emails = ARRAY(SELECT email FROM clients WHERE id = ANY(?) ORDER BY id), claimed_at = ?
+		if _, err := w.db.ExecContext(ctx, `UPDATE run_batches SET claimed = ?, claimed_emails = ARRAY(SELECT email FROM clients WHERE id = ANY(?) ORDER BY id), claimed_at = now(), claim_stamp = ?
 			WHERE run_id = ? AND seq = ?`, pgdialect.Array(asked), pgdialect.Array(asked), at, run.ID, b.Seq); err != nil {
 			t.Fatal(err)
 		}

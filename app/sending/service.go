@@ -775,7 +775,7 @@ func (s *Service) sendRange(ctx context.Context, db *store.Store, stmts *store.B
 			written, c, rerr := s.record(dbCtx, stmts, sent, claim)
 			unadded.Add(written)
 			if rerr != nil {
-				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, claim, stmts.ClaimedAt()) {
+				if store.LostConnection(rerr) && s.salvage(dbCtx, run, b, sent, held, claim, stmts.ClaimStamp()) {
 					rerr = fmt.Errorf("%w (what the chunk sent was recorded on a new connection)", rerr)
 				}
 				if errors.Is(err, errHandOver) {
@@ -865,13 +865,13 @@ func (s *Service) salvage(ctx context.Context, run *model.Run, b *model.RunBatch
 		var written store.RunCounts
 		var made bool // the lost statement was made
 		err := s.Store.LockBatch(ctx, run.ID, b.Seq, func(locked *store.Store) error {
-			claim, claimedAt, err := locked.BatchClaim(ctx, run.ID, b.Seq)
+			claim, stamp, err := locked.BatchClaim(ctx, run.ID, b.Seq)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 			switch slices.Sort(claim); {
 			case len(want) > 0 && slices.Equal(claim, want):
-			case len(claim) > 0 && claimedAt != nil && claimedAt.Equal(askedAt):
+			case len(claim) > 0 && stamp != nil && stamp.Equal(askedAt):
 				sent, made = nil, true
 			default:
 				return errClaimMoved

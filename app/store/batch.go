@@ -32,13 +32,13 @@ import (
 // records its recipients without an attempt as failures with an unknown
 // outcome (RecoverInterrupted).
 type BatchStatements struct {
-	claimedAt time.Time // the stamp of the last claim asked for
-	batch     *model.RunBatch
-	run       *model.Run
-	prepare   func(context.Context, string) (*sql.Stmt, error)
-	next      *sql.Stmt
-	record    [recordParts]*sql.Stmt // by the parts a chunk needs, prepared when first needed
-	nextArgs  []any                  // after the cursor and the limit
+	claimStamp time.Time // the stamp of the last claim asked for
+	batch      *model.RunBatch
+	run        *model.Run
+	prepare    func(context.Context, string) (*sql.Stmt, error)
+	next       *sql.Stmt
+	record     [recordParts]*sql.Stmt // by the parts a chunk needs, prepared when first needed
+	nextArgs   []any                  // after the cursor and the limit
 }
 
 // PrepareBatch prepares the statements of a batch of run r. On the Store of
@@ -66,12 +66,12 @@ func (s *Store) PrepareBatch(ctx context.Context, r *model.Run, b *model.RunBatc
 	return &BatchStatements{batch: b, run: r, prepare: p.PrepareContext, next: next, nextArgs: args}, nil
 }
 
-// ClaimedAt is the stamp of the claim the last Record asked for, written
-// with it in run_batches.claimed_at: found there, the statement was made
+// ClaimStamp is the stamp of the claim the last Record asked for, written
+// with it in run_batches.claim_stamp: found there, the statement was made
 // (its answer may have been lost), even when another claim of the same
 // recipients might be there instead (a batch resumed meanwhile claims
 // the ones this one asked for).
-func (p *BatchStatements) ClaimedAt() time.Time { return p.claimedAt }
+func (p *BatchStatements) ClaimStamp() time.Time { return p.claimStamp }
 
 // pgTime is how a time is written for PostgreSQL, to the microsecond it
 // keeps.
@@ -207,7 +207,7 @@ func recordSQL(parts int) string {
 		WHERE ` + mailable + `
 	), claim AS (
 		UPDATE run_batches SET claimed = ARRAY(SELECT id FROM next ORDER BY id),
-			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id), claimed_at = $13::timestamptz
+			claimed_emails = ARRAY(SELECT email FROM next ORDER BY id), claimed_at = now(), claim_stamp = $13::timestamptz
 		WHERE run_id = $9::bigint AND seq = $11::int
 	)
 	SELECT ` + status + `, 0::bigint, '', '' FROM added`
@@ -258,11 +258,11 @@ func (p *BatchStatements) Record(ctx context.Context, rs []AttemptResult, next [
 		claim.addInt(id)
 	}
 	// The claim is stamped with a time of the batch's own making, which
-	// tells its claim from any other (see ClaimedAt).
-	p.claimedAt = time.Now().UTC().Truncate(time.Microsecond)
+	// tells its claim from any other (see ClaimStamp).
+	p.claimStamp = time.Now().UTC().Truncate(time.Microsecond)
 	args := []any{ids.String(), clients.String(), emails.String(), statuses.String(),
 		codes.String(), responses.String(), tries.String(), ats.String(), p.run.ID, p.run.MailingID, p.batch.Seq, claim.String(),
-		p.claimedAt.Format(pgTime)}
+		p.claimStamp.Format(pgTime)}
 	if parts&recordBounces != 0 {
 		args = append(args, bounced.String())
 	}

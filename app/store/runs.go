@@ -231,14 +231,14 @@ func (s *Store) OpenBatches(ctx context.Context) ([]model.RunBatch, error) {
 }
 
 // BatchClaim is the batch's claim: the client ids claimed, and the stamp
-// the claim was made with (nil: none).
-func (s *Store) BatchClaim(ctx context.Context, runID int64, seq int) (ids []int64, claimedAt *time.Time, err error) {
+// the claim was made with (nil: none; see BatchStatements.ClaimStamp).
+func (s *Store) BatchClaim(ctx context.Context, runID int64, seq int) (ids []int64, stamp *time.Time, err error) {
 	var row struct {
-		Claimed   []int64    `bun:"claimed,array"`
-		ClaimedAt *time.Time `bun:"claimed_at"`
+		Claimed []int64    `bun:"claimed,array"`
+		Stamp   *time.Time `bun:"claim_stamp"`
 	}
-	err = s.db.NewRaw("SELECT claimed, claimed_at FROM run_batches WHERE run_id = ? AND seq = ?", runID, seq).Scan(ctx, &row)
-	return row.Claimed, row.ClaimedAt, dbErr("batch claim", err)
+	err = s.db.NewRaw("SELECT claimed, claim_stamp FROM run_batches WHERE run_id = ? AND seq = ?", runID, seq).Scan(ctx, &row)
+	return row.Claimed, row.Stamp, dbErr("batch claim", err)
 }
 
 // OrphanedBatch is an open batch no worker holds, left mid-chunk.
@@ -287,7 +287,7 @@ func (s *Store) RecoverInterrupted(ctx context.Context, b *model.RunBatch) (int6
 	const q = `WITH batch AS (
 			SELECT claimed, claimed_emails, claimed_at FROM run_batches WHERE run_id = ? AND seq = ? FOR UPDATE
 		), cleared AS (
-			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}', claimed_at = NULL WHERE run_id = ? AND seq = ? AND claimed <> '{}'
+			UPDATE run_batches SET claimed = '{}', claimed_emails = '{}', claimed_at = NULL, claim_stamp = NULL WHERE run_id = ? AND seq = ? AND claimed <> '{}'
 		), unwritten AS (
 			INSERT INTO attempts (run_id, mailing_id, client_id, email, status, response, tries, attempted_at)
 			SELECT r.id, r.mailing_id, c.id, x.email, 'failure', '` + interrupted + `', 1, coalesce(batch.claimed_at, now())

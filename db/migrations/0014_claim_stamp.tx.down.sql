@@ -1,0 +1,1 @@
+ALTER TABLE run_batches DROP COLUMN claim_stamp;
