@@ -272,6 +272,36 @@ func (a *Accounts) SetReplyTo(ctx context.Context, userID int64, addr string) (p
 	return true, true, a.enqueueMailTo(ctx, addr, "", subject, text)
 }
 
+// MovePasswordAge is how old an account's password must be for the
+// account to move to another address: a session taken over, which may set
+// a password (on an account without) or change it, cannot move the
+// account away before its owner is told of the change.
+const MovePasswordAge = 24 * time.Hour
+
+// MayMoveFrom is when u's password is old enough for a move (zero: u has
+// none). A password set when the account was made counts from then.
+func MayMoveFrom(u *model.User) time.Time {
+	if u.PasswordHash == nil {
+		return time.Time{}
+	}
+	set := u.CreatedAt
+	if u.PasswordSetAt != nil {
+		set = *u.PasswordSetAt
+	}
+	return set.Add(MovePasswordAge)
+}
+
+// Refusals of a move to another address, found under the user's lock
+// (the handler checked before, on the user as the session loaded it).
+var (
+	// ErrAccountChanged: the password was reset or changed, or the
+	// account blocked, since it was checked.
+	ErrAccountChanged = errors.New("the account changed meanwhile")
+	// ErrNoticeLimit: the account's address has had its notices for the
+	// hour, so it could not be told of the move.
+	ErrNoticeLimit = errors.New("too many notices to the account's address")
+)
+
 // CheckOwnPassword checks the password of the signed-in user u, as a
 // change of their sign-in asks for it (ErrBadCredentials: not it). An
 // account without a password has none to check.
@@ -294,15 +324,27 @@ func CheckOwnPassword(u *model.User, password string) error {
 // no more of which addresses have accounts than a registration does.
 // mailed reports whether a mail was queued (within MailLimit).
 func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr string) (mailed bool, err error) {
-	// The address's allowance first: a request it has no mail left for
-	// changes nothing (the link mailed before keeps working).
+	// The account's address must be told (ErrNoticeLimit otherwise), and
+	// the new one mailed: a request either has no mail left for changes
+	// nothing (the link mailed before keeps working).
+	if !a.mayNotify(ctx, u.Email, u.ID) {
+		return false, ErrNoticeLimit
+	}
 	if !a.mayMailTo(ctx, addr, "to", addr) {
 		return false, nil
 	}
 	var link string
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
-		if _, err := tx.LockUser(ctx, u.ID); err != nil {
+		// Under the lock, as it is now: a reset, a change of password or a
+		// block committed since the handler checked (they revoke the links
+		// made before them) refuses it.
+		now, err := tx.LockUser(ctx, u.ID)
+		if err != nil {
 			return err
+		}
+		if now.Blocked() || now.PasswordHash == nil || u.PasswordHash == nil || *now.PasswordHash != *u.PasswordHash ||
+			time.Now().Before(MayMoveFrom(now)) {
+			return ErrAccountChanged
 		}
 		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
 			return err
@@ -315,13 +357,11 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 	}
 	// The account's own address is told, with how to stop it: whoever
 	// asked knew the password, but may not be its owner.
-	if a.mayMail(ctx, u) {
-		subject, text := email.MoveAsked(greeted(u), addr, a.BaseURL)
-		if err := a.enqueueMail(ctx, u, subject, text); err != nil {
-			a.Log.WarnContext(ctx, "mail about a move asked for not queued", "user_id", u.ID, "error", err.Error())
-		}
+	subject, text := email.MoveAsked(greeted(u), addr, a.BaseURL)
+	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
+		a.Log.WarnContext(ctx, "mail about a move asked for not queued", "user_id", u.ID, "error", err.Error())
 	}
-	subject, text := email.ChangeEmail(u.Email, link)
+	subject, text = email.ChangeEmail(u.Email, link)
 	if _, err := a.Store.UserByEmail(ctx, addr); err == nil {
 		subject, text = email.EmailTaken(a.BaseURL)
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -401,7 +441,7 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 	if err != nil {
 		return u, old, err
 	}
-	if a.mayMailTo(ctx, old, "user_id", u.ID) {
+	if a.mayNotify(ctx, old, u.ID) {
 		subject, text := email.EmailChanged(greeted(u), u.Email)
 		if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
 			a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
@@ -554,8 +594,11 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 // holds the inbox learns of a change they did not make. The change stands
 // when the mail cannot be queued.
 func (a *Accounts) tellPasswordChanged(ctx context.Context, u *model.User, how string) {
+	if !a.mayNotify(ctx, u.Email, u.ID) {
+		return
+	}
 	subject, text := email.PasswordChanged(greeted(u), how, a.BaseURL)
-	if err := a.mail(ctx, u, subject, text); err != nil {
+	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
 		a.Log.WarnContext(ctx, "mail about a changed password not queued", "user_id", u.ID, "error", err.Error())
 	}
 }
@@ -855,6 +898,15 @@ func (a *Accounts) mail(ctx context.Context, u *model.User, subject, text string
 // reports whether there was one left.
 func (a *Accounts) mayMail(ctx context.Context, u *model.User) bool {
 	return a.mayMailTo(ctx, u.Email, "user_id", u.ID)
+}
+
+// mayNotify takes one of the notices the account of userID may get at
+// its address addr (a changed password, a move asked for or made): an
+// allowance of their own, which only the account's own actions spend, so
+// that requests anyone can make (forgot password, register again) cannot
+// spend it and keep the owner from being told.
+func (a *Accounts) mayNotify(ctx context.Context, addr string, userID int64) bool {
+	return a.mayMailTo(ctx, "notice:"+addr, "user_id", userID)
 }
 
 // mayMailTo is mayMail for an address; who names it in the log.

@@ -481,14 +481,14 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	// A move takes a password a day old: a session's holder who sets one
 	// (an account without) or changes it cannot move the account away
 	// before its owner, mailed of the change, can stop it.
-	switch since := u.PasswordSetAt; {
-	case u.PasswordHash == nil:
+	switch from := auth.MayMoveFrom(u); {
+	case from.IsZero():
 		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
 			"Set a password first: a move asks for it, from a day after it is set."))
-	case since != nil && time.Since(*since) < passwordAgeToMove:
+	case time.Now().Before(from):
 		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
 			"Your password was set or changed less than a day ago: the account can move from "+
-				formatTime(since.Add(passwordAgeToMove), u.TimeZone)+" on, so that a session taken over cannot move it away before you are told."))
+				formatTime(from, u.TimeZone)+" on, so that a session taken over cannot move it away before you are told."))
 	}
 	// The password is checked under the sign-in throttle.
 	wait, err := s.takeGuess(c, u.Email)
@@ -518,7 +518,14 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	}
 	addr := model.CanonicalEmail(f.Email)
 	mailed, err := s.accounts.RequestEmailChange(c.UserContext(), u, addr)
-	if err != nil {
+	switch {
+	case errors.Is(err, auth.ErrAccountChanged):
+		s.setFlash(c, layout.FlashError, "Your password or your account changed meanwhile, so nothing changed: try again.")
+		return redirect(c, "/account")
+	case errors.Is(err, auth.ErrNoticeLimit):
+		return refuse(fiber.StatusTooManyRequests, form.FieldErr("new_email",
+			"Your address was sent too many notices in the last hour, and must be told of a move: try again later."))
+	case err != nil:
 		return fmt.Errorf("change email: %w", err)
 	}
 	if !mailed {
@@ -528,10 +535,6 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	s.setFlash(c, layout.FlashSuccess, "We mailed "+addr+" a link: your account signs in with that address once its link is opened. Until then, sign in with "+u.Email+".")
 	return redirect(c, "/account")
 }
-
-// passwordAgeToMove is how old a password must be to move the account to
-// another address.
-const passwordAgeToMove = 24 * time.Hour
 
 // cancelEmailChange gives up the move to another address: its link stops
 // working.

@@ -790,6 +790,7 @@ func TestAccountEmailChange(t *testing.T) {
 	sink := e.withWorker(t)
 	ctx := context.Background()
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	dayOldPassword(t, e, ann.ID)
 	newUser(t, e, "bob@example.com", model.RoleUser)
 	c := e.client()
 	resp, body := login(t, c, "ann@example.com", goodPassword)
@@ -1016,9 +1017,7 @@ func TestAccountEmailChangeGuards(t *testing.T) {
 	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "less than a day ago") || inputValue(t, body, "new_email") != "eve@example.com" {
 		t.Errorf("a password 23 hours old: %q", msg)
 	}
-	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
-		t.Fatal(err)
-	}
+	dayOldPassword(t, e, ann.ID)
 	resp, body = ask(goodPassword)
 	wantRedirect(t, resp, body, "/account")
 	byReset := link()
@@ -1061,9 +1060,28 @@ func TestAccountEmailChangeGuards(t *testing.T) {
 	if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
 		t.Fatal(err)
 	}
+	// Anyone may spend the address's mails for the hour (asking to reset
+	// its password): its notices are not among them, and it is told of
+	// the move (the third it asks for).
+	for range 6 {
+		resp, body = e.client().post(t, "/password/forgot", url.Values{"email": {"ann@example.com"}})
+		wantRedirect(t, resp, body, "/password/forgot/sent")
+	}
 	resp, body = ask("yet another secret")
 	wantRedirect(t, resp, body, "/account")
 	byBlock := link()
+	told := 0
+	for deadline := time.Now().Add(15 * time.Second); told < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		told = 0
+		for _, m := range sink.Messages() {
+			if m.To[0] == "ann@example.com" && m.Header().Get("Subject") == "Your Rassylka account asked to change its address" {
+				told++
+			}
+		}
+	}
+	if told != 3 {
+		t.Errorf("the account's address was told of %d of 3 moves, after anyone asked to reset its password six times", told)
+	}
 	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/block", nil)
 	wantRedirect(t, resp, body, "/users")
 	resp, body = boss.post(t, "/users/"+id(ann.ID)+"/unblock", nil)
@@ -1096,7 +1114,7 @@ func TestAccountEmailChangeOverTheMailLimit(t *testing.T) {
 	sink := e.withWorker(t)
 	ann, bob := e.client(), e.client()
 	for c, addr := range map[*client]string{ann: "ann@example.com", bob: "bob@example.com"} {
-		newUser(t, e, addr, model.RoleUser)
+		dayOldPassword(t, e, newUser(t, e, addr, model.RoleUser).ID)
 		resp, body := login(t, c, addr, goodPassword)
 		wantRedirect(t, resp, body, "/")
 	}
@@ -1125,4 +1143,65 @@ func TestAccountEmailChangeOverTheMailLimit(t *testing.T) {
 	}
 	resp, body = e.client().get(t, first)
 	wantStatus(t, resp, body, http.StatusOK)
+}
+
+// dayOldPassword makes the user's password a day old, as a move to another
+// address asks.
+func dayOldPassword(t *testing.T, e *env, userID int64) {
+	t.Helper()
+	if _, err := e.db.ExecContext(context.Background(), "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", userID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reset, a change of password or a block that commits while a move is
+// asked for (after its handler checked the password, before the move's
+// link is made) refuses the move: the link would have outlived them.
+func TestAccountEmailChangeRacingAReset(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	dayOldPassword(t, e, ann.ID)
+	c := e.client()
+	resp, body := login(t, c, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	// Right after the request has read the account (its session's), the
+	// owner's reset commits.
+	reset := func(ev *bun.QueryEvent) {
+		if !strings.Contains(ev.Query, `FROM "users"`) {
+			return
+		}
+		e.hook.after.Store(nil)
+		hash, err := auth.HashPassword("the owner's new secret")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := e.store.SetPassword(ctx, ann.ID, hash); err != nil {
+			t.Error(err)
+		}
+		if _, err := e.db.ExecContext(ctx, "UPDATE users SET password_changed_at = now() - interval '25 hours' WHERE id = ?", ann.ID); err != nil {
+			t.Error(err)
+		}
+	}
+	e.hook.after.Store(&reset)
+	t.Cleanup(func() { e.hook.after.Store(nil) })
+	resp, body = c.post(t, "/account/email", url.Values{"new_email": {"eve@example.com"}, "email_password": {goodPassword}})
+	if e.hook.after.Load() != nil {
+		t.Fatal("the request never read the account")
+	}
+	wantRedirect(t, resp, body, "/account")
+	if got := flashAfter(t, c, resp); !strings.Contains(got, "changed meanwhile, so nothing changed") {
+		t.Errorf("a move racing a reset says %q", got)
+	}
+	if addr, err := e.store.LiveTokenAddress(ctx, ann.ID, model.TokenChangeEmail); err != nil || addr != "" {
+		t.Errorf("a move racing a reset left a link to %q (%v)", addr, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range sink.Messages() {
+		if m.To[0] == "eve@example.com" {
+			t.Errorf("eve was mailed %q", m.Header().Get("Subject"))
+		}
+	}
 }
