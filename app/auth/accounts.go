@@ -21,6 +21,7 @@ import (
 const (
 	ConfirmTokenTTL = 48 * time.Hour
 	ResetTokenTTL   = time.Hour
+	RevertTokenTTL  = 7 * 24 * time.Hour // a move's, mailed to the old address
 )
 
 // Errors of the account flows; handlers turn them into pages.
@@ -413,6 +414,7 @@ var ErrAddressTaken = errors.New("the address has an account")
 // to the old address stop working, and the old address is told. It
 // returns the user as they are now and their old address.
 func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User, old string, err error) {
+	var back string // the link that moves it back, mailed to the old address
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
 		t, err := useToken(ctx, tx, model.TokenChangeEmail, token)
 		if err != nil {
@@ -430,10 +432,13 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 		} else if err != nil {
 			return err
 		}
-		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail} {
+		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail, model.TokenRevertEmail} {
 			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
 				return err
 			}
+		}
+		if back, err = a.newLinkIn(ctx, tx, &model.Token{UserID: u.ID, Purpose: model.TokenRevertEmail, Address: old}, "/account/email/revert/"); err != nil {
+			return err
 		}
 		u, err = tx.UserByID(ctx, u.ID)
 		return err
@@ -442,12 +447,67 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 		return u, old, err
 	}
 	if a.mayNotify(ctx, old, u.ID) {
-		subject, text := email.EmailChanged(greeted(u), u.Email)
+		subject, text := email.EmailChanged(greeted(u), u.Email, back)
 		if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
 			a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
 		}
 	}
 	return u, old, nil
+}
+
+// RevertEmail uses the link a move mailed to the old address: the account
+// moves back to it, confirmed, with the new password given (whoever moved
+// it knew the old one), every link mailed before stops working, and the
+// sign-ins through providers under another address go (as a reset's do).
+// An account registered with the old address since the move, never
+// confirmed, is deleted (it holds nothing, and whoever moved the account
+// could have made it to keep the owner out); a confirmed one refuses
+// (ErrAddressTaken). It returns the user as they are now.
+func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *model.User, unlinked int, err error) {
+	hash, err := HashPassword(password)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = a.Store.InTx(ctx, func(tx *store.Store) error {
+		t, err := useToken(ctx, tx, model.TokenRevertEmail, token)
+		if err != nil {
+			return err
+		}
+		if u, err = tx.UserByID(ctx, t.UserID); err != nil {
+			return err
+		}
+		if u.Blocked() {
+			return ErrBlocked
+		}
+		if other, err := tx.UserByEmail(ctx, t.Address); err == nil && other.ID != u.ID {
+			if gone, err := tx.DeleteUnconfirmed(ctx, other.ID); err != nil {
+				return err
+			} else if !gone {
+				return ErrAddressTaken
+			}
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := tx.SetEmail(ctx, u.ID, t.Address); errors.Is(err, store.ErrConflict) {
+			return ErrAddressTaken
+		} else if err != nil {
+			return err
+		}
+		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
+			return err
+		}
+		for _, p := range []model.TokenPurpose{model.TokenChangeEmail, model.TokenResetPassword, model.TokenConfirmEmail} {
+			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
+				return err
+			}
+		}
+		if unlinked, err = tx.DropIdentitiesOfOtherAddresses(ctx, u.ID); err != nil {
+			return err
+		}
+		u, err = tx.UserByID(ctx, u.ID)
+		return err
+	})
+	return u, unlinked, err
 }
 
 // ConfirmReplyTo uses a reply-address link: the address it was mailed to
@@ -814,8 +874,11 @@ func (a *Accounts) newLink(ctx context.Context, userID int64, purpose model.Toke
 // timed here, and returns its link under path.
 func (a *Accounts) newLinkIn(ctx context.Context, st *store.Store, t *model.Token, path string) (string, error) {
 	ttl := ConfirmTokenTTL
-	if t.Purpose == model.TokenResetPassword {
+	switch t.Purpose {
+	case model.TokenResetPassword:
 		ttl = ResetTokenTTL
+	case model.TokenRevertEmail:
+		ttl = RevertTokenTTL
 	}
 	plain, hash := NewToken()
 	t.TokenHash, t.ExpiresAt = hash, time.Now().Add(ttl)

@@ -67,6 +67,7 @@ const (
 	TokenResetPassword  TokenPurpose = "reset_password"
 	TokenConfirmReplyTo TokenPurpose = "confirm_reply_to" // of users.reply_to_pending
 	TokenChangeEmail    TokenPurpose = "change_email"     // to the address it names
+	TokenRevertEmail    TokenPurpose = "revert_email"     // back to the address it names, after a move
 )
 
 // Token is a single-use token mailed to a user; only its hash is stored.

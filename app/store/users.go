@@ -97,6 +97,18 @@ func (s *Store) SetEmail(ctx context.Context, userID int64, email string) error 
 	return nil
 }
 
+// DeleteUnconfirmed deletes the user if their address was never confirmed
+// (such an account cannot sign in, and holds nothing), and reports whether
+// it did.
+func (s *Store) DeleteUnconfirmed(ctx context.Context, userID int64) (bool, error) {
+	res, err := s.db.NewDelete().Model((*model.User)(nil)).Where("id = ? AND email_confirmed_at IS NULL", userID).Exec(ctx)
+	if err != nil {
+		return false, dbErr("delete unconfirmed user", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // SetPassword stores a new password hash for the user.
 func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).

@@ -594,6 +594,61 @@ func (s *Server) cancelReplyTo(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
+// revertForm shows the page of the link a move mailed to the old address:
+// a new password, and the account moves back.
+func (s *Server) revertForm(c *fiber.Ctx) error {
+	_, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenRevertEmail, c.Params("token"))
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
+		return rerr
+	}
+	if err != nil {
+		return fmt.Errorf("move back link: %w", err)
+	}
+	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Move your account back"), s.revertView(c, addr, nil)))
+}
+
+func (s *Server) revertView(c *fiber.Ctx, addr string, errs form.Errors) account.ResetView {
+	return account.ResetView{Email: addr, Errors: errs, Revert: true, Action: "/account/email/revert/" + c.Params("token")}
+}
+
+// revertEmail moves the account back to the address it left, with a new
+// password: every session ends, and this one signs in.
+func (s *Server) revertEmail(c *fiber.Ctx) error {
+	var f form.NewPassword
+	if err := c.BodyParser(&f); err != nil {
+		return fiber.ErrBadRequest
+	}
+	_, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenRevertEmail, c.Params("token"))
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
+		return rerr
+	}
+	if err != nil {
+		return fmt.Errorf("move back link: %w", err)
+	}
+	if errs := f.Validate(addr); errs.Any() {
+		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Move your account back"), s.revertView(c, addr, errs)))
+	}
+	u, unlinked, err := s.accounts.RevertEmail(c.UserContext(), c.Params("token"), f.Password)
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
+		return rerr
+	}
+	if err != nil {
+		return fmt.Errorf("move back: %w", err)
+	}
+	if err := s.sessions.EndAll(c.UserContext(), u.ID); err != nil {
+		return err
+	}
+	if err := s.sessions.SignIn(c, u); err != nil {
+		return err
+	}
+	msg := "Your account signs in with " + u.Email + " again, with your new password. Every other session was signed out."
+	if unlinked > 0 {
+		msg += " Sign-ins through providers under another address than yours were unlinked."
+	}
+	s.setFlash(c, layout.FlashSuccess, msg)
+	return redirect(c, "/account")
+}
+
 // refuseAddressLink answers a link mailed to an address (a reply
 // address's, a new sign-in address's) that does nothing (not valid,
 // expired, used, its account blocked, or the address taken since) with

@@ -1205,3 +1205,76 @@ func TestAccountEmailChangeRacingAReset(t *testing.T) {
 		}
 	}
 }
+
+// Whoever knew the password moved the account away: the mail to the old
+// address has a link (7 days, once) that moves it back with a new
+// password, ending every session, even when the old address was
+// registered meanwhile (never confirmed: that account goes).
+func TestAccountEmailMoveBack(t *testing.T) {
+	e := newEnv(t)
+	sink := e.withWorker(t)
+	ctx := context.Background()
+	ann := newUser(t, e, "ann@example.com", model.RoleUser)
+	dayOldPassword(t, e, ann.ID)
+	thief := e.client()
+	resp, body := login(t, thief, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	resp, body = thief.post(t, "/account/email", url.Values{"new_email": {"eve@example.com"}, "email_password": {goodPassword}})
+	wantRedirect(t, resp, body, "/account")
+	find := func(to, subject string) string {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, m := range sink.Messages() {
+				if m.To[0] == to && m.Header().Get("Subject") == subject {
+					u, err := url.Parse(linkRE.FindString(m.Body()))
+					if err != nil {
+						t.Fatal(err)
+					}
+					return u.RequestURI()
+				}
+			}
+		}
+		t.Fatalf("no mail to %s, %q", to, subject)
+		return ""
+	}
+	move := find("eve@example.com", "Confirm your new sign-in address")
+	resp, body = thief.post(t, move, nil)
+	wantRedirect(t, resp, body, "/account")
+	back := find("ann@example.com", "Your Rassylka sign-in address was changed")
+	if !strings.HasPrefix(back, "/account/email/revert/") {
+		t.Fatalf("the old address's link %q", back)
+	}
+	// The thief registers the old address, to keep its owner out.
+	resp, body = e.client().post(t, "/register", url.Values{"email": {"ann@example.com"}, "full_name": {"Squatter"}, "password": {"squatter secret 1"}})
+	wantRedirect(t, resp, body, "/register/sent")
+	if squatter, err := e.store.UserByEmail(ctx, "ann@example.com"); err != nil || squatter.ID == ann.ID {
+		t.Fatalf("the old address's account meanwhile: %v, %v", squatter, err)
+	}
+
+	owner := e.client()
+	d := owner.page(t, back)
+	if !strings.Contains(d.Find("h1").Text(), "Move your account back") || d.Find("[data-testid=reset-email]").Text() != "ann@example.com" {
+		t.Errorf("the move back's page:\n%s", d.Text())
+	}
+	resp, body = owner.post(t, back, url.Values{"password": {"short"}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = owner.post(t, back, url.Values{"password": {"the owner's own again"}})
+	wantRedirect(t, resp, body, "/account")
+	if u, _ := e.store.UserByID(ctx, ann.ID); u.Email != "ann@example.com" || u.EmailConfirmedAt == nil {
+		t.Fatalf("after moving back the account signs in with %s", u.Email)
+	}
+	if got := owner.page(t, "/account").Find("[data-testid=account-email]").Text(); got != "ann@example.com" {
+		t.Errorf("the owner, signed in by moving back, sees %q", got)
+	}
+	resp, body = thief.get(t, "/account")
+	wantRedirect(t, resp, body, "/login?next=%2Faccount")
+	for addr, pass := range map[string]string{"ann@example.com": goodPassword, "eve@example.com": goodPassword} {
+		if resp, _ := login(t, e.client(), addr, pass); resp.StatusCode == http.StatusSeeOther {
+			t.Errorf("%s signs in with the thief's password", addr)
+		}
+	}
+	resp, body = login(t, e.client(), "ann@example.com", "the owner's own again")
+	wantRedirect(t, resp, body, "/")
+	resp, body = e.client().post(t, back, url.Values{"password": {"yet another one"}})
+	wantStatus(t, resp, body, http.StatusGone)
+}

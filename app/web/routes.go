@@ -44,6 +44,9 @@ func (s *Server) routes(app *fiber.App) {
 	post("/account/reply-to/:token", s.confirmReplyTo)
 	post("/account/email", auth.RequireUser, s.changeEmail)
 	post("/account/email/cancel", auth.RequireUser, s.cancelEmailChange)
+	// The link mailed to the old address after a move: no session needed.
+	app.Get("/account/email/revert/:token", s.revertForm)
+	post("/account/email/revert/:token", s.revertEmail)
 	// The link mailed to a new address: no session needed.
 	app.Get("/account/email/:token", s.emailChangeForm)
 	post("/account/email/:token", s.confirmEmailChange)

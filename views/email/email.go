@@ -135,8 +135,11 @@ which stops the move and signs every session out.
 your Rassylka account now signs in with {{.Identity}}, not with this
 address: its inbox confirmed the change.
 
-If that was you, there is nothing to do. If it was not, ask a manager of
-this Rassylka to block the account.
+If that was you, there is nothing to do. If it was not, move the account
+back to this address and set a new password with this link (it works for
+7 days and only once; it signs every session out):
+
+{{.Link}}
 {{end}}
 
 {{define "password-changed"}}Hello{{with .Name}} {{.}}{{end}},
@@ -231,9 +234,9 @@ func MoveAsked(name, newAddr, baseURL string) (subject, text string) {
 }
 
 // EmailChanged tells the account's old address that it signs in with
-// another now.
-func EmailChanged(name, newAddr string) (subject, text string) {
-	return "Your Rassylka sign-in address was changed", render("email-changed", data{Name: name, Identity: newAddr})
+// another now, with the link that moves it back.
+func EmailChanged(name, newAddr, link string) (subject, text string) {
+	return "Your Rassylka sign-in address was changed", render("email-changed", data{Name: name, Identity: newAddr, Link: link})
 }
 
 // PasswordChanged tells the owner of an account that its password was
