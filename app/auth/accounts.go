@@ -135,6 +135,13 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 		return err
 	}
 
+	// An address an account moved away from within the week is kept for
+	// it (its link moves the account back): registering it makes nothing,
+	// with the same answer. Whoever moved the account away would otherwise
+	// register it, have a mail scanner confirm it, and keep the owner out.
+	if kept, err := a.Store.AddressKept(ctx, emailAddr); err != nil || kept {
+		return err
+	}
 	u := &model.User{Email: emailAddr, FullName: fullName, PasswordHash: &hash, TimeZone: timeZone}
 	var link string
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
@@ -301,6 +308,9 @@ var (
 	// ErrNoticeLimit: the account's address has had its notices for the
 	// hour, so it could not be told of the move.
 	ErrNoticeLimit = errors.New("too many notices to the account's address")
+	// ErrMovedLately: the account moved within the week, and the address
+	// it left can still move it back.
+	ErrMovedLately = errors.New("the account moved lately")
 )
 
 // CheckOwnPassword checks the password of the signed-in user u, as a
@@ -325,14 +335,15 @@ func CheckOwnPassword(u *model.User, password string) error {
 // no more of which addresses have accounts than a registration does.
 // mailed reports whether a mail was queued (within MailLimit).
 func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr string) (mailed bool, err error) {
-	// The account's address must be told (ErrNoticeLimit otherwise), and
-	// the new one mailed: a request either has no mail left for changes
-	// nothing (the link mailed before keeps working).
-	if !a.mayNotify(ctx, u.Email, u.ID) {
-		return false, ErrNoticeLimit
-	}
+	// The new address must be mailed, and the account's told
+	// (ErrNoticeLimit otherwise): a request either has no mail left for
+	// changes nothing (the link mailed before keeps working). The new
+	// address first: a request refused for it spends no notice.
 	if !a.mayMailTo(ctx, addr, "to", addr) {
 		return false, nil
+	}
+	if !a.mayNotify(ctx, u.Email, u.ID) {
+		return false, ErrNoticeLimit
 	}
 	var link string
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
@@ -346,6 +357,14 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 		if now.Blocked() || now.PasswordHash == nil || u.PasswordHash == nil || *now.PasswordHash != *u.PasswordHash ||
 			time.Now().Before(MayMoveFrom(now)) {
 			return ErrAccountChanged
+		}
+		// A week after a move, the address it left may move it back: a
+		// second move meanwhile would take the account beyond its reach.
+		if back, err := tx.LiveToken(ctx, u.ID, model.TokenRevertEmail); err != nil || back {
+			if err == nil {
+				err = ErrMovedLately
+			}
+			return err
 		}
 		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
 			return err
@@ -432,7 +451,7 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 		} else if err != nil {
 			return err
 		}
-		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail, model.TokenRevertEmail} {
+		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail} {
 			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
 				return err
 			}
@@ -446,11 +465,11 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 	if err != nil {
 		return u, old, err
 	}
-	if a.mayNotify(ctx, old, u.ID) {
-		subject, text := email.EmailChanged(greeted(u), u.Email, back)
-		if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
-			a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
-		}
+	// Always mailed (a move is made once a week at most): it carries the
+	// only way back.
+	subject, text := email.EmailChanged(greeted(u), u.Email, back)
+	if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
+		a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
 	}
 	return u, old, nil
 }
@@ -464,6 +483,7 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 // could have made it to keep the owner out); a confirmed one refuses
 // (ErrAddressTaken). It returns the user as they are now.
 func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *model.User, unlinked int, err error) {
+	var left string // the address moved away from
 	hash, err := HashPassword(password)
 	if err != nil {
 		return nil, 0, err
@@ -496,18 +516,34 @@ func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
 			return err
 		}
-		for _, p := range []model.TokenPurpose{model.TokenChangeEmail, model.TokenResetPassword, model.TokenConfirmEmail} {
+		for _, p := range []model.TokenPurpose{model.TokenChangeEmail, model.TokenResetPassword, model.TokenConfirmEmail, model.TokenConfirmReplyTo} {
 			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
 				return err
 			}
 		}
+		// Where replies went may be whoever moved the account's doing.
+		if err := tx.SetReplyTo(ctx, u.ID, "", ""); err != nil {
+			return err
+		}
 		if unlinked, err = tx.DropIdentitiesOfOtherAddresses(ctx, u.ID); err != nil {
 			return err
 		}
+		left = u.Email
 		u, err = tx.UserByID(ctx, u.ID)
 		return err
 	})
-	return u, unlinked, err
+	if err != nil {
+		return u, unlinked, err
+	}
+	// The address moved away from is told (its owner, if the move was
+	// theirs, finds themself signed out).
+	if a.mayNotify(ctx, left, u.ID) {
+		subject, text := email.MovedBack(u.Email)
+		if err := a.enqueueMailTo(ctx, left, "", subject, text); err != nil {
+			a.Log.WarnContext(ctx, "mail about a move back not queued", "user_id", u.ID, "error", err.Error())
+		}
+	}
+	return u, unlinked, nil
 }
 
 // ConfirmReplyTo uses a reply-address link: the address it was mailed to
@@ -626,9 +662,16 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 		if err := tx.SetPassword(ctx, t.UserID, hash); err != nil {
 			return err
 		}
-		// A move to another address asked for before ends: whoever held
-		// the account may have asked for it.
+		// A move to another address asked for before ends, and a reply
+		// address waiting for its inbox: whoever held the account may have
+		// asked for them.
 		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenChangeEmail); err != nil {
+			return err
+		}
+		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenConfirmReplyTo); err != nil {
+			return err
+		}
+		if err := tx.CancelReplyToPending(ctx, t.UserID); err != nil {
 			return err
 		}
 		if err := tx.ConfirmEmail(ctx, t.UserID); err != nil {
@@ -841,8 +884,11 @@ func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string
 // address learns of every new way in. The sign-in goes on when the mail
 // cannot be queued.
 func (a *Accounts) tellLinked(ctx context.Context, u *model.User, provider, identity string) {
+	if !a.mayNotify(ctx, u.Email, u.ID) {
+		return
+	}
 	subject, text := email.Linked(greeted(u), label(provider), identity, a.BaseURL)
-	if err := a.mail(ctx, u, subject, text); err != nil {
+	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
 		a.Log.WarnContext(ctx, "mail about a linked sign-in not queued", "user_id", u.ID, "error", err.Error())
 	}
 }

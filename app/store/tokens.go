@@ -74,3 +74,12 @@ func (s *Store) LiveTokenAddress(ctx context.Context, userID int64, purpose mode
 	}
 	return addr[0], nil
 }
+
+// AddressKept reports whether an address is kept for the account that
+// moved away from it: a link that moves the account back to it can still
+// be used.
+func (s *Store) AddressKept(ctx context.Context, email string) (bool, error) {
+	ok, err := s.db.NewSelect().Model((*model.Token)(nil)).
+		Where("purpose = ? AND used_at IS NULL AND expires_at > now() AND lower(address) = lower(?)", model.TokenRevertEmail, email).Exists(ctx)
+	return ok, dbErr("address kept", err)
+}

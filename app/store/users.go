@@ -109,6 +109,14 @@ func (s *Store) DeleteUnconfirmed(ctx context.Context, userID int64) (bool, erro
 	return n == 1, nil
 }
 
+// CancelReplyToPending gives up the reply address waiting for its inbox.
+func (s *Store) CancelReplyToPending(ctx context.Context, userID int64) error {
+	_, err := s.db.NewUpdate().Model((*model.User)(nil)).
+		Set("reply_to_pending = ''").Set("updated_at = now()").
+		Where("id = ? AND reply_to_pending <> ''", userID).Exec(ctx)
+	return dbErr("cancel reply address", err)
+}
+
 // SetPassword stores a new password hash for the user.
 func (s *Store) SetPassword(ctx context.Context, userID int64, hash string) error {
 	res, err := s.db.NewUpdate().Model((*model.User)(nil)).

@@ -490,6 +490,13 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 			"Your password was set or changed less than a day ago: the account can move from "+
 				formatTime(from, u.TimeZone)+" on, so that a session taken over cannot move it away before you are told."))
 	}
+	// (Checked again under the user's lock; here so that a request that
+	// cannot move the account spends none of its allowances.)
+	if back, err := s.store.LiveToken(c.UserContext(), u.ID, model.TokenRevertEmail); err != nil {
+		return err
+	} else if back {
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email", movedLately))
+	}
 	// The password is checked under the sign-in throttle.
 	wait, err := s.takeGuess(c, u.Email)
 	if err != nil {
@@ -522,6 +529,8 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	case errors.Is(err, auth.ErrAccountChanged):
 		s.setFlash(c, layout.FlashError, "Your password or your account changed meanwhile, so nothing changed: try again.")
 		return redirect(c, "/account")
+	case errors.Is(err, auth.ErrMovedLately):
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email", movedLately))
 	case errors.Is(err, auth.ErrNoticeLimit):
 		return refuse(fiber.StatusTooManyRequests, form.FieldErr("new_email",
 			"Your address was sent too many notices in the last hour, and must be told of a move: try again later."))
@@ -535,6 +544,9 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	s.setFlash(c, layout.FlashSuccess, "We mailed "+addr+" a link: your account signs in with that address once its link is opened. Until then, sign in with "+u.Email+".")
 	return redirect(c, "/account")
 }
+
+// movedLately refuses a move within the week after one.
+const movedLately = "Your account moved to this address less than a week ago, and the address it left may move it back until a week is over: it can move again then."
 
 // cancelEmailChange gives up the move to another address: its link stops
 // working.
@@ -662,14 +674,14 @@ func (s *Server) refuseAddressLink(c *fiber.Ctx, err error) (bool, error) {
 			Text: "A manager has blocked the account that asked: its mailings do not send, and nothing changes."}
 	case errors.Is(err, auth.ErrAddressTaken):
 		status, n = fiber.StatusConflict, account.Notice{Title: "This address has an account",
-			Text: "The address has an account of its own since the move was asked for, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
+			Text: "The address has an account of its own now, so nothing changes.", LinkHref: "/login", LinkLabel: "Sign in"}
 	case errors.Is(err, auth.ErrTokenInvalid) || errors.Is(err, auth.ErrTokenExpired) || errors.Is(err, auth.ErrTokenUsed):
 		status, n = tokenNotice(err, "")
 		if errors.Is(err, auth.ErrTokenUsed) { // or ended: given up, asked again, the password reset
 			n.Title = "This link no longer works"
 		}
 		n = account.Notice{Title: n.Title,
-			Text: "Each link works once, for 48 hours, and only while it is the latest one asked for: the account's owner can ask again on their account page."}
+			Text: "Each link works once, until it expires, and only while nothing has replaced it (a newer request, a reset of the password)."}
 	default:
 		return false, nil
 	}

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 
 	"rassylka/app/auth"
 	"rassylka/app/model"
+	"rassylka/app/store"
 )
 
 // Whoever held an account may have linked a provider account of theirs
@@ -906,6 +908,16 @@ func TestAccountEmailChange(t *testing.T) {
 	if got := c.page(t, "/account").Find("[data-testid=account-email]").Text(); got != "ann.new@example.com" {
 		t.Errorf("the open session's account page: %q", got)
 	}
+	// Within the week the address it left may move it back, it moves no
+	// further; a week later it may.
+	resp, body = ask("ann4@example.com", goodPassword)
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "less than a week ago") {
+		t.Errorf("a second move within the week: %q", msg)
+	}
+	if _, err := e.db.ExecContext(ctx, "UPDATE tokens SET expires_at = now() - interval '1 second' WHERE user_id = ? AND purpose = 'revert_email'", ann.ID); err != nil {
+		t.Fatal(err)
+	}
 
 	// An address with an account: its inbox is told, with no link, and
 	// the account that asked sees what it sees for any address.
@@ -1244,11 +1256,20 @@ func TestAccountEmailMoveBack(t *testing.T) {
 	if !strings.HasPrefix(back, "/account/email/revert/") {
 		t.Fatalf("the old address's link %q", back)
 	}
-	// The thief registers the old address, to keep its owner out.
+	// The thief cannot register the old address to keep its owner out
+	// (and have a mail scanner confirm it): it is kept for the week, and
+	// the answer is the same.
 	resp, body = e.client().post(t, "/register", url.Values{"email": {"ann@example.com"}, "full_name": {"Squatter"}, "password": {"squatter secret 1"}})
 	wantRedirect(t, resp, body, "/register/sent")
-	if squatter, err := e.store.UserByEmail(ctx, "ann@example.com"); err != nil || squatter.ID == ann.ID {
-		t.Fatalf("the old address's account meanwhile: %v, %v", squatter, err)
+	if squatter, err := e.store.UserByEmail(ctx, "ann@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the old address was registered meanwhile: %v, %v", squatter, err)
+	}
+	// Nor move it again, beyond the link's reach.
+	resp, body = thief.post(t, "/account/email", url.Values{"new_email": {"eve2@example.com"}, "email_password": {goodPassword}})
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	// What it set as the reply address goes with it.
+	if _, err := e.db.ExecContext(ctx, "UPDATE users SET reply_to = 'eve@example.com', reply_to_pending = 'eve3@example.com' WHERE id = ?", ann.ID); err != nil {
+		t.Fatal(err)
 	}
 
 	owner := e.client()
@@ -1277,4 +1298,9 @@ func TestAccountEmailMoveBack(t *testing.T) {
 	wantRedirect(t, resp, body, "/")
 	resp, body = e.client().post(t, back, url.Values{"password": {"yet another one"}})
 	wantStatus(t, resp, body, http.StatusGone)
+	if u, _ := e.store.UserByID(ctx, ann.ID); u.ReplyTo != "" || u.ReplyToPending != "" {
+		t.Errorf("after moving back replies go to %q (waiting: %q)", u.ReplyTo, u.ReplyToPending)
+	}
+	// The address moved away from is told.
+	find("eve@example.com", "Your Rassylka account moved back")
 }

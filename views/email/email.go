@@ -142,6 +142,14 @@ back to this address and set a new password with this link (it works for
 {{.Link}}
 {{end}}
 
+{{define "moved-back"}}Hello,
+
+the Rassylka account that signed in with this address signs in with
+{{.Identity}} again: the link mailed there after the move was used.
+
+If you moved the account here yourself, ask a manager of this Rassylka.
+{{end}}
+
 {{define "password-changed"}}Hello{{with .Name}} {{.}}{{end}},
 
 the password of your Rassylka account was {{.How}}.
@@ -237,6 +245,12 @@ func MoveAsked(name, newAddr, baseURL string) (subject, text string) {
 // another now, with the link that moves it back.
 func EmailChanged(name, newAddr, link string) (subject, text string) {
 	return "Your Rassylka sign-in address was changed", render("email-changed", data{Name: name, Identity: newAddr, Link: link})
+}
+
+// MovedBack tells the address an account moved away from, by the link
+// mailed to its old address, that it is back at addr.
+func MovedBack(addr string) (subject, text string) {
+	return "Your Rassylka account moved back", render("moved-back", data{Identity: addr})
 }
 
 // PasswordChanged tells the owner of an account that its password was
