@@ -139,8 +139,15 @@ func (a *Accounts) Register(ctx context.Context, emailAddr, fullName, password, 
 	// it (its link moves the account back): registering it makes nothing,
 	// with the same answer. Whoever moved the account away would otherwise
 	// register it, have a mail scanner confirm it, and keep the owner out.
-	if kept, err := a.Store.AddressKept(ctx, emailAddr); err != nil || kept {
+	if kept, err := a.Store.AddressKept(ctx, emailAddr); err != nil {
 		return err
+	} else if kept {
+		// Its inbox is told why, and nothing else changes.
+		if !a.mayMailTo(ctx, emailAddr, "to", emailAddr) {
+			return nil
+		}
+		subject, text := email.AddressKept()
+		return a.enqueueMailTo(ctx, emailAddr, "", subject, text)
 	}
 	u := &model.User{Email: emailAddr, FullName: fullName, PasswordHash: &hash, TimeZone: timeZone}
 	var link string
@@ -311,6 +318,10 @@ var (
 	// ErrMovedLately: the account moved within the week, and the address
 	// it left can still move it back.
 	ErrMovedLately = errors.New("the account moved lately")
+	// ErrAddressKept: an account moved away from the address within the
+	// week, and its link mailed there can still move it back: no other
+	// account takes the address meanwhile.
+	ErrAddressKept = errors.New("the address is kept for the account that left it")
 )
 
 // CheckOwnPassword checks the password of the signed-in user u, as a
@@ -386,6 +397,12 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 		subject, text = email.EmailTaken(a.BaseURL)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err
+	} else if kept, err := a.Store.AddressKept(ctx, addr); err != nil {
+		return false, err
+	} else if kept {
+		// Kept for the account that left it: its inbox gets no link that
+		// another account could be moved in by.
+		subject, text = email.AddressKept()
 	}
 	return true, a.enqueueMailTo(ctx, addr, "", subject, text)
 }
@@ -446,6 +463,11 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 			return ErrBlocked
 		}
 		old = u.Email
+		if kept, err := tx.AddressKept(ctx, t.Address); err != nil {
+			return err
+		} else if kept {
+			return ErrAddressTaken
+		}
 		if err := tx.SetEmail(ctx, u.ID, t.Address); errors.Is(err, store.ErrConflict) {
 			return ErrAddressTaken
 		} else if err != nil {
@@ -811,6 +833,14 @@ func (a *Accounts) OAuthSignIn(ctx context.Context, provider string, gu goth.Use
 				return err
 			}
 		case errors.Is(err, store.ErrNotFound):
+			// An address an account moved away from within the week is
+			// kept for it (see Register).
+			if kept, err := tx.AddressKept(ctx, addr); err != nil || kept {
+				if err == nil {
+					err = ErrAddressKept
+				}
+				return err
+			}
 			now := time.Now()
 			u = &model.User{Email: addr, FullName: providerName(gu), EmailConfirmedAt: &now}
 			if err := tx.CreateUser(ctx, u); err != nil {

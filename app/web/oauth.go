@@ -129,6 +129,9 @@ func (s *Server) oauthCallback(c *fiber.Ctx) error {
 	case errors.Is(err, auth.ErrBlocked):
 		return s.oauthRefused(c, fiber.StatusForbidden, "Your account is blocked",
 			"You cannot sign in while a manager keeps your account blocked.")
+	case errors.Is(err, auth.ErrAddressKept):
+		return s.oauthRefused(c, fiber.StatusConflict, "This address's account moved",
+			"The account that signed in with this address moved to another one within the last week. If it is yours, the mail sent to this address after the move has a link that moves it back; no other account takes this address until the week is over.")
 	case err != nil:
 		return err
 	}

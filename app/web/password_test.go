@@ -1223,14 +1223,25 @@ func TestAccountEmailChangeRacingAReset(t *testing.T) {
 // password, ending every session, even when the old address was
 // registered meanwhile (never confirmed: that account goes).
 func TestAccountEmailMoveBack(t *testing.T) {
-	e := newEnv(t)
+	e, f := oidcEnv(t)
 	sink := e.withWorker(t)
 	ctx := context.Background()
 	ann := newUser(t, e, "ann@example.com", model.RoleUser)
 	dayOldPassword(t, e, ann.ID)
-	thief := e.client()
-	resp, body := login(t, thief, "ann@example.com", goodPassword)
+	mal := e.client() // another account of the thief's
+	dayOldPassword(t, e, newUser(t, e, "mal@example.com", model.RoleUser).ID)
+	resp, body := login(t, mal, "mal@example.com", goodPassword)
 	wantRedirect(t, resp, body, "/")
+	thief := e.client()
+	resp, body = login(t, thief, "ann@example.com", goodPassword)
+	wantRedirect(t, resp, body, "/")
+	// Four requests first spend the notices of ann's address for the hour
+	// (each told it); the mail after the move, which carries the way
+	// back, goes all the same.
+	for i := range 4 {
+		resp, body = thief.post(t, "/account/email", url.Values{"new_email": {fmt.Sprintf("x%d@example.com", i)}, "email_password": {goodPassword}})
+		wantRedirect(t, resp, body, "/account")
+	}
 	resp, body = thief.post(t, "/account/email", url.Values{"new_email": {"eve@example.com"}, "email_password": {goodPassword}})
 	wantRedirect(t, resp, body, "/account")
 	find := func(to, subject string) string {
@@ -1267,6 +1278,36 @@ func TestAccountEmailMoveBack(t *testing.T) {
 	// Nor move it again, beyond the link's reach.
 	resp, body = thief.post(t, "/account/email", url.Values{"new_email": {"eve2@example.com"}, "email_password": {goodPassword}})
 	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	if msg := fieldError(t, body, "new_email"); !strings.Contains(msg, "less than a week ago") {
+		t.Errorf("a second move within the week: %q", msg)
+	}
+	// Nor move another account of its own onto it: ann's inbox gets no
+	// link for it (two mails say why: the registration's and this one's).
+	resp, body = mal.post(t, "/account/email", url.Values{"new_email": {"ann@example.com"}, "email_password": {goodPassword}})
+	wantRedirect(t, resp, body, "/account")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := 0
+		for _, m := range sink.Messages() {
+			if m.To[0] == "ann@example.com" && m.Header().Get("Subject") == "Your Rassylka account" {
+				n++
+				if strings.Contains(m.Body(), "/account/email/") {
+					t.Errorf("a move of another account onto the kept address mailed it a link:\n%s", m.Body())
+				}
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mails about the kept address, want 2", n)
+		}
+	}
+	// Nor sign in to a new account with it through a provider.
+	resp, body = oauthSignIn(t, e.client(), f, "", oidcUser{Sub: "g-ann", Email: "ann@example.com", Name: "Ann", Verified: true})
+	wantStatus(t, resp, body, http.StatusConflict)
+	if _, err := e.store.UserByEmail(ctx, "ann@example.com"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a provider's sign-in made an account of the kept address: %v", err)
+	}
 	// What it set as the reply address goes with it.
 	if _, err := e.db.ExecContext(ctx, "UPDATE users SET reply_to = 'eve@example.com', reply_to_pending = 'eve3@example.com' WHERE id = ?", ann.ID); err != nil {
 		t.Fatal(err)

@@ -142,6 +142,16 @@ back to this address and set a new password with this link (it works for
 {{.Link}}
 {{end}}
 
+{{define "address-kept"}}Hello,
+
+someone — maybe you — asked for a Rassylka account with this address, but
+an account moved away from it within the last week, and the link mailed
+here after that move can still move it back: until the week is over, no
+other account takes this address.
+
+If that account is yours, use that link. Otherwise, try again in a week.
+{{end}}
+
 {{define "moved-back"}}Hello,
 
 the Rassylka account that signed in with this address signs in with
@@ -245,6 +255,12 @@ func MoveAsked(name, newAddr, baseURL string) (subject, text string) {
 // another now, with the link that moves it back.
 func EmailChanged(name, newAddr, link string) (subject, text string) {
 	return "Your Rassylka sign-in address was changed", render("email-changed", data{Name: name, Identity: newAddr, Link: link})
+}
+
+// AddressKept answers a request for an account with an address that an
+// account moved away from within the week.
+func AddressKept() (subject, text string) {
+	return "Your Rassylka account", render("address-kept", data{})
 }
 
 // MovedBack tells the address an account moved away from, by the link
