@@ -83,3 +83,16 @@ func (s *Store) AddressKept(ctx context.Context, email string) (bool, error) {
 		Where("purpose = ? AND used_at IS NULL AND expires_at > now() AND lower(address) = lower(?)", model.TokenRevertEmail, email).Exists(ctx)
 	return ok, dbErr("address kept", err)
 }
+
+// LiveTokenUntil is when the user's live token of purpose that lasts the
+// longest expires (nil: none can be used).
+func (s *Store) LiveTokenUntil(ctx context.Context, userID int64, purpose model.TokenPurpose) (*time.Time, error) {
+	var until []time.Time
+	err := s.db.NewSelect().Model((*model.Token)(nil)).Column("expires_at").
+		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).
+		OrderExpr("expires_at DESC").Limit(1).Scan(ctx, &until)
+	if err != nil || len(until) == 0 {
+		return nil, dbErr("live token's end", err)
+	}
+	return &until[0], nil
+}

@@ -492,10 +492,11 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	}
 	// (Checked again under the user's lock; here so that a request that
 	// cannot move the account spends none of its allowances.)
-	if back, err := s.store.LiveToken(c.UserContext(), u.ID, model.TokenRevertEmail); err != nil {
+	if until, err := s.store.LiveTokenUntil(c.UserContext(), u.ID, model.TokenRevertEmail); err != nil {
 		return err
-	} else if back {
-		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email", movedLately))
+	} else if until != nil {
+		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
+			movedLately+" It can move again from "+formatTime(*until, u.TimeZone)+" on."))
 	}
 	// The password is checked under the sign-in throttle.
 	wait, err := s.takeGuess(c, u.Email)
@@ -546,7 +547,7 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 }
 
 // movedLately refuses a move within the week after one.
-const movedLately = "Your account moved to this address less than a week ago, and the address it left may move it back until a week is over: it can move again then."
+const movedLately = "Your account moved to this address less than a week ago, and the address it left may move it back until a week is over."
 
 // cancelEmailChange gives up the move to another address: its link stops
 // working.
