@@ -452,15 +452,9 @@ var ErrAddressTaken = errors.New("the address has an account")
 func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User, old string, err error) {
 	var back string // the link that moves it back, mailed to the old address
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
-		t, err := useToken(ctx, tx, model.TokenChangeEmail, token)
-		if err != nil {
+		t, user, err := useAddressToken(ctx, tx, model.TokenChangeEmail, token)
+		if u = user; err != nil {
 			return err
-		}
-		if u, err = tx.LockUser(ctx, t.UserID); err != nil {
-			return err
-		}
-		if u.Blocked() {
-			return ErrBlocked
 		}
 		old = u.Email
 		if kept, err := tx.AddressKept(ctx, t.Address); err != nil {
@@ -511,15 +505,9 @@ func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *
 		return nil, 0, err
 	}
 	err = a.Store.InTx(ctx, func(tx *store.Store) error {
-		t, err := useToken(ctx, tx, model.TokenRevertEmail, token)
-		if err != nil {
+		t, user, err := useAddressToken(ctx, tx, model.TokenRevertEmail, token)
+		if u = user; err != nil {
 			return err
-		}
-		if u, err = tx.UserByID(ctx, t.UserID); err != nil {
-			return err
-		}
-		if u.Blocked() {
-			return ErrBlocked
 		}
 		if other, err := tx.UserByEmail(ctx, t.Address); err == nil && other.ID != u.ID {
 			if gone, err := tx.DeleteUnconfirmed(ctx, other.ID); err != nil {
@@ -576,15 +564,9 @@ func (a *Accounts) ConfirmReplyTo(ctx context.Context, token string) (*model.Use
 	var u *model.User
 	var addr string
 	err := a.Store.InTx(ctx, func(tx *store.Store) error {
-		t, err := useToken(ctx, tx, model.TokenConfirmReplyTo, token)
-		if err != nil {
+		t, user, err := useAddressToken(ctx, tx, model.TokenConfirmReplyTo, token)
+		if u = user; err != nil {
 			return err
-		}
-		if u, err = tx.UserByID(ctx, t.UserID); err != nil {
-			return err
-		}
-		if u.Blocked() {
-			return ErrBlocked
 		}
 		ok, err := tx.ConfirmReplyTo(ctx, t.UserID, t.Address)
 		if err != nil {
@@ -1010,6 +992,24 @@ func useToken(ctx context.Context, st *store.Store, purpose model.TokenPurpose, 
 		return nil, err
 	}
 	return t, nil
+}
+
+// useAddressToken uses a link mailed to an address (of purpose), under its
+// user's lock (useToken's), and returns it with its user; a blocked user's
+// link does nothing (ErrBlocked: the transaction ends, the link unused).
+func useAddressToken(ctx context.Context, tx *store.Store, purpose model.TokenPurpose, token string) (*model.Token, *model.User, error) {
+	t, err := useToken(ctx, tx, purpose, token)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := tx.UserByID(ctx, t.UserID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Blocked() {
+		return t, u, ErrBlocked
+	}
+	return t, u, nil
 }
 
 // greeted is the name u's mail greets, in its text and its To: none until
