@@ -255,7 +255,8 @@ func (a *Accounts) SetReplyTo(ctx context.Context, userID int64, addr string) (p
 		}
 		switch {
 		case addr != "" && addr == u.ReplyToPending:
-			if pending, err = tx.LiveToken(ctx, userID, model.TokenConfirmReplyTo); err != nil || pending {
+			live, err := tx.LiveToken(ctx, userID, model.TokenConfirmReplyTo)
+			if pending = live != nil; err != nil || pending {
 				return err
 			}
 		case addr == u.ReplyTo && u.ReplyToPending == "":
@@ -371,11 +372,10 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 		}
 		// A week after a move, the address it left may move it back: a
 		// second move meanwhile would take the account beyond its reach.
-		if back, err := tx.LiveToken(ctx, u.ID, model.TokenRevertEmail); err != nil || back {
-			if err == nil {
-				err = ErrMovedLately
-			}
+		if back, err := tx.LiveToken(ctx, u.ID, model.TokenRevertEmail); err != nil {
 			return err
+		} else if back != nil {
+			return ErrMovedLately
 		}
 		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
 			return err
@@ -389,9 +389,7 @@ func (a *Accounts) RequestEmailChange(ctx context.Context, u *model.User, addr s
 	// The account's own address is told, with how to stop it: whoever
 	// asked knew the password, but may not be its owner.
 	subject, text := email.MoveAsked(greeted(u), addr, a.BaseURL)
-	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
-		a.Log.WarnContext(ctx, "mail about a move asked for not queued", "user_id", u.ID, "error", err.Error())
-	}
+	a.tell(ctx, u.ID, u.Email, greeted(u), subject, text)
 	subject, text = email.ChangeEmail(u.Email, link)
 	if _, err := a.Store.UserByEmail(ctx, addr); err == nil {
 		subject, text = email.EmailTaken(a.BaseURL)
@@ -467,10 +465,8 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 		} else if err != nil {
 			return err
 		}
-		for _, p := range []model.TokenPurpose{model.TokenResetPassword, model.TokenConfirmEmail} {
-			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
-				return err
-			}
+		if err := tx.RevokeTokens(ctx, u.ID, model.TokenResetPassword, model.TokenConfirmEmail); err != nil {
+			return err
 		}
 		if back, err = a.newLinkIn(ctx, tx, &model.Token{UserID: u.ID, Purpose: model.TokenRevertEmail, Address: old}, "/account/email/revert/"); err != nil {
 			return err
@@ -484,9 +480,7 @@ func (a *Accounts) ChangeEmail(ctx context.Context, token string) (u *model.User
 	// Always mailed (a move is made once a week at most): it carries the
 	// only way back.
 	subject, text := email.EmailChanged(greeted(u), u.Email, back)
-	if err := a.enqueueMailTo(ctx, old, u.FullName, subject, text); err != nil {
-		a.Log.WarnContext(ctx, "mail to an old address not queued", "user_id", u.ID, "error", err.Error())
-	}
+	a.tell(ctx, u.ID, old, greeted(u), subject, text)
 	return u, old, nil
 }
 
@@ -526,10 +520,8 @@ func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
 			return err
 		}
-		for _, p := range []model.TokenPurpose{model.TokenChangeEmail, model.TokenResetPassword, model.TokenConfirmEmail, model.TokenConfirmReplyTo} {
-			if err := tx.RevokeTokens(ctx, u.ID, p); err != nil {
-				return err
-			}
+		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail, model.TokenResetPassword, model.TokenConfirmEmail, model.TokenConfirmReplyTo); err != nil {
+			return err
 		}
 		// Where replies went may be whoever moved the account's doing.
 		if err := tx.SetReplyTo(ctx, u.ID, "", ""); err != nil {
@@ -547,12 +539,8 @@ func (a *Accounts) RevertEmail(ctx context.Context, token, password string) (u *
 	}
 	// The address moved away from is told (its owner, if the move was
 	// theirs, finds themself signed out).
-	if a.mayNotify(ctx, left, u.ID) {
-		subject, text := email.MovedBack(u.Email)
-		if err := a.enqueueMailTo(ctx, left, "", subject, text); err != nil {
-			a.Log.WarnContext(ctx, "mail about a move back not queued", "user_id", u.ID, "error", err.Error())
-		}
-	}
+	subject, text := email.MovedBack(u.Email)
+	a.notify(ctx, u.ID, left, "", subject, text)
 	return u, unlinked, nil
 }
 
@@ -669,10 +657,7 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 		// A move to another address asked for before ends, and a reply
 		// address waiting for its inbox: whoever held the account may have
 		// asked for them.
-		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenChangeEmail); err != nil {
-			return err
-		}
-		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenConfirmReplyTo); err != nil {
+		if err := tx.RevokeTokens(ctx, t.UserID, model.TokenChangeEmail, model.TokenConfirmReplyTo); err != nil {
 			return err
 		}
 		if err := tx.CancelReplyToPending(ctx, t.UserID); err != nil {
@@ -701,13 +686,8 @@ func (a *Accounts) ResetPassword(ctx context.Context, token, password string) (u
 // holds the inbox learns of a change they did not make. The change stands
 // when the mail cannot be queued.
 func (a *Accounts) tellPasswordChanged(ctx context.Context, u *model.User, how string) {
-	if !a.mayNotify(ctx, u.Email, u.ID) {
-		return
-	}
 	subject, text := email.PasswordChanged(greeted(u), how, a.BaseURL)
-	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
-		a.Log.WarnContext(ctx, "mail about a changed password not queued", "user_id", u.ID, "error", err.Error())
-	}
+	a.notify(ctx, u.ID, u.Email, greeted(u), subject, text)
 }
 
 // ChangePassword sets a new password after checking the current one (an
@@ -735,10 +715,7 @@ func (a *Accounts) ChangePassword(ctx context.Context, u *model.User, current, n
 		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
 			return err
 		}
-		if err := tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail); err != nil {
-			return err
-		}
-		return tx.RevokeTokens(ctx, u.ID, model.TokenResetPassword)
+		return tx.RevokeTokens(ctx, u.ID, model.TokenChangeEmail, model.TokenResetPassword)
 	})
 	if err != nil {
 		return err
@@ -896,13 +873,8 @@ func (a *Accounts) OAuthLink(ctx context.Context, u *model.User, provider string
 // address learns of every new way in. The sign-in goes on when the mail
 // cannot be queued.
 func (a *Accounts) tellLinked(ctx context.Context, u *model.User, provider, identity string) {
-	if !a.mayNotify(ctx, u.Email, u.ID) {
-		return
-	}
 	subject, text := email.Linked(greeted(u), label(provider), identity, a.BaseURL)
-	if err := a.enqueueMail(ctx, u, subject, text); err != nil {
-		a.Log.WarnContext(ctx, "mail about a linked sign-in not queued", "user_id", u.ID, "error", err.Error())
-	}
+	a.notify(ctx, u.ID, u.Email, greeted(u), subject, text)
 }
 
 // oneLine makes a name from a provider fit a name field: control
@@ -1046,6 +1018,22 @@ func (a *Accounts) mayMail(ctx context.Context, u *model.User) bool {
 // spend it and keep the owner from being told.
 func (a *Accounts) mayNotify(ctx context.Context, addr string, userID int64) bool {
 	return a.mayMailTo(ctx, "notice:"+addr, "user_id", userID)
+}
+
+// notify mails the account of userID a notice at addr (named name), within
+// the notices' allowance (mayNotify).
+func (a *Accounts) notify(ctx context.Context, userID int64, addr, name, subject, text string) {
+	if a.mayNotify(ctx, addr, userID) {
+		a.tell(ctx, userID, addr, name, subject, text)
+	}
+}
+
+// tell queues a notice to the account of userID at addr (named name): what
+// it tells of stands when it cannot be queued, which is logged.
+func (a *Accounts) tell(ctx context.Context, userID int64, addr, name, subject, text string) {
+	if err := a.enqueueMailTo(ctx, addr, name, subject, text); err != nil {
+		a.Log.WarnContext(ctx, "notice not queued", "user_id", userID, "subject", subject, "error", err.Error())
+	}
 }
 
 // mayMailTo is mayMail for an address; who names it in the log.

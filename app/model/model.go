@@ -80,7 +80,7 @@ type Token struct {
 	TokenHash []byte       `bun:"token_hash,notnull"`
 	ExpiresAt time.Time    `bun:"expires_at,notnull"`
 	UsedAt    *time.Time   `bun:"used_at"`
-	Address   string       `bun:"address,nullzero"` // the address a TokenConfirmReplyTo or TokenChangeEmail confirms
+	Address   string       `bun:"address,nullzero"` // the address a TokenConfirmReplyTo, TokenChangeEmail or TokenRevertEmail is for
 	CreatedAt time.Time    `bun:"created_at,notnull,default:current_timestamp"`
 }
 

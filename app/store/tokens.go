@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"rassylka/app/model"
 )
 
@@ -45,34 +47,26 @@ func (s *Store) UseToken(ctx context.Context, id int64) (bool, error) {
 	return n == 1, nil
 }
 
-// RevokeTokens marks every unused token of purpose of the user as used, so
-// that only the newest link works.
-func (s *Store) RevokeTokens(ctx context.Context, userID int64, purpose model.TokenPurpose) error {
+// RevokeTokens marks every unused token of the user of the purposes as
+// used, so that only links made after work.
+func (s *Store) RevokeTokens(ctx context.Context, userID int64, purposes ...model.TokenPurpose) error {
 	_, err := s.db.NewUpdate().Model((*model.Token)(nil)).
 		Set("used_at = now()").
-		Where("user_id = ? AND purpose = ? AND used_at IS NULL", userID, purpose).Exec(ctx)
+		Where("user_id = ? AND purpose IN (?) AND used_at IS NULL", userID, bun.List(purposes)).Exec(ctx)
 	return dbErr("revoke tokens", err)
 }
 
-// LiveToken reports whether the user has a token of purpose that can still
-// be used.
-func (s *Store) LiveToken(ctx context.Context, userID int64, purpose model.TokenPurpose) (bool, error) {
-	ok, err := s.db.NewSelect().Model((*model.Token)(nil)).
-		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).Exists(ctx)
-	return ok, dbErr("live token", err)
-}
-
-// LiveTokenAddress is the address of the user's newest token of purpose
-// that can still be used ("": none).
-func (s *Store) LiveTokenAddress(ctx context.Context, userID int64, purpose model.TokenPurpose) (string, error) {
-	var addr []string
-	err := s.db.NewSelect().Model((*model.Token)(nil)).Column("address").
-		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now() AND address IS NOT NULL", userID, purpose).
-		OrderExpr("id DESC").Limit(1).Scan(ctx, &addr)
-	if err != nil || len(addr) == 0 {
-		return "", dbErr("live token's address", err)
+// LiveToken is the user's newest token of purpose that can still be used
+// (nil: none).
+func (s *Store) LiveToken(ctx context.Context, userID int64, purpose model.TokenPurpose) (*model.Token, error) {
+	var ts []model.Token
+	err := s.db.NewSelect().Model(&ts).
+		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).
+		OrderExpr("id DESC").Limit(1).Scan(ctx)
+	if err != nil || len(ts) == 0 {
+		return nil, dbErr("live token", err)
 	}
-	return addr[0], nil
+	return &ts[0], nil
 }
 
 // AddressKept reports whether an address is kept for the account that
@@ -80,19 +74,6 @@ func (s *Store) LiveTokenAddress(ctx context.Context, userID int64, purpose mode
 // be used.
 func (s *Store) AddressKept(ctx context.Context, email string) (bool, error) {
 	ok, err := s.db.NewSelect().Model((*model.Token)(nil)).
-		Where("purpose = ? AND used_at IS NULL AND expires_at > now() AND lower(address) = lower(?)", model.TokenRevertEmail, email).Exists(ctx)
+		Where("purpose = ? AND used_at IS NULL AND expires_at > now() AND lower(address) IN (?)", model.TokenRevertEmail, bun.List(model.EmailForms(email))).Exists(ctx)
 	return ok, dbErr("address kept", err)
-}
-
-// LiveTokenUntil is when the user's live token of purpose that lasts the
-// longest expires (nil: none can be used).
-func (s *Store) LiveTokenUntil(ctx context.Context, userID int64, purpose model.TokenPurpose) (*time.Time, error) {
-	var until []time.Time
-	err := s.db.NewSelect().Model((*model.Token)(nil)).Column("expires_at").
-		Where("user_id = ? AND purpose = ? AND used_at IS NULL AND expires_at > now()", userID, purpose).
-		OrderExpr("expires_at DESC").Limit(1).Scan(ctx, &until)
-	if err != nil || len(until) == 0 {
-		return nil, dbErr("live token's end", err)
-	}
-	return &until[0], nil
 }
