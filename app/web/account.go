@@ -378,14 +378,17 @@ func (s *Server) settingsView(c *fiber.Ctx) (account.SettingsView, error) {
 	if err != nil {
 		return account.SettingsView{}, err
 	}
-	moving, err := s.store.LiveTokenAddress(c.UserContext(), u.ID, model.TokenChangeEmail)
+	moving, err := s.store.LiveToken(c.UserContext(), u.ID, model.TokenChangeEmail)
 	if err != nil {
 		return account.SettingsView{}, err
 	}
 	v := account.SettingsView{
-		Email: u.Email, EmailPending: moving, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
+		Email: u.Email, Role: string(u.Role), FullName: u.FullName, TimeZone: u.TimeZone,
 		SenderName: u.SenderName, ReplyTo: cmp.Or(u.ReplyToPending, u.ReplyTo), ReplyToNow: u.ReplyTo, ReplyToPending: u.ReplyToPending,
 		MailFrom: s.mailFrom.Address, MailFromName: s.mailFrom.Name, HasPassword: u.PasswordHash != nil, Zones: commonZones,
+	}
+	if moving != nil {
+		v.EmailPending = moving.Address
 	}
 	for _, p := range s.providers.Enabled() {
 		v.Providers = append(v.Providers, account.Provider{Name: p.Name, Label: p.Label})
@@ -435,7 +438,7 @@ func (s *Server) updateProfile(c *fiber.Ctx) error {
 				return err
 			}
 			v.FullName, v.TimeZone, v.SenderName, v.ReplyTo = f.FullName, f.TimeZone, f.SenderName, f.ReplyTo
-			v.ProfileErrors = form.Errors{"reply_to": fmt.Sprintf("You have asked %d addresses to confirm in the last hour. Please try again in %s.", replyToMails, minutes(wait))}
+			v.ProfileErrors = form.FieldErr("reply_to", tooManyAddresses(wait))
 			return render(c, fiber.StatusTooManyRequests, account.Settings(s.page(c, "Your account"), v))
 		}
 	}
@@ -492,11 +495,11 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	}
 	// (Checked again under the user's lock; here so that a request that
 	// cannot move the account spends none of its allowances.)
-	if until, err := s.store.LiveTokenUntil(c.UserContext(), u.ID, model.TokenRevertEmail); err != nil {
+	if back, err := s.store.LiveToken(c.UserContext(), u.ID, model.TokenRevertEmail); err != nil {
 		return err
-	} else if until != nil {
+	} else if back != nil {
 		return refuse(fiber.StatusUnprocessableEntity, form.FieldErr("new_email",
-			movedLately+" It can move again from "+formatTime(*until, u.TimeZone)+" on."))
+			movedLately+" It can move again from "+formatTime(back.ExpiresAt, u.TimeZone)+" on."))
 	}
 	// The password is checked under the sign-in throttle.
 	wait, err := s.takeGuess(c, u.Email)
@@ -504,8 +507,7 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 		return err
 	}
 	if wait > 0 {
-		return refuse(fiber.StatusTooManyRequests, form.FieldErr("email_password",
-			fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))))
+		return refuse(fiber.StatusTooManyRequests, form.FieldErr("email_password", tooManyGuesses(wait)))
 	}
 	switch err := auth.CheckOwnPassword(u, f.Password); {
 	case errors.Is(err, auth.ErrBadCredentials):
@@ -521,8 +523,7 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 		return err
 	}
 	if wait > 0 {
-		return refuse(fiber.StatusTooManyRequests, form.FieldErr("new_email",
-			fmt.Sprintf("You have asked %d addresses to confirm in the last hour. Please try again in %s.", replyToMails, minutes(wait))))
+		return refuse(fiber.StatusTooManyRequests, form.FieldErr("new_email", tooManyAddresses(wait)))
 	}
 	addr := model.CanonicalEmail(f.Email)
 	mailed, err := s.accounts.RequestEmailChange(c.UserContext(), u, addr)
@@ -546,6 +547,18 @@ func (s *Server) changeEmail(c *fiber.Ctx) error {
 	return redirect(c, "/account")
 }
 
+// tooManyGuesses refuses a password checked for a signed-in user over
+// the sign-in throttle, for wait.
+func tooManyGuesses(wait time.Duration) string {
+	return fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))
+}
+
+// tooManyAddresses refuses an address to confirm over a user's hourly
+// number (a reply address's, a new sign-in address's), for wait.
+func tooManyAddresses(wait time.Duration) string {
+	return fmt.Sprintf("You have asked %d addresses to confirm in the last hour. Please try again in %s.", replyToMails, minutes(wait))
+}
+
 // movedLately refuses a move within the week after one.
 const movedLately = "Your account moved to this address less than a week ago, and the address it left may move it back until a week is over."
 
@@ -563,15 +576,14 @@ func (s *Server) cancelEmailChange(c *fiber.Ctx) error {
 // address: which account would move to it, and a button that agrees.
 // (Opening the link alone changes nothing: mail scanners open every link.)
 func (s *Server) emailChangeForm(c *fiber.Ctx) error {
-	u, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenChangeEmail, c.Params("token"))
-	if refused, rerr := s.refuseAddressLink(c, err); refused {
-		return rerr
+	u, addr, done, err := s.addressLink(c, model.TokenChangeEmail)
+	if done {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("new address link: %w", err)
-	}
-	return render(c, fiber.StatusOK, account.EmailChangePage(s.page(c, "Confirm your new sign-in address"), account.EmailChangeView{
-		Account: u.Email, Address: addr, Action: "/account/email/" + c.Params("token"),
+	return render(c, fiber.StatusOK, account.AgreePage(s.page(c, "Confirm your new sign-in address"), account.AgreeView{
+		Name: "email-change", Account: u.Email, Asks: "to sign in with", Address: addr, After: " from now on.",
+		Agree: "Yes, sign in with this address", Otherwise: "If you did not ask for it, close this page: nothing changes.",
+		Action: "/account/email/" + c.Params("token"),
 	}))
 }
 
@@ -585,15 +597,8 @@ func (s *Server) confirmEmailChange(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("change email: %w", err)
 	}
-	if cur := auth.CurrentUser(c); cur != nil && cur.ID == u.ID {
-		s.setFlash(c, layout.FlashSuccess, "You sign in with "+u.Email+" now, not with "+old+".")
-		return redirect(c, "/account")
-	}
-	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Address changed"), account.Notice{
-		Title:    "Address changed",
-		Text:     "The account signs in with " + u.Email + " now, not with " + old + ".",
-		LinkHref: "/login", LinkLabel: "Sign in",
-	}))
+	return s.addressLinkUsed(c, u, "You sign in with "+u.Email+" now, not with "+old+".", account.Notice{Title: "Address changed",
+		Text: "The account signs in with " + u.Email + " now, not with " + old + ".", LinkHref: "/login", LinkLabel: "Sign in"})
 }
 
 // cancelReplyTo gives up the reply address waiting for its confirmation
@@ -610,12 +615,9 @@ func (s *Server) cancelReplyTo(c *fiber.Ctx) error {
 // revertForm shows the page of the link a move mailed to the old address:
 // a new password, and the account moves back.
 func (s *Server) revertForm(c *fiber.Ctx) error {
-	_, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenRevertEmail, c.Params("token"))
-	if refused, rerr := s.refuseAddressLink(c, err); refused {
-		return rerr
-	}
-	if err != nil {
-		return fmt.Errorf("move back link: %w", err)
+	_, addr, done, err := s.addressLink(c, model.TokenRevertEmail)
+	if done {
+		return err
 	}
 	return render(c, fiber.StatusOK, account.Reset(s.page(c, "Move your account back"), s.revertView(c, addr, nil)))
 }
@@ -631,12 +633,9 @@ func (s *Server) revertEmail(c *fiber.Ctx) error {
 	if err := c.BodyParser(&f); err != nil {
 		return fiber.ErrBadRequest
 	}
-	_, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenRevertEmail, c.Params("token"))
-	if refused, rerr := s.refuseAddressLink(c, err); refused {
-		return rerr
-	}
-	if err != nil {
-		return fmt.Errorf("move back link: %w", err)
+	_, addr, done, err := s.addressLink(c, model.TokenRevertEmail)
+	if done {
+		return err
 	}
 	if errs := f.Validate(addr); errs.Any() {
 		return render(c, fiber.StatusUnprocessableEntity, account.Reset(s.page(c, "Move your account back"), s.revertView(c, addr, errs)))
@@ -660,6 +659,31 @@ func (s *Server) revertEmail(c *fiber.Ctx) error {
 	}
 	s.setFlash(c, layout.FlashSuccess, msg)
 	return redirect(c, "/account")
+}
+
+// addressLink checks the link of the request, mailed to an address for
+// purpose, without using it; when it does nothing it answers with the page
+// saying why (done true).
+func (s *Server) addressLink(c *fiber.Ctx, purpose model.TokenPurpose) (u *model.User, addr string, done bool, err error) {
+	u, addr, err = s.accounts.CheckAddressToken(c.UserContext(), purpose, c.Params("token"))
+	if refused, rerr := s.refuseAddressLink(c, err); refused {
+		return nil, "", true, rerr
+	}
+	if err != nil {
+		return nil, "", true, fmt.Errorf("%s link: %w", purpose, err)
+	}
+	return u, addr, false, nil
+}
+
+// addressLinkUsed answers a link mailed to an address, used: to its
+// account's own session the account page says what changed (flash), to
+// anyone else notice does.
+func (s *Server) addressLinkUsed(c *fiber.Ctx, u *model.User, flash string, notice account.Notice) error {
+	if cur := auth.CurrentUser(c); cur != nil && cur.ID == u.ID {
+		s.setFlash(c, layout.FlashSuccess, flash)
+		return redirect(c, "/account")
+	}
+	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, notice.Title), notice))
 }
 
 // refuseAddressLink answers a link mailed to an address (a reply
@@ -693,15 +717,14 @@ func (s *Server) refuseAddressLink(c *fiber.Ctx, err error) (bool, error) {
 // address: which account asks, and a button that agrees. (Opening the
 // link alone changes nothing: mail scanners open every link.)
 func (s *Server) replyToForm(c *fiber.Ctx) error {
-	u, addr, err := s.accounts.CheckAddressToken(c.UserContext(), model.TokenConfirmReplyTo, c.Params("token"))
-	if refused, rerr := s.refuseAddressLink(c, err); refused {
-		return rerr
+	u, addr, done, err := s.addressLink(c, model.TokenConfirmReplyTo)
+	if done {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("reply address link: %w", err)
-	}
-	return render(c, fiber.StatusOK, account.ReplyToPage(s.page(c, "Confirm where replies go"), account.ReplyToView{
-		Account: u.Email, Address: addr, Action: "/account/reply-to/" + c.Params("token"),
+	return render(c, fiber.StatusOK, account.AgreePage(s.page(c, "Confirm where replies go"), account.AgreeView{
+		Name: "reply-to", Account: u.Email, Asks: "that its clients' replies to its mailings come to", Address: addr, After: ".",
+		Agree: "Yes, send the replies here", Otherwise: "If you do not know about it, close this page: no replies will come to this address.",
+		Action: "/account/reply-to/" + c.Params("token"),
 	}))
 }
 
@@ -715,14 +738,8 @@ func (s *Server) confirmReplyTo(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("confirm reply address: %w", err)
 	}
-	if cur := auth.CurrentUser(c); cur != nil && cur.ID == u.ID {
-		s.setFlash(c, layout.FlashSuccess, "Replies to your mailings now go to "+addr+".")
-		return redirect(c, "/account")
-	}
-	return render(c, fiber.StatusOK, account.NoticePage(s.page(c, "Address confirmed"), account.Notice{
-		Title: "Address confirmed",
-		Text:  "Replies to the mailings of the account " + u.Email + " now come to " + addr + ".",
-	}))
+	return s.addressLinkUsed(c, u, "Replies to your mailings now go to "+addr+".", account.Notice{Title: "Address confirmed",
+		Text: "Replies to the mailings of the account " + u.Email + " now come to " + addr + "."})
 }
 
 func (s *Server) changePassword(c *fiber.Ctx) error {
@@ -767,8 +784,7 @@ func (s *Server) newPassword(c *fiber.Ctx, u *model.User, f form.ChangePassword)
 	if guessed {
 		wait, err := s.takeGuess(c, u.Email)
 		if err != nil || wait > 0 {
-			return fiber.StatusTooManyRequests, form.FieldErr("current_password",
-				fmt.Sprintf("Too many wrong passwords. Please wait %s and try again.", minutes(wait))), err
+			return fiber.StatusTooManyRequests, form.FieldErr("current_password", tooManyGuesses(wait)), err
 		}
 	}
 	err := s.accounts.ChangePassword(c.UserContext(), u, f.Current, f.Password)

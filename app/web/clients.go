@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -237,23 +238,22 @@ func (s *Server) updateClient(c *fiber.Ctx) error {
 		}
 		return render(c, fiber.StatusUnprocessableEntity, clients.EditPage(s.page(c, "Edit client"), cf))
 	}
-	done := "Client saved."
+	// The new address had unsubscribed (from a client since deleted): said,
+	// in the row too, whose mark would change without a word.
+	var unsubscribed string
 	if wasSubscribed && r.UnsubscribedAt != nil {
-		// The new address had unsubscribed (from a client since deleted).
-		done = "Client saved, unsubscribed: " + r.Email + " unsubscribed from your mailings on " +
+		unsubscribed = "Client saved, unsubscribed: " + r.Email + " unsubscribed from your mailings on " +
 			formatDate(*r.UnsubscribedAt, u.TimeZone) + ", and gets none unless it subscribes again from the link in a mail."
 	}
 	if isHTMX(c) {
-		if done != "Client saved." { // the row's mark would change without a word
-			trigger, err := json.Marshal(map[string]string{component.Flash: done})
-			if err != nil {
+		if unsubscribed != "" {
+			if err := trigger(c, map[string]string{component.Flash: unsubscribed}); err != nil {
 				return err
 			}
-			c.Set("HX-Trigger", string(trigger))
 		}
 		return render(c, fiber.StatusOK, clients.RowView(clientRow(r, u), false))
 	}
-	s.setFlash(c, layout.FlashSuccess, done)
+	s.setFlash(c, layout.FlashSuccess, cmp.Or(unsubscribed, "Client saved."))
 	return redirect(c, clients.URL(r.ID))
 }
 
@@ -288,12 +288,21 @@ func (s *Server) deleteOwned(c *fiber.Ctx, del func(ctx context.Context, ownerID
 // after the last row), and the page says done, as a page loaded after a
 // plain form's delete does (the row went without a word).
 func rowRemoved(c *fiber.Ctx, done string) error {
-	trigger, err := json.Marshal(map[string]string{component.ListChanged: "", component.Flash: done})
+	if err := trigger(c, map[string]string{component.ListChanged: "", component.Flash: done}); err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusOK).SendString("")
+}
+
+// trigger has htmx fire the page's events (by name, with their values)
+// once the answer is swapped in.
+func trigger(c *fiber.Ctx, events map[string]string) error {
+	b, err := json.Marshal(events)
 	if err != nil {
 		return err
 	}
-	c.Set("HX-Trigger", string(trigger))
-	return c.Status(fiber.StatusOK).SendString("")
+	c.Set("HX-Trigger", string(b))
+	return nil
 }
 
 // exportClients streams the owner's clients as CSV, batch by batch.
